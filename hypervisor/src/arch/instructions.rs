@@ -1,0 +1,110 @@
+//! Thin wrappers over privileged instructions the hypervisor uses.
+
+use core::arch::asm;
+
+/// Reads a model-specific register.
+///
+/// # Safety
+/// `msr` must exist on this CPU (else #GP, which the hypervisor treats as fatal).
+#[inline]
+pub unsafe fn rdmsr(msr: u32) -> u64 {
+    let (low, high): (u32, u32);
+    // SAFETY: the caller guarantees the MSR exists; RDMSR has no other effect.
+    unsafe { asm!("rdmsr", in("ecx") msr, out("eax") low, out("edx") high, options(nomem, nostack, preserves_flags)) };
+    (u64::from(high) << 32) | u64::from(low)
+}
+
+/// Writes a model-specific register.
+///
+/// # Safety
+/// `msr` must exist and `value` must be valid for it; the write may change
+/// CPU behaviour the caller must be prepared for.
+#[inline]
+pub unsafe fn wrmsr(msr: u32, value: u64) {
+    // SAFETY: delegated to the caller as documented.
+    unsafe {
+        asm!("wrmsr", in("ecx") msr, in("eax") value as u32, in("edx") (value >> 32) as u32, options(nomem, nostack, preserves_flags))
+    };
+}
+
+/// Writes one byte to an I/O port.
+///
+/// # Safety
+/// The port write must not break hardware the hypervisor relies on.
+#[inline]
+pub unsafe fn outb(port: u16, value: u8) {
+    // SAFETY: delegated to the caller as documented.
+    unsafe { asm!("out dx, al", in("dx") port, in("al") value, options(nomem, nostack, preserves_flags)) };
+}
+
+/// Reads one byte from an I/O port.
+///
+/// # Safety
+/// Reading the port must not have side effects the caller is unprepared for.
+#[inline]
+pub unsafe fn inb(port: u16) -> u8 {
+    let value: u8;
+    // SAFETY: delegated to the caller as documented.
+    unsafe { asm!("in al, dx", in("dx") port, out("al") value, options(nomem, nostack, preserves_flags)) };
+    value
+}
+
+/// Writes a doubleword to an I/O port.
+///
+/// # Safety
+/// As for [`outb`].
+#[inline]
+pub unsafe fn outl(port: u16, value: u32) {
+    // SAFETY: delegated to the caller as documented.
+    unsafe { asm!("out dx, eax", in("dx") port, in("eax") value, options(nomem, nostack, preserves_flags)) };
+}
+
+pub fn read_cr0() -> u64 {
+    let value;
+    // SAFETY: reading CR0 has no side effects in ring 0.
+    unsafe { asm!("mov {}, cr0", out(reg) value, options(nomem, nostack, preserves_flags)) };
+    value
+}
+
+pub fn read_cr2() -> u64 {
+    let value;
+    // SAFETY: reading CR2 has no side effects in ring 0.
+    unsafe { asm!("mov {}, cr2", out(reg) value, options(nomem, nostack, preserves_flags)) };
+    value
+}
+
+pub fn read_cr3() -> u64 {
+    let value;
+    // SAFETY: reading CR3 has no side effects in ring 0.
+    unsafe { asm!("mov {}, cr3", out(reg) value, options(nomem, nostack, preserves_flags)) };
+    value
+}
+
+pub fn read_cr4() -> u64 {
+    let value;
+    // SAFETY: reading CR4 has no side effects in ring 0.
+    unsafe { asm!("mov {}, cr4", out(reg) value, options(nomem, nostack, preserves_flags)) };
+    value
+}
+
+/// # Safety
+/// `value` must be a valid CR0 for the running hypervisor (paging stays on).
+pub unsafe fn write_cr0(value: u64) {
+    // SAFETY: delegated to the caller as documented.
+    unsafe { asm!("mov cr0, {}", in(reg) value, options(nostack, preserves_flags)) };
+}
+
+/// # Safety
+/// `value` must be a valid CR4 for the running hypervisor (PAE stays on).
+pub unsafe fn write_cr4(value: u64) {
+    // SAFETY: delegated to the caller as documented.
+    unsafe { asm!("mov cr4, {}", in(reg) value, options(nostack, preserves_flags)) };
+}
+
+/// Stops this CPU for good.
+pub fn halt_forever() -> ! {
+    loop {
+        // SAFETY: disabling interrupts and halting only stops this CPU.
+        unsafe { asm!("cli", "hlt", options(nomem, nostack)) };
+    }
+}

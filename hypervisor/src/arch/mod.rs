@@ -1,0 +1,23 @@
+//! The hardware-facing pieces of the x86-64 host: boot entry, descriptor
+//! tables, exception reporting, port I/O and MSR access.
+
+pub mod gdt;
+pub mod idt;
+pub mod instructions;
+
+core::arch::global_asm!(include_str!("boot.s"));
+
+/// Where the host's descriptor tables live, for the VMCS host-state area.
+#[derive(Clone, Copy)]
+pub struct HostTables {
+    pub gdt_base: u64,
+    pub tss_base: u64,
+    pub idt_base: u64,
+}
+
+/// Loads the GDT, TSS and IDT on the boot CPU.
+pub fn init() -> HostTables {
+    let descriptors = gdt::init();
+    let idt = idt::init();
+    HostTables { gdt_base: descriptors.gdt_base, tss_base: descriptors.tss_base, idt_base: idt.base }
+}

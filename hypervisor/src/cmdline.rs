@@ -1,0 +1,124 @@
+//! The hypervisor command line (from the multiboot2 command-line tag):
+//! space-separated `key=value` options. Unknown options are reported, not
+//! fatal, so an old bootloader entry still boots.
+
+use log::LevelFilter;
+
+/// What the built-in guest does in this boot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GuestMode {
+    /// Exercise every exit class and check the results.
+    Selftest,
+    /// Time exit round trips and print `exit-cost` lines.
+    Bench,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    pub log_level: LevelFilter,
+    pub guest: GuestMode,
+    /// Stop the emulator (QEMU debug-exit / Bochs shutdown port) at the end.
+    pub exit_emulator: bool,
+    pub bench_iterations: u32,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            log_level: LevelFilter::Info,
+            guest: GuestMode::Selftest,
+            exit_emulator: false,
+            bench_iterations: 1000,
+        }
+    }
+}
+
+/// A problem with one option; the rest of the command line still applies.
+pub struct BadOption<'a> {
+    pub option: &'a str,
+    pub reason: &'static str,
+}
+
+/// Parses `cmdline`, calling `report` for every option it cannot use.
+pub fn parse<'a>(cmdline: &'a str, mut report: impl FnMut(BadOption<'a>)) -> Options {
+    let mut options = Options::default();
+    for option in cmdline.split_ascii_whitespace() {
+        let (key, value) = option.split_once('=').unwrap_or((option, ""));
+        let result = match key {
+            "log" => parse_level(value).map(|level| options.log_level = level),
+            "guest" => match value {
+                "selftest" => Ok(options.guest = GuestMode::Selftest),
+                "bench" => Ok(options.guest = GuestMode::Bench),
+                _ => Err("expected selftest or bench"),
+            },
+            "exit" => match value {
+                "emulator" => Ok(options.exit_emulator = true),
+                "halt" => Ok(options.exit_emulator = false),
+                _ => Err("expected emulator or halt"),
+            },
+            "bench-iterations" => match value.parse::<u32>() {
+                Ok(n) if (1..=1_000_000).contains(&n) => Ok(options.bench_iterations = n),
+                _ => Err("expected a number from 1 to 1000000"),
+            },
+            _ => Err("unknown option"),
+        };
+        if let Err(reason) = result {
+            report(BadOption { option, reason });
+        }
+    }
+    options
+}
+
+fn parse_level(value: &str) -> Result<LevelFilter, &'static str> {
+    match value {
+        "off" => Ok(LevelFilter::Off),
+        "error" => Ok(LevelFilter::Error),
+        "warn" => Ok(LevelFilter::Warn),
+        "info" => Ok(LevelFilter::Info),
+        "debug" => Ok(LevelFilter::Debug),
+        "trace" => Ok(LevelFilter::Trace),
+        _ => Err("expected off, error, warn, info, debug or trace"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_collecting(cmdline: &str) -> (Options, Vec<(String, &'static str)>) {
+        let mut bad = Vec::new();
+        let options = parse(cmdline, |option| bad.push((option.option.to_string(), option.reason)));
+        (options, bad)
+    }
+
+    #[test]
+    fn empty_command_line_gives_defaults() {
+        let (options, bad) = parse_collecting("");
+        assert!(bad.is_empty());
+        assert_eq!(options.guest, GuestMode::Selftest);
+        assert_eq!(options.log_level, LevelFilter::Info);
+        assert!(!options.exit_emulator);
+        assert_eq!(options.bench_iterations, 1000);
+    }
+
+    #[test]
+    fn every_option_is_understood() {
+        let (options, bad) = parse_collecting("log=debug guest=bench exit=emulator bench-iterations=50");
+        assert!(bad.is_empty());
+        assert_eq!(options.log_level, LevelFilter::Debug);
+        assert_eq!(options.guest, GuestMode::Bench);
+        assert!(options.exit_emulator);
+        assert_eq!(options.bench_iterations, 50);
+    }
+
+    #[test]
+    fn bad_options_are_reported_and_the_rest_still_applies() {
+        let (options, bad) = parse_collecting("log=loud bogus guest=bench bench-iterations=0 exit=");
+        assert_eq!(options.guest, GuestMode::Bench);
+        assert_eq!(options.log_level, LevelFilter::Info);
+        assert_eq!(options.bench_iterations, 1000);
+        let names: Vec<&str> = bad.iter().map(|(option, _)| option.as_str()).collect();
+        assert_eq!(names, ["log=loud", "bogus", "bench-iterations=0", "exit="]);
+        assert_eq!(bad[1].1, "unknown option");
+    }
+}

@@ -1,0 +1,7 @@
+//! Host-testable logic of the Keel hypervisor binary: the binary's own
+//! modules (see `main.rs`) touch the hardware and call into these.
+#![cfg_attr(not(test), no_std)]
+
+pub mod cmdline;
+pub mod console_line;
+pub mod cpuid_policy;

@@ -1,0 +1,78 @@
+//! Keel: a Type-1 hypervisor for Intel VMX. GRUB loads this image with
+//! multiboot2; `arch/boot.s` switches to long mode and calls [`keel_main`].
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+mod arch;
+mod console;
+mod domain;
+mod exits;
+mod memory;
+mod platform;
+mod selftest;
+mod vcpu;
+mod vmx;
+
+use keel_hypervisor::cmdline::{self, Options};
+use multiboot2::{BootInformation, BootInformationHeader};
+use platform::Outcome;
+
+const MULTIBOOT2_BOOTLOADER_MAGIC: u32 = 0x36d7_6289;
+
+#[no_mangle]
+extern "C" fn keel_main(boot_info_addr: u32, magic: u32) -> ! {
+    console::init(log::LevelFilter::Info);
+    log::info!("Keel hypervisor {} starting", env!("CARGO_PKG_VERSION"));
+    if magic != MULTIBOOT2_BOOTLOADER_MAGIC {
+        log::error!("not loaded by a multiboot2 bootloader (magic {magic:#x}); stopping");
+        platform::stop(Outcome::Failure);
+    }
+    // SAFETY: the magic says a multiboot2 loader passed this address; the
+    // crate validates the header (size, alignment) before using it.
+    let boot_info = match unsafe { BootInformation::load(boot_info_addr as usize as *const BootInformationHeader) } {
+        Ok(info) => info,
+        Err(error) => {
+            log::error!("boot information unreadable: {error:?}; stopping");
+            platform::stop(Outcome::Failure);
+        }
+    };
+    let command_line = boot_info.command_line_tag().and_then(|tag| tag.cmdline().ok()).unwrap_or("");
+    let options: Options = cmdline::parse(command_line, |bad| {
+        log::warn!("ignoring command-line option `{}`: {}", bad.option, bad.reason)
+    });
+    platform::set_exit_emulator(options.exit_emulator);
+    log::set_max_level(options.log_level);
+    log::info!("command line: `{command_line}`");
+
+    let host_tables = arch::init();
+    match memory::init(&boot_info) {
+        Ok(free) => log::info!("memory: {} MiB free for guests and tables", free >> 20),
+        Err(error) => {
+            log::error!("memory setup failed: {error}; stopping");
+            platform::stop(Outcome::Failure);
+        }
+    }
+
+    let cpu = match vmx::enable(host_tables) {
+        Ok(cpu) => cpu,
+        Err(vmx::VmxError::NotSupported) => {
+            log::info!("VMX not supported by this CPU (CPUID.1:ECX.VMX = 0); nothing to run, stopping");
+            platform::stop(Outcome::Success);
+        }
+        Err(error) => {
+            log::error!("cannot enter VMX root mode: {error}; stopping");
+            platform::stop(Outcome::Failure);
+        }
+    };
+    log::info!("VMX root mode entered (VMCS revision {:#x})", cpu.revision_id());
+    let outcome = selftest::run(&cpu, &options);
+    platform::stop(outcome)
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo) -> ! {
+    console::write_fmt_emergency(format_args!("KEEL PANIC: {info}\n"));
+    platform::stop(Outcome::Failure)
+}

@@ -1,0 +1,201 @@
+//! Keel's built-in test guest and the scenarios that drive it: the boot
+//! self-test (every exit class, a contained memory fault, an unhandled exit)
+//! and the exit-cost benchmark.
+
+use keel_abi::cpuid::{signature_registers, HYPERVISOR_LEAF_BASE};
+use keel_abi::hypercall::{
+    BenchKind, ABI_VERSION, HC_BENCH_REPORT, HC_DOMAIN_STOP, HC_SELFTEST_DONE, HC_TIMER_TICKS, HC_VERSION,
+};
+use keel_abi::DEBUG_CONSOLE_PORT;
+use keel_guest_loader::long_mode::{long_mode_tables_size, setup_long_mode, LongModeLayout};
+use keel_memory::PAGE_SIZE_2M;
+
+use keel_hypervisor::cmdline::{GuestMode, Options};
+use crate::domain::Domain;
+use crate::exits::{run_until_stopped, StopReason};
+use crate::platform::Outcome;
+use crate::vcpu::LongModeEntry;
+use crate::vmx::{VmxCpu, VmxVcpu};
+
+/// Never mapped in a test domain (RAM ends far below), but inside the
+/// guest's own identity map, so touching it is an EPT violation.
+const UNMAPPED_GPA: u64 = 0x3000_0000;
+
+core::arch::global_asm!(
+    include_str!("guest.s"),
+    CPUID_HV_LEAF = const HYPERVISOR_LEAF_BASE,
+    SIG_EBX = const signature_registers()[0],
+    SIG_ECX = const signature_registers()[1],
+    SIG_EDX = const signature_registers()[2],
+    DEBUG_PORT = const DEBUG_CONSOLE_PORT,
+    HC_VERSION = const HC_VERSION,
+    ABI_VERSION = const ABI_VERSION,
+    HC_TIMER_TICKS = const HC_TIMER_TICKS,
+    HC_SELFTEST_DONE = const HC_SELFTEST_DONE,
+    HC_DOMAIN_STOP = const HC_DOMAIN_STOP,
+    HC_BENCH_REPORT = const HC_BENCH_REPORT,
+    BENCH_CPUID = const BenchKind::Cpuid as u64,
+    BENCH_VMCALL = const BenchKind::Vmcall as u64,
+    BENCH_IO = const BenchKind::Io as u64,
+    UNMAPPED_GPA = const UNMAPPED_GPA,
+);
+
+extern "C" {
+    static test_guest_start: u8;
+    static test_guest_end: u8;
+}
+
+/// Guest-physical layout of a test domain.
+const RAM_SIZE: u64 = 2 * PAGE_SIZE_2M;
+const GDT_GPA: u64 = 0x800;
+const PAGE_TABLES_GPA: u64 = 0x1000;
+const CODE_GPA: u64 = 0x10_0000;
+const STACK_TOP_GPA: u64 = 0x8_0000;
+const IDENTITY_MAP_BYTES: u64 = 1 << 30;
+
+#[derive(Clone, Copy)]
+#[repr(u64)]
+enum GuestProgram {
+    Selftest = 0,
+    Bench = 1,
+    UnhandledExit = 2,
+}
+
+/// How a test domain ended.
+struct DomainResult {
+    stop: StopReason,
+    selftest_report: Option<u64>,
+}
+
+/// Runs the scenario the command line asks for.
+pub fn run(cpu: &VmxCpu, options: &Options) -> Outcome {
+    match options.guest {
+        GuestMode::Selftest => selftest(cpu),
+        GuestMode::Bench => bench(cpu, options.bench_iterations),
+    }
+}
+
+fn selftest(cpu: &VmxCpu) -> Outcome {
+    let first = run_test_domain(cpu, 1, GuestProgram::Selftest, 0);
+    let second = run_test_domain(cpu, 2, GuestProgram::UnhandledExit, 0);
+    let verdict = match (first, second) {
+        (Some(first), Some(second)) => judge(&first, &second),
+        _ => Err("a test domain could not be created"),
+    };
+    match verdict {
+        Ok(()) => {
+            log::info!("selftest passed");
+            Outcome::Success
+        }
+        Err(reason) => {
+            log::info!("selftest FAILED: {reason}");
+            Outcome::Failure
+        }
+    }
+}
+
+fn judge(first: &DomainResult, second: &DomainResult) -> Result<(), &'static str> {
+    match first.selftest_report {
+        Some(0) => {}
+        Some(_) => return Err("the guest reported a failed check"),
+        None => return Err("the guest never finished its checks"),
+    }
+    if !matches!(first.stop, StopReason::MemoryFault { fault, .. } if fault.gpa == UNMAPPED_GPA) {
+        return Err("domain 1 did not stop on its unmapped access");
+    }
+    if !matches!(second.stop, StopReason::Unhandled { .. }) {
+        return Err("domain 2 did not stop on its unhandled exit");
+    }
+    Ok(())
+}
+
+fn bench(cpu: &VmxCpu, iterations: u32) -> Outcome {
+    match run_test_domain(cpu, 1, GuestProgram::Bench, u64::from(iterations)) {
+        Some(DomainResult { stop: StopReason::Requested { status: 0 }, .. }) => {
+            log::info!("bench finished");
+            Outcome::Success
+        }
+        _ => {
+            log::info!("bench FAILED");
+            Outcome::Failure
+        }
+    }
+}
+
+/// Builds a domain around the test guest, runs it to its end, reports how
+/// it stopped and what it did, and tears it down.
+fn run_test_domain(cpu: &VmxCpu, id: u16, program: GuestProgram, argument: u64) -> Option<DomainResult> {
+    let mut domain = match Domain::new(id, RAM_SIZE) {
+        Ok(domain) => domain,
+        Err(error) => {
+            log::error!("domain {id}: {error}");
+            return None;
+        }
+    };
+    let entry = match load_test_guest(&mut domain, program, argument) {
+        Ok(entry) => entry,
+        Err(error) => {
+            log::error!("domain {id}: loading the test guest: {error}");
+            domain.destroy();
+            return None;
+        }
+    };
+    let mut vcpu = match VmxVcpu::new(cpu, &entry, domain.eptp(), id) {
+        Ok(vcpu) => vcpu,
+        Err(error) => {
+            log::error!("domain {id}: creating its vCPU: {error}");
+            domain.destroy();
+            return None;
+        }
+    };
+    log::info!("domain {id}: entering the test guest");
+    let stop = run_until_stopped(&mut domain, &mut vcpu);
+    log::info!("domain {id} stopped: {stop}");
+    let mut counts = alloc::string::String::new();
+    for (name, count) in vcpu.exit_counts() {
+        use core::fmt::Write;
+        let _ = write!(counts, " {name}={count}");
+    }
+    log::info!("domain {id} exits:{counts}");
+    let result = DomainResult { stop, selftest_report: domain.selftest_report };
+    vcpu.destroy();
+    domain.destroy();
+    Some(result)
+}
+
+fn load_test_guest(
+    domain: &mut Domain,
+    program: GuestProgram,
+    argument: u64,
+) -> Result<LongModeEntry, LoadTestGuestError> {
+    // SAFETY: both symbols come from guest.s and delimit the guest's bytes in .rodata.
+    let code = unsafe {
+        let start = &raw const test_guest_start;
+        let len = (&raw const test_guest_end as usize).saturating_sub(start as usize);
+        core::slice::from_raw_parts(start, len)
+    };
+    let ram = domain.ram_mut();
+    debug_assert!(long_mode_tables_size(IDENTITY_MAP_BYTES) <= CODE_GPA - PAGE_TABLES_GPA);
+    let state = setup_long_mode(
+        ram,
+        &LongModeLayout { page_tables_gpa: PAGE_TABLES_GPA, gdt_gpa: GDT_GPA, identity_map_bytes: IDENTITY_MAP_BYTES },
+    )
+    .map_err(LoadTestGuestError::LongMode)?;
+    let start = CODE_GPA as usize;
+    ram.get_mut(start..start + code.len()).ok_or(LoadTestGuestError::CodeTooLarge)?.copy_from_slice(code);
+    Ok(LongModeEntry { rip: CODE_GPA, rsp: STACK_TOP_GPA, rdi: program as u64, rsi: argument, state })
+}
+
+enum LoadTestGuestError {
+    LongMode(keel_guest_loader::LoadError),
+    CodeTooLarge,
+}
+
+impl core::fmt::Display for LoadTestGuestError {
+    fn fmt(&self, f: &mut core::fmt::Formatter) -> core::fmt::Result {
+        match self {
+            Self::LongMode(error) => write!(f, "{error}"),
+            Self::CodeTooLarge => f.write_str("the test guest does not fit its RAM"),
+        }
+    }
+}

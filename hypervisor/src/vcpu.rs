@@ -1,0 +1,103 @@
+//! The vendor-neutral vCPU interface: what domain logic and exit handlers
+//! see of a virtual CPU. The VMX backend (`vmx::VmxVcpu`) implements it; an
+//! AMD-V backend would decode its own exits into the same [`VcpuExit`].
+
+/// The guest's general-purpose registers that the CPU does not save on a VM
+/// exit. RSP lives in the VMCS; its slot keeps the layout `vmx/entry.s` uses.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GuestRegisters {
+    pub rax: u64,
+    pub rcx: u64,
+    pub rdx: u64,
+    pub rbx: u64,
+    pub unused_rsp: u64,
+    pub rbp: u64,
+    pub rsi: u64,
+    pub rdi: u64,
+    pub r8: u64,
+    pub r9: u64,
+    pub r10: u64,
+    pub r11: u64,
+    pub r12: u64,
+    pub r13: u64,
+    pub r14: u64,
+    pub r15: u64,
+}
+
+/// A port I/O instruction the guest executed (non-string form).
+#[derive(Clone, Copy, Debug)]
+pub struct PortAccess {
+    pub port: u16,
+    /// 1, 2 or 4 bytes.
+    pub size: u8,
+    pub write: bool,
+}
+
+/// What a guest did to an address the hypervisor has not mapped for it.
+#[derive(Clone, Copy, Debug)]
+pub struct MemoryFault {
+    pub gpa: u64,
+    pub read: bool,
+    pub write: bool,
+    pub fetch: bool,
+}
+
+impl MemoryFault {
+    pub fn access_name(&self) -> &'static str {
+        match (self.fetch, self.write) {
+            (true, _) => "fetch",
+            (false, true) => "write",
+            (false, false) => "read",
+        }
+    }
+}
+
+/// Why the guest stopped running, decoded from the vendor's exit format.
+#[derive(Clone, Copy, Debug)]
+pub enum VcpuExit {
+    Cpuid,
+    Port(PortAccess),
+    Hypercall,
+    Halt,
+    /// The vCPU's time slice (the VMX preemption timer) ran out.
+    TimerTick,
+    /// A host interrupt arrived while the guest ran.
+    HostInterrupt,
+    MemoryFault(MemoryFault),
+    /// An exit Keel does not handle; the domain is stopped.
+    Unhandled { reason: &'static str, number: u32, qualification: u64 },
+}
+
+/// The VM entry itself failed: the guest never ran.
+#[derive(Clone, Copy, Debug)]
+pub enum EntryError {
+    /// The VM-instruction error (VMfailValid) or VMfailInvalid, as text.
+    Instruction(keel_vmx::VmInstructionError),
+    NoCurrentVmcs,
+    /// The CPU checked the guest state and refused it (exit reason 33/34/41).
+    GuestState { reason: &'static str, qualification: u64 },
+}
+
+impl core::fmt::Display for EntryError {
+    fn fmt(&self, f: &mut core::fmt::Formatter) -> core::fmt::Result {
+        match self {
+            Self::Instruction(error) => write!(f, "{error}"),
+            Self::NoCurrentVmcs => f.write_str("VMfailInvalid (no current VMCS)"),
+            Self::GuestState { reason, qualification } => {
+                write!(f, "{reason} (qualification {qualification:#x})")
+            }
+        }
+    }
+}
+
+/// Where a 64-bit guest starts: the state the Linux 64-bit boot protocol
+/// (and Keel's built-in test guest) expects at entry.
+#[derive(Clone, Copy, Debug)]
+pub struct LongModeEntry {
+    pub rip: u64,
+    pub rsp: u64,
+    pub rdi: u64,
+    pub rsi: u64,
+    pub state: keel_guest_loader::long_mode::LongModeState,
+}

@@ -1,0 +1,126 @@
+//! The Intel VMX backend: turning VMX root operation on for this CPU and
+//! running vCPUs on VMCSs. Decoding and control arithmetic live in the
+//! `keel-vmx` library; this module is the part that touches the hardware.
+
+mod vcpu;
+mod vmcs;
+
+pub use vcpu::VmxVcpu;
+
+use keel_memory::{HostPhysAddr, PAGE_SIZE_4K};
+use keel_vmx::caps::{
+    cr_is_valid, fixed_cr, CapabilityMsrs, ControlError, EptVpidCaps, VmxAvailability, VmxBasic, VmxMisc, CR4_VMXE,
+};
+use keel_vmx::caps::FeatureControl;
+use keel_vmx::{instructions, msr, VmFail};
+
+use crate::arch::instructions::{rdmsr, read_cr0, read_cr4, wrmsr, write_cr0, write_cr4};
+use crate::arch::HostTables;
+use crate::memory;
+
+/// Why VMX root operation could not be entered. Each names the missing piece.
+#[derive(Debug)]
+pub enum VmxError {
+    NotSupported,
+    DisabledByFirmware,
+    MissingFeature(&'static str),
+    Controls(ControlError),
+    HostCr0Invalid(u64),
+    OutOfMemory,
+    Instruction(&'static str, VmFail),
+}
+
+impl core::fmt::Display for VmxError {
+    fn fmt(&self, f: &mut core::fmt::Formatter) -> core::fmt::Result {
+        match self {
+            Self::NotSupported => f.write_str("VMX not supported by this CPU (CPUID.1:ECX.VMX = 0)"),
+            Self::DisabledByFirmware => f.write_str("VMX disabled by firmware (IA32_FEATURE_CONTROL locked without VMX)"),
+            Self::MissingFeature(what) => write!(f, "VMX lacks a feature Keel needs: {what}"),
+            Self::Controls(error) => write!(f, "{error}"),
+            Self::HostCr0Invalid(cr0) => write!(f, "host CR0 {cr0:#x} violates the VMX fixed bits"),
+            Self::OutOfMemory => f.write_str("out of memory for VMX structures"),
+            Self::Instruction(name, VmFail::Invalid) => write!(f, "{name} failed (VMfailInvalid)"),
+            Self::Instruction(name, VmFail::Valid) => write!(f, "{name} failed (VMfailValid)"),
+        }
+    }
+}
+
+/// This CPU in VMX root operation, with the capabilities it reported.
+pub struct VmxCpu {
+    caps: CapabilityMsrs,
+    basic: VmxBasic,
+    misc: VmxMisc,
+    ept: EptVpidCaps,
+    host: HostTables,
+    _vmxon_region: HostPhysAddr,
+}
+
+impl VmxCpu {
+    pub fn revision_id(&self) -> u32 {
+        self.basic.revision_id
+    }
+
+    pub fn supports_1g_pages(&self) -> bool {
+        self.ept.pages_1g
+    }
+}
+
+fn has_vmx() -> bool {
+    raw_cpuid::CpuId::new().get_feature_info().is_some_and(|features| features.has_vmx())
+}
+
+/// Enters VMX root operation on the calling CPU.
+pub fn enable(host: HostTables) -> Result<VmxCpu, VmxError> {
+    if !has_vmx() {
+        return Err(VmxError::NotSupported);
+    }
+    // SAFETY: IA32_FEATURE_CONTROL exists on every CPU that reports VMX.
+    let feature_control = unsafe { rdmsr(msr::IA32_FEATURE_CONTROL) };
+    match FeatureControl::from_msr(feature_control).availability() {
+        VmxAvailability::Enabled => {}
+        VmxAvailability::DisabledByFirmware => return Err(VmxError::DisabledByFirmware),
+        VmxAvailability::CallerMayEnable => {
+            // SAFETY: the MSR is unlocked, so writing the lock bit with VMX
+            // outside SMX enabled is permitted and only affects VMX availability.
+            unsafe { wrmsr(msr::IA32_FEATURE_CONTROL, feature_control | FeatureControl::ENABLE_VALUE) };
+        }
+    }
+    // SAFETY: read_with only reads capability MSRs the CPU reports as present.
+    let caps = CapabilityMsrs::read_with(|index| unsafe { rdmsr(index) });
+    let basic = caps.vmx_basic();
+    let misc = caps.vmx_misc();
+    let ept = caps.ept_vpid();
+    if !(ept.page_walk_4 && ept.memtype_wb && ept.invept && ept.invept_single_context) {
+        return Err(VmxError::MissingFeature("EPT with 4-level walks, write-back tables and single-context INVEPT"));
+    }
+    if !(ept.invvpid && ept.invvpid_single_context) {
+        return Err(VmxError::MissingFeature("VPID with single-context INVVPID"));
+    }
+    vmcs::check_controls(&caps).map_err(VmxError::Controls)?;
+
+    // Firmware may leave bits VMX pins (CR0.NE, say) in another state.
+    let cr0 = fixed_cr(read_cr0(), caps.cr0_fixed0, caps.cr0_fixed1);
+    if !cr_is_valid(cr0, caps.cr0_fixed0, caps.cr0_fixed1) || cr0 & (1 << 31) == 0 {
+        return Err(VmxError::HostCr0Invalid(cr0));
+    }
+    // SAFETY: the fixed bits only add protection/numeric-error bits to a
+    // paged, protected-mode CR0; the hypervisor's mappings are unaffected.
+    unsafe { write_cr0(cr0) };
+    let cr4 = fixed_cr(read_cr4() | CR4_VMXE, caps.cr4_fixed0, caps.cr4_fixed1);
+    // SAFETY: the new CR4 only adds VMXE and bits VMX requires; paging state is unchanged.
+    unsafe { write_cr4(cr4) };
+
+    let region = allocate_vmx_region(basic.revision_id).ok_or(VmxError::OutOfMemory)?;
+    // SAFETY: CR4.VMXE is set, the region is a zeroed, page-aligned frame
+    // holding the revision id, and it stays allocated while VMX is on.
+    unsafe { instructions::vmxon(region.as_u64()) }.map_err(|fail| VmxError::Instruction("VMXON", fail))?;
+    Ok(VmxCpu { caps, basic, misc, ept, host, _vmxon_region: region })
+}
+
+/// A VMXON region or VMCS: one zeroed frame starting with the revision id.
+fn allocate_vmx_region(revision_id: u32) -> Option<HostPhysAddr> {
+    let frame = memory::allocate_zeroed(PAGE_SIZE_4K, PAGE_SIZE_4K)?;
+    // SAFETY: the frame was just allocated to us and is identity-mapped.
+    unsafe { (frame.as_u64() as *mut u32).write(revision_id & 0x7fff_ffff) };
+    Some(frame)
+}
