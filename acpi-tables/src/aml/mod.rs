@@ -1,0 +1,88 @@
+//! A minimal AML encoder (ACPI 6.5 §20.2): just enough to declare named data
+//! objects such as `Name(_S5_, Package(){5, 5, 0, 0})`, so the DSDT stays
+//! readable source rather than an opaque byte blob.
+
+mod data;
+mod name;
+mod pkg_length;
+
+use alloc::vec::Vec;
+use core::fmt;
+
+pub use data::DataObject;
+pub use name::encode_name_string;
+pub use pkg_length::encode_pkg_length;
+
+const NAME_OP: u8 = 0x08;
+
+/// Encodes `DefName`: binds `path` to `value` in the namespace.
+pub fn encode_name(path: &str, value: &DataObject<'_>, out: &mut Vec<u8>) -> Result<(), AmlError> {
+    out.push(NAME_OP);
+    encode_name_string(path, out)?;
+    value.encode(out)
+}
+
+/// Why a construct cannot be expressed in AML.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AmlError {
+    /// A name segment is empty, longer than four characters, or uses
+    /// characters other than `A-Z`, `0-9`, `_` (digits not first).
+    InvalidNameSegment,
+    /// MultiNamePath counts its segments in one byte.
+    TooManyNameSegments(usize),
+    /// AML strings are ASCII without embedded NULs.
+    InvalidStringByte(u8),
+    /// PkgLength cannot describe more than 2^28 - 1 bytes.
+    PackageTooLarge(usize),
+    /// Package counts its elements in one byte.
+    TooManyPackageElements(usize),
+}
+
+impl fmt::Display for AmlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::InvalidNameSegment => write!(f, "invalid AML name segment"),
+            Self::TooManyNameSegments(count) => {
+                write!(f, "name path has {count} segments, at most 255 allowed")
+            }
+            Self::InvalidStringByte(byte) => write!(f, "byte {byte:#x} not allowed in AML string"),
+            Self::PackageTooLarge(len) => write!(f, "{len}-byte package exceeds PkgLength range"),
+            Self::TooManyPackageElements(count) => {
+                write!(f, "package has {count} elements, at most 255 allowed")
+            }
+        }
+    }
+}
+
+impl core::error::Error for AmlError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn s5_package_with_root_path() {
+        let s5 = [
+            DataObject::Integer(5),
+            DataObject::Integer(5),
+            DataObject::Integer(0),
+            DataObject::Integer(0),
+        ];
+        let mut out = Vec::new();
+        encode_name("\\_S5_", &DataObject::Package(&s5), &mut out).unwrap();
+        // Hand-assembled per §20.2: NameOp, RootChar, NameSeg, PackageOp,
+        // PkgLength 8, NumElements 4, BytePrefix 5 twice, ZeroOp twice.
+        let expected = [
+            0x08, 0x5C, b'_', b'S', b'5', b'_', 0x12, 0x08, 0x04, 0x0A, 0x05, 0x0A, 0x05, 0x00,
+            0x00,
+        ];
+        assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn name_with_invalid_path_is_rejected() {
+        let mut out = Vec::new();
+        let error = encode_name("lower", &DataObject::Integer(1), &mut out);
+        assert_eq!(error, Err(AmlError::InvalidNameSegment));
+    }
+}

@@ -1,0 +1,188 @@
+//! What the hypervisor tells the generator about one guest's virtual platform.
+
+use core::ops::BitOr;
+
+/// Architectural default of the local APIC MMIO window.
+pub const DEFAULT_LOCAL_APIC_ADDRESS: u64 = 0xFEE0_0000;
+/// Conventional address of the first I/O APIC.
+pub const DEFAULT_IO_APIC_ADDRESS: u32 = 0xFEC0_0000;
+/// OEM ID stamped into every table (space-padded to six bytes as ACPI requires).
+pub const KEEL_OEM_ID: [u8; 6] = *b"KEEL  ";
+
+/// Everything needed to describe one guest's platform in ACPI.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GuestAcpiConfig<'a> {
+    /// One entry per virtual CPU, in boot order: its (x2)APIC id. The first
+    /// entry is the bootstrap processor.
+    pub cpus: &'a [u32],
+    pub local_apic_address: u64,
+    pub io_apic: Option<IoApicConfig>,
+    /// Extra ISA IRQ → GSI remappings. IRQ0 → GSI2 is added automatically
+    /// unless this list remaps IRQ0 itself.
+    pub isa_overrides: &'a [IsaOverride],
+    pub pm: PowerManagement,
+    /// Declares the ACPI hardware-reduced profile: Linux then ignores the PM1
+    /// blocks and the SCI and uses `pm.sleep_registers` to power off.
+    pub hw_reduced: bool,
+    pub boot_arch_flags: BootArchFlags,
+    pub oem_id: [u8; 6],
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IoApicConfig {
+    pub id: u8,
+    pub address: u32,
+    pub gsi_base: u32,
+}
+
+/// An MADT Interrupt Source Override: ISA `source_irq` is wired to `gsi`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IsaOverride {
+    pub source_irq: u8,
+    pub gsi: u32,
+    /// MPS INTI flags: polarity in bits 0-1, trigger mode in bits 2-3.
+    pub flags: u16,
+}
+
+impl IsaOverride {
+    pub const POLARITY_CONFORMING: u16 = 0b00;
+    pub const POLARITY_ACTIVE_HIGH: u16 = 0b01;
+    pub const POLARITY_ACTIVE_LOW: u16 = 0b11;
+    pub const TRIGGER_CONFORMING: u16 = 0b00 << 2;
+    pub const TRIGGER_EDGE: u16 = 0b01 << 2;
+    pub const TRIGGER_LEVEL: u16 = 0b11 << 2;
+    /// Bits the ACPI spec leaves reserved (must be zero).
+    pub(crate) const RESERVED_FLAG_BITS: u16 = !0b1111;
+
+    /// The PIT is wired to I/O APIC pin 2 on every PC since the APIC era; Linux
+    /// relies on this override to find its timer interrupt.
+    pub const TIMER: Self = Self {
+        source_irq: 0,
+        gsi: 2,
+        flags: Self::POLARITY_CONFORMING | Self::TRIGGER_CONFORMING,
+    };
+}
+
+/// Fixed-hardware power management registers, all in I/O port space.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PowerManagement {
+    /// Base port of the 4-byte PM1a event block (status word, then enable word).
+    pub pm1a_event_block: u16,
+    /// Port of the 2-byte PM1a control register (SCI_EN, SLP_TYP, SLP_EN).
+    pub pm1a_control_block: u16,
+    /// Port of the 4-byte, 24-bit ACPI PM timer, if the guest gets one.
+    pub pm_timer_block: Option<u16>,
+    pub sci_irq: u16,
+    pub reset_register: ResetRegister,
+    /// Hardware-reduced sleep control/status registers (FADT SLEEP_CONTROL_REG
+    /// and SLEEP_STATUS_REG); only meaningful with `hw_reduced`.
+    pub sleep_registers: Option<SleepRegisters>,
+}
+
+/// The I/O port the guest writes `value` to in order to reset the machine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResetRegister {
+    pub port: u16,
+    pub value: u8,
+}
+
+impl ResetRegister {
+    /// PCI Reset Control Register: 0x06 requests a hard (cold) reset.
+    pub const PCI_RESET_CONTROL: Self = Self {
+        port: 0xCF9,
+        value: 0x06,
+    };
+}
+
+/// One-byte hardware-reduced sleep registers, each an I/O port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SleepRegisters {
+    pub control_port: u16,
+    pub status_port: u16,
+}
+
+/// FADT IAPC_BOOT_ARCH: which legacy PC devices the guest may assume exist.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BootArchFlags(u16);
+
+impl BootArchFlags {
+    pub const LEGACY_DEVICES: Self = Self(1 << 0);
+    /// Without this bit Linux skips probing the i8042 keyboard controller.
+    pub const I8042_PRESENT: Self = Self(1 << 1);
+    pub const VGA_NOT_PRESENT: Self = Self(1 << 2);
+    pub const MSI_NOT_SUPPORTED: Self = Self(1 << 3);
+    pub const PCIE_ASPM_CONTROLS: Self = Self(1 << 4);
+    /// Stops Linux registering the rtc_cmos device on ports 0x70/0x71.
+    pub const CMOS_RTC_NOT_PRESENT: Self = Self(1 << 5);
+
+    /// Keel emulates neither VGA nor a CMOS RTC nor (yet) an i8042.
+    pub const KEEL_DEFAULT: Self = Self(Self::VGA_NOT_PRESENT.0 | Self::CMOS_RTC_NOT_PRESENT.0);
+
+    pub const fn empty() -> Self {
+        Self(0)
+    }
+
+    pub const fn bits(self) -> u16 {
+        self.0
+    }
+
+    pub const fn contains(self, other: Self) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    pub const fn union(self, other: Self) -> Self {
+        Self(self.0 | other.0)
+    }
+
+    /// Sets or clears `I8042_PRESENT`, for when the keyboard controller is emulated.
+    pub const fn with_i8042(self, present: bool) -> Self {
+        if present {
+            Self(self.0 | Self::I8042_PRESENT.0)
+        } else {
+            Self(self.0 & !Self::I8042_PRESENT.0)
+        }
+    }
+}
+
+impl BitOr for BootArchFlags {
+    type Output = Self;
+
+    fn bitor(self, rhs: Self) -> Self {
+        self.union(rhs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keel_default_hides_vga_rtc_and_i8042() {
+        let flags = BootArchFlags::KEEL_DEFAULT;
+        assert!(flags.contains(BootArchFlags::VGA_NOT_PRESENT));
+        assert!(flags.contains(BootArchFlags::CMOS_RTC_NOT_PRESENT));
+        assert!(!flags.contains(BootArchFlags::I8042_PRESENT));
+        assert_eq!(flags.bits(), 0b10_0100);
+    }
+
+    #[test]
+    fn i8042_flag_toggles_only_its_bit() {
+        let with = BootArchFlags::KEEL_DEFAULT.with_i8042(true);
+        assert_eq!(with.bits(), 0b10_0110);
+        assert_eq!(with.with_i8042(false), BootArchFlags::KEEL_DEFAULT);
+    }
+
+    #[test]
+    fn bitor_unions_flags() {
+        let flags = BootArchFlags::LEGACY_DEVICES | BootArchFlags::MSI_NOT_SUPPORTED;
+        assert_eq!(flags.bits(), 0b1001);
+        assert_eq!(BootArchFlags::empty().bits(), 0);
+    }
+
+    #[test]
+    fn timer_override_routes_irq0_to_gsi2() {
+        assert_eq!(IsaOverride::TIMER.source_irq, 0);
+        assert_eq!(IsaOverride::TIMER.gsi, 2);
+        assert_eq!(IsaOverride::TIMER.flags, 0);
+    }
+}

@@ -1,0 +1,122 @@
+//! A boot test: which machine boots Keel with which command line, and what
+//! the serial log must (and must not) show.
+
+use std::time::Duration;
+
+use crate::machine::Machine;
+use crate::marker::Marker;
+
+/// When a run may stop before its time-out.
+#[derive(Debug, Clone)]
+pub enum Finish {
+    /// As soon as this marker appears; it must also come after every
+    /// expected marker for the test to pass.
+    OnMarker(Marker),
+    /// When the emulator exits on its own (Keel stops it with `exit=emulator`).
+    OnEmulatorExit,
+}
+
+#[derive(Debug, Clone)]
+pub struct TestCase {
+    pub name: &'static str,
+    pub machine: Machine,
+    /// The hypervisor command line (after the kernel path in grub.cfg).
+    pub cmdline: &'static str,
+    pub timeout: Duration,
+    /// Markers that must appear, in this order.
+    pub expected: Vec<Marker>,
+    /// Markers that fail the test wherever they appear.
+    pub forbidden: Vec<Marker>,
+    pub finish: Finish,
+    /// Required process exit status. Only meaningful for QEMU: Bochs always
+    /// exits with 1, so Bochs tests are judged by the log alone.
+    pub expected_exit_status: Option<i32>,
+}
+
+impl TestCase {
+    pub fn new(
+        name: &'static str,
+        machine: Machine,
+        cmdline: &'static str,
+        timeout: Duration,
+    ) -> Self {
+        TestCase {
+            name,
+            machine,
+            cmdline,
+            timeout,
+            expected: Vec::new(),
+            forbidden: Vec::new(),
+            finish: Finish::OnEmulatorExit,
+            expected_exit_status: None,
+        }
+    }
+
+    pub fn expect_text(mut self, text: &str) -> Self {
+        self.expected.push(Marker::text(text));
+        self
+    }
+
+    pub fn expect_regex(mut self, pattern: &str) -> Self {
+        self.expected.push(Marker::regex(pattern));
+        self
+    }
+
+    pub fn forbid_text(mut self, text: &str) -> Self {
+        self.forbidden.push(Marker::text(text));
+        self
+    }
+
+    pub fn finish_on_text(mut self, text: &str) -> Self {
+        self.finish = Finish::OnMarker(Marker::text(text));
+        self
+    }
+
+    pub fn expect_exit_status(mut self, status: i32) -> Self {
+        self.expected_exit_status = Some(status);
+        self
+    }
+
+    /// Every marker the log must show in order: the expected ones, then the
+    /// finish marker.
+    pub fn ordered_markers(&self) -> Vec<Marker> {
+        let mut markers = self.expected.clone();
+        if let Finish::OnMarker(finish) = &self.finish {
+            markers.push(finish.clone());
+        }
+        markers
+    }
+
+    pub fn finish_marker(&self) -> Option<&Marker> {
+        match &self.finish {
+            Finish::OnMarker(marker) => Some(marker),
+            Finish::OnEmulatorExit => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finish_marker_is_checked_after_the_expected_ones() {
+        let case = TestCase::new("t", Machine::qemu_tcg(), "", Duration::from_secs(1))
+            .expect_text("first")
+            .finish_on_text("last");
+        let rendered: Vec<String> = case
+            .ordered_markers()
+            .iter()
+            .map(|m| m.to_string())
+            .collect();
+        assert_eq!(rendered, ["\"first\"", "\"last\""]);
+    }
+
+    #[test]
+    fn emulator_exit_finish_adds_no_marker() {
+        let case =
+            TestCase::new("t", Machine::qemu_tcg(), "", Duration::from_secs(1)).expect_text("only");
+        assert_eq!(case.ordered_markers().len(), 1);
+        assert!(case.finish_marker().is_none());
+    }
+}

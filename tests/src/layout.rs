@@ -1,0 +1,113 @@
+//! Where build outputs, ISOs and run files live.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Result};
+
+/// The cargo target the hypervisor is built for.
+pub const HYPERVISOR_TARGET: &str = "x86_64-unknown-none";
+pub const HYPERVISOR_PACKAGE: &str = "keel-hypervisor";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    Release,
+    Debug,
+}
+
+impl Profile {
+    /// The directory cargo puts this profile's outputs in.
+    pub fn dir_name(self) -> &'static str {
+        match self {
+            Profile::Release => "release",
+            Profile::Debug => "debug",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Layout {
+    target_dir: PathBuf,
+}
+
+impl Layout {
+    pub fn new(target_dir: PathBuf) -> Self {
+        Layout { target_dir }
+    }
+
+    pub fn target_dir(&self) -> &Path {
+        &self.target_dir
+    }
+
+    pub fn hypervisor_elf(&self, profile: Profile) -> PathBuf {
+        self.target_dir
+            .join(HYPERVISOR_TARGET)
+            .join(profile.dir_name())
+            .join(HYPERVISOR_PACKAGE)
+    }
+
+    /// Everything xtask and the harness write: `target/keel`.
+    pub fn keel_dir(&self) -> PathBuf {
+        self.target_dir.join("keel")
+    }
+
+    pub fn iso(&self, name: &str) -> PathBuf {
+        self.keel_dir().join(format!("{name}.iso"))
+    }
+
+    pub fn iso_staging_dir(&self, name: &str) -> PathBuf {
+        self.keel_dir().join(format!("iso-{name}"))
+    }
+
+    /// Files of one boot test or benchmark run.
+    pub fn run_dir(&self, name: &str) -> PathBuf {
+        self.keel_dir().join("runs").join(name)
+    }
+
+    /// Files of an interactive `xtask run`.
+    pub fn interactive_run_dir(&self) -> PathBuf {
+        self.keel_dir().join("run")
+    }
+}
+
+/// ISO and run names become file names: keep them to a safe alphabet.
+pub fn check_artifact_name(name: &str) -> Result<()> {
+    let valid = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if !valid {
+        bail!("invalid name {name:?}: use lowercase letters, digits, '-' and '_'");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_follow_the_documented_layout() {
+        let layout = Layout::new(PathBuf::from("/w/target"));
+        assert_eq!(
+            layout.hypervisor_elf(Profile::Release),
+            Path::new("/w/target/x86_64-unknown-none/release/keel-hypervisor")
+        );
+        assert_eq!(
+            layout.iso("bochs-selftest"),
+            Path::new("/w/target/keel/bochs-selftest.iso")
+        );
+        assert_eq!(
+            layout.iso_staging_dir("x"),
+            Path::new("/w/target/keel/iso-x")
+        );
+        assert_eq!(layout.run_dir("x"), Path::new("/w/target/keel/runs/x"));
+    }
+
+    #[test]
+    fn names_that_would_escape_or_break_paths_are_rejected() {
+        assert!(check_artifact_name("bochs-selftest").is_ok());
+        for bad in ["", "../x", "a b", "A", "x/y"] {
+            assert!(check_artifact_name(bad).is_err(), "{bad:?}");
+        }
+    }
+}

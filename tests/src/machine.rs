@@ -1,0 +1,78 @@
+//! The emulated machine a run boots on.
+
+use std::fmt;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Machine {
+    /// Bochs: the emulator that implements VMX here (see shared/PLATFORM.md).
+    Bochs(BochsMachine),
+    Qemu(QemuMachine),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BochsMachine {
+    pub memory_mib: u32,
+    /// A Bochs `cpu: model=` name.
+    pub cpu_model: &'static str,
+    pub cpu_count: u32,
+}
+
+impl Default for BochsMachine {
+    fn default() -> Self {
+        BochsMachine {
+            memory_mib: 512,
+            cpu_model: "corei7_skylake_x",
+            cpu_count: 1,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QemuAccel {
+    /// Software emulation: boots Keel but offers no VMX.
+    Tcg,
+    /// Hardware virtualization with the host CPU (needs nested VMX).
+    Kvm,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QemuMachine {
+    pub accel: QemuAccel,
+    pub memory_mib: u32,
+}
+
+impl Machine {
+    pub fn bochs() -> Self {
+        Machine::Bochs(BochsMachine::default())
+    }
+
+    pub fn qemu_tcg() -> Self {
+        Machine::Qemu(QemuMachine {
+            accel: QemuAccel::Tcg,
+            memory_mib: 512,
+        })
+    }
+
+    pub fn qemu_kvm() -> Self {
+        Machine::Qemu(QemuMachine {
+            accel: QemuAccel::Kvm,
+            memory_mib: 512,
+        })
+    }
+}
+
+impl fmt::Display for Machine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Machine::Bochs(_) => f.write_str("Bochs"),
+            Machine::Qemu(QemuMachine {
+                accel: QemuAccel::Tcg,
+                ..
+            }) => f.write_str("QEMU (TCG)"),
+            Machine::Qemu(QemuMachine {
+                accel: QemuAccel::Kvm,
+                ..
+            }) => f.write_str("QEMU (KVM)"),
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! Human-readable failure reports.
+
+use std::fmt::Write;
+
+use crate::emulator::RunOutcome;
+use crate::verdict::Failure;
+
+pub const SERIAL_TAIL_LINES: usize = 40;
+pub const EMULATOR_TAIL_LINES: usize = 20;
+
+/// The last `count` lines of `text`.
+pub fn tail_lines(text: &str, count: usize) -> Vec<&str> {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(count)..].to_vec()
+}
+
+/// Why a test failed, with the end of both logs and where to find them.
+pub fn failure_report(failures: &[Failure], outcome: &RunOutcome) -> String {
+    let mut report = String::new();
+    for failure in failures {
+        let _ = writeln!(report, "  - {failure}");
+    }
+    if failures == [Failure::Interrupted] {
+        return report;
+    }
+    append_tail(
+        &mut report,
+        "serial log",
+        &outcome.serial_log,
+        SERIAL_TAIL_LINES,
+    );
+    append_tail(
+        &mut report,
+        "emulator log",
+        &outcome.emulator_log,
+        EMULATOR_TAIL_LINES,
+    );
+    let _ = writeln!(
+        report,
+        "  (all files of this run: {})",
+        outcome.run_dir.display()
+    );
+    report
+}
+
+fn append_tail(report: &mut String, title: &str, text: &str, count: usize) {
+    let tail = tail_lines(text, count);
+    if tail.is_empty() {
+        let _ = writeln!(report, "  --- {title}: empty ---");
+        return;
+    }
+    let _ = writeln!(report, "  --- last {} lines of the {title} ---", tail.len());
+    for line in tail {
+        let _ = writeln!(report, "  | {line}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::emulator::RunEnding;
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    #[test]
+    fn tail_keeps_the_last_lines_in_order() {
+        assert_eq!(tail_lines("a\nb\nc\n", 2), ["b", "c"]);
+        assert_eq!(tail_lines("a\nb", 5), ["a", "b"]);
+        assert!(tail_lines("", 3).is_empty());
+    }
+
+    #[test]
+    fn report_lists_failures_and_log_tails() {
+        let serial: String = (1..=50).map(|n| format!("line {n}\n")).collect();
+        let outcome = RunOutcome {
+            serial_log: serial,
+            emulator_log: String::new(),
+            exit_status: None,
+            ending: RunEnding::TimedOut,
+            elapsed: Duration::from_secs(3),
+            run_dir: PathBuf::from("/runs/t"),
+        };
+        let report = failure_report(&[Failure::TimedOut(Duration::from_secs(3))], &outcome);
+        assert!(report.starts_with(
+            "  - timed out after 3 s\n  --- last 40 lines of the serial log ---\n  | line 11\n"
+        ));
+        assert!(!report.contains("| line 10\n"));
+        assert!(report.contains("  --- emulator log: empty ---\n"));
+        assert!(report.ends_with("(all files of this run: /runs/t)\n"));
+    }
+}

@@ -1,0 +1,63 @@
+//! The cargo invocations xtask makes, with their output on the terminal.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use keel_boot_tests::layout::{HYPERVISOR_PACKAGE, HYPERVISOR_TARGET};
+use keel_boot_tests::Profile;
+
+use crate::say;
+use crate::workspace::Workspace;
+
+fn cargo(workspace: &Workspace) -> Command {
+    // The cargo that runs xtask, so the pinned toolchain is used.
+    let program = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
+    let mut command = Command::new(program);
+    command.current_dir(&workspace.root);
+    command
+}
+
+fn run_visible(mut command: Command, what: &str) -> Result<()> {
+    let status = command
+        .status()
+        .with_context(|| format!("cannot run cargo for {what}"))?;
+    if !status.success() {
+        bail!("{what} failed ({status})");
+    }
+    Ok(())
+}
+
+pub fn build_hypervisor(workspace: &Workspace, profile: Profile) -> Result<PathBuf> {
+    say!("building hypervisor ({} profile)", profile.dir_name());
+    let mut command = cargo(workspace);
+    command.args([
+        "build",
+        "-p",
+        HYPERVISOR_PACKAGE,
+        "--target",
+        HYPERVISOR_TARGET,
+    ]);
+    if profile == Profile::Release {
+        command.arg("--release");
+    }
+    run_visible(command, "building the hypervisor")?;
+    let elf = workspace.layout.hypervisor_elf(profile);
+    if !elf.is_file() {
+        bail!(
+            "cargo reported success but {} does not exist",
+            elf.display()
+        );
+    }
+    Ok(elf)
+}
+
+/// Unit tests of every crate, the hypervisor's host-testable library
+/// included (its no_std binary has `test = false`).
+pub fn test_host_crates(workspace: &Workspace) -> Result<()> {
+    say!("running host unit tests (cargo test --workspace)");
+    let mut command = cargo(workspace);
+    command.args(["test", "--workspace"]);
+    run_visible(command, "host unit tests")
+}

@@ -1,0 +1,138 @@
+//! `cargo xtask test`: host unit tests, then the boot tests.
+
+use std::sync::Mutex;
+
+use anyhow::{bail, Result};
+use keel_boot_tests::iso::build_iso;
+use keel_boot_tests::report::failure_report;
+use keel_boot_tests::runner::{run_parallel, CaseResult, Event, Job};
+use keel_boot_tests::{all_boot_tests, Profile, TestCase};
+
+use crate::commands::emulator_prerequisites;
+use crate::prerequisites::{self, Prerequisite};
+use crate::workspace::Workspace;
+use crate::{cargo, say};
+
+/// The machines have two cores, and each emulator keeps one busy.
+const PARALLEL_RUNS: usize = 2;
+
+pub fn run(workspace: &Workspace, filter: Option<&str>, no_host: bool) -> Result<()> {
+    if !no_host {
+        cargo::test_host_crates(workspace)?;
+    }
+    let cases = select(all_boot_tests(), filter);
+    if cases.is_empty() {
+        bail!(
+            "no boot test name contains {:?}",
+            filter.unwrap_or_default()
+        );
+    }
+    prerequisites::ensure(&needed_prerequisites(&cases))?;
+
+    let elf = cargo::build_hypervisor(workspace, Profile::Release)?;
+    say!("building {} ISO(s)", cases.len());
+    let mut jobs = Vec::with_capacity(cases.len());
+    for case in cases {
+        let iso = build_iso(&workspace.layout, &elf, case.name, case.cmdline)?;
+        jobs.push(Job { case, iso });
+    }
+
+    // One lock so a failure report is never interleaved with other output.
+    let output = Mutex::new(());
+    let results = run_parallel(&workspace.layout, &jobs, PARALLEL_RUNS, &|event| {
+        let _guard = output.lock();
+        print_event(event);
+    });
+
+    let passed = results
+        .iter()
+        .filter(|result| matches!(result, Some(Ok(result)) if result.passed()))
+        .count();
+    for (job, result) in jobs.iter().zip(&results) {
+        if result.is_none() {
+            println!("SKIP  {} (interrupted)", job.case.name);
+        }
+    }
+    let failed = results.len() - passed;
+    println!("boot tests: {passed} passed, {failed} failed");
+    if failed > 0 {
+        bail!("{failed} boot test(s) failed");
+    }
+    Ok(())
+}
+
+fn select(cases: Vec<TestCase>, filter: Option<&str>) -> Vec<TestCase> {
+    match filter {
+        Some(filter) => cases
+            .into_iter()
+            .filter(|case| case.name.contains(filter))
+            .collect(),
+        None => cases,
+    }
+}
+
+fn needed_prerequisites(cases: &[TestCase]) -> Vec<&'static [Prerequisite]> {
+    let mut groups: Vec<&'static [Prerequisite]> = vec![prerequisites::ISO_TOOLS];
+    for case in cases {
+        let group = emulator_prerequisites(&case.machine);
+        if !groups.contains(&group) {
+            groups.push(group);
+        }
+    }
+    groups
+}
+
+fn print_event(event: Event<'_>) {
+    match event {
+        Event::Started(case) => say!(
+            "booting {} in {} (timeout {} s)",
+            case.name,
+            case.machine,
+            case.timeout.as_secs()
+        ),
+        Event::Finished(case, Ok(result)) => print_result(case, result),
+        Event::Finished(case, Err(error)) => println!("FAIL  {}: {error:#}", case.name),
+    }
+}
+
+fn print_result(case: &TestCase, result: &CaseResult) {
+    let seconds = result.outcome.elapsed.as_secs_f64();
+    if result.passed() {
+        println!("PASS  {} ({seconds:.1} s)", case.name);
+    } else {
+        println!("FAIL  {} ({seconds:.1} s)", case.name);
+        print!("{}", failure_report(&result.failures, &result.outcome));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keel_boot_tests::Machine;
+    use std::time::Duration;
+
+    fn case(name: &'static str, machine: Machine) -> TestCase {
+        TestCase::new(name, machine, "", Duration::from_secs(1))
+    }
+
+    #[test]
+    fn filter_selects_by_substring() {
+        let cases = vec![
+            case("bochs-selftest", Machine::bochs()),
+            case("qemu-no-vmx", Machine::qemu_tcg()),
+        ];
+        let names: Vec<&str> = select(cases, Some("vmx")).iter().map(|c| c.name).collect();
+        assert_eq!(names, ["qemu-no-vmx"]);
+    }
+
+    #[test]
+    fn prerequisites_follow_the_selected_machines() {
+        let bochs_only =
+            needed_prerequisites(&[case("a", Machine::bochs()), case("b", Machine::bochs())]);
+        assert_eq!(bochs_only.len(), 2, "ISO tools and Bochs, Bochs once");
+        assert_eq!(bochs_only[1], prerequisites::BOCHS);
+        let both =
+            needed_prerequisites(&[case("a", Machine::bochs()), case("b", Machine::qemu_tcg())]);
+        assert_eq!(both.len(), 3);
+    }
+}
