@@ -7,7 +7,7 @@ use keel_abi::emulator::{qemu_status, QEMU_EXIT_SUCCESS};
 use crate::case::TestCase;
 use crate::machine::Machine;
 
-pub const BOOT_TESTS: &[fn() -> TestCase] = &[bochs_selftest, qemu_no_vmx];
+pub const BOOT_TESTS: &[fn() -> TestCase] = &[bochs_selftest, bochs_bench_guest, qemu_no_vmx];
 
 pub fn all_boot_tests() -> Vec<TestCase> {
     BOOT_TESTS.iter().map(|make| make()).collect()
@@ -47,6 +47,25 @@ fn bochs_selftest() -> TestCase {
     .expect_regex(r"keel: domain 2 stopped: unhandled exit")
     .finish_on_text("keel: selftest passed")
     .forbid_text("keel: selftest FAILED");
+    forbid_hypervisor_failures(case)
+}
+
+/// The benchmark guest reports a cost for every exit kind it times and
+/// stops itself cleanly (`cargo xtask bench exits` prints the figures).
+fn bochs_bench_guest() -> TestCase {
+    let case = TestCase::new(
+        "bochs-bench-guest",
+        Machine::bochs(),
+        "guest=bench exit=emulator bench-iterations=100",
+        Duration::from_secs(180),
+    )
+    .expect_text("keel: VMX root mode entered")
+    .expect_regex(r"^exit-cost cpuid [1-9][0-9]*$")
+    .expect_regex(r"^exit-cost vmcall [1-9][0-9]*$")
+    .expect_regex(r"^exit-cost io [1-9][0-9]*$")
+    .expect_text("keel: domain 1 stopped: guest requested stop (status 0)")
+    .finish_on_text("keel: bench finished")
+    .forbid_text("keel: bench FAILED");
     forbid_hypervisor_failures(case)
 }
 
