@@ -11,12 +11,17 @@ pub enum GuestMode {
     Selftest,
     /// Time exit round trips and print `exit-cost` lines.
     Bench,
+    /// Boot the Linux kernel from the `dom0-kernel` module as Dom0.
+    Dom0,
 }
 
 #[derive(Clone, Copy, Debug)]
 pub struct Options {
     pub log_level: LevelFilter,
-    pub guest: GuestMode,
+    /// `None`: Dom0 when a Dom0 kernel module is present, else the self-test.
+    pub guest: Option<GuestMode>,
+    /// Dom0's RAM in MiB.
+    pub dom0_mem_mib: u32,
     /// Stop the emulator (QEMU debug-exit / Bochs shutdown port) at the end.
     pub exit_emulator: bool,
     pub bench_iterations: u32,
@@ -26,7 +31,8 @@ impl Default for Options {
     fn default() -> Self {
         Self {
             log_level: LevelFilter::Info,
-            guest: GuestMode::Selftest,
+            guest: None,
+            dom0_mem_mib: 256,
             exit_emulator: false,
             bench_iterations: 1000,
         }
@@ -47,9 +53,14 @@ pub fn parse<'a>(cmdline: &'a str, mut report: impl FnMut(BadOption<'a>)) -> Opt
         let result = match key {
             "log" => parse_level(value).map(|level| options.log_level = level),
             "guest" => match value {
-                "selftest" => Ok(options.guest = GuestMode::Selftest),
-                "bench" => Ok(options.guest = GuestMode::Bench),
-                _ => Err("expected selftest or bench"),
+                "selftest" => Ok(options.guest = Some(GuestMode::Selftest)),
+                "bench" => Ok(options.guest = Some(GuestMode::Bench)),
+                "dom0" => Ok(options.guest = Some(GuestMode::Dom0)),
+                _ => Err("expected selftest, bench or dom0"),
+            },
+            "dom0-mem" => match value.parse::<u32>() {
+                Ok(mib) if (32..=3072).contains(&mib) && mib % 2 == 0 => Ok(options.dom0_mem_mib = mib),
+                _ => Err("expected an even number of MiB from 32 to 3072"),
             },
             "exit" => match value {
                 "emulator" => Ok(options.exit_emulator = true),
@@ -95,7 +106,8 @@ mod tests {
     fn empty_command_line_gives_defaults() {
         let (options, bad) = parse_collecting("");
         assert!(bad.is_empty());
-        assert_eq!(options.guest, GuestMode::Selftest);
+        assert_eq!(options.guest, None);
+        assert_eq!(options.dom0_mem_mib, 256);
         assert_eq!(options.log_level, LevelFilter::Info);
         assert!(!options.exit_emulator);
         assert_eq!(options.bench_iterations, 1000);
@@ -103,22 +115,24 @@ mod tests {
 
     #[test]
     fn every_option_is_understood() {
-        let (options, bad) = parse_collecting("log=debug guest=bench exit=emulator bench-iterations=50");
+        let (options, bad) = parse_collecting("log=debug guest=bench exit=emulator bench-iterations=50 dom0-mem=512");
         assert!(bad.is_empty());
         assert_eq!(options.log_level, LevelFilter::Debug);
-        assert_eq!(options.guest, GuestMode::Bench);
+        assert_eq!(options.guest, Some(GuestMode::Bench));
+        assert_eq!(options.dom0_mem_mib, 512);
         assert!(options.exit_emulator);
         assert_eq!(options.bench_iterations, 50);
     }
 
     #[test]
     fn bad_options_are_reported_and_the_rest_still_applies() {
-        let (options, bad) = parse_collecting("log=loud bogus guest=bench bench-iterations=0 exit=");
-        assert_eq!(options.guest, GuestMode::Bench);
+        let (options, bad) = parse_collecting("log=loud bogus guest=bench bench-iterations=0 exit= dom0-mem=33");
+        assert_eq!(options.guest, Some(GuestMode::Bench));
+        assert_eq!(options.dom0_mem_mib, 256);
         assert_eq!(options.log_level, LevelFilter::Info);
         assert_eq!(options.bench_iterations, 1000);
         let names: Vec<&str> = bad.iter().map(|(option, _)| option.as_str()).collect();
-        assert_eq!(names, ["log=loud", "bogus", "bench-iterations=0", "exit="]);
+        assert_eq!(names, ["log=loud", "bogus", "bench-iterations=0", "exit=", "dom0-mem=33"]);
         assert_eq!(bad[1].1, "unknown option");
     }
 }

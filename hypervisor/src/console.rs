@@ -34,6 +34,22 @@ pub fn write_fmt(args: fmt::Arguments) {
     }
 }
 
+/// Writes raw bytes to the console (a console domain's serial output).
+pub fn write_bytes(bytes: &[u8]) {
+    let mut serial = SERIAL.lock();
+    if let Some(port) = serial.as_mut() {
+        for &byte in bytes {
+            port.send_raw(byte);
+        }
+    }
+}
+
+/// A byte typed on the console, if one is waiting.
+pub fn try_read_byte() -> Option<u8> {
+    let mut serial = SERIAL.lock();
+    serial.as_mut().and_then(|port| port.try_receive().ok())
+}
+
 /// Writes formatted text even if the console lock is held, for the panic
 /// and exception paths where the holder may never release it.
 pub fn write_fmt_emergency(args: fmt::Arguments) {

@@ -4,8 +4,12 @@
 use keel_ept::{EptError, EptFlags, EptTables, MemoryType, PageSize};
 use keel_memory::{GuestPhysAddr, HostPhysAddr, PAGE_SIZE_2M};
 
+use alloc::boxed::Box;
+
 use crate::memory::{self, HostFrames};
+use crate::vplatform::VirtualPlatform;
 use keel_hypervisor::console_line::ConsoleLine;
+use keel_hypervisor::cpuid_policy::GuestCpu;
 
 #[derive(Debug)]
 pub enum DomainError {
@@ -32,6 +36,10 @@ pub struct Domain {
     pub timer_ticks: u64,
     /// What the guest reported through `HC_SELFTEST_DONE`, if anything.
     pub selftest_report: Option<u64>,
+    /// What CPUID tells the guest about its CPU.
+    pub cpu: GuestCpu,
+    /// Emulated devices and interrupt controllers; test guests have none.
+    pub platform: Option<Box<VirtualPlatform>>,
 }
 
 impl Domain {
@@ -68,6 +76,8 @@ impl Domain {
                 console: ConsoleLine::default(),
                 timer_ticks: 0,
                 selftest_report: None,
+                cpu: GuestCpu::default(),
+                platform: None,
             }),
             Err(error) => {
                 memory::free(ram, ram_size);
@@ -81,6 +91,20 @@ impl Domain {
         // SAFETY: the block is owned by this domain for its lifetime and only
         // reached through this borrow while the guest is not running.
         unsafe { memory::block_bytes(self.ram, self.ram_size) }
+    }
+
+    /// The guest's RAM, read-only.
+    pub fn ram(&self) -> &[u8] {
+        // SAFETY: as for `ram_mut`; shared access only.
+        unsafe { memory::block_bytes(self.ram, self.ram_size) }
+    }
+
+    /// The platform and the RAM at once, for device emulation that reads
+    /// guest memory (instruction fetch for MMIO).
+    pub fn platform_and_ram(&mut self) -> (Option<&mut VirtualPlatform>, &[u8]) {
+        // SAFETY: as for `ram`; the platform and the RAM are disjoint.
+        let ram = unsafe { memory::block_bytes(self.ram, self.ram_size) };
+        (self.platform.as_deref_mut(), ram)
     }
 
     /// The EPT pointer for this domain's VMCSs.

@@ -9,17 +9,26 @@ use keel_abi::hypercall::{
     HC_TIMER_TICKS, HC_VERSION,
 };
 use keel_abi::DEBUG_CONSOLE_PORT;
-use keel_hypervisor::cpuid_policy::{self, CpuidResult};
+use keel_hypervisor::cpuid_policy::{self, CpuidResult, GuestCpu};
+
+use keel_devices::PowerAction;
 
 use crate::domain::Domain;
-use crate::vcpu::{EntryError, GuestRegisters, MemoryFault, PortAccess, VcpuExit};
+use crate::vcpu::{EntryError, GuestFault, GuestRegisters, MemoryFault, PortAccess, VcpuExit};
 use crate::vmx::VmxVcpu as Vcpu;
+use crate::{mmio, msr};
 
 /// Why a domain stopped running.
 #[derive(Clone, Copy, Debug)]
 pub enum StopReason {
     /// The guest asked to stop (`HC_DOMAIN_STOP`) with this status.
     Requested { status: u64 },
+    /// The guest powered its machine off or reset it (ACPI, reset registers).
+    Power(PowerAction),
+    /// The guest halted with interrupts disabled: nothing can wake it.
+    HaltedForever { rip: u64 },
+    /// An MMIO access Keel could not emulate (unreadable or unsupported instruction).
+    BadMmio { gpa: u64, rip: u64, reason: &'static str },
     /// The guest touched guest-physical memory that is not mapped for it.
     MemoryFault { fault: MemoryFault, rip: u64 },
     /// The guest caused an exit Keel does not handle.
@@ -31,6 +40,10 @@ impl core::fmt::Display for StopReason {
     fn fmt(&self, f: &mut core::fmt::Formatter) -> core::fmt::Result {
         match self {
             Self::Requested { status } => write!(f, "guest requested stop (status {status})"),
+            Self::Power(PowerAction::PowerOff) => f.write_str("powered off"),
+            Self::Power(PowerAction::Reset) => f.write_str("reset (Keel does not restart domains yet)"),
+            Self::HaltedForever { rip } => write!(f, "halted with interrupts disabled at rip={rip:#x}"),
+            Self::BadMmio { gpa, rip, reason } => write!(f, "MMIO access at GPA {gpa:#x} rip={rip:#x}: {reason}"),
             Self::MemoryFault { fault, rip } => write!(
                 f,
                 "EPT violation at GPA {:#x} ({}) rip={rip:#x}: no memory or device there",
@@ -52,10 +65,27 @@ enum Next {
     Stop(StopReason),
 }
 
+/// Time a domain spent in the guest and in the hypervisor, in TSC cycles.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TimeSplit {
+    pub guest: u64,
+    pub hypervisor: u64,
+}
+
 /// Runs the vCPU until its domain stops.
-pub fn run_until_stopped(domain: &mut Domain, vcpu: &mut Vcpu) -> StopReason {
+pub fn run_until_stopped(domain: &mut Domain, vcpu: &mut Vcpu, time: &mut TimeSplit) -> StopReason {
+    let mut last_exit = crate::arch::tsc::read();
     loop {
-        let next = match vcpu.run() {
+        if let Some(stop) = prepare_entry(domain, vcpu) {
+            return stop;
+        }
+        let entry = crate::arch::tsc::read();
+        let result = vcpu.run();
+        let exit = crate::arch::tsc::read();
+        time.guest += exit.wrapping_sub(entry);
+        time.hypervisor += entry.wrapping_sub(last_exit);
+        last_exit = exit;
+        let next = match result {
             Ok(exit) => handle(domain, vcpu, exit),
             Err(error) => Next::Stop(StopReason::EntryFailed(error)),
         };
@@ -65,15 +95,39 @@ pub fn run_until_stopped(domain: &mut Domain, vcpu: &mut Vcpu) -> StopReason {
     }
 }
 
+/// Work before each VM entry of a domain with a virtual platform: power
+/// requests, interrupt injection and the vCPU's timer.
+#[inline(always)]
+fn prepare_entry(domain: &mut Domain, vcpu: &mut Vcpu) -> Option<StopReason> {
+    let platform = domain.platform.as_deref_mut()?;
+    if let Some(action) = platform.take_power_request() {
+        return Some(StopReason::Power(action));
+    }
+    if let Some(vector) = platform.pending_interrupt() {
+        if vcpu.try_inject_interrupt(vector) {
+            platform.start_delivery(vector);
+        } else {
+            vcpu.set_interrupt_window(true);
+        }
+    }
+    if let Some(deadline) = platform.take_timer_change() {
+        vcpu.arm_timer(deadline);
+    }
+    None
+}
+
 #[inline(always)]
 fn handle(domain: &mut Domain, vcpu: &mut Vcpu, exit: VcpuExit) -> Next {
     match exit {
         VcpuExit::Cpuid => {
-            emulate_cpuid(vcpu.regs());
+            emulate_cpuid(vcpu.regs(), &domain.cpu);
             vcpu.skip_instruction();
         }
         VcpuExit::Port(access) => {
-            emulate_port(domain, vcpu.regs(), access);
+            match domain.platform.as_deref_mut() {
+                Some(platform) => port_io(platform, vcpu.regs(), access),
+                None => emulate_debug_port(domain, vcpu.regs(), access),
+            }
             vcpu.skip_instruction();
         }
         VcpuExit::Hypercall => {
@@ -91,14 +145,44 @@ fn handle(domain: &mut Domain, vcpu: &mut Vcpu, exit: VcpuExit) -> Next {
                 Err(stop) => return Next::Stop(stop),
             }
         }
-        // No interrupt sources exist for guests yet, so there is nothing to
-        // wait for: HLT completes at once.
-        VcpuExit::Halt => vcpu.skip_instruction(),
-        VcpuExit::TimerTick => domain.timer_ticks += 1,
-        VcpuExit::HostInterrupt => {}
-        VcpuExit::MemoryFault(fault) => {
-            return Next::Stop(StopReason::MemoryFault { fault, rip: vcpu.rip() });
+        VcpuExit::Halt => return halt(domain, vcpu),
+        VcpuExit::TimerTick => {
+            domain.timer_ticks += 1;
+            if let Some(platform) = domain.platform.as_deref_mut() {
+                platform.on_time();
+                forward_console_input(platform);
+            }
         }
+        VcpuExit::HostInterrupt | VcpuExit::InterruptWindow => {}
+        VcpuExit::MemoryFault(fault) => {
+            let (platform, ram) = domain.platform_and_ram();
+            return match platform {
+                Some(platform) if platform.is_mmio(fault.gpa) => match mmio::emulate(platform, ram, vcpu, fault) {
+                    Ok(()) => Next::Resume,
+                    Err(reason) => Next::Stop(StopReason::BadMmio { gpa: fault.gpa, rip: vcpu.rip(), reason }),
+                },
+                _ => Next::Stop(StopReason::MemoryFault { fault, rip: vcpu.rip() }),
+            };
+        }
+        VcpuExit::MsrRead { msr } => match msr::read(domain, vcpu, msr) {
+            Ok(value) => {
+                let regs = vcpu.regs();
+                regs.rax = value & 0xffff_ffff;
+                regs.rdx = value >> 32;
+                vcpu.skip_instruction();
+            }
+            Err(fault) => vcpu.inject_fault(fault),
+        },
+        VcpuExit::MsrWrite { msr, value } => match msr::write(domain, vcpu, msr, value) {
+            Ok(()) => vcpu.skip_instruction(),
+            Err(fault) => vcpu.inject_fault(fault),
+        },
+        VcpuExit::ControlRegisterWrite { cr, value } => match vcpu.set_control_register(cr, value) {
+            Ok(()) => vcpu.skip_instruction(),
+            Err(fault) => vcpu.inject_fault(fault),
+        },
+        // Keel hides XSAVE, so no guest has a reason to set XCR0.
+        VcpuExit::Xsetbv => vcpu.inject_fault(GuestFault::GeneralProtection),
         VcpuExit::Unhandled { reason, number, qualification } => {
             return Next::Stop(StopReason::Unhandled { reason, number, qualification, rip: vcpu.rip() });
         }
@@ -106,14 +190,15 @@ fn handle(domain: &mut Domain, vcpu: &mut Vcpu, exit: VcpuExit) -> Next {
     Next::Resume
 }
 
-fn emulate_cpuid(regs: &mut GuestRegisters) {
+fn emulate_cpuid(regs: &mut GuestRegisters, cpu: &GuestCpu) {
     let leaf = regs.rax as u32;
     let subleaf = regs.rcx as u32;
     let answer = if cpuid_policy::is_hypervisor_leaf(leaf) {
         cpuid_policy::hypervisor_leaf(leaf)
     } else {
         let host = __cpuid_count(leaf, subleaf);
-        cpuid_policy::filter_host_leaf(leaf, CpuidResult { eax: host.eax, ebx: host.ebx, ecx: host.ecx, edx: host.edx })
+        let host = CpuidResult { eax: host.eax, ebx: host.ebx, ecx: host.ecx, edx: host.edx };
+        cpuid_policy::guest_leaf(leaf, subleaf, host, cpu)
     };
     regs.rax = u64::from(answer.eax);
     regs.rbx = u64::from(answer.ebx);
@@ -121,9 +206,55 @@ fn emulate_cpuid(regs: &mut GuestRegisters) {
     regs.rdx = u64::from(answer.edx);
 }
 
-/// Port I/O. The debug console is the only device so far; every other port
-/// behaves like an empty bus: reads return all ones, writes are dropped.
-fn emulate_port(domain: &mut Domain, regs: &mut GuestRegisters, access: PortAccess) {
+/// HLT. In a domain with interrupt controllers the vCPU sleeps until its
+/// timer or an interrupt; without them (the test guests) nothing could wake
+/// it, so HLT completes at once.
+fn halt(domain: &mut Domain, vcpu: &mut Vcpu) -> Next {
+    let Some(platform) = domain.platform.as_deref_mut() else {
+        vcpu.skip_instruction();
+        return Next::Resume;
+    };
+    if platform.pending_interrupt().is_some() {
+        vcpu.skip_instruction();
+    } else if !vcpu.interrupts_enabled() {
+        return Next::Stop(StopReason::HaltedForever { rip: vcpu.rip() });
+    } else {
+        vcpu.halt();
+        vcpu.arm_timer(platform.timer_deadline());
+    }
+    Next::Resume
+}
+
+/// Hands bytes typed on Keel's console to the domain's serial port.
+fn forward_console_input(platform: &mut crate::vplatform::VirtualPlatform) {
+    while let Some(byte) = crate::console::try_read_byte() {
+        if !platform.console_input(byte) {
+            break;
+        }
+    }
+}
+
+fn port_io(platform: &mut crate::vplatform::VirtualPlatform, regs: &mut GuestRegisters, access: PortAccess) {
+    if access.write {
+        platform.port_write(access.port, access.size, regs.rax);
+    } else {
+        let value = platform.port_read(access.port, access.size) as u32;
+        regs.rax = merge_in(regs.rax, value, access.size);
+    }
+}
+
+/// IN writes AL/AX/EAX; a 32-bit IN zeroes the upper half of RAX.
+fn merge_in(rax: u64, value: u32, size: u8) -> u64 {
+    match size {
+        1 => (rax & !0xff) | u64::from(value & 0xff),
+        2 => (rax & !0xffff) | u64::from(value & 0xffff),
+        _ => u64::from(value),
+    }
+}
+
+/// Port I/O of the test guests: the debug console is their only device;
+/// every other port behaves like an empty bus.
+fn emulate_debug_port(domain: &mut Domain, regs: &mut GuestRegisters, access: PortAccess) {
     if access.write {
         if access.port == DEBUG_CONSOLE_PORT {
             if let Some(line) = domain.console.push(regs.rax as u8) {
@@ -133,12 +264,7 @@ fn emulate_port(domain: &mut Domain, regs: &mut GuestRegisters, access: PortAcce
         return;
     }
     let value: u32 = if access.port == DEBUG_CONSOLE_PORT { u32::from(DEBUG_CONSOLE_PORT as u8) } else { u32::MAX };
-    // IN writes AL/AX/EAX; a 32-bit IN zeroes the upper half of RAX.
-    regs.rax = match access.size {
-        1 => (regs.rax & !0xff) | u64::from(value & 0xff),
-        2 => (regs.rax & !0xffff) | u64::from(value & 0xffff),
-        _ => u64::from(value),
-    };
+    regs.rax = merge_in(regs.rax, value, access.size);
 }
 
 fn hypercall(domain: &mut Domain, regs: &GuestRegisters) -> Result<u64, StopReason> {
@@ -159,4 +285,25 @@ fn hypercall(domain: &mut Domain, regs: &GuestRegisters) -> Result<u64, StopReas
         HC_DOMAIN_STOP => return Err(StopReason::Requested { status: regs.rdi }),
         _ => HC_ERR_UNKNOWN,
     })
+}
+
+/// Prints how a domain ended: the stop reason, exits by reason and where
+/// its time went.
+pub fn report_stop(id: u16, stop: &StopReason, vcpu: &Vcpu, time: &TimeSplit) {
+    use core::fmt::Write;
+    log::info!("domain {id} stopped: {stop}");
+    let mut counts = alloc::string::String::new();
+    let mut total = 0;
+    for (name, count) in vcpu.exit_counts() {
+        total += count;
+        let _ = write!(counts, " {name}={count}");
+    }
+    log::info!("domain {id} exits:{counts} total={total}");
+    let all = (time.guest + time.hypervisor).max(1);
+    log::info!(
+        "domain {id} time: guest {}% hypervisor {}% ({} M TSC cycles)",
+        time.guest * 100 / all,
+        time.hypervisor * 100 / all,
+        all / 1_000_000
+    );
 }

@@ -7,15 +7,19 @@ extern crate alloc;
 
 mod arch;
 mod console;
+mod dom0;
 mod domain;
 mod exits;
 mod memory;
+mod mmio;
+mod msr;
 mod platform;
 mod selftest;
 mod vcpu;
 mod vmx;
+mod vplatform;
 
-use keel_hypervisor::cmdline::{self, Options};
+use keel_hypervisor::cmdline::{self, GuestMode, Options};
 use multiboot2::{BootInformation, BootInformationHeader};
 use platform::Outcome;
 
@@ -55,6 +59,12 @@ extern "C" fn keel_main(boot_info_addr: u32, magic: u32) -> ! {
         }
     }
 
+    let tsc_hz = arch::tsc::calibrate();
+    match tsc_hz {
+        Some(hz) => log::info!("TSC: {}.{:03} MHz", hz / 1_000_000, (hz / 1_000) % 1_000),
+        None => log::warn!("TSC: the PIT did not count; guests get no TSC frequency"),
+    }
+
     let cpu = match vmx::enable(host_tables) {
         Ok(cpu) => cpu,
         Err(vmx::VmxError::NotSupported) => {
@@ -67,7 +77,12 @@ extern "C" fn keel_main(boot_info_addr: u32, magic: u32) -> ! {
         }
     };
     log::info!("VMX root mode entered (VMCS revision {:#x})", cpu.revision_id());
-    let outcome = selftest::run(&cpu, &options);
+    let run_dom0 = match options.guest {
+        Some(GuestMode::Dom0) => true,
+        None => dom0::kernel_present(&boot_info),
+        Some(_) => false,
+    };
+    let outcome = if run_dom0 { dom0::run(&cpu, &boot_info, &options, tsc_hz) } else { selftest::run(&cpu, &options) };
     platform::stop(outcome)
 }
 

@@ -65,8 +65,26 @@ pub enum VcpuExit {
     /// A host interrupt arrived while the guest ran.
     HostInterrupt,
     MemoryFault(MemoryFault),
+    /// RDMSR: the handler sets EDX:EAX or injects #GP.
+    MsrRead { msr: u32 },
+    /// WRMSR of EDX:EAX.
+    MsrWrite { msr: u32, value: u64 },
+    /// A write to a control-register bit the hypervisor owns (MOV to CR0/CR4,
+    /// LMSW, CLTS), with the value the guest wants the register to hold.
+    ControlRegisterWrite { cr: u8, value: u64 },
+    /// XSETBV (XCR0 = EDX:EAX, index in ECX).
+    Xsetbv,
+    /// The guest can take an interrupt now (it asked for a window).
+    InterruptWindow,
     /// An exit Keel does not handle; the domain is stopped.
     Unhandled { reason: &'static str, number: u32, qualification: u64 },
+}
+
+/// A fault to raise in the guest instead of completing its instruction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GuestFault {
+    InvalidOpcode,
+    GeneralProtection,
 }
 
 /// The VM entry itself failed: the guest never ran.

@@ -12,7 +12,7 @@ use keel_memory::PAGE_SIZE_2M;
 
 use keel_hypervisor::cmdline::{GuestMode, Options};
 use crate::domain::Domain;
-use crate::exits::{run_until_stopped, StopReason};
+use crate::exits::{report_stop, run_until_stopped, StopReason, TimeSplit};
 use crate::platform::Outcome;
 use crate::vcpu::LongModeEntry;
 use crate::vmx::{VmxCpu, VmxVcpu};
@@ -70,8 +70,8 @@ struct DomainResult {
 /// Runs the scenario the command line asks for.
 pub fn run(cpu: &VmxCpu, options: &Options) -> Outcome {
     match options.guest {
-        GuestMode::Selftest => selftest(cpu),
-        GuestMode::Bench => bench(cpu, options.bench_iterations),
+        Some(GuestMode::Bench) => bench(cpu, options.bench_iterations),
+        _ => selftest(cpu),
     }
 }
 
@@ -149,14 +149,9 @@ fn run_test_domain(cpu: &VmxCpu, id: u16, program: GuestProgram, argument: u64) 
         }
     };
     log::info!("domain {id}: entering the test guest");
-    let stop = run_until_stopped(&mut domain, &mut vcpu);
-    log::info!("domain {id} stopped: {stop}");
-    let mut counts = alloc::string::String::new();
-    for (name, count) in vcpu.exit_counts() {
-        use core::fmt::Write;
-        let _ = write!(counts, " {name}={count}");
-    }
-    log::info!("domain {id} exits:{counts}");
+    let mut time = TimeSplit::default();
+    let stop = run_until_stopped(&mut domain, &mut vcpu, &mut time);
+    report_stop(id, &stop, &vcpu, &time);
     let result = DomainResult { stop, selftest_report: domain.selftest_report };
     vcpu.destroy();
     domain.destroy();

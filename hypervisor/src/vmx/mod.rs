@@ -2,6 +2,7 @@
 //! running vCPUs on VMCSs. Decoding and control arithmetic live in the
 //! `keel-vmx` library; this module is the part that touches the hardware.
 
+mod guest_state;
 mod vcpu;
 mod vmcs;
 

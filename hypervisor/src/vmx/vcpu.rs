@@ -3,8 +3,8 @@
 //! exit kind needs and return to the generic handlers.
 
 use keel_memory::{HostPhysAddr, PAGE_SIZE_4K};
-use keel_vmx::exit::{EptViolation, IoDirection, IoQualification};
-use keel_vmx::instructions::{invept, invvpid, vmclear, vmptrld, vmread, vmwrite, InveptKind, InvvpidKind};
+use keel_vmx::exit::{CrAccess, CrAccessType, EptViolation, IoDirection, IoQualification};
+use keel_vmx::instructions::{invept, invvpid, vmclear, vmptrld, InveptKind, InvvpidKind};
 use keel_vmx::{ExitInfo, ExitReason, VmFail, VmInstructionError, VmcsField as F};
 
 use super::vmcs::{self, FieldError, VmcsResources};
@@ -59,7 +59,13 @@ pub struct VmxVcpu {
     exit_counts: [u64; ExitReason::COUNT],
     /// Preemption-timer ticks in one time slice; re-armed when it expires
     /// (the timer value is saved on exit, so slices span exits).
-    time_slice: u64,
+    pub(super) time_slice: u64,
+    pub(super) preemption_rate: u8,
+    pub(super) halted: bool,
+    pub(super) cr0_fixed0: u64,
+    pub(super) cr0_fixed1: u64,
+    pub(super) cr4_fixed0: u64,
+    pub(super) cr4_fixed1: u64,
 }
 
 impl VmxVcpu {
@@ -91,6 +97,12 @@ impl VmxVcpu {
             msr_bitmap,
             exit_counts: [0; ExitReason::COUNT],
             time_slice: cpu.misc.tsc_to_preemption_ticks(TIME_SLICE_TSC).min(u64::from(u32::MAX)),
+            preemption_rate: cpu.misc.preemption_timer_rate,
+            halted: false,
+            cr0_fixed0: vmcs::guest_cr0_fixed0(cpu),
+            cr0_fixed1: cpu.caps.cr0_fixed1,
+            cr4_fixed0: cpu.caps.cr4_fixed0,
+            cr4_fixed1: cpu.caps.cr4_fixed1,
         };
         // Dropping `vcpu` on the error paths below would leak; destroy() frees.
         match vcpu.initialize(cpu, entry, eptp, vpid) {
@@ -138,6 +150,9 @@ impl VmxVcpu {
         }
         let info = ExitInfo::from_raw(read(F::ExitReason) as u32);
         let reason = info.reason;
+        if !caused_by_instruction(reason) {
+            self.reinject_interrupted_event();
+        }
         if let Some(count) = self.exit_counts.get_mut(reason.index()) {
             *count += 1;
         }
@@ -163,12 +178,95 @@ impl VmxVcpu {
                     fetch: violation.fetch,
                 })
             }
+            ExitReason::Rdmsr => VcpuExit::MsrRead { msr: self.state.regs.rcx as u32 },
+            ExitReason::Wrmsr => VcpuExit::MsrWrite {
+                msr: self.state.regs.rcx as u32,
+                value: (self.state.regs.rdx << 32) | (self.state.regs.rax & 0xffff_ffff),
+            },
+            ExitReason::CrAccess => self.decode_cr_access(read(F::ExitQualification)),
+            ExitReason::Xsetbv => VcpuExit::Xsetbv,
+            ExitReason::InterruptWindow => {
+                self.set_interrupt_window(false);
+                VcpuExit::InterruptWindow
+            }
             other => VcpuExit::Unhandled {
                 reason: other.name(),
                 number: u32::from(other.number()),
                 qualification: read(F::ExitQualification),
             },
         })
+    }
+
+    fn decode_cr_access(&self, qualification: u64) -> VcpuExit {
+        let access = CrAccess::from_raw(qualification);
+        let shadow = |cr: u8| if cr == 0 { read(F::Cr0ReadShadow) } else { read(F::Cr4ReadShadow) };
+        let value = match access.access {
+            CrAccessType::MovToCr => self.gpr(usize::from(access.gpr)),
+            // CLTS clears CR0.TS; LMSW loads CR0 bits 3:0 but cannot clear PE.
+            CrAccessType::Clts => shadow(0) & !(1 << 3),
+            CrAccessType::Lmsw => {
+                let old = shadow(0);
+                let source = u64::from(access.lmsw_source);
+                (old & !0xe) | (source & 0xf) | (old & 1)
+            }
+            CrAccessType::MovFromCr => {
+                return VcpuExit::Unhandled { reason: "cr-access (read)", number: 28, qualification };
+            }
+        };
+        match access.cr {
+            0 | 4 => VcpuExit::ControlRegisterWrite { cr: access.cr, value },
+            _ => VcpuExit::Unhandled { reason: "cr-access", number: 28, qualification },
+        }
+    }
+
+    /// A general-purpose register by its encoding number (RSP from the VMCS).
+    pub fn gpr(&self, number: usize) -> u64 {
+        if number == 4 {
+            return read(F::GuestRsp);
+        }
+        let regs = &self.state.regs;
+        [
+            regs.rax, regs.rcx, regs.rdx, regs.rbx, 0, regs.rbp, regs.rsi, regs.rdi, regs.r8, regs.r9, regs.r10,
+            regs.r11, regs.r12, regs.r13, regs.r14, regs.r15,
+        ]
+        .get(number)
+        .copied()
+        .unwrap_or(0)
+    }
+
+    /// Sets a general-purpose register by its encoding number.
+    pub fn set_gpr(&mut self, number: usize, value: u64) {
+        let regs = &mut self.state.regs;
+        let slot = match number {
+            0 => &mut regs.rax,
+            1 => &mut regs.rcx,
+            2 => &mut regs.rdx,
+            3 => &mut regs.rbx,
+            4 => return write(F::GuestRsp, value),
+            5 => &mut regs.rbp,
+            6 => &mut regs.rsi,
+            7 => &mut regs.rdi,
+            8 => &mut regs.r8,
+            9 => &mut regs.r9,
+            10 => &mut regs.r10,
+            11 => &mut regs.r11,
+            12 => &mut regs.r12,
+            13 => &mut regs.r13,
+            14 => &mut regs.r14,
+            15 => &mut regs.r15,
+            _ => return,
+        };
+        *slot = value;
+    }
+
+    /// CR0, CR3, CR4 and EFER as the CPU uses them for the guest's paging.
+    pub fn paging_registers(&self) -> (u64, u64, u64, u64) {
+        (read(F::GuestCr0), read(F::GuestCr3), read(F::GuestCr4), read(F::GuestIa32Efer))
+    }
+
+    /// Moves RIP past an instruction the hypervisor decoded itself.
+    pub fn advance_rip(&mut self, len: u64) {
+        write(F::GuestRip, read(F::GuestRip).wrapping_add(len));
     }
 
     pub fn regs(&mut self) -> &mut GuestRegisters {
@@ -188,6 +286,26 @@ impl VmxVcpu {
     /// The guest's current privilege level (SS.DPL).
     pub fn privilege_level(&self) -> u8 {
         ((read(F::GuestSsAccessRights) >> 5) & 3) as u8
+    }
+
+    /// Lets the guest read and/or write `msr` without an exit. Only for MSRs
+    /// whose guest value the CPU keeps apart from the host's (VMCS fields,
+    /// or registers the hypervisor itself never uses).
+    pub fn pass_through_msr(&mut self, msr: u32, read: bool, write: bool) {
+        let (base, index) = match msr {
+            0..=0x1fff => (0, msr),
+            0xc000_0000..=0xc000_1fff => (1024, msr - 0xc000_0000),
+            _ => return,
+        };
+        // SAFETY: the MSR bitmap page belongs to this vCPU.
+        let bitmap = unsafe { memory::block_bytes(self.msr_bitmap, PAGE_SIZE_4K) };
+        let byte = (index / 8) as usize;
+        let bit = 1u8 << (index % 8);
+        for (enabled, offset) in [(read, base), (write, base + 2048)] {
+            if let Some(slot) = bitmap.get_mut(offset + byte).filter(|_| enabled) {
+                *slot &= !bit;
+            }
+        }
     }
 
     /// Exit counts by reason name, for reasons that occurred.
@@ -219,6 +337,23 @@ impl VmxVcpu {
     }
 }
 
+/// Exits caused by executing an instruction happen after any event
+/// delivery finished, so they never interrupt one (no IDT-vectoring info).
+#[inline(always)]
+fn caused_by_instruction(reason: ExitReason) -> bool {
+    matches!(
+        reason,
+        ExitReason::Cpuid
+            | ExitReason::Vmcall
+            | ExitReason::IoInstruction
+            | ExitReason::Hlt
+            | ExitReason::Rdmsr
+            | ExitReason::Wrmsr
+            | ExitReason::CrAccess
+            | ExitReason::Xsetbv
+    )
+}
+
 fn decode_io(qualification: u64) -> VcpuExit {
     match IoQualification::from_raw(qualification) {
         Ok(io) if !io.string => VcpuExit::Port(PortAccess {
@@ -240,15 +375,45 @@ fn entry_failure(status: u64) -> EntryError {
 /// VMREAD of a field the current VMCS always has; a failure would mean no
 /// current VMCS, which `run` already rules out, so it reads as 0.
 #[inline(always)]
-fn read(field: F) -> u64 {
-    // SAFETY: only called while this vCPU's VMCS is current in VMX root operation.
-    unsafe { vmread(field) }.unwrap_or(0)
+pub(super) fn read(field: F) -> u64 {
+    // VMREAD leaves its destination untouched when it fails, so a failure
+    // reads as the 0 loaded first; on the exit path that saves a flag check.
+    let value: u64;
+    // SAFETY: only called while this vCPU's VMCS is current in VMX root
+    // operation; VMREAD touches nothing but its destination register.
+    unsafe {
+        core::arch::asm!(
+            "xor {value:e}, {value:e}",
+            "vmread {value}, {field}",
+            value = out(reg) value,
+            field = in(reg) u64::from(field.encoding()),
+            options(nostack, nomem),
+        );
+    }
+    value
 }
 
 #[inline(always)]
-fn write(field: F, value: u64) {
-    // SAFETY: as for `read`; the fields written here are guest state.
-    if let Err(fail) = unsafe { vmwrite(field, value) } {
-        log::error!("VMWRITE {} failed: {fail:?}", field.name());
+pub(super) fn write(field: F, value: u64) {
+    let failed: u8;
+    // SAFETY: as for `read`; the fields written here are guest state or
+    // controls whose values the callers keep consistent.
+    unsafe {
+        core::arch::asm!(
+            "vmwrite {field}, {value}",
+            "setbe {failed}",
+            field = in(reg) u64::from(field.encoding()),
+            value = in(reg) value,
+            failed = out(reg_byte) failed,
+            options(nostack, nomem),
+        );
     }
+    if failed != 0 {
+        write_failed(field);
+    }
+}
+
+#[cold]
+fn write_failed(field: F) {
+    log::error!("VMWRITE {} failed", field.name());
 }

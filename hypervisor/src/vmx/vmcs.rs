@@ -48,8 +48,7 @@ fn requested_controls() -> [ControlRequest; 5] {
             required: (SecondaryControls::ENABLE_EPT | SecondaryControls::ENABLE_VPID).bits(),
             optional: (SecondaryControls::UNRESTRICTED_GUEST
                 | SecondaryControls::ENABLE_RDTSCP
-                | SecondaryControls::ENABLE_INVPCID
-                | SecondaryControls::ENABLE_XSAVES)
+                | SecondaryControls::ENABLE_INVPCID)
                 .bits(),
         },
         ControlRequest {
@@ -116,23 +115,18 @@ pub struct VmcsResources {
 pub fn configure(cpu: &VmxCpu, entry: &LongModeEntry, resources: &VmcsResources) -> Result<(), FieldError> {
     let mut w = Writer(Ok(()));
     let caps = &cpu.caps;
-    let mut secondary = 0;
     for request in requested_controls() {
         // check_controls succeeded at VMXON, so adjustment cannot fail now.
         let value = caps.adjust_controls(request.kind, request.required, request.optional).unwrap_or(request.required);
         let field = match request.kind {
             ControlKind::PinBased => F::PinBasedControls,
             ControlKind::PrimaryProcessor => F::PrimaryProcessorControls,
-            ControlKind::SecondaryProcessor => {
-                secondary = value;
-                F::SecondaryProcessorControls
-            }
+            ControlKind::SecondaryProcessor => F::SecondaryProcessorControls,
             ControlKind::Exit => F::ExitControls,
             ControlKind::Entry => F::EntryControls,
         };
         w.set(field, u64::from(value));
     }
-    let unrestricted = secondary & SecondaryControls::UNRESTRICTED_GUEST.bits() != 0;
 
     w.set(F::ExceptionBitmap, 0);
     w.set(F::IoBitmapA, resources.io_bitmaps);
@@ -151,7 +145,7 @@ pub fn configure(cpu: &VmxCpu, entry: &LongModeEntry, resources: &VmcsResources)
     // Guest control registers: the CPU needs the fixed bits set; the guest
     // sees its own values through the read shadows, and the bits Keel owns
     // (the fixed ones) exit when the guest writes them.
-    let cr0_fixed0 = if unrestricted { cr0_fixed0_unrestricted(caps.cr0_fixed0) } else { caps.cr0_fixed0 };
+    let cr0_fixed0 = guest_cr0_fixed0(cpu);
     let state = &entry.state;
     w.set(F::GuestCr0, fixed_cr(state.cr0, cr0_fixed0, caps.cr0_fixed1));
     w.set(F::Cr0ReadShadow, state.cr0);
@@ -208,6 +202,19 @@ pub fn configure(cpu: &VmxCpu, entry: &LongModeEntry, resources: &VmcsResources)
 
     write_host_state(&mut w, cpu);
     w.0
+}
+
+/// CR0 bits a guest must keep set: with unrestricted guest, PE and PG are free.
+pub fn guest_cr0_fixed0(cpu: &VmxCpu) -> u64 {
+    let secondary = cpu
+        .caps
+        .adjust_controls(ControlKind::SecondaryProcessor, 0, SecondaryControls::UNRESTRICTED_GUEST.bits())
+        .unwrap_or(0);
+    if secondary & SecondaryControls::UNRESTRICTED_GUEST.bits() != 0 {
+        cr0_fixed0_unrestricted(cpu.caps.cr0_fixed0)
+    } else {
+        cpu.caps.cr0_fixed0
+    }
 }
 
 /// Control-register bits whose value VMX pins: the guest may not change them.

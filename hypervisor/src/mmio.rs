@@ -1,0 +1,64 @@
+//! MMIO emulation: a guest access to an emulated device page arrives as an
+//! EPT violation; Keel fetches the instruction through the guest's page
+//! tables, decodes it (`keel-insn`) and performs it against the device.
+
+use keel_insn::mmio::{apply_load, decode_mmio, store_value, CodeBitness, MmioKind, StoreSource};
+use keel_insn::walk::{fetch_instruction, PagingState, MAX_INSTRUCTION_LEN};
+use keel_insn::GuestMemoryRead;
+
+use crate::vcpu::MemoryFault;
+use crate::vmx::VmxVcpu as Vcpu;
+use crate::vplatform::VirtualPlatform;
+
+/// Guest RAM (guest-physical 0 upwards) as the page walker reads it.
+struct GuestRam<'a>(&'a [u8]);
+
+impl GuestMemoryRead for GuestRam<'_> {
+    fn read_u64(&self, gpa: u64) -> Option<u64> {
+        let mut bytes = [0u8; 8];
+        self.read_bytes(gpa, &mut bytes)?;
+        Some(u64::from_le_bytes(bytes))
+    }
+
+    fn read_bytes(&self, gpa: u64, buf: &mut [u8]) -> Option<()> {
+        let start = usize::try_from(gpa).ok()?;
+        let end = start.checked_add(buf.len())?;
+        buf.copy_from_slice(self.0.get(start..end)?);
+        Some(())
+    }
+}
+
+/// Performs the faulting instruction against the device at `fault.gpa`.
+pub fn emulate(
+    platform: &mut VirtualPlatform,
+    ram: &[u8],
+    vcpu: &mut Vcpu,
+    fault: MemoryFault,
+) -> Result<(), &'static str> {
+    let (cr0, cr3, cr4, efer) = vcpu.paging_registers();
+    let paging = PagingState::new(cr0, cr3, cr4, efer);
+    let mut bytes = [0u8; MAX_INSTRUCTION_LEN];
+    let fetched = fetch_instruction(&GuestRam(ram), &paging, vcpu.rip(), &mut bytes)
+        .map_err(|_| "the instruction cannot be fetched")?;
+    let instruction = decode_mmio(bytes.get(..fetched).unwrap_or_default(), CodeBitness::Bits64)
+        .map_err(|_| "the instruction is not a supported MMIO access")?;
+    let size = instruction.size.bytes();
+    match instruction.kind {
+        MmioKind::Load { dest, extend } => {
+            let value = platform.mmio_read(fault.gpa, size);
+            let old = vcpu.gpr(dest.gpr.number());
+            vcpu.set_gpr(dest.gpr.number(), apply_load(old, value, instruction.size, extend, dest.high_byte));
+        }
+        MmioKind::Store { source } => {
+            let value = match source {
+                StoreSource::Register(register) => {
+                    store_value(vcpu.gpr(register.gpr.number()), instruction.size, register.high_byte)
+                }
+                StoreSource::Immediate(value) => value,
+            };
+            platform.mmio_write(fault.gpa, size, value);
+        }
+    }
+    vcpu.advance_rip(instruction.len as u64);
+    Ok(())
+}

@@ -1,0 +1,146 @@
+//! Guest state the generic exit handlers change through the vCPU: control
+//! registers and EFER, event injection, interrupt windows and halting.
+
+use keel_vmx::caps::fixed_cr;
+use keel_vmx::controls::PrimaryControls;
+use keel_vmx::exit::InterruptionInfo;
+use keel_vmx::VmcsField as F;
+
+use super::vcpu::{read, write, VmxVcpu};
+use crate::vcpu::GuestFault;
+
+const RFLAGS_IF: u64 = 1 << 9;
+/// Interruptibility: blocking by STI (bit 0) and by MOV SS (bit 1).
+const BLOCKING_STI_OR_MOV_SS: u64 = 0b11;
+const ACTIVITY_ACTIVE: u64 = 0;
+const ACTIVITY_HLT: u64 = 1;
+const EFER_LME: u64 = 1 << 8;
+const EFER_LMA: u64 = 1 << 10;
+/// EFER bits a guest may set: SCE, LME, LMA (read-only), NXE.
+const EFER_WRITABLE: u64 = 1 | EFER_LME | EFER_LMA | (1 << 11);
+
+impl VmxVcpu {
+    /// Raises `fault` in the guest at the current instruction.
+    pub fn inject_fault(&mut self, fault: GuestFault) {
+        let (vector, error_code) = match fault {
+            GuestFault::InvalidOpcode => (6, None),
+            GuestFault::GeneralProtection => (13, Some(0)),
+        };
+        let info = InterruptionInfo::hardware_exception(vector);
+        write(F::EntryInterruptionInfo, u64::from(info.to_raw()));
+        if let Some(code) = error_code {
+            write(F::EntryExceptionErrorCode, code);
+        }
+    }
+
+    /// Injects external interrupt `vector` if the guest can take it now
+    /// (RFLAGS.IF set, no STI/MOV-SS shadow, nothing else being injected).
+    pub fn try_inject_interrupt(&mut self, vector: u8) -> bool {
+        let pending = InterruptionInfo::from_raw(read(F::EntryInterruptionInfo) as u32);
+        if pending.valid
+            || read(F::GuestRflags) & RFLAGS_IF == 0
+            || read(F::GuestInterruptibility) & BLOCKING_STI_OR_MOV_SS != 0
+        {
+            return false;
+        }
+        write(F::EntryInterruptionInfo, u64::from(InterruptionInfo::external_interrupt(vector).to_raw()));
+        if self.halted {
+            self.halted = false;
+            write(F::GuestActivityState, ACTIVITY_ACTIVE);
+        }
+        true
+    }
+
+    /// Asks for an exit as soon as the guest can take an interrupt.
+    pub fn set_interrupt_window(&mut self, enabled: bool) {
+        let mut controls = PrimaryControls::from_bits_retain(read(F::PrimaryProcessorControls) as u32);
+        controls.set(PrimaryControls::INTERRUPT_WINDOW_EXITING, enabled);
+        write(F::PrimaryProcessorControls, u64::from(controls.bits()));
+    }
+
+    /// Whether the guest has interrupts enabled (RFLAGS.IF).
+    pub fn interrupts_enabled(&self) -> bool {
+        read(F::GuestRflags) & RFLAGS_IF != 0
+    }
+
+    /// Completes the guest's HLT and parks the vCPU in the HLT activity
+    /// state: it sleeps inside VMX non-root until the preemption timer or an
+    /// injected interrupt wakes it.
+    pub fn halt(&mut self) {
+        self.skip_instruction();
+        // HLT ends any STI shadow, and the HLT state requires none.
+        let interruptibility = read(F::GuestInterruptibility);
+        if interruptibility & BLOCKING_STI_OR_MOV_SS != 0 {
+            write(F::GuestInterruptibility, interruptibility & !BLOCKING_STI_OR_MOV_SS);
+        }
+        write(F::GuestActivityState, ACTIVITY_HLT);
+        self.halted = true;
+    }
+
+    pub fn is_halted(&self) -> bool {
+        self.halted
+    }
+
+    /// Sets CR0 or CR4 to the value the guest asked for: the guest sees its
+    /// value through the read shadow while the CPU runs with VMX's fixed
+    /// bits applied. Bits VMX does not allow at all raise #GP.
+    pub fn set_control_register(&mut self, cr: u8, value: u64) -> Result<(), GuestFault> {
+        let (fixed0, fixed1, guest, shadow) = match cr {
+            0 => (self.cr0_fixed0, self.cr0_fixed1, F::GuestCr0, F::Cr0ReadShadow),
+            4 => (self.cr4_fixed0, self.cr4_fixed1, F::GuestCr4, F::Cr4ReadShadow),
+            _ => return Err(GuestFault::GeneralProtection),
+        };
+        if value & !fixed1 != 0 || value >> 32 != 0 {
+            return Err(GuestFault::GeneralProtection);
+        }
+        write(shadow, value);
+        write(guest, fixed_cr(value, fixed0, fixed1));
+        Ok(())
+    }
+
+    /// Programs the preemption timer to fire at the end of the time slice or
+    /// at `deadline_tsc`, whichever comes first.
+    pub fn arm_timer(&mut self, deadline_tsc: Option<u64>) {
+        let mut ticks = self.time_slice;
+        if let Some(deadline) = deadline_tsc {
+            let now = crate::arch::tsc::read();
+            ticks = ticks.min(deadline.saturating_sub(now) >> self.preemption_rate);
+        }
+        write(F::PreemptionTimerValue, ticks);
+    }
+
+    pub fn efer(&self) -> u64 {
+        read(F::GuestIa32Efer)
+    }
+
+    /// WRMSR to EFER: only architecturally writable bits; LMA stays as the
+    /// CPU computed it.
+    pub fn set_efer(&mut self, value: u64) -> Result<(), GuestFault> {
+        if value & !EFER_WRITABLE != 0 {
+            return Err(GuestFault::GeneralProtection);
+        }
+        let current = self.efer();
+        if (value ^ current) & EFER_LME != 0 && read(F::GuestCr0) & (1 << 31) != 0 {
+            return Err(GuestFault::GeneralProtection);
+        }
+        write(F::GuestIa32Efer, (value & !EFER_LMA) | (current & EFER_LMA));
+        Ok(())
+    }
+
+    /// Re-queues an event whose delivery a VM exit interrupted (IDT-vectoring
+    /// information), so the guest does not lose it.
+    pub(super) fn reinject_interrupted_event(&mut self) {
+        let raw = read(F::IdtVectoringInfo) as u32;
+        let info = InterruptionInfo::from_raw(raw);
+        if !info.valid {
+            return;
+        }
+        write(F::EntryInterruptionInfo, u64::from(raw & !(1 << 12)));
+        if info.error_code_valid {
+            write(F::EntryExceptionErrorCode, read(F::IdtVectoringErrorCode));
+        }
+        if info.kind.needs_instruction_length() {
+            write(F::EntryInstructionLength, read(F::ExitInstructionLength));
+        }
+    }
+}

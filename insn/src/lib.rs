@@ -1,0 +1,22 @@
+//! Instruction-level support for emulated MMIO.
+//!
+//! When a guest touches an emulated device page (an EPT violation on a device
+//! range such as the I/O APIC at `0xFEC0_0000`), the exit tells the hypervisor
+//! *where* the access went but not *what* it was. This crate answers the rest:
+//!
+//! - [`walk`] translates the guest's linear instruction pointer to a
+//!   guest-physical address through the guest's own page tables, and fetches
+//!   the instruction bytes (which may straddle two unrelated guest frames).
+//! - [`mmio`] decodes those bytes into a load or store of a known size and
+//!   applies the x86 partial-register rules when completing a load.
+//!
+//! Everything here is pure logic over guest-controlled data: guest memory is
+//! reached only through [`GuestMemoryRead`], and every malformed input yields a
+//! typed error rather than a panic.
+#![cfg_attr(not(test), no_std)]
+
+mod guest_memory;
+pub mod mmio;
+pub mod walk;
+
+pub use guest_memory::GuestMemoryRead;
