@@ -42,8 +42,8 @@ const ACPI_TABLES_GPA: u64 = 0xe0000;
 /// The boot page tables map the low 4 GiB: RAM, the boot structures and
 /// everything the kernel touches before it builds its own tables.
 const IDENTITY_MAP_BYTES: u64 = 4 << 30;
-/// Guest wall clock at boot (2026-01-01T00:00:00Z) until Keel reads the host RTC.
-const WALLCLOCK_AT_BOOT: u64 = 1_767_225_600;
+/// Guest wall clock when the host RTC is unreadable (2026-01-01T00:00:00Z).
+const FALLBACK_WALLCLOCK: u64 = 1_767_225_600;
 const SCI_IRQ: u16 = 9;
 
 /// The kernel, initramfs and command line found among the boot modules.
@@ -124,7 +124,8 @@ fn boot(cpu: &VmxCpu, images: &Dom0Images, options: &Options, tsc_hz: Option<u64
 /// Platform, ACPI tables and the kernel in guest memory; returns the entry state.
 fn prepare(domain: &mut Domain, images: &Dom0Images, ram_bytes: u64, tsc_hz: Option<u64>) -> Result<LongModeEntry, ()> {
     domain.cpu = GuestCpu { tsc_hz, apic_id: 0 };
-    let platform = VirtualPlatform::new(tsc_hz.unwrap_or(1_000_000_000), WALLCLOCK_AT_BOOT)
+    let wallclock = crate::arch::rtc::read_unix_seconds().unwrap_or(FALLBACK_WALLCLOCK);
+    let platform = VirtualPlatform::new(tsc_hz.unwrap_or(1_000_000_000), wallclock)
         .map_err(|error| log::error!("dom0: {error}"))?;
     domain.platform = Some(Box::new(platform));
 

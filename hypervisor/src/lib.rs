@@ -5,3 +5,4 @@
 pub mod cmdline;
 pub mod console_line;
 pub mod cpuid_policy;
+pub mod wallclock;

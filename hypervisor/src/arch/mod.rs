@@ -4,6 +4,7 @@
 pub mod gdt;
 pub mod idt;
 pub mod instructions;
+pub mod rtc;
 pub mod tsc;
 
 core::arch::global_asm!(include_str!("boot.s"));

@@ -17,6 +17,7 @@ macro_rules! exit_reasons {
             /// Every known reason, in numeric order.
             pub const KNOWN: &'static [ExitReason] = &[$(ExitReason::$name,)*];
 
+            #[inline]
             pub fn from_basic(number: u16) -> Self {
                 match number {
                     $($number => ExitReason::$name,)*
@@ -25,6 +26,7 @@ macro_rules! exit_reasons {
             }
 
             /// The SDM number of this reason.
+            #[inline]
             pub fn number(self) -> u16 {
                 match self {
                     $(ExitReason::$name => $number,)*
@@ -130,6 +132,7 @@ impl ExitReason {
     pub const UNKNOWN_INDEX: usize = MAX_KNOWN_NUMBER + 1;
 
     /// Index into a `[T; ExitReason::COUNT]` array; always `< COUNT`.
+    #[inline]
     pub fn index(&self) -> usize {
         match self {
             ExitReason::Unknown(_) => Self::UNKNOWN_INDEX,
@@ -159,6 +162,7 @@ pub struct ExitInfo {
 }
 
 impl ExitInfo {
+    #[inline]
     pub fn from_raw(raw: u32) -> Self {
         Self {
             reason: ExitReason::from_basic(raw as u16),
