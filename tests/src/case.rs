@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::dom0::Dom0Modules;
 use crate::machine::Machine;
 use crate::marker::Marker;
 
@@ -22,6 +23,8 @@ pub struct TestCase {
     pub machine: Machine,
     /// The hypervisor command line (after the kernel path in grub.cfg).
     pub cmdline: &'static str,
+    /// The Dom0 kernel and initramfs the ISO carries as modules, if any.
+    pub dom0: Option<Dom0Modules>,
     pub timeout: Duration,
     /// Markers that must appear, in this order.
     pub expected: Vec<Marker>,
@@ -44,12 +47,18 @@ impl TestCase {
             name,
             machine,
             cmdline,
+            dom0: None,
             timeout,
             expected: Vec::new(),
             forbidden: Vec::new(),
             finish: Finish::OnEmulatorExit,
             expected_exit_status: None,
         }
+    }
+
+    pub fn with_dom0(mut self, modules: Dom0Modules) -> Self {
+        self.dom0 = Some(modules);
+        self
     }
 
     pub fn expect_text(mut self, text: &str) -> Self {

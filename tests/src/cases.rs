@@ -5,9 +5,22 @@ use std::time::Duration;
 use keel_abi::emulator::{qemu_status, QEMU_EXIT_SUCCESS};
 
 use crate::case::TestCase;
+use crate::dom0::{Dom0Modules, KernelImage};
 use crate::machine::Machine;
 
-pub const BOOT_TESTS: &[fn() -> TestCase] = &[bochs_selftest, bochs_bench_guest, qemu_no_vmx];
+/// The longest runs come first: two run at a time, so starting Dom0's boot
+/// early keeps the whole suite short.
+pub const BOOT_TESTS: &[fn() -> TestCase] = &[
+    bochs_dom0,
+    bochs_selftest,
+    bochs_dom0_bad_kernel,
+    bochs_dom0_bad_boot_flag,
+    bochs_bench_guest,
+    qemu_no_vmx,
+];
+
+/// RAM of the machines that boot Dom0: Keel's own memory plus Dom0's.
+pub const DOM0_MEMORY_MIB: u32 = 1024;
 
 pub fn all_boot_tests() -> Vec<TestCase> {
     BOOT_TESTS.iter().map(|make| make()).collect()
@@ -69,6 +82,70 @@ fn bochs_bench_guest() -> TestCase {
     forbid_hypervisor_failures(case)
 }
 
+/// The machine every Dom0 boot (test or benchmark, under Keel or bare) runs on.
+pub fn dom0_machine() -> Machine {
+    Machine::bochs().with_memory(DOM0_MEMORY_MIB)
+}
+
+/// Keel boots the unmodified Debian cloud kernel as Dom0 from multiboot2
+/// modules; Dom0's /init checks what it sees (`keel.test=1`) and powers off.
+pub fn bochs_dom0() -> TestCase {
+    let case = TestCase::new(
+        "bochs-dom0",
+        dom0_machine(),
+        "guest=dom0 exit=emulator",
+        // About 10 s bare; Keel's exits cost more, and Linux's decompression
+        // and boot take several hundred million instructions.
+        Duration::from_secs(600),
+    )
+    .with_dom0(Dom0Modules::for_tests())
+    .expect_text("keel: VMX root mode entered")
+    .expect_text("keel: dom0: loading Linux")
+    .expect_text("dom0: userspace started")
+    .expect_regex(r"dom0: cpuinfo hypervisor=yes vmx=no")
+    .expect_regex(r"dom0: clock advanced")
+    .expect_text("dom0: dmesg clean")
+    .expect_text("dom0: checks done")
+    .expect_regex(r"keel: dom0 powered off")
+    .expect_regex(r"keel: domain 0 exits: ")
+    .finish_on_text("keel: dom0 finished")
+    .forbid_text("Kernel panic")
+    .forbid_text("dom0: clock stuck")
+    .forbid_text("dom0: dmesg problems");
+    forbid_hypervisor_failures(case)
+}
+
+/// A Dom0 kernel module that is not a whole bzImage: Keel must refuse it
+/// with a message, not crash or jump into it.
+fn bad_dom0_kernel(name: &'static str, kernel: KernelImage) -> TestCase {
+    let case = TestCase::new(
+        name,
+        dom0_machine(),
+        "guest=dom0 exit=emulator",
+        Duration::from_secs(120),
+    )
+    .with_dom0(Dom0Modules::for_tests().with_kernel(kernel))
+    .expect_text("keel: VMX root mode entered")
+    // Keel logs errors as `keel: error: ...`.
+    .expect_regex(r"keel: (error: )?dom0: cannot load the kernel: ")
+    .finish_on_text("keel: dom0 finished");
+    forbid_hypervisor_failures(case)
+}
+
+/// Only the first 4 KiB of the kernel: the setup header is there, the
+/// protected-mode code it describes is not.
+fn bochs_dom0_bad_kernel() -> TestCase {
+    bad_dom0_kernel(
+        "bochs-dom0-bad-kernel",
+        KernelImage::Truncated { bytes: 4096 },
+    )
+}
+
+/// The whole kernel with its 0xAA55 boot flag zeroed.
+fn bochs_dom0_bad_boot_flag() -> TestCase {
+    bad_dom0_kernel("bochs-dom0-bad-boot-flag", KernelImage::BootFlagZeroed)
+}
+
 /// Without VMX (QEMU's TCG has none) Keel must say so and stop cleanly.
 fn qemu_no_vmx() -> TestCase {
     TestCase::new(
@@ -94,6 +171,7 @@ mod tests {
 
     fn outcome(serial_log: &str, exit_status: Option<i32>) -> RunOutcome {
         RunOutcome {
+            line_times: Vec::new(),
             serial_log: serial_log.to_string(),
             emulator_log: String::new(),
             exit_status,
@@ -111,7 +189,79 @@ mod tests {
         for case in &tests {
             check_artifact_name(case.name).unwrap();
             crate::iso::check_cmdline(case.cmdline).unwrap();
+            if let Some(dom0) = &case.dom0 {
+                crate::iso::check_cmdline(&dom0.linux_cmdline).unwrap();
+            }
         }
+    }
+
+    #[test]
+    fn dom0_tests_carry_the_modules_and_enough_memory() {
+        let case = bochs_dom0();
+        assert_eq!(case.dom0, Some(Dom0Modules::for_tests()));
+        assert_eq!(case.machine, dom0_machine());
+        let Machine::Bochs(bochs) = &case.machine else {
+            panic!("Dom0 runs in Bochs");
+        };
+        assert_eq!(bochs.memory_mib, 1024);
+        let bad = bochs_dom0_bad_kernel();
+        assert_eq!(
+            bad.dom0.map(|dom0| dom0.kernel),
+            Some(KernelImage::Truncated { bytes: 4096 })
+        );
+        assert!(
+            bochs_selftest().dom0.is_none(),
+            "self-test ISOs stay as they were"
+        );
+    }
+
+    const DOM0_LOG: &str = "\
+keel: Keel hypervisor 0.1.0
+keel: VMX root mode entered (revision 0x2b)
+keel: dom0: loading Linux 6.1.0-56-cloud-amd64 (14 MiB), initrd 1 MiB
+[    0.000000] Linux version 6.1.0-56-cloud-amd64
+[    2.100000] Run /init as init process
+[    2.200000] dom0: userspace started
+[    2.210000] dom0: cpuinfo hypervisor=yes vmx=no
+[    3.300000] dom0: clock advanced 2.21 -> 3.29
+[    3.400000] dom0: dmesg clean
+[    3.410000] dom0: checks done
+[    3.500000] reboot: Power down
+keel: dom0 powered off (ACPI S5)
+keel: domain 0 exits: cpuid=120 io=40210 msr-read=300 ept-violation=12
+keel: dom0 finished
+";
+
+    #[test]
+    fn dom0_accepts_the_documented_console_output() {
+        assert_eq!(judge(&bochs_dom0(), &outcome(DOM0_LOG, Some(1))), vec![]);
+    }
+
+    #[test]
+    fn dom0_rejects_a_visible_vmx_flag_a_stuck_clock_and_dmesg_problems() {
+        let vmx = DOM0_LOG.replace("vmx=no", "vmx=yes");
+        assert_eq!(judge(&bochs_dom0(), &outcome(&vmx, Some(1))).len(), 1);
+        let stuck = DOM0_LOG.replace("dom0: clock advanced", "dom0: clock stuck");
+        assert_eq!(judge(&bochs_dom0(), &outcome(&stuck, Some(1))).len(), 2);
+        let problems = DOM0_LOG.replace(
+            "dom0: dmesg clean",
+            "dom0: dmesg problems:\n[ 1.0] WARNING: CPU: 0 at x",
+        );
+        assert_eq!(judge(&bochs_dom0(), &outcome(&problems, Some(1))).len(), 2);
+    }
+
+    #[test]
+    fn bad_kernel_passes_on_a_clean_refusal_only() {
+        let refused = "keel: VMX root mode entered\n\
+                       keel: error: dom0: cannot load the kernel: setup code takes 20480 bytes \
+                       but the image is only 4096 bytes\n\
+                       keel: dom0 finished\n";
+        assert_eq!(
+            judge(&bochs_dom0_bad_kernel(), &outcome(refused, Some(1))),
+            vec![]
+        );
+        let panicked = "keel: VMX root mode entered\nKEEL PANIC at loader.rs:10\n";
+        assert!(!judge(&bochs_dom0_bad_kernel(), &outcome(panicked, Some(1))).is_empty());
     }
 
     const SELFTEST_LOG: &str = "\

@@ -67,6 +67,26 @@ impl Layout {
     pub fn interactive_run_dir(&self) -> PathBuf {
         self.keel_dir().join("run")
     }
+
+    /// Derived module files (e.g. deliberately broken Dom0 kernels).
+    pub fn module_dir(&self) -> PathBuf {
+        self.keel_dir().join("modules")
+    }
+
+    /// Guest images fetched from Debian and built from them: `target/guest`.
+    pub fn guest_dir(&self) -> PathBuf {
+        self.target_dir.join("guest")
+    }
+
+    /// Dom0's Linux kernel (a bzImage).
+    pub fn dom0_kernel(&self) -> PathBuf {
+        self.guest_dir().join("vmlinuz")
+    }
+
+    /// Dom0's initramfs (gzip-compressed newc cpio).
+    pub fn dom0_initrd(&self) -> PathBuf {
+        self.guest_dir().join("dom0-initrd.gz")
+    }
 }
 
 /// ISO and run names become file names: keep them to a safe alphabet.
@@ -101,6 +121,11 @@ mod tests {
             Path::new("/w/target/keel/iso-x")
         );
         assert_eq!(layout.run_dir("x"), Path::new("/w/target/keel/runs/x"));
+        assert_eq!(layout.dom0_kernel(), Path::new("/w/target/guest/vmlinuz"));
+        assert_eq!(
+            layout.dom0_initrd(),
+            Path::new("/w/target/guest/dom0-initrd.gz")
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 pub mod case;
 pub mod cases;
+pub mod dom0;
 pub mod emulator;
 pub mod interrupt;
 pub mod iso;
@@ -16,6 +17,7 @@ pub mod verdict;
 
 pub use case::{Finish, TestCase};
 pub use cases::all_boot_tests;
+pub use dom0::{Dom0Modules, KernelImage};
 pub use layout::{Layout, Profile};
 pub use machine::Machine;
 pub use marker::Marker;

@@ -59,6 +59,15 @@ impl Machine {
             memory_mib: 512,
         })
     }
+
+    /// The same machine with `memory_mib` MiB of RAM.
+    pub fn with_memory(mut self, memory_mib: u32) -> Self {
+        match &mut self {
+            Machine::Bochs(bochs) => bochs.memory_mib = memory_mib,
+            Machine::Qemu(qemu) => qemu.memory_mib = memory_mib,
+        }
+        self
+    }
 }
 
 impl fmt::Display for Machine {
@@ -74,5 +83,26 @@ impl fmt::Display for Machine {
                 ..
             }) => f.write_str("QEMU (KVM)"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn with_memory_changes_only_the_memory() {
+        let Machine::Bochs(bochs) = Machine::bochs().with_memory(1024) else {
+            panic!("not Bochs any more");
+        };
+        assert_eq!(bochs.memory_mib, 1024);
+        assert_eq!(bochs.cpu_model, BochsMachine::default().cpu_model);
+        assert_eq!(
+            Machine::qemu_kvm().with_memory(2048),
+            Machine::Qemu(QemuMachine {
+                accel: QemuAccel::Kvm,
+                memory_mib: 2048
+            })
+        );
     }
 }

@@ -73,6 +73,7 @@ mod tests {
     fn report_lists_failures_and_log_tails() {
         let serial: String = (1..=50).map(|n| format!("line {n}\n")).collect();
         let outcome = RunOutcome {
+            line_times: Vec::new(),
             serial_log: serial,
             emulator_log: String::new(),
             exit_status: None,

@@ -120,6 +120,7 @@ mod tests {
 
     fn outcome(serial_log: &str, exit_status: Option<i32>, ending: RunEnding) -> RunOutcome {
         RunOutcome {
+            line_times: Vec::new(),
             serial_log: serial_log.to_string(),
             emulator_log: String::new(),
             exit_status,

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use keel_boot_tests::dom0::LINUX_CMDLINE;
 
 #[derive(Parser)]
 #[command(
@@ -28,19 +29,32 @@ pub enum Command {
         /// The hypervisor command line, e.g. "log=debug guest=selftest".
         #[arg(long, default_value = "")]
         cmdline: String,
+        /// Add Dom0's Linux kernel and initramfs as modules (fetched from Debian if needed).
+        #[arg(long)]
+        dom0: bool,
+        /// Dom0's kernel command line (with --dom0).
+        #[arg(long, default_value = LINUX_CMDLINE, requires = "dom0")]
+        linux_cmdline: String,
         /// Also copy the ISO to this path.
         #[arg(long)]
         out: Option<PathBuf>,
         #[arg(long)]
         debug: bool,
     },
-    /// Boot the hypervisor with its serial console on this terminal (Ctrl-C stops it).
+    /// Boot the hypervisor with Dom0 (Linux, a busybox shell on the console); Ctrl-C stops it.
     Run {
         /// Default: kvm when /dev/kvm accepts VMX guests, else bochs.
         #[arg(long, value_enum)]
         emulator: Option<EmulatorChoice>,
-        #[arg(long, default_value = "")]
-        cmdline: String,
+        /// The hypervisor command line [default: "guest=dom0", "" with --no-dom0].
+        #[arg(long)]
+        cmdline: Option<String>,
+        /// Boot without Dom0's kernel and initramfs modules.
+        #[arg(long)]
+        no_dom0: bool,
+        /// Dom0's kernel command line.
+        #[arg(long, default_value = LINUX_CMDLINE, conflicts_with = "no_dom0")]
+        linux_cmdline: String,
         #[arg(long)]
         debug: bool,
     },
@@ -78,6 +92,9 @@ pub enum Benchmark {
         #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
         iterations: u32,
     },
+    /// Dom0's Linux boot to userspace on bare Bochs and under Keel: prints the
+    /// `linux-boot` line.
+    Boot,
 }
 
 #[cfg(test)]
@@ -105,6 +122,54 @@ mod tests {
     #[test]
     fn zero_iterations_are_refused() {
         assert!(Cli::try_parse_from(["xtask", "bench", "exits", "--iterations", "0"]).is_err());
+    }
+
+    #[test]
+    fn run_boots_dom0_with_the_default_linux_cmdline_unless_told_not_to() {
+        let cli = Cli::try_parse_from(["xtask", "run"]).unwrap();
+        let Command::Run {
+            cmdline,
+            no_dom0,
+            linux_cmdline,
+            ..
+        } = cli.command
+        else {
+            panic!("parsed as another command");
+        };
+        assert_eq!((cmdline, no_dom0), (None, false));
+        assert_eq!(linux_cmdline, "console=ttyS0 cryptomgr.notests");
+        assert!(Cli::try_parse_from(["xtask", "run", "--no-dom0"]).is_ok());
+        assert!(
+            Cli::try_parse_from(["xtask", "run", "--no-dom0", "--linux-cmdline", "x"]).is_err()
+        );
+    }
+
+    #[test]
+    fn iso_takes_a_linux_cmdline_only_with_dom0() {
+        assert!(Cli::try_parse_from(["xtask", "iso", "--linux-cmdline", "x"]).is_err());
+        let cli =
+            Cli::try_parse_from(["xtask", "iso", "--dom0", "--linux-cmdline", "quiet"]).unwrap();
+        let Command::Iso {
+            dom0,
+            linux_cmdline,
+            ..
+        } = cli.command
+        else {
+            panic!("parsed as another command");
+        };
+        assert!(dom0);
+        assert_eq!(linux_cmdline, "quiet");
+    }
+
+    #[test]
+    fn bench_boot_parses() {
+        let cli = Cli::try_parse_from(["xtask", "bench", "boot"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Bench {
+                benchmark: Benchmark::Boot
+            }
+        ));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 mod cargo;
 mod cli;
 mod commands;
+mod guest;
 mod host_kvm;
 mod prerequisites;
 mod workspace;
@@ -11,6 +12,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use clap::Parser;
+use keel_boot_tests::Dom0Modules;
 
 use cli::{Cli, Command};
 
@@ -29,14 +31,24 @@ fn main() -> ExitCode {
         Command::Build { debug } => commands::build::run(&workspace, debug),
         Command::Iso {
             cmdline,
+            dom0,
+            linux_cmdline,
             out,
             debug,
-        } => commands::iso::run(&workspace, &cmdline, out.as_deref(), debug),
+        } => {
+            let dom0 = dom0.then(|| Dom0Modules::with_linux_cmdline(&linux_cmdline));
+            commands::iso::run(&workspace, &cmdline, dom0.as_ref(), out.as_deref(), debug)
+        }
         Command::Run {
             emulator,
             cmdline,
+            no_dom0,
+            linux_cmdline,
             debug,
-        } => commands::run::run(&workspace, emulator, &cmdline, debug),
+        } => {
+            let dom0 = (!no_dom0).then(|| Dom0Modules::with_linux_cmdline(&linux_cmdline));
+            commands::run::run(&workspace, emulator, cmdline, dom0.as_ref(), debug)
+        }
         Command::Test { filter, no_host } => {
             commands::test::run(&workspace, filter.as_deref(), no_host)
         }

@@ -55,6 +55,13 @@ pub const BOCHS: &[Prerequisite] = &[
 
 pub const QEMU: &[Prerequisite] = &[program(qemu::BINARY, "qemu-system-x86")];
 
+/// What takes Dom0's kernel and busybox out of Debian packages.
+pub const DEBIAN_PACKAGE_TOOLS: &[Prerequisite] = &[
+    program("apt-get", "apt"),
+    program("apt-cache", "apt"),
+    program("dpkg-deb", "dpkg"),
+];
+
 fn is_present(check: Check) -> bool {
     match check {
         Check::Program(name) => program_on_path(name),
@@ -119,14 +126,14 @@ pub fn ensure(groups: &[&[Prerequisite]]) -> Result<()> {
     Ok(())
 }
 
-fn running_as_root() -> bool {
+pub fn running_as_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()
         .is_ok_and(|output| String::from_utf8_lossy(&output.stdout).trim() == "0")
 }
 
-fn apt_get(arguments: &[&str]) -> Result<()> {
+pub fn apt_get(arguments: &[&str]) -> Result<()> {
     let status = Command::new("apt-get")
         .args(arguments)
         .env("DEBIAN_FRONTEND", "noninteractive")

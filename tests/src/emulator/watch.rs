@@ -47,7 +47,50 @@ pub struct RunOutcome {
     pub exit_status: Option<i32>,
     pub ending: RunEnding,
     pub elapsed: Duration,
+    /// For each line of `serial_log`, how long after the start of the watch
+    /// (just after the emulator started) it was complete, to the poll interval.
+    pub line_times: Vec<Duration>,
     pub run_dir: PathBuf,
+}
+
+impl RunOutcome {
+    /// When the first line matching `marker` had appeared.
+    pub fn time_of_first(&self, marker: &Marker) -> Option<Duration> {
+        let index = self
+            .serial_log
+            .lines()
+            .position(|line| marker.matches_line(line))?;
+        self.line_times.get(index).copied()
+    }
+}
+
+/// Records when each serial line is complete.
+#[derive(Default)]
+struct LineClock {
+    times: Vec<Duration>,
+    /// Whether bytes of a line without its newline have been seen.
+    partial_line: bool,
+}
+
+impl LineClock {
+    fn record(&mut self, new_output: &[u8], now: Duration) {
+        for byte in new_output {
+            if *byte == b'\n' {
+                self.times.push(now);
+                self.partial_line = false;
+            } else {
+                self.partial_line = true;
+            }
+        }
+    }
+
+    /// The times, the unterminated last line (if any) counted as complete now.
+    fn finish(mut self, now: Duration) -> Vec<Duration> {
+        if self.partial_line {
+            self.times.push(now);
+        }
+        self.times
+    }
 }
 
 impl RunningEmulator {
@@ -57,12 +100,14 @@ impl RunningEmulator {
         let started = Instant::now();
         let mut serial = LogFollower::new(self.serial_log.clone());
         let mut forbidden_seen_at: Option<Instant> = None;
+        let mut line_clock = LineClock::default();
         let ending = loop {
             let exited = self.process.poll_exit()?.is_some();
             // Read after checking for exit so the last output is not lost.
             let new_output = serial
                 .read_new()
                 .with_context(|| format!("cannot read {}", self.serial_log.display()))?;
+            line_clock.record(new_output, started.elapsed());
             if let Some(echo) = watch.echo.as_mut() {
                 echo.write_all(new_output)?;
                 echo.flush()?;
@@ -95,12 +140,14 @@ impl RunningEmulator {
 
         let exit_status = self.process.poll_exit()?.and_then(|status| status.code());
         self.process.kill();
+        let elapsed = started.elapsed();
         Ok(RunOutcome {
             serial_log: serial.text(),
             emulator_log: self.read_emulator_log(),
             exit_status,
             ending,
-            elapsed: started.elapsed(),
+            elapsed,
+            line_times: line_clock.finish(elapsed),
             run_dir: self.run_dir.clone(),
         })
     }
@@ -207,6 +254,49 @@ mod tests {
             .unwrap();
         assert_eq!(outcome.ending, RunEnding::ForbiddenMarker);
         assert_eq!(outcome.serial_log, "KEEL PANIC at x\ndetails\n");
+    }
+
+    #[test]
+    fn line_clock_times_each_line_when_its_newline_arrives() {
+        let mut clock = LineClock::default();
+        let at = Duration::from_millis;
+        clock.record(b"first\nsec", at(10));
+        clock.record(b"ond\n", at(20));
+        clock.record(b"", at(30));
+        clock.record(b"third\nfourth\nunfinished", at(40));
+        assert_eq!(
+            clock.finish(at(50)),
+            [at(10), at(20), at(40), at(40), at(50)]
+        );
+    }
+
+    #[test]
+    fn line_clock_adds_nothing_after_a_final_newline() {
+        let mut clock = LineClock::default();
+        clock.record(b"only\n", Duration::from_millis(5));
+        assert_eq!(
+            clock.finish(Duration::from_secs(1)),
+            [Duration::from_millis(5)]
+        );
+    }
+
+    #[test]
+    fn outcome_knows_when_a_marker_appeared() {
+        let emulator = fake_emulator(
+            "timing",
+            "echo 'booting' > serial.log; sleep 0.6; echo 'dom0: userspace started' >> serial.log",
+        );
+        let outcome = emulator
+            .watch(watch_with(Duration::from_secs(20), None, &[]))
+            .unwrap();
+        let started = outcome
+            .time_of_first(&Marker::text("userspace started"))
+            .unwrap();
+        let booting = outcome.time_of_first(&Marker::text("booting")).unwrap();
+        assert!(started >= Duration::from_millis(500), "{started:?}");
+        assert!(booting < started);
+        assert!(outcome.time_of_first(&Marker::text("absent")).is_none());
+        assert_eq!(outcome.line_times.len(), 2);
     }
 
     #[test]

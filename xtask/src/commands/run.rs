@@ -4,8 +4,9 @@ use std::io;
 
 use anyhow::Result;
 use keel_abi::emulator::{qemu_status, QEMU_EXIT_FAILURE, QEMU_EXIT_SUCCESS};
+use keel_boot_tests::cases::DOM0_MEMORY_MIB;
 use keel_boot_tests::emulator::{self, RunEnding, Watch};
-use keel_boot_tests::Machine;
+use keel_boot_tests::{Dom0Modules, Machine};
 
 use crate::cli::EmulatorChoice;
 use crate::commands::emulator_prerequisites;
@@ -28,15 +29,29 @@ fn default_choice() -> EmulatorChoice {
     }
 }
 
+/// The hypervisor command line when none is given: Dom0 when its modules
+/// are on the ISO, else Keel's own default guest.
+fn default_cmdline(dom0: Option<&Dom0Modules>) -> &'static str {
+    match dom0 {
+        Some(_) => "guest=dom0",
+        None => "",
+    }
+}
+
 pub fn run(
     workspace: &Workspace,
     choice: Option<EmulatorChoice>,
-    cmdline: &str,
+    cmdline: Option<String>,
+    dom0: Option<&Dom0Modules>,
     debug: bool,
 ) -> Result<()> {
-    let machine = machine_for(choice.unwrap_or_else(default_choice));
+    let mut machine = machine_for(choice.unwrap_or_else(default_choice));
+    if dom0.is_some() {
+        machine = machine.with_memory(DOM0_MEMORY_MIB);
+    }
     prerequisites::ensure(&[emulator_prerequisites(&machine)])?;
-    let iso = super::iso::build(workspace, cmdline, debug)?;
+    let cmdline = cmdline.unwrap_or_else(|| default_cmdline(dom0).to_string());
+    let iso = super::iso::build(workspace, &cmdline, dom0, debug)?;
     let run_dir = workspace.layout.interactive_run_dir();
     say!(
         "booting {} in {machine} (Ctrl-C to stop; files in {})",
@@ -79,6 +94,15 @@ fn describe_exit(machine: &Machine, status: Option<i32>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dom0_is_the_default_guest_only_when_its_modules_are_there() {
+        assert_eq!(
+            default_cmdline(Some(&Dom0Modules::interactive())),
+            "guest=dom0"
+        );
+        assert_eq!(default_cmdline(None), "");
+    }
 
     #[test]
     fn qemu_debug_exit_statuses_are_explained() {

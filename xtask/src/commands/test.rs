@@ -3,7 +3,7 @@
 use std::sync::Mutex;
 
 use anyhow::{bail, Result};
-use keel_boot_tests::iso::build_iso;
+use keel_boot_tests::iso::build_case_iso;
 use keel_boot_tests::report::failure_report;
 use keel_boot_tests::runner::{run_parallel, CaseResult, Event, Job};
 use keel_boot_tests::{all_boot_tests, Profile, TestCase};
@@ -11,7 +11,7 @@ use keel_boot_tests::{all_boot_tests, Profile, TestCase};
 use crate::commands::emulator_prerequisites;
 use crate::prerequisites::{self, Prerequisite};
 use crate::workspace::Workspace;
-use crate::{cargo, say};
+use crate::{cargo, guest, say};
 
 /// The machines have two cores, and each emulator keeps one busy.
 const PARALLEL_RUNS: usize = 2;
@@ -29,11 +29,15 @@ pub fn run(workspace: &Workspace, filter: Option<&str>, no_host: bool) -> Result
     }
     prerequisites::ensure(&needed_prerequisites(&cases))?;
 
+    if cases.iter().any(|case| case.dom0.is_some()) {
+        guest::ensure_dom0_images(&workspace.layout)?;
+    }
+
     let elf = cargo::build_hypervisor(workspace, Profile::Release)?;
     say!("building {} ISO(s)", cases.len());
     let mut jobs = Vec::with_capacity(cases.len());
     for case in cases {
-        let iso = build_iso(&workspace.layout, &elf, case.name, case.cmdline)?;
+        let iso = build_case_iso(&workspace.layout, &elf, &case)?;
         jobs.push(Job { case, iso });
     }
 

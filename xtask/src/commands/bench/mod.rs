@@ -1,6 +1,7 @@
 //! `cargo xtask bench <benchmark>`: measurements taken in Bochs, where RDTSC
 //! counts emulated instructions and so gives repeatable numbers.
 
+mod boot;
 mod exits;
 
 use anyhow::Result;
@@ -11,5 +12,6 @@ use crate::workspace::Workspace;
 pub fn run(workspace: &Workspace, benchmark: Benchmark) -> Result<()> {
     match benchmark {
         Benchmark::Exits { iterations } => exits::run(workspace, iterations),
+        Benchmark::Boot => boot::run(workspace),
     }
 }

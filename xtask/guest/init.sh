@@ -1,0 +1,82 @@
+#!/bin/busybox sh
+# /init of Keel's Dom0 initramfs (built by xtask/src/guest/initramfs.rs).
+#
+# With `keel.test=1` on the kernel command line it checks what Dom0 sees,
+# prints one `dom0: ...` line per check for the boot tests and `bench boot`,
+# and powers off; otherwise it starts a shell on the console.
+
+# --install needs /proc/self/exe to find the binary its links point to.
+/bin/busybox mount -t proc proc /proc
+/bin/busybox --install -s /bin
+export PATH=/bin
+
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+
+# Reports go through the kernel log rather than the console tty: printk
+# writes each line whole and synchronously, so a kernel message can never
+# split a report line, and `poweroff -f` cannot cut off output still
+# queued in the tty (it did). Lines show as "[  12.34] dom0: ...".
+echo on > /proc/sys/kernel/printk_devkmsg  # no rate limit on /dev/kmsg
+say() {
+    echo "$*" > /dev/kmsg
+}
+
+say "dom0: userspace started"
+
+# "yes" when the first CPU's flags line lists $1.
+cpu_flag() {
+    flags=$(grep -m 1 '^flags' /proc/cpuinfo)
+    case " ${flags#*:} " in
+        *" $1 "*) echo yes ;;
+        *) echo no ;;
+    esac
+}
+
+# Seconds since boot, as the kernel counts them.
+uptime_seconds() {
+    read -r seconds _idle < /proc/uptime
+    echo "$seconds"
+}
+
+run_checks() {
+    say "dom0: cpuinfo hypervisor=$(cpu_flag hypervisor) vmx=$(cpu_flag vmx)"
+
+    # `sleep` only returns if timer interrupts reach Dom0; the uptime must
+    # then have moved on.
+    before=$(uptime_seconds)
+    sleep 1
+    after=$(uptime_seconds)
+    if awk -v before="$before" -v after="$after" 'BEGIN { exit !(after > before) }'; then
+        say "dom0: clock advanced $before -> $after"
+    else
+        say "dom0: clock stuck $before -> $after"
+    fi
+
+    # Kernel bugs, oopses, panics and WARN splats. The RETBleed notice says
+    # the CPU model (Bochs' Skylake) lacks a mitigation: no fault of Dom0's.
+    problems=$(dmesg | grep -E 'BUG|panic|Oops|WARNING' \
+        | grep -v 'RETBleed: WARNING: Spectre v2 mitigation leaves CPU vulnerable')
+    if [ -z "$problems" ]; then
+        say "dom0: dmesg clean"
+    else
+        say "dom0: dmesg problems:"
+        echo "$problems" | while read -r line; do
+            say "    $line"
+        done
+    fi
+    say "dom0: checks done"
+}
+
+if grep -qwF 'keel.test=1' /proc/cmdline; then
+    run_checks
+    poweroff -f
+fi
+
+echo
+echo "Keel Dom0: busybox shell on the console ('poweroff -f' or 'exit' powers off)."
+setsid cttyhack sh
+# Also reached at once when the console has no input side (a serial port
+# that only logs to a file).
+say "dom0: console shell exited, powering off"
+poweroff -f

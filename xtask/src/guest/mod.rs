@@ -1,0 +1,90 @@
+//! Dom0's guest images, cached in `target/guest/`: the Debian cloud kernel,
+//! busybox, and the initramfs built around busybox and our /init.
+
+mod busybox;
+mod debian;
+mod initramfs;
+mod kernel;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use keel_boot_tests::Layout;
+
+use crate::prerequisites;
+
+/// Fetches and builds whatever of Dom0's kernel and initramfs is missing or
+/// out of date; afterwards `layout.dom0_kernel()` and `layout.dom0_initrd()`
+/// exist.
+pub fn ensure_dom0_images(layout: &Layout) -> Result<()> {
+    let guest_dir = layout.guest_dir();
+    fs::create_dir_all(&guest_dir)
+        .with_context(|| format!("cannot create {}", guest_dir.display()))?;
+    // Only a fetch needs apt; a warm cache works anywhere.
+    if !(is_cached(&layout.dom0_kernel()) && is_cached(&busybox::path(layout))) {
+        prerequisites::ensure(&[prerequisites::DEBIAN_PACKAGE_TOOLS])?;
+    }
+    kernel::ensure(layout)?;
+    let busybox = busybox::ensure(layout)?;
+    initramfs::ensure(layout, &busybox)?;
+    Ok(())
+}
+
+/// `<file>.origin`: which package version a cached file came from.
+fn origin_note(file: &Path) -> PathBuf {
+    let mut name = file.as_os_str().to_owned();
+    name.push(".origin");
+    PathBuf::from(name)
+}
+
+/// The file is there, and so is the note written only after it was
+/// complete and checked.
+fn is_cached(file: &Path) -> bool {
+    cached_origin(file).is_some()
+}
+
+fn cached_origin(file: &Path) -> Option<String> {
+    if !file.is_file() {
+        return None;
+    }
+    let origin = fs::read_to_string(origin_note(file)).ok()?;
+    Some(origin.trim().to_string()).filter(|origin| !origin.is_empty())
+}
+
+/// Drops the note before a file is fetched again, so an interrupted fetch
+/// never leaves a new file under an old note.
+fn forget_origin(file: &Path) {
+    let _ = fs::remove_file(origin_note(file));
+}
+
+fn write_origin(file: &Path, origin: &str) -> Result<()> {
+    let note = origin_note(file);
+    fs::write(&note, format!("{origin}\n"))
+        .with_context(|| format!("cannot write {}", note.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_counts_as_cached_only_with_its_origin_note() {
+        let dir = std::env::temp_dir().join(format!("keel-guest-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("vmlinuz");
+        assert_eq!(origin_note(&file), dir.join("vmlinuz.origin"));
+        assert!(!is_cached(&file));
+        fs::write(&file, b"kernel").unwrap();
+        assert!(!is_cached(&file), "no note: an interrupted fetch");
+        write_origin(&file, "linux-image-6.1.0-56-cloud-amd64 6.1.192-2").unwrap();
+        assert_eq!(
+            cached_origin(&file).as_deref(),
+            Some("linux-image-6.1.0-56-cloud-amd64 6.1.192-2")
+        );
+        fs::remove_file(&file).unwrap();
+        assert!(!is_cached(&file), "a note without its file");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
