@@ -28,10 +28,7 @@ pub struct AcpiBlob {
 
 /// Generates RSDP, XSDT, FADT, MADT, DSDT and (unless hardware-reduced) FACS
 /// for one guest, addressed as if the returned bytes start at `base_gpa`.
-pub fn build_guest_acpi(
-    config: &GuestAcpiConfig<'_>,
-    base_gpa: u64,
-) -> Result<AcpiBlob, AcpiError> {
+pub fn build_guest_acpi(config: &GuestAcpiConfig<'_>, base_gpa: u64) -> Result<AcpiBlob, AcpiError> {
     let madt = build_madt(config)?;
     let dsdt = build_dsdt(config.oem_id)?;
     // Hardware-reduced platforms have no FACS: no global lock, no waking vector.

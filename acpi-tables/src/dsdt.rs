@@ -21,12 +21,7 @@ pub const S5_SLEEP_TYPE: u8 = 5;
 pub(crate) fn build_dsdt(oem_id: [u8; 6]) -> Result<Vec<u8>, AcpiError> {
     let s5_type = DataObject::Integer(u64::from(S5_SLEEP_TYPE));
     // SLP_TYPa, SLP_TYPb, then two reserved elements.
-    let s5 = [
-        s5_type,
-        s5_type,
-        DataObject::Integer(0),
-        DataObject::Integer(0),
-    ];
+    let s5 = [s5_type, s5_type, DataObject::Integer(0), DataObject::Integer(0)];
     let mut aml = Vec::new();
     // The DSDT's scope is the root, so the relative name is `\_S5_`; this is
     // also exactly what iasl emits for `Name (\_S5, Package () {5, 5, 0, 0})`.

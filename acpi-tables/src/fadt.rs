@@ -41,21 +41,14 @@ pub(crate) struct FadtLinks {
     pub facs_gpa: Option<u64>,
 }
 
-pub(crate) fn build_fadt(
-    config: &GuestAcpiConfig<'_>,
-    links: FadtLinks,
-) -> Result<Vec<u8>, AcpiError> {
+pub(crate) fn build_fadt(config: &GuestAcpiConfig<'_>, links: FadtLinks) -> Result<Vec<u8>, AcpiError> {
     let pm = &config.pm;
     if !config.hw_reduced && (pm.pm1a_event_block == 0 || pm.pm1a_control_block == 0) {
         return Err(AcpiError::MissingPm1aBlock);
     }
     let facs_gpa = links.facs_gpa.unwrap_or(0);
     let timer_port = pm.pm_timer_block.unwrap_or(0);
-    let timer_len = if pm.pm_timer_block.is_some() {
-        PM_TMR_LEN
-    } else {
-        0
-    };
+    let timer_len = if pm.pm_timer_block.is_some() { PM_TMR_LEN } else { 0 };
 
     let mut body = Vec::with_capacity(FADT_LEN);
     // Legacy 32-bit pointers; ACPICA accepts them alongside equal X_ values,
@@ -107,8 +100,7 @@ pub(crate) fn build_fadt(
     body.put_u64(facs_gpa); // X_FIRMWARE_CTRL
     body.put_u64(links.dsdt_gpa); // X_DSDT
     let pm1a_event = GenericAddress::io_port(pm.pm1a_event_block, PM1_EVT_LEN, AccessSize::Word);
-    let pm1a_control =
-        GenericAddress::io_port(pm.pm1a_control_block, PM1_CNT_LEN, AccessSize::Word);
+    let pm1a_control = GenericAddress::io_port(pm.pm1a_control_block, PM1_CNT_LEN, AccessSize::Word);
     let timer = match pm.pm_timer_block {
         Some(port) => GenericAddress::io_port(port, PM_TMR_LEN, AccessSize::Dword),
         None => GenericAddress::ABSENT,

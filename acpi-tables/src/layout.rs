@@ -29,8 +29,7 @@ impl RegionPlanner {
     pub fn place(&mut self, len: usize, align: u64) -> Result<Placement, AcpiError> {
         let cursor_gpa = self.gpa_at(self.end)?;
         let gpa = align_up(cursor_gpa, align).ok_or(AcpiError::AddressOverflow)?;
-        let offset =
-            usize::try_from(gpa - self.base_gpa).map_err(|_| AcpiError::AddressOverflow)?;
+        let offset = usize::try_from(gpa - self.base_gpa).map_err(|_| AcpiError::AddressOverflow)?;
         let end = offset.checked_add(len).ok_or(AcpiError::AddressOverflow)?;
         // The whole table must be addressable, not just its first byte.
         self.gpa_at(end)?;
@@ -69,15 +68,8 @@ impl RegionWriter {
 
     /// Tables must be written in the order they were placed.
     pub fn write(&mut self, placement: Placement, table: &[u8]) {
-        debug_assert!(
-            self.bytes.len() <= placement.offset,
-            "tables written out of order"
-        );
-        debug_assert_eq!(
-            placement.len,
-            table.len(),
-            "table length differs from its slot"
-        );
+        debug_assert!(self.bytes.len() <= placement.offset, "tables written out of order");
+        debug_assert_eq!(placement.len, table.len(), "table length differs from its slot");
         self.bytes.resize(placement.offset, 0);
         self.bytes.extend_from_slice(table);
     }

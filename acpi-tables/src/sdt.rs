@@ -20,14 +20,8 @@ pub(crate) struct TableKind {
 }
 
 /// Prefixes `body` with a header whose length and checksum cover the whole table.
-pub(crate) fn assemble_table(
-    kind: TableKind,
-    oem_id: [u8; 6],
-    body: &[u8],
-) -> Result<Vec<u8>, AcpiError> {
-    let total_len = SDT_HEADER_LEN
-        .checked_add(body.len())
-        .ok_or(AcpiError::TableTooLarge)?;
+pub(crate) fn assemble_table(kind: TableKind, oem_id: [u8; 6], body: &[u8]) -> Result<Vec<u8>, AcpiError> {
+    let total_len = SDT_HEADER_LEN.checked_add(body.len()).ok_or(AcpiError::TableTooLarge)?;
     let length = u32::try_from(total_len).map_err(|_| AcpiError::TableTooLarge)?;
     let unchecked = encode_header(kind, oem_id, length, 0);
     let checksum = checksum_of(&[&unchecked, body]);

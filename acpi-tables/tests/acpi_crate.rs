@@ -22,14 +22,8 @@ struct BlobHandler {
 }
 
 impl AcpiHandler for BlobHandler {
-    unsafe fn map_physical_region<T>(
-        &self,
-        address: usize,
-        size: usize,
-    ) -> PhysicalMapping<Self, T> {
-        let offset = address
-            .checked_sub(self.base)
-            .expect("mapping below the blob");
+    unsafe fn map_physical_region<T>(&self, address: usize, size: usize) -> PhysicalMapping<Self, T> {
+        let offset = address.checked_sub(self.base).expect("mapping below the blob");
         let region = self
             .bytes
             .get(offset..offset + size)
@@ -111,9 +105,7 @@ fn acpi_crate_reads_madt_entries() {
                 io_apics += 1;
                 assert_eq!({ e.io_apic_address }, 0xFEC0_0000);
             }
-            MadtEntry::InterruptSourceOverride(e) => {
-                overrides.push((e.irq, e.global_system_interrupt))
-            }
+            MadtEntry::InterruptSourceOverride(e) => overrides.push((e.irq, e.global_system_interrupt)),
             _ => panic!("unexpected MADT entry"),
         }
     }

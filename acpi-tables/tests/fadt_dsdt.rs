@@ -51,16 +51,8 @@ fn pm1a_blocks_in_legacy_and_extended_form() {
     assert_eq!(u32_at(&fadt, 56), 0x600, "PM1a_EVT_BLK");
     assert_eq!(u32_at(&fadt, 64), 0x604, "PM1a_CNT_BLK");
     assert_eq!((fadt[88], fadt[89]), (4, 2), "PM1_EVT_LEN, PM1_CNT_LEN");
-    assert_eq!(
-        gas_at(&fadt, 148),
-        (SYSTEM_IO, 32, 0, 2, 0x600),
-        "X_PM1a_EVT_BLK"
-    );
-    assert_eq!(
-        gas_at(&fadt, 172),
-        (SYSTEM_IO, 16, 0, 2, 0x604),
-        "X_PM1a_CNT_BLK"
-    );
+    assert_eq!(gas_at(&fadt, 148), (SYSTEM_IO, 32, 0, 2, 0x600), "X_PM1a_EVT_BLK");
+    assert_eq!(gas_at(&fadt, 172), (SYSTEM_IO, 16, 0, 2, 0x604), "X_PM1a_CNT_BLK");
     for (name, offset) in [("X_PM1b_EVT", 160), ("X_PM1b_CNT", 184), ("X_GPE0", 220)] {
         assert_eq!(gas_at(&fadt, offset), (0, 0, 0, 0, 0), "{name} absent");
     }
@@ -87,11 +79,7 @@ fn reset_register_is_advertised() {
 #[test]
 fn boot_arch_flags_are_copied() {
     let (fadt, _) = fadt_and_view(&typical_config(&[0]));
-    assert_eq!(
-        u16_at(&fadt, 109),
-        0b10_0100,
-        "no VGA, no CMOS RTC, no 8042"
-    );
+    assert_eq!(u16_at(&fadt, 109), 0b10_0100, "no VGA, no CMOS RTC, no 8042");
 
     let mut config = typical_config(&[0]);
     config.boot_arch_flags = BootArchFlags::KEEL_DEFAULT.with_i8042(true);
@@ -124,26 +112,15 @@ fn hw_reduced_sets_flag_drops_facs_and_uses_sleep_registers() {
     assert_ne!(u32_at(&fadt, 112) & FLAG_HW_REDUCED, 0);
     assert_eq!(u64_at(&fadt, 132), 0, "no FACS");
     assert_eq!(u32_at(&fadt, 36), 0);
-    assert_eq!(
-        gas_at(&fadt, 244),
-        (SYSTEM_IO, 8, 0, 1, 0x3C0),
-        "SLEEP_CONTROL_REG"
-    );
-    assert_eq!(
-        gas_at(&fadt, 256),
-        (SYSTEM_IO, 8, 0, 1, 0x3C1),
-        "SLEEP_STATUS_REG"
-    );
+    assert_eq!(gas_at(&fadt, 244), (SYSTEM_IO, 8, 0, 1, 0x3C0), "SLEEP_CONTROL_REG");
+    assert_eq!(gas_at(&fadt, 256), (SYSTEM_IO, 8, 0, 1, 0x3C1), "SLEEP_STATUS_REG");
 }
 
 #[test]
 fn full_acpi_needs_pm1a_blocks() {
     let mut config = typical_config(&[0]);
     config.pm.pm1a_control_block = 0;
-    assert_eq!(
-        build_guest_acpi(&config, BASE),
-        Err(AcpiError::MissingPm1aBlock)
-    );
+    assert_eq!(build_guest_acpi(&config, BASE), Err(AcpiError::MissingPm1aBlock));
     config.hw_reduced = true;
     assert!(build_guest_acpi(&config, BASE).is_ok());
 }
@@ -159,19 +136,12 @@ fn dsdt_declares_s5_package() {
     let dsdt = view.table(u64_at(fadt.bytes, 140));
     assert_eq!(dsdt.revision(), 2);
     let aml = dsdt.body();
-    let name_at = aml
-        .windows(4)
-        .position(|w| w == b"_S5_")
-        .expect("DSDT names _S5_");
+    let name_at = aml.windows(4).position(|w| w == b"_S5_").expect("DSDT names _S5_");
     assert_eq!(aml[name_at - 1], 0x08, "NameOp at root scope");
     let package = &aml[name_at + 4..];
     assert_eq!(package[0], 0x12, "PackageOp");
     assert_eq!(package[2], 4, "four elements");
     assert_eq!(&package[3..7], &[0x0A, S5_SLEEP_TYPE, 0x0A, S5_SLEEP_TYPE]);
     assert_eq!(&package[7..9], &[0x00, 0x00]);
-    assert_eq!(
-        usize::from(package[1]),
-        package.len() - 1,
-        "PkgLength ends the table"
-    );
+    assert_eq!(usize::from(package[1]), package.len() - 1, "PkgLength ends the table");
 }

@@ -35,11 +35,7 @@ fn iasl_decompiles_s5_package() {
     let dir = scratch_dir();
     let aml_path = dir.join("dsdt.dat");
     std::fs::write(&aml_path, view.slice(dsdt_gpa, dsdt_len)).unwrap();
-    let status = Command::new("iasl")
-        .arg("-d")
-        .arg(&aml_path)
-        .output()
-        .unwrap();
+    let status = Command::new("iasl").arg("-d").arg(&aml_path).output().unwrap();
     assert!(status.status.success(), "iasl -d failed: {status:?}");
     let asl = std::fs::read_to_string(dir.join("dsdt.dsl")).unwrap();
     std::fs::remove_dir_all(&dir).unwrap();

@@ -15,19 +15,11 @@ fn madt_of(config: &keel_acpi_tables::GuestAcpiConfig<'_>) -> (u32, u32, Vec<Mad
     };
     let madt = view.find(blob.rsdp_gpa, "APIC");
     assert_eq!(madt.revision(), 5);
-    (
-        u32_at(madt.body(), 0),
-        u32_at(madt.body(), 4),
-        madt_entries(&madt),
-    )
+    (u32_at(madt.body(), 0), u32_at(madt.body(), 4), madt_entries(&madt))
 }
 
 fn local_apic(uid: u8, apic_id: u8) -> MadtEntry {
-    MadtEntry::LocalApic {
-        uid,
-        apic_id,
-        flags: 1,
-    }
+    MadtEntry::LocalApic { uid, apic_id, flags: 1 }
 }
 
 #[test]
@@ -152,10 +144,7 @@ fn local_apic_above_4g_gets_an_address_override() {
     config.local_apic_address = 0x10_FEE0_0000;
     let (lapic_address, _, entries) = madt_of(&config);
     assert_eq!(lapic_address, 0);
-    assert_eq!(
-        entries.last(),
-        Some(&MadtEntry::LocalApicAddress(0x10_FEE0_0000))
-    );
+    assert_eq!(entries.last(), Some(&MadtEntry::LocalApicAddress(0x10_FEE0_0000)));
 }
 
 #[test]
@@ -167,8 +156,5 @@ fn bad_overrides_are_rejected() {
         flags: 0,
     }];
     config.isa_overrides = &overrides;
-    assert_eq!(
-        build_guest_acpi(&config, BASE),
-        Err(AcpiError::InvalidIsaIrq(20))
-    );
+    assert_eq!(build_guest_acpi(&config, BASE), Err(AcpiError::InvalidIsaIrq(20)));
 }

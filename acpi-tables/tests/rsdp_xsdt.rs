@@ -34,10 +34,7 @@ fn xsdt_lists_fadt_then_madt_inside_the_blob() {
     };
     let entries = view.xsdt_entries(blob.rsdp_gpa);
     assert_eq!(entries.len(), 2);
-    let signatures: Vec<String> = entries
-        .iter()
-        .map(|gpa| view.table(*gpa).signature())
-        .collect();
+    let signatures: Vec<String> = entries.iter().map(|gpa| view.table(*gpa).signature()).collect();
     assert_eq!(signatures, ["FACP", "APIC"]);
     for gpa in entries {
         assert_eq!(gpa % 8, 0, "table at {gpa:#x} is 8-byte aligned");
@@ -84,10 +81,7 @@ fn unaligned_base_still_aligns_rsdp_and_facs() {
     let base = 0x1_0003;
     let blob = build_guest_acpi(&typical_config(&[0]), base).unwrap();
     assert_eq!(blob.rsdp_gpa, 0x1_0010);
-    assert!(
-        blob.bytes[..13].iter().all(|b| *b == 0),
-        "leading padding is zero"
-    );
+    assert!(blob.bytes[..13].iter().all(|b| *b == 0), "leading padding is zero");
     let view = GuestView {
         bytes: &blob.bytes,
         base,
@@ -114,10 +108,7 @@ fn tables_above_4g_use_only_64_bit_pointers() {
 #[test]
 fn output_is_deterministic() {
     let config = typical_config(&[0, 1]);
-    assert_eq!(
-        build_guest_acpi(&config, BASE),
-        build_guest_acpi(&config, BASE)
-    );
+    assert_eq!(build_guest_acpi(&config, BASE), build_guest_acpi(&config, BASE));
 }
 
 #[test]
@@ -128,10 +119,7 @@ fn region_past_the_address_space_is_rejected() {
 
 #[test]
 fn cpu_list_errors() {
-    assert_eq!(
-        build_guest_acpi(&typical_config(&[]), BASE),
-        Err(AcpiError::NoCpus)
-    );
+    assert_eq!(build_guest_acpi(&typical_config(&[]), BASE), Err(AcpiError::NoCpus));
     let too_many: Vec<u32> = (0..=MAX_GUEST_CPUS as u32).collect();
     assert_eq!(
         build_guest_acpi(&typical_config(&too_many), BASE),

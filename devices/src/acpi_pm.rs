@@ -127,10 +127,7 @@ impl AcpiPm {
             0x3 => enable_high,
             PM1_CONTROL => control_low,
             0x5 => control_high,
-            PM_TIMER..=0xB => timer
-                .get((offset - PM_TIMER) as usize)
-                .copied()
-                .unwrap_or(0xff),
+            PM_TIMER..=0xB => timer.get((offset - PM_TIMER) as usize).copied().unwrap_or(0xff),
             SLEEP_CONTROL => self.sleep_control,
             SLEEP_STATUS => self.sleep_status,
             _ => 0xff,
@@ -179,9 +176,7 @@ impl Device for AcpiPm {
 
     fn read(&mut self, offset: Offset, size: u8, platform: &mut dyn Platform) -> u64 {
         let timer = pm_timer_ticks(platform.now_ns());
-        read_bytewise(offset, size, |byte_offset| {
-            self.read_byte(byte_offset, timer)
-        })
+        read_bytewise(offset, size, |byte_offset| self.read_byte(byte_offset, timer))
     }
 
     fn write(&mut self, offset: Offset, size: u8, value: u64, platform: &mut dyn Platform) {
@@ -226,29 +221,16 @@ mod tests {
         let mut platform = RecordingPlatform::default();
         // acpi_hw_legacy_sleep: clear WAK_STS, write SLP_TYP, then add SLP_EN.
         pm.write(PM1_STATUS, 2, u64::from(PM1_WAKE_STATUS), &mut platform);
-        pm.write(
-            PM1_CONTROL,
-            2,
-            pm1_control_value(S5_SLP_TYP, false),
-            &mut platform,
-        );
+        pm.write(PM1_CONTROL, 2, pm1_control_value(S5_SLP_TYP, false), &mut platform);
         assert!(platform.power.is_empty());
         assert_eq!(
             pm.read(PM1_CONTROL, 2, &mut platform),
             pm1_control_value(S5_SLP_TYP, false) | u64::from(PM1_SCI_ENABLE)
         );
-        pm.write(
-            PM1_CONTROL,
-            2,
-            pm1_control_value(S5_SLP_TYP, true),
-            &mut platform,
-        );
+        pm.write(PM1_CONTROL, 2, pm1_control_value(S5_SLP_TYP, true), &mut platform);
         assert_eq!(platform.power, vec![PowerAction::PowerOff]);
         // SLP_EN is a trigger and reads back 0.
-        assert_eq!(
-            pm.read(PM1_CONTROL, 2, &mut platform) & u64::from(PM1_SLEEP_ENABLE),
-            0
-        );
+        assert_eq!(pm.read(PM1_CONTROL, 2, &mut platform) & u64::from(PM1_SLEEP_ENABLE), 0);
     }
 
     #[test]
@@ -278,19 +260,11 @@ mod tests {
         let mut platform = RecordingPlatform::default();
         pm.write(PM1_CONTROL, 2, pm1_control_value(3, true), &mut platform);
         assert!(platform.power.is_empty());
-        assert_eq!(
-            pm.read(PM1_STATUS, 2, &mut platform),
-            u64::from(PM1_WAKE_STATUS)
-        );
+        assert_eq!(pm.read(PM1_STATUS, 2, &mut platform), u64::from(PM1_WAKE_STATUS));
         pm.write(PM1_STATUS, 2, u64::from(PM1_WAKE_STATUS), &mut platform);
         assert_eq!(pm.read(PM1_STATUS, 2, &mut platform), 0);
 
-        pm.write(
-            SLEEP_CONTROL,
-            1,
-            0x20 | (1 << SLEEP_TYPE_SHIFT),
-            &mut platform,
-        );
+        pm.write(SLEEP_CONTROL, 1, 0x20 | (1 << SLEEP_TYPE_SHIFT), &mut platform);
         assert!(platform.power.is_empty());
         assert_eq!(pm.read(SLEEP_STATUS, 1, &mut platform), 0x80);
         pm.write(SLEEP_STATUS, 1, 0x80, &mut platform);
@@ -303,10 +277,7 @@ mod tests {
         let mut platform = RecordingPlatform::default();
         pm.write(PM1_CONTROL, 2, pm1_control_value(1, true), &mut platform);
         pm.write(PM1_STATUS, 2, 0x7FFF, &mut platform);
-        assert_eq!(
-            pm.read(PM1_STATUS, 2, &mut platform),
-            u64::from(PM1_WAKE_STATUS)
-        );
+        assert_eq!(pm.read(PM1_STATUS, 2, &mut platform), u64::from(PM1_WAKE_STATUS));
         pm.write(PM1_STATUS + 1, 1, 0x80, &mut platform);
         assert_eq!(pm.read(PM1_STATUS, 2, &mut platform), 0);
     }
@@ -323,10 +294,7 @@ mod tests {
         pm.write(PM1_CONTROL, 1, 0xFE, &mut platform);
         assert_eq!(pm.read(PM1_CONTROL, 2, &mut platform), 0x0003);
         pm.write(PM1_CONTROL, 1, 0x00, &mut platform);
-        assert_eq!(
-            pm.read(PM1_CONTROL, 2, &mut platform),
-            u64::from(PM1_SCI_ENABLE)
-        );
+        assert_eq!(pm.read(PM1_CONTROL, 2, &mut platform), u64::from(PM1_SCI_ENABLE));
         assert!(platform.power.is_empty());
     }
 

@@ -58,12 +58,7 @@ impl DeviceBus {
 
     /// Registers `device` at `[start, start + len)`; the device sees offsets
     /// from 0. On error the device is dropped and the bus is unchanged.
-    pub fn register(
-        &mut self,
-        start: u64,
-        len: u64,
-        device: Box<dyn Device>,
-    ) -> Result<DeviceId, BusError> {
+    pub fn register(&mut self, start: u64, len: u64, device: Box<dyn Device>) -> Result<DeviceId, BusError> {
         let id = DeviceId(self.devices.len());
         let window = self.checked_window(start, len, id, 0)?;
         self.devices.push(device);
@@ -148,9 +143,7 @@ impl DeviceBus {
             return Err(BusError::EmptyRange);
         }
         let end = start.checked_add(len).ok_or(BusError::RangeOverflow)?;
-        device_offset
-            .checked_add(len)
-            .ok_or(BusError::RangeOverflow)?;
+        device_offset.checked_add(len).ok_or(BusError::RangeOverflow)?;
         let next = self.windows.partition_point(|w| w.start < start);
         let overlapping = [next.checked_sub(1), Some(next)]
             .into_iter()
@@ -190,12 +183,7 @@ pub fn read_bytewise(offset: Offset, size: u8, mut read_byte: impl FnMut(Offset)
 
 /// Write counterpart of [`read_bytewise`]: byte `i` of `value` goes to
 /// `offset + i`.
-pub fn write_bytewise(
-    offset: Offset,
-    size: u8,
-    value: u64,
-    mut write_byte: impl FnMut(Offset, u8),
-) {
+pub fn write_bytewise(offset: Offset, size: u8, value: u64, mut write_byte: impl FnMut(Offset, u8)) {
     let bytes = (0u64..).zip(value.to_le_bytes());
     for (index, byte) in bytes.take(usize::from(size.min(8))) {
         if let Some(byte_offset) = offset.checked_add(index) {
@@ -242,10 +230,7 @@ mod tests {
         assert_eq!(bus.read(0x3FA, 1, &mut platform), Some(0x02));
         assert_eq!(bus.read(0x3F8, 2, &mut platform), Some(0xAA00));
         assert_eq!(bus.read(0x71, 1, &mut platform), Some(0x01));
-        assert_eq!(
-            bus.read(0x3F8, 8, &mut platform),
-            Some(0xFFFF_FFFF_FFFF_AA00)
-        );
+        assert_eq!(bus.read(0x3F8, 8, &mut platform), Some(0xFFFF_FFFF_FFFF_AA00));
     }
 
     #[test]
@@ -281,10 +266,7 @@ mod tests {
     fn rejects_empty_overflowing_and_overlapping_ranges() {
         let mut bus = DeviceBus::new();
         assert_eq!(bus.register(0x10, 0, probe()), Err(BusError::EmptyRange));
-        assert_eq!(
-            bus.register(u64::MAX, 1, probe()),
-            Err(BusError::RangeOverflow)
-        );
+        assert_eq!(bus.register(u64::MAX, 1, probe()), Err(BusError::RangeOverflow));
         let first = bus.register(0x10, 0x10, probe()).unwrap();
         for (start, len) in [(0x10, 1), (0x1F, 1), (0x08, 0x09), (0x00, 0x100), (0x18, 2)] {
             assert_eq!(

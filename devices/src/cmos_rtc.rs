@@ -104,8 +104,7 @@ fn civil_from_days(days: u64) -> (u64, u8, u8) {
     let days = days + 719_468;
     let era = days / 146_097;
     let day_of_era = days % 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     // Months counted from March = 0; 153 days per 5 months.
     let march_based_month = (5 * day_of_year + 2) / 153;
@@ -182,8 +181,7 @@ impl CmosRtc {
 
     fn read_selected(&self, platform: &dyn Platform) -> u8 {
         match self.selected {
-            SECONDS | MINUTES | HOURS | DAY_OF_WEEK | DAY_OF_MONTH | MONTH | YEAR
-            | CENTURY_INDEX => {
+            SECONDS | MINUTES | HOURS | DAY_OF_WEEK | DAY_OF_MONTH | MONTH | YEAR | CENTURY_INDEX => {
                 let now = self.now(platform);
                 match self.selected {
                     SECONDS => self.encode(now.second),
@@ -206,8 +204,8 @@ impl CmosRtc {
     fn write_selected(&mut self, value: u8) {
         let stored = match self.selected {
             // Time can't be set (see the module comment); C and D are read-only.
-            SECONDS | MINUTES | HOURS | DAY_OF_WEEK | DAY_OF_MONTH | MONTH | YEAR
-            | CENTURY_INDEX | REGISTER_C | REGISTER_D => return,
+            SECONDS | MINUTES | HOURS | DAY_OF_WEEK | DAY_OF_MONTH | MONTH | YEAR | CENTURY_INDEX | REGISTER_C
+            | REGISTER_D => return,
             REGISTER_A => value & !REGISTER_A_UPDATE_IN_PROGRESS,
             _ => value,
         };
@@ -328,11 +326,7 @@ mod tests {
             (CENTURY_INDEX, 0x20),
         ];
         for (index, value) in expected {
-            assert_eq!(
-                read_register(&mut rtc, &mut platform, index),
-                value,
-                "{index:#x}"
-            );
+            assert_eq!(read_register(&mut rtc, &mut platform, index), value, "{index:#x}");
         }
     }
 
@@ -352,12 +346,7 @@ mod tests {
     fn register_b_selects_binary_and_12_hour_modes() {
         let mut rtc = CmosRtc::new(SAMPLE_TIME);
         let mut platform = RecordingPlatform::default();
-        write_register(
-            &mut rtc,
-            &mut platform,
-            REGISTER_B,
-            B_HOURS_24 | B_DATA_MODE_BINARY,
-        );
+        write_register(&mut rtc, &mut platform, REGISTER_B, B_HOURS_24 | B_DATA_MODE_BINARY);
         assert_eq!(read_register(&mut rtc, &mut platform, REGISTER_B), 0x06);
         assert_eq!(read_register(&mut rtc, &mut platform, HOURS), 22);
         assert_eq!(read_register(&mut rtc, &mut platform, YEAR), 23);
@@ -365,20 +354,14 @@ mod tests {
         write_register(&mut rtc, &mut platform, REGISTER_B, B_DATA_MODE_BINARY);
         assert_eq!(read_register(&mut rtc, &mut platform, HOURS), HOUR_PM | 10);
         write_register(&mut rtc, &mut platform, REGISTER_B, 0);
-        assert_eq!(
-            read_register(&mut rtc, &mut platform, HOURS),
-            HOUR_PM | 0x10
-        );
+        assert_eq!(read_register(&mut rtc, &mut platform, HOURS), HOUR_PM | 0x10);
         // Midnight and noon are both "12" on a 12-hour dial.
         let mut midnight = CmosRtc::new(0);
         write_register(&mut midnight, &mut platform, REGISTER_B, 0);
         assert_eq!(read_register(&mut midnight, &mut platform, HOURS), 0x12);
         let mut noon = CmosRtc::new(12 * 3600);
         write_register(&mut noon, &mut platform, REGISTER_B, 0);
-        assert_eq!(
-            read_register(&mut noon, &mut platform, HOURS),
-            HOUR_PM | 0x12
-        );
+        assert_eq!(read_register(&mut noon, &mut platform, HOURS), HOUR_PM | 0x12);
     }
 
     #[test]
@@ -386,10 +369,7 @@ mod tests {
         let mut rtc = CmosRtc::new(SAMPLE_TIME);
         let mut platform = RecordingPlatform::default();
         assert_eq!(read_register(&mut rtc, &mut platform, REGISTER_A), 0x26);
-        assert_eq!(
-            read_register(&mut rtc, &mut platform, REGISTER_B),
-            B_HOURS_24
-        );
+        assert_eq!(read_register(&mut rtc, &mut platform, REGISTER_B), B_HOURS_24);
         assert_eq!(read_register(&mut rtc, &mut platform, REGISTER_C), 0);
         assert_eq!(read_register(&mut rtc, &mut platform, REGISTER_D), 0x80);
         // UIP cannot be set; the rate bits can. C and D stay read-only.

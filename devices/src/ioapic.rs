@@ -120,10 +120,7 @@ impl IoApic {
     /// while asserted, unmasked and Remote IRR is clear. Pins beyond the
     /// table are ignored.
     pub fn set_irq(&mut self, pin: u32, asserted: bool, platform: &mut dyn Platform) {
-        let Some(state) = usize::try_from(pin)
-            .ok()
-            .and_then(|pin| self.pins.get_mut(pin))
-        else {
+        let Some(state) = usize::try_from(pin).ok().and_then(|pin| self.pins.get_mut(pin)) else {
             return;
         };
         let rising = asserted && !state.line_asserted;
@@ -282,10 +279,7 @@ mod tests {
         assert_eq!(read_register(&mut ioapic, platform, 0x01), 0x0017_0011);
         assert_eq!(read_register(&mut ioapic, platform, 0x02), 0x0200_0000);
         for pin in 0..IOAPIC_PIN_COUNT as u8 {
-            assert_eq!(
-                read_register(&mut ioapic, platform, 0x10 + 2 * pin),
-                0x1_0000
-            );
+            assert_eq!(read_register(&mut ioapic, platform, 0x10 + 2 * pin), 0x1_0000);
             assert_eq!(read_register(&mut ioapic, platform, 0x11 + 2 * pin), 0);
         }
         write_register(&mut ioapic, platform, 0x00, 0x0f00_0000);
@@ -304,16 +298,10 @@ mod tests {
             read_register(&mut ioapic, platform, 0x22),
             LOW_LEVEL_UNMASKED | 0x1_0000
         );
-        assert_eq!(
-            read_register(&mut ioapic, platform, 0x23),
-            HIGH_DESTINATION_3
-        );
+        assert_eq!(read_register(&mut ioapic, platform, 0x23), HIGH_DESTINATION_3);
         // Unmask by rewriting the low dword.
         write_register(&mut ioapic, platform, 0x22, LOW_LEVEL_UNMASKED);
-        assert_eq!(
-            read_register(&mut ioapic, platform, 0x22),
-            LOW_LEVEL_UNMASKED
-        );
+        assert_eq!(read_register(&mut ioapic, platform, 0x22), LOW_LEVEL_UNMASKED);
         assert!(platform.interrupts.is_empty(), "line is not asserted");
     }
 
@@ -324,10 +312,7 @@ mod tests {
         // Delivery status, Remote IRR and reserved bits 31:17 / 55:32.
         write_register(&mut ioapic, platform, 0x10, 0xfffe_5000 | LOW_EDGE_UNMASKED);
         write_register(&mut ioapic, platform, 0x11, 0xffff_ffff);
-        assert_eq!(
-            read_register(&mut ioapic, platform, 0x10),
-            LOW_EDGE_UNMASKED
-        );
+        assert_eq!(read_register(&mut ioapic, platform, 0x10), LOW_EDGE_UNMASKED);
         assert_eq!(read_register(&mut ioapic, platform, 0x11), 0xff00_0000);
     }
 
@@ -382,10 +367,7 @@ mod tests {
         // Linux's __eoi_ioapic_pin fallback: mask + edge, then level again.
         write_register(&mut ioapic, platform, 0x14, LOW_EDGE_UNMASKED | 0x1_0000);
         write_register(&mut ioapic, platform, 0x14, LOW_LEVEL_UNMASKED);
-        assert_eq!(
-            read_register(&mut ioapic, platform, 0x14),
-            LOW_LEVEL_UNMASKED
-        );
+        assert_eq!(read_register(&mut ioapic, platform, 0x14), LOW_LEVEL_UNMASKED);
         ioapic.set_irq(2, true, platform);
         assert_eq!(platform.interrupts, [message(true), message(true)]);
     }
@@ -438,11 +420,7 @@ mod tests {
         ioapic.write(u64::MAX, 4, 0, platform);
         assert_eq!(ioapic.read(IOWIN, 2, platform), 0);
         assert_eq!(ioapic.read(0x40, 4, platform), 0);
-        assert_eq!(
-            ioapic.read(IOWIN, 4, platform),
-            0x1_0000,
-            "entry 0 untouched"
-        );
+        assert_eq!(ioapic.read(IOWIN, 4, platform), 0x1_0000, "entry 0 untouched");
         // IOREGSEL keeps only its 8 implemented bits.
         ioapic.write(IOREGSEL, 4, 0x1_0001, platform);
         assert_eq!(ioapic.read(IOREGSEL, 4, platform), 0x01);

@@ -57,11 +57,7 @@ impl PciAddress {
     /// `None` unless `device` < 32 and `function` < 8.
     pub const fn new(bus: u8, device: u8, function: u8) -> Option<Self> {
         if device < 32 && function < 8 {
-            Some(Self {
-                bus,
-                device,
-                function,
-            })
+            Some(Self { bus, device, function })
         } else {
             None
         }
@@ -186,11 +182,7 @@ impl PciHost {
     /// Places `function` at `address`. Linux only scans functions 1-7 of a
     /// device whose function 0 has the multi-function bit (header type bit 7)
     /// set; that is the function's business, not the host's.
-    pub fn add_function(
-        &mut self,
-        address: PciAddress,
-        function: Box<dyn PciFunction>,
-    ) -> Result<(), PciError> {
+    pub fn add_function(&mut self, address: PciAddress, function: Box<dyn PciFunction>) -> Result<(), PciError> {
         if self.functions.iter().any(|(taken, _)| *taken == address) {
             return Err(PciError::AddressInUse);
         }
@@ -201,11 +193,7 @@ impl PciHost {
     /// The function and register CONFIG_ADDRESS selects, with the register
     /// offset of a data-window access at `byte_in_window` of `size` bytes;
     /// `None` when disabled, malformed or nobody is there.
-    fn selected_function(
-        &mut self,
-        byte_in_window: u64,
-        size: u8,
-    ) -> Option<(&mut dyn PciFunction, u16)> {
+    fn selected_function(&mut self, byte_in_window: u64, size: u8) -> Option<(&mut dyn PciFunction, u16)> {
         if self.config_address & ADDRESS_ENABLE == 0 || !matches!(size, 1 | 2 | 4) {
             return None;
         }
@@ -216,10 +204,7 @@ impl PciHost {
         // Below 256: register <= 0xFC and byte_in_window < 4.
         let offset = register + byte_in_window as u16;
         let address = PciAddress::from_config_address(self.config_address);
-        let (_, function) = self
-            .functions
-            .iter_mut()
-            .find(|(candidate, _)| *candidate == address)?;
+        let (_, function) = self.functions.iter_mut().find(|(candidate, _)| *candidate == address)?;
         Some((function.as_mut(), offset))
     }
 }
@@ -254,9 +239,7 @@ impl Device for PciHost {
             (CONFIG_ADDRESS, 4) => self.config_address = value as u32 & ADDRESS_WRITABLE,
             (RESET_CONTROL, 1) => self.reset_control.write_register(value as u8, platform),
             (CONFIG_DATA.., _) => {
-                if let Some((function, register)) =
-                    self.selected_function(offset - CONFIG_DATA, size)
-                {
+                if let Some((function, register)) = self.selected_function(offset - CONFIG_DATA, size) {
                     // Masked here too: a function must never see bits
                     // beyond its access, whoever called us.
                     let value = (value & all_ones(size)) as u32;
@@ -308,14 +291,8 @@ mod tests {
         host.write(CONFIG_ADDRESS, 4, 0x8000_0000, &mut platform);
         assert_eq!(host.read(CONFIG_ADDRESS, 4, &mut platform), 0x8000_0000);
         // pci_sanity_check: class word of 00:00.0 is "host bridge".
-        assert_eq!(
-            conf1_read(&mut host, &mut platform, (0, 0, 0), 0x0A, 2),
-            0x0600
-        );
-        assert_eq!(
-            conf1_read(&mut host, &mut platform, (0, 0, 0), 0x00, 4),
-            0x29C0_8086
-        );
+        assert_eq!(conf1_read(&mut host, &mut platform, (0, 0, 0), 0x0A, 2), 0x0600);
+        assert_eq!(conf1_read(&mut host, &mut platform, (0, 0, 0), 0x00, 4), 0x29C0_8086);
         assert!(platform.power.is_empty());
     }
 
@@ -324,19 +301,10 @@ mod tests {
         let mut host = PciHost::new();
         let mut platform = RecordingPlatform::default();
         let bridge = (0, 0, 0);
-        assert_eq!(
-            conf1_read(&mut host, &mut platform, bridge, 0x00, 2),
-            0x8086
-        );
-        assert_eq!(
-            conf1_read(&mut host, &mut platform, bridge, 0x02, 2),
-            0x29C0
-        );
+        assert_eq!(conf1_read(&mut host, &mut platform, bridge, 0x00, 2), 0x8086);
+        assert_eq!(conf1_read(&mut host, &mut platform, bridge, 0x02, 2), 0x29C0);
         assert_eq!(conf1_read(&mut host, &mut platform, bridge, 0x03, 1), 0x29);
-        assert_eq!(
-            conf1_read(&mut host, &mut platform, bridge, 0x08, 4),
-            0x0600_0000
-        );
+        assert_eq!(conf1_read(&mut host, &mut platform, bridge, 0x08, 4), 0x0600_0000);
         assert_eq!(conf1_read(&mut host, &mut platform, bridge, 0x0E, 1), 0x00);
         assert_eq!(conf1_read(&mut host, &mut platform, bridge, 0x40, 4), 0);
         assert_eq!(conf1_read(&mut host, &mut platform, bridge, 0xFF, 1), 0);
@@ -346,20 +314,10 @@ mod tests {
     fn host_bridge_ignores_writes_so_bar_sizing_finds_nothing() {
         let mut host = PciHost::new();
         let mut platform = RecordingPlatform::default();
-        host.write(
-            CONFIG_ADDRESS,
-            4,
-            config_address(0, 0, 0, 0x10),
-            &mut platform,
-        );
+        host.write(CONFIG_ADDRESS, 4, config_address(0, 0, 0, 0x10), &mut platform);
         host.write(CONFIG_DATA, 4, 0xFFFF_FFFF, &mut platform);
         assert_eq!(host.read(CONFIG_DATA, 4, &mut platform), 0);
-        host.write(
-            CONFIG_ADDRESS,
-            4,
-            config_address(0, 0, 0, 0x04),
-            &mut platform,
-        );
+        host.write(CONFIG_ADDRESS, 4, config_address(0, 0, 0, 0x04), &mut platform);
         host.write(CONFIG_DATA, 2, 0x0007, &mut platform);
         assert_eq!(host.read(CONFIG_DATA, 2, &mut platform), 0);
     }
@@ -369,10 +327,7 @@ mod tests {
         let mut host = PciHost::new();
         let mut platform = RecordingPlatform::default();
         for location in [(0, 1, 0), (0, 0, 1), (1, 0, 0), (255, 31, 7)] {
-            assert_eq!(
-                conf1_read(&mut host, &mut platform, location, 0, 4),
-                0xFFFF_FFFF
-            );
+            assert_eq!(conf1_read(&mut host, &mut platform, location, 0, 4), 0xFFFF_FFFF);
             assert_eq!(conf1_read(&mut host, &mut platform, location, 2, 2), 0xFFFF);
         }
         // Enable bit clear: no configuration cycle at all.
@@ -435,21 +390,10 @@ mod tests {
             host.add_function(address, Box::new(HostBridge::new())),
             Err(PciError::AddressInUse)
         );
-        assert_eq!(
-            conf1_read(&mut host, &mut platform, (0, 3, 0), 0x12, 2),
-            0x12
-        );
-        host.write(
-            CONFIG_ADDRESS,
-            4,
-            config_address(0, 3, 0, 0x3C),
-            &mut platform,
-        );
+        assert_eq!(conf1_read(&mut host, &mut platform, (0, 3, 0), 0x12, 2), 0x12);
+        host.write(CONFIG_ADDRESS, 4, config_address(0, 3, 0, 0x3C), &mut platform);
         host.write(CONFIG_DATA + 1, 1, 0x1AB, &mut platform);
-        assert_eq!(
-            *log.borrow(),
-            vec![("read", 0x12, 2, 0), ("write", 0x3D, 1, 0xAB)]
-        );
+        assert_eq!(*log.borrow(), vec![("read", 0x12, 2, 0), ("write", 0x3D, 1, 0xAB)]);
     }
 
     #[test]
@@ -457,10 +401,7 @@ mod tests {
         assert!(PciAddress::new(0, 32, 0).is_none());
         assert!(PciAddress::new(0, 0, 8).is_none());
         let address = PciAddress::new(255, 31, 7).unwrap();
-        assert_eq!(
-            (address.bus(), address.device(), address.function()),
-            (255, 31, 7)
-        );
+        assert_eq!((address.bus(), address.device(), address.function()), (255, 31, 7));
     }
 
     #[test]

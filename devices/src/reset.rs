@@ -111,10 +111,7 @@ impl Device for KeyboardControllerReset {
 
     fn write(&mut self, offset: Offset, size: u8, value: u64, platform: &mut dyn Platform) {
         write_bytewise(offset, size, value, |port, command| {
-            if port == COMMAND_PORT
-                && command >= PULSE_OUTPUT_COMMANDS
-                && command & PULSE_SKIPS_RESET_LINE == 0
-            {
+            if port == COMMAND_PORT && command >= PULSE_OUTPUT_COMMANDS && command & PULSE_SKIPS_RESET_LINE == 0 {
                 platform.power(PowerAction::Reset);
             }
         });
@@ -190,10 +187,8 @@ mod tests {
     #[test]
     fn survive_any_offset_size_and_value() {
         let mut platform = RecordingPlatform::default();
-        let mut devices: [Box<dyn Device>; 2] = [
-            Box::new(ResetControl::new()),
-            Box::new(KeyboardControllerReset::new()),
-        ];
+        let mut devices: [Box<dyn Device>; 2] =
+            [Box::new(ResetControl::new()), Box::new(KeyboardControllerReset::new())];
         for device in &mut devices {
             for offset in (0..8).chain([u64::MAX - 2, u64::MAX]) {
                 for size in [0, 1, 2, 3, 4, 8, 255] {

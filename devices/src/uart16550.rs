@@ -259,9 +259,8 @@ impl Uart16550 {
     /// interrupt output reaches the interrupt controller only through a
     /// buffer enabled by MCR.OUT2, and loopback mode forces OUT2 inactive.
     fn update_irq(&mut self, platform: &mut dyn Platform) {
-        let level = self.pending_interrupt() != IIR_NO_INTERRUPT
-            && self.modem_control & MCR_OUT2 != 0
-            && !self.loopback();
+        let level =
+            self.pending_interrupt() != IIR_NO_INTERRUPT && self.modem_control & MCR_OUT2 != 0 && !self.loopback();
         if level != self.irq_asserted {
             self.irq_asserted = level;
             platform.set_irq_line(self.irq, level);
@@ -322,11 +321,7 @@ impl Uart16550 {
                 if source == IIR_THR_EMPTY {
                     self.thr_empty_pending = false;
                 }
-                let fifo_bits = if self.fifos_enabled {
-                    IIR_FIFOS_ENABLED
-                } else {
-                    0
-                };
+                let fifo_bits = if self.fifos_enabled { IIR_FIFOS_ENABLED } else { 0 };
                 source | fifo_bits
             }
             LCR => self.line_control,
@@ -595,10 +590,7 @@ mod tests {
         h.write(MCR, MCR_LOOPBACK | MCR_OUT1 | MCR_RTS);
         assert_eq!(h.read(IIR_FCR), IIR_MODEM_STATUS);
         // Entering loopback dropped DSR and DCD, kept CTS, raised RI.
-        assert_eq!(
-            h.read(MSR),
-            MSR_CTS | MSR_RI | MSR_DELTA_DSR | MSR_DELTA_DCD
-        );
+        assert_eq!(h.read(MSR), MSR_CTS | MSR_RI | MSR_DELTA_DSR | MSR_DELTA_DCD);
         assert_eq!(h.read(IIR_FCR), IIR_NO_INTERRUPT);
         h.write(MCR, MCR_LOOPBACK);
         assert_eq!(h.read(MSR), MSR_DELTA_CTS | MSR_TRAILING_EDGE_RI);

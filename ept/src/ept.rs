@@ -94,20 +94,11 @@ impl EptTables {
         alloc: &mut impl FrameAllocator,
         mem: &impl PhysMemory,
     ) -> Result<(), EptError> {
-        if !gpa.is_aligned(PAGE_SIZE_4K)
-            || !hpa.is_aligned(PAGE_SIZE_4K)
-            || !len.is_multiple_of(PAGE_SIZE_4K)
-        {
+        if !gpa.is_aligned(PAGE_SIZE_4K) || !hpa.is_aligned(PAGE_SIZE_4K) || !len.is_multiple_of(PAGE_SIZE_4K) {
             return Err(EptError::Misaligned);
         }
-        let gpa_end = gpa
-            .as_u64()
-            .checked_add(len)
-            .ok_or(EptError::AddressOutOfRange)?;
-        let hpa_end = hpa
-            .as_u64()
-            .checked_add(len)
-            .ok_or(EptError::AddressOutOfRange)?;
+        let gpa_end = gpa.as_u64().checked_add(len).ok_or(EptError::AddressOutOfRange)?;
+        let hpa_end = hpa.as_u64().checked_add(len).ok_or(EptError::AddressOutOfRange)?;
         if gpa_end > GUEST_PHYS_ADDR_LIMIT || hpa_end > HOST_PHYS_ADDR_LIMIT {
             return Err(EptError::AddressOutOfRange);
         }
@@ -139,9 +130,7 @@ impl EptTables {
         let mut offset = 0;
         while offset < len {
             let page = GuestPhysAddr::new(gpa.as_u64() + offset);
-            let size = self
-                .translate(page, mem)
-                .map_or(PageSize::Size4K, |t| t.size);
+            let size = self.translate(page, mem).map_or(PageSize::Size4K, |t| t.size);
             // Cannot fail: these pages were mapped with exactly this size.
             let _ = self.unmap(page, size, alloc, mem);
             offset += size.bytes();
@@ -235,12 +224,7 @@ fn page_base(entry: u64, size: PageSize) -> HostPhysAddr {
     HostPhysAddr::new(entry & ADDRESS_MASK & !(size.bytes() - 1))
 }
 
-fn largest_page(
-    gpa: GuestPhysAddr,
-    hpa: HostPhysAddr,
-    remaining: u64,
-    max_page: PageSize,
-) -> PageSize {
+fn largest_page(gpa: GuestPhysAddr, hpa: HostPhysAddr, remaining: u64, max_page: PageSize) -> PageSize {
     PageSize::LARGEST_FIRST
         .into_iter()
         .filter(|&size| size <= max_page)

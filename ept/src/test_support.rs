@@ -41,18 +41,13 @@ impl Drop for TestMemory {
 // addresses panic instead of producing a pointer.
 unsafe impl PhysMemory for TestMemory {
     fn frame_ptr(&self, frame: HostPhysAddr) -> *mut u8 {
-        let offset = frame
-            .as_u64()
-            .checked_sub(ARENA_BASE)
-            .expect("frame below the arena");
+        let offset = frame.as_u64().checked_sub(ARENA_BASE).expect("frame below the arena");
         let index = usize::try_from(offset / PAGE_SIZE_4K).expect("frame index fits usize");
         assert!(
             frame.is_aligned(PAGE_SIZE_4K) && index < self.frames,
             "not an arena frame: {frame}"
         );
-        self.words
-            .wrapping_add(index * WORDS_PER_FRAME)
-            .cast::<u8>()
+        self.words.wrapping_add(index * WORDS_PER_FRAME).cast::<u8>()
     }
 }
 

@@ -78,11 +78,7 @@ impl fmt::Display for GuestRegion {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LoadError {
     /// `start + len` does not fit in 64 bits.
-    AddressOverflow {
-        kind: RegionKind,
-        start: u64,
-        len: u64,
-    },
+    AddressOverflow { kind: RegionKind, start: u64, len: u64 },
     /// A region extends past the end of guest RAM.
     OutOfRange { region: GuestRegion, ram_bytes: u64 },
     /// A region does not start on the boundary the hardware or protocol requires.
@@ -92,17 +88,11 @@ pub enum LoadError {
         alignment: u64,
     },
     /// Two placements claim the same guest-physical bytes.
-    Overlap {
-        first: GuestRegion,
-        second: GuestRegion,
-    },
+    Overlap { first: GuestRegion, second: GuestRegion },
     /// The identity map would need more than the single PDPT we build.
     IdentityMapTooLarge { requested: u64, max: u64 },
     /// The layout claims more RAM than the host buffer backing it.
-    RamLargerThanBuffer {
-        layout_bytes: u64,
-        buffer_bytes: u64,
-    },
+    RamLargerThanBuffer { layout_bytes: u64, buffer_bytes: u64 },
 
     /// The image is shorter than the setup header it must contain.
     TooSmall { len: u64, needed: u64 },
@@ -125,11 +115,7 @@ pub enum LoadError {
     /// `min_alignment` (a log2) exceeds `kernel_alignment` or 63.
     BadMinAlignment { log2: u8, kernel_alignment: u32 },
     /// The compressed payload lies outside the protected-mode kernel.
-    BadPayload {
-        offset: u32,
-        length: u32,
-        kernel_len: u64,
-    },
+    BadPayload { offset: u32, length: u32, kernel_len: u64 },
     /// The setup header (0x202 + byte at 0x201) overruns its slot in `boot_params`.
     SetupHeaderTooLong { end: u64, max: u64 },
 

@@ -30,12 +30,7 @@ pub(crate) fn guest_bytes_mut(ram: &mut [u8], region: GuestRegion) -> Result<&mu
 }
 
 /// Copies `bytes` to guest-physical `gpa`.
-pub(crate) fn write_guest(
-    ram: &mut [u8],
-    kind: RegionKind,
-    gpa: u64,
-    bytes: &[u8],
-) -> Result<(), LoadError> {
+pub(crate) fn write_guest(ram: &mut [u8], kind: RegionKind, gpa: u64, bytes: &[u8]) -> Result<(), LoadError> {
     let len = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
     let region = GuestRegion::new(kind, gpa, len)?;
     guest_bytes_mut(ram, region)?.copy_from_slice(bytes);
@@ -43,11 +38,7 @@ pub(crate) fn write_guest(
 }
 
 /// Fails unless `address` is a multiple of `alignment` (a power of two).
-pub(crate) fn check_aligned(
-    kind: RegionKind,
-    address: u64,
-    alignment: u64,
-) -> Result<(), LoadError> {
+pub(crate) fn check_aligned(kind: RegionKind, address: u64, alignment: u64) -> Result<(), LoadError> {
     if alignment == 0 || !address.is_multiple_of(alignment) {
         return Err(LoadError::Misaligned {
             kind,
@@ -92,10 +83,7 @@ mod tests {
     #[test]
     fn write_guest_rejects_ranges_past_the_end() {
         let mut ram = [0u8; 16];
-        assert_eq!(
-            write_guest(&mut ram, RegionKind::Gdt, 12, &[1, 2, 3, 4]),
-            Ok(())
-        );
+        assert_eq!(write_guest(&mut ram, RegionKind::Gdt, 12, &[1, 2, 3, 4]), Ok(()));
         assert_eq!(&ram[12..], &[1, 2, 3, 4]);
         let err = write_guest(&mut ram, RegionKind::Gdt, 13, &[1, 2, 3, 4]);
         assert!(matches!(
@@ -129,10 +117,7 @@ mod tests {
         assert_eq!(check_disjoint(&[a, b]), Ok(()));
         assert_eq!(
             check_disjoint(&[a, b, c]),
-            Err(LoadError::Overlap {
-                first: a,
-                second: c
-            })
+            Err(LoadError::Overlap { first: a, second: c })
         );
     }
 }

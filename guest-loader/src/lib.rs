@@ -13,9 +13,7 @@ pub mod long_mode;
 #[cfg(test)]
 mod test_image;
 
-pub use boot_params::{
-    build_zero_page, E820Type, GuestMemoryLayout, ReservedRange, ZeroPage, ZeroPageContents,
-};
+pub use boot_params::{build_zero_page, E820Type, GuestMemoryLayout, ReservedRange, ZeroPage, ZeroPageContents};
 pub use bzimage::BzImage;
 pub use error::{GuestRegion, LoadError, RegionKind};
 pub use guest_memory::PAGE_SIZE;

@@ -3,9 +3,7 @@
 //! otherwise, since the synthetic-image unit tests carry the real coverage.
 
 use keel_guest_loader::boot_params::LEGACY_HOLE;
-use keel_guest_loader::{
-    load_linux, BzImage, GuestMemoryLayout, LinuxLayout, LongModeLayout, PAGE_SIZE,
-};
+use keel_guest_loader::{load_linux, BzImage, GuestMemoryLayout, LinuxLayout, LongModeLayout, PAGE_SIZE};
 
 const KERNEL_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/guest/vmlinuz");
 const RAM_BYTES: u64 = 512 << 20;

@@ -52,24 +52,21 @@ pub fn parse<'a>(cmdline: &'a str, mut report: impl FnMut(BadOption<'a>)) -> Opt
         let (key, value) = option.split_once('=').unwrap_or((option, ""));
         let result = match key {
             "log" => parse_level(value).map(|level| options.log_level = level),
-            "guest" => match value {
-                "selftest" => Ok(options.guest = Some(GuestMode::Selftest)),
-                "bench" => Ok(options.guest = Some(GuestMode::Bench)),
-                "dom0" => Ok(options.guest = Some(GuestMode::Dom0)),
-                _ => Err("expected selftest, bench or dom0"),
+            "guest" => parse_guest(value).map(|mode| options.guest = Some(mode)),
+            "exit" => parse_exit(value).map(|exit| options.exit_emulator = exit),
+            "bench-iterations" => match value.parse::<u32>() {
+                Ok(n) if (1..=1_000_000).contains(&n) => {
+                    options.bench_iterations = n;
+                    Ok(())
+                }
+                _ => Err("expected a number from 1 to 1000000"),
             },
             "dom0-mem" => match value.parse::<u32>() {
-                Ok(mib) if (32..=3072).contains(&mib) && mib % 2 == 0 => Ok(options.dom0_mem_mib = mib),
+                Ok(mib) if (32..=3072).contains(&mib) && mib % 2 == 0 => {
+                    options.dom0_mem_mib = mib;
+                    Ok(())
+                }
                 _ => Err("expected an even number of MiB from 32 to 3072"),
-            },
-            "exit" => match value {
-                "emulator" => Ok(options.exit_emulator = true),
-                "halt" => Ok(options.exit_emulator = false),
-                _ => Err("expected emulator or halt"),
-            },
-            "bench-iterations" => match value.parse::<u32>() {
-                Ok(n) if (1..=1_000_000).contains(&n) => Ok(options.bench_iterations = n),
-                _ => Err("expected a number from 1 to 1000000"),
             },
             _ => Err("unknown option"),
         };
@@ -78,6 +75,24 @@ pub fn parse<'a>(cmdline: &'a str, mut report: impl FnMut(BadOption<'a>)) -> Opt
         }
     }
     options
+}
+
+fn parse_guest(value: &str) -> Result<GuestMode, &'static str> {
+    match value {
+        "selftest" => Ok(GuestMode::Selftest),
+        "bench" => Ok(GuestMode::Bench),
+        "dom0" => Ok(GuestMode::Dom0),
+        _ => Err("expected selftest, bench or dom0"),
+    }
+}
+
+/// `exit=emulator` stops the emulator at the end; `exit=halt` only halts.
+fn parse_exit(value: &str) -> Result<bool, &'static str> {
+    match value {
+        "emulator" => Ok(true),
+        "halt" => Ok(false),
+        _ => Err("expected emulator or halt"),
+    }
 }
 
 fn parse_level(value: &str) -> Result<LevelFilter, &'static str> {
@@ -132,7 +147,10 @@ mod tests {
         assert_eq!(options.log_level, LevelFilter::Info);
         assert_eq!(options.bench_iterations, 1000);
         let names: Vec<&str> = bad.iter().map(|(option, _)| option.as_str()).collect();
-        assert_eq!(names, ["log=loud", "bogus", "bench-iterations=0", "exit=", "dom0-mem=33"]);
+        assert_eq!(
+            names,
+            ["log=loud", "bogus", "bench-iterations=0", "exit=", "dom0-mem=33"]
+        );
         assert_eq!(bad[1].1, "unknown option");
     }
 }

@@ -11,7 +11,10 @@ pub struct ConsoleLine {
 
 impl Default for ConsoleLine {
     fn default() -> Self {
-        Self { bytes: [0; LINE_CAPACITY], len: 0 }
+        Self {
+            bytes: [0; LINE_CAPACITY],
+            len: 0,
+        }
     }
 }
 

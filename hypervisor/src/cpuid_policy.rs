@@ -4,8 +4,7 @@
 //! Pure logic so it is unit-tested on the host.
 
 use keel_abi::cpuid::{
-    signature_registers, HYPERVISOR_LEAF_BASE, HYPERVISOR_LEAF_MAX, LEAF1_ECX_HYPERVISOR, LEAF1_ECX_SMX,
-    LEAF1_ECX_VMX,
+    signature_registers, HYPERVISOR_LEAF_BASE, HYPERVISOR_LEAF_MAX, LEAF1_ECX_HYPERVISOR, LEAF1_ECX_SMX, LEAF1_ECX_VMX,
 };
 
 /// One CPUID answer: EAX, EBX, ECX, EDX.
@@ -44,16 +43,27 @@ const LEAF1_ECX_HIDDEN: u32 = LEAF1_ECX_VMX
     | (1 << 26) // XSAVE
     | (1 << 27) // OSXSAVE
     | (1 << 28); // AVX
-// Leaf 1 ECX: x2APIC is hidden (Linux needs interrupt remapping to use it
-// under a hypervisor it does not know); the TSC-deadline timer is offered.
+                 // Leaf 1 ECX: x2APIC is hidden (Linux needs interrupt remapping to use it
+                 // under a hypervisor it does not know); the TSC-deadline timer is offered.
 const LEAF1_ECX_X2APIC: u32 = 1 << 21;
 const LEAF1_ECX_TSC_DEADLINE: u32 = 1 << 24;
 // Leaf 1 EDX: machine check, MTRRs, debug store, thermal monitor, HTT.
-const LEAF1_EDX_HIDDEN: u32 = (1 << 7) | (1 << 12) | (1 << 14) | (1 << 21) | (1 << 22) | (1 << 28) | (1 << 29) | (1 << 31);
+const LEAF1_EDX_HIDDEN: u32 =
+    (1 << 7) | (1 << 12) | (1 << 14) | (1 << 21) | (1 << 22) | (1 << 28) | (1 << 29) | (1 << 31);
 // Leaf 7 EBX features guests may use: FSGSBASE, BMI1, SMEP, BMI2, ERMS,
 // INVPCID, RDSEED, ADX, SMAP, CLFLUSHOPT, CLWB, SHA.
-const LEAF7_EBX_ALLOWED: u32 =
-    1 | (1 << 3) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 18) | (1 << 19) | (1 << 20) | (1 << 23) | (1 << 24) | (1 << 29);
+const LEAF7_EBX_ALLOWED: u32 = 1
+    | (1 << 3)
+    | (1 << 7)
+    | (1 << 8)
+    | (1 << 9)
+    | (1 << 10)
+    | (1 << 18)
+    | (1 << 19)
+    | (1 << 20)
+    | (1 << 23)
+    | (1 << 24)
+    | (1 << 29);
 
 /// The hypervisor range Keel owns: 0x4000_0000..=0x4FFF_FFFF.
 pub fn is_hypervisor_leaf(leaf: u32) -> bool {
@@ -64,7 +74,12 @@ pub fn is_hypervisor_leaf(leaf: u32) -> bool {
 pub fn hypervisor_leaf(leaf: u32) -> CpuidResult {
     if leaf == HYPERVISOR_LEAF_BASE {
         let [ebx, ecx, edx] = signature_registers();
-        CpuidResult { eax: HYPERVISOR_LEAF_MAX, ebx, ecx, edx }
+        CpuidResult {
+            eax: HYPERVISOR_LEAF_MAX,
+            ebx,
+            ecx,
+            edx,
+        }
     } else {
         CpuidResult::default()
     }
@@ -75,11 +90,7 @@ pub fn guest_leaf(leaf: u32, subleaf: u32, host: CpuidResult, cpu: &GuestCpu) ->
     let _ = subleaf;
     let mut answer = host;
     match leaf {
-        0 => {
-            if cpu.tsc_hz.is_some() {
-                answer.eax = answer.eax.max(FREQUENCY_LEAF);
-            }
-        }
+        0 if cpu.tsc_hz.is_some() => answer.eax = answer.eax.max(FREQUENCY_LEAF),
         1 => {
             answer.ecx &= !(LEAF1_ECX_HIDDEN | LEAF1_ECX_X2APIC);
             answer.ecx |= LEAF1_ECX_HYPERVISOR | LEAF1_ECX_TSC_DEADLINE;
@@ -89,7 +100,12 @@ pub fn guest_leaf(leaf: u32, subleaf: u32, host: CpuidResult, cpu: &GuestCpu) ->
         }
         7 => {
             answer = if subleaf == 0 {
-                CpuidResult { eax: 0, ebx: host.ebx & LEAF7_EBX_ALLOWED, ecx: 0, edx: 0 }
+                CpuidResult {
+                    eax: 0,
+                    ebx: host.ebx & LEAF7_EBX_ALLOWED,
+                    ecx: 0,
+                    edx: 0,
+                }
             } else {
                 CpuidResult::default()
             };
@@ -100,7 +116,12 @@ pub fn guest_leaf(leaf: u32, subleaf: u32, host: CpuidResult, cpu: &GuestCpu) ->
         TSC_LEAF => {
             answer = match cpu.tsc_hz {
                 // TSC = crystal * EBX / EAX with a crystal at the TSC rate.
-                Some(hz) => CpuidResult { eax: 1, ebx: 1, ecx: hz.min(u64::from(u32::MAX)) as u32, edx: 0 },
+                Some(hz) => CpuidResult {
+                    eax: 1,
+                    ebx: 1,
+                    ecx: hz.min(u64::from(u32::MAX)) as u32,
+                    edx: 0,
+                },
                 None => CpuidResult::default(),
             }
         }
@@ -108,13 +129,23 @@ pub fn guest_leaf(leaf: u32, subleaf: u32, host: CpuidResult, cpu: &GuestCpu) ->
             answer = match cpu.tsc_hz {
                 Some(hz) => {
                     let mhz = (hz / 1_000_000).min(0xffff) as u32;
-                    CpuidResult { eax: mhz, ebx: mhz, ecx: 100, edx: 0 }
+                    CpuidResult {
+                        eax: mhz,
+                        ebx: mhz,
+                        ecx: 100,
+                        edx: 0,
+                    }
                 }
                 None => CpuidResult::default(),
             }
         }
         // Only the invariant-TSC bit of the power-management leaf.
-        0x8000_0007 => answer = CpuidResult { edx: host.edx & (1 << 8), ..CpuidResult::default() },
+        0x8000_0007 => {
+            answer = CpuidResult {
+                edx: host.edx & (1 << 8),
+                ..CpuidResult::default()
+            }
+        }
         _ => {}
     }
     answer
@@ -124,10 +155,23 @@ pub fn guest_leaf(leaf: u32, subleaf: u32, host: CpuidResult, cpu: &GuestCpu) ->
 mod tests {
     use super::*;
 
-    const SKYLAKE_LEAF1: CpuidResult = CpuidResult { eax: 0x50654, ebx: 0x0001_0800, ecx: 0x7ffa_fbff, edx: 0xbfeb_fbff };
+    const SKYLAKE_LEAF1: CpuidResult = CpuidResult {
+        eax: 0x50654,
+        ebx: 0x0001_0800,
+        ecx: 0x7ffa_fbff,
+        edx: 0xbfeb_fbff,
+    };
 
     fn guest(leaf: u32, host: CpuidResult) -> CpuidResult {
-        guest_leaf(leaf, 0, host, &GuestCpu { tsc_hz: Some(10_000_000), apic_id: 0 })
+        guest_leaf(
+            leaf,
+            0,
+            host,
+            &GuestCpu {
+                tsc_hz: Some(10_000_000),
+                apic_id: 0,
+            },
+        )
     }
 
     #[test]
@@ -153,19 +197,61 @@ mod tests {
         let hz = u64::from(leaf15.ecx) * u64::from(leaf15.ebx) / u64::from(leaf15.eax);
         assert_eq!(hz, 10_000_000);
         assert_eq!(guest(FREQUENCY_LEAF, CpuidResult::default()).eax, 10);
-        assert!(guest(0, CpuidResult { eax: 0xd, ..CpuidResult::default() }).eax >= FREQUENCY_LEAF);
+        assert!(
+            guest(
+                0,
+                CpuidResult {
+                    eax: 0xd,
+                    ..CpuidResult::default()
+                }
+            )
+            .eax >= FREQUENCY_LEAF
+        );
     }
 
     #[test]
     fn without_a_known_tsc_the_leaves_are_empty() {
-        let cpu = GuestCpu { tsc_hz: None, apic_id: 0 };
-        assert_eq!(guest_leaf(TSC_LEAF, 0, CpuidResult { eax: 2, ebx: 3, ecx: 4, edx: 5 }, &cpu), CpuidResult::default());
-        assert_eq!(guest_leaf(0, 0, CpuidResult { eax: 0xd, ..CpuidResult::default() }, &cpu).eax, 0xd);
+        let cpu = GuestCpu {
+            tsc_hz: None,
+            apic_id: 0,
+        };
+        assert_eq!(
+            guest_leaf(
+                TSC_LEAF,
+                0,
+                CpuidResult {
+                    eax: 2,
+                    ebx: 3,
+                    ecx: 4,
+                    edx: 5
+                },
+                &cpu
+            ),
+            CpuidResult::default()
+        );
+        assert_eq!(
+            guest_leaf(
+                0,
+                0,
+                CpuidResult {
+                    eax: 0xd,
+                    ..CpuidResult::default()
+                },
+                &cpu
+            )
+            .eax,
+            0xd
+        );
     }
 
     #[test]
     fn leaf_seven_keeps_only_allowed_features() {
-        let host = CpuidResult { eax: 0, ebx: u32::MAX, ecx: u32::MAX, edx: u32::MAX };
+        let host = CpuidResult {
+            eax: 0,
+            ebx: u32::MAX,
+            ecx: u32::MAX,
+            edx: u32::MAX,
+        };
         let answer = guest(7, host);
         assert_eq!(answer.ebx, LEAF7_EBX_ALLOWED);
         assert_eq!((answer.ecx, answer.edx), (0, 0));

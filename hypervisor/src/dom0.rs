@@ -20,8 +20,8 @@ use keel_devices::PowerAction;
 use keel_guest_loader::boot_params::{GuestMemoryLayout, LEGACY_HOLE};
 use keel_guest_loader::linux::{load_linux, LinuxLayout};
 use keel_guest_loader::long_mode::LongModeLayout;
-use keel_hypervisor::cpuid_policy::GuestCpu;
 use keel_hypervisor::cmdline::Options;
+use keel_hypervisor::cpuid_policy::GuestCpu;
 use multiboot2::BootInformation;
 
 use crate::domain::Domain;
@@ -55,12 +55,16 @@ struct Dom0Images<'a> {
 
 /// Whether the bootloader passed a Dom0 kernel.
 pub fn kernel_present(boot_info: &BootInformation) -> bool {
-    boot_info.module_tags().any(|module| module_role(module.cmdline().unwrap_or("")).0 == "dom0-kernel")
+    boot_info
+        .module_tags()
+        .any(|module| module_role(module.cmdline().unwrap_or("")).0 == "dom0-kernel")
 }
 
 fn module_role(cmdline: &str) -> (&str, &str) {
     let cmdline = cmdline.trim();
-    cmdline.split_once(' ').map_or((cmdline, ""), |(role, rest)| (role, rest.trim()))
+    cmdline
+        .split_once(' ')
+        .map_or((cmdline, ""), |(role, rest)| (role, rest.trim()))
 }
 
 fn find_images<'a>(boot_info: &'a BootInformation) -> Option<Dom0Images<'a>> {
@@ -81,13 +85,24 @@ fn find_images<'a>(boot_info: &'a BootInformation) -> Option<Dom0Images<'a>> {
         }
     }
     let (kernel, cmdline) = kernel?;
-    Some(Dom0Images { kernel, initrd, cmdline })
+    Some(Dom0Images {
+        kernel,
+        initrd,
+        cmdline,
+    })
 }
 
-/// Boots Dom0 and runs it until it powers off or fails.
+/// Boots Dom0 and runs it until it powers off or fails; a reset boots it
+/// again from the same images, like a machine's reset button.
 pub fn run(cpu: &VmxCpu, boot_info: &BootInformation, options: &Options, tsc_hz: Option<u64>) -> Outcome {
     let outcome = match find_images(boot_info) {
-        Some(images) => boot(cpu, &images, options, tsc_hz),
+        Some(images) => loop {
+            match boot(cpu, &images, options, tsc_hz) {
+                Ok(StopReason::Power(PowerAction::Reset)) => log::info!("dom0 reset: booting it again"),
+                Ok(StopReason::Power(PowerAction::PowerOff)) => break Outcome::Success,
+                Ok(_) | Err(()) => break Outcome::Failure,
+            }
+        },
         None => {
             log::error!("dom0: no `dom0-kernel` boot module");
             Outcome::Failure
@@ -97,7 +112,8 @@ pub fn run(cpu: &VmxCpu, boot_info: &BootInformation, options: &Options, tsc_hz:
     outcome
 }
 
-fn boot(cpu: &VmxCpu, images: &Dom0Images, options: &Options, tsc_hz: Option<u64>) -> Outcome {
+/// One boot of Dom0, from loading its images to its stop.
+fn boot(cpu: &VmxCpu, images: &Dom0Images, options: &Options, tsc_hz: Option<u64>) -> Result<StopReason, ()> {
     let ram_bytes = u64::from(options.dom0_mem_mib) << 20;
     log::info!(
         "dom0: loading Linux ({} KiB kernel, {} KiB initrd, {} MiB RAM): {}",
@@ -106,19 +122,10 @@ fn boot(cpu: &VmxCpu, images: &Dom0Images, options: &Options, tsc_hz: Option<u64
         options.dom0_mem_mib,
         images.cmdline
     );
-    let mut domain = match Domain::new(DOM0_ID, ram_bytes) {
-        Ok(domain) => domain,
-        Err(error) => {
-            log::error!("dom0: {error}");
-            return Outcome::Failure;
-        }
-    };
-    let outcome = match prepare(&mut domain, images, ram_bytes, tsc_hz) {
-        Ok(entry) => run_vcpu(cpu, &mut domain, &entry),
-        Err(()) => Outcome::Failure,
-    };
+    let mut domain = Domain::new(DOM0_ID, ram_bytes).map_err(|error| log::error!("dom0: {error}"))?;
+    let stop = prepare(&mut domain, images, ram_bytes, tsc_hz).and_then(|entry| run_vcpu(cpu, &mut domain, &entry));
     domain.destroy();
-    outcome
+    stop
 }
 
 /// Platform, ACPI tables and the kernel in guest memory; returns the entry state.
@@ -139,7 +146,10 @@ fn prepare(domain: &mut Domain, images: &Dom0Images, ram_bytes: u64, tsc_hz: Opt
 
     let reserved = [LEGACY_HOLE];
     let layout = LinuxLayout {
-        memory: GuestMemoryLayout { ram_bytes, reserved: &reserved },
+        memory: GuestMemoryLayout {
+            ram_bytes,
+            reserved: &reserved,
+        },
         zero_page_gpa: ZERO_PAGE_GPA,
         cmdline_gpa: CMDLINE_GPA,
         long_mode: LongModeLayout {
@@ -155,39 +165,45 @@ fn prepare(domain: &mut Domain, images: &Dom0Images, ram_bytes: u64, tsc_hz: Opt
         "dom0: kernel at {:#x}, entry {:#x}, initrd {}",
         entry.kernel.start,
         entry.rip,
-        entry.initrd.map_or(alloc::string::String::from("none"), |region| alloc::format!("at {:#x}", region.start))
+        entry
+            .initrd
+            .map_or(alloc::string::String::from("none"), |region| alloc::format!(
+                "at {:#x}",
+                region.start
+            ))
     );
-    Ok(LongModeEntry { rip: entry.rip, rsp: STACK_TOP_GPA, rdi: 0, rsi: entry.rsi, state: entry.long_mode })
+    Ok(LongModeEntry {
+        rip: entry.rip,
+        rsp: STACK_TOP_GPA,
+        rdi: 0,
+        rsi: entry.rsi,
+        state: entry.long_mode,
+    })
 }
 
-fn run_vcpu(cpu: &VmxCpu, domain: &mut Domain, entry: &LongModeEntry) -> Outcome {
-    let mut vcpu = match VmxVcpu::new(cpu, entry, domain.eptp(), DOM0_VPID) {
-        Ok(vcpu) => vcpu,
-        Err(error) => {
-            log::error!("dom0: creating its vCPU: {error}");
-            return Outcome::Failure;
-        }
-    };
+fn run_vcpu(cpu: &VmxCpu, domain: &mut Domain, entry: &LongModeEntry) -> Result<StopReason, ()> {
+    let mut vcpu = VmxVcpu::new(cpu, entry, domain.eptp(), DOM0_VPID)
+        .map_err(|error| log::error!("dom0: creating its vCPU: {error}"))?;
     crate::msr::pass_through_msrs(&mut vcpu);
     let mut time = TimeSplit::default();
     let stop = run_until_stopped(domain, &mut vcpu, &mut time);
-    let outcome = match stop {
-        StopReason::Power(PowerAction::PowerOff) => {
-            log::info!("dom0 powered off");
-            Outcome::Success
-        }
-        _ => Outcome::Failure,
-    };
+    if let StopReason::Power(PowerAction::PowerOff) = stop {
+        log::info!("dom0 powered off");
+    }
     report_stop(DOM0_ID, &stop, &vcpu, &time);
     vcpu.destroy();
-    outcome
+    Ok(stop)
 }
 
 fn acpi_config() -> GuestAcpiConfig<'static> {
     GuestAcpiConfig {
         cpus: &[0],
         local_apic_address: DEFAULT_LOCAL_APIC_ADDRESS,
-        io_apic: Some(IoApicConfig { id: IOAPIC_ID, address: IOAPIC_BASE as u32, gsi_base: 0 }),
+        io_apic: Some(IoApicConfig {
+            id: IOAPIC_ID,
+            address: IOAPIC_BASE as u32,
+            gsi_base: 0,
+        }),
         isa_overrides: &[],
         pm: PowerManagement {
             pm1a_event_block: PM1A_EVENT_PORT,
@@ -195,7 +211,10 @@ fn acpi_config() -> GuestAcpiConfig<'static> {
             pm_timer_block: Some(PM_TIMER_PORT),
             sci_irq: SCI_IRQ,
             reset_register: ResetRegister::PCI_RESET_CONTROL,
-            sleep_registers: Some(SleepRegisters { control_port: SLEEP_CONTROL_PORT, status_port: SLEEP_STATUS_PORT }),
+            sleep_registers: Some(SleepRegisters {
+                control_port: SLEEP_CONTROL_PORT,
+                status_port: SLEEP_STATUS_PORT,
+            }),
         },
         // Hardware-reduced ACPI: Linux then uses no legacy PIC or PIT, and
         // the local APIC timer (TSC deadline) is its clock event device.

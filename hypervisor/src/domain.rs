@@ -46,7 +46,8 @@ impl Domain {
     /// A domain with `ram_size` bytes (a multiple of 2 MiB) of zeroed RAM at
     /// guest-physical 0; everything above is unmapped.
     pub fn new(id: u16, ram_size: u64) -> Result<Self, DomainError> {
-        let ram = memory::allocate_zeroed(ram_size, PAGE_SIZE_2M).ok_or(DomainError::OutOfMemory { bytes: ram_size })?;
+        let ram =
+            memory::allocate_zeroed(ram_size, PAGE_SIZE_2M).ok_or(DomainError::OutOfMemory { bytes: ram_size })?;
         let mem = memory::phys_memory();
         let mapped = EptTables::new(&mut HostFrames, &mem).and_then(|mut ept| {
             let result = ept.map_range(
@@ -93,23 +94,20 @@ impl Domain {
         unsafe { memory::block_bytes(self.ram, self.ram_size) }
     }
 
-    /// The guest's RAM, read-only.
-    pub fn ram(&self) -> &[u8] {
-        // SAFETY: as for `ram_mut`; shared access only.
-        unsafe { memory::block_bytes(self.ram, self.ram_size) }
-    }
-
     /// The platform and the RAM at once, for device emulation that reads
     /// guest memory (instruction fetch for MMIO).
     pub fn platform_and_ram(&mut self) -> (Option<&mut VirtualPlatform>, &[u8]) {
-        // SAFETY: as for `ram`; the platform and the RAM are disjoint.
+        // SAFETY: as for `ram_mut`; the platform and the RAM are disjoint
+        // and the RAM is only read through this borrow.
         let ram = unsafe { memory::block_bytes(self.ram, self.ram_size) };
         (self.platform.as_deref_mut(), ram)
     }
 
     /// The EPT pointer for this domain's VMCSs.
     pub fn eptp(&self) -> u64 {
-        self.ept.as_ref().map_or(0, |ept| ept.eptp(MemoryType::WriteBack, false))
+        self.ept
+            .as_ref()
+            .map_or(0, |ept| ept.eptp(MemoryType::WriteBack, false))
     }
 
     /// Returns the domain's memory and tables to the host.

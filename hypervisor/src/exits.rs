@@ -22,17 +22,33 @@ use crate::{mmio, msr};
 #[derive(Clone, Copy, Debug)]
 pub enum StopReason {
     /// The guest asked to stop (`HC_DOMAIN_STOP`) with this status.
-    Requested { status: u64 },
+    Requested {
+        status: u64,
+    },
     /// The guest powered its machine off or reset it (ACPI, reset registers).
     Power(PowerAction),
     /// The guest halted with interrupts disabled: nothing can wake it.
-    HaltedForever { rip: u64 },
+    HaltedForever {
+        rip: u64,
+    },
     /// An MMIO access Keel could not emulate (unreadable or unsupported instruction).
-    BadMmio { gpa: u64, rip: u64, reason: &'static str },
+    BadMmio {
+        gpa: u64,
+        rip: u64,
+        reason: &'static str,
+    },
     /// The guest touched guest-physical memory that is not mapped for it.
-    MemoryFault { fault: MemoryFault, rip: u64 },
+    MemoryFault {
+        fault: MemoryFault,
+        rip: u64,
+    },
     /// The guest caused an exit Keel does not handle.
-    Unhandled { reason: &'static str, number: u32, qualification: u64, rip: u64 },
+    Unhandled {
+        reason: &'static str,
+        number: u32,
+        qualification: u64,
+        rip: u64,
+    },
     EntryFailed(EntryError),
 }
 
@@ -41,7 +57,7 @@ impl core::fmt::Display for StopReason {
         match self {
             Self::Requested { status } => write!(f, "guest requested stop (status {status})"),
             Self::Power(PowerAction::PowerOff) => f.write_str("powered off"),
-            Self::Power(PowerAction::Reset) => f.write_str("reset (Keel does not restart domains yet)"),
+            Self::Power(PowerAction::Reset) => f.write_str("reset"),
             Self::HaltedForever { rip } => write!(f, "halted with interrupts disabled at rip={rip:#x}"),
             Self::BadMmio { gpa, rip, reason } => write!(f, "MMIO access at GPA {gpa:#x} rip={rip:#x}: {reason}"),
             Self::MemoryFault { fault, rip } => write!(
@@ -50,7 +66,12 @@ impl core::fmt::Display for StopReason {
                 fault.gpa,
                 fault.access_name()
             ),
-            Self::Unhandled { reason, number, qualification, rip } => write!(
+            Self::Unhandled {
+                reason,
+                number,
+                qualification,
+                rip,
+            } => write!(
                 f,
                 "unhandled exit {reason} (reason {number}), qualification {qualification:#x}, rip={rip:#x}"
             ),
@@ -58,6 +79,8 @@ impl core::fmt::Display for StopReason {
         }
     }
 }
+
+const CR4_OSXSAVE: u64 = 1 << 18;
 
 /// What an exit handler wants next.
 enum Next {
@@ -159,7 +182,11 @@ fn handle(domain: &mut Domain, vcpu: &mut Vcpu, exit: VcpuExit) -> Next {
             return match platform {
                 Some(platform) if platform.is_mmio(fault.gpa) => match mmio::emulate(platform, ram, vcpu, fault) {
                     Ok(()) => Next::Resume,
-                    Err(reason) => Next::Stop(StopReason::BadMmio { gpa: fault.gpa, rip: vcpu.rip(), reason }),
+                    Err(reason) => Next::Stop(StopReason::BadMmio {
+                        gpa: fault.gpa,
+                        rip: vcpu.rip(),
+                        reason,
+                    }),
                 },
                 _ => Next::Stop(StopReason::MemoryFault { fault, rip: vcpu.rip() }),
             };
@@ -181,10 +208,24 @@ fn handle(domain: &mut Domain, vcpu: &mut Vcpu, exit: VcpuExit) -> Next {
             Ok(()) => vcpu.skip_instruction(),
             Err(fault) => vcpu.inject_fault(fault),
         },
-        // Keel hides XSAVE, so no guest has a reason to set XCR0.
-        VcpuExit::Xsetbv => vcpu.inject_fault(GuestFault::GeneralProtection),
-        VcpuExit::Unhandled { reason, number, qualification } => {
-            return Next::Stop(StopReason::Unhandled { reason, number, qualification, rip: vcpu.rip() });
+        // Keel hides XSAVE: without CR4.OSXSAVE the instruction is undefined,
+        // and no XCR0 value is valid to set.
+        VcpuExit::Xsetbv => vcpu.inject_fault(if vcpu.guest_cr4() & CR4_OSXSAVE == 0 {
+            GuestFault::InvalidOpcode
+        } else {
+            GuestFault::GeneralProtection
+        }),
+        VcpuExit::Unhandled {
+            reason,
+            number,
+            qualification,
+        } => {
+            return Next::Stop(StopReason::Unhandled {
+                reason,
+                number,
+                qualification,
+                rip: vcpu.rip(),
+            });
         }
     }
     Next::Resume
@@ -197,7 +238,12 @@ fn emulate_cpuid(regs: &mut GuestRegisters, cpu: &GuestCpu) {
         cpuid_policy::hypervisor_leaf(leaf)
     } else {
         let host = __cpuid_count(leaf, subleaf);
-        let host = CpuidResult { eax: host.eax, ebx: host.ebx, ecx: host.ecx, edx: host.edx };
+        let host = CpuidResult {
+            eax: host.eax,
+            ebx: host.ebx,
+            ecx: host.ecx,
+            edx: host.edx,
+        };
         cpuid_policy::guest_leaf(leaf, subleaf, host, cpu)
     };
     regs.rax = u64::from(answer.eax);
@@ -263,7 +309,11 @@ fn emulate_debug_port(domain: &mut Domain, regs: &mut GuestRegisters, access: Po
         }
         return;
     }
-    let value: u32 = if access.port == DEBUG_CONSOLE_PORT { u32::from(DEBUG_CONSOLE_PORT as u8) } else { u32::MAX };
+    let value: u32 = if access.port == DEBUG_CONSOLE_PORT {
+        u32::from(DEBUG_CONSOLE_PORT as u8)
+    } else {
+        u32::MAX
+    };
     regs.rax = merge_in(regs.rax, value, access.size);
 }
 

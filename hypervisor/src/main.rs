@@ -42,7 +42,10 @@ extern "C" fn keel_main(boot_info_addr: u32, magic: u32) -> ! {
             platform::stop(Outcome::Failure);
         }
     };
-    let command_line = boot_info.command_line_tag().and_then(|tag| tag.cmdline().ok()).unwrap_or("");
+    let command_line = boot_info
+        .command_line_tag()
+        .and_then(|tag| tag.cmdline().ok())
+        .unwrap_or("");
     let options: Options = cmdline::parse(command_line, |bad| {
         log::warn!("ignoring command-line option `{}`: {}", bad.option, bad.reason)
     });
@@ -82,7 +85,11 @@ extern "C" fn keel_main(boot_info_addr: u32, magic: u32) -> ! {
         None => dom0::kernel_present(&boot_info),
         Some(_) => false,
     };
-    let outcome = if run_dom0 { dom0::run(&cpu, &boot_info, &options, tsc_hz) } else { selftest::run(&cpu, &options) };
+    let outcome = if run_dom0 {
+        dom0::run(&cpu, &boot_info, &options, tsc_hz)
+    } else {
+        selftest::run(&cpu, &options)
+    };
     platform::stop(outcome)
 }
 

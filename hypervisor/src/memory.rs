@@ -4,9 +4,7 @@
 //! The boot code identity-maps the first 4 GiB, so only memory below that
 //! line is handed out; physical addresses double as pointers.
 
-use keel_memory::{
-    FrameAllocator, HostPhysAddr, IdentityPhysMemory, PhysRange, RangeAllocator, PAGE_SIZE_4K,
-};
+use keel_memory::{FrameAllocator, HostPhysAddr, IdentityPhysMemory, PhysRange, RangeAllocator, PAGE_SIZE_4K};
 use linked_list_allocator::LockedHeap;
 use multiboot2::{BootInformation, MemoryAreaType};
 use spin::Mutex;
@@ -63,11 +61,21 @@ pub fn init(boot_info: &BootInformation) -> Result<u64, MemoryInitError> {
     // The linker script defines both symbols; only their addresses are used.
     let image = (&raw const __image_start as u64, &raw const __image_end as u64);
     reserve(&mut frames, image.0, image.1)?;
-    reserve(&mut frames, boot_info.start_address() as u64, boot_info.end_address() as u64)?;
+    reserve(
+        &mut frames,
+        boot_info.start_address() as u64,
+        boot_info.end_address() as u64,
+    )?;
     for module in boot_info.module_tags() {
-        reserve(&mut frames, u64::from(module.start_address()), u64::from(module.end_address()))?;
+        reserve(
+            &mut frames,
+            u64::from(module.start_address()),
+            u64::from(module.end_address()),
+        )?;
     }
-    let heap = frames.allocate(HEAP_SIZE, PAGE_SIZE_4K).ok_or(MemoryInitError::NoRoomForHeap)?;
+    let heap = frames
+        .allocate(HEAP_SIZE, PAGE_SIZE_4K)
+        .ok_or(MemoryInitError::NoRoomForHeap)?;
     // SAFETY: the range was just taken from the allocator, is identity-mapped
     // (below 4 GiB) and nothing else refers to it; init runs once.
     unsafe { HEAP.lock().init(heap.as_u64() as *mut u8, HEAP_SIZE as usize) };

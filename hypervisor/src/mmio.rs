@@ -47,7 +47,10 @@ pub fn emulate(
         MmioKind::Load { dest, extend } => {
             let value = platform.mmio_read(fault.gpa, size);
             let old = vcpu.gpr(dest.gpr.number());
-            vcpu.set_gpr(dest.gpr.number(), apply_load(old, value, instruction.size, extend, dest.high_byte));
+            vcpu.set_gpr(
+                dest.gpr.number(),
+                apply_load(old, value, instruction.size, extend, dest.high_byte),
+            );
         }
         MmioKind::Store { source } => {
             let value = match source {

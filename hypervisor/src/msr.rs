@@ -51,7 +51,11 @@ pub fn pass_through_msrs(vcpu: &mut Vcpu) {
 }
 
 pub fn read(domain: &mut Domain, vcpu: &Vcpu, msr: u32) -> Result<u64, GuestFault> {
-    if let Some(result) = domain.platform.as_deref_mut().and_then(|platform| platform.apic_rdmsr(msr)) {
+    if let Some(result) = domain
+        .platform
+        .as_deref_mut()
+        .and_then(|platform| platform.apic_rdmsr(msr))
+    {
         return result;
     }
     match msr {
@@ -66,7 +70,11 @@ pub fn read(domain: &mut Domain, vcpu: &Vcpu, msr: u32) -> Result<u64, GuestFaul
 }
 
 pub fn write(domain: &mut Domain, vcpu: &mut Vcpu, msr: u32, value: u64) -> Result<(), GuestFault> {
-    if let Some(result) = domain.platform.as_deref_mut().and_then(|platform| platform.apic_wrmsr(msr, value)) {
+    if let Some(result) = domain
+        .platform
+        .as_deref_mut()
+        .and_then(|platform| platform.apic_wrmsr(msr, value))
+    {
         return result;
     }
     match msr {

@@ -45,10 +45,14 @@ pub struct MemoryFault {
 
 impl MemoryFault {
     pub fn access_name(&self) -> &'static str {
-        match (self.fetch, self.write) {
-            (true, _) => "fetch",
-            (false, true) => "write",
-            (false, false) => "read",
+        if self.fetch {
+            "fetch"
+        } else if self.write {
+            "write"
+        } else if self.read {
+            "read"
+        } else {
+            "access"
         }
     }
 }
@@ -66,18 +70,30 @@ pub enum VcpuExit {
     HostInterrupt,
     MemoryFault(MemoryFault),
     /// RDMSR: the handler sets EDX:EAX or injects #GP.
-    MsrRead { msr: u32 },
+    MsrRead {
+        msr: u32,
+    },
     /// WRMSR of EDX:EAX.
-    MsrWrite { msr: u32, value: u64 },
+    MsrWrite {
+        msr: u32,
+        value: u64,
+    },
     /// A write to a control-register bit the hypervisor owns (MOV to CR0/CR4,
     /// LMSW, CLTS), with the value the guest wants the register to hold.
-    ControlRegisterWrite { cr: u8, value: u64 },
+    ControlRegisterWrite {
+        cr: u8,
+        value: u64,
+    },
     /// XSETBV (XCR0 = EDX:EAX, index in ECX).
     Xsetbv,
     /// The guest can take an interrupt now (it asked for a window).
     InterruptWindow,
     /// An exit Keel does not handle; the domain is stopped.
-    Unhandled { reason: &'static str, number: u32, qualification: u64 },
+    Unhandled {
+        reason: &'static str,
+        number: u32,
+        qualification: u64,
+    },
 }
 
 /// A fault to raise in the guest instead of completing its instruction.
@@ -94,7 +110,10 @@ pub enum EntryError {
     Instruction(keel_vmx::VmInstructionError),
     NoCurrentVmcs,
     /// The CPU checked the guest state and refused it (exit reason 33/34/41).
-    GuestState { reason: &'static str, qualification: u64 },
+    GuestState {
+        reason: &'static str,
+        qualification: u64,
+    },
 }
 
 impl core::fmt::Display for EntryError {

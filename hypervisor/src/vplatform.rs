@@ -88,10 +88,22 @@ impl VirtualPlatform {
     pub fn new(tsc_hz: u64, wallclock_seconds: u64) -> Result<Self, PlatformError> {
         let mut ports = DeviceBus::new();
         let devices: [(u64, u64, Box<dyn Device>); 4] = [
-            (RTC_BASE_PORT, CMOS_RTC_PORT_COUNT, Box::new(CmosRtc::new(wallclock_seconds))),
+            (
+                RTC_BASE_PORT,
+                CMOS_RTC_PORT_COUNT,
+                Box::new(CmosRtc::new(wallclock_seconds)),
+            ),
             (PCI_CONFIG_ADDRESS_PORT, PCI_HOST_PORT_COUNT, Box::new(PciHost::new())),
-            (u64::from(ACPI_PM_BASE_PORT), ACPI_PM_PORT_COUNT, Box::new(AcpiPm::new())),
-            (KEYBOARD_CONTROLLER_BASE_PORT, KEYBOARD_CONTROLLER_PORT_COUNT, Box::new(KeyboardControllerReset::new())),
+            (
+                u64::from(ACPI_PM_BASE_PORT),
+                ACPI_PM_PORT_COUNT,
+                Box::new(AcpiPm::new()),
+            ),
+            (
+                KEYBOARD_CONTROLLER_BASE_PORT,
+                KEYBOARD_CONTROLLER_PORT_COUNT,
+                Box::new(KeyboardControllerReset::new()),
+            ),
         ];
         for (start, len, device) in devices {
             ports.register(start, len, device).map_err(PlatformError)?;
@@ -119,7 +131,9 @@ impl VirtualPlatform {
         let value = if (COM1_BASE..COM1_BASE + COM1_LEN).contains(&port) {
             self.uart.read(u64::from(port - COM1_BASE), size, &mut self.effects)
         } else {
-            self.ports.read(u64::from(port), size, &mut self.effects).unwrap_or(all_ones(size))
+            self.ports
+                .read(u64::from(port), size, &mut self.effects)
+                .unwrap_or(all_ones(size))
         };
         self.settle();
         value
@@ -127,7 +141,8 @@ impl VirtualPlatform {
 
     pub fn port_write(&mut self, port: u16, size: u8, value: u64) {
         if (COM1_BASE..COM1_BASE + COM1_LEN).contains(&port) {
-            self.uart.write(u64::from(port - COM1_BASE), size, value, &mut self.effects);
+            self.uart
+                .write(u64::from(port - COM1_BASE), size, value, &mut self.effects);
         } else {
             self.ports.write(u64::from(port), size, value, &mut self.effects);
         }
@@ -156,14 +171,18 @@ impl VirtualPlatform {
             let effect = self.lapic.mmio_write(offset, size, value as u32, tsc::read());
             self.apply_apic_effect(effect);
         } else {
-            self.ioapic.write(gpa.wrapping_sub(IOAPIC_BASE), size, value, &mut self.effects);
+            self.ioapic
+                .write(gpa.wrapping_sub(IOAPIC_BASE), size, value, &mut self.effects);
         }
         self.settle();
     }
 
     fn apply_apic_effect(&mut self, effect: Option<ApicEffect>) {
         match effect {
-            Some(ApicEffect::Eoi { vector, level_triggered: true }) => {
+            Some(ApicEffect::Eoi {
+                vector,
+                level_triggered: true,
+            }) => {
                 self.ioapic.end_of_interrupt(vector, &mut self.effects);
             }
             // A single-vCPU domain has no other APIC to reach.

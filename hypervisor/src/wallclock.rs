@@ -10,7 +10,11 @@ pub fn unix_seconds(year: u32, month: u32, day: u32, hour: u32, minute: u32, sec
         return None;
     }
     // Days from civil (Howard Hinnant's algorithm), shifted so March is month 0.
-    let (y, m) = if month <= 2 { (i64::from(year) - 1, month + 9) } else { (i64::from(year), month - 3) };
+    let (y, m) = if month <= 2 {
+        (i64::from(year) - 1, month + 9)
+    } else {
+        (i64::from(year), month - 3)
+    };
     let era = y.div_euclid(400);
     let year_of_era = y - era * 400;
     let day_of_year = (153 * i64::from(m) + 2) / 5 + i64::from(day) - 1;

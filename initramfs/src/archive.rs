@@ -42,12 +42,7 @@ impl Initramfs {
         Ok(self)
     }
 
-    pub fn file(
-        &mut self,
-        path: &str,
-        mode: u32,
-        contents: impl Into<Vec<u8>>,
-    ) -> Result<&mut Self, InitramfsError> {
+    pub fn file(&mut self, path: &str, mode: u32, contents: impl Into<Vec<u8>>) -> Result<&mut Self, InitramfsError> {
         let path = ArchivePath::parse(path)?;
         self.insert(path, mode, EntryKind::File(contents.into()))?;
         Ok(self)
@@ -64,13 +59,7 @@ impl Initramfs {
 
     /// A character device node, e.g. `dev/console` (5, 1) or `dev/null` (1, 3):
     /// the kernel needs `/dev/console` before devtmpfs is mounted.
-    pub fn char_device(
-        &mut self,
-        path: &str,
-        mode: u32,
-        major: u32,
-        minor: u32,
-    ) -> Result<&mut Self, InitramfsError> {
+    pub fn char_device(&mut self, path: &str, mode: u32, major: u32, minor: u32) -> Result<&mut Self, InitramfsError> {
         let path = ArchivePath::parse(path)?;
         self.insert(path, mode, EntryKind::CharDevice { major, minor })?;
         Ok(self)
@@ -80,12 +69,7 @@ impl Initramfs {
     pub fn to_cpio(&self) -> Vec<u8> {
         let mut out = Vec::new();
         for ((path, entry), ino) in self.entries.iter().zip(1u32..) {
-            write_record(
-                &mut out,
-                &entry.header(path, ino),
-                path.as_str(),
-                entry.data(),
-            );
+            write_record(&mut out, &entry.header(path, ino), path.as_str(), entry.data());
         }
         write_trailer(&mut out);
         out
@@ -100,12 +84,7 @@ impl Initramfs {
     }
 
     /// Adds `path` and any missing parent directories, or nothing on error.
-    fn insert(
-        &mut self,
-        path: ArchivePath,
-        permissions: u32,
-        kind: EntryKind,
-    ) -> Result<(), InitramfsError> {
+    fn insert(&mut self, path: ArchivePath, permissions: u32, kind: EntryKind) -> Result<(), InitramfsError> {
         if self.entries.contains_key(&path) {
             return Err(InitramfsError::DuplicatePath(path.as_str().to_owned()));
         }

@@ -32,20 +32,14 @@ pub(crate) struct Entry {
 }
 
 impl Entry {
-    pub fn new(
-        path: &ArchivePath,
-        permissions: u32,
-        kind: EntryKind,
-    ) -> Result<Self, InitramfsError> {
+    pub fn new(path: &ArchivePath, permissions: u32, kind: EntryKind) -> Result<Self, InitramfsError> {
         validate_permissions(path, permissions)?;
         let data_size = match &kind {
             EntryKind::Directory => 0,
-            EntryKind::File(contents) => {
-                u32::try_from(contents.len()).map_err(|_| InitramfsError::FileTooLarge {
-                    path: path.as_str().to_owned(),
-                    size: contents.len(),
-                })?
-            }
+            EntryKind::File(contents) => u32::try_from(contents.len()).map_err(|_| InitramfsError::FileTooLarge {
+                path: path.as_str().to_owned(),
+                size: contents.len(),
+            })?,
             EntryKind::Symlink(target) => symlink_target_size(path, target)?,
             EntryKind::CharDevice { major, minor } => {
                 validate_device_number(path, *major, *minor)?;
@@ -63,11 +57,7 @@ impl Entry {
         self.kind == EntryKind::Directory
     }
 
-    pub fn set_permissions(
-        &mut self,
-        path: &ArchivePath,
-        permissions: u32,
-    ) -> Result<(), InitramfsError> {
+    pub fn set_permissions(&mut self, path: &ArchivePath, permissions: u32) -> Result<(), InitramfsError> {
         validate_permissions(path, permissions)?;
         self.permissions = permissions;
         Ok(())
@@ -114,11 +104,7 @@ fn validate_permissions(path: &ArchivePath, permissions: u32) -> Result<(), Init
     Ok(())
 }
 
-fn validate_device_number(
-    path: &ArchivePath,
-    major: u32,
-    minor: u32,
-) -> Result<(), InitramfsError> {
+fn validate_device_number(path: &ArchivePath, major: u32, minor: u32) -> Result<(), InitramfsError> {
     if major > MAX_DEVICE_MAJOR || minor > MAX_DEVICE_MINOR {
         return Err(InitramfsError::InvalidDeviceNumber {
             path: path.as_str().to_owned(),
@@ -147,12 +133,7 @@ mod tests {
 
     #[test]
     fn headers_carry_type_bits_and_sizes() {
-        let file = Entry::new(
-            &path("init"),
-            0o755,
-            EntryKind::File(b"#!/bin/sh\n".to_vec()),
-        )
-        .unwrap();
+        let file = Entry::new(&path("init"), 0o755, EntryKind::File(b"#!/bin/sh\n".to_vec())).unwrap();
         let header = file.header(&path("init"), 3);
         assert_eq!((header.ino, header.mode, header.nlink), (3, 0o100_755, 1));
         assert_eq!((header.file_size, header.name_size), (10, 5));
@@ -164,10 +145,7 @@ mod tests {
         let console = EntryKind::CharDevice { major: 5, minor: 1 };
         let console = Entry::new(&path("dev/console"), 0o600, console).unwrap();
         let header = console.header(&path("dev/console"), 2);
-        assert_eq!(
-            (header.mode, header.rdev_major, header.rdev_minor),
-            (0o020_600, 5, 1)
-        );
+        assert_eq!((header.mode, header.rdev_major, header.rdev_minor), (0o020_600, 5, 1));
         assert_eq!(header.file_size, 0);
     }
 

@@ -64,10 +64,7 @@ impl fmt::Display for InitramfsError {
                 write!(f, "{path:?}: device {major}:{minor} out of range")
             }
             Self::InvalidSymlinkTarget(path) => {
-                write!(
-                    f,
-                    "{path:?}: symlink target is empty, too long or contains NUL"
-                )
+                write!(f, "{path:?}: symlink target is empty, too long or contains NUL")
             }
             Self::DuplicatePath(path) => write!(f, "{path:?}: already in the archive"),
             Self::NotADirectory { path, parent } => {

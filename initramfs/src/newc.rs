@@ -91,14 +91,11 @@ mod tests {
         };
         write_record(&mut out, &header, "x", b"abc");
         let fields = [
-            "000000AB", "000081A4", "00000000", "00000000", "00000001", "00000000", "00000003",
-            "00000000", "00000000", "00000000", "00000000", "00000002", "00000000",
+            "000000AB", "000081A4", "00000000", "00000000", "00000001", "00000000", "00000003", "00000000", "00000000",
+            "00000000", "00000000", "00000002", "00000000",
         ];
         let expected = format!("070701{}", fields.concat());
-        assert_eq!(
-            std::str::from_utf8(&out[..HEADER_LEN]),
-            Ok(expected.as_str())
-        );
+        assert_eq!(std::str::from_utf8(&out[..HEADER_LEN]), Ok(expected.as_str()));
         // 110 + "x\0" = 112 is aligned; "abc" is padded to 4.
         assert_eq!(&out[HEADER_LEN..], b"x\0abc\0");
         assert_eq!(out.len(), 116);

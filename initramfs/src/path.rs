@@ -64,13 +64,7 @@ mod tests {
 
     #[test]
     fn valid_paths_are_kept_verbatim() {
-        for path in [
-            "init",
-            "dev/console",
-            "usr/lib/x86_64/libc.so.6",
-            ".hidden",
-            "a..b",
-        ] {
+        for path in ["init", "dev/console", "usr/lib/x86_64/libc.so.6", ".hidden", "a..b"] {
             assert_eq!(ArchivePath::parse(path).unwrap().as_str(), path);
         }
     }
@@ -87,10 +81,7 @@ mod tests {
             ArchivePath::parse("a/../b"),
             Err(InitramfsError::ParentComponent(s("a/../b")))
         );
-        assert_eq!(
-            ArchivePath::parse(".."),
-            Err(InitramfsError::ParentComponent(s("..")))
-        );
+        assert_eq!(ArchivePath::parse(".."), Err(InitramfsError::ParentComponent(s(".."))));
         assert_eq!(
             ArchivePath::parse("./init"),
             Err(InitramfsError::CurrentDirComponent(s("./init")))
@@ -103,10 +94,7 @@ mod tests {
             ArchivePath::parse("bin/"),
             Err(InitramfsError::EmptyComponent(s("bin/")))
         );
-        assert_eq!(
-            ArchivePath::parse("a\0b"),
-            Err(InitramfsError::NulInPath(s("a\0b")))
-        );
+        assert_eq!(ArchivePath::parse("a\0b"), Err(InitramfsError::NulInPath(s("a\0b"))));
     }
 
     #[test]

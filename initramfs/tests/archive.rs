@@ -65,31 +65,20 @@ fn every_member_round_trips() {
     assert_eq!(sh.data, b"busybox");
 
     let console = find(&records, "dev/console");
-    assert_eq!(
-        (console.file_type(), console.permissions()),
-        (S_IFCHR, 0o600)
-    );
+    assert_eq!((console.file_type(), console.permissions()), (S_IFCHR, 0o600));
     assert_eq!(console.rdev, (5, 1));
     assert!(console.data.is_empty());
     assert_eq!(find(&records, "dev/null").rdev, (1, 3));
 
     let proc_dir = find(&records, "proc");
-    assert_eq!(
-        (proc_dir.file_type(), proc_dir.permissions()),
-        (S_IFDIR, 0o555)
-    );
+    assert_eq!((proc_dir.file_type(), proc_dir.permissions()), (S_IFDIR, 0o555));
     assert_eq!(proc_dir.nlink, 2);
 }
 
 #[test]
 fn headers_are_reproducible_and_owned_by_root() {
     for record in read_newc(&guest_image().to_cpio()) {
-        assert_eq!(
-            (record.uid, record.gid, record.mtime),
-            (0, 0, 0),
-            "{}",
-            record.name
-        );
+        assert_eq!((record.uid, record.gid, record.mtime), (0, 0, 0), "{}", record.name);
         assert_eq!((record.dev, record.check), ((0, 0), 0), "{}", record.name);
     }
 }
@@ -97,19 +86,12 @@ fn headers_are_reproducible_and_owned_by_root() {
 #[test]
 fn parents_are_created_before_children_with_default_mode() {
     let mut image = Initramfs::new();
-    image
-        .file("usr/lib/modules/virtio.ko", 0o644, b"ko".to_vec())
-        .unwrap();
+    image.file("usr/lib/modules/virtio.ko", 0o644, b"ko".to_vec()).unwrap();
     let records = read_newc(&image.to_cpio());
     let names: Vec<&str> = records.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(
         names,
-        [
-            "usr",
-            "usr/lib",
-            "usr/lib/modules",
-            "usr/lib/modules/virtio.ko"
-        ]
+        ["usr", "usr/lib", "usr/lib/modules", "usr/lib/modules/virtio.ko"]
     );
     for dir in &records[..3] {
         assert_eq!(dir.mode, S_IFDIR | DEFAULT_DIRECTORY_MODE, "{}", dir.name);
@@ -220,10 +202,7 @@ fn rejected_entries_leave_the_archive_unchanged() {
 #[test]
 fn invalid_paths_are_rejected_by_every_method() {
     let mut image = Initramfs::new();
-    assert_eq!(
-        image.directory("", 0o755).err(),
-        Some(InitramfsError::EmptyPath)
-    );
+    assert_eq!(image.directory("", 0o755).err(), Some(InitramfsError::EmptyPath));
     assert_eq!(
         image.file("/init", 0o755, Vec::new()).err(),
         Some(InitramfsError::AbsolutePath("/init".to_owned()))

@@ -22,14 +22,9 @@ fn gzip_decompresses_to_the_cpio_bytes() {
     let gzip = image.to_gzip().unwrap();
     assert_eq!(&gzip[..2], [0x1F, 0x8B], "gzip magic");
     let mut decompressed = Vec::new();
-    GzDecoder::new(gzip.as_slice())
-        .read_to_end(&mut decompressed)
-        .unwrap();
+    GzDecoder::new(gzip.as_slice()).read_to_end(&mut decompressed).unwrap();
     assert_eq!(decompressed, image.to_cpio());
-    assert!(
-        gzip.len() < decompressed.len(),
-        "repetitive input compresses"
-    );
+    assert!(gzip.len() < decompressed.len(), "repetitive input compresses");
 }
 
 #[test]

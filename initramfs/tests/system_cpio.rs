@@ -49,10 +49,7 @@ fn cpio_lists_every_path() {
     let output = run_cpio(&["-t", "-H", "newc", "--quiet"], None, &image.to_cpio());
     let listing = String::from_utf8(output.stdout).unwrap();
     let paths: Vec<&str> = listing.lines().collect();
-    assert_eq!(
-        paths,
-        ["bin", "bin/sh", "dev", "dev/console", "dev/null", "init"]
-    );
+    assert_eq!(paths, ["bin", "bin/sh", "dev", "dev/console", "dev/null", "init"]);
 }
 
 #[test]
@@ -68,11 +65,7 @@ fn cpio_extracts_contents_modes_and_links() {
         .unwrap()
         .symlink("etc/issue", "motd")
         .unwrap();
-    run_cpio(
-        &["-i", "-d", "-H", "newc", "--quiet"],
-        Some(&dir),
-        &image.to_cpio(),
-    );
+    run_cpio(&["-i", "-d", "-H", "newc", "--quiet"], Some(&dir), &image.to_cpio());
 
     let motd = dir.join("etc/motd");
     let contents = std::fs::read(&motd).unwrap();

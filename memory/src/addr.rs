@@ -98,18 +98,9 @@ mod tests {
     #[test]
     fn alignment_helpers_round_to_the_requested_boundary() {
         let addr = HostPhysAddr::new(0x1234_5678);
-        assert_eq!(
-            addr.align_down(PAGE_SIZE_4K),
-            HostPhysAddr::new(0x1234_5000)
-        );
-        assert_eq!(
-            addr.align_up(PAGE_SIZE_4K),
-            Some(HostPhysAddr::new(0x1234_6000))
-        );
-        assert_eq!(
-            addr.align_up(PAGE_SIZE_2M),
-            Some(HostPhysAddr::new(0x1240_0000))
-        );
+        assert_eq!(addr.align_down(PAGE_SIZE_4K), HostPhysAddr::new(0x1234_5000));
+        assert_eq!(addr.align_up(PAGE_SIZE_4K), Some(HostPhysAddr::new(0x1234_6000)));
+        assert_eq!(addr.align_up(PAGE_SIZE_2M), Some(HostPhysAddr::new(0x1240_0000)));
         assert!(!addr.is_aligned(PAGE_SIZE_4K));
         assert!(HostPhysAddr::new(0x4000_0000).is_aligned(PAGE_SIZE_1G));
     }
@@ -140,9 +131,6 @@ mod tests {
         let addr = HostPhysAddr::new(0xdead_b000);
         assert_eq!(format!("{addr}"), "0xdeadb000");
         assert_eq!(format!("{addr:?}"), "HostPhysAddr(0xdeadb000)");
-        assert_eq!(
-            format!("{:?}", GuestPhysAddr::new(16)),
-            "GuestPhysAddr(0x10)"
-        );
+        assert_eq!(format!("{:?}", GuestPhysAddr::new(16)), "GuestPhysAddr(0x10)");
     }
 }

@@ -8,9 +8,7 @@ mod frame;
 mod range;
 mod range_allocator;
 
-pub use addr::{
-    GuestPhysAddr, HostPhysAddr, HostVirtAddr, PAGE_SIZE_1G, PAGE_SIZE_2M, PAGE_SIZE_4K,
-};
+pub use addr::{GuestPhysAddr, HostPhysAddr, HostVirtAddr, PAGE_SIZE_1G, PAGE_SIZE_2M, PAGE_SIZE_4K};
 pub use frame::{FrameAllocator, IdentityPhysMemory, PhysMemory};
 pub use range::PhysRange;
 pub use range_allocator::{AllocError, RangeAllocator};

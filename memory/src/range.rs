@@ -46,9 +46,7 @@ impl PhysRange {
     /// always page aligned; a partial page must not be handed out).
     pub fn shrink_to_alignment(&self, align: u64) -> PhysRange {
         match self.start.align_up(align) {
-            Some(start) if start < self.end.align_down(align) => {
-                Self::new(start, self.end.align_down(align))
-            }
+            Some(start) if start < self.end.align_down(align) => Self::new(start, self.end.align_down(align)),
             _ => Self::EMPTY,
         }
     }
@@ -59,10 +57,7 @@ impl PhysRange {
         if self.is_empty() {
             return Some(Self::EMPTY);
         }
-        Some(Self::new(
-            self.start.align_down(align),
-            self.end.align_up(align)?,
-        ))
+        Some(Self::new(self.start.align_down(align), self.end.align_up(align)?))
     }
 }
 
@@ -104,9 +99,7 @@ mod tests {
             range(0x1001, 0x5fff).shrink_to_alignment(PAGE_SIZE_4K),
             range(0x2000, 0x5000)
         );
-        assert!(range(0x1001, 0x1fff)
-            .shrink_to_alignment(PAGE_SIZE_4K)
-            .is_empty());
+        assert!(range(0x1001, 0x1fff).shrink_to_alignment(PAGE_SIZE_4K).is_empty());
     }
 
     #[test]
@@ -115,10 +108,7 @@ mod tests {
             range(0x1001, 0x5001).grow_to_alignment(PAGE_SIZE_4K),
             Some(range(0x1000, 0x6000))
         );
-        assert_eq!(
-            range(0x1000, u64::MAX).grow_to_alignment(PAGE_SIZE_4K),
-            None
-        );
+        assert_eq!(range(0x1000, u64::MAX).grow_to_alignment(PAGE_SIZE_4K), None);
     }
 
     #[test]
@@ -127,9 +117,6 @@ mod tests {
             PhysRange::from_start_len(HostPhysAddr::new(0x1000), 0x1000),
             Some(range(0x1000, 0x2000))
         );
-        assert_eq!(
-            PhysRange::from_start_len(HostPhysAddr::new(u64::MAX), 2),
-            None
-        );
+        assert_eq!(PhysRange::from_start_len(HostPhysAddr::new(u64::MAX), 2), None);
     }
 }

@@ -59,9 +59,7 @@ impl<const N: usize> RangeAllocator<N> {
     /// e.g. to carve out the hypervisor image or boot modules. Parts of it that
     /// are not free are ignored. On `CapacityExceeded` nothing changes.
     pub fn reserve(&mut self, range: PhysRange) -> Result<(), AllocError> {
-        let reserved = range
-            .grow_to_alignment(PAGE_SIZE_4K)
-            .ok_or(AllocError::InvalidRange)?;
+        let reserved = range.grow_to_alignment(PAGE_SIZE_4K).ok_or(AllocError::InvalidRange)?;
         if reserved.is_empty() {
             return Ok(());
         }
@@ -71,8 +69,7 @@ impl<const N: usize> RangeAllocator<N> {
         if first >= past_last {
             return Ok(());
         }
-        let (Some(first_range), Some(last_range)) = (list.get(first), list.get(past_last - 1))
-        else {
+        let (Some(first_range), Some(last_range)) = (list.get(first), list.get(past_last - 1)) else {
             return Ok(());
         };
         let head = PhysRange::new(first_range.start, reserved.start);
@@ -100,10 +97,7 @@ impl<const N: usize> RangeAllocator<N> {
             if end > range.end {
                 continue;
             }
-            let (pieces, count) = non_empty_pieces(
-                PhysRange::new(range.start, start),
-                PhysRange::new(end, range.end),
-            );
+            let (pieces, count) = non_empty_pieces(PhysRange::new(range.start, start), PhysRange::new(end, range.end));
             // Carving from the middle needs a spare slot; with none left, a
             // later range might still fit without splitting.
             if self.replace(index, index + 1, &pieces[..count]).is_ok() {
@@ -160,16 +154,8 @@ impl<const N: usize> RangeAllocator<N> {
         } else {
             position
         };
-        let replace_to = if merged_end > range.end {
-            position + 1
-        } else {
-            position
-        };
-        self.replace(
-            replace_from,
-            replace_to,
-            &[PhysRange::new(merged_start, merged_end)],
-        )
+        let replace_to = if merged_end > range.end { position + 1 } else { position };
+        self.replace(replace_from, replace_to, &[PhysRange::new(merged_start, merged_end)])
     }
 
     /// Replaces `ranges[from..to]` with `pieces`, shifting the tail; fails

@@ -147,9 +147,7 @@ mod tests {
 
     #[test]
     fn flags_compose_into_control_words() {
-        let wanted = ExitControls::HOST_ADDRESS_SPACE_SIZE
-            | ExitControls::SAVE_EFER
-            | ExitControls::LOAD_EFER;
+        let wanted = ExitControls::HOST_ADDRESS_SPACE_SIZE | ExitControls::SAVE_EFER | ExitControls::LOAD_EFER;
         assert_eq!(wanted.bits(), 0x0030_0200);
         assert_eq!(
             PrimaryControls::from_bits_truncate(0x8000_0080),

@@ -104,12 +104,7 @@ instruction_errors! {
 
 impl fmt::Display for VmInstructionError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "VM-instruction error {}: {}",
-            self.number(),
-            self.description()
-        )
+        write!(f, "VM-instruction error {}: {}", self.number(), self.description())
     }
 }
 

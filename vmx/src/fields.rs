@@ -295,11 +295,7 @@ mod tests {
 
     #[test]
     fn read_only_fields_are_exactly_the_exit_information() {
-        let read_only: Vec<_> = VmcsField::ALL
-            .iter()
-            .filter(|f| f.is_read_only())
-            .copied()
-            .collect();
+        let read_only: Vec<_> = VmcsField::ALL.iter().filter(|f| f.is_read_only()).copied().collect();
         assert!(read_only.contains(&VmcsField::ExitReason));
         assert!(read_only.contains(&VmcsField::ExitQualification));
         assert!(read_only.contains(&VmcsField::GuestPhysicalAddress));
@@ -317,10 +313,7 @@ mod tests {
                 assert_eq!(field.field_type(), FieldType::HostState, "{name}");
             }
             if name.starts_with("Guest")
-                && !matches!(
-                    field,
-                    VmcsField::GuestPhysicalAddress | VmcsField::GuestLinearAddress
-                )
+                && !matches!(field, VmcsField::GuestPhysicalAddress | VmcsField::GuestLinearAddress)
             {
                 assert_eq!(field.field_type(), FieldType::GuestState, "{name}");
             }
@@ -330,12 +323,7 @@ mod tests {
     #[test]
     fn encodings_are_unique_full_access_and_sorted() {
         for pair in VmcsField::ALL.windows(2) {
-            assert!(
-                pair[0].encoding() < pair[1].encoding(),
-                "{:?} / {:?}",
-                pair[0],
-                pair[1]
-            );
+            assert!(pair[0].encoding() < pair[1].encoding(), "{:?} / {:?}", pair[0], pair[1]);
         }
         // Bit 0 selects the high half of 64-bit fields; we only use full access.
         assert!(VmcsField::ALL.iter().all(|f| f.encoding() & 1 == 0));

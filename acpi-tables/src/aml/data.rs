@@ -108,33 +108,20 @@ mod tests {
             (u64::MAX, &[0xFF]),
         ];
         for (value, expected) in cases {
-            assert_eq!(
-                encoded(DataObject::Integer(value)),
-                Ok(expected.to_vec()),
-                "{value:#x}"
-            );
+            assert_eq!(encoded(DataObject::Integer(value)), Ok(expected.to_vec()), "{value:#x}");
         }
     }
 
     #[test]
     fn strings_are_prefixed_and_nul_terminated() {
-        assert_eq!(
-            encoded(DataObject::String("Keel")),
-            Ok(b"\x0DKeel\x00".to_vec())
-        );
+        assert_eq!(encoded(DataObject::String("Keel")), Ok(b"\x0DKeel\x00".to_vec()));
         assert_eq!(encoded(DataObject::String("")), Ok(vec![0x0D, 0x00]));
     }
 
     #[test]
     fn strings_with_nul_or_non_ascii_are_rejected() {
-        assert_eq!(
-            encoded(DataObject::String("a\0b")),
-            Err(AmlError::InvalidStringByte(0))
-        );
-        assert_eq!(
-            encoded(DataObject::String("é")),
-            Err(AmlError::InvalidStringByte(0xC3))
-        );
+        assert_eq!(encoded(DataObject::String("a\0b")), Err(AmlError::InvalidStringByte(0)));
+        assert_eq!(encoded(DataObject::String("é")), Err(AmlError::InvalidStringByte(0xC3)));
     }
 
     #[test]
@@ -151,10 +138,7 @@ mod tests {
 
     #[test]
     fn empty_package_has_zero_count() {
-        assert_eq!(
-            encoded(DataObject::Package(&[])),
-            Ok(vec![0x12, 0x02, 0x00])
-        );
+        assert_eq!(encoded(DataObject::Package(&[])), Ok(vec![0x12, 0x02, 0x00]));
     }
 
     #[test]

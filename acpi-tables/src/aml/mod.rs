@@ -73,8 +73,7 @@ mod tests {
         // Hand-assembled per §20.2: NameOp, RootChar, NameSeg, PackageOp,
         // PkgLength 8, NumElements 4, BytePrefix 5 twice, ZeroOp twice.
         let expected = [
-            0x08, 0x5C, b'_', b'S', b'5', b'_', 0x12, 0x08, 0x04, 0x0A, 0x05, 0x0A, 0x05, 0x00,
-            0x00,
+            0x08, 0x5C, b'_', b'S', b'5', b'_', 0x12, 0x08, 0x04, 0x0A, 0x05, 0x0A, 0x05, 0x00, 0x00,
         ];
         assert_eq!(out, expected);
     }

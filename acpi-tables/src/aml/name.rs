@@ -23,10 +23,7 @@ pub fn encode_name_string(path: &str, out: &mut Vec<u8>) -> Result<(), AmlError>
             rest
         }
         _ => {
-            let parents = bytes
-                .iter()
-                .take_while(|b| **b == PARENT_PREFIX_CHAR)
-                .count();
+            let parents = bytes.iter().take_while(|b| **b == PARENT_PREFIX_CHAR).count();
             out.extend(core::iter::repeat_n(PARENT_PREFIX_CHAR, parents));
             bytes.get(parents..).unwrap_or_default()
         }
@@ -47,15 +44,12 @@ fn encode_name_path(path: &[u8], out: &mut Vec<u8>) -> Result<(), AmlError> {
         1 => {}
         2 => out.push(DUAL_NAME_PREFIX),
         count => {
-            let count_byte =
-                u8::try_from(count).map_err(|_| AmlError::TooManyNameSegments(count))?;
+            let count_byte = u8::try_from(count).map_err(|_| AmlError::TooManyNameSegments(count))?;
             out.push(MULTI_NAME_PREFIX);
             out.push(count_byte);
         }
     }
-    segments
-        .iter()
-        .for_each(|segment| out.extend_from_slice(segment));
+    segments.iter().for_each(|segment| out.extend_from_slice(segment));
     Ok(())
 }
 
@@ -69,10 +63,7 @@ fn name_segment(text: &[u8]) -> Result<[u8; NAME_SEGMENT_LEN], AmlError> {
         return Err(AmlError::InvalidNameSegment);
     }
     let mut segment = [SEGMENT_PADDING; NAME_SEGMENT_LEN];
-    segment
-        .iter_mut()
-        .zip(text)
-        .for_each(|(slot, b)| *slot = *b);
+    segment.iter_mut().zip(text).for_each(|(slot, b)| *slot = *b);
     Ok(segment)
 }
 
@@ -103,10 +94,7 @@ mod tests {
 
     #[test]
     fn three_segments_use_multi_name_prefix_with_count() {
-        assert_eq!(
-            encoded("_SB.PCI0.ISA"),
-            Ok(b"\x2F\x03_SB_PCI0ISA_".to_vec())
-        );
+        assert_eq!(encoded("_SB.PCI0.ISA"), Ok(b"\x2F\x03_SB_PCI0ISA_".to_vec()));
     }
 
     #[test]

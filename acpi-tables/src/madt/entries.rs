@@ -27,11 +27,7 @@ const ISA_BUS: u8 = 0;
 /// A legacy Local APIC entry where the id fits, otherwise a Local x2APIC entry.
 /// Linux ignores x2APIC entries for ids below 255 once it has seen legacy
 /// entries, so ids are never split the other way.
-pub(crate) fn encode_processor(
-    processor_uid: usize,
-    apic_id: u32,
-    out: &mut Vec<u8>,
-) -> Result<(), AcpiError> {
+pub(crate) fn encode_processor(processor_uid: usize, apic_id: u32, out: &mut Vec<u8>) -> Result<(), AcpiError> {
     let too_many = AcpiError::TooManyCpus {
         count: processor_uid.saturating_add(1),
         max: super::MAX_GUEST_CPUS,
@@ -101,10 +97,7 @@ mod tests {
 
     #[test]
     fn ids_from_255_get_x2apic_entries() {
-        assert_eq!(
-            processor(2, 0xFF),
-            [9, 16, 0, 0, 0xFF, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0]
-        );
+        assert_eq!(processor(2, 0xFF), [9, 16, 0, 0, 0xFF, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0]);
         assert_eq!(
             processor(1, 0x1_0000),
             [9, 16, 0, 0, 0, 0, 1, 0, 1, 0, 0, 0, 1, 0, 0, 0]
@@ -115,10 +108,7 @@ mod tests {
     fn legacy_entry_needs_uid_to_fit_a_byte() {
         let mut out = Vec::new();
         let error = encode_processor(256, 1, &mut out);
-        assert!(matches!(
-            error,
-            Err(AcpiError::TooManyCpus { count: 257, .. })
-        ));
+        assert!(matches!(error, Err(AcpiError::TooManyCpus { count: 257, .. })));
     }
 
     #[test]

@@ -36,10 +36,7 @@ pub(crate) fn validate_cpus(cpus: &[u32]) -> Result<(), AcpiError> {
 
 /// The overrides to publish: the requested ones, preceded by IRQ0 → GSI2
 /// unless the caller routes IRQ0 itself.
-pub(crate) fn interrupt_overrides(
-    has_io_apic: bool,
-    requested: &[IsaOverride],
-) -> Result<Vec<IsaOverride>, AcpiError> {
+pub(crate) fn interrupt_overrides(has_io_apic: bool, requested: &[IsaOverride]) -> Result<Vec<IsaOverride>, AcpiError> {
     if !has_io_apic {
         return if requested.is_empty() {
             Ok(Vec::new())
@@ -87,32 +84,20 @@ mod tests {
         let ids: Vec<u32> = (0..256).collect();
         assert_eq!(
             validate_cpus(&ids),
-            Err(AcpiError::TooManyCpus {
-                count: 256,
-                max: 255
-            })
+            Err(AcpiError::TooManyCpus { count: 256, max: 255 })
         );
         assert_eq!(validate_cpus(&ids[..255]), Ok(()));
     }
 
     #[test]
     fn apic_ids_must_be_unique_and_not_broadcast() {
-        assert_eq!(
-            validate_cpus(&[0, 2, 2]),
-            Err(AcpiError::DuplicateApicId(2))
-        );
-        assert_eq!(
-            validate_cpus(&[0, u32::MAX]),
-            Err(AcpiError::InvalidApicId(u32::MAX))
-        );
+        assert_eq!(validate_cpus(&[0, 2, 2]), Err(AcpiError::DuplicateApicId(2)));
+        assert_eq!(validate_cpus(&[0, u32::MAX]), Err(AcpiError::InvalidApicId(u32::MAX)));
     }
 
     #[test]
     fn timer_override_is_added_first() {
-        assert_eq!(
-            interrupt_overrides(true, &[SCI]),
-            Ok(vec![IsaOverride::TIMER, SCI])
-        );
+        assert_eq!(interrupt_overrides(true, &[SCI]), Ok(vec![IsaOverride::TIMER, SCI]));
         assert_eq!(interrupt_overrides(true, &[]), Ok(vec![IsaOverride::TIMER]));
     }
 
@@ -123,10 +108,7 @@ mod tests {
             gsi: 0,
             flags: IsaOverride::TRIGGER_EDGE,
         };
-        assert_eq!(
-            interrupt_overrides(true, &[timer_on_pin0]),
-            Ok(vec![timer_on_pin0])
-        );
+        assert_eq!(interrupt_overrides(true, &[timer_on_pin0]), Ok(vec![timer_on_pin0]));
     }
 
     #[test]
@@ -140,14 +122,8 @@ mod tests {
 
     #[test]
     fn invalid_overrides_are_rejected() {
-        let not_isa = IsaOverride {
-            source_irq: 16,
-            ..SCI
-        };
-        assert_eq!(
-            interrupt_overrides(true, &[not_isa]),
-            Err(AcpiError::InvalidIsaIrq(16))
-        );
+        let not_isa = IsaOverride { source_irq: 16, ..SCI };
+        assert_eq!(interrupt_overrides(true, &[not_isa]), Err(AcpiError::InvalidIsaIrq(16)));
         let reserved_bits = IsaOverride { flags: 0x10, ..SCI };
         assert_eq!(
             interrupt_overrides(true, &[reserved_bits]),

@@ -3,8 +3,8 @@
 #![allow(dead_code)]
 
 use keel_acpi_tables::{
-    BootArchFlags, GuestAcpiConfig, IoApicConfig, IsaOverride, PowerManagement, ResetRegister,
-    DEFAULT_IO_APIC_ADDRESS, DEFAULT_LOCAL_APIC_ADDRESS, KEEL_OEM_ID,
+    BootArchFlags, GuestAcpiConfig, IoApicConfig, IsaOverride, PowerManagement, ResetRegister, DEFAULT_IO_APIC_ADDRESS,
+    DEFAULT_LOCAL_APIC_ADDRESS, KEEL_OEM_ID,
 };
 
 pub const SCI_OVERRIDE: IsaOverride = IsaOverride {
@@ -131,28 +131,11 @@ pub fn gas_at(bytes: &[u8], offset: usize) -> (u8, u8, u8, u8, u64) {
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum MadtEntry {
-    LocalApic {
-        uid: u8,
-        apic_id: u8,
-        flags: u32,
-    },
-    IoApic {
-        id: u8,
-        address: u32,
-        gsi_base: u32,
-    },
-    Override {
-        bus: u8,
-        source: u8,
-        gsi: u32,
-        flags: u16,
-    },
+    LocalApic { uid: u8, apic_id: u8, flags: u32 },
+    IoApic { id: u8, address: u32, gsi_base: u32 },
+    Override { bus: u8, source: u8, gsi: u32, flags: u16 },
     LocalApicAddress(u64),
-    X2Apic {
-        apic_id: u32,
-        flags: u32,
-        uid: u32,
-    },
+    X2Apic { apic_id: u32, flags: u32, uid: u32 },
 }
 
 pub fn madt_entries(madt: &Table<'_>) -> Vec<MadtEntry> {

@@ -41,12 +41,7 @@ impl LocalApic {
     /// [`LvtEntry::truncate`] returned, with a non-reserved timer mode).
     /// Read-only and mode-specific registers are the front end's business
     /// and are ignored here.
-    pub(super) fn write_common(
-        &mut self,
-        register: Register,
-        value: u32,
-        now_tsc: u64,
-    ) -> Option<ApicEffect> {
+    pub(super) fn write_common(&mut self, register: Register, value: u32, now_tsc: u64) -> Option<ApicEffect> {
         match register {
             Register::EndOfInterrupt => return self.end_of_interrupt(),
             Register::TaskPriority => self.task_priority = value,

@@ -92,11 +92,7 @@ impl LocalApic {
     /// Sends the IPI described by ICR bits 31:0 (`icr_low`, the same layout
     /// in both modes) and the destination field. Reserved bits were checked
     /// or dropped by the caller.
-    pub(crate) fn send_ipi(
-        &mut self,
-        icr_low: u32,
-        destination: Destination,
-    ) -> Option<ApicEffect> {
+    pub(crate) fn send_ipi(&mut self, icr_low: u32, destination: Destination) -> Option<ApicEffect> {
         let vector = (icr_low & 0xff) as u8;
         let logical = icr_low & (1 << 11) != 0;
         let level_asserted = icr_low & (1 << 14) != 0;
@@ -158,14 +154,10 @@ impl LocalApic {
     /// What a destination field names, without shorthand.
     fn resolve(&self, destination: Destination, logical: bool) -> IpiDestination {
         match destination {
-            Destination::X2apic(BROADCAST) | Destination::Xapic(XAPIC_BROADCAST) => {
-                IpiDestination::AllIncludingSelf
-            }
+            Destination::X2apic(BROADCAST) | Destination::Xapic(XAPIC_BROADCAST) => IpiDestination::AllIncludingSelf,
             Destination::X2apic(destination) if logical => IpiDestination::Logical(destination),
             Destination::X2apic(destination) => IpiDestination::Physical(destination),
-            Destination::Xapic(destination) if !logical => {
-                IpiDestination::Physical(u32::from(destination))
-            }
+            Destination::Xapic(destination) if !logical => IpiDestination::Physical(u32::from(destination)),
             Destination::Xapic(destination) if self.xapic_cluster_model() => {
                 IpiDestination::LogicalCluster(destination)
             }
@@ -180,8 +172,7 @@ impl LocalApic {
             0b11 => IpiDestination::AllExcludingSelf,
             _ => self.resolve(destination, logical),
         };
-        let includes_self =
-            named != IpiDestination::AllExcludingSelf && self.accepts_destination(named);
+        let includes_self = named != IpiDestination::AllExcludingSelf && self.accepts_destination(named);
         let others = match named {
             IpiDestination::AllIncludingSelf | IpiDestination::AllExcludingSelf => {
                 Some(IpiDestination::AllExcludingSelf)
@@ -199,10 +190,7 @@ impl LocalApic {
             // APIC; the hypervisor skips the sender.
             other => Some(other),
         };
-        Targets {
-            includes_self,
-            others,
-        }
+        Targets { includes_self, others }
     }
 
     /// A write to the x2APIC SELF IPI register: a fixed, edge-triggered IPI

@@ -30,8 +30,7 @@
 
 use super::ipi::Destination;
 use super::registers::{
-    LvtEntry, Register, DFR_MODEL, DIVIDE_WRITABLE, ESR_ILLEGAL_REGISTER_ADDRESS, SVR_WRITABLE,
-    TPR_WRITABLE,
+    LvtEntry, Register, DFR_MODEL, DIVIDE_WRITABLE, ESR_ILLEGAL_REGISTER_ADDRESS, SVR_WRITABLE, TPR_WRITABLE,
 };
 use super::timer::TimerMode;
 use super::{ApicEffect, LocalApic};
@@ -97,17 +96,8 @@ impl LocalApic {
     /// documentation. Afterwards act on the effect and re-read
     /// [`Self::next_timer_deadline`] and [`Self::pending_interrupt`], as
     /// after [`Self::wrmsr`].
-    pub fn mmio_write(
-        &mut self,
-        offset: u64,
-        size: u8,
-        value: u32,
-        now_tsc: u64,
-    ) -> Option<ApicEffect> {
-        if offset >= XAPIC_MMIO_SIZE
-            || u64::from(size) != REGISTER_SIZE
-            || !offset.is_multiple_of(SLOT_SIZE)
-        {
+    pub fn mmio_write(&mut self, offset: u64, size: u8, value: u32, now_tsc: u64) -> Option<ApicEffect> {
+        if offset >= XAPIC_MMIO_SIZE || u64::from(size) != REGISTER_SIZE || !offset.is_multiple_of(SLOT_SIZE) {
             return None;
         }
         let Some(register) = decode(offset) else {

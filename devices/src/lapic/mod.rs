@@ -47,10 +47,7 @@ pub use mmio::XAPIC_MMIO_SIZE;
 pub use msr::{is_x2apic_msr, IA32_TSC_DEADLINE};
 pub use timer::TimerClock;
 
-use registers::{
-    LocalVectorTable, LvtEntry, VectorSet, DFR_FLAT, ESR_RECEIVE_ILLEGAL_VECTOR,
-    SVR_SOFTWARE_ENABLE,
-};
+use registers::{LocalVectorTable, LvtEntry, VectorSet, DFR_FLAT, ESR_RECEIVE_ILLEGAL_VECTOR, SVR_SOFTWARE_ENABLE};
 use timer::Countdown;
 
 /// Version register: version 0x14 (integrated APIC), max LVT entry 5

@@ -50,12 +50,8 @@ impl LocalApic {
             Register::Id => self.id,
             Register::LogicalDestination => self.logical_id(),
             Register::InterruptCommand => return Ok(self.interrupt_command),
-            Register::EndOfInterrupt | Register::SelfIpi => {
-                return Err(ApicFault::WriteOnlyRegister)
-            }
-            _ => self
-                .read_common(register, now_tsc)
-                .ok_or(ApicFault::ReservedRegister)?,
+            Register::EndOfInterrupt | Register::SelfIpi => return Err(ApicFault::WriteOnlyRegister),
+            _ => self.read_common(register, now_tsc).ok_or(ApicFault::ReservedRegister)?,
         };
         Ok(u64::from(value))
     }
@@ -65,12 +61,7 @@ impl LocalApic {
     /// afterwards re-read [`Self::next_timer_deadline`] and
     /// [`Self::pending_interrupt`], which any write may change. On `Err`,
     /// nothing changed and the guest gets #GP(0).
-    pub fn wrmsr(
-        &mut self,
-        msr: u32,
-        value: u64,
-        now_tsc: u64,
-    ) -> Result<Option<ApicEffect>, ApicFault> {
+    pub fn wrmsr(&mut self, msr: u32, value: u64, now_tsc: u64) -> Result<Option<ApicEffect>, ApicFault> {
         let register = decode(msr)?;
         if register == Register::InterruptCommand {
             if value & ICR_RESERVED != 0 {

@@ -65,9 +65,7 @@ impl LvtEntry {
     fn writable_bits(self) -> u32 {
         match self {
             LvtEntry::Timer => LVT_VECTOR | LVT_MASKED | LVT_TIMER_MODE,
-            LvtEntry::Thermal | LvtEntry::PerformanceCounter => {
-                LVT_VECTOR | LVT_DELIVERY_MODE | LVT_MASKED
-            }
+            LvtEntry::Thermal | LvtEntry::PerformanceCounter => LVT_VECTOR | LVT_DELIVERY_MODE | LVT_MASKED,
             LvtEntry::Lint0 | LvtEntry::Lint1 => {
                 LVT_VECTOR | LVT_DELIVERY_MODE | LVT_PIN_POLARITY | LVT_TRIGGER_MODE | LVT_MASKED
             }
@@ -263,12 +261,7 @@ impl VectorSet {
     }
 
     pub(crate) fn highest(&self) -> Option<u8> {
-        let (index, word) = self
-            .0
-            .iter()
-            .enumerate()
-            .rev()
-            .find(|(_, word)| **word != 0)?;
+        let (index, word) = self.0.iter().enumerate().rev().find(|(_, word)| **word != 0)?;
         let bit = 31 - word.leading_zeros() as usize;
         u8::try_from(index * 32 + bit).ok()
     }
@@ -315,9 +308,6 @@ mod tests {
             assert_eq!(Register::from_index(reserved), None, "{reserved:#x}");
         }
         assert_eq!(Register::from_index(0x17), Some(Register::InService(7)));
-        assert_eq!(
-            Register::from_index(0x20),
-            Some(Register::InterruptRequest(0))
-        );
+        assert_eq!(Register::from_index(0x20), Some(Register::InterruptRequest(0)));
     }
 }

@@ -36,8 +36,7 @@ pub(super) fn enabled_apic(id: u32) -> LocalApic {
 }
 
 fn read(apic: &LocalApic, msr: u32) -> u64 {
-    apic.rdmsr(msr, 0)
-        .unwrap_or_else(|fault| panic!("{msr:#x}: {fault:?}"))
+    apic.rdmsr(msr, 0).unwrap_or_else(|fault| panic!("{msr:#x}: {fault:?}"))
 }
 
 fn write(apic: &mut LocalApic, msr: u32, value: u64) -> Option<ApicEffect> {
@@ -61,15 +60,7 @@ fn reset_values() {
     assert_eq!(read(&apic, LDR), 0x0002_0008);
     assert_eq!(read(&apic, SVR), 0xff);
     assert!(!apic.software_enabled());
-    for zero in [
-        TPR,
-        PPR,
-        ESR,
-        ICR,
-        TIMER_INITIAL,
-        TIMER_CURRENT,
-        TIMER_DIVIDE,
-    ] {
+    for zero in [TPR, PPR, ESR, ICR, TIMER_INITIAL, TIMER_CURRENT, TIMER_DIVIDE] {
         assert_eq!(read(&apic, zero), 0, "{zero:#x}");
     }
     for bank in 0..8 {
@@ -89,42 +80,18 @@ fn reserved_registers_fault_both_ways() {
     let mut apic = enabled_apic(0);
     // APR, RRD, DFR, CMCI (max LVT is 5), ICR high half, gaps, range ends.
     for msr in [
-        0x800, 0x801, 0x809, 0x80c, 0x80e, 0x829, 0x82f, 0x831, 0x83a, 0x83d, 0x840, 0x8ff, 0x7ff,
-        0x900, 0,
+        0x800, 0x801, 0x809, 0x80c, 0x80e, 0x829, 0x82f, 0x831, 0x83a, 0x83d, 0x840, 0x8ff, 0x7ff, 0x900, 0,
     ] {
-        assert_eq!(
-            apic.rdmsr(msr, 0),
-            Err(ApicFault::ReservedRegister),
-            "{msr:#x}"
-        );
-        assert_eq!(
-            apic.wrmsr(msr, 0, 0),
-            Err(ApicFault::ReservedRegister),
-            "{msr:#x}"
-        );
+        assert_eq!(apic.rdmsr(msr, 0), Err(ApicFault::ReservedRegister), "{msr:#x}");
+        assert_eq!(apic.wrmsr(msr, 0, 0), Err(ApicFault::ReservedRegister), "{msr:#x}");
     }
 }
 
 #[test]
 fn read_only_and_write_only_registers_fault() {
     let mut apic = enabled_apic(1);
-    for msr in [
-        ID,
-        VERSION,
-        PPR,
-        LDR,
-        ISR0,
-        0x817,
-        TMR0,
-        IRR0,
-        0x827,
-        TIMER_CURRENT,
-    ] {
-        assert_eq!(
-            apic.wrmsr(msr, 0, 0),
-            Err(ApicFault::ReadOnlyRegister),
-            "{msr:#x}"
-        );
+    for msr in [ID, VERSION, PPR, LDR, ISR0, 0x817, TMR0, IRR0, 0x827, TIMER_CURRENT] {
+        assert_eq!(apic.wrmsr(msr, 0, 0), Err(ApicFault::ReadOnlyRegister), "{msr:#x}");
     }
     assert_eq!(apic.rdmsr(EOI, 0), Err(ApicFault::WriteOnlyRegister));
     assert_eq!(apic.rdmsr(SELF_IPI, 0), Err(ApicFault::WriteOnlyRegister));
@@ -180,17 +147,9 @@ fn tpr_and_ppr_follow_the_highest_in_service_class() {
     write(&mut apic, TPR, 0x42);
     assert_eq!(read(&apic, PPR), 0x42, "TPR wins with nothing in service");
     deliver(&mut apic, 0x61, false);
-    assert_eq!(
-        read(&apic, PPR),
-        0x60,
-        "in-service class 6 beats TPR class 4"
-    );
+    assert_eq!(read(&apic, PPR), 0x60, "in-service class 6 beats TPR class 4");
     write(&mut apic, TPR, 0x6a);
-    assert_eq!(
-        read(&apic, PPR),
-        0x6a,
-        "equal class: PPR takes the full TPR"
-    );
+    assert_eq!(read(&apic, PPR), 0x6a, "equal class: PPR takes the full TPR");
     write(&mut apic, TPR, 0);
     write(&mut apic, EOI, 0);
     assert_eq!(read(&apic, PPR), 0);
@@ -201,17 +160,9 @@ fn pending_interrupt_respects_priority_classes() {
     let mut apic = enabled_apic(0);
     deliver(&mut apic, 0x31, false);
     apic.accept(0x35, false);
-    assert_eq!(
-        apic.pending_interrupt(),
-        None,
-        "same class as in-service waits"
-    );
+    assert_eq!(apic.pending_interrupt(), None, "same class as in-service waits");
     apic.accept(0x41, false);
-    assert_eq!(
-        apic.pending_interrupt(),
-        Some(0x41),
-        "higher class preempts"
-    );
+    assert_eq!(apic.pending_interrupt(), Some(0x41), "higher class preempts");
     write(&mut apic, TPR, 0x40);
     assert_eq!(apic.pending_interrupt(), None, "TPR class 4 blocks class 4");
     write(&mut apic, TPR, 0);

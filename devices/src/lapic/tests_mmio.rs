@@ -362,14 +362,7 @@ fn reset_values() {
         assert_eq!(read(&apic, TMR0 + bank * 0x10), 0);
         assert_eq!(read(&apic, IRR0 + bank * 0x10), 0);
     }
-    for lvt in [
-        LVT_TIMER,
-        LVT_THERMAL,
-        LVT_PERF,
-        LVT_LINT0,
-        LVT_LINT1,
-        LVT_ERROR,
-    ] {
+    for lvt in [LVT_TIMER, LVT_THERMAL, LVT_PERF, LVT_LINT0, LVT_LINT1, LVT_ERROR] {
         assert_eq!(read(&apic, lvt), 0x1_0000, "{lvt:#x}");
     }
 }

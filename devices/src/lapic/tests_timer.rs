@@ -59,10 +59,7 @@ fn tsc_deadline_zero_disarms_and_past_deadline_fires_now() {
     assert!(!timer_fired(&mut apic));
 
     apic.set_tsc_deadline(7_000, 8_000);
-    assert!(
-        timer_fired(&mut apic),
-        "a deadline in the past fires at once"
-    );
+    assert!(timer_fired(&mut apic), "a deadline in the past fires at once");
     assert_eq!(apic.tsc_deadline(), 0);
 }
 
@@ -121,11 +118,7 @@ fn one_shot_counts_down_at_the_divided_rate() {
     assert_eq!(apic.rdmsr(TIMER_INITIAL, 1_000), Ok(100));
     assert_eq!(current_count(&apic, 1_000), 100);
     assert_eq!(current_count(&apic, 1_000 + 320), 90);
-    assert_eq!(
-        current_count(&apic, 1_000 + 351),
-        90,
-        "partial ticks round down"
-    );
+    assert_eq!(current_count(&apic, 1_000 + 351), 90, "partial ticks round down");
     assert_eq!(apic.next_timer_deadline(), Some(4_200));
     apic.on_time(4_199);
     assert!(!timer_fired(&mut apic));

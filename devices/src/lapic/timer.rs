@@ -290,10 +290,7 @@ mod tests {
         assert_eq!(countdown.ticks_elapsed(clock, 0), 0);
 
         // 7 Hz bus against a 10 Hz TSC: 10/7 TSC per tick, rounded up.
-        let odd = TimerClock {
-            tsc_hz: 10,
-            bus_hz: 7,
-        };
+        let odd = TimerClock { tsc_hz: 10, bus_hz: 7 };
         let deadline = countdown.tsc_after_ticks(odd, 3);
         assert_eq!(deadline, 1000 + 5); // ceil(30 / 7)
         assert_eq!(countdown.ticks_elapsed(odd, deadline), 3);

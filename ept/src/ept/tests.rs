@@ -48,10 +48,7 @@ fn new_tables_have_a_zeroed_root_and_translate_nothing() {
 #[test]
 fn new_fails_without_frames() {
     let (mut alloc, mem) = arena(0);
-    assert_eq!(
-        EptTables::new(&mut alloc, &mem).err(),
-        Some(EptError::OutOfFrames)
-    );
+    assert_eq!(EptTables::new(&mut alloc, &mem).err(), Some(EptError::OutOfFrames));
 }
 
 #[test]
@@ -63,8 +60,7 @@ fn each_page_size_translates_every_offset_exactly() {
     ];
     for (size, guest, host, tables) in cases {
         let (mut ept, mut alloc, mem) = setup(8);
-        ept.map(gpa(guest), hpa(host), size, RWX, WB, &mut alloc, &mem)
-            .unwrap();
+        ept.map(gpa(guest), hpa(host), size, RWX, WB, &mut alloc, &mem).unwrap();
         assert_eq!(alloc.outstanding(), tables, "{size:?}");
         let last = size.bytes() - 1;
         for offset in [0, 0x123, last] {
@@ -86,13 +82,7 @@ fn each_page_size_translates_every_offset_exactly() {
 
 #[test]
 fn leaf_entries_follow_the_sdm_encoding() {
-    let leaf = encode_leaf(
-        gpa(PAGE_SIZE_1G),
-        hpa(0x4000_0000),
-        PageSize::Size1G,
-        RWX,
-        WB,
-    );
+    let leaf = encode_leaf(gpa(PAGE_SIZE_1G), hpa(0x4000_0000), PageSize::Size1G, RWX, WB);
     assert_eq!(leaf, Ok(0x4000_0000 | 0b111 | 6 << 3 | 1 << 7));
     let flags = EptFlags::READ | EptFlags::IGNORE_PAT;
     let leaf = encode_leaf(
@@ -133,10 +123,7 @@ fn translation_reports_permissions_and_memory_type() {
     let mmio = ept.translate(gpa(0xfee0_0010), &mem).unwrap();
     assert_eq!((mmio.flags, mmio.memtype), (flags, MemoryType::Uncacheable));
     let code = ept.translate(gpa(0x20_1000), &mem).unwrap();
-    assert_eq!(
-        (code.flags, code.memtype),
-        (execute_only, MemoryType::WriteThrough)
-    );
+    assert_eq!((code.flags, code.memtype), (execute_only, MemoryType::WriteThrough));
 }
 
 #[test]
@@ -151,15 +138,7 @@ fn invalid_permissions_are_rejected() {
         RWX | EptFlags::DIRTY,
     ] {
         assert_eq!(
-            ept.map(
-                gpa(0),
-                hpa(0),
-                PageSize::Size4K,
-                perms,
-                WB,
-                &mut alloc,
-                &mem
-            ),
+            ept.map(gpa(0), hpa(0), PageSize::Size4K, perms, WB, &mut alloc, &mem),
             Err(EptError::InvalidPermissions),
             "{perms:?}"
         );
@@ -184,16 +163,7 @@ fn misaligned_addresses_are_rejected() {
         );
     }
     assert_eq!(
-        ept.map_range(
-            gpa(0),
-            hpa(0),
-            0x1800,
-            RWX,
-            WB,
-            PageSize::Size1G,
-            &mut alloc,
-            &mem
-        ),
+        ept.map_range(gpa(0), hpa(0), 0x1800, RWX, WB, PageSize::Size1G, &mut alloc, &mem),
         Err(EptError::Misaligned)
     );
     assert_eq!(alloc.outstanding(), 1);
@@ -274,16 +244,8 @@ fn overlapping_mappings_are_already_mapped() {
         &mem,
     )
     .unwrap();
-    ept.map(
-        gpa(0x40_1000),
-        hpa(0x1000),
-        PageSize::Size4K,
-        RWX,
-        WB,
-        &mut alloc,
-        &mem,
-    )
-    .unwrap();
+    ept.map(gpa(0x40_1000), hpa(0x1000), PageSize::Size4K, RWX, WB, &mut alloc, &mem)
+        .unwrap();
     let tables_before = alloc.outstanding();
     let conflicts = [
         // The same 2 MiB page again.
@@ -327,10 +289,7 @@ fn map_range_uses_one_gib_pages_for_aligned_ram() {
     );
     // Root plus one PDPT.
     assert_eq!(alloc.outstanding(), 2);
-    assert_eq!(
-        ept.translate(gpa(0x7fff_ffff), &mem).unwrap().hpa,
-        hpa(0x1_7fff_ffff)
-    );
+    assert_eq!(ept.translate(gpa(0x7fff_ffff), &mem).unwrap().hpa, hpa(0x1_7fff_ffff));
 }
 
 #[test]
@@ -361,10 +320,7 @@ fn map_range_mixes_page_sizes_for_unaligned_regions() {
         ]
     );
     for guest in [start, start + 0xabc, PAGE_SIZE_1G + 0x1234_5678, end - 1] {
-        assert_eq!(
-            ept.translate(gpa(guest), &mem).unwrap().hpa,
-            hpa(guest + delta)
-        );
+        assert_eq!(ept.translate(gpa(guest), &mem).unwrap().hpa, hpa(guest + delta));
     }
     assert_eq!(ept.translate(gpa(start - 1), &mem), None);
     assert_eq!(ept.translate(gpa(end), &mem), None);
@@ -412,26 +368,10 @@ fn map_range_falls_back_to_small_pages_when_host_alignment_differs() {
 #[test]
 fn unmap_removes_the_page_and_frees_emptied_tables() {
     let (mut ept, mut alloc, mem) = setup(8);
-    ept.map(
-        gpa(0x5000),
-        hpa(0x9000),
-        PageSize::Size4K,
-        RWX,
-        WB,
-        &mut alloc,
-        &mem,
-    )
-    .unwrap();
-    ept.map(
-        gpa(0x6000),
-        hpa(0xa000),
-        PageSize::Size4K,
-        RWX,
-        WB,
-        &mut alloc,
-        &mem,
-    )
-    .unwrap();
+    ept.map(gpa(0x5000), hpa(0x9000), PageSize::Size4K, RWX, WB, &mut alloc, &mem)
+        .unwrap();
+    ept.map(gpa(0x6000), hpa(0xa000), PageSize::Size4K, RWX, WB, &mut alloc, &mem)
+        .unwrap();
     assert_eq!(alloc.outstanding(), 4);
 
     assert_eq!(
@@ -501,31 +441,15 @@ fn running_out_of_frames_changes_nothing_and_leaks_nothing() {
     // A 4 KiB page needs three new tables; allow only two.
     alloc.limit_allocations(2);
     assert_eq!(
-        ept.map(
-            gpa(0x1000),
-            hpa(0x1000),
-            PageSize::Size4K,
-            RWX,
-            WB,
-            &mut alloc,
-            &mem
-        ),
+        ept.map(gpa(0x1000), hpa(0x1000), PageSize::Size4K, RWX, WB, &mut alloc, &mem),
         Err(EptError::OutOfFrames)
     );
     assert_eq!(alloc.outstanding(), 1);
     assert_eq!(ept.translate(gpa(0x1000), &mem), None);
 
     alloc.limit_allocations(usize::MAX);
-    ept.map(
-        gpa(0x1000),
-        hpa(0x1000),
-        PageSize::Size4K,
-        RWX,
-        WB,
-        &mut alloc,
-        &mem,
-    )
-    .unwrap();
+    ept.map(gpa(0x1000), hpa(0x1000), PageSize::Size4K, RWX, WB, &mut alloc, &mem)
+        .unwrap();
     assert_eq!(ept.translate(gpa(0x1000), &mem).unwrap().hpa, hpa(0x1000));
 }
 
@@ -539,16 +463,7 @@ fn failed_map_range_rolls_back_what_it_mapped() {
     let start = PAGE_SIZE_2M - PAGE_SIZE_4K;
     let len = PAGE_SIZE_1G + PAGE_SIZE_4K - start;
     assert_eq!(
-        ept.map_range(
-            gpa(start),
-            hpa(start),
-            len,
-            RWX,
-            WB,
-            PageSize::Size2M,
-            &mut alloc,
-            &mem
-        ),
+        ept.map_range(gpa(start), hpa(start), len, RWX, WB, PageSize::Size2M, &mut alloc, &mem),
         Err(EptError::OutOfFrames)
     );
     assert_eq!(alloc.outstanding(), 1);
@@ -560,10 +475,7 @@ fn failed_map_range_rolls_back_what_it_mapped() {
 fn eptp_holds_root_memory_type_walk_length_and_ad_flag() {
     let (ept, _alloc, _mem) = setup(1);
     let root = ept.root().as_u64();
-    assert_eq!(
-        ept.eptp(MemoryType::WriteBack, true),
-        root | 6 | 3 << 3 | 1 << 6
-    );
+    assert_eq!(ept.eptp(MemoryType::WriteBack, true), root | 6 | 3 << 3 | 1 << 6);
     assert_eq!(ept.eptp(MemoryType::WriteBack, false), root | 0x1e);
     assert_eq!(ept.eptp(MemoryType::Uncacheable, false), root | 0x18);
 }
@@ -572,16 +484,8 @@ fn eptp_holds_root_memory_type_walk_length_and_ad_flag() {
 fn destroy_returns_every_table_frame_but_no_data_frame() {
     let (mut ept, mut alloc, mem) = setup(32);
     let data_frame = alloc.allocate_frame().unwrap();
-    ept.map(
-        gpa(0x1000),
-        data_frame,
-        PageSize::Size4K,
-        RWX,
-        WB,
-        &mut alloc,
-        &mem,
-    )
-    .unwrap();
+    ept.map(gpa(0x1000), data_frame, PageSize::Size4K, RWX, WB, &mut alloc, &mem)
+        .unwrap();
     ept.map_range(
         gpa(0x3fff_f000),
         hpa(0x3fff_f000),
@@ -593,22 +497,10 @@ fn destroy_returns_every_table_frame_but_no_data_frame() {
         &mem,
     )
     .unwrap();
-    ept.map(
-        gpa(0x7f_0000_0000),
-        hpa(0),
-        PageSize::Size1G,
-        RWX,
-        WB,
-        &mut alloc,
-        &mem,
-    )
-    .unwrap();
+    ept.map(gpa(0x7f_0000_0000), hpa(0), PageSize::Size1G, RWX, WB, &mut alloc, &mem)
+        .unwrap();
     assert!(alloc.outstanding() > 5);
     ept.destroy(&mut alloc, &mem);
-    assert_eq!(
-        alloc.outstanding(),
-        1,
-        "only the data frame remains allocated"
-    );
+    assert_eq!(alloc.outstanding(), 1, "only the data frame remains allocated");
     alloc.free_frame(data_frame);
 }

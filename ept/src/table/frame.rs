@@ -62,8 +62,6 @@ impl TableFrame {
     }
 
     fn entry_ptr(self, mem: &impl PhysMemory, index: EntryIndex) -> *mut u64 {
-        mem.frame_ptr(self.0)
-            .cast::<u64>()
-            .wrapping_add(index.get())
+        mem.frame_ptr(self.0).cast::<u64>().wrapping_add(index.get())
     }
 }

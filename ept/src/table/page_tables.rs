@@ -25,10 +25,7 @@ pub(crate) struct PageTables<F> {
 }
 
 impl<F: EntryFormat> PageTables<F> {
-    pub(crate) fn new(
-        alloc: &mut impl FrameAllocator,
-        mem: &impl PhysMemory,
-    ) -> Result<Self, EptError> {
+    pub(crate) fn new(alloc: &mut impl FrameAllocator, mem: &impl PhysMemory) -> Result<Self, EptError> {
         let root = TableFrame::allocate(alloc, mem).ok_or(EptError::OutOfFrames)?;
         Ok(Self {
             root,
@@ -77,24 +74,13 @@ impl<F: EntryFormat> PageTables<F> {
         for slot in fresh.iter_mut().take(level.tables_down_to(target)) {
             *slot = TableFrame::allocate(alloc, mem);
         }
-        if fresh
-            .iter()
-            .take(level.tables_down_to(target))
-            .any(Option::is_none)
-        {
-            fresh
-                .into_iter()
-                .flatten()
-                .for_each(|frame| frame.free(alloc));
+        if fresh.iter().take(level.tables_down_to(target)).any(Option::is_none) {
+            fresh.into_iter().flatten().for_each(|frame| frame.free(alloc));
             return Err(EptError::OutOfFrames);
         }
 
         for new_table in fresh.into_iter().flatten() {
-            table.write(
-                mem,
-                level.index(addr),
-                new_table.pointer_entry(F::TABLE_POINTER_FLAGS),
-            );
+            table.write(mem, level.index(addr), new_table.pointer_entry(F::TABLE_POINTER_FLAGS));
             table = new_table;
             level = level.below();
         }
@@ -136,14 +122,7 @@ impl<F: EntryFormat> PageTables<F> {
         alloc: &mut impl FrameAllocator,
         mem: &impl PhysMemory,
     ) -> Result<u64, EptError> {
-        unmap_below::<F>(
-            self.root,
-            Level::TOP,
-            addr,
-            Level::for_leaf(size),
-            alloc,
-            mem,
-        )
+        unmap_below::<F>(self.root, Level::TOP, addr, Level::for_leaf(size), alloc, mem)
     }
 
     /// Frees every table frame; mapped pages are left alone.
@@ -195,12 +174,7 @@ fn free_subtree<F: EntryFormat>(
     for index in EntryIndex::all() {
         let entry = table.read(mem, index);
         if is_present::<F>(entry) && !is_leaf(entry, level) {
-            free_subtree::<F>(
-                TableFrame::from_pointer_entry(entry),
-                level.below(),
-                alloc,
-                mem,
-            );
+            free_subtree::<F>(TableFrame::from_pointer_entry(entry), level.below(), alloc, mem);
         }
     }
     table.free(alloc);

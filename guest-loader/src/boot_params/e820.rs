@@ -91,9 +91,7 @@ impl E820Table {
         let slot = self
             .entries
             .get_mut(self.len)
-            .ok_or(LoadError::TooManyE820Entries {
-                max: E820_MAX_ENTRIES,
-            })?;
+            .ok_or(LoadError::TooManyE820Entries { max: E820_MAX_ENTRIES })?;
         *slot = entry;
         self.len = self.len.saturating_add(1);
         Ok(())
@@ -217,10 +215,7 @@ mod tests {
         };
         assert_eq!(
             layout.e820_table().unwrap().as_slice(),
-            &[
-                entry(0, 3 * MIB, E820Type::Ram),
-                entry(3 * MIB, MIB, E820Type::Nvs)
-            ]
+            &[entry(0, 3 * MIB, E820Type::Ram), entry(3 * MIB, MIB, E820Type::Nvs)]
         );
     }
 
@@ -237,10 +232,7 @@ mod tests {
                 },
             ],
         };
-        assert!(matches!(
-            layout.e820_table(),
-            Err(LoadError::Overlap { .. })
-        ));
+        assert!(matches!(layout.e820_table(), Err(LoadError::Overlap { .. })));
     }
 
     #[test]
@@ -254,10 +246,7 @@ mod tests {
                     kind: E820Type::Reserved,
                 }],
             };
-            assert_eq!(
-                layout.e820_table(),
-                Err(LoadError::BadReservedRange { start, size })
-            );
+            assert_eq!(layout.e820_table(), Err(LoadError::BadReservedRange { start, size }));
         }
     }
 
@@ -275,10 +264,7 @@ mod tests {
             ram_bytes: 256 * MIB,
             reserved: &holes,
         };
-        assert_eq!(
-            layout.e820_table(),
-            Err(LoadError::TooManyE820Entries { max: 128 })
-        );
+        assert_eq!(layout.e820_table(), Err(LoadError::TooManyE820Entries { max: 128 }));
         let fits = GuestMemoryLayout {
             reserved: &holes[..63],
             ..layout

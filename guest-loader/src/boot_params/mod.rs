@@ -5,14 +5,12 @@ pub mod e820;
 pub mod offsets;
 mod zero_page;
 
-pub use e820::{
-    E820Entry, E820Table, E820Type, GuestMemoryLayout, ReservedRange, E820_MAX_ENTRIES, LEGACY_HOLE,
-};
+pub use e820::{E820Entry, E820Table, E820Type, GuestMemoryLayout, ReservedRange, E820_MAX_ENTRIES, LEGACY_HOLE};
 pub use zero_page::ZeroPage;
 
 use crate::bzimage::header::{
-    CAN_USE_HEAP, CMD_LINE_PTR, HEAP_END_PTR, LOADFLAGS, RAMDISK_IMAGE, RAMDISK_SIZE,
-    RSDP_PROTOCOL_VERSION, SETUP_HEADER_START, TYPE_OF_LOADER,
+    CAN_USE_HEAP, CMD_LINE_PTR, HEAP_END_PTR, LOADFLAGS, RAMDISK_IMAGE, RAMDISK_SIZE, RSDP_PROTOCOL_VERSION,
+    SETUP_HEADER_START, TYPE_OF_LOADER,
 };
 use crate::bzimage::BzImage;
 use crate::error::LoadError;

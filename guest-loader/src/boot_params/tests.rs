@@ -61,20 +61,14 @@ fn e820_table_is_written_in_20_byte_entries() {
     let parsed = BzImage::parse(&image.bytes).unwrap();
     let page = build_zero_page(&parsed, &memory(), &contents()).unwrap();
     assert_eq!(page.as_bytes()[0x1E8], 3, "e820_entries");
-    let expected = [
-        (0, 0xA_0000, 1),
-        (0xA_0000, 0x6_0000, 2),
-        (MIB, 63 * MIB, 1),
-    ];
+    let expected = [(0, 0xA_0000, 1), (0xA_0000, 0x6_0000, 2), (MIB, 63 * MIB, 1)];
     for (index, (addr, size, kind)) in expected.into_iter().enumerate() {
         let entry = 0x2D0 + index * 20;
         assert_eq!(u64_at(&page, entry), addr, "entry {index} addr");
         assert_eq!(u64_at(&page, entry + 8), size, "entry {index} size");
         assert_eq!(u32_at(&page, entry + 16), kind, "entry {index} type");
     }
-    assert!(page.as_bytes()[0x2D0 + 3 * 20..]
-        .iter()
-        .all(|&byte| byte == 0));
+    assert!(page.as_bytes()[0x2D0 + 3 * 20..].iter().all(|&byte| byte == 0));
 }
 
 #[test]
@@ -144,9 +138,6 @@ fn bad_memory_layout_is_reported() {
     };
     assert_eq!(
         build_zero_page(&parsed, &broken, &contents()),
-        Err(LoadError::BadReservedRange {
-            start: MIB,
-            size: 0
-        })
+        Err(LoadError::BadReservedRange { start: MIB, size: 0 })
     );
 }

@@ -58,13 +58,10 @@ impl ZeroPage {
     /// length comes from the image.
     pub(crate) fn copy_at(&mut self, offset: usize, bytes: &[u8]) -> Result<(), LoadError> {
         let end = offset.saturating_add(bytes.len());
-        let destination = self
-            .bytes
-            .get_mut(offset..end)
-            .ok_or(LoadError::SetupHeaderTooLong {
-                end: end as u64,
-                max: ZERO_PAGE_SIZE as u64,
-            })?;
+        let destination = self.bytes.get_mut(offset..end).ok_or(LoadError::SetupHeaderTooLong {
+            end: end as u64,
+            max: ZERO_PAGE_SIZE as u64,
+        })?;
         destination.copy_from_slice(bytes);
         Ok(())
     }

@@ -101,12 +101,7 @@ impl<'a> BzImage<'a> {
         let image_len = reader.len();
         let kernel_len = match image_len.checked_sub(setup_bytes) {
             Some(len) if len > 0 => len,
-            _ => {
-                return Err(LoadError::MissingProtectedModeKernel {
-                    setup_bytes,
-                    image_len,
-                })
-            }
+            _ => return Err(LoadError::MissingProtectedModeKernel { setup_bytes, image_len }),
         };
         // Signed kernels carry their signature after the kernel, so only a
         // shortfall against syssize is an error, not a surplus.

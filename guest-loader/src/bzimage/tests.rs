@@ -48,10 +48,7 @@ fn truncated_header_is_too_small() {
             needed: 0x264
         })
     );
-    assert!(matches!(
-        BzImage::parse(&[]),
-        Err(LoadError::TooSmall { len: 0, .. })
-    ));
+    assert!(matches!(BzImage::parse(&[]), Err(LoadError::TooSmall { len: 0, .. })));
 }
 
 #[test]
@@ -149,15 +146,9 @@ fn trailing_signature_after_the_kernel_is_accepted() {
 fn alignment_must_be_a_power_of_two() {
     let mut image = SyntheticImage::new();
     image.set_u32(KERNEL_ALIGNMENT, 0x30_0000);
-    assert_eq!(
-        parse(&image),
-        Err(LoadError::BadKernelAlignment { found: 0x30_0000 })
-    );
+    assert_eq!(parse(&image), Err(LoadError::BadKernelAlignment { found: 0x30_0000 }));
     image.set_u32(KERNEL_ALIGNMENT, 0);
-    assert_eq!(
-        parse(&image),
-        Err(LoadError::BadKernelAlignment { found: 0 })
-    );
+    assert_eq!(parse(&image), Err(LoadError::BadKernelAlignment { found: 0 }));
 }
 
 #[test]
@@ -178,9 +169,7 @@ fn min_alignment_above_kernel_alignment_is_rejected() {
 #[test]
 fn payload_outside_the_kernel_is_rejected() {
     let mut image = SyntheticImage::new();
-    image
-        .set_u32(PAYLOAD_OFFSET, 0x2F00)
-        .set_u32(PAYLOAD_LENGTH, 0x200);
+    image.set_u32(PAYLOAD_OFFSET, 0x2F00).set_u32(PAYLOAD_LENGTH, 0x200);
     assert_eq!(
         parse(&image),
         Err(LoadError::BadPayload {
@@ -190,9 +179,7 @@ fn payload_outside_the_kernel_is_rejected() {
         })
     );
     // Offsets near u32::MAX must not wrap into range.
-    image
-        .set_u32(PAYLOAD_OFFSET, u32::MAX)
-        .set_u32(PAYLOAD_LENGTH, 2);
+    image.set_u32(PAYLOAD_OFFSET, u32::MAX).set_u32(PAYLOAD_LENGTH, 2);
     assert!(matches!(parse(&image), Err(LoadError::BadPayload { .. })));
 }
 
@@ -202,10 +189,7 @@ fn setup_header_overrunning_boot_params_is_rejected() {
     image.set_u8(JUMP_OFFSET, 0xFF);
     assert_eq!(
         parse(&image),
-        Err(LoadError::SetupHeaderTooLong {
-            end: 0x301,
-            max: 0x290
-        })
+        Err(LoadError::SetupHeaderTooLong { end: 0x301, max: 0x290 })
     );
 }
 
@@ -215,8 +199,6 @@ fn errors_explain_themselves() {
         LoadError::BadBootFlag { found: 0x1234 }.to_string(),
         "boot flag at 0x1FE is 0x1234, expected 0xaa55"
     );
-    assert!(LoadError::Not64BitCapable
-        .to_string()
-        .contains("XLF_KERNEL_64"));
+    assert!(LoadError::Not64BitCapable.to_string().contains("XLF_KERNEL_64"));
     assert!(LoadError::NotLoadedHigh.to_string().contains("LOADED_HIGH"));
 }

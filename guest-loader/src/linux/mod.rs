@@ -66,11 +66,7 @@ pub fn load_linux(
     let cmdline_region = command_line_region(&kernel_image, cmdline, layout.cmdline_gpa)?;
 
     let kernel = placement::kernel_region(&kernel_image, ram_bytes)?;
-    let zero_page = GuestRegion::new(
-        RegionKind::ZeroPage,
-        layout.zero_page_gpa,
-        ZERO_PAGE_SIZE as u64,
-    )?;
+    let zero_page = GuestRegion::new(RegionKind::ZeroPage, layout.zero_page_gpa, ZERO_PAGE_SIZE as u64)?;
     let occupied = [
         kernel,
         zero_page,
@@ -113,12 +109,7 @@ pub fn load_linux(
         write_guest(ram, RegionKind::Initrd, region.start, bytes)?;
     }
     write_command_line(ram, cmdline_region, cmdline)?;
-    write_guest(
-        ram,
-        RegionKind::ZeroPage,
-        zero_page.start,
-        zero_page_bytes.as_bytes(),
-    )?;
+    write_guest(ram, RegionKind::ZeroPage, zero_page.start, zero_page_bytes.as_bytes())?;
     let long_mode = setup_long_mode(ram, &layout.long_mode)?;
 
     Ok(LinuxEntry {
@@ -132,11 +123,7 @@ pub fn load_linux(
 
 /// The command line's region including its NUL, after checking the kernel
 /// can take it.
-fn command_line_region(
-    image: &BzImage<'_>,
-    cmdline: &str,
-    gpa: u64,
-) -> Result<GuestRegion, LoadError> {
+fn command_line_region(image: &BzImage<'_>, cmdline: &str, gpa: u64) -> Result<GuestRegion, LoadError> {
     if cmdline.as_bytes().contains(&0) {
         return Err(LoadError::CommandLineContainsNul);
     }
@@ -149,20 +136,12 @@ fn command_line_region(
 }
 
 fn write_command_line(ram: &mut [u8], region: GuestRegion, cmdline: &str) -> Result<(), LoadError> {
-    write_guest(
-        ram,
-        RegionKind::CommandLine,
-        region.start,
-        cmdline.as_bytes(),
-    )?;
+    write_guest(ram, RegionKind::CommandLine, region.start, cmdline.as_bytes())?;
     let terminator = region.end.saturating_sub(1);
     write_guest(ram, RegionKind::CommandLine, terminator, &[0])
 }
 
-fn check_clear_of_reserved(
-    region: GuestRegion,
-    memory: &GuestMemoryLayout<'_>,
-) -> Result<(), LoadError> {
+fn check_clear_of_reserved(region: GuestRegion, memory: &GuestMemoryLayout<'_>) -> Result<(), LoadError> {
     for range in memory.reserved {
         let reserved = range.region()?;
         if region.overlaps(&reserved) {

@@ -37,10 +37,7 @@ pub fn kernel_region(image: &BzImage<'_>, ram_bytes: u64) -> Result<GuestRegion,
     let footprint = u64::from(image.init_size).max(image_len);
     let need = load.checked_add(footprint).ok_or(does_not_fit)?;
     if need > ram_bytes {
-        return Err(LoadError::KernelDoesNotFit {
-            need,
-            have: ram_bytes,
-        });
+        return Err(LoadError::KernelDoesNotFit { need, have: ram_bytes });
     }
     GuestRegion::new(RegionKind::Kernel, load, footprint)
 }
@@ -82,12 +79,7 @@ fn highest_free(
     limit: u64,
 ) -> Result<GuestRegion, LoadError> {
     let does_not_fit = LoadError::InitrdDoesNotFit { size, limit };
-    let reserved = || {
-        memory
-            .reserved
-            .iter()
-            .filter_map(|range| range.region().ok())
-    };
+    let reserved = || memory.reserved.iter().filter_map(|range| range.region().ok());
     let obstacle_count = occupied.len().saturating_add(memory.reserved.len());
     let mut top = limit;
     for _ in 0..=obstacle_count {

@@ -80,18 +80,12 @@ fn good_image_loads_with_every_field_in_place() {
 
     // Command line, NUL-terminated.
     let cmdline_start = CMDLINE_GPA as usize;
-    assert_eq!(
-        &ram[cmdline_start..cmdline_start + cmdline.len()],
-        cmdline.as_bytes()
-    );
+    assert_eq!(&ram[cmdline_start..cmdline_start + cmdline.len()], cmdline.as_bytes());
     assert_eq!(ram[cmdline_start + cmdline.len()], 0);
 
     // Zero page fields.
     let zero_page = ZERO_PAGE_GPA;
-    assert_eq!(
-        u32_at(&ram, zero_page + 0x202),
-        u32::from_le_bytes(*b"HdrS")
-    );
+    assert_eq!(u32_at(&ram, zero_page + 0x202), u32::from_le_bytes(*b"HdrS"));
     assert_eq!(ram[(zero_page + 0x210) as usize], 0xFF, "type_of_loader");
     assert_eq!(u32_at(&ram, zero_page + 0x228), CMDLINE_GPA as u32);
     assert_eq!(u32_at(&ram, zero_page + 0x218), initrd_region.start as u32);
@@ -206,10 +200,7 @@ fn initrd_too_large_is_rejected_and_ram_is_untouched() {
             limit: RAM_BYTES
         })
     );
-    assert!(
-        ram.iter().all(|&byte| byte == 0),
-        "a failed load must not write"
-    );
+    assert!(ram.iter().all(|&byte| byte == 0), "a failed load must not write");
 }
 
 #[test]
@@ -230,13 +221,7 @@ fn command_line_with_nul_is_rejected() {
     let image = SyntheticImage::new();
     let mut ram = ram();
     assert_eq!(
-        load_linux(
-            &mut ram,
-            &image.bytes,
-            None,
-            "quiet\0init=/bin/sh",
-            &layout()
-        ),
+        load_linux(&mut ram, &image.bytes, None, "quiet\0init=/bin/sh", &layout()),
         Err(LoadError::CommandLineContainsNul)
     );
 }

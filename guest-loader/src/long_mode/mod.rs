@@ -5,15 +5,13 @@ mod gdt;
 mod paging;
 
 pub use gdt::{
-    BOOT_CODE_SELECTOR, BOOT_DATA_SELECTOR, CODE64_ACCESS_RIGHTS, DATA_ACCESS_RIGHTS,
-    GDT_ALIGNMENT, GDT_SIZE, TSS_ACCESS_RIGHTS,
+    BOOT_CODE_SELECTOR, BOOT_DATA_SELECTOR, CODE64_ACCESS_RIGHTS, DATA_ACCESS_RIGHTS, GDT_ALIGNMENT, GDT_SIZE,
+    TSS_ACCESS_RIGHTS,
 };
 pub use paging::{long_mode_tables_size, MAX_IDENTITY_MAP_BYTES};
 
 use crate::error::{GuestRegion, LoadError, RegionKind};
-use crate::guest_memory::{
-    buffer_len, check_aligned, check_disjoint, check_in_ram, write_guest, PAGE_SIZE,
-};
+use crate::guest_memory::{buffer_len, check_aligned, check_disjoint, check_in_ram, write_guest, PAGE_SIZE};
 
 /// CR0.PE: protected mode.
 pub const CR0_PE: u64 = 1 << 0;
@@ -76,10 +74,7 @@ pub struct LongModeState {
 
 /// Writes the identity-map page tables and the boot GDT into `ram` and
 /// returns the control-register state that makes them live.
-pub fn setup_long_mode(
-    ram: &mut [u8],
-    layout: &LongModeLayout,
-) -> Result<LongModeState, LoadError> {
+pub fn setup_long_mode(ram: &mut [u8], layout: &LongModeLayout) -> Result<LongModeState, LoadError> {
     let ram_bytes = buffer_len(ram);
     let tables = layout.page_tables_region()?;
     let gdt = layout.gdt_region()?;

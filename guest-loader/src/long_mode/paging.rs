@@ -19,9 +19,7 @@ pub const MAX_IDENTITY_MAP_BYTES: u64 = ENTRIES_PER_TABLE * ONE_GIB;
 /// Number of page directories (one per GiB) for a map of `identity_map_bytes`;
 /// at least one so even an empty request maps the low memory the guest boots in.
 fn directory_count(identity_map_bytes: u64) -> u64 {
-    identity_map_bytes
-        .div_ceil(ONE_GIB)
-        .clamp(1, ENTRIES_PER_TABLE)
+    identity_map_bytes.div_ceil(ONE_GIB).clamp(1, ENTRIES_PER_TABLE)
 }
 
 /// Bytes of page tables needed to identity-map `[0, identity_map_bytes)`
@@ -35,11 +33,7 @@ pub fn long_mode_tables_size(identity_map_bytes: u64) -> u64 {
 
 /// Writes the identity-map tables at `tables_gpa` and returns the PML4
 /// address (the guest's CR3).
-pub(crate) fn write_identity_map(
-    ram: &mut [u8],
-    tables_gpa: u64,
-    identity_map_bytes: u64,
-) -> Result<u64, LoadError> {
+pub(crate) fn write_identity_map(ram: &mut [u8], tables_gpa: u64, identity_map_bytes: u64) -> Result<u64, LoadError> {
     if identity_map_bytes > MAX_IDENTITY_MAP_BYTES {
         return Err(LoadError::IdentityMapTooLarge {
             requested: identity_map_bytes,
@@ -67,11 +61,7 @@ pub(crate) fn write_identity_map(
         writer.set(pdpt_offset, gib, table_entry(directory_offset))?;
         for index in 0..ENTRIES_PER_TABLE {
             let physical = gib * ONE_GIB + index * TWO_MIB;
-            writer.set(
-                directory_offset,
-                index,
-                physical | PRESENT | WRITABLE | HUGE_PAGE,
-            )?;
+            writer.set(directory_offset, index, physical | PRESENT | WRITABLE | HUGE_PAGE)?;
         }
     }
     Ok(tables_gpa + pml4_offset)
@@ -111,10 +101,7 @@ mod tests {
         assert_eq!(long_mode_tables_size(ONE_GIB), 3 * PAGE_SIZE);
         assert_eq!(long_mode_tables_size(ONE_GIB + 1), 4 * PAGE_SIZE);
         assert_eq!(long_mode_tables_size(4 * ONE_GIB), 6 * PAGE_SIZE);
-        assert_eq!(
-            long_mode_tables_size(MAX_IDENTITY_MAP_BYTES),
-            514 * PAGE_SIZE
-        );
+        assert_eq!(long_mode_tables_size(MAX_IDENTITY_MAP_BYTES), 514 * PAGE_SIZE);
         assert_eq!(long_mode_tables_size(u64::MAX), 514 * PAGE_SIZE);
     }
 

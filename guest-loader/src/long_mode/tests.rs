@@ -55,11 +55,7 @@ fn identity_map_covers_whole_gib_and_nothing_more() {
         2 * ONE_GIB + 0x1F_FFFF,
         3 * ONE_GIB - 1,
     ] {
-        assert_eq!(
-            translate(&ram, state.cr3, address),
-            Some(address),
-            "{address:#x}"
-        );
+        assert_eq!(translate(&ram, state.cr3, address), Some(address), "{address:#x}");
     }
     assert_eq!(translate(&ram, state.cr3, 3 * ONE_GIB), None);
     assert_eq!(translate(&ram, state.cr3, 512 * ONE_GIB), None);

@@ -70,7 +70,10 @@ pub fn init() -> HostDescriptors {
         let gdt = &mut *core::ptr::addr_of_mut!(GDT);
         gdt[3] = low;
         gdt[4] = tss_base >> 32;
-        let pointer = DescriptorPointer { limit: (size_of::<[u64; 5]>() - 1) as u16, base: gdt_base };
+        let pointer = DescriptorPointer {
+            limit: (size_of::<[u64; 5]>() - 1) as u16,
+            base: gdt_base,
+        };
         asm!(
             "lgdt [{pointer}]",
             "push {code}",

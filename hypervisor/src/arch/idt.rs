@@ -26,7 +26,15 @@ struct IdtEntry {
 }
 
 impl IdtEntry {
-    const MISSING: Self = Self { offset_low: 0, selector: 0, ist: 0, type_attributes: 0, offset_mid: 0, offset_high: 0, reserved: 0 };
+    const MISSING: Self = Self {
+        offset_low: 0,
+        selector: 0,
+        ist: 0,
+        type_attributes: 0,
+        offset_mid: 0,
+        offset_high: 0,
+        reserved: 0,
+    };
 
     fn interrupt_gate(handler: u64, ist: u8) -> Self {
         Self {
@@ -47,8 +55,21 @@ static mut IDT: [IdtEntry; 256] = [IdtEntry::MISSING; 256];
 /// error code, then what the CPU pushed.
 #[repr(C)]
 pub struct ExceptionFrame {
-    r15: u64, r14: u64, r13: u64, r12: u64, r11: u64, r10: u64, r9: u64, r8: u64,
-    rdi: u64, rsi: u64, rbp: u64, rbx: u64, rdx: u64, rcx: u64, rax: u64,
+    r15: u64,
+    r14: u64,
+    r13: u64,
+    r12: u64,
+    r11: u64,
+    r10: u64,
+    r9: u64,
+    r8: u64,
+    rdi: u64,
+    rsi: u64,
+    rbp: u64,
+    rbx: u64,
+    rdx: u64,
+    rcx: u64,
+    rax: u64,
     vector: u64,
     error_code: u64,
     rip: u64,
@@ -79,20 +100,48 @@ pub fn init() -> HostIdt {
             let ist = if vector == DOUBLE_FAULT { 1 } else { 0 };
             idt[vector] = IdtEntry::interrupt_gate(stub, ist);
         }
-        let pointer = Pointer { limit: (core::mem::size_of::<[IdtEntry; 256]>() - 1) as u16, base: idt.as_ptr() as u64 };
+        let pointer = Pointer {
+            limit: (core::mem::size_of::<[IdtEntry; 256]>() - 1) as u16,
+            base: idt.as_ptr() as u64,
+        };
         asm!("lidt [{}]", in(reg) &pointer, options(readonly, nostack, preserves_flags));
         HostIdt { base: pointer.base }
     }
 }
 
 const NAMES: [&str; 32] = [
-    "#DE divide error", "#DB debug", "NMI", "#BP breakpoint", "#OF overflow", "#BR bound range",
-    "#UD invalid opcode", "#NM device not available", "#DF double fault", "coprocessor overrun",
-    "#TS invalid TSS", "#NP segment not present", "#SS stack fault", "#GP general protection",
-    "#PF page fault", "reserved", "#MF x87 error", "#AC alignment check", "#MC machine check",
-    "#XM SIMD error", "#VE virtualization", "#CP control protection", "reserved", "reserved",
-    "reserved", "reserved", "reserved", "reserved", "#HV hypervisor injection", "#VC VMM communication",
-    "#SX security", "reserved",
+    "#DE divide error",
+    "#DB debug",
+    "NMI",
+    "#BP breakpoint",
+    "#OF overflow",
+    "#BR bound range",
+    "#UD invalid opcode",
+    "#NM device not available",
+    "#DF double fault",
+    "coprocessor overrun",
+    "#TS invalid TSS",
+    "#NP segment not present",
+    "#SS stack fault",
+    "#GP general protection",
+    "#PF page fault",
+    "reserved",
+    "#MF x87 error",
+    "#AC alignment check",
+    "#MC machine check",
+    "#XM SIMD error",
+    "#VE virtualization",
+    "#CP control protection",
+    "reserved",
+    "reserved",
+    "reserved",
+    "reserved",
+    "reserved",
+    "reserved",
+    "#HV hypervisor injection",
+    "#VC VMM communication",
+    "#SX security",
+    "reserved",
 ];
 
 #[no_mangle]
@@ -102,9 +151,27 @@ extern "C" fn keel_exception(frame: &ExceptionFrame) -> ! {
         "keel: CPU exception {name} (vector {}) error=0x{:x} rip=0x{:x} cr2=0x{:x} rsp=0x{:x} rflags=0x{:x}\n\
          keel:   rax={:#x} rbx={:#x} rcx={:#x} rdx={:#x} rsi={:#x} rdi={:#x} rbp={:#x}\n\
          keel:   r8={:#x} r9={:#x} r10={:#x} r11={:#x} r12={:#x} r13={:#x} r14={:#x} r15={:#x}\n",
-        frame.vector, frame.error_code, frame.rip, super::instructions::read_cr2(), frame.rsp, frame.rflags,
-        frame.rax, frame.rbx, frame.rcx, frame.rdx, frame.rsi, frame.rdi, frame.rbp,
-        frame.r8, frame.r9, frame.r10, frame.r11, frame.r12, frame.r13, frame.r14, frame.r15,
+        frame.vector,
+        frame.error_code,
+        frame.rip,
+        super::instructions::read_cr2(),
+        frame.rsp,
+        frame.rflags,
+        frame.rax,
+        frame.rbx,
+        frame.rcx,
+        frame.rdx,
+        frame.rsi,
+        frame.rdi,
+        frame.rbp,
+        frame.r8,
+        frame.r9,
+        frame.r10,
+        frame.r11,
+        frame.r12,
+        frame.r13,
+        frame.r14,
+        frame.r15,
     ));
     crate::platform::stop(crate::platform::Outcome::Failure)
 }

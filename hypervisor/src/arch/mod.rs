@@ -21,5 +21,9 @@ pub struct HostTables {
 pub fn init() -> HostTables {
     let descriptors = gdt::init();
     let idt = idt::init();
-    HostTables { gdt_base: descriptors.gdt_base, tss_base: descriptors.tss_base, idt_base: idt.base }
+    HostTables {
+        gdt_base: descriptors.gdt_base,
+        tss_base: descriptors.tss_base,
+        idt_base: idt.base,
+    }
 }

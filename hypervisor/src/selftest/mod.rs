@@ -10,12 +10,12 @@ use keel_abi::DEBUG_CONSOLE_PORT;
 use keel_guest_loader::long_mode::{long_mode_tables_size, setup_long_mode, LongModeLayout};
 use keel_memory::PAGE_SIZE_2M;
 
-use keel_hypervisor::cmdline::{GuestMode, Options};
 use crate::domain::Domain;
 use crate::exits::{report_stop, run_until_stopped, StopReason, TimeSplit};
 use crate::platform::Outcome;
 use crate::vcpu::LongModeEntry;
 use crate::vmx::{VmxCpu, VmxVcpu};
+use keel_hypervisor::cmdline::{GuestMode, Options};
 
 /// Never mapped in a test domain (RAM ends far below), but inside the
 /// guest's own identity map, so touching it is an EPT violation.
@@ -76,12 +76,22 @@ pub fn run(cpu: &VmxCpu, options: &Options) -> Outcome {
 }
 
 fn selftest(cpu: &VmxCpu) -> Outcome {
+    let free_before = crate::memory::free_bytes();
     let first = run_test_domain(cpu, 1, GuestProgram::Selftest, 0);
     let second = run_test_domain(cpu, 2, GuestProgram::UnhandledExit, 0);
+    let leaked = free_before.saturating_sub(crate::memory::free_bytes());
     let verdict = match (first, second) {
         (Some(first), Some(second)) => judge(&first, &second),
         _ => Err("a test domain could not be created"),
     };
+    let verdict = match verdict {
+        Ok(()) if leaked != 0 => Err("destroyed domains did not return all their memory"),
+        other => other,
+    };
+    log::info!(
+        "selftest: {} KiB not returned after both domains were destroyed",
+        leaked / 1024
+    );
     match verdict {
         Ok(()) => {
             log::info!("selftest passed");
@@ -111,7 +121,10 @@ fn judge(first: &DomainResult, second: &DomainResult) -> Result<(), &'static str
 
 fn bench(cpu: &VmxCpu, iterations: u32) -> Outcome {
     match run_test_domain(cpu, 1, GuestProgram::Bench, u64::from(iterations)) {
-        Some(DomainResult { stop: StopReason::Requested { status: 0 }, .. }) => {
+        Some(DomainResult {
+            stop: StopReason::Requested { status: 0 },
+            ..
+        }) => {
             log::info!("bench finished");
             Outcome::Success
         }
@@ -152,7 +165,10 @@ fn run_test_domain(cpu: &VmxCpu, id: u16, program: GuestProgram, argument: u64) 
     let mut time = TimeSplit::default();
     let stop = run_until_stopped(&mut domain, &mut vcpu, &mut time);
     report_stop(id, &stop, &vcpu, &time);
-    let result = DomainResult { stop, selftest_report: domain.selftest_report };
+    let result = DomainResult {
+        stop,
+        selftest_report: domain.selftest_report,
+    };
     vcpu.destroy();
     domain.destroy();
     Some(result)
@@ -173,12 +189,24 @@ fn load_test_guest(
     debug_assert!(long_mode_tables_size(IDENTITY_MAP_BYTES) <= CODE_GPA - PAGE_TABLES_GPA);
     let state = setup_long_mode(
         ram,
-        &LongModeLayout { page_tables_gpa: PAGE_TABLES_GPA, gdt_gpa: GDT_GPA, identity_map_bytes: IDENTITY_MAP_BYTES },
+        &LongModeLayout {
+            page_tables_gpa: PAGE_TABLES_GPA,
+            gdt_gpa: GDT_GPA,
+            identity_map_bytes: IDENTITY_MAP_BYTES,
+        },
     )
     .map_err(LoadTestGuestError::LongMode)?;
     let start = CODE_GPA as usize;
-    ram.get_mut(start..start + code.len()).ok_or(LoadTestGuestError::CodeTooLarge)?.copy_from_slice(code);
-    Ok(LongModeEntry { rip: CODE_GPA, rsp: STACK_TOP_GPA, rdi: program as u64, rsi: argument, state })
+    ram.get_mut(start..start + code.len())
+        .ok_or(LoadTestGuestError::CodeTooLarge)?
+        .copy_from_slice(code);
+    Ok(LongModeEntry {
+        rip: CODE_GPA,
+        rsp: STACK_TOP_GPA,
+        rdi: program as u64,
+        rsi: argument,
+        state,
+    })
 }
 
 enum LoadTestGuestError {

@@ -43,7 +43,10 @@ impl VmxVcpu {
         {
             return false;
         }
-        write(F::EntryInterruptionInfo, u64::from(InterruptionInfo::external_interrupt(vector).to_raw()));
+        write(
+            F::EntryInterruptionInfo,
+            u64::from(InterruptionInfo::external_interrupt(vector).to_raw()),
+        );
         if self.halted {
             self.halted = false;
             write(F::GuestActivityState, ACTIVITY_ACTIVE);
@@ -77,8 +80,9 @@ impl VmxVcpu {
         self.halted = true;
     }
 
-    pub fn is_halted(&self) -> bool {
-        self.halted
+    /// The guest's view of CR4 (its read shadow).
+    pub fn guest_cr4(&self) -> u64 {
+        read(F::Cr4ReadShadow)
     }
 
     /// Sets CR0 or CR4 to the value the guest asked for: the guest sees its

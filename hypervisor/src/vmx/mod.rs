@@ -9,13 +9,13 @@ mod vmcs;
 pub use vcpu::VmxVcpu;
 
 use keel_memory::{HostPhysAddr, PAGE_SIZE_4K};
-use keel_vmx::caps::{
-    cr_is_valid, fixed_cr, CapabilityMsrs, ControlError, EptVpidCaps, VmxAvailability, VmxBasic, VmxMisc, CR4_VMXE,
-};
 use keel_vmx::caps::FeatureControl;
+use keel_vmx::caps::{
+    cr_is_valid, fixed_cr, CapabilityMsrs, ControlError, VmxAvailability, VmxBasic, VmxMisc, CR4_VMXE,
+};
 use keel_vmx::{instructions, msr, VmFail};
 
-use crate::arch::instructions::{rdmsr, read_cr0, read_cr4, wrmsr, write_cr0, write_cr4};
+use crate::arch::instructions::{rdmsr, read_cr0, read_cr4, write_cr0, write_cr4, wrmsr};
 use crate::arch::HostTables;
 use crate::memory;
 
@@ -35,7 +35,9 @@ impl core::fmt::Display for VmxError {
     fn fmt(&self, f: &mut core::fmt::Formatter) -> core::fmt::Result {
         match self {
             Self::NotSupported => f.write_str("VMX not supported by this CPU (CPUID.1:ECX.VMX = 0)"),
-            Self::DisabledByFirmware => f.write_str("VMX disabled by firmware (IA32_FEATURE_CONTROL locked without VMX)"),
+            Self::DisabledByFirmware => {
+                f.write_str("VMX disabled by firmware (IA32_FEATURE_CONTROL locked without VMX)")
+            }
             Self::MissingFeature(what) => write!(f, "VMX lacks a feature Keel needs: {what}"),
             Self::Controls(error) => write!(f, "{error}"),
             Self::HostCr0Invalid(cr0) => write!(f, "host CR0 {cr0:#x} violates the VMX fixed bits"),
@@ -51,7 +53,6 @@ pub struct VmxCpu {
     caps: CapabilityMsrs,
     basic: VmxBasic,
     misc: VmxMisc,
-    ept: EptVpidCaps,
     host: HostTables,
     _vmxon_region: HostPhysAddr,
 }
@@ -60,14 +61,12 @@ impl VmxCpu {
     pub fn revision_id(&self) -> u32 {
         self.basic.revision_id
     }
-
-    pub fn supports_1g_pages(&self) -> bool {
-        self.ept.pages_1g
-    }
 }
 
 fn has_vmx() -> bool {
-    raw_cpuid::CpuId::new().get_feature_info().is_some_and(|features| features.has_vmx())
+    raw_cpuid::CpuId::new()
+        .get_feature_info()
+        .is_some_and(|features| features.has_vmx())
 }
 
 /// Enters VMX root operation on the calling CPU.
@@ -83,7 +82,12 @@ pub fn enable(host: HostTables) -> Result<VmxCpu, VmxError> {
         VmxAvailability::CallerMayEnable => {
             // SAFETY: the MSR is unlocked, so writing the lock bit with VMX
             // outside SMX enabled is permitted and only affects VMX availability.
-            unsafe { wrmsr(msr::IA32_FEATURE_CONTROL, feature_control | FeatureControl::ENABLE_VALUE) };
+            unsafe {
+                wrmsr(
+                    msr::IA32_FEATURE_CONTROL,
+                    feature_control | FeatureControl::ENABLE_VALUE,
+                )
+            };
         }
     }
     // SAFETY: read_with only reads capability MSRs the CPU reports as present.
@@ -92,7 +96,9 @@ pub fn enable(host: HostTables) -> Result<VmxCpu, VmxError> {
     let misc = caps.vmx_misc();
     let ept = caps.ept_vpid();
     if !(ept.page_walk_4 && ept.memtype_wb && ept.invept && ept.invept_single_context) {
-        return Err(VmxError::MissingFeature("EPT with 4-level walks, write-back tables and single-context INVEPT"));
+        return Err(VmxError::MissingFeature(
+            "EPT with 4-level walks, write-back tables and single-context INVEPT",
+        ));
     }
     if !(ept.invvpid && ept.invvpid_single_context) {
         return Err(VmxError::MissingFeature("VPID with single-context INVVPID"));
@@ -115,7 +121,13 @@ pub fn enable(host: HostTables) -> Result<VmxCpu, VmxError> {
     // SAFETY: CR4.VMXE is set, the region is a zeroed, page-aligned frame
     // holding the revision id, and it stays allocated while VMX is on.
     unsafe { instructions::vmxon(region.as_u64()) }.map_err(|fail| VmxError::Instruction("VMXON", fail))?;
-    Ok(VmxCpu { caps, basic, misc, ept, host, _vmxon_region: region })
+    Ok(VmxCpu {
+        caps,
+        basic,
+        misc,
+        host,
+        _vmxon_region: region,
+    })
 }
 
 /// A VMXON region or VMCS: one zeroed frame starting with the revision id.

@@ -87,16 +87,25 @@ impl VmxVcpu {
             memory::block_bytes(io_bitmaps, IO_BITMAPS_SIZE).fill(0xff);
             memory::block_bytes(msr_bitmap, PAGE_SIZE_4K).fill(0xff);
         }
-        let mut regs = GuestRegisters::default();
-        regs.rdi = entry.rdi;
-        regs.rsi = entry.rsi;
+        let regs = GuestRegisters {
+            rdi: entry.rdi,
+            rsi: entry.rsi,
+            ..GuestRegisters::default()
+        };
         let vcpu = Self {
-            state: RunState { regs, host_rsp: 0, launched: 0 },
+            state: RunState {
+                regs,
+                host_rsp: 0,
+                launched: 0,
+            },
             vmcs,
             io_bitmaps,
             msr_bitmap,
             exit_counts: [0; ExitReason::COUNT],
-            time_slice: cpu.misc.tsc_to_preemption_ticks(TIME_SLICE_TSC).min(u64::from(u32::MAX)),
+            time_slice: cpu
+                .misc
+                .tsc_to_preemption_ticks(TIME_SLICE_TSC)
+                .min(u64::from(u32::MAX)),
             preemption_rate: cpu.misc.preemption_timer_rate,
             halted: false,
             cr0_fixed0: vmcs::guest_cr0_fixed0(cpu),
@@ -157,7 +166,10 @@ impl VmxVcpu {
             *count += 1;
         }
         if info.entry_failure {
-            return Err(EntryError::GuestState { reason: reason.name(), qualification: read(F::ExitQualification) });
+            return Err(EntryError::GuestState {
+                reason: reason.name(),
+                qualification: read(F::ExitQualification),
+            });
         }
         Ok(match reason {
             ExitReason::Cpuid => VcpuExit::Cpuid,
@@ -178,7 +190,9 @@ impl VmxVcpu {
                     fetch: violation.fetch,
                 })
             }
-            ExitReason::Rdmsr => VcpuExit::MsrRead { msr: self.state.regs.rcx as u32 },
+            ExitReason::Rdmsr => VcpuExit::MsrRead {
+                msr: self.state.regs.rcx as u32,
+            },
             ExitReason::Wrmsr => VcpuExit::MsrWrite {
                 msr: self.state.regs.rcx as u32,
                 value: (self.state.regs.rdx << 32) | (self.state.regs.rax & 0xffff_ffff),
@@ -199,7 +213,13 @@ impl VmxVcpu {
 
     fn decode_cr_access(&self, qualification: u64) -> VcpuExit {
         let access = CrAccess::from_raw(qualification);
-        let shadow = |cr: u8| if cr == 0 { read(F::Cr0ReadShadow) } else { read(F::Cr4ReadShadow) };
+        let shadow = |cr: u8| {
+            if cr == 0 {
+                read(F::Cr0ReadShadow)
+            } else {
+                read(F::Cr4ReadShadow)
+            }
+        };
         let value = match access.access {
             CrAccessType::MovToCr => self.gpr(usize::from(access.gpr)),
             // CLTS clears CR0.TS; LMSW loads CR0 bits 3:0 but cannot clear PE.
@@ -210,12 +230,20 @@ impl VmxVcpu {
                 (old & !0xe) | (source & 0xf) | (old & 1)
             }
             CrAccessType::MovFromCr => {
-                return VcpuExit::Unhandled { reason: "cr-access (read)", number: 28, qualification };
+                return VcpuExit::Unhandled {
+                    reason: "cr-access (read)",
+                    number: 28,
+                    qualification,
+                };
             }
         };
         match access.cr {
             0 | 4 => VcpuExit::ControlRegisterWrite { cr: access.cr, value },
-            _ => VcpuExit::Unhandled { reason: "cr-access", number: 28, qualification },
+            _ => VcpuExit::Unhandled {
+                reason: "cr-access",
+                number: 28,
+                qualification,
+            },
         }
     }
 
@@ -261,7 +289,12 @@ impl VmxVcpu {
 
     /// CR0, CR3, CR4 and EFER as the CPU uses them for the guest's paging.
     pub fn paging_registers(&self) -> (u64, u64, u64, u64) {
-        (read(F::GuestCr0), read(F::GuestCr3), read(F::GuestCr4), read(F::GuestIa32Efer))
+        (
+            read(F::GuestCr0),
+            read(F::GuestCr3),
+            read(F::GuestCr4),
+            read(F::GuestIa32Efer),
+        )
     }
 
     /// Moves RIP past an instruction the hypervisor decoded itself.
@@ -361,7 +394,11 @@ fn decode_io(qualification: u64) -> VcpuExit {
             size: io.size,
             write: io.direction == IoDirection::Out,
         }),
-        _ => VcpuExit::Unhandled { reason: "io (string or malformed)", number: 30, qualification },
+        _ => VcpuExit::Unhandled {
+            reason: "io (string or malformed)",
+            number: 30,
+            qualification,
+        },
     }
 }
 

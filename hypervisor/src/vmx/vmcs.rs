@@ -117,7 +117,9 @@ pub fn configure(cpu: &VmxCpu, entry: &LongModeEntry, resources: &VmcsResources)
     let caps = &cpu.caps;
     for request in requested_controls() {
         // check_controls succeeded at VMXON, so adjustment cannot fail now.
-        let value = caps.adjust_controls(request.kind, request.required, request.optional).unwrap_or(request.required);
+        let value = caps
+            .adjust_controls(request.kind, request.required, request.optional)
+            .unwrap_or(request.required);
         let field = match request.kind {
             ControlKind::PinBased => F::PinBasedControls,
             ControlKind::PrimaryProcessor => F::PrimaryProcessorControls,
@@ -174,15 +176,56 @@ pub fn configure(cpu: &VmxCpu, entry: &LongModeEntry, resources: &VmcsResources)
         w.set(limit, 0xffff_ffff);
         w.set(rights, u64::from(access));
     };
-    flat(&mut w, F::GuestCsSelector, F::GuestCsBase, F::GuestCsLimit, F::GuestCsAccessRights, state.code_selector, CODE64_ACCESS_RIGHTS);
+    flat(
+        &mut w,
+        F::GuestCsSelector,
+        F::GuestCsBase,
+        F::GuestCsLimit,
+        F::GuestCsAccessRights,
+        state.code_selector,
+        CODE64_ACCESS_RIGHTS,
+    );
     for (selector, base, limit, rights) in [
-        (F::GuestDsSelector, F::GuestDsBase, F::GuestDsLimit, F::GuestDsAccessRights),
-        (F::GuestEsSelector, F::GuestEsBase, F::GuestEsLimit, F::GuestEsAccessRights),
-        (F::GuestSsSelector, F::GuestSsBase, F::GuestSsLimit, F::GuestSsAccessRights),
-        (F::GuestFsSelector, F::GuestFsBase, F::GuestFsLimit, F::GuestFsAccessRights),
-        (F::GuestGsSelector, F::GuestGsBase, F::GuestGsLimit, F::GuestGsAccessRights),
+        (
+            F::GuestDsSelector,
+            F::GuestDsBase,
+            F::GuestDsLimit,
+            F::GuestDsAccessRights,
+        ),
+        (
+            F::GuestEsSelector,
+            F::GuestEsBase,
+            F::GuestEsLimit,
+            F::GuestEsAccessRights,
+        ),
+        (
+            F::GuestSsSelector,
+            F::GuestSsBase,
+            F::GuestSsLimit,
+            F::GuestSsAccessRights,
+        ),
+        (
+            F::GuestFsSelector,
+            F::GuestFsBase,
+            F::GuestFsLimit,
+            F::GuestFsAccessRights,
+        ),
+        (
+            F::GuestGsSelector,
+            F::GuestGsBase,
+            F::GuestGsLimit,
+            F::GuestGsAccessRights,
+        ),
     ] {
-        flat(&mut w, selector, base, limit, rights, state.data_selector, DATA_ACCESS_RIGHTS);
+        flat(
+            &mut w,
+            selector,
+            base,
+            limit,
+            rights,
+            state.data_selector,
+            DATA_ACCESS_RIGHTS,
+        );
     }
     // A busy 64-bit TSS descriptor is mandatory state even if the guest never uses it.
     w.set(F::GuestTrSelector, 0);
@@ -208,7 +251,11 @@ pub fn configure(cpu: &VmxCpu, entry: &LongModeEntry, resources: &VmcsResources)
 pub fn guest_cr0_fixed0(cpu: &VmxCpu) -> u64 {
     let secondary = cpu
         .caps
-        .adjust_controls(ControlKind::SecondaryProcessor, 0, SecondaryControls::UNRESTRICTED_GUEST.bits())
+        .adjust_controls(
+            ControlKind::SecondaryProcessor,
+            0,
+            SecondaryControls::UNRESTRICTED_GUEST.bits(),
+        )
         .unwrap_or(0);
     if secondary & SecondaryControls::UNRESTRICTED_GUEST.bits() != 0 {
         cr0_fixed0_unrestricted(cpu.caps.cr0_fixed0)

@@ -38,10 +38,7 @@ impl Record {
 fn hex_field(bytes: &[u8], index: usize) -> u32 {
     let start = 6 + index * 8;
     let text = std::str::from_utf8(&bytes[start..start + 8]).expect("ASCII header");
-    assert!(
-        text.bytes().all(|b| b.is_ascii_hexdigit()),
-        "field {index} = {text:?}"
-    );
+    assert!(text.bytes().all(|b| b.is_ascii_hexdigit()), "field {index} = {text:?}");
     u32::from_str_radix(text, 16).unwrap()
 }
 

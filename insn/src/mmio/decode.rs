@@ -16,8 +16,8 @@ enum Extension {
 /// passed as is. The memory address itself is not decoded: the EPT-violation
 /// exit already reports the guest-physical address that was touched.
 pub fn decode_mmio(bytes: &[u8], bitness: CodeBitness) -> Result<MmioInstruction, DecodeError> {
-    let mut decoder = Decoder::try_new(bitness.bits(), bytes, DecoderOptions::NONE)
-        .map_err(|_| DecodeError::Invalid)?;
+    let mut decoder =
+        Decoder::try_new(bitness.bits(), bytes, DecoderOptions::NONE).map_err(|_| DecodeError::Invalid)?;
     let instruction = decoder.decode();
     if instruction.is_invalid() {
         return Err(match decoder.last_error() {

@@ -6,17 +6,11 @@ fn decode64(bytes: &[u8]) -> Result<MmioInstruction, DecodeError> {
 }
 
 const fn reg(gpr: Gpr) -> RegisterOperand {
-    RegisterOperand {
-        gpr,
-        high_byte: false,
-    }
+    RegisterOperand { gpr, high_byte: false }
 }
 
 const fn high(gpr: Gpr) -> RegisterOperand {
-    RegisterOperand {
-        gpr,
-        high_byte: true,
-    }
+    RegisterOperand { gpr, high_byte: true }
 }
 
 fn store(len: usize, size: AccessSize, source: StoreSource) -> MmioInstruction {
@@ -40,11 +34,7 @@ fn mov_dword_store_from_register() {
     // mov dword ptr [rax], ecx
     assert_eq!(
         decode64(&[0x89, 0x08]),
-        Ok(store(
-            2,
-            AccessSize::Dword,
-            StoreSource::Register(reg(Gpr::Rcx))
-        ))
+        Ok(store(2, AccessSize::Dword, StoreSource::Register(reg(Gpr::Rcx))))
     );
 }
 
@@ -80,11 +70,7 @@ fn qword_immediate_store_sign_extends_imm32() {
     // mov qword ptr [rax], -1
     assert_eq!(
         decode64(&[0x48, 0xC7, 0x00, 0xFF, 0xFF, 0xFF, 0xFF]),
-        Ok(store(
-            7,
-            AccessSize::Qword,
-            StoreSource::Immediate(u64::MAX)
-        ))
+        Ok(store(7, AccessSize::Qword, StoreSource::Immediate(u64::MAX)))
     );
 }
 
@@ -93,11 +79,7 @@ fn mov_qword_store_from_extended_register() {
     // mov qword ptr [rax], r9
     assert_eq!(
         decode64(&[0x4C, 0x89, 0x08]),
-        Ok(store(
-            3,
-            AccessSize::Qword,
-            StoreSource::Register(reg(Gpr::R9))
-        ))
+        Ok(store(3, AccessSize::Qword, StoreSource::Register(reg(Gpr::R9))))
     );
 }
 
@@ -106,11 +88,7 @@ fn mov_word_store_with_operand_size_prefix() {
     // mov word ptr [rax], cx
     assert_eq!(
         decode64(&[0x66, 0x89, 0x08]),
-        Ok(store(
-            3,
-            AccessSize::Word,
-            StoreSource::Register(reg(Gpr::Rcx))
-        ))
+        Ok(store(3, AccessSize::Word, StoreSource::Register(reg(Gpr::Rcx))))
     );
 }
 
@@ -120,12 +98,7 @@ fn movzx_word_load_into_32_bit_register() {
     let to = AccessSize::Dword;
     assert_eq!(
         decode64(&[0x0F, 0xB7, 0x01]),
-        Ok(load(
-            3,
-            AccessSize::Word,
-            reg(Gpr::Rax),
-            Extend::Zero { to }
-        ))
+        Ok(load(3, AccessSize::Word, reg(Gpr::Rax), Extend::Zero { to }))
     );
 }
 
@@ -135,12 +108,7 @@ fn movsx_byte_load_into_64_bit_register() {
     let to = AccessSize::Qword;
     assert_eq!(
         decode64(&[0x48, 0x0F, 0xBE, 0x01]),
-        Ok(load(
-            4,
-            AccessSize::Byte,
-            reg(Gpr::Rax),
-            Extend::Sign { to }
-        ))
+        Ok(load(4, AccessSize::Byte, reg(Gpr::Rax), Extend::Sign { to }))
     );
 }
 
@@ -150,12 +118,7 @@ fn movsxd_dword_load_into_64_bit_register() {
     let to = AccessSize::Qword;
     assert_eq!(
         decode64(&[0x4C, 0x63, 0x01]),
-        Ok(load(
-            3,
-            AccessSize::Dword,
-            reg(Gpr::R8),
-            Extend::Sign { to }
-        ))
+        Ok(load(3, AccessSize::Dword, reg(Gpr::R8), Extend::Sign { to }))
     );
 }
 
@@ -169,11 +132,7 @@ fn high_byte_load_and_store() {
     // mov byte ptr [rax], bh
     assert_eq!(
         decode64(&[0x88, 0x38]),
-        Ok(store(
-            2,
-            AccessSize::Byte,
-            StoreSource::Register(high(Gpr::Rbx))
-        ))
+        Ok(store(2, AccessSize::Byte, StoreSource::Register(high(Gpr::Rbx))))
     );
 }
 
@@ -182,11 +141,7 @@ fn rex_byte_register_is_low_byte_not_high_byte() {
     // mov byte ptr [rax], spl (same ModRM as `ah`, REX turns it into SPL)
     assert_eq!(
         decode64(&[0x40, 0x88, 0x20]),
-        Ok(store(
-            3,
-            AccessSize::Byte,
-            StoreSource::Register(reg(Gpr::Rsp))
-        ))
+        Ok(store(3, AccessSize::Byte, StoreSource::Register(reg(Gpr::Rsp))))
     );
 }
 
@@ -210,11 +165,7 @@ fn decodes_32_and_16_bit_code() {
     // mov word ptr [bx], ax: 16-bit default operand size
     assert_eq!(
         decode_mmio(&[0x89, 0x07], CodeBitness::Bits16),
-        Ok(store(
-            2,
-            AccessSize::Word,
-            StoreSource::Register(reg(Gpr::Rax))
-        ))
+        Ok(store(2, AccessSize::Word, StoreSource::Register(reg(Gpr::Rax))))
     );
 }
 
@@ -223,9 +174,7 @@ fn read_modify_write_is_unsupported_with_mnemonic() {
     // lock or dword ptr [rax], ecx
     assert_eq!(
         decode64(&[0xF0, 0x09, 0x08]),
-        Err(DecodeError::Unsupported {
-            mnemonic: Mnemonic::Or
-        })
+        Err(DecodeError::Unsupported { mnemonic: Mnemonic::Or })
     );
 }
 
@@ -274,10 +223,7 @@ fn register_to_register_mov_has_no_memory_access() {
 #[test]
 fn truncated_bytes_are_reported() {
     assert_eq!(decode64(&[0x8B, 0x42]), Err(DecodeError::Truncated));
-    assert_eq!(
-        decode64(&[0x48, 0xC7, 0x00, 0xFF]),
-        Err(DecodeError::Truncated)
-    );
+    assert_eq!(decode64(&[0x48, 0xC7, 0x00, 0xFF]), Err(DecodeError::Truncated));
     assert_eq!(decode64(&[]), Err(DecodeError::Truncated));
 }
 

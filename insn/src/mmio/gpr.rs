@@ -75,25 +75,13 @@ const HIGH_BYTE_REGISTERS: [(Register, Gpr); 4] = [
 /// Maps an iced register to a general-purpose register operand and its
 /// width; `None` for segment, control, vector or any other register.
 pub(super) fn decode_register(register: Register) -> Option<(RegisterOperand, AccessSize)> {
-    if let Some(&(_, gpr)) = HIGH_BYTE_REGISTERS
-        .iter()
-        .find(|(high, _)| *high == register)
-    {
-        let operand = RegisterOperand {
-            gpr,
-            high_byte: true,
-        };
+    if let Some(&(_, gpr)) = HIGH_BYTE_REGISTERS.iter().find(|(high, _)| *high == register) {
+        let operand = RegisterOperand { gpr, high_byte: true };
         return Some((operand, AccessSize::Byte));
     }
     REGISTERS_BY_WIDTH.iter().find_map(|(width, names)| {
-        let (_, &gpr) = names
-            .iter()
-            .zip(ALL_GPRS.iter())
-            .find(|(name, _)| **name == register)?;
-        let operand = RegisterOperand {
-            gpr,
-            high_byte: false,
-        };
+        let (_, &gpr) = names.iter().zip(ALL_GPRS.iter()).find(|(name, _)| **name == register)?;
+        let operand = RegisterOperand { gpr, high_byte: false };
         Some((operand, *width))
     })
 }
@@ -111,20 +99,12 @@ mod tests {
 
     #[test]
     fn every_width_maps_to_the_same_gpr() {
-        for register in [
-            Register::R13L,
-            Register::R13W,
-            Register::R13D,
-            Register::R13,
-        ] {
+        for register in [Register::R13L, Register::R13W, Register::R13D, Register::R13] {
             let (operand, _) = decode_register(register).expect("R13 family is a GPR");
             assert_eq!(operand.gpr, Gpr::R13);
             assert!(!operand.high_byte);
         }
-        assert_eq!(
-            decode_register(Register::R13W).map(|(_, w)| w),
-            Some(AccessSize::Word)
-        );
+        assert_eq!(decode_register(Register::R13W).map(|(_, w)| w), Some(AccessSize::Word));
     }
 
     #[test]

@@ -86,10 +86,7 @@ pub enum StoreSource {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MmioKind {
     /// Device → register; complete it with [`super::apply_load`].
-    Load {
-        dest: RegisterOperand,
-        extend: Extend,
-    },
+    Load { dest: RegisterOperand, extend: Extend },
     /// Register/immediate → device.
     Store { source: StoreSource },
 }

@@ -17,7 +17,5 @@ pub use decode::decode_mmio;
 pub use error::DecodeError;
 pub use gpr::Gpr;
 pub use iced_x86::Mnemonic;
-pub use instruction::{
-    AccessSize, CodeBitness, Extend, MmioInstruction, MmioKind, RegisterOperand, StoreSource,
-};
+pub use instruction::{AccessSize, CodeBitness, Extend, MmioInstruction, MmioKind, RegisterOperand, StoreSource};
 pub use register_update::{apply_load, store_value};

@@ -7,13 +7,7 @@ use super::{AccessSize, Extend};
 ///
 /// Bits of `loaded` above `size` are ignored. `high_byte` only applies to a
 /// byte-wide destination (no extending load targets AH..BH).
-pub const fn apply_load(
-    old_reg_value: u64,
-    loaded: u64,
-    size: AccessSize,
-    extend: Extend,
-    high_byte: bool,
-) -> u64 {
+pub const fn apply_load(old_reg_value: u64, loaded: u64, size: AccessSize, extend: Extend, high_byte: bool) -> u64 {
     let loaded = loaded & size.mask();
     let (value, dest_size) = match extend {
         Extend::None => (loaded, size),
@@ -56,25 +50,13 @@ mod tests {
 
     #[test]
     fn qword_load_replaces_whole_register() {
-        let new = apply_load(
-            OLD,
-            0xDEAD_BEEF_CAFE_F00D,
-            AccessSize::Qword,
-            Extend::None,
-            false,
-        );
+        let new = apply_load(OLD, 0xDEAD_BEEF_CAFE_F00D, AccessSize::Qword, Extend::None, false);
         assert_eq!(new, 0xDEAD_BEEF_CAFE_F00D);
     }
 
     #[test]
     fn dword_load_zero_extends_into_upper_half() {
-        let new = apply_load(
-            OLD,
-            0xFFFF_FFFF_8000_0001,
-            AccessSize::Dword,
-            Extend::None,
-            false,
-        );
+        let new = apply_load(OLD, 0xFFFF_FFFF_8000_0001, AccessSize::Dword, Extend::None, false);
         assert_eq!(new, 0x0000_0000_8000_0001);
     }
 
@@ -127,13 +109,7 @@ mod tests {
     #[test]
     fn movsxd_of_positive_value_clears_upper_half() {
         let to = AccessSize::Qword;
-        let new = apply_load(
-            OLD,
-            0x7FFF_FFFF,
-            AccessSize::Dword,
-            Extend::Sign { to },
-            false,
-        );
+        let new = apply_load(OLD, 0x7FFF_FFFF, AccessSize::Dword, Extend::Sign { to }, false);
         assert_eq!(new, 0x0000_0000_7FFF_FFFF);
     }
 

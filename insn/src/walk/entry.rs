@@ -73,13 +73,7 @@ mod tests {
     #[test]
     fn entry_address_uses_nine_index_bits_per_level() {
         let linear = 0x0000_7FFF_FFFF_F000;
-        assert_eq!(
-            PagingLevel::Pml4.entry_address(0x1000, linear),
-            0x1000 + 0xFF * 8
-        );
-        assert_eq!(
-            PagingLevel::PageTable.entry_address(0x1000, linear),
-            0x1000 + 0x1FF * 8
-        );
+        assert_eq!(PagingLevel::Pml4.entry_address(0x1000, linear), 0x1000 + 0xFF * 8);
+        assert_eq!(PagingLevel::PageTable.entry_address(0x1000, linear), 0x1000 + 0x1FF * 8);
     }
 }

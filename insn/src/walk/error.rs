@@ -64,14 +64,9 @@ impl fmt::Display for WalkError {
             Self::NotPresent { linear, level } => {
                 write!(f, "{linear:#x} not present at {level:?} level")
             }
-            Self::ReservedBitSet {
-                linear,
-                level,
-                entry,
-            } => write!(
-                f,
-                "{linear:#x}: reserved bit set in {level:?} entry {entry:#x}"
-            ),
+            Self::ReservedBitSet { linear, level, entry } => {
+                write!(f, "{linear:#x}: reserved bit set in {level:?} entry {entry:#x}")
+            }
             Self::WriteProtected { linear } => write!(f, "{linear:#x} is write-protected"),
             Self::ExecuteDisabled { linear } => write!(f, "{linear:#x} is not executable"),
             Self::InstructionUnreadable { gpa } => {

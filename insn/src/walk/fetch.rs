@@ -23,8 +23,8 @@ pub fn fetch_instruction(
     buf: &mut [u8; MAX_INSTRUCTION_LEN],
 ) -> Result<usize, WalkError> {
     let bytes_left_in_page = PAGE_GRANULE - (linear_ip % PAGE_GRANULE);
-    let first_len = usize::try_from(bytes_left_in_page)
-        .map_or(MAX_INSTRUCTION_LEN, |left| left.min(MAX_INSTRUCTION_LEN));
+    let first_len =
+        usize::try_from(bytes_left_in_page).map_or(MAX_INSTRUCTION_LEN, |left| left.min(MAX_INSTRUCTION_LEN));
     // `first_len <= MAX_INSTRUCTION_LEN == buf.len()`, so the split cannot fail.
     let (first_page, second_page) = buf.split_at_mut(first_len);
     read_linear(mem, paging, linear_ip, first_page)?;
@@ -40,15 +40,9 @@ pub fn fetch_instruction(
 }
 
 /// Reads `buf.len()` bytes that all lie within one page starting at `linear`.
-fn read_linear(
-    mem: &impl GuestMemoryRead,
-    paging: &PagingState,
-    linear: u64,
-    buf: &mut [u8],
-) -> Result<(), WalkError> {
+fn read_linear(mem: &impl GuestMemoryRead, paging: &PagingState, linear: u64, buf: &mut [u8]) -> Result<(), WalkError> {
     let gpa = paging.translate(mem, linear, AccessKind::Execute)?;
-    mem.read_bytes(gpa, buf)
-        .ok_or(WalkError::InstructionUnreadable { gpa })
+    mem.read_bytes(gpa, buf).ok_or(WalkError::InstructionUnreadable { gpa })
 }
 
 #[cfg(test)]
@@ -85,10 +79,7 @@ mod tests {
         map_pages(&mut mem, 0x40_0000, &[0x9000]);
         mem.write_bytes(0x9100, &[0xAA; 15]);
         let mut buf = [0; MAX_INSTRUCTION_LEN];
-        assert_eq!(
-            fetch_instruction(&mem, &long_mode(), 0x40_0100, &mut buf),
-            Ok(15)
-        );
+        assert_eq!(fetch_instruction(&mem, &long_mode(), 0x40_0100, &mut buf), Ok(15));
         assert_eq!(buf, [0xAA; 15]);
     }
 
@@ -102,10 +93,7 @@ mod tests {
         mem.write_bytes(0x6000, tail);
         mem.write_bytes(0x6000 + tail.len() as u64, &[0x90; 8]);
         let mut buf = [0; MAX_INSTRUCTION_LEN];
-        assert_eq!(
-            fetch_instruction(&mem, &long_mode(), 0x40_0FFD, &mut buf),
-            Ok(15)
-        );
+        assert_eq!(fetch_instruction(&mem, &long_mode(), 0x40_0FFD, &mut buf), Ok(15));
         assert_eq!(buf[..7], INSTRUCTION);
         assert_eq!(buf[7..], [0x90; 8]);
     }
@@ -116,10 +104,7 @@ mod tests {
         map_pages(&mut mem, 0x40_0000, &[0x9000]);
         mem.write_bytes(0x9FF8, &[0x89, 0x08, 0x90, 0x90, 0x90, 0x90, 0x90, 0x90]);
         let mut buf = [0; MAX_INSTRUCTION_LEN];
-        assert_eq!(
-            fetch_instruction(&mem, &long_mode(), 0x40_0FF8, &mut buf),
-            Ok(8)
-        );
+        assert_eq!(fetch_instruction(&mem, &long_mode(), 0x40_0FF8, &mut buf), Ok(8));
         assert_eq!(buf[..2], [0x89, 0x08]);
     }
 

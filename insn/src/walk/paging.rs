@@ -1,6 +1,4 @@
-use super::entry::{
-    bits, ADDRESS_MASK, EXECUTE_DISABLE, PAGE_SIZE, PRESENT, SMALL_PAGE_SIZE, WRITABLE,
-};
+use super::entry::{bits, ADDRESS_MASK, EXECUTE_DISABLE, PAGE_SIZE, PRESENT, SMALL_PAGE_SIZE, WRITABLE};
 use super::{PagingLevel, PagingMode, WalkError};
 use crate::GuestMemoryRead;
 
@@ -74,12 +72,7 @@ impl PagingState {
     }
 
     /// Translates `linear` to a guest-physical address as the guest's MMU would.
-    pub fn translate(
-        &self,
-        mem: &impl GuestMemoryRead,
-        linear: u64,
-        access: AccessKind,
-    ) -> Result<u64, WalkError> {
+    pub fn translate(&self, mem: &impl GuestMemoryRead, linear: u64, access: AccessKind) -> Result<u64, WalkError> {
         match self.mode() {
             // Without paging, linear addresses are 32 bits wide and map 1:1.
             PagingMode::Disabled => Ok(linear & 0xFFFF_FFFF),
@@ -88,22 +81,13 @@ impl PagingState {
         }
     }
 
-    fn walk_four_level(
-        &self,
-        mem: &impl GuestMemoryRead,
-        linear: u64,
-        access: AccessKind,
-    ) -> Result<u64, WalkError> {
+    fn walk_four_level(&self, mem: &impl GuestMemoryRead, linear: u64, access: AccessKind) -> Result<u64, WalkError> {
         if !is_canonical_48(linear) {
             return Err(WalkError::NonCanonical { linear });
         }
         let mut table_base = self.cr3 & self.address_mask();
         let mut permissions = Permissions::ALL;
-        for level in [
-            PagingLevel::Pml4,
-            PagingLevel::Pdpt,
-            PagingLevel::PageDirectory,
-        ] {
+        for level in [PagingLevel::Pml4, PagingLevel::Pdpt, PagingLevel::PageDirectory] {
             let entry = self.read_entry(mem, level, table_base, linear)?;
             permissions = permissions.restricted_by(entry, self.nx_enabled());
             if let Some(page_size) = level.large_page_size().filter(|_| entry & PAGE_SIZE != 0) {
@@ -134,11 +118,7 @@ impl PagingState {
         }
         let is_large_leaf = entry & PAGE_SIZE != 0 && level.large_page_size().is_some();
         if entry & self.reserved_bits(level, is_large_leaf) != 0 {
-            return Err(WalkError::ReservedBitSet {
-                linear,
-                level,
-                entry,
-            });
+            return Err(WalkError::ReservedBitSet { linear, level, entry });
         }
         Ok(entry)
     }
@@ -159,20 +139,13 @@ impl PagingState {
         Ok(frame | (linear & offset_mask))
     }
 
-    fn check_access(
-        &self,
-        permissions: Permissions,
-        linear: u64,
-        access: AccessKind,
-    ) -> Result<(), WalkError> {
+    fn check_access(&self, permissions: Permissions, linear: u64, access: AccessKind) -> Result<(), WalkError> {
         match access {
             // Supervisor writes ignore R/W unless CR0.WP is set.
             AccessKind::Write if !permissions.writable && self.cr0 & CR0_WRITE_PROTECT != 0 => {
                 Err(WalkError::WriteProtected { linear })
             }
-            AccessKind::Execute if !permissions.executable => {
-                Err(WalkError::ExecuteDisabled { linear })
-            }
+            AccessKind::Execute if !permissions.executable => Err(WalkError::ExecuteDisabled { linear }),
             _ => Ok(()),
         }
     }
@@ -191,11 +164,7 @@ impl PagingState {
 
     fn reserved_bits(&self, level: PagingLevel, is_large_leaf: bool) -> u64 {
         let above_max_phys_addr = ADDRESS_MASK & !self.address_mask();
-        let execute_disable = if self.nx_enabled() {
-            0
-        } else {
-            EXECUTE_DISABLE
-        };
+        let execute_disable = if self.nx_enabled() { 0 } else { EXECUTE_DISABLE };
         above_max_phys_addr | execute_disable | level.reserved_bits(is_large_leaf)
     }
 }

@@ -29,10 +29,7 @@ fn translates_4k_page_and_keeps_offset() {
     let mut mem = FakeMemory::default();
     let linear = 0xFFFF_FFFF_8100_0ABC;
     map_4k(&mut mem, linear, 0x0076_5000, P | RW);
-    assert_eq!(
-        long_mode().translate(&mem, linear, AccessKind::Read),
-        Ok(0x0076_5ABC)
-    );
+    assert_eq!(long_mode().translate(&mem, linear, AccessKind::Read), Ok(0x0076_5ABC));
 }
 
 #[test]
@@ -42,10 +39,7 @@ fn translates_2m_page_ignoring_pat_bit() {
     map_upper_levels(&mut mem, linear);
     let pat = 1 << 12;
     mem.set_entry(PD, indices(linear)[2], 0x0A00_0000 | pat | PS | P | RW);
-    assert_eq!(
-        long_mode().translate(&mem, linear, AccessKind::Read),
-        Ok(0x0A12_3456)
-    );
+    assert_eq!(long_mode().translate(&mem, linear, AccessKind::Read), Ok(0x0A12_3456));
 }
 
 #[test]
@@ -192,10 +186,7 @@ fn write_to_read_only_page_faults_only_with_cr0_wp() {
         cr0: LONG_MODE_CR0 & !(1 << 16),
         ..long_mode()
     };
-    assert_eq!(
-        without_wp.translate(&mem, 0x5000, AccessKind::Write),
-        Ok(0x8000)
-    );
+    assert_eq!(without_wp.translate(&mem, 0x5000, AccessKind::Write), Ok(0x8000));
 }
 
 #[test]
@@ -206,10 +197,7 @@ fn execute_from_xd_page_faults_but_read_succeeds() {
         long_mode().translate(&mem, 0x5000, AccessKind::Execute),
         Err(WalkError::ExecuteDisabled { linear: 0x5000 })
     );
-    assert_eq!(
-        long_mode().translate(&mem, 0x5000, AccessKind::Read),
-        Ok(0x8000)
-    );
+    assert_eq!(long_mode().translate(&mem, 0x5000, AccessKind::Read), Ok(0x8000));
 }
 
 #[test]
@@ -236,21 +224,10 @@ fn paging_disabled_is_32_bit_identity() {
 fn legacy_modes_are_reported_unsupported() {
     let mem = FakeMemory::default();
     let cases = [
+        (PagingState::new(LONG_MODE_CR0, PML4, 0, 0), PagingMode::ThirtyTwoBit),
+        (PagingState::new(LONG_MODE_CR0, PML4, LONG_MODE_CR4, 0), PagingMode::Pae),
         (
-            PagingState::new(LONG_MODE_CR0, PML4, 0, 0),
-            PagingMode::ThirtyTwoBit,
-        ),
-        (
-            PagingState::new(LONG_MODE_CR0, PML4, LONG_MODE_CR4, 0),
-            PagingMode::Pae,
-        ),
-        (
-            PagingState::new(
-                LONG_MODE_CR0,
-                PML4,
-                LONG_MODE_CR4 | (1 << 12),
-                LONG_MODE_EFER,
-            ),
+            PagingState::new(LONG_MODE_CR0, PML4, LONG_MODE_CR4 | (1 << 12), LONG_MODE_EFER),
             PagingMode::FiveLevel,
         ),
     ];
@@ -266,8 +243,5 @@ fn legacy_modes_are_reported_unsupported() {
 fn page_table_entry_bit_7_is_pat_not_page_size() {
     let mut mem = FakeMemory::default();
     map_4k(&mut mem, 0x5000, 0x8000, PS | P);
-    assert_eq!(
-        long_mode().translate(&mem, 0x5123, AccessKind::Read),
-        Ok(0x8123)
-    );
+    assert_eq!(long_mode().translate(&mem, 0x5123, AccessKind::Read), Ok(0x8123));
 }

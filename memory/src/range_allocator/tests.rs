@@ -8,10 +8,7 @@ fn range(start: u64, end: u64) -> PhysRange {
 }
 
 fn free_ranges<const N: usize>(alloc: &RangeAllocator<N>) -> Vec<(u64, u64)> {
-    alloc
-        .ranges()
-        .map(|r| (r.start.as_u64(), r.end.as_u64()))
-        .collect()
+    alloc.ranges().map(|r| (r.start.as_u64(), r.end.as_u64())).collect()
 }
 
 #[test]
@@ -49,10 +46,7 @@ fn add_free_rejects_overlap_with_free_memory() {
         alloc.add_free(range(0x3000, 0x6000)),
         Err(AllocError::OverlapsFreeMemory)
     );
-    assert_eq!(
-        alloc.add_free(range(0x0, 0x2000)),
-        Err(AllocError::OverlapsFreeMemory)
-    );
+    assert_eq!(alloc.add_free(range(0x0, 0x2000)), Err(AllocError::OverlapsFreeMemory));
     assert_eq!(free_ranges(&alloc), [(0x1000, 0x4000)]);
 }
 
@@ -99,10 +93,7 @@ fn reserving_memory_that_is_not_free_is_a_no_op() {
 fn reserve_that_needs_a_split_beyond_capacity_fails_unchanged() {
     let mut alloc = RangeAllocator::<1>::new();
     alloc.add_free(range(0x0, 0x10000)).unwrap();
-    assert_eq!(
-        alloc.reserve(range(0x4000, 0x5000)),
-        Err(AllocError::CapacityExceeded)
-    );
+    assert_eq!(alloc.reserve(range(0x4000, 0x5000)), Err(AllocError::CapacityExceeded));
     assert_eq!(free_ranges(&alloc), [(0x0, 0x10000)]);
     // Trimming an end needs no extra slot.
     alloc.reserve(range(0x0, 0x1000)).unwrap();
@@ -114,10 +105,7 @@ fn add_free_beyond_capacity_is_an_error() {
     let mut alloc = RangeAllocator::<2>::new();
     alloc.add_free(range(0x1000, 0x2000)).unwrap();
     alloc.add_free(range(0x3000, 0x4000)).unwrap();
-    assert_eq!(
-        alloc.add_free(range(0x5000, 0x6000)),
-        Err(AllocError::CapacityExceeded)
-    );
+    assert_eq!(alloc.add_free(range(0x5000, 0x6000)), Err(AllocError::CapacityExceeded));
     // A merging insertion still fits.
     alloc.add_free(range(0x4000, 0x5000)).unwrap();
     assert_eq!(free_ranges(&alloc), [(0x1000, 0x2000), (0x3000, 0x5000)]);
@@ -138,10 +126,7 @@ fn allocate_is_first_fit() {
     alloc.add_free(range(0x1000, 0x2000)).unwrap();
     alloc.add_free(range(0x10000, 0x20000)).unwrap();
     assert_eq!(alloc.allocate(KIB4, KIB4), Some(HostPhysAddr::new(0x1000)));
-    assert_eq!(
-        alloc.allocate(0x2000, KIB4),
-        Some(HostPhysAddr::new(0x10000))
-    );
+    assert_eq!(alloc.allocate(0x2000, KIB4), Some(HostPhysAddr::new(0x10000)));
     assert_eq!(free_ranges(&alloc), [(0x12000, 0x20000)]);
 }
 
@@ -225,14 +210,8 @@ fn double_free_is_detected() {
 #[test]
 fn free_validates_its_arguments() {
     let mut alloc = RangeAllocator::<4>::new();
-    assert_eq!(
-        alloc.free(HostPhysAddr::new(0x1000), 0),
-        Err(AllocError::InvalidRange)
-    );
-    assert_eq!(
-        alloc.free(HostPhysAddr::new(0x1800), KIB4),
-        Err(AllocError::Misaligned)
-    );
+    assert_eq!(alloc.free(HostPhysAddr::new(0x1000), 0), Err(AllocError::InvalidRange));
+    assert_eq!(alloc.free(HostPhysAddr::new(0x1800), KIB4), Err(AllocError::Misaligned));
     assert_eq!(
         alloc.free(HostPhysAddr::new(0x1000), 0x800),
         Err(AllocError::Misaligned)
@@ -265,10 +244,7 @@ fn free_beyond_capacity_is_an_error_not_a_panic() {
 #[test]
 fn zero_capacity_allocator_rejects_everything_gracefully() {
     let mut alloc = RangeAllocator::<0>::new();
-    assert_eq!(
-        alloc.add_free(range(0x0, 0x1000)),
-        Err(AllocError::CapacityExceeded)
-    );
+    assert_eq!(alloc.add_free(range(0x0, 0x1000)), Err(AllocError::CapacityExceeded));
     assert_eq!(alloc.allocate_frame(), None);
 }
 
@@ -284,11 +260,7 @@ fn boot_sequence_add_reserve_allocate() {
     alloc.reserve(range(0x800000, 0x812345)).unwrap();
     assert_eq!(
         free_ranges(&alloc),
-        [
-            (0x1000, 0x9f000),
-            (0x300000, 0x800000),
-            (0x813000, 0x8000000)
-        ]
+        [(0x1000, 0x9f000), (0x300000, 0x800000), (0x813000, 0x8000000)]
     );
     let block = alloc.allocate(PAGE_SIZE_2M, PAGE_SIZE_2M).unwrap();
     assert_eq!(block, HostPhysAddr::new(0x400000));

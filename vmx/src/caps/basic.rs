@@ -137,10 +137,7 @@ mod tests {
     fn feature_control_unlocked_lets_caller_enable() {
         assert_eq!(vmx_availability(0), VmxAvailability::CallerMayEnable);
         assert_eq!(vmx_availability(0b100), VmxAvailability::CallerMayEnable);
-        assert_eq!(
-            vmx_availability(FeatureControl::ENABLE_VALUE),
-            VmxAvailability::Enabled
-        );
+        assert_eq!(vmx_availability(FeatureControl::ENABLE_VALUE), VmxAvailability::Enabled);
     }
 
     #[test]

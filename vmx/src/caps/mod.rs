@@ -11,9 +11,7 @@ mod ept_vpid;
 mod misc;
 
 pub use allowed::{AllowedControls, ControlError, ControlKind};
-pub use basic::{
-    vmx_availability, FeatureControl, VmxAvailability, VmxBasic, MEMORY_TYPE_WRITE_BACK,
-};
+pub use basic::{vmx_availability, FeatureControl, VmxAvailability, VmxBasic, MEMORY_TYPE_WRITE_BACK};
 pub use cr::{cr0_fixed0_unrestricted, cr_is_valid, fixed_cr, CR0_PE, CR0_PG, CR4_VMXE};
 pub use ept_vpid::EptVpidCaps;
 pub use misc::{ActivityState, VmxMisc};
@@ -72,11 +70,8 @@ impl CapabilityMsrs {
         let primary_may_be_one = (caps.procbased >> 32) as u32;
         if primary_may_be_one & PrimaryControls::ACTIVATE_SECONDARY.bits() != 0 {
             caps.procbased2 = rdmsr(msr::IA32_VMX_PROCBASED_CTLS2);
-            let secondary_may_be_one =
-                SecondaryControls::from_bits_retain((caps.procbased2 >> 32) as u32);
-            if secondary_may_be_one
-                .intersects(SecondaryControls::ENABLE_EPT | SecondaryControls::ENABLE_VPID)
-            {
+            let secondary_may_be_one = SecondaryControls::from_bits_retain((caps.procbased2 >> 32) as u32);
+            if secondary_may_be_one.intersects(SecondaryControls::ENABLE_EPT | SecondaryControls::ENABLE_VPID) {
                 caps.ept_vpid_cap = rdmsr(msr::IA32_VMX_EPT_VPID_CAP);
             }
             if secondary_may_be_one.contains(SecondaryControls::ENABLE_VMFUNC) {
@@ -91,14 +86,8 @@ impl CapabilityMsrs {
     /// report some default-1 controls as must-be-one even when they can be 0.
     pub fn controls_msr_for(kind: ControlKind, basic: &VmxBasic) -> u32 {
         let (legacy, true_variant) = match kind {
-            ControlKind::PinBased => (
-                msr::IA32_VMX_PINBASED_CTLS,
-                msr::IA32_VMX_TRUE_PINBASED_CTLS,
-            ),
-            ControlKind::PrimaryProcessor => (
-                msr::IA32_VMX_PROCBASED_CTLS,
-                msr::IA32_VMX_TRUE_PROCBASED_CTLS,
-            ),
+            ControlKind::PinBased => (msr::IA32_VMX_PINBASED_CTLS, msr::IA32_VMX_TRUE_PINBASED_CTLS),
+            ControlKind::PrimaryProcessor => (msr::IA32_VMX_PROCBASED_CTLS, msr::IA32_VMX_TRUE_PROCBASED_CTLS),
             ControlKind::Exit => (msr::IA32_VMX_EXIT_CTLS, msr::IA32_VMX_TRUE_EXIT_CTLS),
             ControlKind::Entry => (msr::IA32_VMX_ENTRY_CTLS, msr::IA32_VMX_TRUE_ENTRY_CTLS),
             ControlKind::SecondaryProcessor => return msr::IA32_VMX_PROCBASED_CTLS2,
@@ -147,12 +136,7 @@ impl CapabilityMsrs {
     }
 
     /// `allowed_controls(kind).adjust(required, optional)`.
-    pub fn adjust_controls(
-        &self,
-        kind: ControlKind,
-        required: u32,
-        optional: u32,
-    ) -> Result<u32, ControlError> {
+    pub fn adjust_controls(&self, kind: ControlKind, required: u32, optional: u32) -> Result<u32, ControlError> {
         self.allowed_controls(kind).adjust(required, optional)
     }
 }
@@ -175,14 +159,8 @@ mod tests {
             (ControlKind::Entry, 0x484, 0x490),
         ];
         for (kind, legacy, true_variant) in pairs {
-            assert_eq!(
-                CapabilityMsrs::controls_msr_for(kind, &with_true),
-                true_variant
-            );
-            assert_eq!(
-                CapabilityMsrs::controls_msr_for(kind, &without_true),
-                legacy
-            );
+            assert_eq!(CapabilityMsrs::controls_msr_for(kind, &with_true), true_variant);
+            assert_eq!(CapabilityMsrs::controls_msr_for(kind, &without_true), legacy);
         }
     }
 
@@ -213,10 +191,7 @@ mod tests {
             basic: BASIC_WITHOUT_TRUE,
             ..caps
         };
-        assert_eq!(
-            legacy.adjust_controls(ControlKind::PinBased, 1, 0),
-            Ok(0x17)
-        );
+        assert_eq!(legacy.adjust_controls(ControlKind::PinBased, 1, 0), Ok(0x17));
     }
 
     #[test]
@@ -242,9 +217,7 @@ mod tests {
     #[test]
     fn read_with_reads_conditional_msrs_when_advertised() {
         let secondary_allowed = u64::from(PrimaryControls::ACTIVATE_SECONDARY.bits()) << 32;
-        let ept_and_vmfunc =
-            u64::from((SecondaryControls::ENABLE_EPT | SecondaryControls::ENABLE_VMFUNC).bits())
-                << 32;
+        let ept_and_vmfunc = u64::from((SecondaryControls::ENABLE_EPT | SecondaryControls::ENABLE_VMFUNC).bits()) << 32;
         let caps = CapabilityMsrs::read_with(|msr_number| match msr_number {
             msr::IA32_VMX_BASIC => BASIC_WITH_TRUE,
             msr::IA32_VMX_PROCBASED_CTLS => secondary_allowed,

@@ -189,10 +189,7 @@ mod tests {
         assert_eq!(info.kind, InterruptionType::HardwareException);
         assert!(info.error_code_valid);
         assert!(!info.nmi_unblocking);
-        assert_eq!(
-            info.to_string(),
-            "HardwareException vector 14 with error code"
-        );
+        assert_eq!(info.to_string(), "HardwareException vector 14 with error code");
     }
 
     #[test]
@@ -205,10 +202,7 @@ mod tests {
             InterruptionInfo::hardware_exception(vector::INVALID_OPCODE).to_raw(),
             0x8000_0306
         );
-        assert_eq!(
-            InterruptionInfo::external_interrupt(0x20).to_raw(),
-            0x8000_0020
-        );
+        assert_eq!(InterruptionInfo::external_interrupt(0x20).to_raw(), 0x8000_0020);
         assert_eq!(InterruptionInfo::nmi().to_raw(), 0x8000_0202);
         let int3 = InterruptionInfo::injection(3, InterruptionType::SoftwareException, false);
         assert_eq!(int3.to_raw(), 0x8000_0603);
@@ -217,13 +211,7 @@ mod tests {
 
     #[test]
     fn round_trips_every_type() {
-        for raw in [
-            0x0000_0000,
-            0x8000_1202,
-            0x8000_0430,
-            0x8000_0730,
-            0x8000_0100,
-        ] {
+        for raw in [0x0000_0000, 0x8000_1202, 0x8000_0430, 0x8000_0730, 0x8000_0100] {
             assert_eq!(InterruptionInfo::from_raw(raw).to_raw(), raw);
         }
         assert_eq!(InterruptionInfo::from_raw(0).to_string(), "no event");

@@ -55,11 +55,7 @@ impl fmt::Display for IoQualification {
             (IoDirection::In, true) => "ins",
             (IoDirection::Out, true) => "outs",
         };
-        write!(
-            f,
-            "{rep}{mnemonic} port {:#06x}, {} byte(s)",
-            self.port, self.size
-        )
+        write!(f, "{rep}{mnemonic} port {:#06x}, {} byte(s)", self.port, self.size)
     }
 }
 

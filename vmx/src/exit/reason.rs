@@ -202,10 +202,7 @@ mod tests {
     fn reserved_and_future_numbers_are_unknown() {
         for number in [35, 38, 42, 71, 76, 0xFFFF] {
             assert_eq!(ExitReason::from_basic(number), ExitReason::Unknown(number));
-            assert_eq!(
-                ExitReason::from_basic(number).index(),
-                ExitReason::UNKNOWN_INDEX
-            );
+            assert_eq!(ExitReason::from_basic(number).index(), ExitReason::UNKNOWN_INDEX);
         }
     }
 
@@ -243,10 +240,7 @@ mod tests {
         let info = ExitInfo::from_raw(0x8000_0021);
         assert_eq!(info.reason, ExitReason::EntryFailInvalidGuestState);
         assert!(info.entry_failure);
-        assert_eq!(
-            info.to_string(),
-            "VM-entry failure: entry-fail-guest-state (33)"
-        );
+        assert_eq!(info.to_string(), "VM-entry failure: entry-fail-guest-state (33)");
 
         let info = ExitInfo::from_raw(12);
         assert_eq!(info.reason, ExitReason::Hlt);
@@ -256,9 +250,6 @@ mod tests {
 
     #[test]
     fn unknown_display_names_the_number() {
-        assert_eq!(
-            ExitReason::Unknown(99).to_string(),
-            "unknown exit reason 99"
-        );
+        assert_eq!(ExitReason::Unknown(99).to_string(), "unknown exit reason 99");
     }
 }
