@@ -7,6 +7,7 @@ use keel_memory::{GuestPhysAddr, HostPhysAddr, PAGE_SIZE_2M};
 use alloc::boxed::Box;
 
 use crate::memory::{self, HostFrames};
+use crate::mmio::DecodeCache;
 use crate::vplatform::VirtualPlatform;
 use keel_hypervisor::console_line::ConsoleLine;
 use keel_hypervisor::cpuid_policy::GuestCpu;
@@ -40,6 +41,7 @@ pub struct Domain {
     pub cpu: GuestCpu,
     /// Emulated devices and interrupt controllers; test guests have none.
     pub platform: Option<Box<VirtualPlatform>>,
+    mmio_decodes: DecodeCache,
 }
 
 impl Domain {
@@ -79,6 +81,7 @@ impl Domain {
                 selftest_report: None,
                 cpu: GuestCpu::default(),
                 platform: None,
+                mmio_decodes: DecodeCache::default(),
             }),
             Err(error) => {
                 memory::free(ram, ram_size);
@@ -94,13 +97,13 @@ impl Domain {
         unsafe { memory::block_bytes(self.ram, self.ram_size) }
     }
 
-    /// The platform and the RAM at once, for device emulation that reads
-    /// guest memory (instruction fetch for MMIO).
-    pub fn platform_and_ram(&mut self) -> (Option<&mut VirtualPlatform>, &[u8]) {
-        // SAFETY: as for `ram_mut`; the platform and the RAM are disjoint
-        // and the RAM is only read through this borrow.
+    /// What MMIO emulation needs at once: the platform, the decode cache
+    /// and the RAM (read for instruction fetch). `None` without a platform.
+    pub fn mmio_parts(&mut self) -> Option<(&mut VirtualPlatform, &mut DecodeCache, &[u8])> {
+        // SAFETY: as for `ram_mut`; the platform, the cache and the RAM are
+        // disjoint and the RAM is only read through this borrow.
         let ram = unsafe { memory::block_bytes(self.ram, self.ram_size) };
-        (self.platform.as_deref_mut(), ram)
+        Some((self.platform.as_deref_mut()?, &mut self.mmio_decodes, ram))
     }
 
     /// The EPT pointer for this domain's VMCSs.

@@ -88,34 +88,36 @@ enum Next {
     Stop(StopReason),
 }
 
-/// Time a domain spent in the guest and in the hypervisor, in TSC cycles.
+/// Time a domain ran and the part of it spent in the guest, in TSC cycles.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct TimeSplit {
-    pub guest: u64,
-    pub hypervisor: u64,
+    pub total: u64,
+    /// `None` when the CPU cannot measure guest time (see `VmxVcpu::guest_tsc_cycles`).
+    pub guest: Option<u64>,
 }
 
 /// Runs the vCPU until its domain stops.
+///
+/// Guest time comes from the vCPU (the VMX-preemption timer only counts in
+/// the guest), so the exit path needs no timestamps of its own.
 pub fn run_until_stopped(domain: &mut Domain, vcpu: &mut Vcpu, time: &mut TimeSplit) -> StopReason {
-    let mut last_exit = crate::arch::tsc::read();
-    loop {
+    let start = crate::arch::tsc::read();
+    let stop = loop {
         if let Some(stop) = prepare_entry(domain, vcpu) {
-            return stop;
+            break stop;
         }
-        let entry = crate::arch::tsc::read();
-        let result = vcpu.run();
-        let exit = crate::arch::tsc::read();
-        time.guest += exit.wrapping_sub(entry);
-        time.hypervisor += entry.wrapping_sub(last_exit);
-        last_exit = exit;
-        let next = match result {
+        let next = match vcpu.run() {
             Ok(exit) => handle(domain, vcpu, exit),
             Err(error) => Next::Stop(StopReason::EntryFailed(error)),
         };
         if let Next::Stop(reason) = next {
-            return reason;
+            break reason;
         }
-    }
+    };
+    let total = crate::arch::tsc::read().wrapping_sub(start);
+    time.total = total;
+    time.guest = vcpu.guest_tsc_cycles().map(|guest| guest.min(total));
+    stop
 }
 
 /// Work before each VM entry of a domain with a virtual platform: power
@@ -178,16 +180,17 @@ fn handle(domain: &mut Domain, vcpu: &mut Vcpu, exit: VcpuExit) -> Next {
         }
         VcpuExit::HostInterrupt | VcpuExit::InterruptWindow => {}
         VcpuExit::MemoryFault(fault) => {
-            let (platform, ram) = domain.platform_and_ram();
-            return match platform {
-                Some(platform) if platform.is_mmio(fault.gpa) => match mmio::emulate(platform, ram, vcpu, fault) {
-                    Ok(()) => Next::Resume,
-                    Err(reason) => Next::Stop(StopReason::BadMmio {
-                        gpa: fault.gpa,
-                        rip: vcpu.rip(),
-                        reason,
-                    }),
-                },
+            return match domain.mmio_parts() {
+                Some((platform, cache, ram)) if platform.is_mmio(fault.gpa) => {
+                    match mmio::emulate(platform, cache, ram, vcpu, fault) {
+                        Ok(()) => Next::Resume,
+                        Err(reason) => Next::Stop(StopReason::BadMmio {
+                            gpa: fault.gpa,
+                            rip: vcpu.rip(),
+                            reason,
+                        }),
+                    }
+                }
                 _ => Next::Stop(StopReason::MemoryFault { fault, rip: vcpu.rip() }),
             };
         }
@@ -349,11 +352,17 @@ pub fn report_stop(id: u16, stop: &StopReason, vcpu: &Vcpu, time: &TimeSplit) {
         let _ = write!(counts, " {name}={count}");
     }
     log::info!("domain {id} exits:{counts} total={total}");
-    let all = (time.guest + time.hypervisor).max(1);
-    log::info!(
-        "domain {id} time: guest {}% hypervisor {}% ({} M TSC cycles)",
-        time.guest * 100 / all,
-        time.hypervisor * 100 / all,
-        all / 1_000_000
-    );
+    let total = time.total.max(1);
+    match time.guest {
+        Some(guest) => log::info!(
+            "domain {id} time: guest {}% hypervisor {}% ({} M TSC cycles)",
+            guest * 100 / total,
+            (total - guest) * 100 / total,
+            total / 1_000_000
+        ),
+        None => log::info!(
+            "domain {id} time: {} M TSC cycles (no guest/hypervisor split on this CPU)",
+            total / 1_000_000
+        ),
+    }
 }

@@ -2,7 +2,7 @@
 //! EPT violation; Keel fetches the instruction through the guest's page
 //! tables, decodes it (`keel-insn`) and performs it against the device.
 
-use keel_insn::mmio::{apply_load, decode_mmio, store_value, CodeBitness, MmioKind, StoreSource};
+use keel_insn::mmio::{apply_load, decode_mmio, store_value, CodeBitness, MmioInstruction, MmioKind, StoreSource};
 use keel_insn::walk::{fetch_instruction, PagingState, MAX_INSTRUCTION_LEN};
 use keel_insn::GuestMemoryRead;
 
@@ -28,9 +28,48 @@ impl GuestMemoryRead for GuestRam<'_> {
     }
 }
 
+const CACHE_SLOTS: usize = 16;
+
+/// Recently decoded MMIO instructions by RIP. Guests touch device registers
+/// from a handful of places (the APIC EOI write above all), and decoding is
+/// the expensive part of an MMIO exit. A hit still requires the freshly
+/// fetched bytes to match, so changed code is decoded again.
+#[derive(Default)]
+pub struct DecodeCache {
+    slots: [Option<CachedDecode>; CACHE_SLOTS],
+}
+
+#[derive(Clone, Copy)]
+struct CachedDecode {
+    rip: u64,
+    bytes: [u8; MAX_INSTRUCTION_LEN],
+    fetched: usize,
+    instruction: MmioInstruction,
+}
+
+impl DecodeCache {
+    fn decode(&mut self, rip: u64, bytes: &[u8; MAX_INSTRUCTION_LEN], fetched: usize) -> Option<MmioInstruction> {
+        let slot = self.slots.get_mut((rip as usize) % CACHE_SLOTS)?;
+        if let Some(hit) =
+            slot.filter(|cached| cached.rip == rip && cached.fetched == fetched && &cached.bytes == bytes)
+        {
+            return Some(hit.instruction);
+        }
+        let instruction = decode_mmio(bytes.get(..fetched)?, CodeBitness::Bits64).ok()?;
+        *slot = Some(CachedDecode {
+            rip,
+            bytes: *bytes,
+            fetched,
+            instruction,
+        });
+        Some(instruction)
+    }
+}
+
 /// Performs the faulting instruction against the device at `fault.gpa`.
 pub fn emulate(
     platform: &mut VirtualPlatform,
+    cache: &mut DecodeCache,
     ram: &[u8],
     vcpu: &mut Vcpu,
     fault: MemoryFault,
@@ -38,10 +77,12 @@ pub fn emulate(
     let (cr0, cr3, cr4, efer) = vcpu.paging_registers();
     let paging = PagingState::new(cr0, cr3, cr4, efer);
     let mut bytes = [0u8; MAX_INSTRUCTION_LEN];
-    let fetched = fetch_instruction(&GuestRam(ram), &paging, vcpu.rip(), &mut bytes)
-        .map_err(|_| "the instruction cannot be fetched")?;
-    let instruction = decode_mmio(bytes.get(..fetched).unwrap_or_default(), CodeBitness::Bits64)
-        .map_err(|_| "the instruction is not a supported MMIO access")?;
+    let rip = vcpu.rip();
+    let fetched =
+        fetch_instruction(&GuestRam(ram), &paging, rip, &mut bytes).map_err(|_| "the instruction cannot be fetched")?;
+    let instruction = cache
+        .decode(rip, &bytes, fetched)
+        .ok_or("the instruction is not a supported MMIO access")?;
     let size = instruction.size.bytes();
     match instruction.kind {
         MmioKind::Load { dest, extend } => {

@@ -5,6 +5,11 @@
 #
 # Returns 0 after a VM exit, 1 on VMfailInvalid, 2 on VMfailValid.
 #
+# Calling convention (not the C ABI): the state pointer in RDI, the status
+# in RAX; only RBX, RBP and RSP are preserved. The caller (vmx/vcpu.rs)
+# declares every other register clobbered, so the compiler saves only what
+# it needs across the call instead of six registers on every exit.
+#
 # RunState layout (vmx/run.rs): rax rcx rdx rbx (rsp) rbp rsi rdi r8..r15 at
 # 8-byte slots 0..15, then host_rsp at 128 and launched at 136.
 
@@ -17,10 +22,6 @@
 keel_vmx_run:
     push rbp
     push rbx
-    push r12
-    push r13
-    push r14
-    push r15
     push rdi                         # the state pointer, found at [rsp] on exit
     cmp rsp, [rdi + STATE_HOST_RSP]  # HOST_RSP only changes if the caller's stack does
     je 1f
@@ -52,10 +53,6 @@ keel_vmx_run:
     mov ecx, 2
     cmovz eax, ecx
     pop rdi
-    pop r15
-    pop r14
-    pop r13
-    pop r12
     pop rbx
     pop rbp
     ret
@@ -82,10 +79,6 @@ keel_vmx_exit:
     mov [rdi + 56], rax
     mov byte ptr [rdi + STATE_LAUNCHED], 1
     pop rdi
-    pop r15
-    pop r14
-    pop r13
-    pop r12
     pop rbx
     pop rbp
     xor eax, eax

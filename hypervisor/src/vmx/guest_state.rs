@@ -111,6 +111,7 @@ impl VmxVcpu {
             ticks = ticks.min(deadline.saturating_sub(now) >> self.preemption_rate);
         }
         write(F::PreemptionTimerValue, ticks);
+        self.timer_at_entry = ticks;
     }
 
     pub fn efer(&self) -> u64 {

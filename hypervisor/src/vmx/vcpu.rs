@@ -3,6 +3,8 @@
 //! exit kind needs and return to the generic handlers.
 
 use keel_memory::{HostPhysAddr, PAGE_SIZE_4K};
+use keel_vmx::caps::ControlKind;
+use keel_vmx::controls::ExitControls;
 use keel_vmx::exit::{CrAccess, CrAccessType, EptViolation, IoDirection, IoQualification};
 use keel_vmx::instructions::{invept, invvpid, vmclear, vmptrld, InveptKind, InvvpidKind};
 use keel_vmx::{ExitInfo, ExitReason, VmFail, VmInstructionError, VmcsField as F};
@@ -21,10 +23,6 @@ struct RunState {
     regs: GuestRegisters,
     host_rsp: u64,
     launched: u64,
-}
-
-extern "C" {
-    fn keel_vmx_run(state: *mut RunState) -> u64;
 }
 
 const IO_BITMAPS_SIZE: u64 = 2 * PAGE_SIZE_4K;
@@ -62,6 +60,13 @@ pub struct VmxVcpu {
     pub(super) time_slice: u64,
     pub(super) preemption_rate: u8,
     pub(super) halted: bool,
+    /// Preemption-timer value at the last VM entry; the timer counts only
+    /// while the guest runs, so what it lost by the next exit is guest time.
+    pub(super) timer_at_entry: u64,
+    /// Guest time so far, in preemption-timer ticks.
+    guest_timer_ticks: u64,
+    /// Whether VM exits save the remaining timer value.
+    saves_timer: bool,
     pub(super) cr0_fixed0: u64,
     pub(super) cr0_fixed1: u64,
     pub(super) cr4_fixed0: u64,
@@ -92,7 +97,7 @@ impl VmxVcpu {
             rsi: entry.rsi,
             ..GuestRegisters::default()
         };
-        let vcpu = Self {
+        let mut vcpu = Self {
             state: RunState {
                 regs,
                 host_rsp: 0,
@@ -108,6 +113,12 @@ impl VmxVcpu {
                 .min(u64::from(u32::MAX)),
             preemption_rate: cpu.misc.preemption_timer_rate,
             halted: false,
+            timer_at_entry: 0,
+            guest_timer_ticks: 0,
+            saves_timer: cpu
+                .caps
+                .allowed_controls(ControlKind::Exit)
+                .supports(ExitControls::SAVE_PREEMPTION_TIMER.bits()),
             cr0_fixed0: vmcs::guest_cr0_fixed0(cpu),
             cr0_fixed1: cpu.caps.cr0_fixed1,
             cr4_fixed0: cpu.caps.cr4_fixed0,
@@ -123,7 +134,7 @@ impl VmxVcpu {
         }
     }
 
-    fn initialize(&self, cpu: &VmxCpu, entry: &LongModeEntry, eptp: u64, vpid: u16) -> Result<(), VcpuError> {
+    fn initialize(&mut self, cpu: &VmxCpu, entry: &LongModeEntry, eptp: u64, vpid: u16) -> Result<(), VcpuError> {
         // SAFETY: in VMX root operation; the VMCS frame holds the revision
         // id and belongs to this vCPU for its whole life.
         unsafe {
@@ -138,6 +149,7 @@ impl VmxVcpu {
             preemption_timer: self.time_slice as u32,
         };
         vmcs::configure(cpu, entry, &resources).map_err(VcpuError::Field)?;
+        self.timer_at_entry = self.time_slice;
         // The EPT root and VPID may have belonged to an earlier domain: drop
         // any translations the CPU still caches for them.
         // SAFETY: single-context INVEPT/INVVPID support was checked at VMXON.
@@ -150,13 +162,27 @@ impl VmxVcpu {
 
     /// Enters the guest and returns when it exits.
     pub fn run(&mut self) -> Result<VcpuExit, EntryError> {
+        let status: u64;
         // SAFETY: the VMCS is current (new() loaded it and only one vCPU runs
         // on this CPU at a time); its host state points at keel_vmx_exit and
-        // the RunState outlives the call.
-        let status = unsafe { keel_vmx_run(&mut self.state) };
+        // the RunState outlives the call. keel_vmx_run preserves only RBX,
+        // RBP and RSP, so every other register is declared clobbered.
+        unsafe {
+            core::arch::asm!(
+                "call keel_vmx_run",
+                inout("rdi") &raw mut self.state => _,
+                lateout("rax") status,
+                lateout("rcx") _, lateout("rdx") _, lateout("rsi") _,
+                lateout("r8") _, lateout("r9") _, lateout("r10") _, lateout("r11") _,
+                lateout("r12") _, lateout("r13") _, lateout("r14") _, lateout("r15") _,
+            );
+        }
         if status != 0 {
             return Err(entry_failure(status));
         }
+        let remaining = read(F::PreemptionTimerValue);
+        self.guest_timer_ticks += self.timer_at_entry.saturating_sub(remaining);
+        self.timer_at_entry = remaining;
         let info = ExitInfo::from_raw(read(F::ExitReason) as u32);
         let reason = info.reason;
         if !caused_by_instruction(reason) {
@@ -178,6 +204,7 @@ impl VmxVcpu {
             ExitReason::Hlt => VcpuExit::Halt,
             ExitReason::PreemptionTimer => {
                 write(F::PreemptionTimerValue, self.time_slice);
+                self.timer_at_entry = self.time_slice;
                 VcpuExit::TimerTick
             }
             ExitReason::ExternalInterrupt => VcpuExit::HostInterrupt,
@@ -300,6 +327,13 @@ impl VmxVcpu {
     /// Moves RIP past an instruction the hypervisor decoded itself.
     pub fn advance_rip(&mut self, len: u64) {
         write(F::GuestRip, read(F::GuestRip).wrapping_add(len));
+    }
+
+    /// Time spent in the guest, in TSC cycles (to the timer's resolution);
+    /// `None` when the CPU cannot save the timer value on exits.
+    pub fn guest_tsc_cycles(&self) -> Option<u64> {
+        self.saves_timer
+            .then_some(self.guest_timer_ticks << self.preemption_rate)
     }
 
     pub fn regs(&mut self) -> &mut GuestRegisters {
