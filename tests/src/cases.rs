@@ -50,6 +50,7 @@ fn bochs_selftest() -> TestCase {
     .expect_text("guest1: selftest: vmcall ok")
     .expect_text("guest1: selftest: hlt ok")
     .expect_text("guest1: selftest: preemption timer ok")
+    .expect_text("guest1: selftest: msr #gp ok")
     .expect_regex(r"keel: domain 1 stopped: EPT violation at GPA 0x[0-9a-f]+")
     .expect_regex(r"keel: domain 1 exits:.*\bcpuid=[1-9]")
     .expect_regex(r"keel: domain 1 exits:.*\bio=[1-9]")
@@ -57,6 +58,7 @@ fn bochs_selftest() -> TestCase {
     .expect_regex(r"keel: domain 1 exits:.*\bhlt=[1-9]")
     .expect_regex(r"keel: domain 1 exits:.*\bpreemption-timer=[1-9]")
     .expect_regex(r"keel: domain 1 exits:.*\bept-violation=1\b")
+    .expect_regex(r"keel: domain 1 exits:.*\brdmsr=1\b")
     .expect_regex(r"keel: domain 2 stopped: unhandled exit")
     .finish_on_text("keel: selftest passed")
     .forbid_text("keel: selftest FAILED");

@@ -87,6 +87,16 @@ selftest:
 3:  lea rsi, [rip + msg_timer]
     call puts
 
+    mov r15, 7                       # check 7: an unknown MSR raises #GP in the guest
+    call install_idt
+    xor r14d, r14d
+    mov ecx, 0x4b564dff
+    rdmsr
+    cmp r14d, 1
+    jne fail
+    lea rsi, [rip + msg_msr]
+    call puts
+
     mov eax, {HC_SELFTEST_DONE}
     xor edi, edi
     vmcall
@@ -161,6 +171,33 @@ bench:
     vmcall
     ud2
 
+# An IDT whose #GP handler counts the fault in R14 and skips the 2-byte
+# faulting instruction (RDMSR/WRMSR); every other vector stays empty.
+install_idt:
+    lea rax, [rip + gp_handler]
+    mov rdi, {IDT_GPA} + 13 * 16
+    mov word ptr [rdi], ax           # offset 15:0
+    mov word ptr [rdi + 2], {CODE_SELECTOR}
+    mov word ptr [rdi + 4], 0x8e00   # present 64-bit interrupt gate
+    shr rax, 16
+    mov word ptr [rdi + 6], ax       # offset 31:16
+    shr rax, 16
+    mov dword ptr [rdi + 8], eax     # offset 63:32
+    mov dword ptr [rdi + 12], 0
+    sub rsp, 16
+    mov word ptr [rsp], 256 * 16 - 1
+    mov rax, {IDT_GPA}
+    mov qword ptr [rsp + 2], rax
+    lidt [rsp]
+    add rsp, 16
+    ret
+
+gp_handler:
+    add rsp, 8                       # the error code
+    add qword ptr [rsp], 2           # return past the faulting instruction
+    inc r14d
+    iretq
+
 read_tsc:                            # rax = TSC
     rdtsc
     shl rdx, 32
@@ -195,6 +232,7 @@ msg_io:       .asciz "selftest: io ok"
 msg_vmcall:   .asciz "selftest: vmcall ok"
 msg_hlt:      .asciz "selftest: hlt ok"
 msg_timer:    .asciz "selftest: preemption timer ok"
+msg_msr:      .asciz "selftest: msr #gp ok"
 msg_survived: .asciz "selftest: unmapped memory did not fault"
 msg_failed:   .asciz "selftest: check failed"
 msg_invd:     .asciz "unhandled-exit test: executing INVD"

@@ -38,6 +38,8 @@ core::arch::global_asm!(
     BENCH_VMCALL = const BenchKind::Vmcall as u64,
     BENCH_IO = const BenchKind::Io as u64,
     UNMAPPED_GPA = const UNMAPPED_GPA,
+    IDT_GPA = const IDT_GPA,
+    CODE_SELECTOR = const keel_guest_loader::long_mode::BOOT_CODE_SELECTOR,
 );
 
 extern "C" {
@@ -49,6 +51,7 @@ extern "C" {
 const RAM_SIZE: u64 = 2 * PAGE_SIZE_2M;
 const GDT_GPA: u64 = 0x800;
 const PAGE_TABLES_GPA: u64 = 0x1000;
+const IDT_GPA: u64 = 0x8000;
 const CODE_GPA: u64 = 0x10_0000;
 const STACK_TOP_GPA: u64 = 0x8_0000;
 const IDENTITY_MAP_BYTES: u64 = 1 << 30;
