@@ -218,6 +218,20 @@ fn handle(domain: &mut Domain, vcpu: &mut Vcpu, exit: VcpuExit) -> Next {
         } else {
             GuestFault::GeneralProtection
         }),
+        // A machine with a reset line (a platform) resets; the bare test
+        // guests have none, so their triple fault is a plain failure.
+        VcpuExit::TripleFault if domain.platform.is_some() => {
+            log::warn!("domain {}: triple fault at rip={:#x}: resetting", domain.id, vcpu.rip());
+            return Next::Stop(StopReason::Power(PowerAction::Reset));
+        }
+        VcpuExit::TripleFault => {
+            return Next::Stop(StopReason::Unhandled {
+                reason: "triple-fault",
+                number: 2,
+                qualification: 0,
+                rip: vcpu.rip(),
+            });
+        }
         VcpuExit::Unhandled {
             reason,
             number,

@@ -88,6 +88,8 @@ pub enum VcpuExit {
     Xsetbv,
     /// The guest can take an interrupt now (it asked for a window).
     InterruptWindow,
+    /// The guest triple-faulted: on a PC that resets the machine.
+    TripleFault,
     /// An exit Keel does not handle; the domain is stopped.
     Unhandled {
         reason: &'static str,

@@ -226,6 +226,7 @@ impl VmxVcpu {
             },
             ExitReason::CrAccess => self.decode_cr_access(read(F::ExitQualification)),
             ExitReason::Xsetbv => VcpuExit::Xsetbv,
+            ExitReason::TripleFault => VcpuExit::TripleFault,
             ExitReason::InterruptWindow => {
                 self.set_interrupt_window(false);
                 VcpuExit::InterruptWindow
