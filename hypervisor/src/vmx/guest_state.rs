@@ -148,4 +148,59 @@ impl VmxVcpu {
             write(F::EntryInstructionLength, read(F::ExitInstructionLength));
         }
     }
+
+    /// A general-purpose register by its encoding number (RSP from the VMCS).
+    pub fn gpr(&self, number: usize) -> u64 {
+        if number == 4 {
+            return read(F::GuestRsp);
+        }
+        let regs = self.registers();
+        [
+            regs.rax, regs.rcx, regs.rdx, regs.rbx, 0, regs.rbp, regs.rsi, regs.rdi, regs.r8, regs.r9, regs.r10,
+            regs.r11, regs.r12, regs.r13, regs.r14, regs.r15,
+        ]
+        .get(number)
+        .copied()
+        .unwrap_or(0)
+    }
+
+    /// Sets a general-purpose register by its encoding number.
+    pub fn set_gpr(&mut self, number: usize, value: u64) {
+        let regs = self.regs();
+        let slot = match number {
+            0 => &mut regs.rax,
+            1 => &mut regs.rcx,
+            2 => &mut regs.rdx,
+            3 => &mut regs.rbx,
+            4 => return write(F::GuestRsp, value),
+            5 => &mut regs.rbp,
+            6 => &mut regs.rsi,
+            7 => &mut regs.rdi,
+            8 => &mut regs.r8,
+            9 => &mut regs.r9,
+            10 => &mut regs.r10,
+            11 => &mut regs.r11,
+            12 => &mut regs.r12,
+            13 => &mut regs.r13,
+            14 => &mut regs.r14,
+            15 => &mut regs.r15,
+            _ => return,
+        };
+        *slot = value;
+    }
+
+    /// CR0, CR3, CR4 and EFER as the CPU uses them for the guest's paging.
+    pub fn paging_registers(&self) -> (u64, u64, u64, u64) {
+        (
+            read(F::GuestCr0),
+            read(F::GuestCr3),
+            read(F::GuestCr4),
+            read(F::GuestIa32Efer),
+        )
+    }
+
+    /// Moves RIP past an instruction the hypervisor decoded itself.
+    pub fn advance_rip(&mut self, len: u64) {
+        write(F::GuestRip, read(F::GuestRip).wrapping_add(len));
+    }
 }

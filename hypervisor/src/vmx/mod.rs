@@ -5,6 +5,7 @@
 mod guest_state;
 mod vcpu;
 mod vmcs;
+mod vmcs_access;
 
 pub use vcpu::VmxVcpu;
 

@@ -10,6 +10,7 @@ use keel_vmx::instructions::{invept, invvpid, vmclear, vmptrld, InveptKind, Invv
 use keel_vmx::{ExitInfo, ExitReason, VmFail, VmInstructionError, VmcsField as F};
 
 use super::vmcs::{self, FieldError, VmcsResources};
+pub(super) use super::vmcs_access::{read, write};
 use super::{allocate_vmx_region, VmxCpu};
 use crate::memory;
 use crate::vcpu::{EntryError, GuestRegisters, LongModeEntry, MemoryFault, PortAccess, VcpuExit};
@@ -185,9 +186,6 @@ impl VmxVcpu {
         self.timer_at_entry = remaining;
         let info = ExitInfo::from_raw(read(F::ExitReason) as u32);
         let reason = info.reason;
-        if !caused_by_instruction(reason) {
-            self.reinject_interrupted_event();
-        }
         if let Some(count) = self.exit_counts.get_mut(reason.index()) {
             *count += 1;
         }
@@ -197,18 +195,26 @@ impl VmxVcpu {
                 qualification: read(F::ExitQualification),
             });
         }
+        // Exits caused by executing an instruction come after any event
+        // delivery finished; the others may have interrupted one, which must
+        // be delivered again (IDT-vectoring information).
         Ok(match reason {
             ExitReason::Cpuid => VcpuExit::Cpuid,
             ExitReason::Vmcall => VcpuExit::Hypercall,
             ExitReason::IoInstruction => decode_io(read(F::ExitQualification)),
             ExitReason::Hlt => VcpuExit::Halt,
             ExitReason::PreemptionTimer => {
+                self.reinject_interrupted_event();
                 write(F::PreemptionTimerValue, self.time_slice);
                 self.timer_at_entry = self.time_slice;
                 VcpuExit::TimerTick
             }
-            ExitReason::ExternalInterrupt => VcpuExit::HostInterrupt,
+            ExitReason::ExternalInterrupt => {
+                self.reinject_interrupted_event();
+                VcpuExit::HostInterrupt
+            }
             ExitReason::EptViolation => {
+                self.reinject_interrupted_event();
                 let violation = EptViolation::from_raw(read(F::ExitQualification));
                 VcpuExit::MemoryFault(MemoryFault {
                     gpa: read(F::GuestPhysicalAddress),
@@ -228,14 +234,18 @@ impl VmxVcpu {
             ExitReason::Xsetbv => VcpuExit::Xsetbv,
             ExitReason::TripleFault => VcpuExit::TripleFault,
             ExitReason::InterruptWindow => {
+                self.reinject_interrupted_event();
                 self.set_interrupt_window(false);
                 VcpuExit::InterruptWindow
             }
-            other => VcpuExit::Unhandled {
-                reason: other.name(),
-                number: u32::from(other.number()),
-                qualification: read(F::ExitQualification),
-            },
+            other => {
+                self.reinject_interrupted_event();
+                VcpuExit::Unhandled {
+                    reason: other.name(),
+                    number: u32::from(other.number()),
+                    qualification: read(F::ExitQualification),
+                }
+            }
         })
     }
 
@@ -275,66 +285,15 @@ impl VmxVcpu {
         }
     }
 
-    /// A general-purpose register by its encoding number (RSP from the VMCS).
-    pub fn gpr(&self, number: usize) -> u64 {
-        if number == 4 {
-            return read(F::GuestRsp);
-        }
-        let regs = &self.state.regs;
-        [
-            regs.rax, regs.rcx, regs.rdx, regs.rbx, 0, regs.rbp, regs.rsi, regs.rdi, regs.r8, regs.r9, regs.r10,
-            regs.r11, regs.r12, regs.r13, regs.r14, regs.r15,
-        ]
-        .get(number)
-        .copied()
-        .unwrap_or(0)
-    }
-
-    /// Sets a general-purpose register by its encoding number.
-    pub fn set_gpr(&mut self, number: usize, value: u64) {
-        let regs = &mut self.state.regs;
-        let slot = match number {
-            0 => &mut regs.rax,
-            1 => &mut regs.rcx,
-            2 => &mut regs.rdx,
-            3 => &mut regs.rbx,
-            4 => return write(F::GuestRsp, value),
-            5 => &mut regs.rbp,
-            6 => &mut regs.rsi,
-            7 => &mut regs.rdi,
-            8 => &mut regs.r8,
-            9 => &mut regs.r9,
-            10 => &mut regs.r10,
-            11 => &mut regs.r11,
-            12 => &mut regs.r12,
-            13 => &mut regs.r13,
-            14 => &mut regs.r14,
-            15 => &mut regs.r15,
-            _ => return,
-        };
-        *slot = value;
-    }
-
-    /// CR0, CR3, CR4 and EFER as the CPU uses them for the guest's paging.
-    pub fn paging_registers(&self) -> (u64, u64, u64, u64) {
-        (
-            read(F::GuestCr0),
-            read(F::GuestCr3),
-            read(F::GuestCr4),
-            read(F::GuestIa32Efer),
-        )
-    }
-
-    /// Moves RIP past an instruction the hypervisor decoded itself.
-    pub fn advance_rip(&mut self, len: u64) {
-        write(F::GuestRip, read(F::GuestRip).wrapping_add(len));
-    }
-
     /// Time spent in the guest, in TSC cycles (to the timer's resolution);
     /// `None` when the CPU cannot save the timer value on exits.
     pub fn guest_tsc_cycles(&self) -> Option<u64> {
         self.saves_timer
             .then_some(self.guest_timer_ticks << self.preemption_rate)
+    }
+
+    pub(super) fn registers(&self) -> &GuestRegisters {
+        &self.state.regs
     }
 
     pub fn regs(&mut self) -> &mut GuestRegisters {
@@ -405,23 +364,6 @@ impl VmxVcpu {
     }
 }
 
-/// Exits caused by executing an instruction happen after any event
-/// delivery finished, so they never interrupt one (no IDT-vectoring info).
-#[inline(always)]
-fn caused_by_instruction(reason: ExitReason) -> bool {
-    matches!(
-        reason,
-        ExitReason::Cpuid
-            | ExitReason::Vmcall
-            | ExitReason::IoInstruction
-            | ExitReason::Hlt
-            | ExitReason::Rdmsr
-            | ExitReason::Wrmsr
-            | ExitReason::CrAccess
-            | ExitReason::Xsetbv
-    )
-}
-
 fn decode_io(qualification: u64) -> VcpuExit {
     match IoQualification::from_raw(qualification) {
         Ok(io) if !io.string => VcpuExit::Port(PortAccess {
@@ -442,50 +384,4 @@ fn entry_failure(status: u64) -> EntryError {
         return EntryError::NoCurrentVmcs;
     }
     EntryError::Instruction(VmInstructionError::from_u32(read(F::VmInstructionError) as u32))
-}
-
-/// VMREAD of a field the current VMCS always has; a failure would mean no
-/// current VMCS, which `run` already rules out, so it reads as 0.
-#[inline(always)]
-pub(super) fn read(field: F) -> u64 {
-    // VMREAD leaves its destination untouched when it fails, so a failure
-    // reads as the 0 loaded first; on the exit path that saves a flag check.
-    let value: u64;
-    // SAFETY: only called while this vCPU's VMCS is current in VMX root
-    // operation; VMREAD touches nothing but its destination register.
-    unsafe {
-        core::arch::asm!(
-            "xor {value:e}, {value:e}",
-            "vmread {value}, {field}",
-            value = out(reg) value,
-            field = in(reg) u64::from(field.encoding()),
-            options(nostack, nomem),
-        );
-    }
-    value
-}
-
-#[inline(always)]
-pub(super) fn write(field: F, value: u64) {
-    let failed: u8;
-    // SAFETY: as for `read`; the fields written here are guest state or
-    // controls whose values the callers keep consistent.
-    unsafe {
-        core::arch::asm!(
-            "vmwrite {field}, {value}",
-            "setbe {failed}",
-            field = in(reg) u64::from(field.encoding()),
-            value = in(reg) value,
-            failed = out(reg_byte) failed,
-            options(nostack, nomem),
-        );
-    }
-    if failed != 0 {
-        write_failed(field);
-    }
-}
-
-#[cold]
-fn write_failed(field: F) {
-    log::error!("VMWRITE {} failed", field.name());
 }

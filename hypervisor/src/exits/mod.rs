@@ -2,21 +2,18 @@
 //! domain stops. Everything a guest does here is untrusted; the worst it can
 //! achieve is stopping its own domain.
 
-use core::arch::x86_64::__cpuid_count;
-
-use keel_abi::hypercall::{
-    BenchKind, ABI_VERSION, HC_BENCH_REPORT, HC_DOMAIN_STOP, HC_ERR_INVALID, HC_ERR_UNKNOWN, HC_SELFTEST_DONE,
-    HC_TIMER_TICKS, HC_VERSION,
-};
-use keel_abi::DEBUG_CONSOLE_PORT;
-use keel_hypervisor::cpuid_policy::{self, CpuidResult, GuestCpu};
+use keel_abi::hypercall::HC_ERR_INVALID;
 
 use keel_devices::PowerAction;
 
 use crate::domain::Domain;
-use crate::vcpu::{EntryError, GuestFault, GuestRegisters, MemoryFault, PortAccess, VcpuExit};
+use crate::vcpu::{EntryError, GuestFault, MemoryFault, VcpuExit};
 use crate::vmx::VmxVcpu as Vcpu;
 use crate::{mmio, msr};
+
+mod handlers;
+
+use handlers::{emulate_cpuid, emulate_debug_port, forward_console_input, halt, hypercall, port_io};
 
 /// Why a domain stopped running.
 #[derive(Clone, Copy, Debug)]
@@ -246,112 +243,6 @@ fn handle(domain: &mut Domain, vcpu: &mut Vcpu, exit: VcpuExit) -> Next {
         }
     }
     Next::Resume
-}
-
-fn emulate_cpuid(regs: &mut GuestRegisters, cpu: &GuestCpu) {
-    let leaf = regs.rax as u32;
-    let subleaf = regs.rcx as u32;
-    let answer = if cpuid_policy::is_hypervisor_leaf(leaf) {
-        cpuid_policy::hypervisor_leaf(leaf)
-    } else {
-        let host = __cpuid_count(leaf, subleaf);
-        let host = CpuidResult {
-            eax: host.eax,
-            ebx: host.ebx,
-            ecx: host.ecx,
-            edx: host.edx,
-        };
-        cpuid_policy::guest_leaf(leaf, subleaf, host, cpu)
-    };
-    regs.rax = u64::from(answer.eax);
-    regs.rbx = u64::from(answer.ebx);
-    regs.rcx = u64::from(answer.ecx);
-    regs.rdx = u64::from(answer.edx);
-}
-
-/// HLT. In a domain with interrupt controllers the vCPU sleeps until its
-/// timer or an interrupt; without them (the test guests) nothing could wake
-/// it, so HLT completes at once.
-fn halt(domain: &mut Domain, vcpu: &mut Vcpu) -> Next {
-    let Some(platform) = domain.platform.as_deref_mut() else {
-        vcpu.skip_instruction();
-        return Next::Resume;
-    };
-    if platform.pending_interrupt().is_some() {
-        vcpu.skip_instruction();
-    } else if !vcpu.interrupts_enabled() {
-        return Next::Stop(StopReason::HaltedForever { rip: vcpu.rip() });
-    } else {
-        vcpu.halt();
-        vcpu.arm_timer(platform.timer_deadline());
-    }
-    Next::Resume
-}
-
-/// Hands bytes typed on Keel's console to the domain's serial port.
-fn forward_console_input(platform: &mut crate::vplatform::VirtualPlatform) {
-    while let Some(byte) = crate::console::try_read_byte() {
-        if !platform.console_input(byte) {
-            break;
-        }
-    }
-}
-
-fn port_io(platform: &mut crate::vplatform::VirtualPlatform, regs: &mut GuestRegisters, access: PortAccess) {
-    if access.write {
-        platform.port_write(access.port, access.size, regs.rax);
-    } else {
-        let value = platform.port_read(access.port, access.size) as u32;
-        regs.rax = merge_in(regs.rax, value, access.size);
-    }
-}
-
-/// IN writes AL/AX/EAX; a 32-bit IN zeroes the upper half of RAX.
-fn merge_in(rax: u64, value: u32, size: u8) -> u64 {
-    match size {
-        1 => (rax & !0xff) | u64::from(value & 0xff),
-        2 => (rax & !0xffff) | u64::from(value & 0xffff),
-        _ => u64::from(value),
-    }
-}
-
-/// Port I/O of the test guests: the debug console is their only device;
-/// every other port behaves like an empty bus.
-fn emulate_debug_port(domain: &mut Domain, regs: &mut GuestRegisters, access: PortAccess) {
-    if access.write {
-        if access.port == DEBUG_CONSOLE_PORT {
-            if let Some(line) = domain.console.push(regs.rax as u8) {
-                crate::console_println!("guest{}: {line}", domain.id);
-            }
-        }
-        return;
-    }
-    let value: u32 = if access.port == DEBUG_CONSOLE_PORT {
-        u32::from(DEBUG_CONSOLE_PORT as u8)
-    } else {
-        u32::MAX
-    };
-    regs.rax = merge_in(regs.rax, value, access.size);
-}
-
-fn hypercall(domain: &mut Domain, regs: &GuestRegisters) -> Result<u64, StopReason> {
-    Ok(match regs.rax {
-        HC_VERSION => ABI_VERSION,
-        HC_TIMER_TICKS => domain.timer_ticks,
-        HC_BENCH_REPORT => match BenchKind::from_u64(regs.rdi) {
-            Some(kind) => {
-                crate::console_println!("exit-cost {} {}", kind.name(), regs.rsi);
-                0
-            }
-            None => HC_ERR_INVALID,
-        },
-        HC_SELFTEST_DONE => {
-            domain.selftest_report = Some(regs.rdi);
-            0
-        }
-        HC_DOMAIN_STOP => return Err(StopReason::Requested { status: regs.rdi }),
-        _ => HC_ERR_UNKNOWN,
-    })
 }
 
 /// Prints how a domain ended: the stop reason, exits by reason and where
