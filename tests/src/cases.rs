@@ -275,9 +275,10 @@ guest1: selftest: io ok
 guest1: selftest: vmcall ok
 guest1: selftest: hlt ok
 guest1: selftest: preemption timer ok
-keel: domain 1 stopped: EPT violation at GPA 0xdead000
-keel: domain 1 exits: cpuid=4 io=2 vmcall=1 hlt=1 preemption-timer=1 ept-violation=1
-keel: domain 2 stopped: unhandled exit 10 (RDRAND)
+guest1: selftest: msr #gp ok
+keel: domain 1 stopped: EPT violation at GPA 0x30000000 (read) rip=0x10016d: no memory or device there
+keel: domain 1 exits: cpuid=2 hlt=1 vmcall=9 io=140 rdmsr=1 ept-violation=1 preemption-timer=1 total=155
+keel: domain 2 stopped: unhandled exit invd (reason 13), qualification 0x0, rip=0x1001b5
 keel: selftest passed
 ";
 
