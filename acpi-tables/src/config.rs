@@ -26,6 +26,10 @@ pub struct GuestAcpiConfig<'a> {
     pub hw_reduced: bool,
     pub boot_arch_flags: BootArchFlags,
     pub oem_id: [u8; 6],
+    /// 16550 serial ports described in the DSDT (`PNP0501` devices). A
+    /// hardware-reduced guest has no legacy ISA IRQs, so a UART's interrupt
+    /// reaches the OS only through such a description.
+    pub serial_ports: &'a [SerialPort],
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -185,4 +189,13 @@ mod tests {
         assert_eq!(IsaOverride::TIMER.gsi, 2);
         assert_eq!(IsaOverride::TIMER.flags, 0);
     }
+}
+
+/// A 16550-compatible UART at an I/O port range with one interrupt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SerialPort {
+    /// First of its eight I/O ports.
+    pub io_base: u16,
+    /// The I/O APIC input (GSI) its interrupt drives, edge-triggered, active high.
+    pub gsi: u32,
 }

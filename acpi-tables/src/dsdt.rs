@@ -1,10 +1,11 @@
-//! Differentiated System Description Table: the guest's AML namespace. Keel
-//! describes no devices through AML; it only needs `\_S5_` so Linux can power
-//! the guest off.
+//! Differentiated System Description Table: the guest's AML namespace:
+//! `\_S5_` so Linux can power the guest off, and the serial ports (a
+//! hardware-reduced guest learns their interrupts only from here).
 
 use alloc::vec::Vec;
 
-use crate::aml::{encode_name, DataObject};
+use crate::aml::{eisa_id, encode_device, encode_name, encode_scope, resource, AmlError, DataObject};
+use crate::config::SerialPort;
 use crate::error::AcpiError;
 use crate::sdt::{assemble_table, TableKind};
 
@@ -18,7 +19,7 @@ const KIND: TableKind = TableKind {
 /// PM1 control emulation must treat it as power-off.
 pub const S5_SLEEP_TYPE: u8 = 5;
 
-pub(crate) fn build_dsdt(oem_id: [u8; 6]) -> Result<Vec<u8>, AcpiError> {
+pub(crate) fn build_dsdt(oem_id: [u8; 6], serial_ports: &[SerialPort]) -> Result<Vec<u8>, AcpiError> {
     let s5_type = DataObject::Integer(u64::from(S5_SLEEP_TYPE));
     // SLP_TYPa, SLP_TYPb, then two reserved elements.
     let s5 = [s5_type, s5_type, DataObject::Integer(0), DataObject::Integer(0)];
@@ -26,7 +27,31 @@ pub(crate) fn build_dsdt(oem_id: [u8; 6]) -> Result<Vec<u8>, AcpiError> {
     // The DSDT's scope is the root, so the relative name is `\_S5_`; this is
     // also exactly what iasl emits for `Name (\_S5, Package () {5, 5, 0, 0})`.
     encode_name("_S5_", &DataObject::Package(&s5), &mut aml)?;
+    if !serial_ports.is_empty() {
+        let mut devices = Vec::new();
+        for (index, port) in serial_ports.iter().enumerate() {
+            encode_serial_port(index, port, &mut devices)?;
+        }
+        // At the root, `_SB_` and `\_SB_` name the same scope; iasl emits the former.
+        encode_scope("_SB_", &devices, &mut aml)?;
+    }
     assemble_table(KIND, oem_id, &aml)
+}
+
+/// `Device (COMn) { Name (_HID, EisaId ("PNP0501")) Name (_UID, n) Name (_CRS, ...) }`.
+fn encode_serial_port(index: usize, port: &SerialPort, out: &mut Vec<u8>) -> Result<(), AmlError> {
+    const NAMES: [&str; 4] = ["COM1", "COM2", "COM3", "COM4"];
+    let name = NAMES.get(index).ok_or(AmlError::InvalidNameSegment)?;
+    let mut resources = Vec::new();
+    resource::io_ports(port.io_base, 8, &mut resources);
+    resource::interrupt(port.gsi, true, false, &mut resources);
+    resource::end(&mut resources);
+    let mut body = Vec::new();
+    let hid = eisa_id("PNP0501").ok_or(AmlError::InvalidNameSegment)?;
+    encode_name("_HID", &DataObject::Integer(u64::from(hid)), &mut body)?;
+    encode_name("_UID", &DataObject::Integer(index as u64 + 1), &mut body)?;
+    encode_name("_CRS", &DataObject::Buffer(&resources), &mut body)?;
+    encode_device(name, &body, out)
 }
 
 #[cfg(test)]
@@ -35,8 +60,24 @@ mod tests {
     use crate::sdt::SDT_HEADER_LEN;
 
     #[test]
+    fn serial_port_device_matches_iasl() {
+        // iasl -p of: Name (_S5, Package () {5, 5, 0, 0}) Scope (\_SB) { Device (COM1) {
+        //   Name (_HID, EisaId ("PNP0501")) Name (_UID, One) Name (_CRS, ResourceTemplate () {
+        //   IO (Decode16, 0x03F8, 0x03F8, 0x01, 0x08)
+        //   Interrupt (ResourceConsumer, Edge, ActiveHigh, Exclusive) {4} }) } }
+        let expected: &[u8] = &[
+            0x08, 0x5f, 0x53, 0x35, 0x5f, 0x12, 0x08, 0x04, 0x0a, 0x05, 0x0a, 0x05, 0x00, 0x00, 0x10, 0x38, 0x5f, 0x53,
+            0x42, 0x5f, 0x5b, 0x82, 0x31, 0x43, 0x4f, 0x4d, 0x31, 0x08, 0x5f, 0x48, 0x49, 0x44, 0x0c, 0x41, 0xd0, 0x05,
+            0x01, 0x08, 0x5f, 0x55, 0x49, 0x44, 0x01, 0x08, 0x5f, 0x43, 0x52, 0x53, 0x11, 0x16, 0x0a, 0x13, 0x47, 0x01,
+            0xf8, 0x03, 0xf8, 0x03, 0x01, 0x08, 0x89, 0x06, 0x00, 0x03, 0x01, 0x04, 0x00, 0x00, 0x00, 0x79, 0x00,
+        ];
+        let dsdt = build_dsdt(*b"KEEL  ", &[SerialPort { io_base: 0x3f8, gsi: 4 }]).unwrap();
+        assert_eq!(&dsdt[SDT_HEADER_LEN..], expected);
+    }
+
+    #[test]
     fn dsdt_body_is_the_s5_declaration() {
-        let dsdt = build_dsdt(*b"KEEL  ").unwrap();
+        let dsdt = build_dsdt(*b"KEEL  ", &[]).unwrap();
         assert_eq!(&dsdt[0..4], b"DSDT");
         assert_eq!(dsdt[8], 2);
         assert_eq!(

@@ -11,8 +11,8 @@
 use alloc::boxed::Box;
 
 use keel_acpi_tables::{
-    build_guest_acpi, BootArchFlags, GuestAcpiConfig, IoApicConfig, PowerManagement, ResetRegister, SleepRegisters,
-    DEFAULT_LOCAL_APIC_ADDRESS, KEEL_OEM_ID,
+    build_guest_acpi, BootArchFlags, GuestAcpiConfig, IoApicConfig, PowerManagement, ResetRegister, SerialPort,
+    SleepRegisters, DEFAULT_LOCAL_APIC_ADDRESS, KEEL_OEM_ID,
 };
 use keel_devices::acpi_pm::{PM1A_CONTROL_PORT, PM1A_EVENT_PORT, PM_TIMER_PORT, SLEEP_CONTROL_PORT, SLEEP_STATUS_PORT};
 use keel_devices::ioapic::IOAPIC_BASE;
@@ -29,7 +29,7 @@ use crate::exits::{report_stop, run_until_stopped, StopReason, TimeSplit};
 use crate::platform::Outcome;
 use crate::vcpu::LongModeEntry;
 use crate::vmx::{VmxCpu, VmxVcpu};
-use crate::vplatform::{VirtualPlatform, IOAPIC_ID};
+use crate::vplatform::{VirtualPlatform, COM1_BASE, COM1_IRQ, IOAPIC_ID};
 
 const DOM0_ID: u16 = 0;
 const DOM0_VPID: u16 = 1;
@@ -182,7 +182,7 @@ fn prepare(domain: &mut Domain, images: &Dom0Images, ram_bytes: u64, tsc_hz: Opt
 }
 
 fn run_vcpu(cpu: &VmxCpu, domain: &mut Domain, entry: &LongModeEntry) -> Result<StopReason, ()> {
-    let mut vcpu = VmxVcpu::new(cpu, entry, domain.eptp(), DOM0_VPID)
+    let mut vcpu = VmxVcpu::new(cpu, entry, domain.eptp(), DOM0_VPID, time_slice_tsc(domain.cpu.tsc_hz))
         .map_err(|error| log::error!("dom0: creating its vCPU: {error}"))?;
     crate::msr::pass_through_msrs(&mut vcpu);
     let mut time = TimeSplit::default();
@@ -193,6 +193,12 @@ fn run_vcpu(cpu: &VmxCpu, domain: &mut Domain, entry: &LongModeEntry) -> Result<
     report_stop(DOM0_ID, &stop, &vcpu, &time);
     vcpu.destroy();
     Ok(stop)
+}
+
+/// 1 ms: Dom0 owns the console, and Keel looks for typed bytes at the end of
+/// every slice (the host UART holds only 16 of them).
+fn time_slice_tsc(tsc_hz: Option<u64>) -> u64 {
+    tsc_hz.map_or(2_000_000, |hz| hz / 1000)
 }
 
 fn acpi_config() -> GuestAcpiConfig<'static> {
@@ -221,5 +227,9 @@ fn acpi_config() -> GuestAcpiConfig<'static> {
         hw_reduced: true,
         boot_arch_flags: BootArchFlags::VGA_NOT_PRESENT,
         oem_id: KEEL_OEM_ID,
+        serial_ports: &[SerialPort {
+            io_base: COM1_BASE,
+            gsi: COM1_IRQ,
+        }],
     }
 }

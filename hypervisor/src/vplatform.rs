@@ -249,6 +249,10 @@ impl VirtualPlatform {
         taken
     }
 
+    pub fn can_accept_console_input(&self) -> bool {
+        self.uart.can_accept_input()
+    }
+
     pub fn take_power_request(&mut self) -> Option<PowerAction> {
         self.effects.power.take()
     }

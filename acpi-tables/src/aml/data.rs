@@ -12,6 +12,7 @@ const WORD_PREFIX: u8 = 0x0B;
 const DWORD_PREFIX: u8 = 0x0C;
 const STRING_PREFIX: u8 = 0x0D;
 const QWORD_PREFIX: u8 = 0x0E;
+const BUFFER_OP: u8 = 0x11;
 const PACKAGE_OP: u8 = 0x12;
 const NULL_CHAR: u8 = 0x00;
 
@@ -22,6 +23,8 @@ pub enum DataObject<'a> {
     /// ASCII text without NULs.
     String(&'a str),
     Package(&'a [DataObject<'a>]),
+    /// Raw bytes, e.g. a resource template.
+    Buffer(&'a [u8]),
 }
 
 impl DataObject<'_> {
@@ -33,6 +36,7 @@ impl DataObject<'_> {
             }
             Self::String(text) => encode_string(text, out),
             Self::Package(elements) => encode_package(elements, out),
+            Self::Buffer(bytes) => encode_buffer(bytes, out),
         }
     }
 }
@@ -68,6 +72,16 @@ fn encode_string(text: &str, out: &mut Vec<u8>) -> Result<(), AmlError> {
     out.push(STRING_PREFIX);
     out.extend_from_slice(text.as_bytes());
     out.push(NULL_CHAR);
+    Ok(())
+}
+
+fn encode_buffer(bytes: &[u8], out: &mut Vec<u8>) -> Result<(), AmlError> {
+    let mut body = Vec::new();
+    encode_integer(bytes.len() as u64, &mut body);
+    body.extend_from_slice(bytes);
+    out.push(BUFFER_OP);
+    encode_pkg_length(body.len(), out)?;
+    out.extend_from_slice(&body);
     Ok(())
 }
 

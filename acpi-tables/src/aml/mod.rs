@@ -5,6 +5,7 @@
 mod data;
 mod name;
 mod pkg_length;
+pub mod resource;
 
 use alloc::vec::Vec;
 use core::fmt;
@@ -14,12 +15,51 @@ pub use name::encode_name_string;
 pub use pkg_length::encode_pkg_length;
 
 const NAME_OP: u8 = 0x08;
+const SCOPE_OP: u8 = 0x10;
+const EXT_OP_PREFIX: u8 = 0x5B;
+const DEVICE_OP: u8 = 0x82;
 
 /// Encodes `DefName`: binds `path` to `value` in the namespace.
 pub fn encode_name(path: &str, value: &DataObject<'_>, out: &mut Vec<u8>) -> Result<(), AmlError> {
     out.push(NAME_OP);
     encode_name_string(path, out)?;
     value.encode(out)
+}
+
+/// Encodes `DefScope`: opens `path` and places the already-encoded `body` in it.
+pub fn encode_scope(path: &str, body: &[u8], out: &mut Vec<u8>) -> Result<(), AmlError> {
+    let mut inner = Vec::new();
+    encode_name_string(path, &mut inner)?;
+    inner.extend_from_slice(body);
+    out.push(SCOPE_OP);
+    encode_pkg_length(inner.len(), out)?;
+    out.extend_from_slice(&inner);
+    Ok(())
+}
+
+/// Encodes `DefDevice`: declares device `name` holding the already-encoded `body`.
+pub fn encode_device(name: &str, body: &[u8], out: &mut Vec<u8>) -> Result<(), AmlError> {
+    let mut inner = Vec::new();
+    encode_name_string(name, &mut inner)?;
+    inner.extend_from_slice(body);
+    out.extend_from_slice(&[EXT_OP_PREFIX, DEVICE_OP]);
+    encode_pkg_length(inner.len(), out)?;
+    out.extend_from_slice(&inner);
+    Ok(())
+}
+
+/// The 32-bit compressed EISA id of a PNP id such as `PNP0501` (what iasl's
+/// `EisaId()` produces), or `None` if `id` is not three letters and four hex digits.
+pub fn eisa_id(id: &str) -> Option<u32> {
+    let bytes = id.as_bytes();
+    if bytes.len() != 7 || !bytes[..3].iter().all(u8::is_ascii_uppercase) {
+        return None;
+    }
+    let letters = bytes[..3].iter().fold(0u32, |acc, &b| (acc << 5) | u32::from(b - b'@'));
+    let product = u32::from_str_radix(id.get(3..)?, 16).ok()?;
+    let value = (letters << 16) | product;
+    // Stored big-endian as the id reads, so byte-swap the little-endian integer.
+    Some(value.swap_bytes())
 }
 
 /// Why a construct cannot be expressed in AML.
@@ -83,5 +123,19 @@ mod tests {
         let mut out = Vec::new();
         let error = encode_name("lower", &DataObject::Integer(1), &mut out);
         assert_eq!(error, Err(AmlError::InvalidNameSegment));
+    }
+}
+
+#[cfg(test)]
+mod eisa_tests {
+    use super::eisa_id;
+
+    #[test]
+    fn eisa_ids_match_iasl() {
+        assert_eq!(eisa_id("PNP0501").map(u32::to_le_bytes), Some([0x41, 0xd0, 0x05, 0x01]));
+        assert_eq!(eisa_id("PNP0A03"), Some(0x030a_d041));
+        assert_eq!(eisa_id("pnp0501"), None);
+        assert_eq!(eisa_id("PNP05"), None);
+        assert_eq!(eisa_id("PNP05G1"), None);
     }
 }

@@ -34,6 +34,7 @@ pub fn typical_config(cpus: &[u32]) -> GuestAcpiConfig<'_> {
         hw_reduced: false,
         boot_arch_flags: BootArchFlags::KEEL_DEFAULT,
         oem_id: KEEL_OEM_ID,
+        serial_ports: &[],
     }
 }
 

@@ -59,10 +59,12 @@ pub(super) fn halt(domain: &mut Domain, vcpu: &mut Vcpu) -> Next {
 
 /// Hands bytes typed on Keel's console to the domain's serial port.
 pub(super) fn forward_console_input(platform: &mut VirtualPlatform) {
-    while let Some(byte) = crate::console::try_read_byte() {
-        if !platform.console_input(byte) {
+    // Bytes stay in the host UART until the guest's FIFO has room for them.
+    while platform.can_accept_console_input() {
+        let Some(byte) = crate::console::try_read_byte() else {
             break;
-        }
+        };
+        platform.console_input(byte);
     }
 }
 

@@ -52,6 +52,9 @@ const RAM_SIZE: u64 = 2 * PAGE_SIZE_2M;
 const GDT_GPA: u64 = 0x800;
 const PAGE_TABLES_GPA: u64 = 0x1000;
 const IDT_GPA: u64 = 0x8000;
+/// Test guests' time slice in TSC cycles: long enough that the timer check
+/// (which spins between hypercalls) sees slices expire only while computing.
+const TIME_SLICE_TSC: u64 = 2_000_000;
 const CODE_GPA: u64 = 0x10_0000;
 const STACK_TOP_GPA: u64 = 0x8_0000;
 const IDENTITY_MAP_BYTES: u64 = 1 << 30;
@@ -156,7 +159,7 @@ fn run_test_domain(cpu: &VmxCpu, id: u16, program: GuestProgram, argument: u64) 
             return None;
         }
     };
-    let mut vcpu = match VmxVcpu::new(cpu, &entry, domain.eptp(), id) {
+    let mut vcpu = match VmxVcpu::new(cpu, &entry, domain.eptp(), id, TIME_SLICE_TSC) {
         Ok(vcpu) => vcpu,
         Err(error) => {
             log::error!("domain {id}: creating its vCPU: {error}");

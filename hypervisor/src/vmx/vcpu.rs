@@ -27,9 +27,6 @@ struct RunState {
 }
 
 const IO_BITMAPS_SIZE: u64 = 2 * PAGE_SIZE_4K;
-/// VMX-preemption-timer slice, in TSC cycles (about 1 ms at 2 GHz; on Bochs
-/// the TSC counts instructions, so it is 2 million guest instructions).
-const TIME_SLICE_TSC: u64 = 2_000_000;
 
 #[derive(Debug)]
 pub enum VcpuError {
@@ -76,7 +73,15 @@ pub struct VmxVcpu {
 
 impl VmxVcpu {
     /// Creates the vCPU's VMCS (left current on this CPU) for a 64-bit guest.
-    pub fn new(cpu: &VmxCpu, entry: &LongModeEntry, eptp: u64, vpid: u16) -> Result<Self, VcpuError> {
+    /// `time_slice_tsc` is how long the guest runs, in TSC cycles, before
+    /// Keel looks at its timers and console again (a VMX-preemption-timer exit).
+    pub fn new(
+        cpu: &VmxCpu,
+        entry: &LongModeEntry,
+        eptp: u64,
+        vpid: u16,
+        time_slice_tsc: u64,
+    ) -> Result<Self, VcpuError> {
         let vmcs = allocate_vmx_region(cpu.revision_id()).ok_or(VcpuError::OutOfMemory)?;
         let Some(io_bitmaps) = memory::allocate_zeroed(IO_BITMAPS_SIZE, PAGE_SIZE_4K) else {
             memory::free(vmcs, PAGE_SIZE_4K);
@@ -110,7 +115,8 @@ impl VmxVcpu {
             exit_counts: [0; ExitReason::COUNT],
             time_slice: cpu
                 .misc
-                .tsc_to_preemption_ticks(TIME_SLICE_TSC)
+                .tsc_to_preemption_ticks(time_slice_tsc)
+                .max(1)
                 .min(u64::from(u32::MAX)),
             preemption_rate: cpu.misc.preemption_timer_rate,
             halted: false,
