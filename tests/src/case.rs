@@ -37,12 +37,7 @@ pub struct TestCase {
 }
 
 impl TestCase {
-    pub fn new(
-        name: &'static str,
-        machine: Machine,
-        cmdline: &'static str,
-        timeout: Duration,
-    ) -> Self {
+    pub fn new(name: &'static str, machine: Machine, cmdline: &'static str, timeout: Duration) -> Self {
         TestCase {
             name,
             machine,
@@ -113,18 +108,13 @@ mod tests {
         let case = TestCase::new("t", Machine::qemu_tcg(), "", Duration::from_secs(1))
             .expect_text("first")
             .finish_on_text("last");
-        let rendered: Vec<String> = case
-            .ordered_markers()
-            .iter()
-            .map(|m| m.to_string())
-            .collect();
+        let rendered: Vec<String> = case.ordered_markers().iter().map(|m| m.to_string()).collect();
         assert_eq!(rendered, ["\"first\"", "\"last\""]);
     }
 
     #[test]
     fn emulator_exit_finish_adds_no_marker() {
-        let case =
-            TestCase::new("t", Machine::qemu_tcg(), "", Duration::from_secs(1)).expect_text("only");
+        let case = TestCase::new("t", Machine::qemu_tcg(), "", Duration::from_secs(1)).expect_text("only");
         assert_eq!(case.ordered_markers().len(), 1);
         assert!(case.finish_marker().is_none());
     }

@@ -137,10 +137,7 @@ fn bad_dom0_kernel(name: &'static str, kernel: KernelImage) -> TestCase {
 /// Only the first 4 KiB of the kernel: the setup header is there, the
 /// protected-mode code it describes is not.
 fn bochs_dom0_bad_kernel() -> TestCase {
-    bad_dom0_kernel(
-        "bochs-dom0-bad-kernel",
-        KernelImage::Truncated { bytes: 4096 },
-    )
+    bad_dom0_kernel("bochs-dom0-bad-kernel", KernelImage::Truncated { bytes: 4096 })
 }
 
 /// The whole kernel with its 0xAA55 boot flag zeroed.
@@ -211,10 +208,7 @@ mod tests {
             bad.dom0.map(|dom0| dom0.kernel),
             Some(KernelImage::Truncated { bytes: 4096 })
         );
-        assert!(
-            bochs_selftest().dom0.is_none(),
-            "self-test ISOs stay as they were"
-        );
+        assert!(bochs_selftest().dom0.is_none(), "self-test ISOs stay as they were");
     }
 
     const DOM0_LOG: &str = "\
@@ -258,10 +252,7 @@ keel: dom0 finished
                        keel: error: dom0: cannot load the kernel: setup code takes 20480 bytes \
                        but the image is only 4096 bytes\n\
                        keel: dom0 finished\n";
-        assert_eq!(
-            judge(&bochs_dom0_bad_kernel(), &outcome(refused, Some(1))),
-            vec![]
-        );
+        assert_eq!(judge(&bochs_dom0_bad_kernel(), &outcome(refused, Some(1))), vec![]);
         let panicked = "keel: VMX root mode entered\nKEEL PANIC at loader.rs:10\n";
         assert!(!judge(&bochs_dom0_bad_kernel(), &outcome(panicked, Some(1))).is_empty());
     }
@@ -284,10 +275,7 @@ keel: selftest passed
 
     #[test]
     fn selftest_accepts_the_documented_console_output() {
-        assert_eq!(
-            judge(&bochs_selftest(), &outcome(SELFTEST_LOG, Some(1))),
-            vec![]
-        );
+        assert_eq!(judge(&bochs_selftest(), &outcome(SELFTEST_LOG, Some(1))), vec![]);
     }
 
     #[test]
@@ -295,11 +283,7 @@ keel: selftest passed
         let log = SELFTEST_LOG.replace("hlt=1", "hlt=0");
         let failures = judge(&bochs_selftest(), &outcome(&log, Some(1)));
         assert_eq!(failures.len(), 1);
-        assert!(
-            failures[0].to_string().contains(r"hlt=[1-9]"),
-            "{}",
-            failures[0]
-        );
+        assert!(failures[0].to_string().contains(r"hlt=[1-9]"), "{}", failures[0]);
     }
 
     #[test]

@@ -50,10 +50,7 @@ impl KernelImage {
             KernelImage::Real => Ok(real.to_vec()),
             KernelImage::Truncated { bytes } => {
                 if bytes >= real.len() {
-                    bail!(
-                        "cannot truncate a {} byte kernel to {bytes} bytes",
-                        real.len()
-                    );
+                    bail!("cannot truncate a {} byte kernel to {bytes} bytes", real.len());
                 }
                 Ok(real[..bytes].to_vec())
             }
@@ -122,15 +119,12 @@ impl Dom0Modules {
         let kernel_file = match self.kernel.file_suffix() {
             None => real_kernel,
             Some(suffix) => {
-                let real = fs::read(&real_kernel)
-                    .with_context(|| format!("cannot read {}", real_kernel.display()))?;
+                let real = fs::read(&real_kernel).with_context(|| format!("cannot read {}", real_kernel.display()))?;
                 let derived = self.kernel.derive_from(&real)?;
                 let dir = layout.module_dir();
-                fs::create_dir_all(&dir)
-                    .with_context(|| format!("cannot create {}", dir.display()))?;
+                fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
                 let path = dir.join(format!("{KERNEL_ROLE}-{suffix}"));
-                fs::write(&path, derived)
-                    .with_context(|| format!("cannot write {}", path.display()))?;
+                fs::write(&path, derived).with_context(|| format!("cannot write {}", path.display()))?;
                 path
             }
         };
@@ -178,10 +172,7 @@ mod tests {
 
     #[test]
     fn real_kernel_is_passed_through() {
-        assert_eq!(
-            KernelImage::Real.derive_from(&fake_kernel()).unwrap(),
-            fake_kernel()
-        );
+        assert_eq!(KernelImage::Real.derive_from(&fake_kernel()).unwrap(), fake_kernel());
     }
 
     #[test]
@@ -196,9 +187,7 @@ mod tests {
     fn truncating_to_the_full_size_or_more_is_refused() {
         let kernel = fake_kernel();
         for bytes in [kernel.len(), kernel.len() + 1] {
-            assert!(KernelImage::Truncated { bytes }
-                .derive_from(&kernel)
-                .is_err());
+            assert!(KernelImage::Truncated { bytes }.derive_from(&kernel).is_err());
         }
     }
 
@@ -213,18 +202,13 @@ mod tests {
 
     #[test]
     fn an_image_without_a_boot_flag_is_refused() {
-        assert!(KernelImage::BootFlagZeroed
-            .derive_from(&[0u8; 0x400])
-            .is_err());
+        assert!(KernelImage::BootFlagZeroed.derive_from(&[0u8; 0x400]).is_err());
         assert!(KernelImage::BootFlagZeroed.derive_from(&[0u8; 16]).is_err());
     }
 
     #[test]
     fn test_cmdline_adds_the_test_flag_to_the_default() {
-        assert_eq!(
-            test_linux_cmdline(),
-            "console=ttyS0 cryptomgr.notests keel.test=1"
-        );
+        assert_eq!(test_linux_cmdline(), "console=ttyS0 cryptomgr.notests keel.test=1");
         assert_eq!(Dom0Modules::interactive().linux_cmdline, LINUX_CMDLINE);
     }
 
@@ -258,13 +242,7 @@ mod tests {
     #[test]
     fn a_missing_image_is_reported_with_its_path() {
         let layout = Layout::new(PathBuf::from("/nonexistent/target"));
-        let error = Dom0Modules::for_tests()
-            .iso_modules(&layout)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            error.contains("/nonexistent/target/guest/vmlinuz"),
-            "{error}"
-        );
+        let error = Dom0Modules::for_tests().iso_modules(&layout).unwrap_err().to_string();
+        assert!(error.contains("/nonexistent/target/guest/vmlinuz"), "{error}");
     }
 }

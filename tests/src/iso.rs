@@ -68,27 +68,26 @@ fn boot_line(command: &str, file: &str, arguments: &str) -> String {
 }
 
 pub fn grub_config(entry: &BootEntry<'_>) -> String {
-    let (title, lines) =
-        match entry {
-            BootEntry::Keel {
-                cmdline, modules, ..
-            } => {
-                let mut lines = vec![boot_line("multiboot2", HYPERVISOR_FILE, cmdline)];
-                // GRUB would otherwise hand over a gzip file (the initramfs)
-                // decompressed: Keel gets each module exactly as on the ISO.
-                lines.extend(modules.iter().map(|module| {
-                    boot_line("module2 --nounzip", &module.file_name, &module.cmdline)
-                }));
-                ("Keel", lines)
-            }
-            BootEntry::Linux { cmdline, .. } => (
-                "Linux",
-                vec![
-                    boot_line("linux", LINUX_KERNEL_FILE, cmdline),
-                    boot_line("initrd", LINUX_INITRD_FILE, ""),
-                ],
-            ),
-        };
+    let (title, lines) = match entry {
+        BootEntry::Keel { cmdline, modules, .. } => {
+            let mut lines = vec![boot_line("multiboot2", HYPERVISOR_FILE, cmdline)];
+            // GRUB would otherwise hand over a gzip file (the initramfs)
+            // decompressed: Keel gets each module exactly as on the ISO.
+            lines.extend(
+                modules
+                    .iter()
+                    .map(|module| boot_line("module2 --nounzip", &module.file_name, &module.cmdline)),
+            );
+            ("Keel", lines)
+        }
+        BootEntry::Linux { cmdline, .. } => (
+            "Linux",
+            vec![
+                boot_line("linux", LINUX_KERNEL_FILE, cmdline),
+                boot_line("initrd", LINUX_INITRD_FILE, ""),
+            ],
+        ),
+    };
     let mut config = format!("set timeout=0\nset default=0\nmenuentry \"{title}\" {{\n");
     for line in lines.iter().map(String::as_str).chain(["boot"]) {
         config.push_str("    ");
@@ -126,10 +125,7 @@ fn boot_files<'a>(entry: &BootEntry<'a>) -> Result<Vec<(&'a str, &'a Path)>> {
             cmdline,
         } => {
             check_cmdline(cmdline)?;
-            Ok(vec![
-                (LINUX_KERNEL_FILE, *kernel),
-                (LINUX_INITRD_FILE, *initrd),
-            ])
+            Ok(vec![(LINUX_KERNEL_FILE, *kernel), (LINUX_INITRD_FILE, *initrd)])
         }
     }
 }
@@ -166,12 +162,10 @@ pub fn build_boot_iso(layout: &Layout, name: &str, entry: &BootEntry<'_>) -> Res
     let files = boot_files(entry)?;
     let staging = layout.iso_staging_dir(name);
     if staging.exists() {
-        fs::remove_dir_all(&staging)
-            .with_context(|| format!("cannot clear {}", staging.display()))?;
+        fs::remove_dir_all(&staging).with_context(|| format!("cannot clear {}", staging.display()))?;
     }
     let grub_dir = staging.join("boot").join("grub");
-    fs::create_dir_all(&grub_dir)
-        .with_context(|| format!("cannot create {}", grub_dir.display()))?;
+    fs::create_dir_all(&grub_dir).with_context(|| format!("cannot create {}", grub_dir.display()))?;
     for (file_name, source) in files {
         fs::copy(source, staging.join("boot").join(file_name))
             .with_context(|| format!("cannot copy {} into the ISO", source.display()))?;
@@ -307,12 +301,8 @@ mod tests {
         assert!(!with(&|_| {}));
         assert!(with(&|modules| modules[0].file_name = "../x".to_string()));
         assert!(with(&|modules| modules[0].cmdline = "a;b".to_string()));
-        assert!(with(
-            &|modules| modules[1].file_name = "dom0-kernel".to_string()
-        ));
-        assert!(with(
-            &|modules| modules[1].file_name = "keel.elf".to_string()
-        ));
+        assert!(with(&|modules| modules[1].file_name = "dom0-kernel".to_string()));
+        assert!(with(&|modules| modules[1].file_name = "keel.elf".to_string()));
     }
 
     #[test]

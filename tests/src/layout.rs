@@ -116,16 +116,10 @@ mod tests {
             layout.iso("bochs-selftest"),
             Path::new("/w/target/keel/bochs-selftest.iso")
         );
-        assert_eq!(
-            layout.iso_staging_dir("x"),
-            Path::new("/w/target/keel/iso-x")
-        );
+        assert_eq!(layout.iso_staging_dir("x"), Path::new("/w/target/keel/iso-x"));
         assert_eq!(layout.run_dir("x"), Path::new("/w/target/keel/runs/x"));
         assert_eq!(layout.dom0_kernel(), Path::new("/w/target/guest/vmlinuz"));
-        assert_eq!(
-            layout.dom0_initrd(),
-            Path::new("/w/target/guest/dom0-initrd.gz")
-        );
+        assert_eq!(layout.dom0_initrd(), Path::new("/w/target/guest/dom0-initrd.gz"));
     }
 
     #[test]

@@ -75,12 +75,10 @@ impl fmt::Display for Machine {
         match self {
             Machine::Bochs(_) => f.write_str("Bochs"),
             Machine::Qemu(QemuMachine {
-                accel: QemuAccel::Tcg,
-                ..
+                accel: QemuAccel::Tcg, ..
             }) => f.write_str("QEMU (TCG)"),
             Machine::Qemu(QemuMachine {
-                accel: QemuAccel::Kvm,
-                ..
+                accel: QemuAccel::Kvm, ..
             }) => f.write_str("QEMU (KVM)"),
         }
     }

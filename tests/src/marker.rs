@@ -188,10 +188,7 @@ keel: selftest passed
 
     #[test]
     fn out_of_order_marker_is_reported_with_its_earlier_line() {
-        let markers = [
-            Marker::text("selftest: started"),
-            Marker::text("VMX root mode entered"),
-        ];
+        let markers = [Marker::text("selftest: started"), Marker::text("VMX root mode entered")];
         assert_eq!(
             find_in_order(LOG, &markers),
             Err(MissingMarker {
@@ -223,19 +220,13 @@ keel: selftest passed
     #[test]
     fn windows_line_endings_do_not_break_anchored_regexes() {
         let markers = [Marker::regex(r"^keel: selftest passed$")];
-        assert_eq!(
-            find_in_order("x\r\nkeel: selftest passed\r\n", &markers),
-            Ok(vec![2])
-        );
+        assert_eq!(find_in_order("x\r\nkeel: selftest passed\r\n", &markers), Ok(vec![2]));
     }
 
     #[test]
     fn forbidden_reports_the_earliest_offending_line() {
         let log = "ok\nkeel: CPU exception #GP\nKEEL PANIC at foo\n";
-        let forbidden = [
-            Marker::text("KEEL PANIC"),
-            Marker::text("keel: CPU exception"),
-        ];
+        let forbidden = [Marker::text("KEEL PANIC"), Marker::text("keel: CPU exception")];
         assert_eq!(
             find_forbidden(log, &forbidden),
             Some(ForbiddenHit {

@@ -23,23 +23,9 @@ pub fn failure_report(failures: &[Failure], outcome: &RunOutcome) -> String {
     if failures == [Failure::Interrupted] {
         return report;
     }
-    append_tail(
-        &mut report,
-        "serial log",
-        &outcome.serial_log,
-        SERIAL_TAIL_LINES,
-    );
-    append_tail(
-        &mut report,
-        "emulator log",
-        &outcome.emulator_log,
-        EMULATOR_TAIL_LINES,
-    );
-    let _ = writeln!(
-        report,
-        "  (all files of this run: {})",
-        outcome.run_dir.display()
-    );
+    append_tail(&mut report, "serial log", &outcome.serial_log, SERIAL_TAIL_LINES);
+    append_tail(&mut report, "emulator log", &outcome.emulator_log, EMULATOR_TAIL_LINES);
+    let _ = writeln!(report, "  (all files of this run: {})", outcome.run_dir.display());
     report
 }
 
@@ -82,9 +68,7 @@ mod tests {
             run_dir: PathBuf::from("/runs/t"),
         };
         let report = failure_report(&[Failure::TimedOut(Duration::from_secs(3))], &outcome);
-        assert!(report.starts_with(
-            "  - timed out after 3 s\n  --- last 40 lines of the serial log ---\n  | line 11\n"
-        ));
+        assert!(report.starts_with("  - timed out after 3 s\n  --- last 40 lines of the serial log ---\n  | line 11\n"));
         assert!(!report.contains("| line 10\n"));
         assert!(report.contains("  --- emulator log: empty ---\n"));
         assert!(report.ends_with("(all files of this run: /runs/t)\n"));

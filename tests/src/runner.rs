@@ -58,8 +58,7 @@ pub fn run_parallel(
     on_event: &(dyn Fn(Event<'_>) + Sync),
 ) -> Vec<Option<Result<CaseResult>>> {
     let next_job = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<Result<CaseResult>>>> =
-        Mutex::new(jobs.iter().map(|_| None).collect());
+    let results: Mutex<Vec<Option<Result<CaseResult>>>> = Mutex::new(jobs.iter().map(|_| None).collect());
     thread::scope(|scope| {
         for _ in 0..workers.max(1) {
             scope.spawn(|| loop {
@@ -81,7 +80,5 @@ pub fn run_parallel(
             });
         }
     });
-    results
-        .into_inner()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    results.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -42,10 +42,7 @@ impl fmt::Display for Failure {
             } => {
                 write!(f, "missing marker {marker}")?;
                 if let Some(line) = searched_from_line {
-                    write!(
-                        f,
-                        " (searched from line {line}, where the previous marker matched)"
-                    )?;
+                    write!(f, " (searched from line {line}, where the previous marker matched)")?;
                 }
                 if let Some(line) = found_earlier_at_line {
                     write!(f, "; it appears out of order at line {line}")?;
@@ -56,13 +53,9 @@ impl fmt::Display for Failure {
                 expected,
                 actual: Some(actual),
             } => write!(f, "emulator exit status {actual}, expected {expected}"),
-            Failure::ExitStatus {
-                expected,
-                actual: None,
-            } => write!(
-                f,
-                "emulator did not exit by itself, expected exit status {expected}"
-            ),
+            Failure::ExitStatus { expected, actual: None } => {
+                write!(f, "emulator did not exit by itself, expected exit status {expected}")
+            }
             Failure::TimedOut(timeout) => write!(f, "timed out after {} s", timeout.as_secs()),
             Failure::Interrupted => f.write_str("interrupted"),
         }
@@ -173,10 +166,7 @@ mod tests {
         let case = TestCase::new("t", Machine::bochs(), "", Duration::from_secs(180))
             .expect_text("keel: Keel hypervisor")
             .finish_on_text("keel: selftest passed");
-        let failures = judge(
-            &case,
-            &outcome("keel: Keel hypervisor\n", None, RunEnding::TimedOut),
-        );
+        let failures = judge(&case, &outcome("keel: Keel hypervisor\n", None, RunEnding::TimedOut));
         assert_eq!(failures.len(), 2);
         assert_eq!(failures[0].to_string(), "timed out after 180 s");
         assert!(failures[1]

@@ -32,23 +32,14 @@ fn run_visible(mut command: Command, what: &str) -> Result<()> {
 pub fn build_hypervisor(workspace: &Workspace, profile: Profile) -> Result<PathBuf> {
     say!("building hypervisor ({} profile)", profile.dir_name());
     let mut command = cargo(workspace);
-    command.args([
-        "build",
-        "-p",
-        HYPERVISOR_PACKAGE,
-        "--target",
-        HYPERVISOR_TARGET,
-    ]);
+    command.args(["build", "-p", HYPERVISOR_PACKAGE, "--target", HYPERVISOR_TARGET]);
     if profile == Profile::Release {
         command.arg("--release");
     }
     run_visible(command, "building the hypervisor")?;
     let elf = workspace.layout.hypervisor_elf(profile);
     if !elf.is_file() {
-        bail!(
-            "cargo reported success but {} does not exist",
-            elf.display()
-        );
+        bail!("cargo reported success but {} does not exist", elf.display());
     }
     Ok(elf)
 }

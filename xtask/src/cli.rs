@@ -41,12 +41,23 @@ pub enum Command {
         #[arg(long)]
         debug: bool,
     },
-    /// Boot the hypervisor with Dom0 (Linux, a busybox shell on the console); Ctrl-C stops it.
+    /// Boot the hypervisor with Dom0 (Linux, a busybox shell) on this terminal.
+    ///
+    /// The emulator's serial port (COM1) is this terminal in both directions:
+    /// Keel's and Dom0's output appear here and what you type goes to Dom0's
+    /// console (Keel passes it on). The terminal is in raw mode meanwhile, so
+    /// Ctrl-C goes to the guest; Ctrl-A x stops the emulator (Ctrl-A Ctrl-A
+    /// sends a Ctrl-A), and `poweroff -f` in Dom0 ends the run too.
+    ///
+    /// With stdin not a terminal, its bytes are sent once Dom0's userspace has
+    /// started, followed by a Ctrl-D at their end:
+    /// `printf 'uname -r\npoweroff -f\n' | cargo xtask run`. Ctrl-C stops the
+    /// emulator then. The output is also logged to target/keel/run/serial.log.
     Run {
         /// Default: kvm when /dev/kvm accepts VMX guests, else bochs.
         #[arg(long, value_enum)]
         emulator: Option<EmulatorChoice>,
-        /// The hypervisor command line [default: "guest=dom0", "" with --no-dom0].
+        /// The hypervisor command line [default: "guest=dom0 exit=emulator", "" with --no-dom0].
         #[arg(long)]
         cmdline: Option<String>,
         /// Boot without Dom0's kernel and initramfs modules.
@@ -139,20 +150,15 @@ mod tests {
         assert_eq!((cmdline, no_dom0), (None, false));
         assert_eq!(linux_cmdline, "console=ttyS0 cryptomgr.notests");
         assert!(Cli::try_parse_from(["xtask", "run", "--no-dom0"]).is_ok());
-        assert!(
-            Cli::try_parse_from(["xtask", "run", "--no-dom0", "--linux-cmdline", "x"]).is_err()
-        );
+        assert!(Cli::try_parse_from(["xtask", "run", "--no-dom0", "--linux-cmdline", "x"]).is_err());
     }
 
     #[test]
     fn iso_takes_a_linux_cmdline_only_with_dom0() {
         assert!(Cli::try_parse_from(["xtask", "iso", "--linux-cmdline", "x"]).is_err());
-        let cli =
-            Cli::try_parse_from(["xtask", "iso", "--dom0", "--linux-cmdline", "quiet"]).unwrap();
+        let cli = Cli::try_parse_from(["xtask", "iso", "--dom0", "--linux-cmdline", "quiet"]).unwrap();
         let Command::Iso {
-            dom0,
-            linux_cmdline,
-            ..
+            dom0, linux_cmdline, ..
         } = cli.command
         else {
             panic!("parsed as another command");

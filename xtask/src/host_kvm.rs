@@ -9,11 +9,7 @@ const KVM_INTEL_NESTED: &str = "/sys/module/kvm_intel/parameters/nested";
 
 pub fn accepts_vmx_guests() -> bool {
     // QEMU opens /dev/kvm read-write, so that is what has to work.
-    let kvm_usable = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(DEV_KVM)
-        .is_ok();
+    let kvm_usable = OpenOptions::new().read(true).write(true).open(DEV_KVM).is_ok();
     let cpuinfo = fs::read_to_string(CPUINFO).unwrap_or_default();
     let nested = fs::read_to_string(KVM_INTEL_NESTED).ok();
     vmx_guests_possible(kvm_usable, &cpuinfo, nested.as_deref())
@@ -44,10 +40,7 @@ mod tests {
     #[test]
     fn vmx_flag_is_read_from_the_flags_line_only() {
         assert!(cpu_has_flag(INTEL, "vmx"));
-        assert!(
-            !cpu_has_flag(AMD, "vmx"),
-            "the 'vmx flags' key is not the flag"
-        );
+        assert!(!cpu_has_flag(AMD, "vmx"), "the 'vmx flags' key is not the flag");
         assert!(!cpu_has_flag("flags : vmxfoo\n", "vmx"));
     }
 

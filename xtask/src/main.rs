@@ -3,6 +3,7 @@
 mod cargo;
 mod cli;
 mod commands;
+mod console;
 mod guest;
 mod host_kvm;
 mod prerequisites;
@@ -49,9 +50,7 @@ fn main() -> ExitCode {
             let dom0 = (!no_dom0).then(|| Dom0Modules::with_linux_cmdline(&linux_cmdline));
             commands::run::run(&workspace, emulator, cmdline, dom0.as_ref(), debug)
         }
-        Command::Test { filter, no_host } => {
-            commands::test::run(&workspace, filter.as_deref(), no_host)
-        }
+        Command::Test { filter, no_host } => commands::test::run(&workspace, filter.as_deref(), no_host),
         Command::Bench { benchmark } => commands::bench::run(&workspace, benchmark),
     };
     match result {

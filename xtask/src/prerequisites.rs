@@ -82,10 +82,7 @@ fn program_on_path(name: &str) -> bool {
 
 /// Packages providing whatever `present` says is missing, each once, in
 /// order of first need.
-fn missing_packages(
-    groups: &[&[Prerequisite]],
-    present: impl Fn(Check) -> bool,
-) -> Vec<&'static str> {
+fn missing_packages(groups: &[&[Prerequisite]], present: impl Fn(Check) -> bool) -> Vec<&'static str> {
     let mut packages = Vec::new();
     for prerequisite in groups.iter().flat_map(|group| group.iter()) {
         if !present(prerequisite.check) && !packages.contains(&prerequisite.package) {
@@ -174,9 +171,7 @@ mod tests {
 
     #[test]
     fn only_the_packages_of_missing_items_are_listed() {
-        let missing = missing_packages(&[BOCHS, QEMU], |check| {
-            check != Check::Path(bochs::VGA_BIOS_IMAGE)
-        });
+        let missing = missing_packages(&[BOCHS, QEMU], |check| check != Check::Path(bochs::VGA_BIOS_IMAGE));
         assert_eq!(missing, ["vgabios"]);
         assert_eq!(install_command(&missing), "apt-get install -y vgabios");
     }

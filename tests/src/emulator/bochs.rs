@@ -3,6 +3,7 @@
 use std::path::Path;
 use std::process::Command;
 
+use super::SerialPort;
 use crate::machine::BochsMachine;
 
 pub const BIOS_IMAGE: &str = "/usr/share/bochs/BIOS-bochs-latest";
@@ -17,7 +18,7 @@ pub const LOG: &str = "bochs.log";
 pub const CONSOLE: &str = "bochs.out";
 
 /// The bochsrc for one run; every file it names lives in `run_dir`.
-pub fn bochsrc(machine: &BochsMachine, iso: &Path, run_dir: &Path, serial_log: &Path) -> String {
+pub fn bochsrc(machine: &BochsMachine, iso: &Path, run_dir: &Path, serial: SerialPort<'_>) -> String {
     let host_memory = machine.memory_mib.min(MAX_HOST_MEMORY_MIB);
     let log = run_dir.join(LOG);
     format!(
@@ -30,7 +31,7 @@ romimage: file={BIOS_IMAGE}
 vgaromimage: file={VGA_BIOS_IMAGE}
 ata0-master: type=cdrom, path={iso}, status=inserted
 boot: cdrom
-com1: enabled=1, mode=file, dev={serial}
+{com1}
 port_e9_hack: enabled=1
 # No nogui library in Debian's Bochs: rfb needs no client (timeout=0), and
 # instances running side by side take the next free port from 5900 upwards.
@@ -50,9 +51,18 @@ debug: action=ignore
         model = machine.cpu_model,
         count = machine.cpu_count,
         iso = iso.display(),
-        serial = serial_log.display(),
+        com1 = com1_line(serial),
         log = log.display(),
     )
+}
+
+/// `mode=term` opens the device and switches it to raw mode.
+fn com1_line(serial: SerialPort<'_>) -> String {
+    let (mode, device) = match serial {
+        SerialPort::LogFile(path) => ("file", path),
+        SerialPort::Terminal(path) => ("term", path),
+    };
+    format!("com1: enabled=1, mode={mode}, dev={}", device.display())
 }
 
 /// The debugger script: Debian's Bochs has its debugger built in and would
@@ -93,12 +103,9 @@ mod tests {
             &machine,
             Path::new("/t/keel/x.iso"),
             Path::new("/t/run"),
-            Path::new("/t/run/serial.log"),
+            SerialPort::LogFile(Path::new("/t/run/serial.log")),
         );
-        assert_eq!(
-            line_starting(&config, "memory:"),
-            "memory: guest=1024, host=1024"
-        );
+        assert_eq!(line_starting(&config, "memory:"), "memory: guest=1024, host=1024");
         assert_eq!(
             line_starting(&config, "cpu:"),
             "cpu: model=tigerlake, count=2, ips=10000000"
@@ -115,6 +122,20 @@ mod tests {
     }
 
     #[test]
+    fn a_terminal_serial_port_is_opened_in_term_mode() {
+        let config = bochsrc(
+            &BochsMachine::default(),
+            Path::new("/i"),
+            Path::new("/r"),
+            SerialPort::Terminal(Path::new("/dev/pts/7")),
+        );
+        assert_eq!(
+            line_starting(&config, "com1:"),
+            "com1: enabled=1, mode=term, dev=/dev/pts/7"
+        );
+    }
+
+    #[test]
     fn host_memory_is_capped_where_bochs_refuses_more() {
         let machine = BochsMachine {
             memory_mib: 4096,
@@ -124,11 +145,8 @@ mod tests {
             &machine,
             Path::new("/i"),
             Path::new("/r"),
-            Path::new("/r/s"),
+            SerialPort::LogFile(Path::new("/r/s")),
         );
-        assert_eq!(
-            line_starting(&config, "memory:"),
-            "memory: guest=4096, host=2048"
-        );
+        assert_eq!(line_starting(&config, "memory:"), "memory: guest=4096, host=2048");
     }
 }

@@ -18,6 +18,16 @@ pub use watch::{RunEnding, RunOutcome, Watch};
 
 pub const SERIAL_LOG: &str = "serial.log";
 
+/// Where the emulated machine's COM1 is connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SerialPort<'a> {
+    /// Output appended to this file, no input (boot tests).
+    LogFile(&'a Path),
+    /// A terminal device, e.g. a pseudo-terminal's slave side, for input and
+    /// output. The emulator puts it in raw mode.
+    Terminal(&'a Path),
+}
+
 /// A started emulator, killed when dropped.
 pub struct RunningEmulator {
     process: EmulatorProcess,
@@ -29,8 +39,20 @@ pub struct RunningEmulator {
     console: PathBuf,
 }
 
-/// Boots `iso` on `machine`, with all its files in a fresh `run_dir`.
+/// Boots `iso` on `machine`, with all its files in a fresh `run_dir`; the
+/// serial output goes to `run_dir/serial.log`.
 pub fn launch(machine: &Machine, iso: &Path, run_dir: &Path) -> Result<RunningEmulator> {
+    launch_with_serial(machine, iso, run_dir, None)
+}
+
+/// Boots `iso` on `machine` with COM1 on the terminal device `tty`. The
+/// emulator writes no `serial.log`: whoever relays the terminal keeps it
+/// (the watch follows that file) after this returns.
+pub fn launch_on_terminal(machine: &Machine, iso: &Path, run_dir: &Path, tty: &Path) -> Result<RunningEmulator> {
+    launch_with_serial(machine, iso, run_dir, Some(tty))
+}
+
+fn launch_with_serial(machine: &Machine, iso: &Path, run_dir: &Path, tty: Option<&Path>) -> Result<RunningEmulator> {
     let iso = std::path::absolute(iso)?;
     let run_dir = std::path::absolute(run_dir)?;
     if !iso.is_file() {
@@ -39,15 +61,21 @@ pub fn launch(machine: &Machine, iso: &Path, run_dir: &Path) -> Result<RunningEm
     check_config_safe(&iso)?;
     check_config_safe(&run_dir)?;
     if run_dir.exists() {
-        fs::remove_dir_all(&run_dir)
-            .with_context(|| format!("cannot clear {}", run_dir.display()))?;
+        fs::remove_dir_all(&run_dir).with_context(|| format!("cannot clear {}", run_dir.display()))?;
     }
     fs::create_dir_all(&run_dir).with_context(|| format!("cannot create {}", run_dir.display()))?;
     let serial_log = run_dir.join(SERIAL_LOG);
+    let serial = match tty {
+        Some(tty) => {
+            check_config_safe(tty)?;
+            SerialPort::Terminal(tty)
+        }
+        None => SerialPort::LogFile(&serial_log),
+    };
 
     let (command, emulator_log, console) = match machine {
         Machine::Bochs(bochs_machine) => {
-            let config = bochs::bochsrc(bochs_machine, &iso, &run_dir, &serial_log);
+            let config = bochs::bochsrc(bochs_machine, &iso, &run_dir, serial);
             fs::write(run_dir.join(bochs::BOCHSRC), config)?;
             fs::write(run_dir.join(bochs::DEBUGGER_RC), bochs::DEBUGGER_SCRIPT)?;
             let console = run_dir.join(bochs::CONSOLE);
@@ -55,7 +83,7 @@ pub fn launch(machine: &Machine, iso: &Path, run_dir: &Path) -> Result<RunningEm
         }
         Machine::Qemu(qemu_machine) => {
             let console = run_dir.join(qemu::CONSOLE);
-            let command = qemu::command(qemu_machine, &iso, &serial_log, &run_dir);
+            let command = qemu::command(qemu_machine, &iso, serial, &run_dir);
             (command, console.clone(), console)
         }
     };
@@ -70,8 +98,7 @@ impl RunningEmulator {
         emulator_log: PathBuf,
         console: PathBuf,
     ) -> Result<Self> {
-        let console_file = File::create(&console)
-            .with_context(|| format!("cannot create {}", console.display()))?;
+        let console_file = File::create(&console).with_context(|| format!("cannot create {}", console.display()))?;
         command
             .stdin(Stdio::null())
             .stdout(console_file.try_clone()?)
@@ -95,10 +122,7 @@ impl RunningEmulator {
 /// option parser splits at commas: such paths would silently point elsewhere.
 fn check_config_safe(path: &Path) -> Result<()> {
     let text = path.display().to_string();
-    if let Some(bad) = text
-        .chars()
-        .find(|c| *c == ',' || *c == '"' || c.is_whitespace())
-    {
+    if let Some(bad) = text.chars().find(|c| *c == ',' || *c == '"' || c.is_whitespace()) {
         bail!(
             "path {text:?} contains {bad:?}, which emulator configs cannot express; \
              move the workspace to a path without commas, quotes or spaces"

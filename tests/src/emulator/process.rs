@@ -32,9 +32,7 @@ impl EmulatorProcess {
                 Ok(())
             });
         }
-        let child = command
-            .spawn()
-            .with_context(|| format!("cannot start {program}"))?;
+        let child = command.spawn().with_context(|| format!("cannot start {program}"))?;
         Ok(EmulatorProcess {
             program,
             child,

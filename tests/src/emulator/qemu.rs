@@ -5,13 +5,14 @@ use std::process::Command;
 
 use keel_abi::emulator::QEMU_DEBUG_EXIT_PORT;
 
+use super::SerialPort;
 use crate::machine::{QemuAccel, QemuMachine};
 
 pub const BINARY: &str = "qemu-system-x86_64";
 /// QEMU's own stdout and stderr.
 pub const CONSOLE: &str = "qemu.out";
 
-pub fn arguments(machine: &QemuMachine, iso: &Path, serial_log: &Path) -> Vec<String> {
+pub fn arguments(machine: &QemuMachine, iso: &Path, serial: SerialPort<'_>) -> Vec<String> {
     let mut arguments: Vec<String> = Vec::new();
     if machine.accel == QemuAccel::Kvm {
         arguments.extend(["-enable-kvm", "-cpu", "host"].map(String::from));
@@ -23,8 +24,9 @@ pub fn arguments(machine: &QemuMachine, iso: &Path, serial_log: &Path) -> Vec<St
         machine.memory_mib.to_string(),
         "-display".to_string(),
         "none".to_string(),
-        "-serial".to_string(),
-        format!("file:{}", serial_log.display()),
+    ]);
+    arguments.extend(serial_arguments(serial));
+    arguments.extend([
         "-no-reboot".to_string(),
         // Lets Keel end the run with an exit status (keel_abi::emulator).
         "-device".to_string(),
@@ -35,11 +37,23 @@ pub fn arguments(machine: &QemuMachine, iso: &Path, serial_log: &Path) -> Vec<St
     arguments
 }
 
-pub fn command(machine: &QemuMachine, iso: &Path, serial_log: &Path, run_dir: &Path) -> Command {
+/// A terminal device goes through QEMU's `serial` (tty) character device,
+/// which switches it to raw mode.
+fn serial_arguments(serial: SerialPort<'_>) -> Vec<String> {
+    match serial {
+        SerialPort::LogFile(path) => vec!["-serial".to_string(), format!("file:{}", path.display())],
+        SerialPort::Terminal(path) => vec![
+            "-chardev".to_string(),
+            format!("serial,id=com1,path={}", path.display()),
+            "-serial".to_string(),
+            "chardev:com1".to_string(),
+        ],
+    }
+}
+
+pub fn command(machine: &QemuMachine, iso: &Path, serial: SerialPort<'_>, run_dir: &Path) -> Command {
     let mut command = Command::new(BINARY);
-    command
-        .args(arguments(machine, iso, serial_log))
-        .current_dir(run_dir);
+    command.args(arguments(machine, iso, serial)).current_dir(run_dir);
     command
 }
 
@@ -53,7 +67,11 @@ mod tests {
             accel: QemuAccel::Tcg,
             memory_mib: 512,
         };
-        let arguments = arguments(&machine, Path::new("/k.iso"), Path::new("/r/serial.log"));
+        let arguments = arguments(
+            &machine,
+            Path::new("/k.iso"),
+            SerialPort::LogFile(Path::new("/r/serial.log")),
+        );
         let joined = arguments.join(" ");
         assert_eq!(
             joined,
@@ -63,12 +81,30 @@ mod tests {
     }
 
     #[test]
+    fn a_terminal_serial_port_is_a_tty_character_device() {
+        let machine = QemuMachine {
+            accel: QemuAccel::Tcg,
+            memory_mib: 512,
+        };
+        let arguments = arguments(
+            &machine,
+            Path::new("/k.iso"),
+            SerialPort::Terminal(Path::new("/dev/pts/7")),
+        );
+        let joined = arguments.join(" ");
+        assert!(
+            joined.contains("-chardev serial,id=com1,path=/dev/pts/7 -serial chardev:com1 -no-reboot"),
+            "{joined}"
+        );
+    }
+
+    #[test]
     fn kvm_run_uses_the_host_cpu() {
         let machine = QemuMachine {
             accel: QemuAccel::Kvm,
             memory_mib: 256,
         };
-        let arguments = arguments(&machine, Path::new("/k.iso"), Path::new("/s"));
+        let arguments = arguments(&machine, Path::new("/k.iso"), SerialPort::LogFile(Path::new("/s")));
         assert_eq!(arguments[..3], ["-enable-kvm", "-cpu", "host"]);
         assert!(arguments.windows(2).any(|pair| pair == ["-m", "256"]));
     }

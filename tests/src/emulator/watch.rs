@@ -56,10 +56,7 @@ pub struct RunOutcome {
 impl RunOutcome {
     /// When the first line matching `marker` had appeared.
     pub fn time_of_first(&self, marker: &Marker) -> Option<Duration> {
-        let index = self
-            .serial_log
-            .lines()
-            .position(|line| marker.matches_line(line))?;
+        let index = self.serial_log.lines().position(|line| marker.matches_line(line))?;
         self.line_times.get(index).copied()
     }
 }
@@ -126,10 +123,7 @@ impl RunningEmulator {
             if forbidden_seen_at.is_some_and(|seen| seen.elapsed() >= FORBIDDEN_GRACE) {
                 break RunEnding::ForbiddenMarker;
             }
-            if watch
-                .timeout
-                .is_some_and(|timeout| started.elapsed() >= timeout)
-            {
+            if watch.timeout.is_some_and(|timeout| started.elapsed() >= timeout) {
                 break RunEnding::TimedOut;
             }
             if interrupt::stop_requested() {
@@ -177,8 +171,7 @@ mod tests {
 
     /// A stand-in emulator: a shell script that writes the "serial log".
     fn fake_emulator(name: &str, script: &str) -> RunningEmulator {
-        let run_dir =
-            std::env::temp_dir().join(format!("keel-watch-{}-{name}", std::process::id()));
+        let run_dir = std::env::temp_dir().join(format!("keel-watch-{}-{name}", std::process::id()));
         let _ = fs::remove_dir_all(&run_dir);
         fs::create_dir_all(&run_dir).unwrap();
         let serial_log = run_dir.join("serial.log");
@@ -188,11 +181,7 @@ mod tests {
         RunningEmulator::start(command, run_dir, serial_log, console.clone(), console).unwrap()
     }
 
-    fn watch_with<'a>(
-        timeout: Duration,
-        finish: Option<&'a Marker>,
-        forbidden: &'a [Marker],
-    ) -> Watch<'a> {
+    fn watch_with<'a>(timeout: Duration, finish: Option<&'a Marker>, forbidden: &'a [Marker]) -> Watch<'a> {
         Watch {
             timeout: Some(timeout),
             finish,
@@ -203,10 +192,7 @@ mod tests {
 
     #[test]
     fn finish_marker_ends_the_run_and_kills_the_emulator() {
-        let emulator = fake_emulator(
-            "finish",
-            "echo 'keel: selftest passed' > serial.log; exec sleep 30",
-        );
+        let emulator = fake_emulator("finish", "echo 'keel: selftest passed' > serial.log; exec sleep 30");
         let finish = Marker::text("selftest passed");
         let outcome = emulator
             .watch(watch_with(Duration::from_secs(20), Some(&finish), &[]))
@@ -233,9 +219,7 @@ mod tests {
             "exit",
             "echo 'keel: VMX not supported' > serial.log; echo oops >&2; exit 33",
         );
-        let outcome = emulator
-            .watch(watch_with(Duration::from_secs(20), None, &[]))
-            .unwrap();
+        let outcome = emulator.watch(watch_with(Duration::from_secs(20), None, &[])).unwrap();
         assert_eq!(outcome.ending, RunEnding::EmulatorExited);
         assert_eq!(outcome.exit_status, Some(33));
         assert_eq!(outcome.serial_log, "keel: VMX not supported\n");
@@ -264,20 +248,14 @@ mod tests {
         clock.record(b"ond\n", at(20));
         clock.record(b"", at(30));
         clock.record(b"third\nfourth\nunfinished", at(40));
-        assert_eq!(
-            clock.finish(at(50)),
-            [at(10), at(20), at(40), at(40), at(50)]
-        );
+        assert_eq!(clock.finish(at(50)), [at(10), at(20), at(40), at(40), at(50)]);
     }
 
     #[test]
     fn line_clock_adds_nothing_after_a_final_newline() {
         let mut clock = LineClock::default();
         clock.record(b"only\n", Duration::from_millis(5));
-        assert_eq!(
-            clock.finish(Duration::from_secs(1)),
-            [Duration::from_millis(5)]
-        );
+        assert_eq!(clock.finish(Duration::from_secs(1)), [Duration::from_millis(5)]);
     }
 
     #[test]
@@ -286,12 +264,8 @@ mod tests {
             "timing",
             "echo 'booting' > serial.log; sleep 0.6; echo 'dom0: userspace started' >> serial.log",
         );
-        let outcome = emulator
-            .watch(watch_with(Duration::from_secs(20), None, &[]))
-            .unwrap();
-        let started = outcome
-            .time_of_first(&Marker::text("userspace started"))
-            .unwrap();
+        let outcome = emulator.watch(watch_with(Duration::from_secs(20), None, &[])).unwrap();
+        let started = outcome.time_of_first(&Marker::text("userspace started")).unwrap();
         let booting = outcome.time_of_first(&Marker::text("booting")).unwrap();
         assert!(started >= Duration::from_millis(500), "{started:?}");
         assert!(booting < started);

@@ -17,12 +17,7 @@ const ISO_NAME: &str = "keel";
 /// Builds the hypervisor and the ISO booting it with `cmdline`, carrying
 /// Dom0's kernel and initramfs as modules when `dom0` is given (fetched and
 /// built first if needed).
-pub fn build(
-    workspace: &Workspace,
-    cmdline: &str,
-    dom0: Option<&Dom0Modules>,
-    debug: bool,
-) -> Result<PathBuf> {
+pub fn build(workspace: &Workspace, cmdline: &str, dom0: Option<&Dom0Modules>, debug: bool) -> Result<PathBuf> {
     prerequisites::ensure(&[prerequisites::ISO_TOOLS])?;
     let modules = match dom0 {
         Some(dom0) => {
@@ -57,8 +52,7 @@ pub fn run(
     let iso = build(workspace, cmdline, dom0, debug)?;
     let iso = match out {
         Some(out) => {
-            fs::copy(&iso, out)
-                .with_context(|| format!("cannot copy the ISO to {}", out.display()))?;
+            fs::copy(&iso, out).with_context(|| format!("cannot copy the ISO to {}", out.display()))?;
             out.to_path_buf()
         }
         None => iso,

@@ -1,8 +1,11 @@
-//! `cargo xtask run`: boot Keel with its serial console on this terminal.
+//! `cargo xtask run`: boot Keel with its serial console on this terminal,
+//! input included (see `crate::console`).
 
-use std::io;
+use std::fs::File;
+use std::io::{self, IsTerminal};
+use std::os::fd::AsFd;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use keel_abi::emulator::{qemu_status, QEMU_EXIT_FAILURE, QEMU_EXIT_SUCCESS};
 use keel_boot_tests::cases::DOM0_MEMORY_MIB;
 use keel_boot_tests::emulator::{self, RunEnding, Watch};
@@ -10,6 +13,7 @@ use keel_boot_tests::{Dom0Modules, Machine};
 
 use crate::cli::EmulatorChoice;
 use crate::commands::emulator_prerequisites;
+use crate::console::{Input, Pty, RawMode, Relay};
 use crate::workspace::Workspace;
 use crate::{host_kvm, prerequisites, say};
 
@@ -30,13 +34,20 @@ fn default_choice() -> EmulatorChoice {
 }
 
 /// The hypervisor command line when none is given: Dom0 when its modules
-/// are on the ISO, else Keel's own default guest.
+/// are on the ISO (the emulator stops when it powers off), else Keel's own
+/// default guest.
 fn default_cmdline(dom0: Option<&Dom0Modules>) -> &'static str {
     match dom0 {
-        Some(_) => "guest=dom0",
+        Some(_) => "guest=dom0 exit=emulator",
         None => "",
     }
 }
+
+/// Dom0's /init (xtask/guest/init.sh) prints this first thing, its console
+/// already open (Linux's tty buffers input from then on, until the shell
+/// reads it). Input sent earlier can reach the UART before Linux's driver
+/// and be lost, so the console holds it back until this appears.
+const DOM0_READY: &[u8] = b"dom0: userspace started";
 
 pub fn run(
     workspace: &Workspace,
@@ -53,27 +64,49 @@ pub fn run(
     let cmdline = cmdline.unwrap_or_else(|| default_cmdline(dom0).to_string());
     let iso = super::iso::build(workspace, &cmdline, dom0, debug)?;
     let run_dir = workspace.layout.interactive_run_dir();
+    let input = if io::stdin().is_terminal() {
+        Input::Terminal
+    } else {
+        Input::Piped
+    };
+    let pty = Pty::open().context("cannot create a pseudo-terminal for the serial console")?;
+    let running = emulator::launch_on_terminal(&machine, &iso, &run_dir, &pty.slave_path)?;
+    let log_path = run_dir.join(emulator::SERIAL_LOG);
+    let log = File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
     say!(
-        "booting {} in {machine} (Ctrl-C to stop; files in {})",
+        "booting {} in {machine}; its serial console is this terminal ({}), files in {}",
         iso.display(),
+        match input {
+            Input::Terminal => "Ctrl-A x stops the emulator, Ctrl-C goes to the guest",
+            Input::Piped => "input from stdin, Ctrl-C stops the emulator",
+        },
         run_dir.display()
     );
-    let running = emulator::launch(&machine, &iso, &run_dir)?;
-    // Serial output goes to a file the watch streams here (like `tail -f`),
-    // so the terminal is never put in raw mode by an emulator.
-    let mut stdout = io::stdout();
+    // Declared before the relay so it is dropped after it: the terminal is
+    // restored once the last output is written, also on errors and panics.
+    let raw_mode = match input {
+        Input::Terminal => Some(RawMode::enable(io::stdin().as_fd()).context("cannot put the terminal in raw mode")?),
+        Input::Piped => None,
+    };
+    let ready_marker = if dom0.is_some() { DOM0_READY } else { b"" };
+    let relay = Relay::start(&pty, log, input, ready_marker).context("cannot start the serial console relay")?;
+    // The relay writes serial.log; the watch only waits for the emulator to
+    // exit or for a stop request (Ctrl-C, Ctrl-A x, a relay error).
     let outcome = running.watch(Watch {
         timeout: None,
         finish: None,
         forbidden: &[],
-        echo: Some(&mut stdout),
-    })?;
+        echo: None,
+    });
+    let relayed = relay.stop();
+    drop(raw_mode);
+    let outcome = outcome?;
+    relayed.context("serial console relay")?;
+    // The guest's output may end mid-line.
+    println!();
     match outcome.ending {
         RunEnding::Interrupted => say!("stopped the emulator"),
-        _ => say!(
-            "emulator exited: {}",
-            describe_exit(&machine, outcome.exit_status)
-        ),
+        _ => say!("emulator exited: {}", describe_exit(&machine, outcome.exit_status)),
     }
     Ok(())
 }
@@ -99,7 +132,7 @@ mod tests {
     fn dom0_is_the_default_guest_only_when_its_modules_are_there() {
         assert_eq!(
             default_cmdline(Some(&Dom0Modules::interactive())),
-            "guest=dom0"
+            "guest=dom0 exit=emulator"
         );
         assert_eq!(default_cmdline(None), "");
     }
@@ -107,14 +140,8 @@ mod tests {
     #[test]
     fn qemu_debug_exit_statuses_are_explained() {
         let qemu = Machine::qemu_tcg();
-        assert_eq!(
-            describe_exit(&qemu, Some(33)),
-            "status 33 (Keel reported success)"
-        );
-        assert_eq!(
-            describe_exit(&qemu, Some(35)),
-            "status 35 (Keel reported failure)"
-        );
+        assert_eq!(describe_exit(&qemu, Some(33)), "status 33 (Keel reported success)");
+        assert_eq!(describe_exit(&qemu, Some(35)), "status 35 (Keel reported failure)");
         assert_eq!(describe_exit(&Machine::bochs(), Some(1)), "status 1");
         assert_eq!(describe_exit(&qemu, None), "killed by a signal");
     }

@@ -22,10 +22,7 @@ pub fn run(workspace: &Workspace, filter: Option<&str>, no_host: bool) -> Result
     }
     let cases = select(all_boot_tests(), filter);
     if cases.is_empty() {
-        bail!(
-            "no boot test name contains {:?}",
-            filter.unwrap_or_default()
-        );
+        bail!("no boot test name contains {:?}", filter.unwrap_or_default());
     }
     prerequisites::ensure(&needed_prerequisites(&cases))?;
 
@@ -67,10 +64,7 @@ pub fn run(workspace: &Workspace, filter: Option<&str>, no_host: bool) -> Result
 
 fn select(cases: Vec<TestCase>, filter: Option<&str>) -> Vec<TestCase> {
     match filter {
-        Some(filter) => cases
-            .into_iter()
-            .filter(|case| case.name.contains(filter))
-            .collect(),
+        Some(filter) => cases.into_iter().filter(|case| case.name.contains(filter)).collect(),
         None => cases,
     }
 }
@@ -131,12 +125,10 @@ mod tests {
 
     #[test]
     fn prerequisites_follow_the_selected_machines() {
-        let bochs_only =
-            needed_prerequisites(&[case("a", Machine::bochs()), case("b", Machine::bochs())]);
+        let bochs_only = needed_prerequisites(&[case("a", Machine::bochs()), case("b", Machine::bochs())]);
         assert_eq!(bochs_only.len(), 2, "ISO tools and Bochs, Bochs once");
         assert_eq!(bochs_only[1], prerequisites::BOCHS);
-        let both =
-            needed_prerequisites(&[case("a", Machine::bochs()), case("b", Machine::qemu_tcg())]);
+        let both = needed_prerequisites(&[case("a", Machine::bochs()), case("b", Machine::qemu_tcg())]);
         assert_eq!(both.len(), 3);
     }
 }

@@ -31,14 +31,10 @@ pub fn ensure(layout: &Layout) -> Result<PathBuf> {
         &layout.guest_dir().join("busybox-package"),
         &busybox,
     )?;
-    let binary =
-        fs::read(&busybox).with_context(|| format!("cannot read {}", busybox.display()))?;
+    let binary = fs::read(&busybox).with_context(|| format!("cannot read {}", busybox.display()))?;
     if !binary.starts_with(b"\x7fELF") {
         let _ = fs::remove_file(&busybox);
-        bail!(
-            "{PATH_IN_PACKAGE} in {} is not an ELF binary",
-            extracted.origin
-        );
+        bail!("{PATH_IN_PACKAGE} in {} is not an ELF binary", extracted.origin);
     }
     write_origin(&busybox, &extracted.origin)?;
     say!("busybox: {} in {}", extracted.origin, busybox.display());

@@ -18,18 +18,11 @@ pub struct Extracted {
 
 /// Copies `path_in_package` out of `package` to `destination` (replacing it
 /// atomically), working in `scratch_dir`, which is removed afterwards.
-pub fn extract_file(
-    package: &str,
-    path_in_package: &str,
-    scratch_dir: &Path,
-    destination: &Path,
-) -> Result<Extracted> {
+pub fn extract_file(package: &str, path_in_package: &str, scratch_dir: &Path, destination: &Path) -> Result<Extracted> {
     if scratch_dir.exists() {
-        fs::remove_dir_all(scratch_dir)
-            .with_context(|| format!("cannot clear {}", scratch_dir.display()))?;
+        fs::remove_dir_all(scratch_dir).with_context(|| format!("cannot clear {}", scratch_dir.display()))?;
     }
-    fs::create_dir_all(scratch_dir)
-        .with_context(|| format!("cannot create {}", scratch_dir.display()))?;
+    fs::create_dir_all(scratch_dir).with_context(|| format!("cannot create {}", scratch_dir.display()))?;
 
     say!("downloading Debian package {package} (apt-get download)");
     let mut download = Command::new("apt-get");
@@ -39,9 +32,7 @@ pub fn extract_file(
         download.args(["-o", "APT::Sandbox::User=root"]);
     }
     run_visible(
-        download
-            .args(["download", package])
-            .current_dir(scratch_dir),
+        download.args(["download", package]).current_dir(scratch_dir),
         &format!("apt-get download {package}"),
     )?;
     let deb = downloaded_deb(scratch_dir, package)?;
@@ -58,13 +49,10 @@ pub fn extract_file(
         bail!("{package} {version} has no {path_in_package}");
     }
     let partial = destination.with_extension("partial");
-    fs::copy(&source, &partial)
-        .with_context(|| format!("cannot copy {} out of {package}", source.display()))?;
-    fs::rename(&partial, destination)
-        .with_context(|| format!("cannot move {} into place", destination.display()))?;
+    fs::copy(&source, &partial).with_context(|| format!("cannot copy {} out of {package}", source.display()))?;
+    fs::rename(&partial, destination).with_context(|| format!("cannot move {} into place", destination.display()))?;
     // The unpacked tree (kernel modules included) is large and not needed.
-    fs::remove_dir_all(scratch_dir)
-        .with_context(|| format!("cannot remove {}", scratch_dir.display()))?;
+    fs::remove_dir_all(scratch_dir).with_context(|| format!("cannot remove {}", scratch_dir.display()))?;
     Ok(Extracted {
         origin: format!("{package} {version}"),
     })
@@ -170,9 +158,7 @@ fn file_name(path: &Path) -> String {
 
 /// Runs a command with its output (apt's progress) on the terminal.
 fn run_visible(command: &mut Command, what: &str) -> Result<()> {
-    let status = command
-        .status()
-        .with_context(|| format!("cannot run {what}"))?;
+    let status = command.status().with_context(|| format!("cannot run {what}"))?;
     if !status.success() {
         bail!("{what} failed ({status})");
     }

@@ -20,8 +20,7 @@ const INIT_SCRIPT: &str = include_str!("../../guest/init.sh");
 /// there already has exactly these contents.
 pub fn ensure(layout: &Layout, busybox: &Path) -> Result<PathBuf> {
     let initrd = layout.dom0_initrd();
-    let busybox_binary =
-        fs::read(busybox).with_context(|| format!("cannot read {}", busybox.display()))?;
+    let busybox_binary = fs::read(busybox).with_context(|| format!("cannot read {}", busybox.display()))?;
     let image = dom0_initramfs(INIT_SCRIPT, busybox_binary)?;
     // The uncompressed archive is cheap to make; compressing it is not, so
     // its fingerprint decides whether to rebuild (init script, busybox and
@@ -34,13 +33,10 @@ pub fn ensure(layout: &Layout, busybox: &Path) -> Result<PathBuf> {
         return Ok(initrd);
     }
     say!("building Dom0 initramfs {}", initrd.display());
-    let gzip = image
-        .to_gzip()
-        .context("cannot compress the Dom0 initramfs")?;
+    let gzip = image.to_gzip().context("cannot compress the Dom0 initramfs")?;
     let _ = fs::remove_file(&stamp);
     fs::write(&initrd, &gzip).with_context(|| format!("cannot write {}", initrd.display()))?;
-    fs::write(&stamp, format!("{fingerprint}\n"))
-        .with_context(|| format!("cannot write {}", stamp.display()))?;
+    fs::write(&stamp, format!("{fingerprint}\n")).with_context(|| format!("cannot write {}", stamp.display()))?;
     say!("Dom0 initramfs: {} KiB", gzip.len() >> 10);
     Ok(initrd)
 }
@@ -94,11 +90,9 @@ mod tests {
         loop {
             let header = &archive[offset..offset + 110];
             assert_eq!(&header[..6], b"070701");
-            let (mode, file_size, name_size) =
-                (field(header, 1), field(header, 6), field(header, 11));
+            let (mode, file_size, name_size) = (field(header, 1), field(header, 6), field(header, 11));
             let name_start = offset + 110;
-            let name = String::from_utf8(archive[name_start..name_start + name_size - 1].to_vec())
-                .unwrap();
+            let name = String::from_utf8(archive[name_start..name_start + name_size - 1].to_vec()).unwrap();
             if name == "TRAILER!!!" {
                 return members;
             }

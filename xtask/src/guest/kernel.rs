@@ -58,11 +58,10 @@ pub fn ensure(layout: &Layout) -> Result<PathBuf> {
 
 /// The versioned kernel package among the metapackage's dependencies.
 fn kernel_package(dependencies: &[String]) -> Option<&str> {
-    dependencies.iter().map(String::as_str).find(|name| {
-        *name != METAPACKAGE
-            && name.starts_with(KERNEL_PACKAGE_PREFIX)
-            && name.ends_with(FLAVOUR_SUFFIX)
-    })
+    dependencies
+        .iter()
+        .map(String::as_str)
+        .find(|name| *name != METAPACKAGE && name.starts_with(KERNEL_PACKAGE_PREFIX) && name.ends_with(FLAVOUR_SUFFIX))
 }
 
 /// The x86 boot protocol's marks: the 0xAA55 boot flag at 0x1FE and the
@@ -88,10 +87,7 @@ mod tests {
     #[test]
     fn the_versioned_cloud_kernel_is_chosen() {
         let dependencies = names(&["linux-image-6.1.0-56-cloud-amd64"]);
-        assert_eq!(
-            kernel_package(&dependencies),
-            Some("linux-image-6.1.0-56-cloud-amd64")
-        );
+        assert_eq!(kernel_package(&dependencies), Some("linux-image-6.1.0-56-cloud-amd64"));
     }
 
     #[test]
@@ -103,10 +99,7 @@ mod tests {
             "initramfs-tools",
             "linux-image-6.1.0-57-cloud-amd64",
         ]);
-        assert_eq!(
-            kernel_package(&dependencies),
-            Some("linux-image-6.1.0-57-cloud-amd64")
-        );
+        assert_eq!(kernel_package(&dependencies), Some("linux-image-6.1.0-57-cloud-amd64"));
         assert_eq!(kernel_package(&names(&["linux-base"])), None);
     }
 

@@ -19,8 +19,7 @@ use crate::prerequisites;
 /// exist.
 pub fn ensure_dom0_images(layout: &Layout) -> Result<()> {
     let guest_dir = layout.guest_dir();
-    fs::create_dir_all(&guest_dir)
-        .with_context(|| format!("cannot create {}", guest_dir.display()))?;
+    fs::create_dir_all(&guest_dir).with_context(|| format!("cannot create {}", guest_dir.display()))?;
     // Only a fetch needs apt; a warm cache works anywhere.
     if !(is_cached(&layout.dom0_kernel()) && is_cached(&busybox::path(layout))) {
         prerequisites::ensure(&[prerequisites::DEBIAN_PACKAGE_TOOLS])?;
@@ -60,8 +59,7 @@ fn forget_origin(file: &Path) {
 
 fn write_origin(file: &Path, origin: &str) -> Result<()> {
     let note = origin_note(file);
-    fs::write(&note, format!("{origin}\n"))
-        .with_context(|| format!("cannot write {}", note.display()))
+    fs::write(&note, format!("{origin}\n")).with_context(|| format!("cannot write {}", note.display()))
 }
 
 #[cfg(test)]

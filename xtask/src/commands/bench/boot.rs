@@ -26,12 +26,7 @@ const EXITS_PREFIX: &str = "keel: domain 0 exits: ";
 
 /// A bench run fails on these; /init's own verdicts (dmesg, clock) are the
 /// boot test's business, not the benchmark's.
-const FAILURE_MARKERS: [&str; 4] = [
-    "KEEL PANIC",
-    "VM entry failed",
-    "keel: CPU exception",
-    "Kernel panic",
-];
+const FAILURE_MARKERS: [&str; 4] = ["KEEL PANIC", "VM entry failed", "keel: CPU exception", "Kernel panic"];
 
 pub fn run(workspace: &Workspace) -> Result<()> {
     prerequisites::ensure(&[prerequisites::ISO_TOOLS, prerequisites::BOCHS])?;
@@ -62,19 +57,9 @@ pub fn run(workspace: &Workspace) -> Result<()> {
     // One after the other: a second emulator on the other core would be
     // fine, but anything else running (a build) would skew one of the two.
     let machine = dom0_machine();
-    let bare = boot(
-        layout,
-        &machine,
-        &bare_iso,
-        BARE_NAME,
-        keel_case.timeout,
-        None,
-    )?;
+    let bare = boot(layout, &machine, &bare_iso, BARE_NAME, keel_case.timeout, None)?;
     let bare_time = time_to_userspace(&bare, BARE_NAME)?;
-    say!(
-        "bare Bochs: userspace after {:.2} s",
-        bare_time.as_secs_f64()
-    );
+    say!("bare Bochs: userspace after {:.2} s", bare_time.as_secs_f64());
     let keel = boot(
         layout,
         &keel_case.machine,
@@ -85,10 +70,10 @@ pub fn run(workspace: &Workspace) -> Result<()> {
     )?;
     let keel_time = time_to_userspace(&keel, KEEL_NAME)?;
     say!("Keel: userspace after {:.2} s", keel_time.as_secs_f64());
-    let exits_line = keel.serial_log.lines().find_map(|line| {
-        line.find(EXITS_PREFIX)
-            .map(|start| &line[start + EXITS_PREFIX.len()..])
-    });
+    let exits_line = keel
+        .serial_log
+        .lines()
+        .find_map(|line| line.find(EXITS_PREFIX).map(|start| &line[start + EXITS_PREFIX.len()..]));
     let exits = match exits_line.map(exit_total) {
         Some(Ok(total)) => total,
         Some(Err(error)) => {
@@ -114,10 +99,7 @@ fn boot(
     timeout: Duration,
     finish: Option<&Marker>,
 ) -> Result<RunOutcome> {
-    say!(
-        "booting {name} in {machine} (timeout {} s)",
-        timeout.as_secs()
-    );
+    say!("booting {name} in {machine} (timeout {} s)", timeout.as_secs());
     let forbidden = FAILURE_MARKERS.map(Marker::text);
     let running = emulator::launch(machine, iso, &layout.run_dir(name))?;
     let outcome = running.watch(Watch {
@@ -129,8 +111,9 @@ fn boot(
     let problem = match outcome.ending {
         RunEnding::Interrupted => bail!("interrupted"),
         RunEnding::TimedOut => Some("timed out".to_string()),
-        _ => find_forbidden(&outcome.serial_log, &forbidden)
-            .map(|hit| format!("line {}: {}", hit.line_number, hit.line)),
+        _ => {
+            find_forbidden(&outcome.serial_log, &forbidden).map(|hit| format!("line {}: {}", hit.line_number, hit.line))
+        }
     };
     let problem = problem.or_else(|| {
         (!Marker::text(CHECKS_DONE_MARKER).appears_in(&outcome.serial_log))
@@ -218,11 +201,7 @@ mod tests {
     #[test]
     fn result_line_has_two_decimals_and_the_ratio() {
         assert_eq!(
-            result_line(
-                Duration::from_millis(12_340),
-                Duration::from_millis(18_510),
-                123_456
-            ),
+            result_line(Duration::from_millis(12_340), Duration::from_millis(18_510), 123_456),
             "linux-boot bare=12.34 keel=18.51 ratio=1.50 exits=123456"
         );
     }

@@ -34,10 +34,7 @@ pub fn run(workspace: &Workspace, iterations: u32) -> Result<()> {
 
     let machine = Machine::bochs();
     let timeout = timeout(iterations);
-    say!(
-        "booting {NAME} in {machine} (timeout {} s)",
-        timeout.as_secs()
-    );
+    say!("booting {NAME} in {machine} (timeout {} s)", timeout.as_secs());
     let forbidden = [
         Marker::text("KEEL PANIC"),
         Marker::text("VM entry failed"),
