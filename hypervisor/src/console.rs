@@ -20,6 +20,10 @@ pub fn init(level: LevelFilter) {
     // hypervisor drives; the port is only used through the `SERIAL` lock.
     let mut port = unsafe { SerialPort::new(COM1) };
     port.init();
+    // Keel polls the UART; its interrupt would only reach the host's PIC,
+    // which Keel masks and never acknowledges.
+    // SAFETY: IER of the same COM1; 0 disables the UART's interrupt sources.
+    unsafe { crate::arch::instructions::outb(COM1 + 1, 0) };
     *SERIAL.lock() = Some(port);
     // A second call fails harmlessly; the first logger stays installed.
     let _ = log::set_logger(&LOGGER);

@@ -23,7 +23,14 @@ pub struct GuestCpu {
     pub tsc_hz: Option<u64>,
     /// The vCPU's (x2)APIC ID.
     pub apic_id: u32,
+    /// RDTSCP and INVPCID are only enabled for guests when VMX offers them;
+    /// otherwise CPUID must not advertise them (they would raise #UD).
+    pub rdtscp: bool,
+    pub invpcid: bool,
 }
+
+const LEAF7_EBX_INVPCID: u32 = 1 << 10;
+const EXTENDED_EDX_RDTSCP: u32 = 1 << 27;
 
 const TSC_LEAF: u32 = 0x15;
 const FREQUENCY_LEAF: u32 = 0x16;
@@ -100,11 +107,13 @@ pub fn guest_leaf(leaf: u32, subleaf: u32, host: CpuidResult, cpu: &GuestCpu) ->
         }
         7 => {
             answer = if subleaf == 0 {
+                let mut ebx = host.ebx & LEAF7_EBX_ALLOWED;
+                if !cpu.invpcid {
+                    ebx &= !LEAF7_EBX_INVPCID;
+                }
                 CpuidResult {
-                    eax: 0,
-                    ebx: host.ebx & LEAF7_EBX_ALLOWED,
-                    ecx: 0,
-                    edx: 0,
+                    ebx,
+                    ..CpuidResult::default()
                 }
             } else {
                 CpuidResult::default()
@@ -139,6 +148,7 @@ pub fn guest_leaf(leaf: u32, subleaf: u32, host: CpuidResult, cpu: &GuestCpu) ->
                 None => CpuidResult::default(),
             }
         }
+        0x8000_0001 if !cpu.rdtscp => answer.edx &= !EXTENDED_EDX_RDTSCP,
         // Only the invariant-TSC bit of the power-management leaf.
         0x8000_0007 => {
             answer = CpuidResult {
@@ -170,8 +180,30 @@ mod tests {
             &GuestCpu {
                 tsc_hz: Some(10_000_000),
                 apic_id: 0,
+                rdtscp: true,
+                invpcid: true,
             },
         )
+    }
+
+    #[test]
+    fn instructions_vmx_does_not_enable_are_not_advertised() {
+        let host = CpuidResult {
+            eax: 0,
+            ebx: u32::MAX,
+            ecx: u32::MAX,
+            edx: u32::MAX,
+        };
+        let cpu = GuestCpu {
+            tsc_hz: None,
+            apic_id: 0,
+            rdtscp: false,
+            invpcid: false,
+        };
+        assert_eq!(guest_leaf(7, 0, host, &cpu).ebx & LEAF7_EBX_INVPCID, 0);
+        assert_eq!(guest_leaf(0x8000_0001, 0, host, &cpu).edx & EXTENDED_EDX_RDTSCP, 0);
+        assert_ne!(guest(0x8000_0001, host).edx & EXTENDED_EDX_RDTSCP, 0);
+        assert_ne!(guest(7, host).ebx & LEAF7_EBX_INVPCID, 0);
     }
 
     #[test]
@@ -211,10 +243,7 @@ mod tests {
 
     #[test]
     fn without_a_known_tsc_the_leaves_are_empty() {
-        let cpu = GuestCpu {
-            tsc_hz: None,
-            apic_id: 0,
-        };
+        let cpu = GuestCpu::default();
         assert_eq!(
             guest_leaf(
                 TSC_LEAF,

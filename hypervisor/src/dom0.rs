@@ -21,7 +21,6 @@ use keel_guest_loader::boot_params::{GuestMemoryLayout, LEGACY_HOLE};
 use keel_guest_loader::linux::{load_linux, LinuxLayout};
 use keel_guest_loader::long_mode::LongModeLayout;
 use keel_hypervisor::cmdline::Options;
-use keel_hypervisor::cpuid_policy::GuestCpu;
 use multiboot2::BootInformation;
 
 use crate::domain::Domain;
@@ -123,6 +122,7 @@ fn boot(cpu: &VmxCpu, images: &Dom0Images, options: &Options, tsc_hz: Option<u64
         images.cmdline
     );
     let mut domain = Domain::new(DOM0_ID, ram_bytes).map_err(|error| log::error!("dom0: {error}"))?;
+    domain.cpu = cpu.guest_cpu(tsc_hz, 0);
     let stop = prepare(&mut domain, images, ram_bytes, tsc_hz).and_then(|entry| run_vcpu(cpu, &mut domain, &entry));
     domain.destroy();
     stop
@@ -130,7 +130,6 @@ fn boot(cpu: &VmxCpu, images: &Dom0Images, options: &Options, tsc_hz: Option<u64
 
 /// Platform, ACPI tables and the kernel in guest memory; returns the entry state.
 fn prepare(domain: &mut Domain, images: &Dom0Images, ram_bytes: u64, tsc_hz: Option<u64>) -> Result<LongModeEntry, ()> {
-    domain.cpu = GuestCpu { tsc_hz, apic_id: 0 };
     let wallclock = crate::arch::rtc::read_unix_seconds().unwrap_or(FALLBACK_WALLCLOCK);
     let platform = VirtualPlatform::new(tsc_hz.unwrap_or(1_000_000_000), wallclock)
         .map_err(|error| log::error!("dom0: {error}"))?;
@@ -195,10 +194,10 @@ fn run_vcpu(cpu: &VmxCpu, domain: &mut Domain, entry: &LongModeEntry) -> Result<
     Ok(stop)
 }
 
-/// 1 ms: Dom0 owns the console, and Keel looks for typed bytes at the end of
-/// every slice (the host UART holds only 16 of them).
+/// 10 ms of Dom0 running between looks at its timers and the console; an
+/// idle Dom0 is woken every 1 ms instead (see `exits::handlers::halt`).
 fn time_slice_tsc(tsc_hz: Option<u64>) -> u64 {
-    tsc_hz.map_or(2_000_000, |hz| hz / 1000)
+    tsc_hz.map_or(2_000_000, |hz| hz / 100)
 }
 
 fn acpi_config() -> GuestAcpiConfig<'static> {

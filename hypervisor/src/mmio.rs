@@ -74,6 +74,12 @@ pub fn emulate(
     vcpu: &mut Vcpu,
     fault: MemoryFault,
 ) -> Result<(), &'static str> {
+    if fault.during_event_delivery {
+        return Err("the CPU touched device memory while delivering an event (IDT or stack there)");
+    }
+    if fault.guest_page_walk {
+        return Err("the guest's page tables point into device memory");
+    }
     let (cr0, cr3, cr4, efer) = vcpu.paging_registers();
     let paging = PagingState::new(cr0, cr3, cr4, efer);
     let mut bytes = [0u8; MAX_INSTRUCTION_LEN];
@@ -84,6 +90,10 @@ pub fn emulate(
         .decode(rip, &bytes, fetched)
         .ok_or("the instruction is not a supported MMIO access")?;
     let size = instruction.size.bytes();
+    let is_store = matches!(instruction.kind, MmioKind::Store { .. });
+    if is_store != fault.write {
+        return Err("the instruction at RIP does not match the faulting access");
+    }
     match instruction.kind {
         MmioKind::Load { dest, extend } => {
             let value = platform.mmio_read(fault.gpa, size);

@@ -41,6 +41,11 @@ pub struct MemoryFault {
     pub read: bool,
     pub write: bool,
     pub fetch: bool,
+    /// The access came from the CPU delivering an event (pushing an
+    /// exception frame, reading the IDT), not from an instruction.
+    pub during_event_delivery: bool,
+    /// The CPU was reading the guest's own page tables there.
+    pub guest_page_walk: bool,
 }
 
 impl MemoryFault {
@@ -79,11 +84,18 @@ pub enum VcpuExit {
         value: u64,
     },
     /// A write to a control-register bit the hypervisor owns (MOV to CR0/CR4,
-    /// LMSW, CLTS), with the value the guest wants the register to hold.
+    /// LMSW, CLTS) or to CR8, with the value the guest wants the register to hold.
     ControlRegisterWrite {
         cr: u8,
         value: u64,
     },
+    /// MOV from CR8 (the task priority) into general-purpose register `gpr`
+    /// (CR0/CR4 reads never exit: the guest reads their shadows).
+    TaskPriorityRead {
+        gpr: u8,
+    },
+    /// An instruction the guest may not execute here: raise this fault.
+    Fault(GuestFault),
     /// XSETBV (XCR0 = EDX:EAX, index in ECX).
     Xsetbv,
     /// The guest can take an interrupt now (it asked for a window).

@@ -29,6 +29,8 @@ pub const IOAPIC_ID: u8 = 1;
 /// APIC runs in xAPIC mode.
 pub const LOCAL_APIC_BASE: u64 = 0xfee0_0000;
 const LOCAL_APIC_MMIO_LEN: u64 = 0x1000;
+/// The TPR register in the xAPIC page.
+const TPR_OFFSET: u64 = 0x80;
 const RTC_BASE_PORT: u64 = 0x70;
 
 /// What device models asked for during one access; applied right after it.
@@ -247,6 +249,18 @@ impl VirtualPlatform {
         let taken = self.uart.push_input(byte, &mut self.effects);
         self.settle();
         taken
+    }
+
+    /// CR8: the local APIC's task-priority class (TPR bits 7:4).
+    pub fn task_priority(&self) -> u64 {
+        u64::from(self.lapic.mmio_read(TPR_OFFSET, 4, tsc::read()) >> 4)
+    }
+
+    pub fn set_task_priority(&mut self, class: u64) {
+        let effect = self
+            .lapic
+            .mmio_write(TPR_OFFSET, 4, ((class & 0xf) << 4) as u32, tsc::read());
+        self.apply_apic_effect(effect);
     }
 
     pub fn can_accept_console_input(&self) -> bool {

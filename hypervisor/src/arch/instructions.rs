@@ -108,3 +108,47 @@ pub fn halt_forever() -> ! {
         unsafe { asm!("cli", "hlt", options(nomem, nostack)) };
     }
 }
+
+/// An FXSAVE image of the x87/SSE state after reset: default control word
+/// and MXCSR, empty stack, zeroed registers.
+#[repr(C, align(16))]
+struct FxsaveArea([u8; 512]);
+
+static RESET_FPU_STATE: FxsaveArea = {
+    let mut bytes = [0u8; 512];
+    bytes[0] = 0x7f; // FCW = 0x037f
+    bytes[1] = 0x03;
+    bytes[24] = 0x80; // MXCSR = 0x1f80
+    bytes[25] = 0x1f;
+    FxsaveArea(bytes)
+};
+
+const IA32_KERNEL_GS_BASE: u32 = 0xc000_0102;
+const IA32_STAR: u32 = 0xc000_0081;
+const IA32_LSTAR: u32 = 0xc000_0082;
+const IA32_CSTAR: u32 = 0xc000_0083;
+const IA32_FMASK: u32 = 0xc000_0084;
+const IA32_TSC_AUX: u32 = 0xc000_0103;
+
+/// Clears the CPU state VMX does not switch between guests (x87/SSE
+/// registers, debug address registers, CR2, syscall MSRs), so a new vCPU
+/// starts clean and sees nothing a previous guest left behind.
+pub fn reset_unswitched_guest_state() {
+    let rdtscp = raw_cpuid::CpuId::new()
+        .get_extended_processor_and_feature_identifiers()
+        .is_some_and(|f| f.has_rdtscp());
+    // SAFETY: CR4.OSFXSR is set (vmx::enable), so FXRSTOR loads the image,
+    // a static 16-byte-aligned 512-byte area; the debug registers, CR2 and
+    // these MSRs (TSC_AUX only when RDTSCP exists) are architectural on
+    // x86-64 and Keel itself uses none of them.
+    unsafe {
+        asm!("fninit", "fxrstor64 [{}]", in(reg) &RESET_FPU_STATE, options(nostack, readonly));
+        asm!("mov dr0, {0}", "mov dr1, {0}", "mov dr2, {0}", "mov dr3, {0}", "mov cr2, {0}", in(reg) 0u64, options(nostack, nomem));
+        for msr in [IA32_KERNEL_GS_BASE, IA32_STAR, IA32_LSTAR, IA32_CSTAR, IA32_FMASK] {
+            wrmsr(msr, 0);
+        }
+        if rdtscp {
+            wrmsr(IA32_TSC_AUX, 0);
+        }
+    }
+}

@@ -17,10 +17,17 @@ pub struct HostTables {
     pub idt_base: u64,
 }
 
-/// Loads the GDT, TSS and IDT on the boot CPU.
+/// Loads the GDT, TSS and IDT on the boot CPU and masks the legacy PIC:
+/// Keel runs with interrupts off and polls, and a host interrupt taken as a
+/// VM exit would otherwise stay unacknowledged in the PIC.
 pub fn init() -> HostTables {
     let descriptors = gdt::init();
     let idt = idt::init();
+    // SAFETY: writing the 8259 interrupt-mask registers only masks IRQ lines.
+    unsafe {
+        instructions::outb(0x21, 0xff);
+        instructions::outb(0xa1, 0xff);
+    }
     HostTables {
         gdt_base: descriptors.gdt_base,
         tss_base: descriptors.tss_base,

@@ -79,6 +79,18 @@ impl core::fmt::Display for StopReason {
 
 const CR4_OSXSAVE: u64 = 1 << 18;
 
+/// MOV to CR8: the task priority class (bits 3:0; the rest are reserved).
+fn set_task_priority(domain: &mut Domain, vcpu: &mut Vcpu, value: u64) -> Result<(), GuestFault> {
+    if value > 0xf {
+        return Err(GuestFault::GeneralProtection);
+    }
+    match domain.platform.as_deref_mut() {
+        Some(platform) => platform.set_task_priority(value),
+        None => vcpu.cr8 = value,
+    }
+    Ok(())
+}
+
 /// What an exit handler wants next.
 enum Next {
     Resume,
@@ -204,6 +216,19 @@ fn handle(domain: &mut Domain, vcpu: &mut Vcpu, exit: VcpuExit) -> Next {
             Ok(()) => vcpu.skip_instruction(),
             Err(fault) => vcpu.inject_fault(fault),
         },
+        VcpuExit::ControlRegisterWrite { cr: 8, value } => match set_task_priority(domain, vcpu, value) {
+            Ok(()) => vcpu.skip_instruction(),
+            Err(fault) => vcpu.inject_fault(fault),
+        },
+        VcpuExit::TaskPriorityRead { gpr } => {
+            let priority = match domain.platform.as_deref() {
+                Some(platform) => platform.task_priority(),
+                None => vcpu.cr8,
+            };
+            vcpu.set_gpr(usize::from(gpr), priority);
+            vcpu.skip_instruction();
+        }
+        VcpuExit::Fault(fault) => vcpu.inject_fault(fault),
         VcpuExit::ControlRegisterWrite { cr, value } => match vcpu.set_control_register(cr, value) {
             Ok(()) => vcpu.skip_instruction(),
             Err(fault) => vcpu.inject_fault(fault),

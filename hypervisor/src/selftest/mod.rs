@@ -151,6 +151,7 @@ fn run_test_domain(cpu: &VmxCpu, id: u16, program: GuestProgram, argument: u64) 
             return None;
         }
     };
+    domain.cpu = cpu.guest_cpu(None, 0);
     let entry = match load_test_guest(&mut domain, program, argument) {
         Ok(entry) => entry,
         Err(error) => {

@@ -3,7 +3,7 @@
 
 use keel_vmx::caps::fixed_cr;
 use keel_vmx::controls::PrimaryControls;
-use keel_vmx::exit::InterruptionInfo;
+use keel_vmx::exit::{InterruptionInfo, InterruptionType};
 use keel_vmx::VmcsField as F;
 
 use super::vcpu::{read, write, VmxVcpu};
@@ -22,11 +22,13 @@ const EFER_WRITABLE: u64 = 1 | EFER_LME | EFER_LMA | (1 << 11);
 impl VmxVcpu {
     /// Raises `fault` in the guest at the current instruction.
     pub fn inject_fault(&mut self, fault: GuestFault) {
+        // Real mode (CR0.PE clear) has no error codes.
+        let protected_mode = read(F::GuestCr0) & 1 != 0;
         let (vector, error_code) = match fault {
             GuestFault::InvalidOpcode => (6, None),
-            GuestFault::GeneralProtection => (13, Some(0)),
+            GuestFault::GeneralProtection => (13, Some(0).filter(|_| protected_mode)),
         };
-        let info = InterruptionInfo::hardware_exception(vector);
+        let info = InterruptionInfo::injection(vector, InterruptionType::HardwareException, error_code.is_some());
         write(F::EntryInterruptionInfo, u64::from(info.to_raw()));
         if let Some(code) = error_code {
             write(F::EntryExceptionErrorCode, code);
@@ -108,7 +110,10 @@ impl VmxVcpu {
         let mut ticks = self.time_slice;
         if let Some(deadline) = deadline_tsc {
             let now = crate::arch::tsc::read();
-            ticks = ticks.min(deadline.saturating_sub(now) >> self.preemption_rate);
+            // Never below the minimum: a guest whose timer is always due
+            // (a one-tick periodic APIC timer) must still make progress.
+            let until_deadline = (deadline.saturating_sub(now) >> self.preemption_rate).max(self.min_timer_ticks);
+            ticks = ticks.min(until_deadline);
         }
         write(F::PreemptionTimerValue, ticks);
         self.timer_at_entry = ticks;
@@ -133,12 +138,12 @@ impl VmxVcpu {
     }
 
     /// Re-queues an event whose delivery a VM exit interrupted (IDT-vectoring
-    /// information), so the guest does not lose it.
-    pub(super) fn reinject_interrupted_event(&mut self) {
+    /// information), so the guest does not lose it; returns whether there was one.
+    pub(super) fn reinject_interrupted_event(&mut self) -> bool {
         let raw = read(F::IdtVectoringInfo) as u32;
         let info = InterruptionInfo::from_raw(raw);
         if !info.valid {
-            return;
+            return false;
         }
         write(F::EntryInterruptionInfo, u64::from(raw & !(1 << 12)));
         if info.error_code_valid {
@@ -147,6 +152,7 @@ impl VmxVcpu {
         if info.kind.needs_instruction_length() {
             write(F::EntryInstructionLength, read(F::ExitInstructionLength));
         }
+        true
     }
 
     /// A general-purpose register by its encoding number (RSP from the VMCS).

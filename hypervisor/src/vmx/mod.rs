@@ -20,6 +20,8 @@ use crate::arch::instructions::{rdmsr, read_cr0, read_cr4, write_cr0, write_cr4,
 use crate::arch::HostTables;
 use crate::memory;
 
+const CR4_OSFXSR: u64 = 1 << 9;
+
 /// Why VMX root operation could not be entered. Each names the missing piece.
 #[derive(Debug)]
 pub enum VmxError {
@@ -59,6 +61,24 @@ pub struct VmxCpu {
 }
 
 impl VmxCpu {
+    /// What CPUID may tell guests, given the VMX controls in use.
+    pub fn guest_cpu(&self, tsc_hz: Option<u64>, apic_id: u32) -> keel_hypervisor::cpuid_policy::GuestCpu {
+        use keel_vmx::caps::ControlKind;
+        use keel_vmx::controls::SecondaryControls;
+        let offered = SecondaryControls::ENABLE_RDTSCP | SecondaryControls::ENABLE_INVPCID;
+        let secondary = SecondaryControls::from_bits_retain(
+            self.caps
+                .adjust_controls(ControlKind::SecondaryProcessor, 0, offered.bits())
+                .unwrap_or(0),
+        );
+        keel_hypervisor::cpuid_policy::GuestCpu {
+            tsc_hz,
+            apic_id,
+            rdtscp: secondary.contains(SecondaryControls::ENABLE_RDTSCP),
+            invpcid: secondary.contains(SecondaryControls::ENABLE_INVPCID),
+        }
+    }
+
     pub fn revision_id(&self) -> u32 {
         self.basic.revision_id
     }
@@ -114,7 +134,8 @@ pub fn enable(host: HostTables) -> Result<VmxCpu, VmxError> {
     // SAFETY: the fixed bits only add protection/numeric-error bits to a
     // paged, protected-mode CR0; the hypervisor's mappings are unaffected.
     unsafe { write_cr0(cr0) };
-    let cr4 = fixed_cr(read_cr4() | CR4_VMXE, caps.cr4_fixed0, caps.cr4_fixed1);
+    // OSFXSR lets Keel reset guests' SSE state with FXRSTOR (it never uses SSE itself).
+    let cr4 = fixed_cr(read_cr4() | CR4_VMXE | CR4_OSFXSR, caps.cr4_fixed0, caps.cr4_fixed1);
     // SAFETY: the new CR4 only adds VMXE and bits VMX requires; paging state is unchanged.
     unsafe { write_cr4(cr4) };
 

@@ -5,7 +5,9 @@
 use keel_memory::{HostPhysAddr, PAGE_SIZE_4K};
 use keel_vmx::caps::ControlKind;
 use keel_vmx::controls::ExitControls;
-use keel_vmx::exit::{CrAccess, CrAccessType, EptViolation, IoDirection, IoQualification};
+use keel_vmx::exit::{
+    CrAccess, CrAccessType, EptViolation, InterruptionInfo, InterruptionType, IoDirection, IoQualification,
+};
 use keel_vmx::instructions::{invept, invvpid, vmclear, vmptrld, InveptKind, InvvpidKind};
 use keel_vmx::{ExitInfo, ExitReason, VmFail, VmInstructionError, VmcsField as F};
 
@@ -13,7 +15,7 @@ use super::vmcs::{self, FieldError, VmcsResources};
 pub(super) use super::vmcs_access::{read, write};
 use super::{allocate_vmx_region, VmxCpu};
 use crate::memory;
-use crate::vcpu::{EntryError, GuestRegisters, LongModeEntry, MemoryFault, PortAccess, VcpuExit};
+use crate::vcpu::{EntryError, GuestFault, GuestRegisters, LongModeEntry, MemoryFault, PortAccess, VcpuExit};
 
 core::arch::global_asm!(include_str!("entry.s"));
 
@@ -57,6 +59,10 @@ pub struct VmxVcpu {
     /// (the timer value is saved on exit, so slices span exits).
     pub(super) time_slice: u64,
     pub(super) preemption_rate: u8,
+    /// The shortest timer Keel arms, in preemption-timer ticks.
+    pub(super) min_timer_ticks: u64,
+    /// CR8 of a guest without a local APIC (the test guests).
+    pub cr8: u64,
     pub(super) halted: bool,
     /// Preemption-timer value at the last VM entry; the timer counts only
     /// while the guest runs, so what it lost by the next exit is guest time.
@@ -119,6 +125,8 @@ impl VmxVcpu {
                 .max(1)
                 .min(u64::from(u32::MAX)),
             preemption_rate: cpu.misc.preemption_timer_rate,
+            min_timer_ticks: (cpu.misc.tsc_to_preemption_ticks(time_slice_tsc) / 20).max(1),
+            cr8: 0,
             halted: false,
             timer_at_entry: 0,
             guest_timer_ticks: 0,
@@ -131,6 +139,7 @@ impl VmxVcpu {
             cr4_fixed0: cpu.caps.cr4_fixed0,
             cr4_fixed1: cpu.caps.cr4_fixed1,
         };
+        crate::arch::instructions::reset_unswitched_guest_state();
         // Dropping `vcpu` on the error paths below would leak; destroy() frees.
         match vcpu.initialize(cpu, entry, eptp, vpid) {
             Ok(()) => Ok(vcpu),
@@ -220,15 +229,20 @@ impl VmxVcpu {
                 VcpuExit::HostInterrupt
             }
             ExitReason::EptViolation => {
-                self.reinject_interrupted_event();
+                let during_event_delivery = self.reinject_interrupted_event();
                 let violation = EptViolation::from_raw(read(F::ExitQualification));
                 VcpuExit::MemoryFault(MemoryFault {
                     gpa: read(F::GuestPhysicalAddress),
                     read: violation.read,
                     write: violation.write,
                     fetch: violation.fetch,
+                    during_event_delivery,
+                    guest_page_walk: violation.guest_linear_valid && !violation.caused_by_translation,
                 })
             }
+            ExitReason::Mwait | ExitReason::Monitor => VcpuExit::Fault(GuestFault::InvalidOpcode),
+            ExitReason::Rdpmc => VcpuExit::Fault(GuestFault::GeneralProtection),
+            ExitReason::ExceptionOrNmi => self.decode_exception_or_nmi(),
             ExitReason::Rdmsr => VcpuExit::MsrRead {
                 msr: self.state.regs.rcx as u32,
             },
@@ -255,8 +269,41 @@ impl VmxVcpu {
         })
     }
 
+    /// NMIs arrive here (NMI exiting); the only exception Keel intercepts is
+    /// a machine check, which is the host's problem, never the guest's.
+    fn decode_exception_or_nmi(&mut self) -> VcpuExit {
+        let info = InterruptionInfo::from_raw(read(F::ExitInterruptionInfo) as u32);
+        self.reinject_interrupted_event();
+        match info.kind {
+            InterruptionType::Nmi => VcpuExit::HostInterrupt,
+            _ => VcpuExit::Unhandled {
+                reason: if info.vector == 18 {
+                    "machine-check"
+                } else {
+                    "exception"
+                },
+                number: 0,
+                qualification: u64::from(info.vector),
+            },
+        }
+    }
+
     fn decode_cr_access(&self, qualification: u64) -> VcpuExit {
         let access = CrAccess::from_raw(qualification);
+        if access.cr == 8 {
+            return match access.access {
+                CrAccessType::MovToCr => VcpuExit::ControlRegisterWrite {
+                    cr: 8,
+                    value: self.gpr(usize::from(access.gpr)),
+                },
+                CrAccessType::MovFromCr => VcpuExit::TaskPriorityRead { gpr: access.gpr },
+                _ => VcpuExit::Unhandled {
+                    reason: "cr-access",
+                    number: 28,
+                    qualification,
+                },
+            };
+        }
         let shadow = |cr: u8| {
             if cr == 0 {
                 read(F::Cr0ReadShadow)

@@ -12,6 +12,7 @@ use crate::arch::gdt::{CODE_SELECTOR, DATA_SELECTOR, TSS_SELECTOR};
 use crate::arch::instructions::{rdmsr, read_cr0, read_cr3, read_cr4};
 use crate::vcpu::LongModeEntry;
 
+const MACHINE_CHECK_VECTOR: u32 = 18;
 const PAT_DEFAULT: u64 = 0x0007_0406_0007_0406;
 const UNUSABLE_SEGMENT: u64 = 1 << 16;
 const RFLAGS_FIXED: u64 = 1 << 1;
@@ -36,10 +37,18 @@ fn requested_controls() -> [ControlRequest; 5] {
         },
         ControlRequest {
             kind: ControlKind::PrimaryProcessor,
+            // MWAIT/MONITOR would let a guest idle the CPU beyond the
+            // preemption timer's reach; RDPMC would read the host's counters;
+            // CR8 is the physical APIC's TPR without a TPR shadow.
             required: (PrimaryControls::HLT_EXITING
                 | PrimaryControls::USE_IO_BITMAPS
                 | PrimaryControls::USE_MSR_BITMAPS
-                | PrimaryControls::ACTIVATE_SECONDARY)
+                | PrimaryControls::ACTIVATE_SECONDARY
+                | PrimaryControls::MWAIT_EXITING
+                | PrimaryControls::MONITOR_EXITING
+                | PrimaryControls::RDPMC_EXITING
+                | PrimaryControls::CR8_LOAD_EXITING
+                | PrimaryControls::CR8_STORE_EXITING)
                 .bits(),
             optional: 0,
         },
@@ -53,17 +62,26 @@ fn requested_controls() -> [ControlRequest; 5] {
         },
         ControlRequest {
             kind: ControlKind::Exit,
+            // Debug controls and PAT are switched so a guest's DR7/DEBUGCTL
+            // and PAT survive exits and never leak into the host.
             required: (ExitControls::HOST_ADDRESS_SPACE_SIZE
                 | ExitControls::SAVE_EFER
                 | ExitControls::LOAD_EFER
-                | ExitControls::ACK_INTERRUPT_ON_EXIT)
+                | ExitControls::ACK_INTERRUPT_ON_EXIT
+                | ExitControls::SAVE_DEBUG_CONTROLS
+                | ExitControls::SAVE_PAT
+                | ExitControls::LOAD_PAT)
                 .bits(),
-            optional: (ExitControls::SAVE_PAT | ExitControls::LOAD_PAT | ExitControls::SAVE_PREEMPTION_TIMER).bits(),
+            optional: ExitControls::SAVE_PREEMPTION_TIMER.bits(),
         },
         ControlRequest {
             kind: ControlKind::Entry,
-            required: (EntryControls::IA32E_MODE_GUEST | EntryControls::LOAD_EFER).bits(),
-            optional: EntryControls::LOAD_PAT.bits(),
+            required: (EntryControls::IA32E_MODE_GUEST
+                | EntryControls::LOAD_EFER
+                | EntryControls::LOAD_PAT
+                | EntryControls::LOAD_DEBUG_CONTROLS)
+                .bits(),
+            optional: 0,
         },
     ]
 }
@@ -130,7 +148,8 @@ pub fn configure(cpu: &VmxCpu, entry: &LongModeEntry, resources: &VmcsResources)
         w.set(field, u64::from(value));
     }
 
-    w.set(F::ExceptionBitmap, 0);
+    // Machine checks belong to the host, not to whichever guest was running.
+    w.set(F::ExceptionBitmap, 1 << MACHINE_CHECK_VECTOR);
     w.set(F::IoBitmapA, resources.io_bitmaps);
     w.set(F::IoBitmapB, resources.io_bitmaps + 4096);
     w.set(F::MsrBitmap, resources.msr_bitmap);
