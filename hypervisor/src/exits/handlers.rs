@@ -54,7 +54,10 @@ pub(super) fn halt(domain: &mut Domain, vcpu: &mut Vcpu) -> Next {
         vcpu.halt();
         // A person typing at Dom0's shell finds it idle: look for their bytes
         // every millisecond (the host UART holds only 16 of them).
-        let console_poll = domain.cpu.tsc_hz.map(|hz| crate::arch::tsc::read().saturating_add(hz / 1000));
+        let console_poll = domain
+            .cpu
+            .tsc_hz
+            .map(|hz| crate::arch::tsc::read().saturating_add(hz / 1000));
         let wake = match (platform.timer_deadline(), console_poll) {
             (Some(deadline), Some(poll)) => Some(deadline.min(poll)),
             (deadline, poll) => deadline.or(poll),

@@ -19,6 +19,25 @@ const EFER_LMA: u64 = 1 << 10;
 /// EFER bits a guest may set: SCE, LME, LMA (read-only), NXE.
 const EFER_WRITABLE: u64 = 1 | EFER_LME | EFER_LMA | (1 << 11);
 
+const CR0_PE: u64 = 1;
+const CR0_NW: u64 = 1 << 29;
+const CR0_CD: u64 = 1 << 30;
+const CR0_PG: u64 = 1 << 31;
+const CR4_PAE: u64 = 1 << 5;
+/// CR4 bits for features CPUID hides from guests: VMXE, SMXE, OSXSAVE.
+const CR4_HIDDEN_FEATURES: u64 = (1 << 13) | (1 << 14) | (1 << 18);
+
+/// The #GP checks of MOV to CR0/CR4 (SDM vol. 2, MOV—Move to Control Registers)
+/// that VMX's fixed bits do not already cover.
+fn architecturally_valid(cr: u8, value: u64, efer: u64) -> bool {
+    let long_mode = efer & EFER_LMA != 0;
+    match cr {
+        0 => !(value & CR0_PG != 0 && value & CR0_PE == 0 || value & CR0_NW != 0 && value & CR0_CD == 0),
+        4 => value & CR4_HIDDEN_FEATURES == 0 && !(long_mode && value & CR4_PAE == 0),
+        _ => false,
+    }
+}
+
 impl VmxVcpu {
     /// Raises `fault` in the guest at the current instruction.
     pub fn inject_fault(&mut self, fault: GuestFault) {
@@ -96,7 +115,7 @@ impl VmxVcpu {
             4 => (self.cr4_fixed0, self.cr4_fixed1, F::GuestCr4, F::Cr4ReadShadow),
             _ => return Err(GuestFault::GeneralProtection),
         };
-        if value & !fixed1 != 0 || value >> 32 != 0 {
+        if value & !fixed1 != 0 || value >> 32 != 0 || !architecturally_valid(cr, value, self.efer()) {
             return Err(GuestFault::GeneralProtection);
         }
         write(shadow, value);

@@ -304,19 +304,17 @@ impl VmxVcpu {
                 },
             };
         }
-        let shadow = |cr: u8| {
-            if cr == 0 {
-                read(F::Cr0ReadShadow)
-            } else {
-                read(F::Cr4ReadShadow)
-            }
+        // The guest's view of CR0: its own bits from CR0, Keel's from the shadow.
+        let guest_cr0 = || {
+            let mask = read(F::Cr0GuestHostMask);
+            (read(F::GuestCr0) & !mask) | (read(F::Cr0ReadShadow) & mask)
         };
         let value = match access.access {
             CrAccessType::MovToCr => self.gpr(usize::from(access.gpr)),
             // CLTS clears CR0.TS; LMSW loads CR0 bits 3:0 but cannot clear PE.
-            CrAccessType::Clts => shadow(0) & !(1 << 3),
+            CrAccessType::Clts => guest_cr0() & !(1 << 3),
             CrAccessType::Lmsw => {
-                let old = shadow(0);
+                let old = guest_cr0();
                 let source = u64::from(access.lmsw_source);
                 (old & !0xe) | (source & 0xf) | (old & 1)
             }
