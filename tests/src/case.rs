@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::console::ConsoleStep;
 use crate::dom0::Dom0Modules;
 use crate::machine::Machine;
 use crate::marker::Marker;
@@ -31,6 +32,10 @@ pub struct TestCase {
     /// Markers that fail the test wherever they appear.
     pub forbidden: Vec<Marker>,
     pub finish: Finish,
+    /// Typed into the serial console, step by step. Empty: COM1 only writes
+    /// the serial log (no input side); otherwise it is a pseudo-terminal the
+    /// harness owns (`crate::console`).
+    pub console_input: Vec<ConsoleStep>,
     /// Required process exit status. Only meaningful for QEMU: Bochs always
     /// exits with 1, so Bochs tests are judged by the log alone.
     pub expected_exit_status: Option<i32>,
@@ -47,6 +52,7 @@ impl TestCase {
             expected: Vec::new(),
             forbidden: Vec::new(),
             finish: Finish::OnEmulatorExit,
+            console_input: Vec::new(),
             expected_exit_status: None,
         }
     }
@@ -73,6 +79,14 @@ impl TestCase {
 
     pub fn finish_on_text(mut self, text: &str) -> Self {
         self.finish = Finish::OnMarker(Marker::text(text));
+        self
+    }
+
+    /// Adds a console input step: once the serial output shows `wait_for`
+    /// (after the previous step's text was typed), type `send`, paced for
+    /// the emulated UART (`crate::console::pace`). End commands with `\r`.
+    pub fn type_after(mut self, wait_for: &str, send: &str) -> Self {
+        self.console_input.push(ConsoleStep::new(wait_for, send));
         self
     }
 

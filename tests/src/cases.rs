@@ -12,6 +12,7 @@ use crate::machine::Machine;
 /// early keeps the whole suite short.
 pub const BOOT_TESTS: &[fn() -> TestCase] = &[
     bochs_dom0,
+    bochs_dom0_shell,
     bochs_selftest,
     bochs_dom0_bad_kernel,
     bochs_dom0_bad_boot_flag,
@@ -117,6 +118,34 @@ pub fn bochs_dom0() -> TestCase {
     forbid_hypervisor_failures(case)
 }
 
+/// The prompt of Dom0's busybox shell: root, in `/`.
+pub const DOM0_SHELL_PROMPT: &str = "/ # ";
+
+/// Dom0 without `keel.test=1`: /init starts a busybox shell on the console,
+/// and the harness types into it through a pseudo-terminal. The answer proves
+/// input reached the shell through Keel's UART, the I/O APIC interrupt and
+/// Linux's tty, and its output came back (the typed command line itself
+/// echoes `$((6*7))`, not 42).
+pub fn bochs_dom0_shell() -> TestCase {
+    let case = TestCase::new(
+        "bochs-dom0-shell",
+        dom0_machine(),
+        "guest=dom0 exit=emulator",
+        Duration::from_secs(600),
+    )
+    .with_dom0(Dom0Modules::interactive())
+    .type_after(DOM0_SHELL_PROMPT, "echo shell-says-$((6*7))\r")
+    // The next prompt, not the answer: a wrong answer still powers off and
+    // fails at once instead of at the time-out.
+    .type_after(DOM0_SHELL_PROMPT, "poweroff -f\r")
+    .expect_text("dom0: userspace started")
+    .expect_text("shell-says-42")
+    .expect_text("keel: dom0 powered off")
+    .finish_on_text("keel: dom0 finished")
+    .forbid_text("Kernel panic");
+    forbid_hypervisor_failures(case)
+}
+
 /// A Dom0 kernel module that is not a whole bzImage: Keel must refuse it
 /// with a message, not crash or jump into it.
 fn bad_dom0_kernel(name: &'static str, kernel: KernelImage) -> TestCase {
@@ -209,6 +238,68 @@ mod tests {
             Some(KernelImage::Truncated { bytes: 4096 })
         );
         assert!(bochs_selftest().dom0.is_none(), "self-test ISOs stay as they were");
+        let shell = bochs_dom0_shell();
+        assert_eq!(shell.dom0, Some(Dom0Modules::interactive()));
+        assert!(!shell.dom0.unwrap().linux_cmdline.contains(crate::dom0::TEST_FLAG));
+        assert_eq!(shell.machine, dom0_machine());
+    }
+
+    #[test]
+    fn only_the_shell_test_types_into_the_console() {
+        for case in all_boot_tests() {
+            assert_eq!(
+                case.console_input.is_empty(),
+                case.name != "bochs-dom0-shell",
+                "{}",
+                case.name
+            );
+        }
+        let steps: Vec<(String, String)> = bochs_dom0_shell()
+            .console_input
+            .into_iter()
+            .map(|step| (step.wait_for, step.send))
+            .collect();
+        assert_eq!(
+            steps,
+            [
+                ("/ # ".to_string(), "echo shell-says-$((6*7))\r".to_string()),
+                ("/ # ".to_string(), "poweroff -f\r".to_string()),
+            ]
+        );
+    }
+
+    const DOM0_SHELL_LOG: &str = "\
+keel: VMX root mode entered (revision 0x2b)
+keel: dom0: loading Linux 6.1.0-56-cloud-amd64 (14 MiB), initrd 1 MiB
+[    2.200000] dom0: userspace started\r
+\r
+Keel Dom0: busybox shell on the console ('poweroff -f' or 'exit' powers off).\r
+/ # echo shell-says-$((6*7))\r
+shell-says-42\r
+/ # poweroff -f\r
+[    9.100000] reboot: Power down\r
+keel: dom0 powered off (ACPI S5)
+keel: domain 0 exits: cpuid=120 io=40210
+keel: dom0 finished
+";
+
+    #[test]
+    fn dom0_shell_accepts_the_documented_console_output() {
+        assert_eq!(judge(&bochs_dom0_shell(), &outcome(DOM0_SHELL_LOG, Some(1))), vec![]);
+    }
+
+    #[test]
+    fn dom0_shell_needs_the_answer_not_just_the_echoed_command() {
+        let no_answer = DOM0_SHELL_LOG.replace("shell-says-42\r\n", "");
+        let failures = judge(&bochs_dom0_shell(), &outcome(&no_answer, Some(1)));
+        assert_eq!(failures.len(), 1);
+        assert!(
+            failures[0].to_string().starts_with("missing marker \"shell-says-42\""),
+            "{}",
+            failures[0]
+        );
+        let panicked = DOM0_SHELL_LOG.replace("reboot: Power down", "Kernel panic - not syncing");
+        assert_eq!(judge(&bochs_dom0_shell(), &outcome(&panicked, Some(1))).len(), 1);
     }
 
     const DOM0_LOG: &str = "\

@@ -4,6 +4,7 @@
 
 pub mod case;
 pub mod cases;
+pub mod console;
 pub mod dom0;
 pub mod emulator;
 pub mod interrupt;

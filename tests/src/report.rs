@@ -37,8 +37,21 @@ fn append_tail(report: &mut String, title: &str, text: &str, count: usize) {
     }
     let _ = writeln!(report, "  --- last {} lines of the {title} ---", tail.len());
     for line in tail {
-        let _ = writeln!(report, "  | {line}");
+        let _ = writeln!(report, "  | {}", visible(line));
     }
+}
+
+/// `line` with control characters escaped: a guest's terminal sequences
+/// (busybox's shell asks for the cursor position with ESC [6n) must not act
+/// on the terminal that shows the report.
+fn visible(line: &str) -> String {
+    line.chars()
+        .map(|c| match c {
+            '\t' => c.to_string(),
+            c if c.is_control() => c.escape_default().to_string(),
+            c => c.to_string(),
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -53,6 +66,12 @@ mod tests {
         assert_eq!(tail_lines("a\nb\nc\n", 2), ["b", "c"]);
         assert_eq!(tail_lines("a\nb", 5), ["a", "b"]);
         assert!(tail_lines("", 3).is_empty());
+    }
+
+    #[test]
+    fn control_characters_in_log_lines_are_shown_escaped() {
+        assert_eq!(visible("/ # \x1b[6necho\tx\r"), "/ # \\u{1b}[6necho\tx\\r");
+        assert_eq!(visible("plain text"), "plain text");
     }
 
     #[test]

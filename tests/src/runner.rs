@@ -1,17 +1,19 @@
 //! Running boot tests, several at a time.
 
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::thread;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use crate::case::TestCase;
-use crate::emulator::{self, RunOutcome, Watch};
+use crate::console::{ConsoleScript, Pty, Relay, RelayOptions};
+use crate::emulator::{self, RunOutcome, Watch, SERIAL_LOG};
 use crate::interrupt;
 use crate::layout::Layout;
-use crate::verdict::{judge, Failure};
+use crate::verdict::{judge, judge_console_input, Failure};
 
 pub struct CaseResult {
     pub outcome: RunOutcome,
@@ -26,15 +28,44 @@ impl CaseResult {
 }
 
 /// Boots `iso` for `case` and judges the run.
-pub fn run_case(layout: &Layout, case: &TestCase, iso: &std::path::Path) -> Result<CaseResult> {
-    let running = emulator::launch(&case.machine, iso, &layout.run_dir(case.name))?;
-    let outcome = running.watch(Watch {
+pub fn run_case(layout: &Layout, case: &TestCase, iso: &Path) -> Result<CaseResult> {
+    let run_dir = layout.run_dir(case.name);
+    if !case.console_input.is_empty() {
+        return run_with_console_input(case, iso, &run_dir);
+    }
+    let running = emulator::launch(&case.machine, iso, &run_dir)?;
+    let outcome = running.watch(watch_for(case, None))?;
+    let failures = judge(case, &outcome);
+    Ok(CaseResult { outcome, failures })
+}
+
+fn watch_for<'a>(case: &'a TestCase, stop: Option<&'a AtomicBool>) -> Watch<'a> {
+    Watch {
         timeout: Some(case.timeout),
         finish: case.finish_marker(),
         forbidden: &case.forbidden,
         echo: None,
-    })?;
-    let failures = judge(case, &outcome);
+        stop,
+    }
+}
+
+/// COM1 is a pseudo-terminal: a relay copies the guest's output to the
+/// serial log the watch follows, and types the case's console input.
+fn run_with_console_input(case: &TestCase, iso: &Path, run_dir: &Path) -> Result<CaseResult> {
+    let pty = Pty::open().context("cannot create a pseudo-terminal for the serial console")?;
+    let running = emulator::launch_on_terminal(&case.machine, iso, run_dir, &pty.slave_path)?;
+    let log_path = run_dir.join(SERIAL_LOG);
+    let log = File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
+    let script = ConsoleScript::new(case.console_input.clone());
+    let relay =
+        Relay::start(&pty, log, script, RelayOptions::default()).context("cannot start the serial console relay")?;
+    // The emulator is gone once the watch returns, also on errors.
+    let outcome = running.watch(watch_for(case, Some(relay.failed())));
+    let script = relay.stop().context("serial console relay");
+    let outcome = outcome?;
+    let script = script?;
+    let mut failures = judge(case, &outcome);
+    failures.extend(judge_console_input(case, &outcome, script.steps_typed()));
     Ok(CaseResult { outcome, failures })
 }
 

@@ -23,6 +23,14 @@ pub enum Failure {
         expected: i32,
         actual: Option<i32>,
     },
+    /// A console input step whose text was never typed: what it waited for
+    /// did not appear in the serial output.
+    ConsoleInputNotTyped {
+        /// 1-based.
+        step: usize,
+        steps: usize,
+        description: String,
+    },
     TimedOut(Duration),
     Interrupted,
 }
@@ -56,6 +64,15 @@ impl fmt::Display for Failure {
             Failure::ExitStatus { expected, actual: None } => {
                 write!(f, "emulator did not exit by itself, expected exit status {expected}")
             }
+            Failure::ConsoleInputNotTyped {
+                step,
+                steps,
+                description,
+            } => write!(
+                f,
+                "console input step {step} of {steps} ({description}) was never typed: \
+                 what it waits for did not appear in the serial output"
+            ),
             Failure::TimedOut(timeout) => write!(f, "timed out after {} s", timeout.as_secs()),
             Failure::Interrupted => f.write_str("interrupted"),
         }
@@ -95,6 +112,20 @@ pub fn judge(case: &TestCase, outcome: &RunOutcome) -> Vec<Failure> {
         }
     }
     failures
+}
+
+/// Whether a run with console input typed all of it: `steps_typed` is how
+/// many of `case.console_input` the script got to.
+pub fn judge_console_input(case: &TestCase, outcome: &RunOutcome, steps_typed: usize) -> Option<Failure> {
+    if outcome.ending == RunEnding::Interrupted {
+        return None;
+    }
+    let step = case.console_input.get(steps_typed)?;
+    Some(Failure::ConsoleInputNotTyped {
+        step: steps_typed + 1,
+        steps: case.console_input.len(),
+        description: step.to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -178,6 +209,27 @@ mod tests {
     fn interrupted_run_reports_only_the_interruption() {
         let failures = judge(&case(), &outcome("", None, RunEnding::Interrupted));
         assert_eq!(failures, vec![Failure::Interrupted]);
+    }
+
+    #[test]
+    fn console_input_fails_only_when_a_step_was_not_typed() {
+        let case = case()
+            .type_after("/ # ", "echo hi\r")
+            .type_after("/ # ", "poweroff -f\r");
+        let run = outcome(GOOD_LOG, Some(33), RunEnding::EmulatorExited);
+        assert_eq!(judge_console_input(&case, &run, 2), None);
+        let failure = judge_console_input(&case, &run, 1).unwrap();
+        assert_eq!(
+            failure.to_string(),
+            r#"console input step 2 of 2 (type "poweroff -f\r" after "/ # ") was never typed: what it waits for did not appear in the serial output"#
+        );
+        let interrupted = outcome("", None, RunEnding::Interrupted);
+        assert_eq!(judge_console_input(&case, &interrupted, 0), None);
+        assert_eq!(
+            judge_console_input(&super::tests::case(), &run, 0),
+            None,
+            "no input, nothing to type"
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -25,8 +26,12 @@ pub struct Watch<'a> {
     pub timeout: Option<Duration>,
     pub finish: Option<&'a Marker>,
     pub forbidden: &'a [Marker],
-    /// Receives serial output as it arrives (`xtask run` streams it).
+    /// Receives serial output as it arrives.
     pub echo: Option<&'a mut dyn Write>,
+    /// A stop request for this run alone, besides the process-wide one
+    /// (`interrupt`): set when the run's console relay fails. Ends the run
+    /// as `Interrupted`; the relay reports the error.
+    pub stop: Option<&'a AtomicBool>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,7 +131,7 @@ impl RunningEmulator {
             if watch.timeout.is_some_and(|timeout| started.elapsed() >= timeout) {
                 break RunEnding::TimedOut;
             }
-            if interrupt::stop_requested() {
+            if interrupt::stop_requested() || watch.stop.is_some_and(|stop| stop.load(Ordering::SeqCst)) {
                 break RunEnding::Interrupted;
             }
             thread::sleep(POLL_INTERVAL);
@@ -187,6 +192,7 @@ mod tests {
             finish,
             forbidden,
             echo: None,
+            stop: None,
         }
     }
 
@@ -241,6 +247,20 @@ mod tests {
     }
 
     #[test]
+    fn a_stop_request_for_the_run_ends_it_as_interrupted() {
+        let emulator = fake_emulator("stop", "exec sleep 30");
+        let stop = AtomicBool::new(true);
+        let watch = Watch {
+            stop: Some(&stop),
+            ..watch_with(Duration::from_secs(20), None, &[])
+        };
+        let outcome = emulator.watch(watch).unwrap();
+        assert_eq!(outcome.ending, RunEnding::Interrupted);
+        assert!(outcome.elapsed < Duration::from_secs(10));
+        assert!(!interrupt::stop_requested(), "other runs go on");
+    }
+
+    #[test]
     fn line_clock_times_each_line_when_its_newline_arrives() {
         let mut clock = LineClock::default();
         let at = Duration::from_millis;
@@ -282,6 +302,7 @@ mod tests {
             finish: None,
             forbidden: &[],
             echo: Some(&mut echoed),
+            stop: None,
         };
         let outcome = emulator.watch(watch).unwrap();
         assert_eq!(outcome.ending, RunEnding::EmulatorExited);

@@ -13,7 +13,7 @@ use keel_boot_tests::{Dom0Modules, Machine};
 
 use crate::cli::EmulatorChoice;
 use crate::commands::emulator_prerequisites;
-use crate::console::{Input, Pty, RawMode, Relay};
+use crate::console::{Input, Pty, RawMode, Relay, RelayOptions, StdinInput};
 use crate::workspace::Workspace;
 use crate::{host_kvm, prerequisites, say};
 
@@ -89,7 +89,12 @@ pub fn run(
         Input::Piped => None,
     };
     let ready_marker = if dom0.is_some() { DOM0_READY } else { b"" };
-    let relay = Relay::start(&pty, log, input, ready_marker).context("cannot start the serial console relay")?;
+    let source = StdinInput::new(input).context("cannot duplicate stdin for the serial console")?;
+    let options = RelayOptions {
+        echo_to_stdout: true,
+        hold_input_until: ready_marker,
+    };
+    let relay = Relay::start(&pty, log, source, options).context("cannot start the serial console relay")?;
     // The relay writes serial.log; the watch only waits for the emulator to
     // exit or for a stop request (Ctrl-C, Ctrl-A x, a relay error).
     let outcome = running.watch(Watch {
@@ -97,6 +102,7 @@ pub fn run(
         finish: None,
         forbidden: &[],
         echo: None,
+        stop: Some(relay.failed()),
     });
     let relayed = relay.stop();
     drop(raw_mode);

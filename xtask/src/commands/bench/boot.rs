@@ -107,6 +107,7 @@ fn boot(
         finish,
         forbidden: &forbidden,
         echo: None,
+        stop: None,
     })?;
     let problem = match outcome.ending {
         RunEnding::Interrupted => bail!("interrupted"),

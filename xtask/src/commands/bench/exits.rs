@@ -47,6 +47,7 @@ pub fn run(workspace: &Workspace, iterations: u32) -> Result<()> {
         finish: None,
         forbidden: &forbidden,
         echo: None,
+        stop: None,
     })?;
     if outcome.ending == RunEnding::Interrupted {
         bail!("interrupted");
