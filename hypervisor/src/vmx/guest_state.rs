@@ -91,12 +91,8 @@ impl VmxVcpu {
     /// state: it sleeps inside VMX non-root until the preemption timer or an
     /// injected interrupt wakes it.
     pub fn halt(&mut self) {
+        // Completing HLT ends any STI shadow, which the HLT state requires.
         self.skip_instruction();
-        // HLT ends any STI shadow, and the HLT state requires none.
-        let interruptibility = read(F::GuestInterruptibility);
-        if interruptibility & BLOCKING_STI_OR_MOV_SS != 0 {
-            write(F::GuestInterruptibility, interruptibility & !BLOCKING_STI_OR_MOV_SS);
-        }
         write(F::GuestActivityState, ACTIVITY_HLT);
         self.halted = true;
     }
@@ -225,7 +221,12 @@ impl VmxVcpu {
     }
 
     /// Moves RIP past an instruction the hypervisor decoded itself.
+    /// Completing an instruction also ends an STI or MOV-SS shadow it sat in.
     pub fn advance_rip(&mut self, len: u64) {
         write(F::GuestRip, read(F::GuestRip).wrapping_add(len));
+        let interruptibility = read(F::GuestInterruptibility);
+        if interruptibility & BLOCKING_STI_OR_MOV_SS != 0 {
+            write(F::GuestInterruptibility, interruptibility & !BLOCKING_STI_OR_MOV_SS);
+        }
     }
 }

@@ -357,8 +357,7 @@ impl VmxVcpu {
 
     /// Moves the guest past the instruction that caused the current exit.
     pub fn skip_instruction(&mut self) {
-        let next = read(F::GuestRip).wrapping_add(read(F::ExitInstructionLength));
-        write(F::GuestRip, next);
+        self.advance_rip(read(F::ExitInstructionLength));
     }
 
     /// The guest's current privilege level (SS.DPL).
