@@ -5,4 +5,5 @@
 pub mod cmdline;
 pub mod console_line;
 pub mod cpuid_policy;
+pub mod tx_ring;
 pub mod wallclock;

@@ -24,6 +24,7 @@ pub fn set_exit_emulator(enabled: bool) {
 
 /// Stops the machine: tells the emulator when asked to, then halts.
 pub fn stop(outcome: Outcome) -> ! {
+    crate::console::drain();
     crate::console::write_fmt_emergency(format_args!("keel: halting\n"));
     crate::console::drain();
     if EXIT_EMULATOR.load(Ordering::Relaxed) {

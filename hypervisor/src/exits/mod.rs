@@ -185,6 +185,7 @@ fn handle(domain: &mut Domain, vcpu: &mut Vcpu, exit: VcpuExit) -> Next {
             if let Some(platform) = domain.platform.as_deref_mut() {
                 platform.on_time();
                 forward_console_input(platform);
+                crate::console::pump();
             }
         }
         VcpuExit::HostInterrupt | VcpuExit::InterruptWindow => {}
