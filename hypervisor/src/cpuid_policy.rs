@@ -30,6 +30,7 @@ pub struct GuestCpu {
 }
 
 const LEAF7_EBX_INVPCID: u32 = 1 << 10;
+const LEAF7_EBX_TSC_ADJUST: u32 = 1 << 1;
 const EXTENDED_EDX_RDTSCP: u32 = 1 << 27;
 
 const TSC_LEAF: u32 = 0x15;
@@ -57,9 +58,12 @@ const LEAF1_ECX_TSC_DEADLINE: u32 = 1 << 24;
 // Leaf 1 EDX: machine check, MTRRs, debug store, thermal monitor, HTT.
 const LEAF1_EDX_HIDDEN: u32 =
     (1 << 7) | (1 << 12) | (1 << 14) | (1 << 21) | (1 << 22) | (1 << 28) | (1 << 29) | (1 << 31);
-// Leaf 7 EBX features guests may use: FSGSBASE, BMI1, SMEP, BMI2, ERMS,
-// INVPCID, RDSEED, ADX, SMAP, CLFLUSHOPT, CLWB, SHA.
+// Leaf 7 EBX features guests may use: FSGSBASE, TSC_ADJUST (Keel emulates
+// the MSR; with the invariant TSC it tells Linux the TSC needs no
+// clocksource watchdog), BMI1, SMEP, BMI2, ERMS, INVPCID, RDSEED, ADX, SMAP,
+// CLFLUSHOPT, CLWB, SHA.
 const LEAF7_EBX_ALLOWED: u32 = 1
+    | LEAF7_EBX_TSC_ADJUST
     | (1 << 3)
     | (1 << 7)
     | (1 << 8)

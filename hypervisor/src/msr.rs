@@ -10,6 +10,7 @@ use crate::vcpu::GuestFault;
 use crate::vmx::VmxVcpu as Vcpu;
 
 const IA32_TSC: u32 = 0x10;
+const IA32_TSC_ADJUST: u32 = 0x3b;
 const IA32_PLATFORM_ID: u32 = 0x17;
 const IA32_APIC_BASE: u32 = 0x1b;
 const IA32_BIOS_UPDT_TRIG: u32 = 0x79;
@@ -65,6 +66,8 @@ pub fn read(domain: &mut Domain, vcpu: &Vcpu, msr: u32) -> Result<u64, GuestFaul
         IA32_MISC_ENABLE => Ok(MISC_ENABLE_VALUE),
         IA32_BIOS_SIGN_ID | IA32_PLATFORM_ID => Ok(0),
         IA32_TSC => Ok(crate::arch::tsc::read()),
+        // Keel never offsets a guest's TSC from the host's.
+        IA32_TSC_ADJUST => Ok(0),
         _ => Err(unknown(msr, "read")),
     }
 }
@@ -84,6 +87,8 @@ pub fn write(domain: &mut Domain, vcpu: &mut Vcpu, msr: u32, value: u64) -> Resu
         // Microcode loading and its signature: accepted, nothing to load.
         IA32_BIOS_UPDT_TRIG | IA32_BIOS_SIGN_ID => Ok(()),
         IA32_MISC_ENABLE if value == MISC_ENABLE_VALUE => Ok(()),
+        // Moving the guest's TSC is not supported yet; keeping it is.
+        IA32_TSC_ADJUST if value == 0 => Ok(()),
         _ => Err(unknown(msr, "write")),
     }
 }
