@@ -28,7 +28,7 @@ use crate::exits::{report_stop, run_until_stopped, StopReason, TimeSplit};
 use crate::platform::Outcome;
 use crate::vcpu::LongModeEntry;
 use crate::vmx::{VmxCpu, VmxVcpu};
-use crate::vplatform::{VirtualPlatform, COM1_BASE, COM1_IRQ, IOAPIC_ID};
+use crate::vplatform::{Host, VirtualPlatform, COM1_BASE, COM1_IRQ, IOAPIC_ID};
 
 const DOM0_ID: u16 = 0;
 const DOM0_VPID: u16 = 1;
@@ -131,7 +131,7 @@ fn boot(cpu: &VmxCpu, images: &Dom0Images, options: &Options, tsc_hz: Option<u64
 /// Platform, ACPI tables and the kernel in guest memory; returns the entry state.
 fn prepare(domain: &mut Domain, images: &Dom0Images, ram_bytes: u64, tsc_hz: Option<u64>) -> Result<LongModeEntry, ()> {
     let wallclock = crate::arch::rtc::read_unix_seconds().unwrap_or(FALLBACK_WALLCLOCK);
-    let platform = VirtualPlatform::new(tsc_hz.unwrap_or(1_000_000_000), wallclock)
+    let platform = VirtualPlatform::new(Host, tsc_hz.unwrap_or(1_000_000_000), wallclock)
         .map_err(|error| log::error!("dom0: {error}"))?;
     domain.platform = Some(Box::new(platform));
 

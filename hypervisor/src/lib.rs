@@ -2,8 +2,11 @@
 //! modules (see `main.rs`) touch the hardware and call into these.
 #![cfg_attr(not(test), no_std)]
 
+extern crate alloc;
+
 pub mod cmdline;
 pub mod console_line;
 pub mod cpuid_policy;
+pub mod platform_devices;
 pub mod tx_ring;
 pub mod wallclock;

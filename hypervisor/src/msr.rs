@@ -57,7 +57,7 @@ pub fn read(domain: &mut Domain, vcpu: &Vcpu, msr: u32) -> Result<u64, GuestFaul
         .as_deref_mut()
         .and_then(|platform| platform.apic_rdmsr(msr))
     {
-        return result;
+        return result.map_err(|_| GuestFault::GeneralProtection);
     }
     match msr {
         IA32_APIC_BASE if domain.platform.is_some() => Ok(APIC_BASE_VALUE),
@@ -78,7 +78,7 @@ pub fn write(domain: &mut Domain, vcpu: &mut Vcpu, msr: u32, value: u64) -> Resu
         .as_deref_mut()
         .and_then(|platform| platform.apic_wrmsr(msr, value))
     {
-        return result;
+        return result.map_err(|_| GuestFault::GeneralProtection);
     }
     match msr {
         // The APIC stays enabled at its base in xAPIC mode.

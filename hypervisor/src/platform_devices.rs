@@ -1,0 +1,427 @@
+//! The virtual platform a Linux domain sees: a 16550 UART on COM1, the
+//! CMOS RTC, PCI configuration space, ACPI power management, reset
+//! registers, an I/O APIC and an x2APIC-mode local APIC. The device models
+//! live in `keel-devices`; this module routes accesses to them and carries
+//! their effects (interrupt lines, power requests) to where they land.
+
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+
+use keel_devices::acpi_pm::{AcpiPm, ACPI_PM_BASE_PORT, ACPI_PM_PORT_COUNT};
+use keel_devices::bus::DeviceBus;
+use keel_devices::cmos_rtc::{CmosRtc, CMOS_RTC_PORT_COUNT};
+use keel_devices::ioapic::{IoApic, IOAPIC_BASE, IOAPIC_MMIO_LEN};
+use keel_devices::lapic::{is_x2apic_msr, ApicEffect, LocalApic, TimerClock, IA32_TSC_DEADLINE};
+use keel_devices::pci_host::{PciHost, PCI_CONFIG_ADDRESS_PORT, PCI_HOST_PORT_COUNT};
+use keel_devices::reset::{KeyboardControllerReset, KEYBOARD_CONTROLLER_BASE_PORT, KEYBOARD_CONTROLLER_PORT_COUNT};
+use keel_devices::uart16550::Uart16550;
+use keel_devices::{all_ones, Device, InterruptMessage, Platform, PowerAction};
+
+/// What the platform needs from the machine it runs on: the TSC (device
+/// timers count in TSC cycles) and the console (where the console domain's
+/// serial output goes). The hypervisor passes the real ones; tests a fake.
+pub trait PlatformHost {
+    fn now_tsc(&self) -> u64;
+    fn console_output(&mut self, byte: u8);
+}
+
+/// A guest access to a local-APIC MSR that raises #GP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GeneralProtection;
+
+pub const COM1_BASE: u16 = 0x3f8;
+const COM1_LEN: u16 = 8;
+pub const COM1_IRQ: u32 = 4;
+pub const IOAPIC_ID: u8 = 1;
+/// The local APIC's xAPIC MMIO page. Linux cannot use x2APIC without
+/// interrupt remapping under a hypervisor it does not know, so the guest's
+/// APIC runs in xAPIC mode.
+pub const LOCAL_APIC_BASE: u64 = 0xfee0_0000;
+const LOCAL_APIC_MMIO_LEN: u64 = 0x1000;
+/// The TPR register in the xAPIC page.
+const TPR_OFFSET: u64 = 0x80;
+const RTC_BASE_PORT: u64 = 0x70;
+
+/// What device models asked for during one access; applied right after it.
+struct Effects<H> {
+    host: H,
+    irq_lines: Vec<(u32, bool)>,
+    interrupts: Vec<InterruptMessage>,
+    power: Option<PowerAction>,
+    start_tsc: u64,
+    tsc_hz: u64,
+}
+
+impl<H: PlatformHost> Platform for Effects<H> {
+    fn set_irq_line(&mut self, gsi: u32, asserted: bool) {
+        self.irq_lines.push((gsi, asserted));
+    }
+
+    fn deliver_interrupt(&mut self, message: InterruptMessage) {
+        self.interrupts.push(message);
+    }
+
+    /// The console domain's serial output goes to Keel's console unchanged
+    /// (its shell needs prompts and escape sequences to pass through).
+    fn console_output(&mut self, byte: u8) {
+        self.host.console_output(byte);
+    }
+
+    fn power(&mut self, action: PowerAction) {
+        self.power.get_or_insert(action);
+    }
+
+    fn now_ns(&self) -> u64 {
+        let ticks = u128::from(self.host.now_tsc().wrapping_sub(self.start_tsc));
+        (ticks * 1_000_000_000 / u128::from(self.tsc_hz.max(1))) as u64
+    }
+}
+
+pub struct VirtualPlatform<H> {
+    ports: DeviceBus,
+    uart: Uart16550,
+    ioapic: IoApic,
+    lapic: LocalApic,
+    effects: Effects<H>,
+    /// The local APIC timer changed: the vCPU's timer must be re-armed.
+    timer_dirty: bool,
+}
+
+#[derive(Debug)]
+pub struct PlatformError(keel_devices::bus::BusError);
+
+impl core::fmt::Display for PlatformError {
+    fn fmt(&self, f: &mut core::fmt::Formatter) -> core::fmt::Result {
+        write!(f, "registering a device: {:?}", self.0)
+    }
+}
+
+impl<H: PlatformHost> VirtualPlatform<H> {
+    pub fn new(host: H, tsc_hz: u64, wallclock_seconds: u64) -> Result<Self, PlatformError> {
+        let mut ports = DeviceBus::new();
+        let devices: [(u64, u64, Box<dyn Device>); 4] = [
+            (
+                RTC_BASE_PORT,
+                CMOS_RTC_PORT_COUNT,
+                Box::new(CmosRtc::new(wallclock_seconds)),
+            ),
+            (PCI_CONFIG_ADDRESS_PORT, PCI_HOST_PORT_COUNT, Box::new(PciHost::new())),
+            (
+                u64::from(ACPI_PM_BASE_PORT),
+                ACPI_PM_PORT_COUNT,
+                Box::new(AcpiPm::new()),
+            ),
+            (
+                KEYBOARD_CONTROLLER_BASE_PORT,
+                KEYBOARD_CONTROLLER_PORT_COUNT,
+                Box::new(KeyboardControllerReset::new()),
+            ),
+        ];
+        for (start, len, device) in devices {
+            ports.register(start, len, device).map_err(PlatformError)?;
+        }
+        // The local APIC timer ticks at the crystal rate CPUID leaf 0x15
+        // reports, which Keel sets equal to the TSC rate.
+        let clock = TimerClock { tsc_hz, bus_hz: tsc_hz };
+        Ok(Self {
+            ports,
+            uart: Uart16550::new(COM1_IRQ),
+            ioapic: IoApic::new(IOAPIC_ID),
+            lapic: LocalApic::new(0, clock),
+            effects: Effects {
+                start_tsc: host.now_tsc(),
+                host,
+                irq_lines: Vec::with_capacity(8),
+                interrupts: Vec::with_capacity(8),
+                power: None,
+                tsc_hz,
+            },
+            timer_dirty: true,
+        })
+    }
+
+    pub fn port_read(&mut self, port: u16, size: u8) -> u64 {
+        let value = if (COM1_BASE..COM1_BASE + COM1_LEN).contains(&port) {
+            self.uart.read(u64::from(port - COM1_BASE), size, &mut self.effects)
+        } else {
+            self.ports
+                .read(u64::from(port), size, &mut self.effects)
+                .unwrap_or(all_ones(size))
+        };
+        self.settle();
+        value
+    }
+
+    pub fn port_write(&mut self, port: u16, size: u8, value: u64) {
+        if (COM1_BASE..COM1_BASE + COM1_LEN).contains(&port) {
+            self.uart
+                .write(u64::from(port - COM1_BASE), size, value, &mut self.effects);
+        } else {
+            self.ports.write(u64::from(port), size, value, &mut self.effects);
+        }
+        self.settle();
+    }
+
+    /// Whether `gpa` belongs to an emulated MMIO device.
+    pub fn is_mmio(&self, gpa: u64) -> bool {
+        (IOAPIC_BASE..IOAPIC_BASE + IOAPIC_MMIO_LEN).contains(&gpa)
+            || (LOCAL_APIC_BASE..LOCAL_APIC_BASE + LOCAL_APIC_MMIO_LEN).contains(&gpa)
+    }
+
+    pub fn mmio_read(&mut self, gpa: u64, size: u8) -> u64 {
+        let value = if let Some(offset) = gpa.checked_sub(LOCAL_APIC_BASE).filter(|&o| o < LOCAL_APIC_MMIO_LEN) {
+            u64::from(self.lapic.mmio_read(offset, size, self.now_tsc()))
+        } else {
+            self.ioapic.read(gpa.wrapping_sub(IOAPIC_BASE), size, &mut self.effects)
+        };
+        self.settle();
+        value
+    }
+
+    pub fn mmio_write(&mut self, gpa: u64, size: u8, value: u64) {
+        if let Some(offset) = gpa.checked_sub(LOCAL_APIC_BASE).filter(|&o| o < LOCAL_APIC_MMIO_LEN) {
+            self.timer_dirty = true;
+            let effect = self.lapic.mmio_write(offset, size, value as u32, self.now_tsc());
+            self.apply_apic_effect(effect);
+        } else {
+            self.ioapic
+                .write(gpa.wrapping_sub(IOAPIC_BASE), size, value, &mut self.effects);
+        }
+        self.settle();
+    }
+
+    fn apply_apic_effect(&mut self, effect: Option<ApicEffect>) {
+        match effect {
+            Some(ApicEffect::Eoi {
+                vector,
+                level_triggered: true,
+            }) => {
+                self.ioapic.end_of_interrupt(vector, &mut self.effects);
+            }
+            // A single-vCPU domain has no other APIC to reach.
+            Some(ApicEffect::Ipi { .. }) | Some(ApicEffect::Eoi { .. }) | None => {}
+        }
+    }
+
+    /// RDMSR of a local-APIC MSR; `None` if `msr` is not one.
+    fn now_tsc(&self) -> u64 {
+        self.effects.host.now_tsc()
+    }
+
+    pub fn apic_rdmsr(&mut self, msr: u32) -> Option<Result<u64, GeneralProtection>> {
+        if msr == IA32_TSC_DEADLINE {
+            return Some(Ok(self.lapic.tsc_deadline()));
+        }
+        if !is_x2apic_msr(msr) {
+            return None;
+        }
+        // In xAPIC mode the x2APIC MSRs do not exist.
+        Some(Err(GeneralProtection))
+    }
+
+    /// WRMSR of a local-APIC MSR; `None` if `msr` is not one.
+    pub fn apic_wrmsr(&mut self, msr: u32, value: u64) -> Option<Result<(), GeneralProtection>> {
+        self.timer_dirty = true;
+        if msr == IA32_TSC_DEADLINE {
+            self.lapic.set_tsc_deadline(value, self.now_tsc());
+            return Some(Ok(()));
+        }
+        if !is_x2apic_msr(msr) {
+            return None;
+        }
+        let _ = value;
+        Some(Err(GeneralProtection))
+    }
+
+    /// The highest-priority interrupt the local APIC would deliver now.
+    pub fn pending_interrupt(&self) -> Option<u8> {
+        self.lapic.pending_interrupt()
+    }
+
+    /// The vCPU is about to take `vector`.
+    pub fn start_delivery(&mut self, vector: u8) {
+        self.lapic.start_delivery(vector);
+    }
+
+    /// Fires timers that are due.
+    pub fn on_time(&mut self) {
+        self.lapic.on_time(self.now_tsc());
+        self.timer_dirty = true;
+    }
+
+    /// Takes "the timer deadline changed", returning the deadline to arm.
+    pub fn take_timer_change(&mut self) -> Option<Option<u64>> {
+        core::mem::take(&mut self.timer_dirty).then(|| self.lapic.next_timer_deadline())
+    }
+
+    pub fn timer_deadline(&self) -> Option<u64> {
+        self.lapic.next_timer_deadline()
+    }
+
+    /// A byte typed on Keel's console, for the domain's serial port.
+    /// Returns false when the UART's receive FIFO is full.
+    pub fn console_input(&mut self, byte: u8) -> bool {
+        let taken = self.uart.push_input(byte, &mut self.effects);
+        self.settle();
+        taken
+    }
+
+    /// CR8: the local APIC's task-priority class (TPR bits 7:4).
+    pub fn task_priority(&self) -> u64 {
+        u64::from(self.lapic.mmio_read(TPR_OFFSET, 4, self.now_tsc()) >> 4)
+    }
+
+    pub fn set_task_priority(&mut self, class: u64) {
+        let effect = self
+            .lapic
+            .mmio_write(TPR_OFFSET, 4, ((class & 0xf) << 4) as u32, self.now_tsc());
+        self.apply_apic_effect(effect);
+    }
+
+    pub fn can_accept_console_input(&self) -> bool {
+        self.uart.can_accept_input()
+    }
+
+    pub fn take_power_request(&mut self) -> Option<PowerAction> {
+        self.effects.power.take()
+    }
+
+    /// Carries interrupt lines to the I/O APIC and its messages to the local APIC.
+    fn settle(&mut self) {
+        while !self.effects.irq_lines.is_empty() || !self.effects.interrupts.is_empty() {
+            let lines = core::mem::take(&mut self.effects.irq_lines);
+            for &(gsi, asserted) in &lines {
+                self.ioapic.set_irq(gsi, asserted, &mut self.effects);
+            }
+            self.effects.irq_lines = lines;
+            self.effects.irq_lines.clear();
+            for message in self.effects.interrupts.drain(..) {
+                // Every message targets the only local APIC.
+                self.lapic.accept(message.vector, message.level_triggered);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+    use std::rc::Rc;
+
+    /// A machine whose clock the test moves and whose console it reads.
+    #[derive(Clone, Default)]
+    struct FakeHost {
+        tsc: Rc<Cell<u64>>,
+        console: Rc<core::cell::RefCell<Vec<u8>>>,
+    }
+
+    impl PlatformHost for FakeHost {
+        fn now_tsc(&self) -> u64 {
+            self.tsc.get()
+        }
+
+        fn console_output(&mut self, byte: u8) {
+            self.console.borrow_mut().push(byte);
+        }
+    }
+
+    const TSC_HZ: u64 = 10_000_000;
+    const IOREGSEL: u64 = IOAPIC_BASE;
+    const IOWIN: u64 = IOAPIC_BASE + 0x10;
+
+    fn platform() -> (VirtualPlatform<FakeHost>, FakeHost) {
+        let host = FakeHost::default();
+        host.tsc.set(1_000_000);
+        let platform = VirtualPlatform::new(host.clone(), TSC_HZ, 0).expect("devices register");
+        (platform, host)
+    }
+
+    /// What Linux does before it can take interrupts: APIC software-enabled,
+    /// I/O APIC pin `pin` routed (edge, fixed, unmasked) to `vector`.
+    fn route(platform: &mut VirtualPlatform<FakeHost>, pin: u32, vector: u8) {
+        platform.mmio_write(LOCAL_APIC_BASE + 0xf0, 4, 0x1ff);
+        platform.mmio_write(IOREGSEL, 4, u64::from(0x10 + 2 * pin));
+        platform.mmio_write(IOWIN, 4, u64::from(vector));
+        platform.mmio_write(IOREGSEL, 4, u64::from(0x11 + 2 * pin));
+        platform.mmio_write(IOWIN, 4, 0);
+    }
+
+    #[test]
+    fn uart_output_reaches_the_host_console() {
+        let (mut platform, host) = platform();
+        for &byte in b"ok\n" {
+            platform.port_write(COM1_BASE, 1, u64::from(byte));
+        }
+        assert_eq!(&*host.console.borrow(), b"ok\n");
+    }
+
+    #[test]
+    fn a_typed_byte_becomes_an_interrupt_and_can_be_read() {
+        let (mut platform, _host) = platform();
+        route(&mut platform, COM1_IRQ, 0x24);
+        platform.port_write(COM1_BASE + 1, 1, 1); // IER: received-data interrupt
+        platform.port_write(COM1_BASE + 4, 1, 0x08); // MCR: OUT2 gates the IRQ
+        assert_eq!(platform.pending_interrupt(), None);
+        assert!(platform.can_accept_console_input());
+        assert!(platform.console_input(b'x'));
+        assert_eq!(platform.pending_interrupt(), Some(0x24));
+        platform.start_delivery(0x24);
+        assert_eq!(platform.port_read(COM1_BASE, 1), u64::from(b'x'));
+        platform.mmio_write(LOCAL_APIC_BASE + 0xb0, 4, 0); // EOI
+        assert_eq!(platform.pending_interrupt(), None);
+    }
+
+    #[test]
+    fn the_tsc_deadline_timer_fires_through_the_platform() {
+        let (mut platform, host) = platform();
+        platform.mmio_write(LOCAL_APIC_BASE + 0xf0, 4, 0x1ff);
+        platform.mmio_write(LOCAL_APIC_BASE + 0x320, 4, 0x4_0000 | 0xef); // LVT timer: TSC deadline
+        let deadline = host.tsc.get() + 5_000;
+        assert_eq!(platform.apic_wrmsr(0x6e0, deadline), Some(Ok(())));
+        assert_eq!(platform.take_timer_change(), Some(Some(deadline)));
+        assert_eq!(platform.take_timer_change(), None, "the change is reported once");
+        platform.on_time();
+        assert_eq!(platform.pending_interrupt(), None, "not due yet");
+        host.tsc.set(deadline);
+        platform.on_time();
+        assert_eq!(platform.pending_interrupt(), Some(0xef));
+    }
+
+    #[test]
+    fn x2apic_msrs_fault_in_xapic_mode_and_other_msrs_are_not_the_apics() {
+        let (mut platform, _host) = platform();
+        assert_eq!(platform.apic_rdmsr(0x802), Some(Err(GeneralProtection)));
+        assert_eq!(platform.apic_wrmsr(0x80b, 0), Some(Err(GeneralProtection)));
+        assert_eq!(platform.apic_rdmsr(0x1b), None);
+    }
+
+    #[test]
+    fn sleep_state_s5_requests_power_off_and_the_reset_register_a_reset() {
+        let (mut platform, _host) = platform();
+        assert_eq!(platform.take_power_request(), None);
+        platform.port_write(keel_devices::acpi_pm::SLEEP_CONTROL_PORT, 1, (5 << 2) | (1 << 5));
+        assert_eq!(platform.take_power_request(), Some(PowerAction::PowerOff));
+        platform.port_write(0xcf9, 1, 0x06);
+        assert_eq!(platform.take_power_request(), Some(PowerAction::Reset));
+    }
+
+    #[test]
+    fn unclaimed_ports_read_all_ones_and_mmio_ranges_are_exact() {
+        let (mut platform, _host) = platform();
+        assert_eq!(platform.port_read(0x1234, 2), 0xffff);
+        platform.port_write(0x1234, 4, 0xdead_beef);
+        assert!(platform.is_mmio(IOAPIC_BASE));
+        assert!(platform.is_mmio(LOCAL_APIC_BASE + 0xfff));
+        assert!(!platform.is_mmio(LOCAL_APIC_BASE + 0x1000));
+        assert!(!platform.is_mmio(IOAPIC_BASE - 1));
+    }
+
+    #[test]
+    fn cr8_maps_to_the_task_priority_class() {
+        let (mut platform, _host) = platform();
+        platform.set_task_priority(0x9);
+        assert_eq!(platform.task_priority(), 0x9);
+        assert_eq!(platform.mmio_read(LOCAL_APIC_BASE + 0x80, 4), 0x90);
+    }
+}
