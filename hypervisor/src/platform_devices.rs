@@ -397,6 +397,13 @@ mod tests {
     }
 
     #[test]
+    fn the_dsdt_and_the_pm_device_agree_on_s5() {
+        // The DSDT's \_S5_ package tells Linux what to write; the PM device
+        // must read the same value as power-off.
+        assert_eq!(keel_devices::acpi_pm::S5_SLP_TYP, keel_acpi_tables::S5_SLEEP_TYPE);
+    }
+
+    #[test]
     fn sleep_state_s5_requests_power_off_and_the_reset_register_a_reset() {
         let (mut platform, _host) = platform();
         assert_eq!(platform.take_power_request(), None);
