@@ -6,8 +6,7 @@ use keel_insn::mmio::{apply_load, decode_mmio, store_value, CodeBitness, MmioIns
 use keel_insn::walk::{fetch_instruction, PagingState, MAX_INSTRUCTION_LEN};
 use keel_insn::GuestMemoryRead;
 
-use crate::vcpu::MemoryFault;
-use crate::vmx::VmxVcpu as Vcpu;
+use crate::vcpu::{MemoryFault, Vcpu};
 use crate::vplatform::VirtualPlatform;
 
 /// Guest RAM (guest-physical 0 upwards) as the page walker reads it.
@@ -71,7 +70,7 @@ pub fn emulate(
     platform: &mut VirtualPlatform,
     cache: &mut DecodeCache,
     ram: &[u8],
-    vcpu: &mut Vcpu,
+    vcpu: &mut impl Vcpu,
     fault: MemoryFault,
 ) -> Result<(), &'static str> {
     if fault.during_event_delivery {

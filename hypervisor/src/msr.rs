@@ -6,8 +6,8 @@
 use keel_vmx::msr as vmx_msr;
 
 use crate::domain::Domain;
-use crate::vcpu::GuestFault;
-use crate::vmx::VmxVcpu as Vcpu;
+use crate::vcpu::{GuestFault, Vcpu};
+use crate::vmx::VmxVcpu;
 
 const IA32_TSC: u32 = 0x10;
 const IA32_TSC_ADJUST: u32 = 0x3b;
@@ -31,7 +31,7 @@ const MISC_ENABLE_VALUE: u64 = 1 | (1 << 11) | (1 << 12);
 
 /// Lets the guest use directly the MSRs whose values VMX switches (VMCS
 /// guest-state fields) or that Keel never uses in root mode.
-pub fn pass_through_msrs(vcpu: &mut Vcpu) {
+pub fn pass_through_msrs(vcpu: &mut VmxVcpu) {
     for msr in [
         vmx_msr::IA32_FS_BASE,
         vmx_msr::IA32_GS_BASE,
@@ -51,7 +51,7 @@ pub fn pass_through_msrs(vcpu: &mut Vcpu) {
     vcpu.pass_through_msr(IA32_TSC, true, false);
 }
 
-pub fn read(domain: &mut Domain, vcpu: &Vcpu, msr: u32) -> Result<u64, GuestFault> {
+pub fn read(domain: &mut Domain, vcpu: &impl Vcpu, msr: u32) -> Result<u64, GuestFault> {
     if let Some(result) = domain
         .platform
         .as_deref_mut()
@@ -72,7 +72,7 @@ pub fn read(domain: &mut Domain, vcpu: &Vcpu, msr: u32) -> Result<u64, GuestFaul
     }
 }
 
-pub fn write(domain: &mut Domain, vcpu: &mut Vcpu, msr: u32, value: u64) -> Result<(), GuestFault> {
+pub fn write(domain: &mut Domain, vcpu: &mut impl Vcpu, msr: u32, value: u64) -> Result<(), GuestFault> {
     if let Some(result) = domain
         .platform
         .as_deref_mut()

@@ -1,6 +1,8 @@
 //! The vendor-neutral vCPU interface: what domain logic and exit handlers
-//! see of a virtual CPU. The VMX backend (`vmx::VmxVcpu`) implements it; an
-//! AMD-V backend would decode its own exits into the same [`VcpuExit`].
+//! see of a virtual CPU. The VMX backend (`vmx::VmxVcpu`) implements
+//! [`Vcpu`]; an AMD-V backend would decode its own exits into the same
+//! [`VcpuExit`] and implement the same trait, leaving exit handlers, device
+//! models and domain logic untouched.
 
 /// The guest's general-purpose registers that the CPU does not save on a VM
 /// exit. RSP lives in the VMCS; its slot keeps the layout `vmx/entry.s` uses.
@@ -151,4 +153,48 @@ pub struct LongModeEntry {
     pub rdi: u64,
     pub rsi: u64,
     pub state: keel_guest_loader::long_mode::LongModeState,
+}
+
+/// A virtual CPU as the exit handlers drive it. Only creating one is
+/// vendor-specific.
+pub trait Vcpu {
+    /// Enters the guest and returns when it exits.
+    fn run(&mut self) -> Result<VcpuExit, EntryError>;
+    fn regs(&mut self) -> &mut GuestRegisters;
+    /// A general-purpose register by its encoding number (4 is RSP).
+    fn gpr(&self, number: usize) -> u64;
+    fn set_gpr(&mut self, number: usize, value: u64);
+    fn rip(&self) -> u64;
+    /// Completes the instruction that caused the current exit.
+    fn skip_instruction(&mut self);
+    /// Completes an instruction of `len` bytes the hypervisor decoded itself.
+    fn advance_rip(&mut self, len: u64);
+    /// The guest's current privilege level.
+    fn privilege_level(&self) -> u8;
+    /// CR0, CR3, CR4 and EFER as the CPU uses them for the guest's paging.
+    fn paging_registers(&self) -> (u64, u64, u64, u64);
+    /// Raises `fault` at the current instruction instead of completing it.
+    fn inject_fault(&mut self, fault: GuestFault);
+    /// Injects external interrupt `vector` if the guest can take it now.
+    fn try_inject_interrupt(&mut self, vector: u8) -> bool;
+    /// Asks for an exit as soon as the guest can take an interrupt.
+    fn set_interrupt_window(&mut self, enabled: bool);
+    fn interrupts_enabled(&self) -> bool;
+    /// Completes HLT and parks the vCPU until its timer or an interrupt.
+    fn halt(&mut self);
+    /// The guest's view of CR4.
+    fn guest_cr4(&self) -> u64;
+    /// MOV to CR0/CR4: checks `value` and makes it the guest's.
+    fn set_control_register(&mut self, cr: u8, value: u64) -> Result<(), GuestFault>;
+    fn efer(&self) -> u64;
+    fn set_efer(&mut self, value: u64) -> Result<(), GuestFault>;
+    /// Makes the guest exit at the end of its time slice or at `deadline_tsc`.
+    fn arm_timer(&mut self, deadline_tsc: Option<u64>);
+    /// CR8 for a guest without a local APIC.
+    fn software_tpr(&self) -> u64;
+    fn set_software_tpr(&mut self, value: u64);
+    /// Guest time in TSC cycles, where the CPU can measure it.
+    fn guest_tsc_cycles(&self) -> Option<u64>;
+    /// Exit counts by reason name, for reasons that occurred.
+    fn exit_counts(&self) -> impl Iterator<Item = (&'static str, u64)> + '_;
 }

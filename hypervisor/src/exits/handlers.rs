@@ -12,8 +12,7 @@ use keel_hypervisor::cpuid_policy::{self, CpuidResult, GuestCpu};
 
 use super::{Next, StopReason};
 use crate::domain::Domain;
-use crate::vcpu::{GuestRegisters, PortAccess};
-use crate::vmx::VmxVcpu as Vcpu;
+use crate::vcpu::{GuestRegisters, PortAccess, Vcpu};
 use crate::vplatform::VirtualPlatform;
 
 #[inline(always)]
@@ -41,7 +40,7 @@ pub(super) fn emulate_cpuid(regs: &mut GuestRegisters, cpu: &GuestCpu) {
 /// HLT. In a domain with interrupt controllers the vCPU sleeps until its
 /// timer or an interrupt; without them (the test guests) nothing could wake
 /// it, so HLT completes at once.
-pub(super) fn halt(domain: &mut Domain, vcpu: &mut Vcpu) -> Next {
+pub(super) fn halt(domain: &mut Domain, vcpu: &mut impl Vcpu) -> Next {
     let Some(platform) = domain.platform.as_deref_mut() else {
         vcpu.skip_instruction();
         return Next::Resume;

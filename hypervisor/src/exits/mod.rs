@@ -7,8 +7,7 @@ use keel_abi::hypercall::HC_ERR_INVALID;
 use keel_devices::PowerAction;
 
 use crate::domain::Domain;
-use crate::vcpu::{EntryError, GuestFault, MemoryFault, VcpuExit};
-use crate::vmx::VmxVcpu as Vcpu;
+use crate::vcpu::{EntryError, GuestFault, MemoryFault, Vcpu, VcpuExit};
 use crate::{mmio, msr};
 
 mod handlers;
@@ -80,13 +79,13 @@ impl core::fmt::Display for StopReason {
 const CR4_OSXSAVE: u64 = 1 << 18;
 
 /// MOV to CR8: the task priority class (bits 3:0; the rest are reserved).
-fn set_task_priority(domain: &mut Domain, vcpu: &mut Vcpu, value: u64) -> Result<(), GuestFault> {
+fn set_task_priority(domain: &mut Domain, vcpu: &mut impl Vcpu, value: u64) -> Result<(), GuestFault> {
     if value > 0xf {
         return Err(GuestFault::GeneralProtection);
     }
     match domain.platform.as_deref_mut() {
         Some(platform) => platform.set_task_priority(value),
-        None => vcpu.cr8 = value,
+        None => vcpu.set_software_tpr(value),
     }
     Ok(())
 }
@@ -109,7 +108,7 @@ pub struct TimeSplit {
 ///
 /// Guest time comes from the vCPU (the VMX-preemption timer only counts in
 /// the guest), so the exit path needs no timestamps of its own.
-pub fn run_until_stopped(domain: &mut Domain, vcpu: &mut Vcpu, time: &mut TimeSplit) -> StopReason {
+pub fn run_until_stopped(domain: &mut Domain, vcpu: &mut impl Vcpu, time: &mut TimeSplit) -> StopReason {
     let start = crate::arch::tsc::read();
     let stop = loop {
         if let Some(stop) = prepare_entry(domain, vcpu) {
@@ -132,7 +131,7 @@ pub fn run_until_stopped(domain: &mut Domain, vcpu: &mut Vcpu, time: &mut TimeSp
 /// Work before each VM entry of a domain with a virtual platform: power
 /// requests, interrupt injection and the vCPU's timer.
 #[inline(always)]
-fn prepare_entry(domain: &mut Domain, vcpu: &mut Vcpu) -> Option<StopReason> {
+fn prepare_entry(domain: &mut Domain, vcpu: &mut impl Vcpu) -> Option<StopReason> {
     let platform = domain.platform.as_deref_mut()?;
     if let Some(action) = platform.take_power_request() {
         return Some(StopReason::Power(action));
@@ -151,7 +150,7 @@ fn prepare_entry(domain: &mut Domain, vcpu: &mut Vcpu) -> Option<StopReason> {
 }
 
 #[inline(always)]
-fn handle(domain: &mut Domain, vcpu: &mut Vcpu, exit: VcpuExit) -> Next {
+fn handle(domain: &mut Domain, vcpu: &mut impl Vcpu, exit: VcpuExit) -> Next {
     match exit {
         VcpuExit::Cpuid => {
             emulate_cpuid(vcpu.regs(), &domain.cpu);
@@ -224,7 +223,7 @@ fn handle(domain: &mut Domain, vcpu: &mut Vcpu, exit: VcpuExit) -> Next {
         VcpuExit::TaskPriorityRead { gpr } => {
             let priority = match domain.platform.as_deref() {
                 Some(platform) => platform.task_priority(),
-                None => vcpu.cr8,
+                None => vcpu.software_tpr(),
             };
             vcpu.set_gpr(usize::from(gpr), priority);
             vcpu.skip_instruction();
@@ -273,7 +272,7 @@ fn handle(domain: &mut Domain, vcpu: &mut Vcpu, exit: VcpuExit) -> Next {
 
 /// Prints how a domain ended: the stop reason, exits by reason and where
 /// its time went.
-pub fn report_stop(id: u16, stop: &StopReason, vcpu: &Vcpu, time: &TimeSplit) {
+pub fn report_stop(id: u16, stop: &StopReason, vcpu: &impl Vcpu, time: &TimeSplit) {
     use core::fmt::Write;
     log::info!("domain {id} stopped: {stop}");
     let mut counts = alloc::string::String::new();

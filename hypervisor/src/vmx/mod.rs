@@ -4,6 +4,7 @@
 
 mod guest_state;
 mod vcpu;
+mod vcpu_trait;
 mod vmcs;
 mod vmcs_access;
 

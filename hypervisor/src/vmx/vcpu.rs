@@ -62,7 +62,7 @@ pub struct VmxVcpu {
     /// The shortest timer Keel arms, in preemption-timer ticks.
     pub(super) min_timer_ticks: u64,
     /// CR8 of a guest without a local APIC (the test guests).
-    pub cr8: u64,
+    pub(super) cr8: u64,
     pub(super) halted: bool,
     /// Preemption-timer value at the last VM entry; the timer counts only
     /// while the guest runs, so what it lost by the next exit is guest time.
