@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::thread;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 
@@ -27,13 +28,43 @@ impl CaseResult {
     }
 }
 
+/// How often a run whose emulator could not start its display is retried.
+const DISPLAY_START_ATTEMPTS: u32 = 4;
+
 /// Boots `iso` for `case` and judges the run.
 pub fn run_case(layout: &Layout, case: &TestCase, iso: &Path) -> Result<CaseResult> {
     let run_dir = layout.run_dir(case.name);
-    if !case.console_input.is_empty() {
-        return run_with_console_input(case, iso, &run_dir);
+    let mut attempt = 1;
+    loop {
+        let result = if case.console_input.is_empty() {
+            run_with_file_serial(case, iso, &run_dir)
+        } else {
+            run_with_console_input(case, iso, &run_dir)
+        };
+        match result {
+            Ok(result) if display_start_failed(&result.outcome) && attempt < DISPLAY_START_ATTEMPTS => {
+                eprintln!(
+                    "xtask: {}: Bochs could not open its display (a start-up race); starting it again",
+                    case.name
+                );
+                // Spread the restarts so the racing instances do not meet again.
+                thread::sleep(Duration::from_millis(400 * u64::from(attempt)));
+                attempt += 1;
+            }
+            other => return other,
+        }
     }
-    let running = emulator::launch(&case.machine, iso, &run_dir)?;
+}
+
+/// Bochs' VNC display (rfb) panics when two instances race for port 5900
+/// at start-up (one's listen() fails and it never tries another socket).
+/// Nothing ran then, so the run can simply start again.
+fn display_start_failed(outcome: &RunOutcome) -> bool {
+    outcome.serial_log.is_empty() && outcome.emulator_log.contains("RFB could not bind any port")
+}
+
+fn run_with_file_serial(case: &TestCase, iso: &Path, run_dir: &Path) -> Result<CaseResult> {
+    let running = emulator::launch(&case.machine, iso, run_dir)?;
     let outcome = running.watch(watch_for(case, None))?;
     let failures = judge(case, &outcome);
     Ok(CaseResult { outcome, failures })
@@ -91,25 +122,59 @@ pub fn run_parallel(
     let next_job = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<Result<CaseResult>>>> = Mutex::new(jobs.iter().map(|_| None).collect());
     thread::scope(|scope| {
-        for _ in 0..workers.max(1) {
-            scope.spawn(|| loop {
-                if interrupt::stop_requested() {
-                    break;
-                }
-                let index = next_job.fetch_add(1, Ordering::SeqCst);
-                let Some(job) = jobs.get(index) else {
-                    break;
-                };
-                on_event(Event::Started(&job.case));
-                let result = run_case(layout, &job.case, &job.iso);
-                on_event(Event::Finished(&job.case, &result));
-                // A poisoned lock means another worker panicked; the scope
-                // re-raises that panic, so this result no longer matters.
-                if let Ok(mut results) = results.lock() {
-                    results[index] = Some(result);
+        for worker in 0..workers.max(1) {
+            // Emulators started at the same instant race for Bochs' display
+            // port (see `display_start_failed`): stagger the first starts.
+            let first_start_delay = Duration::from_millis(500 * worker as u64);
+            let next_job = &next_job;
+            let results = &results;
+            scope.spawn(move || {
+                thread::sleep(first_start_delay);
+                loop {
+                    if interrupt::stop_requested() {
+                        break;
+                    }
+                    let index = next_job.fetch_add(1, Ordering::SeqCst);
+                    let Some(job) = jobs.get(index) else {
+                        break;
+                    };
+                    on_event(Event::Started(&job.case));
+                    let result = run_case(layout, &job.case, &job.iso);
+                    on_event(Event::Finished(&job.case, &result));
+                    // A poisoned lock means another worker panicked; the scope
+                    // re-raises that panic, so this result no longer matters.
+                    if let Ok(mut results) = results.lock() {
+                        results[index] = Some(result);
+                    }
                 }
             });
         }
     });
     results.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::emulator::RunEnding;
+
+    fn outcome(serial_log: &str, emulator_log: &str) -> RunOutcome {
+        RunOutcome {
+            serial_log: serial_log.to_string(),
+            emulator_log: emulator_log.to_string(),
+            exit_status: Some(1),
+            ending: RunEnding::EmulatorExited,
+            elapsed: Duration::from_millis(300),
+            line_times: Vec::new(),
+            run_dir: PathBuf::from("/tmp/run"),
+        }
+    }
+
+    #[test]
+    fn only_a_display_that_never_started_is_retried() {
+        let rfb = "00000000000p[RFB   ] >>PANIC<< RFB could not bind any port between 5900 and 5949";
+        assert!(display_start_failed(&outcome("", rfb)));
+        assert!(!display_start_failed(&outcome("keel: Keel hypervisor\n", rfb)));
+        assert!(!display_start_failed(&outcome("", "VMENTER FAIL")));
+    }
 }
