@@ -199,11 +199,15 @@ impl VmxVcpu {
         let remaining = read(F::PreemptionTimerValue);
         self.guest_timer_ticks += self.timer_at_entry.saturating_sub(remaining);
         self.timer_at_entry = remaining;
-        let info = ExitInfo::from_raw(read(F::ExitReason) as u32);
-        let reason = info.reason;
-        if let Some(count) = self.exit_counts.get_mut(reason.index()) {
+        let raw = read(F::ExitReason) as u32;
+        // Counted by the basic number itself (reserved numbers get unused
+        // slots, larger ones share the last): cheaper than decoding first.
+        let slot = usize::from(raw as u16).min(ExitReason::UNKNOWN_INDEX);
+        if let Some(count) = self.exit_counts.get_mut(slot) {
             *count += 1;
         }
+        let info = ExitInfo::from_raw(raw);
+        let reason = info.reason;
         if info.entry_failure {
             return Err(EntryError::GuestState {
                 reason: reason.name(),
@@ -387,18 +391,16 @@ impl VmxVcpu {
 
     /// Exit counts by reason name, for reasons that occurred.
     pub fn exit_counts(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
-        ExitReason::KNOWN
+        // Slot n counts basic reason n; reserved and too-large numbers read
+        // as "unknown".
+        self.exit_counts
             .iter()
-            .filter_map(|reason| {
-                let count = *self.exit_counts.get(reason.index())?;
-                (count > 0).then_some((reason.name(), count))
+            .enumerate()
+            .filter(|(_, &count)| count > 0)
+            .map(|(slot, &count)| {
+                let name = u16::try_from(slot).map_or("unknown", |number| ExitReason::from_basic(number).name());
+                (name, count)
             })
-            .chain(
-                self.exit_counts
-                    .get(ExitReason::UNKNOWN_INDEX)
-                    .filter(|&&count| count > 0)
-                    .map(|&count| ("unknown", count)),
-            )
     }
 
     /// Releases the VMCS and bitmaps.
