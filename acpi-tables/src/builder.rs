@@ -30,7 +30,7 @@ pub struct AcpiBlob {
 /// for one guest, addressed as if the returned bytes start at `base_gpa`.
 pub fn build_guest_acpi(config: &GuestAcpiConfig<'_>, base_gpa: u64) -> Result<AcpiBlob, AcpiError> {
     let madt = build_madt(config)?;
-    let dsdt = build_dsdt(config.oem_id, config.serial_ports)?;
+    let dsdt = build_dsdt(config.oem_id, config.serial_ports, config.cmos_rtc)?;
     // Hardware-reduced platforms have no FACS: no global lock, no waking vector.
     let facs = (!config.hw_reduced).then(build_facs);
 

@@ -30,6 +30,9 @@ pub struct GuestAcpiConfig<'a> {
     /// hardware-reduced guest has no legacy ISA IRQs, so a UART's interrupt
     /// reaches the OS only through such a description.
     pub serial_ports: &'a [SerialPort],
+    /// A CMOS RTC described in the DSDT (`PNP0B00`), so the OS binds its
+    /// driver to it; on a hardware-reduced platform that is the only way.
+    pub cmos_rtc: Option<CmosRtc>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -197,5 +200,14 @@ pub struct SerialPort {
     /// First of its eight I/O ports.
     pub io_base: u16,
     /// The I/O APIC input (GSI) its interrupt drives, edge-triggered, active high.
+    pub gsi: u32,
+}
+
+/// An MC146818-compatible RTC at two I/O ports with one interrupt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CmosRtc {
+    /// The index port (the data port follows it).
+    pub io_base: u16,
+    /// The I/O APIC input (GSI) of its interrupt, edge-triggered, active high.
     pub gsi: u32,
 }

@@ -22,7 +22,7 @@ mod xsdt;
 
 pub use builder::{build_guest_acpi, AcpiBlob};
 pub use config::{
-    BootArchFlags, GuestAcpiConfig, IoApicConfig, IsaOverride, PowerManagement, ResetRegister, SerialPort,
+    BootArchFlags, CmosRtc, GuestAcpiConfig, IoApicConfig, IsaOverride, PowerManagement, ResetRegister, SerialPort,
     SleepRegisters, DEFAULT_IO_APIC_ADDRESS, DEFAULT_LOCAL_APIC_ADDRESS, KEEL_OEM_ID,
 };
 pub use dsdt::S5_SLEEP_TYPE;

@@ -11,8 +11,8 @@
 use alloc::boxed::Box;
 
 use keel_acpi_tables::{
-    build_guest_acpi, BootArchFlags, GuestAcpiConfig, IoApicConfig, PowerManagement, ResetRegister, SerialPort,
-    SleepRegisters, DEFAULT_LOCAL_APIC_ADDRESS, KEEL_OEM_ID,
+    build_guest_acpi, BootArchFlags, CmosRtc, GuestAcpiConfig, IoApicConfig, PowerManagement, ResetRegister,
+    SerialPort, SleepRegisters, DEFAULT_LOCAL_APIC_ADDRESS, KEEL_OEM_ID,
 };
 use keel_devices::acpi_pm::{PM1A_CONTROL_PORT, PM1A_EVENT_PORT, PM_TIMER_PORT, SLEEP_CONTROL_PORT, SLEEP_STATUS_PORT};
 use keel_devices::ioapic::IOAPIC_BASE;
@@ -44,6 +44,9 @@ const IDENTITY_MAP_BYTES: u64 = 4 << 30;
 /// Guest wall clock when the host RTC is unreadable (2026-01-01T00:00:00Z).
 const FALLBACK_WALLCLOCK: u64 = 1_767_225_600;
 const SCI_IRQ: u16 = 9;
+/// The RTC's ISA IRQ; Keel's RTC raises no interrupts (no alarms or update
+/// interrupts), but the description lets Linux bind its driver.
+const RTC_IRQ: u32 = 8;
 
 /// The kernel, initramfs and command line found among the boot modules.
 struct Dom0Images<'a> {
@@ -230,5 +233,9 @@ fn acpi_config() -> GuestAcpiConfig<'static> {
             io_base: COM1_BASE,
             gsi: COM1_IRQ,
         }],
+        cmos_rtc: Some(CmosRtc {
+            io_base: 0x70,
+            gsi: RTC_IRQ,
+        }),
     }
 }

@@ -35,6 +35,7 @@ pub fn typical_config(cpus: &[u32]) -> GuestAcpiConfig<'_> {
         boot_arch_flags: BootArchFlags::KEEL_DEFAULT,
         oem_id: KEEL_OEM_ID,
         serial_ports: &[],
+        cmos_rtc: None,
     }
 }
 
