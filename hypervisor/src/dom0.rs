@@ -145,6 +145,7 @@ fn prepare(domain: &mut Domain, images: &Dom0Images, ram_bytes: u64, tsc_hz: Opt
     ram.get_mut(start..start + acpi.bytes.len())
         .ok_or_else(|| log::error!("dom0: the ACPI tables do not fit below 1 MiB"))?
         .copy_from_slice(&acpi.bytes);
+    install_reset_vector(ram)?;
 
     let reserved = [LEGACY_HOLE];
     let layout = LinuxLayout {
@@ -181,6 +182,21 @@ fn prepare(domain: &mut Domain, images: &Dom0Images, ram_bytes: u64, tsc_hz: Opt
         rsi: entry.rsi,
         state: entry.long_mode,
     })
+}
+
+/// Where an x86 CPU starts after reset (F000:FFF0): Linux's BIOS reboot
+/// method (its fallback when it does not pick ACPI) jumps here in real mode.
+const RESET_VECTOR_GPA: u64 = 0xffff0;
+/// `mov al, 0xfe; out 0x64, al; cli; hlt`: the keyboard-controller reset
+/// pulse, which Keel turns into a reset of the domain, as firmware would.
+const RESET_VECTOR_CODE: [u8; 7] = [0xb0, 0xfe, 0xe6, 0x64, 0xfa, 0xf4, 0xf4];
+
+fn install_reset_vector(ram: &mut [u8]) -> Result<(), ()> {
+    let start = RESET_VECTOR_GPA as usize;
+    ram.get_mut(start..start + RESET_VECTOR_CODE.len())
+        .ok_or_else(|| log::error!("dom0: RAM does not reach the reset vector"))?
+        .copy_from_slice(&RESET_VECTOR_CODE);
+    Ok(())
 }
 
 fn run_vcpu(cpu: &VmxCpu, domain: &mut Domain, entry: &LongModeEntry) -> Result<StopReason, ()> {

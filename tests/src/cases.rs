@@ -13,6 +13,7 @@ use crate::machine::Machine;
 pub const BOOT_TESTS: &[fn() -> TestCase] = &[
     bochs_dom0,
     bochs_dom0_shell,
+    bochs_dom0_reboot,
     bochs_selftest,
     bochs_dom0_bad_kernel,
     bochs_dom0_bad_boot_flag,
@@ -146,6 +147,28 @@ pub fn bochs_dom0_shell() -> TestCase {
     forbid_hypervisor_failures(case)
 }
 
+/// `reboot -f` in Dom0: Linux resets the machine (ACPI reset register),
+/// Keel boots Dom0 again from the same modules, and the second Dom0 powers off.
+pub fn bochs_dom0_reboot() -> TestCase {
+    let case = TestCase::new(
+        "bochs-dom0-reboot",
+        dom0_machine(),
+        "guest=dom0 exit=emulator",
+        Duration::from_secs(600),
+    )
+    .with_dom0(Dom0Modules::interactive())
+    .type_after(DOM0_SHELL_PROMPT, "reboot -f\r")
+    .type_after(DOM0_SHELL_PROMPT, "poweroff -f\r")
+    .expect_text("dom0: userspace started")
+    .expect_text("keel: domain 0 stopped: reset")
+    .expect_text("keel: dom0 reset: booting it again")
+    .expect_text("dom0: userspace started")
+    .expect_text("keel: dom0 powered off")
+    .finish_on_text("keel: dom0 finished")
+    .forbid_text("Kernel panic");
+    forbid_hypervisor_failures(case)
+}
+
 /// A Dom0 kernel module that is not a whole bzImage: Keel must refuse it
 /// with a message, not crash or jump into it.
 fn bad_dom0_kernel(name: &'static str, kernel: KernelImage) -> TestCase {
@@ -245,14 +268,10 @@ mod tests {
     }
 
     #[test]
-    fn only_the_shell_test_types_into_the_console() {
+    fn only_the_interactive_dom0_tests_type_into_the_console() {
         for case in all_boot_tests() {
-            assert_eq!(
-                case.console_input.is_empty(),
-                case.name != "bochs-dom0-shell",
-                "{}",
-                case.name
-            );
+            let interactive = matches!(case.name, "bochs-dom0-shell" | "bochs-dom0-reboot");
+            assert_eq!(case.console_input.is_empty(), !interactive, "{}", case.name);
         }
         let steps: Vec<(String, String)> = bochs_dom0_shell()
             .console_input
