@@ -30,6 +30,7 @@ fn run_visible(mut command: Command, what: &str) -> Result<()> {
 }
 
 pub fn build_hypervisor(workspace: &Workspace, profile: Profile) -> Result<PathBuf> {
+    crate::toolchain::ensure(workspace)?;
     say!("building hypervisor ({} profile)", profile.dir_name());
     let mut command = cargo(workspace);
     command.args(["build", "-p", HYPERVISOR_PACKAGE, "--target", HYPERVISOR_TARGET]);

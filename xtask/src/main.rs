@@ -7,6 +7,7 @@ mod console;
 mod guest;
 mod host_kvm;
 mod prerequisites;
+mod toolchain;
 mod workspace;
 
 use std::process::ExitCode;
