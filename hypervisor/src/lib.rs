@@ -6,7 +6,9 @@ extern crate alloc;
 
 pub mod cmdline;
 pub mod console_line;
+pub mod console_ring;
 pub mod cpuid_policy;
+pub mod management;
 pub mod platform_devices;
 pub mod tx_ring;
 pub mod wallclock;

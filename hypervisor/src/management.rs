@@ -1,0 +1,184 @@
+//! Keel's side of the management ABI (`keel_abi::mgmt`): decoding and
+//! checking a call from Dom0, running it against the domain table through
+//! [`DomainControl`], and encoding the answer. Everything that arrives here
+//! is checked before use; a bad call gets an error status and a message,
+//! never a panic, and never touches memory outside the buffers passed in.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use keel_abi::mgmt::{
+    Command, CreateDomain, DomainId, DomainInfo, HostInfo, ImageKind, Request, Response, Status, VERSION_MAJOR,
+};
+
+use crate::console_ring::ReadResult;
+
+/// Why a command failed: the status and a message for the caller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    pub status: Status,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(status: Status, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+pub type Outcome<T> = Result<T, Failure>;
+
+/// The domain table as the management interface drives it.
+pub trait DomainControl {
+    fn host_info(&self) -> HostInfo;
+    fn domains(&self) -> Vec<DomainInfo>;
+    fn create(&mut self, request: &CreateDomain) -> Outcome<DomainId>;
+    /// A chunk of image `kind` at `offset`; `total` is the whole image's length.
+    fn load_image(&mut self, domain: DomainId, kind: ImageKind, offset: u64, total: u64, chunk: &[u8]) -> Outcome<()>;
+    fn boot(&mut self, domain: DomainId, paused: bool) -> Outcome<()>;
+    fn pause(&mut self, domain: DomainId) -> Outcome<()>;
+    fn unpause(&mut self, domain: DomainId) -> Outcome<()>;
+    fn shutdown(&mut self, domain: DomainId) -> Outcome<()>;
+    fn reboot(&mut self, domain: DomainId) -> Outcome<()>;
+    fn destroy(&mut self, domain: DomainId) -> Outcome<()>;
+    fn console_read(&mut self, domain: DomainId, cursor: u64, out: &mut [u8]) -> Outcome<ReadResult>;
+    /// Returns how many bytes the console took.
+    fn console_write(&mut self, domain: DomainId, bytes: &[u8]) -> Outcome<usize>;
+    fn dmesg(&mut self, cursor: u64, out: &mut [u8]) -> ReadResult;
+}
+
+fn domain_arg(request: &Request) -> Outcome<DomainId> {
+    DomainId::try_from(request.args[0])
+        .map_err(|_| Failure::new(Status::InvalidArgument, "args[0]: not a domain id"))
+}
+
+/// Runs one call. `input` holds the request's `data_len` bytes (already
+/// checked against the data area); `output` is the data area the answer's
+/// bytes go to.
+pub fn dispatch(request: &Request, input: &[u8], output: &mut [u8], control: &mut impl DomainControl) -> Response {
+    let input = input.get(..request.data_len as usize).unwrap_or(input);
+    match run(request, input, output, control) {
+        Ok((values, len)) => Response {
+            status: Status::Ok as u32,
+            data_len: len as u32,
+            values,
+        },
+        Err(failure) => {
+            let message = failure.message.as_bytes();
+            let len = message.len().min(output.len());
+            output[..len].copy_from_slice(&message[..len]);
+            Response {
+                status: failure.status as u32,
+                data_len: len as u32,
+                values: [0; 4],
+            }
+        }
+    }
+}
+
+/// The answer's values and how many output bytes it wrote.
+fn run(
+    request: &Request,
+    input: &[u8],
+    output: &mut [u8],
+    control: &mut impl DomainControl,
+) -> Outcome<([u64; 4], usize)> {
+    let Some(command) = Command::from_u32(request.command) else {
+        return Err(Failure::new(
+            Status::UnknownCommand,
+            alloc::format!("unknown command {}", request.command),
+        ));
+    };
+    let done = |values: [u64; 4]| Ok((values, 0));
+    match command {
+        Command::Hello => {
+            let caller = request.args[0];
+            let caller_major = (caller >> 16) & 0xffff;
+            if caller >> 32 != 0 || caller_major != u64::from(VERSION_MAJOR) {
+                return Err(Failure::new(
+                    Status::BadVersion,
+                    alloc::format!(
+                        "Keel speaks management ABI {}.x; the caller speaks {}.{}",
+                        VERSION_MAJOR,
+                        caller_major,
+                        caller & 0xffff
+                    ),
+                ));
+            }
+            done([u64::from(keel_abi::mgmt::VERSION), 0, 0, 0])
+        }
+        Command::Info => {
+            let len = control
+                .host_info()
+                .encode(output)
+                .map_err(|_| Failure::new(Status::InvalidArgument, "no room for the answer"))?;
+            Ok(([0; 4], len))
+        }
+        Command::List => {
+            let domains = control.domains();
+            let mut len = 0;
+            for info in &domains {
+                let slot = output.get_mut(len..).unwrap_or_default();
+                len += info
+                    .encode(slot)
+                    .map_err(|_| Failure::new(Status::InvalidArgument, "too many domains for the data area"))?;
+            }
+            Ok(([domains.len() as u64, 0, 0, 0], len))
+        }
+        Command::Create => {
+            let create = CreateDomain::decode(input)
+                .map_err(|error| Failure::new(Status::InvalidArgument, alloc::format!("create: {error}")))?;
+            let id = control.create(&create)?;
+            done([u64::from(id), 0, 0, 0])
+        }
+        Command::LoadImage => {
+            let domain = domain_arg(request)?;
+            let kind = ImageKind::from_u64(request.args[1])
+                .ok_or_else(|| Failure::new(Status::InvalidArgument, "args[1]: unknown image kind"))?;
+            let (offset, total) = (request.args[2], request.args[3]);
+            if total > kind.max_bytes() {
+                return Err(Failure::new(
+                    Status::InvalidArgument,
+                    alloc::format!("image of {total} bytes: the limit is {} bytes", kind.max_bytes()),
+                ));
+            }
+            let end = offset.checked_add(input.len() as u64);
+            if end.is_none_or(|end| end > total) {
+                return Err(Failure::new(
+                    Status::InvalidArgument,
+                    "chunk runs past the image's length",
+                ));
+            }
+            control.load_image(domain, kind, offset, total, input)?;
+            done([0; 4])
+        }
+        Command::Boot => {
+            let domain = domain_arg(request)?;
+            control.boot(domain, request.args[1] == 1)?;
+            done([0; 4])
+        }
+        Command::Pause => control.pause(domain_arg(request)?).and_then(|()| done([0; 4])),
+        Command::Unpause => control.unpause(domain_arg(request)?).and_then(|()| done([0; 4])),
+        Command::Shutdown => control.shutdown(domain_arg(request)?).and_then(|()| done([0; 4])),
+        Command::Reboot => control.reboot(domain_arg(request)?).and_then(|()| done([0; 4])),
+        Command::Destroy => control.destroy(domain_arg(request)?).and_then(|()| done([0; 4])),
+        Command::ConsoleRead => {
+            let read = control.console_read(domain_arg(request)?, request.args[1], output)?;
+            Ok(([read.start, read.end, 0, 0], (read.end - read.start) as usize))
+        }
+        Command::ConsoleWrite => {
+            let taken = control.console_write(domain_arg(request)?, input)?;
+            done([taken as u64, 0, 0, 0])
+        }
+        Command::Dmesg => {
+            let read = control.dmesg(request.args[1], output);
+            Ok(([read.start, read.end, 0, 0], (read.end - read.start) as usize))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
