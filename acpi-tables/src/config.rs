@@ -33,6 +33,10 @@ pub struct GuestAcpiConfig<'a> {
     /// A CMOS RTC described in the DSDT (`PNP0B00`), so the OS binds its
     /// driver to it; on a hardware-reduced platform that is the only way.
     pub cmos_rtc: Option<CmosRtc>,
+    /// A PCI host bridge described in the DSDT (`\_SB.PCI0`). Without it an
+    /// ACPI guest enumerates no PCI bus at all: Linux scans root buses only
+    /// where ACPI declares them.
+    pub pci: Option<PciRootConfig>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -210,4 +214,92 @@ pub struct CmosRtc {
     pub io_base: u16,
     /// The I/O APIC input (GSI) of its interrupt, edge-triggered, active high.
     pub gsi: u32,
+}
+
+/// A PCI host bridge (`\_SB.PCI0`, `PNP0A08` compatible with `PNP0A03`) on
+/// segment 0 whose configuration space is reached through mechanism #1
+/// (ports 0xCF8-0xCFF; no MCFG table, so no ECAM). Its `_CRS` forwards
+/// I/O ports 0x0000-0x0CF7 and 0x0D00-0xFFFF and the 32-bit MMIO window
+/// `[mmio_start, mmio_end]`; its `_PRT` routes INTA-INTD of every device
+/// slot on bus 0 to four GSIs, swizzled by slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PciRootConfig {
+    /// The last bus number behind the bridge (it decodes buses 0 to this).
+    pub bus_end: u8,
+    /// First byte of the 32-bit MMIO window where BARs live. The window must
+    /// hold no RAM and no other device: Linux (6.1, without DMI data) clips
+    /// host bridge windows against every e820 entry, and keeps a firmware
+    /// BAR assignment only if it lies inside a window.
+    pub mmio_start: u32,
+    /// Last byte (inclusive) of the MMIO window.
+    pub mmio_end: u32,
+    /// The GSI of INTA# of device 0. Device `d`'s pin `p` (INTA = 0) is wired
+    /// to `intx_gsi_base + (d + p) % 4`, the swizzle a PCI-to-PCI bridge
+    /// would apply, spreading slots over four level-triggered, active-low
+    /// I/O APIC inputs.
+    pub intx_gsi_base: u32,
+}
+
+impl PciRootConfig {
+    /// Bus 0 only; MMIO from 3 GiB up to just below the I/O APIC at
+    /// 0xFEC00000 (the local APIC at 0xFEE00000 is above it too); INTx on
+    /// GSIs 16-19, the first I/O APIC inputs above the ISA range.
+    pub const KEEL_DEFAULT: Self = Self {
+        bus_end: 0,
+        mmio_start: 0xC000_0000,
+        mmio_end: 0xFEBF_FFFF,
+        intx_gsi_base: 16,
+    };
+
+    /// The GSI the `_PRT` gives `device`'s interrupt `pin` as its Interrupt
+    /// Pin register names it (1 = INTA ... 4 = INTD); `None` for pin 0 (no
+    /// interrupt), pins above 4 or devices above 31.
+    pub const fn intx_gsi(&self, device: u8, pin: u8) -> Option<u32> {
+        if device > 31 || pin == 0 || pin > 4 {
+            return None;
+        }
+        let swizzled = (device as u32 + pin as u32 - 1) % 4;
+        self.intx_gsi_base.checked_add(swizzled)
+    }
+
+    /// Whether `[start, start + len)` shares a byte with the MMIO window.
+    pub(crate) fn mmio_window_overlaps(&self, start: u64, len: u64) -> bool {
+        let end = start.saturating_add(len.saturating_sub(1));
+        len != 0 && start <= u64::from(self.mmio_end) && u64::from(self.mmio_start) <= end
+    }
+}
+
+#[cfg(test)]
+mod pci_tests {
+    use super::*;
+
+    #[test]
+    fn intx_swizzle_spreads_slots_over_four_gsis() {
+        let pci = PciRootConfig::KEEL_DEFAULT;
+        assert_eq!(pci.intx_gsi(0, 1), Some(16));
+        assert_eq!(pci.intx_gsi(1, 1), Some(17), "the management function's INTA#");
+        assert_eq!(pci.intx_gsi(1, 4), Some(16));
+        assert_eq!(pci.intx_gsi(3, 2), Some(16));
+        assert_eq!(pci.intx_gsi(31, 1), Some(19));
+        assert_eq!(pci.intx_gsi(1, 0), None, "no interrupt pin");
+        assert_eq!(pci.intx_gsi(1, 5), None);
+        assert_eq!(pci.intx_gsi(32, 1), None);
+        let high = PciRootConfig {
+            intx_gsi_base: u32::MAX,
+            ..pci
+        };
+        assert_eq!(high.intx_gsi(1, 1), None, "overflow");
+    }
+
+    #[test]
+    fn default_window_avoids_both_apics() {
+        let pci = PciRootConfig::KEEL_DEFAULT;
+        assert!(!pci.mmio_window_overlaps(u64::from(DEFAULT_IO_APIC_ADDRESS), 0x1000));
+        assert!(!pci.mmio_window_overlaps(DEFAULT_LOCAL_APIC_ADDRESS, 0x1000));
+        assert!(pci.mmio_window_overlaps(0xFEBF_F000, 0x2000));
+        assert!(pci.mmio_window_overlaps(0xBFFF_FFFF, 2));
+        assert!(!pci.mmio_window_overlaps(0xBFFF_F000, 0x1000));
+        assert!(!pci.mmio_window_overlaps(0xC000_0000, 0));
+        assert!(pci.mmio_window_overlaps(0, u64::MAX));
+    }
 }

@@ -1,11 +1,12 @@
 //! Differentiated System Description Table: the guest's AML namespace:
-//! `\_S5_` so Linux can power the guest off, and the serial ports (a
-//! hardware-reduced guest learns their interrupts only from here).
+//! `\_S5_` so Linux can power the guest off, the serial ports and RTC (a
+//! hardware-reduced guest learns their interrupts only from here) and the
+//! PCI host bridge (an ACPI guest scans only the root buses declared here).
 
 use alloc::vec::Vec;
 
 use crate::aml::{eisa_id, encode_device, encode_name, encode_scope, resource, AmlError, DataObject};
-use crate::config::{CmosRtc, SerialPort};
+use crate::config::{CmosRtc, GuestAcpiConfig, PciRootConfig, SerialPort};
 use crate::error::AcpiError;
 use crate::sdt::{assemble_table, TableKind};
 
@@ -19,10 +20,46 @@ const KIND: TableKind = TableKind {
 /// PM1 control emulation must treat it as power-off.
 pub const S5_SLEEP_TYPE: u8 = 5;
 
+/// Configuration mechanism #1's ports, which the host bridge consumes.
+const PCI_CONFIG_PORT: u16 = 0xCF8;
+const PCI_CONFIG_PORT_COUNT: u8 = 8;
+/// The I/O windows around them (what QEMU's and real DSDTs forward).
+const PCI_IO_WINDOWS: [(u16, u16); 2] = [(0x0000, 0x0CF7), (0x0D00, 0xFFFF)];
+/// Device slots on a PCI bus, and INTx pins per slot.
+const PCI_SLOTS: u32 = 32;
+const PCI_INTX_PINS: u32 = 4;
+/// Bytes of an APIC's MMIO page, which the PCI window must not cover.
+const APIC_MMIO_BYTES: u64 = 0x1000;
+
+/// Refuses a PCI root whose MMIO window is empty or covers an APIC page (a
+/// BAR placed there would shadow it), or whose INTx GSIs overflow.
+pub(crate) fn validate_pci(config: &GuestAcpiConfig<'_>) -> Result<(), AcpiError> {
+    let Some(pci) = config.pci else {
+        return Ok(());
+    };
+    if pci.mmio_start > pci.mmio_end {
+        return Err(AcpiError::PciWindowEmpty {
+            start: pci.mmio_start,
+            end: pci.mmio_end,
+        });
+    }
+    let io_apic = config.io_apic.map(|io_apic| u64::from(io_apic.address));
+    for address in io_apic.into_iter().chain([config.local_apic_address]) {
+        if pci.mmio_window_overlaps(address, APIC_MMIO_BYTES) {
+            return Err(AcpiError::PciWindowOverlapsApic { address });
+        }
+    }
+    if pci.intx_gsi_base.checked_add(PCI_INTX_PINS - 1).is_none() {
+        return Err(AcpiError::PciIntxGsiOutOfRange(pci.intx_gsi_base));
+    }
+    Ok(())
+}
+
 pub(crate) fn build_dsdt(
     oem_id: [u8; 6],
     serial_ports: &[SerialPort],
     cmos_rtc: Option<CmosRtc>,
+    pci: Option<&PciRootConfig>,
 ) -> Result<Vec<u8>, AcpiError> {
     let s5_type = DataObject::Integer(u64::from(S5_SLEEP_TYPE));
     // SLP_TYPa, SLP_TYPb, then two reserved elements.
@@ -31,7 +68,7 @@ pub(crate) fn build_dsdt(
     // The DSDT's scope is the root, so the relative name is `\_S5_`; this is
     // also exactly what iasl emits for `Name (\_S5, Package () {5, 5, 0, 0})`.
     encode_name("_S5_", &DataObject::Package(&s5), &mut aml)?;
-    if !serial_ports.is_empty() || cmos_rtc.is_some() {
+    if !serial_ports.is_empty() || cmos_rtc.is_some() || pci.is_some() {
         let mut devices = Vec::new();
         for (index, port) in serial_ports.iter().enumerate() {
             encode_serial_port(index, port, &mut devices)?;
@@ -46,6 +83,9 @@ pub(crate) fn build_dsdt(
                 gsi: rtc.gsi,
             };
             encode_isa_device(&device, &mut devices)?;
+        }
+        if let Some(pci) = pci {
+            encode_pci_root(pci, &mut devices)?;
         }
         // At the root, `_SB_` and `\_SB_` name the same scope; iasl emits the former.
         encode_scope("_SB_", &devices, &mut aml)?;
@@ -93,6 +133,54 @@ fn encode_isa_device(device: &IsaDevice, out: &mut Vec<u8>) -> Result<(), AmlErr
     encode_device(device.name, &body, out)
 }
 
+/// `Device (PCI0) { Name (_HID, EisaId ("PNP0A08")) Name (_CID, EisaId ("PNP0A03"))
+/// Name (_SEG, Zero) Name (_BBN, Zero) Name (_UID, Zero) Name (_CRS, ...) Name (_PRT, ...) }`.
+///
+/// `_CRS`: bus numbers 0 to `bus_end`; `IO (Decode16, 0xCF8, 0xCF8, 1, 8)`,
+/// which Linux's x86 `pci_acpi_root_prepare_resources` recognizes as the
+/// bridge's own configuration ports and drops; the I/O windows around them;
+/// the MMIO window. `_PRT`: `Package () { 0xDDDDFFFF, pin, Zero, gsi }` for
+/// every slot and pin: a zero Source means `gsi` is a GSI, which Linux's
+/// `acpi_pci_irq_enable` registers level-triggered and active low.
+fn encode_pci_root(pci: &PciRootConfig, out: &mut Vec<u8>) -> Result<(), AmlError> {
+    let mut resources = Vec::new();
+    resource::word_bus_number(0, u16::from(pci.bus_end), &mut resources);
+    resource::io_ports(PCI_CONFIG_PORT, PCI_CONFIG_PORT_COUNT, &mut resources);
+    for (min, max) in PCI_IO_WINDOWS {
+        resource::word_io_window(min, max, &mut resources);
+    }
+    resource::dword_memory_window(pci.mmio_start, pci.mmio_end, &mut resources);
+    resource::end(&mut resources);
+
+    let routes: Vec<[DataObject<'_>; 4]> = (0..PCI_SLOTS)
+        .flat_map(|slot| (0..PCI_INTX_PINS).map(move |pin| (slot, pin)))
+        .map(|(slot, pin)| {
+            // validate_pci checked that base + 3 fits.
+            let gsi = pci.intx_gsi_base.wrapping_add((slot + pin) % PCI_INTX_PINS);
+            [
+                // _ADR form: device in the high word, 0xFFFF = any function.
+                DataObject::Integer(u64::from(slot << 16 | 0xFFFF)),
+                DataObject::Integer(u64::from(pin)),
+                DataObject::Integer(0),
+                DataObject::Integer(u64::from(gsi)),
+            ]
+        })
+        .collect();
+    let prt: Vec<DataObject<'_>> = routes.iter().map(|route| DataObject::Package(route)).collect();
+
+    let mut body = Vec::new();
+    let hid = eisa_id("PNP0A08").ok_or(AmlError::InvalidNameSegment)?;
+    let cid = eisa_id("PNP0A03").ok_or(AmlError::InvalidNameSegment)?;
+    encode_name("_HID", &DataObject::Integer(u64::from(hid)), &mut body)?;
+    encode_name("_CID", &DataObject::Integer(u64::from(cid)), &mut body)?;
+    encode_name("_SEG", &DataObject::Integer(0), &mut body)?;
+    encode_name("_BBN", &DataObject::Integer(0), &mut body)?;
+    encode_name("_UID", &DataObject::Integer(0), &mut body)?;
+    encode_name("_CRS", &DataObject::Buffer(&resources), &mut body)?;
+    encode_name("_PRT", &DataObject::Package(&prt), &mut body)?;
+    encode_device("PCI0", &body, out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,7 +198,7 @@ mod tests {
             0x01, 0x08, 0x5f, 0x55, 0x49, 0x44, 0x01, 0x08, 0x5f, 0x43, 0x52, 0x53, 0x11, 0x16, 0x0a, 0x13, 0x47, 0x01,
             0xf8, 0x03, 0xf8, 0x03, 0x01, 0x08, 0x89, 0x06, 0x00, 0x03, 0x01, 0x04, 0x00, 0x00, 0x00, 0x79, 0x00,
         ];
-        let dsdt = build_dsdt(*b"KEEL  ", &[SerialPort { io_base: 0x3f8, gsi: 4 }], None).unwrap();
+        let dsdt = build_dsdt(*b"KEEL  ", &[SerialPort { io_base: 0x3f8, gsi: 4 }], None, None).unwrap();
         assert_eq!(&dsdt[SDT_HEADER_LEN..], expected);
     }
 
@@ -125,13 +213,113 @@ mod tests {
             0x00, 0x08, 0x5f, 0x55, 0x49, 0x44, 0x00, 0x08, 0x5f, 0x43, 0x52, 0x53, 0x11, 0x16, 0x0a, 0x13, 0x47, 0x01,
             0x70, 0x00, 0x70, 0x00, 0x01, 0x02, 0x89, 0x06, 0x00, 0x03, 0x01, 0x08, 0x00, 0x00, 0x00, 0x79, 0x00,
         ];
-        let dsdt = build_dsdt(*b"KEEL  ", &[], Some(CmosRtc { io_base: 0x70, gsi: 8 })).unwrap();
+        let dsdt = build_dsdt(*b"KEEL  ", &[], Some(CmosRtc { io_base: 0x70, gsi: 8 }), None).unwrap();
         assert_eq!(&dsdt[SDT_HEADER_LEN..], expected);
+    }
+
+    /// The DSDT body from `_SB_`'s scope on, for a DSDT with only the PCI root.
+    fn pci_scope(pci: &PciRootConfig) -> Vec<u8> {
+        let dsdt = build_dsdt(*b"KEEL  ", &[], None, Some(pci)).unwrap();
+        // Skip the header and the 14-byte `\_S5_` declaration.
+        dsdt[SDT_HEADER_LEN + 14..].to_vec()
+    }
+
+    fn find(haystack: &[u8], needle: &[u8]) -> usize {
+        haystack
+            .windows(needle.len())
+            .position(|window| window == needle)
+            .unwrap_or_else(|| panic!("{needle:02x?} not found"))
+    }
+
+    #[test]
+    fn pci_root_identity_and_crs_match_iasl() {
+        // iasl -p of Device (PCI0) { Name (_HID, EisaId ("PNP0A08")) Name (_CID, EisaId ("PNP0A03"))
+        //   Name (_SEG, Zero) Name (_BBN, Zero) Name (_UID, Zero) Name (_CRS, ResourceTemplate () {
+        //   WordBusNumber (ResourceProducer, MinFixed, MaxFixed, PosDecode, 0, 0, 0, 0, 1)
+        //   IO (Decode16, 0x0CF8, 0x0CF8, 0x01, 0x08)
+        //   WordIO (ResourceProducer, MinFixed, MaxFixed, PosDecode, EntireRange, 0, 0, 0x0CF7, 0, 0x0CF8)
+        //   WordIO (ResourceProducer, MinFixed, MaxFixed, PosDecode, EntireRange, 0, 0x0D00, 0xFFFF, 0, 0xF300)
+        //   DWordMemory (ResourceProducer, PosDecode, MinFixed, MaxFixed, NonCacheable, ReadWrite,
+        //     0, 0xC0000000, 0xFEBFFFFF, 0, 0x3EC00000) }) ... }
+        let expected: &[u8] = &[
+            b'P', b'C', b'I', b'0', 0x08, 0x5f, 0x48, 0x49, 0x44, 0x0c, 0x41, 0xd0, 0x0a, 0x08, 0x08, 0x5f, 0x43, 0x49,
+            0x44, 0x0c, 0x41, 0xd0, 0x0a, 0x03, 0x08, 0x5f, 0x53, 0x45, 0x47, 0x00, 0x08, 0x5f, 0x42, 0x42, 0x4e, 0x00,
+            0x08, 0x5f, 0x55, 0x49, 0x44, 0x00, 0x08, 0x5f, 0x43, 0x52, 0x53, 0x11, 0x48, 0x05, 0x0a, 0x54, 0x88, 0x0d,
+            0x00, 0x02, 0x0c, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x47, 0x01, 0xf8, 0x0c,
+            0xf8, 0x0c, 0x01, 0x08, 0x88, 0x0d, 0x00, 0x01, 0x0c, 0x03, 0x00, 0x00, 0x00, 0x00, 0xf7, 0x0c, 0x00, 0x00,
+            0xf8, 0x0c, 0x88, 0x0d, 0x00, 0x01, 0x0c, 0x03, 0x00, 0x00, 0x00, 0x0d, 0xff, 0xff, 0x00, 0x00, 0x00, 0xf3,
+            0x87, 0x17, 0x00, 0x00, 0x0c, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xc0, 0xff, 0xff, 0xbf, 0xfe,
+            0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xc0, 0x3e, 0x79, 0x00,
+        ];
+        let scope = pci_scope(&PciRootConfig::KEEL_DEFAULT);
+        assert_eq!(&scope[..1], &[0x10], "ScopeOp");
+        let device = find(&scope, &[0x5b, 0x82]);
+        let name = find(&scope, b"PCI0");
+        assert!(name > device && name <= device + 6, "DeviceOp, PkgLength, PCI0");
+        assert_eq!(&scope[name..name + expected.len()], expected);
+    }
+
+    #[test]
+    fn pci_root_prt_routes_every_slot_and_pin_with_the_swizzle() {
+        let scope = pci_scope(&PciRootConfig::KEEL_DEFAULT);
+        let prt = find(&scope, b"_PRT") + 4;
+        // PackageOp, two-byte PkgLength, 128 elements.
+        assert_eq!(scope[prt], 0x12);
+        assert_eq!(scope[prt + 1] >> 6, 1, "two-byte PkgLength");
+        assert_eq!(scope[prt + 3], 128);
+        // As iasl encodes Package () { 0xFFFF, Zero, Zero, 16 } and so on.
+        let entries: [&[u8]; 4] = [
+            &[0x12, 0x09, 0x04, 0x0b, 0xff, 0xff, 0x00, 0x00, 0x0a, 0x10],
+            &[0x12, 0x09, 0x04, 0x0b, 0xff, 0xff, 0x01, 0x00, 0x0a, 0x11],
+            &[0x12, 0x0a, 0x04, 0x0b, 0xff, 0xff, 0x0a, 0x02, 0x00, 0x0a, 0x12],
+            &[0x12, 0x0a, 0x04, 0x0b, 0xff, 0xff, 0x0a, 0x03, 0x00, 0x0a, 0x13],
+        ];
+        let mut at = prt + 4;
+        for entry in entries {
+            assert_eq!(&scope[at..at + entry.len()], entry);
+            at += entry.len();
+        }
+        // Slot 1: INTA on GSI 17 (the management function), INTD wraps to 16.
+        let slot1: &[u8] = &[
+            0x12, 0x0b, 0x04, 0x0c, 0xff, 0xff, 0x01, 0x00, 0x00, 0x00, 0x0a, 0x11, //
+            0x12, 0x0b, 0x04, 0x0c, 0xff, 0xff, 0x01, 0x00, 0x01, 0x00, 0x0a, 0x12, //
+            0x12, 0x0c, 0x04, 0x0c, 0xff, 0xff, 0x01, 0x00, 0x0a, 0x02, 0x00, 0x0a, 0x13, //
+            0x12, 0x0c, 0x04, 0x0c, 0xff, 0xff, 0x01, 0x00, 0x0a, 0x03, 0x00, 0x0a, 0x10,
+        ];
+        assert_eq!(&scope[at..at + slot1.len()], slot1);
+        // The last entry: slot 31, INTD -> GSI 16 + (31 + 3) % 4 = 18; it ends the table.
+        let last: &[u8] = &[
+            0x12, 0x0c, 0x04, 0x0c, 0xff, 0xff, 0x1f, 0x00, 0x0a, 0x03, 0x00, 0x0a, 0x12,
+        ];
+        assert_eq!(&scope[scope.len() - last.len()..], last);
+    }
+
+    #[test]
+    fn pci_root_config_shapes_the_bus_range_window_and_gsis() {
+        let pci = PciRootConfig {
+            bus_end: 0xFF,
+            mmio_start: 0x8000_0000,
+            mmio_end: 0xDFFF_FFFF,
+            intx_gsi_base: 20,
+        };
+        let scope = pci_scope(&pci);
+        let bus = find(&scope, &[0x88, 0x0d, 0x00, 0x02]);
+        assert_eq!(&scope[bus + 8..bus + 16], &[0, 0, 0xFF, 0, 0, 0, 0, 1], "buses 0-255");
+        let memory = find(&scope, &[0x87, 0x17, 0x00, 0x00]);
+        let window = &scope[memory + 10..memory + 26];
+        assert_eq!(&window[..4], &0x8000_0000u32.to_le_bytes());
+        assert_eq!(&window[4..8], &0xDFFF_FFFFu32.to_le_bytes());
+        assert_eq!(&window[12..16], &0x6000_0000u32.to_le_bytes(), "length");
+        let prt = find(&scope, b"_PRT") + 4;
+        assert_eq!(
+            &scope[prt + 4..prt + 14],
+            &[0x12, 0x09, 0x04, 0x0b, 0xff, 0xff, 0x00, 0x00, 0x0a, 20]
+        );
     }
 
     #[test]
     fn dsdt_body_is_the_s5_declaration() {
-        let dsdt = build_dsdt(*b"KEEL  ", &[], None).unwrap();
+        let dsdt = build_dsdt(*b"KEEL  ", &[], None, None).unwrap();
         assert_eq!(&dsdt[0..4], b"DSDT");
         assert_eq!(dsdt[8], 2);
         assert_eq!(

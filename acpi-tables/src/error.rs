@@ -30,6 +30,17 @@ pub enum AcpiError {
     AddressOverflow,
     /// A table would exceed the 4 GiB its 32-bit length field can describe.
     TableTooLarge,
+    /// The PCI MMIO window ends before it starts.
+    PciWindowEmpty {
+        start: u32,
+        end: u32,
+    },
+    /// The PCI MMIO window covers the 4 KiB MMIO page of an APIC at `address`.
+    PciWindowOverlapsApic {
+        address: u64,
+    },
+    /// `intx_gsi_base + 3` does not fit a GSI number.
+    PciIntxGsiOutOfRange(u32),
     Aml(AmlError),
 }
 
@@ -64,6 +75,13 @@ impl fmt::Display for AcpiError {
             }
             Self::AddressOverflow => write!(f, "tables overflow the guest-physical address space"),
             Self::TableTooLarge => write!(f, "table longer than its 32-bit length field allows"),
+            Self::PciWindowEmpty { start, end } => {
+                write!(f, "PCI MMIO window {start:#x}-{end:#x} is empty")
+            }
+            Self::PciWindowOverlapsApic { address } => {
+                write!(f, "PCI MMIO window covers the APIC at {address:#x}")
+            }
+            Self::PciIntxGsiOutOfRange(base) => write!(f, "PCI INTx GSIs from {base} overflow"),
             Self::Aml(error) => write!(f, "DSDT encoding failed: {error}"),
         }
     }

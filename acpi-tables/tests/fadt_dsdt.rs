@@ -3,7 +3,10 @@
 mod common;
 
 use common::{gas_at, typical_config, u16_at, u32_at, u64_at, GuestView};
-use keel_acpi_tables::{build_guest_acpi, AcpiError, BootArchFlags, SleepRegisters, S5_SLEEP_TYPE};
+use keel_acpi_tables::{
+    build_guest_acpi, AcpiError, BootArchFlags, PciRootConfig, SleepRegisters, DEFAULT_LOCAL_APIC_ADDRESS,
+    S5_SLEEP_TYPE,
+};
 
 const BASE: u64 = 0x7F_F000;
 const SYSTEM_IO: u8 = 1;
@@ -144,4 +147,89 @@ fn dsdt_declares_s5_package() {
     assert_eq!(&package[3..7], &[0x0A, S5_SLEEP_TYPE, 0x0A, S5_SLEEP_TYPE]);
     assert_eq!(&package[7..9], &[0x00, 0x00]);
     assert_eq!(usize::from(package[1]), package.len() - 1, "PkgLength ends the table");
+}
+
+fn dsdt_body(config: &keel_acpi_tables::GuestAcpiConfig<'_>) -> Vec<u8> {
+    let blob = build_guest_acpi(config, BASE).unwrap();
+    let view = GuestView {
+        bytes: &blob.bytes,
+        base: BASE,
+    };
+    let fadt = view.find(blob.rsdp_gpa, "FACP");
+    view.table(u64_at(fadt.bytes, 140)).body().to_vec()
+}
+
+#[test]
+fn pci_root_appears_only_when_configured() {
+    let without = dsdt_body(&typical_config(&[0]));
+    assert!(!without.windows(4).any(|w| w == b"PCI0"));
+    let mut config = typical_config(&[0]);
+    config.pci = Some(PciRootConfig::KEEL_DEFAULT);
+    let with = dsdt_body(&config);
+    let device = with.windows(4).position(|w| w == b"PCI0").expect("PCI0 declared");
+    assert_eq!(
+        &with[device - 4..device - 2],
+        &[0x5b, 0x82],
+        "DeviceOp, two-byte PkgLength"
+    );
+    assert!(with.windows(4).any(|w| w == b"_SB_"), "inside \\_SB");
+    for name in [b"_HID", b"_CID", b"_SEG", b"_BBN", b"_UID", b"_CRS", b"_PRT"] {
+        assert!(
+            with[device..].windows(4).any(|w| w == name),
+            "{}",
+            String::from_utf8_lossy(name)
+        );
+    }
+}
+
+#[test]
+fn pci_window_must_be_nonempty_and_clear_of_the_apics() {
+    let mut config = typical_config(&[0]);
+    config.pci = Some(PciRootConfig {
+        mmio_start: 0xC000_0000,
+        mmio_end: 0xBFFF_FFFF,
+        ..PciRootConfig::KEEL_DEFAULT
+    });
+    assert_eq!(
+        build_guest_acpi(&config, BASE),
+        Err(AcpiError::PciWindowEmpty {
+            start: 0xC000_0000,
+            end: 0xBFFF_FFFF
+        })
+    );
+    config.pci = Some(PciRootConfig {
+        mmio_end: 0xFEC0_0000,
+        ..PciRootConfig::KEEL_DEFAULT
+    });
+    assert_eq!(
+        build_guest_acpi(&config, BASE),
+        Err(AcpiError::PciWindowOverlapsApic { address: 0xFEC0_0000 })
+    );
+    config.pci = Some(PciRootConfig {
+        mmio_start: 0xFEE0_0FFF,
+        mmio_end: 0xFFFF_FFFF,
+        ..PciRootConfig::KEEL_DEFAULT
+    });
+    assert_eq!(
+        build_guest_acpi(&config, BASE),
+        Err(AcpiError::PciWindowOverlapsApic {
+            address: DEFAULT_LOCAL_APIC_ADDRESS
+        })
+    );
+    // Without an I/O APIC only the local APIC constrains the window.
+    config.io_apic = None;
+    config.isa_overrides = &[];
+    config.pci = Some(PciRootConfig {
+        mmio_end: 0xFEC0_0FFF,
+        ..PciRootConfig::KEEL_DEFAULT
+    });
+    assert!(build_guest_acpi(&config, BASE).is_ok());
+    config.pci = Some(PciRootConfig {
+        intx_gsi_base: u32::MAX - 2,
+        ..PciRootConfig::KEEL_DEFAULT
+    });
+    assert_eq!(
+        build_guest_acpi(&config, BASE),
+        Err(AcpiError::PciIntxGsiOutOfRange(u32::MAX - 2))
+    );
 }

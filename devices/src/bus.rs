@@ -113,6 +113,14 @@ impl DeviceBus {
         Some(self.devices.get_mut(id.0)?.as_mut())
     }
 
+    /// The device registered under `id` as its concrete type `T` (e.g. the
+    /// [`crate::pci_host::PciHost`], to reach the functions in it); `None`
+    /// if there is no such device or it is not a `T`.
+    pub fn device_as<T: Device>(&mut self, id: DeviceId) -> Option<&mut T> {
+        let device: &mut dyn core::any::Any = self.devices.get_mut(id.0)?.as_mut();
+        device.downcast_mut::<T>()
+    }
+
     /// Finds the window wholly containing `[addr, addr + size)` and the
     /// device offset of `addr` in it.
     fn route(&self, addr: u64, size: u8) -> Option<(DeviceId, Offset)> {
@@ -290,6 +298,25 @@ mod tests {
         assert_ne!(first, second);
         assert!(bus.device_mut(second).is_some());
         assert!(bus.device_mut(DeviceId(2)).is_none());
+    }
+
+    #[test]
+    fn device_as_reaches_the_concrete_type_only() {
+        let mut bus = DeviceBus::new();
+        let mut platform = RecordingPlatform::default();
+        let probe_id = bus.register(0x10, 1, probe()).unwrap();
+        let host_id = bus
+            .register(0xCF8, 8, Box::new(crate::pci_host::PciHost::new()))
+            .unwrap();
+        assert!(bus.device_as::<Probe>(probe_id).is_some());
+        assert!(bus.device_as::<crate::pci_host::PciHost>(probe_id).is_none());
+        assert!(bus.device_as::<Probe>(DeviceId(7)).is_none());
+        let host = bus.device_as::<crate::pci_host::PciHost>(host_id).unwrap();
+        let bridge = crate::pci_host::PciAddress::HOST_BRIDGE;
+        assert!(host.function_as::<crate::pci_host::HostBridge>(bridge).is_some());
+        // The same device still answers through the bus.
+        bus.write(0xCF8, 4, 0x8000_0000, &mut platform);
+        assert_eq!(bus.read(0xCFC, 2, &mut platform), Some(0x8086));
     }
 
     #[test]

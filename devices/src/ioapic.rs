@@ -358,6 +358,28 @@ mod tests {
     }
 
     #[test]
+    fn active_low_level_pin_takes_the_logical_line_level() {
+        // A PCI INTx GSI as Linux programs it from _PRT: level, active low.
+        // The polarity bit reads back; `set_irq(true)` means "asserted"
+        // (the electrical low), so the device side never inverts.
+        let mut ioapic = IoApic::new(0);
+        let platform = &mut RecordingPlatform::default();
+        let active_low_level = LOW_LEVEL_UNMASKED;
+        assert_ne!(active_low_level & (1 << 13), 0);
+        program(&mut ioapic, platform, 16, active_low_level);
+        assert_eq!(read_register(&mut ioapic, platform, 0x30), active_low_level);
+        ioapic.set_irq(16, false, platform);
+        assert!(platform.interrupts.is_empty(), "deasserted line is quiet");
+        ioapic.set_irq(16, true, platform);
+        assert_eq!(platform.interrupts, [message(true)]);
+        assert_ne!(read_register(&mut ioapic, platform, 0x30) & (1 << 14), 0, "Remote IRR");
+        ioapic.set_irq(16, false, platform);
+        ioapic.end_of_interrupt(VECTOR, platform);
+        assert_eq!(read_register(&mut ioapic, platform, 0x30), active_low_level);
+        assert_eq!(platform.interrupts.len(), 1);
+    }
+
+    #[test]
     fn switching_to_edge_clears_remote_irr() {
         let mut ioapic = IoApic::new(0);
         let platform = &mut RecordingPlatform::default();

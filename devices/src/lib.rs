@@ -45,7 +45,10 @@ pub trait Platform {
 /// relative to the start of the range the device was registered at. A device
 /// never panics on any offset/size/value a guest can produce: unknown
 /// registers read as all ones (or zero where the hardware does) and ignore writes.
-pub trait Device {
+///
+/// Devices are `Any` so the owner of a [`bus::DeviceBus`] can reach a
+/// registered device's own interface ([`bus::DeviceBus::device_as`]).
+pub trait Device: core::any::Any {
     fn name(&self) -> &'static str;
     fn read(&mut self, offset: Offset, size: u8, platform: &mut dyn Platform) -> u64;
     fn write(&mut self, offset: Offset, size: u8, value: u64, platform: &mut dyn Platform);
@@ -66,6 +69,8 @@ pub mod bus;
 pub mod cmos_rtc;
 pub mod ioapic;
 pub mod lapic;
+pub mod mgmt_pci;
+pub mod pci_config;
 pub mod pci_host;
 pub mod reset;
 #[cfg(test)]

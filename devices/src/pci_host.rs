@@ -11,6 +11,7 @@ extern crate alloc;
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
+use core::any::Any;
 
 use crate::reset::ResetControl;
 use crate::{all_ones, Device, Offset, Platform};
@@ -92,9 +93,15 @@ impl PciAddress {
 /// The host guarantees `size` is 1, 2 or 4 and the access lies within one
 /// aligned dword below [`CONFIG_SPACE_SIZE`]; implementations should still
 /// not index unchecked. Unimplemented registers read 0 and ignore writes.
-pub trait PciFunction {
+///
+/// A configuration write gets the [`Platform`] because it can change what
+/// the function drives: setting Interrupt Disable in the command register
+/// must release an asserted INTx line at once. Functions are `Any` so whoever
+/// owns the [`PciHost`] can reach a function's own interface
+/// ([`PciHost::function_as`]).
+pub trait PciFunction: Any {
     fn config_read(&mut self, offset: u16, size: u8) -> u32;
-    fn config_write(&mut self, offset: u16, size: u8, value: u32);
+    fn config_write(&mut self, offset: u16, size: u8, value: u32, platform: &mut dyn Platform);
 }
 
 /// Reads `size` little-endian bytes at `offset` from a function's register
@@ -159,7 +166,7 @@ impl PciFunction for HostBridge {
         read_config_bytes(&self.header, offset, size)
     }
 
-    fn config_write(&mut self, _offset: u16, _size: u8, _value: u32) {}
+    fn config_write(&mut self, _offset: u16, _size: u8, _value: u32, _platform: &mut dyn Platform) {}
 }
 
 pub struct PciHost {
@@ -188,6 +195,28 @@ impl PciHost {
         }
         self.functions.push((address, function));
         Ok(())
+    }
+
+    /// The function at `address`, if one is there.
+    pub fn function_mut(&mut self, address: PciAddress) -> Option<&mut dyn PciFunction> {
+        let (_, function) = self.functions.iter_mut().find(|(candidate, _)| *candidate == address)?;
+        Some(function.as_mut())
+    }
+
+    /// The function at `address` as its concrete type `T`: how the
+    /// hypervisor reaches a function's own interface (e.g. the management
+    /// function's BAR layout and event bits). `None` if nothing is there or
+    /// it is not a `T`.
+    pub fn function_as<T: PciFunction>(&mut self, address: PciAddress) -> Option<&mut T> {
+        let function: &mut dyn Any = self.function_mut(address)?;
+        function.downcast_mut::<T>()
+    }
+
+    /// Shared-reference form of [`Self::function_as`].
+    pub fn function_ref<T: PciFunction>(&self, address: PciAddress) -> Option<&T> {
+        let (_, function) = self.functions.iter().find(|(candidate, _)| *candidate == address)?;
+        let function: &dyn Any = function.as_ref();
+        function.downcast_ref::<T>()
     }
 
     /// The function and register CONFIG_ADDRESS selects, with the register
@@ -243,7 +272,7 @@ impl Device for PciHost {
                     // Masked here too: a function must never see bits
                     // beyond its access, whoever called us.
                     let value = (value & all_ones(size)) as u32;
-                    function.config_write(register, size, value);
+                    function.config_write(register, size, value, platform);
                 }
             }
             _ => {}
@@ -373,7 +402,7 @@ mod tests {
             self.log.borrow_mut().push(("read", offset, size, 0));
             u32::from(offset)
         }
-        fn config_write(&mut self, offset: u16, size: u8, value: u32) {
+        fn config_write(&mut self, offset: u16, size: u8, value: u32, _platform: &mut dyn Platform) {
             self.log.borrow_mut().push(("write", offset, size, value));
         }
     }

@@ -11,6 +11,7 @@
 
 use core::fmt::{self, Write};
 
+use keel_hypervisor::console_ring::{ConsoleRing, ReadResult};
 use keel_hypervisor::tx_ring::TxRing;
 use log::{Level, LevelFilter, Log, Metadata, Record};
 use spin::Mutex;
@@ -31,6 +32,10 @@ const TRANSMIT_HOLDING_EMPTY: u8 = 1 << 5;
 /// The 16550's transmit FIFO: this many bytes fit whenever THRE is set.
 const TRANSMIT_FIFO: usize = 16;
 static LOGGER: ConsoleLogger = ConsoleLogger;
+/// Keel's own log lines, for `keel dmesg` (kept from the moment the heap
+/// exists; see [`keep_log`]).
+static LOG_RING: Mutex<Option<ConsoleRing>> = Mutex::new(None);
+const LOG_RING_BYTES: usize = 64 * 1024;
 
 /// Brings up COM1 and installs the logger at `level`.
 pub fn init(level: LevelFilter) {
@@ -81,6 +86,35 @@ impl Console {
     }
 }
 
+/// Starts keeping log lines in memory (needs the heap).
+pub fn keep_log() {
+    *LOG_RING.lock() = Some(ConsoleRing::new(LOG_RING_BYTES));
+}
+
+/// Reads Keel's log from `cursor` (see [`ConsoleRing::read`]).
+pub fn read_log(cursor: u64, out: &mut [u8]) -> ReadResult {
+    match LOG_RING.lock().as_ref() {
+        Some(ring) => ring.read(cursor, out),
+        None => ReadResult { start: 0, end: 0 },
+    }
+}
+
+struct RingWriter<'a>(&'a mut ConsoleRing);
+
+impl Write for RingWriter<'_> {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        self.0.extend(text.as_bytes());
+        Ok(())
+    }
+}
+
+fn log_line(args: fmt::Arguments) {
+    if let Some(ring) = LOG_RING.try_lock().as_mut().and_then(|ring| ring.as_mut()) {
+        let _ = RingWriter(ring).write_fmt(args);
+    }
+    write_fmt(args);
+}
+
 /// Writes formatted text to the console without any prefix.
 pub fn write_fmt(args: fmt::Arguments) {
     let mut serial = SERIAL.lock();
@@ -110,6 +144,13 @@ pub fn pump() {
     if let Some(console) = SERIAL.lock().as_mut().filter(|console| !console.pending.is_empty()) {
         console.pump();
     }
+}
+
+/// Whether a byte typed on the console is waiting (without taking it).
+pub fn input_waiting() -> bool {
+    const DATA_READY: u8 = 1;
+    // SAFETY: reading COM1's line status has no side effects.
+    unsafe { inb(LINE_STATUS) & DATA_READY != 0 }
 }
 
 /// A byte typed on the console, if one is waiting.
@@ -166,7 +207,7 @@ impl Log for ConsoleLogger {
             return;
         }
         match record.level() {
-            Level::Info => write_fmt(format_args!("keel: {}\n", record.args())),
+            Level::Info => log_line(format_args!("keel: {}\n", record.args())),
             level => {
                 let name = match level {
                     Level::Error => "error",
@@ -174,7 +215,7 @@ impl Log for ConsoleLogger {
                     Level::Debug => "debug",
                     _ => "trace",
                 };
-                write_fmt(format_args!("keel: {name}: {}\n", record.args()))
+                log_line(format_args!("keel: {name}: {}\n", record.args()))
             }
         }
     }

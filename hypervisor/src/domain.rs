@@ -12,10 +12,21 @@ use crate::vplatform::VirtualPlatform;
 use keel_hypervisor::console_line::ConsoleLine;
 use keel_hypervisor::cpuid_policy::GuestCpu;
 
+/// Dom0's management shared memory: Keel's block, and where Dom0's BAR 2
+/// maps it now.
+#[derive(Clone, Copy)]
+struct Management {
+    shared: HostPhysAddr,
+    len: u64,
+    mapped_at: Option<u64>,
+}
+
 #[derive(Debug)]
 pub enum DomainError {
     OutOfMemory { bytes: u64 },
     Ept(EptError),
+    NoPlatform,
+    Platform(keel_hypervisor::platform_devices::PlatformError),
 }
 
 impl core::fmt::Display for DomainError {
@@ -23,6 +34,8 @@ impl core::fmt::Display for DomainError {
         match self {
             Self::OutOfMemory { bytes } => write!(f, "no {} MiB of host memory for guest RAM", bytes >> 20),
             Self::Ept(error) => write!(f, "building EPT tables: {error:?}"),
+            Self::NoPlatform => f.write_str("the domain has no virtual platform"),
+            Self::Platform(error) => write!(f, "{error}"),
         }
     }
 }
@@ -42,6 +55,7 @@ pub struct Domain {
     /// Emulated devices and interrupt controllers; test guests have none.
     pub platform: Option<Box<VirtualPlatform>>,
     mmio_decodes: DecodeCache,
+    management: Option<Management>,
 }
 
 impl Domain {
@@ -82,12 +96,17 @@ impl Domain {
                 cpu: GuestCpu::default(),
                 platform: None,
                 mmio_decodes: DecodeCache::default(),
+                management: None,
             }),
             Err(error) => {
                 memory::free(ram, ram_size);
                 Err(DomainError::Ept(error))
             }
         }
+    }
+
+    pub fn ram_size(&self) -> u64 {
+        self.ram_size
     }
 
     /// The guest's RAM, indexed by guest-physical address.
@@ -106,6 +125,70 @@ impl Domain {
         Some((self.platform.as_deref_mut()?, &mut self.mmio_decodes, ram))
     }
 
+    /// Maps `len` bytes of host memory at `hpa` (Keel's, shared with the
+    /// guest) at guest-physical `gpa`, write-back cached.
+    pub fn map_shared(&mut self, gpa: u64, hpa: HostPhysAddr, len: u64) -> Result<(), DomainError> {
+        let ept = self.ept.as_mut().ok_or(DomainError::Ept(EptError::AddressOutOfRange))?;
+        ept.map_range(
+            GuestPhysAddr::new(gpa),
+            hpa,
+            len,
+            EptFlags::READ | EptFlags::WRITE,
+            MemoryType::WriteBack,
+            PageSize::Size2M,
+            &mut HostFrames,
+            &memory::phys_memory(),
+        )
+        .map_err(DomainError::Ept)
+    }
+
+    /// Unmaps what [`Domain::map_shared`] mapped. The caller invalidates
+    /// the EPT translations (INVEPT) before the guest runs again.
+    pub fn unmap_shared(&mut self, gpa: u64, len: u64) {
+        let Some(ept) = self.ept.as_mut() else { return };
+        let mem = memory::phys_memory();
+        let mut offset = 0;
+        while offset < len {
+            let page = GuestPhysAddr::new(gpa + offset);
+            let size = ept.translate(page, &mem).map_or(PageSize::Size4K, |t| t.size);
+            let _ = ept.unmap(page, size, &mut HostFrames, &mem);
+            offset += size.bytes();
+        }
+    }
+
+    /// Gives this domain (Dom0) the management function: its registers
+    /// emulated by the platform, its shared memory `shared` mapped at BAR 2.
+    pub fn attach_management(&mut self, shared: HostPhysAddr, len: u64) -> Result<(), DomainError> {
+        let platform = self.platform.as_deref_mut().ok_or(DomainError::NoPlatform)?;
+        let layout = platform.attach_management().map_err(DomainError::Platform)?;
+        if let Some(gpa) = layout.shared {
+            self.map_shared(gpa, shared, len)?;
+        }
+        self.management = Some(Management {
+            shared,
+            len,
+            mapped_at: layout.shared,
+        });
+        Ok(())
+    }
+
+    /// Dom0 moved (or disabled) the management shared memory: maps it where
+    /// it decodes now. The caller flushes the EPT translations.
+    pub fn move_management(&mut self, now_at: Option<u64>) {
+        let Some(management) = self.management else { return };
+        if let Some(old) = management.mapped_at {
+            self.unmap_shared(old, management.len);
+        }
+        let mapped_at = now_at.filter(|&gpa| match self.map_shared(gpa, management.shared, management.len) {
+            Ok(()) => true,
+            Err(error) => {
+                log::warn!("domain {}: cannot map the management memory at {gpa:#x}: {error}", self.id);
+                false
+            }
+        });
+        self.management = Some(Management { mapped_at, ..management });
+    }
+
     /// The EPT pointer for this domain's VMCSs.
     pub fn eptp(&self) -> u64 {
         self.ept
@@ -113,7 +196,8 @@ impl Domain {
             .map_or(0, |ept| ept.eptp(MemoryType::WriteBack, false))
     }
 
-    /// Returns the domain's memory and tables to the host.
+    /// Returns the domain's memory and tables to the host (the management
+    /// memory is Keel's: it is only unmapped).
     pub fn destroy(mut self) {
         if let Some(ept) = self.ept.take() {
             ept.destroy(&mut HostFrames, &memory::phys_memory());

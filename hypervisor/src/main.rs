@@ -9,11 +9,14 @@ mod arch;
 mod console;
 mod dom0;
 mod domain;
+mod domains;
 mod exits;
+mod linux_domain;
 mod memory;
 mod mmio;
 mod msr;
 mod platform;
+mod scheduler;
 mod selftest;
 mod vcpu;
 mod vmx;
@@ -54,15 +57,22 @@ extern "C" fn keel_main(boot_info_addr: u32, magic: u32) -> ! {
     log::info!("command line: `{command_line}`");
 
     let host_tables = arch::init();
-    match memory::init(&boot_info) {
-        Ok(free) => log::info!("memory: {} MiB free for guests and tables", free >> 20),
+    let total_memory = match memory::init(&boot_info) {
+        Ok(free) => {
+            console::keep_log();
+            log::info!("memory: {} MiB free for guests and tables", free >> 20);
+            free
+        }
         Err(error) => {
             log::error!("memory setup failed: {error}; stopping");
             platform::stop(Outcome::Failure);
         }
-    }
+    };
 
     let tsc_hz = arch::tsc::calibrate();
+    if !arch::host_timer::init() {
+        log::info!("no x2APIC TSC-deadline timer: the idle loop spins");
+    }
     match tsc_hz {
         Some(hz) => log::info!("TSC: {}.{:03} MHz", hz / 1_000_000, (hz / 1_000) % 1_000),
         None => log::warn!("TSC: the PIT did not count; guests get no TSC frequency"),
@@ -86,7 +96,7 @@ extern "C" fn keel_main(boot_info_addr: u32, magic: u32) -> ! {
         Some(_) => false,
     };
     let outcome = if run_dom0 {
-        dom0::run(&cpu, &boot_info, &options, tsc_hz)
+        dom0::run(&cpu, &boot_info, &options, tsc_hz, total_memory)
     } else {
         selftest::run(&cpu, &options)
     };

@@ -8,11 +8,12 @@ use alloc::boxed::Box;
 use alloc::vec::Vec;
 
 use keel_devices::acpi_pm::{AcpiPm, ACPI_PM_BASE_PORT, ACPI_PM_PORT_COUNT};
-use keel_devices::bus::DeviceBus;
+use keel_devices::bus::{DeviceBus, DeviceId};
 use keel_devices::cmos_rtc::{CmosRtc, CMOS_RTC_PORT_COUNT};
 use keel_devices::ioapic::{IoApic, IOAPIC_BASE, IOAPIC_MMIO_LEN};
 use keel_devices::lapic::{is_x2apic_msr, ApicEffect, LocalApic, TimerClock, IA32_TSC_DEADLINE};
-use keel_devices::pci_host::{PciHost, PCI_CONFIG_ADDRESS_PORT, PCI_HOST_PORT_COUNT};
+use keel_devices::mgmt_pci::{MgmtConfig, MgmtEffect, MgmtFunction, MgmtLayout};
+use keel_devices::pci_host::{PciAddress, PciHost, PCI_CONFIG_ADDRESS_PORT, PCI_HOST_PORT_COUNT};
 use keel_devices::reset::{KeyboardControllerReset, KEYBOARD_CONTROLLER_BASE_PORT, KEYBOARD_CONTROLLER_PORT_COUNT};
 use keel_devices::uart16550::Uart16550;
 use keel_devices::{all_ones, Device, InterruptMessage, Platform, PowerAction};
@@ -41,6 +42,20 @@ const LOCAL_APIC_MMIO_LEN: u64 = 0x1000;
 /// The TPR register in the xAPIC page.
 const TPR_OFFSET: u64 = 0x80;
 const RTC_BASE_PORT: u64 = 0x70;
+/// The PCI root bridge every Linux domain's DSDT describes.
+pub const PCI_ROOT: keel_acpi_tables::PciRootConfig = keel_acpi_tables::PciRootConfig::KEEL_DEFAULT;
+/// Dom0's management function: slot 1 of bus 0, its BARs where Keel (as
+/// firmware) places them at the bottom of the PCI MMIO window.
+pub const MANAGEMENT_ADDRESS: PciAddress = match PciAddress::new(0, 1, 0) {
+    Some(address) => address,
+    None => panic!("a valid PCI address"),
+};
+pub const MANAGEMENT_REGISTERS_GPA: u64 = PCI_ROOT.mmio_start as u64;
+pub const MANAGEMENT_SHARED_GPA: u64 = PCI_ROOT.mmio_start as u64 + (2 << 20);
+
+/// LVT timer, initial count and divide configuration: the xAPIC registers
+/// that change when the timer fires.
+const APIC_TIMER_REGISTERS: [u64; 3] = [0x320, 0x380, 0x3e0];
 
 /// What device models asked for during one access; applied right after it.
 struct Effects<H> {
@@ -77,22 +92,51 @@ impl<H: PlatformHost> Platform for Effects<H> {
     }
 }
 
+/// What the management function may do to the platform from inside a
+/// register access: drive its INTx line (collected, then settled).
+struct LineSink<'a>(&'a mut Vec<(u32, bool)>);
+
+impl Platform for LineSink<'_> {
+    fn set_irq_line(&mut self, gsi: u32, asserted: bool) {
+        self.0.push((gsi, asserted));
+    }
+    fn deliver_interrupt(&mut self, _message: InterruptMessage) {}
+    fn console_output(&mut self, _byte: u8) {}
+    fn power(&mut self, _action: PowerAction) {}
+    fn now_ns(&self) -> u64 {
+        0
+    }
+}
+
 pub struct VirtualPlatform<H> {
     ports: DeviceBus,
+    pci: DeviceId,
+    /// Where the management function's BARs decode (Dom0 only).
+    management: Option<MgmtLayout>,
+    /// The shared-memory BAR moved: the hypervisor must remap it.
+    management_moved: Option<MgmtLayout>,
     uart: Uart16550,
     ioapic: IoApic,
     lapic: LocalApic,
     effects: Effects<H>,
     /// The local APIC timer changed: the vCPU's timer must be re-armed.
     timer_dirty: bool,
+    /// Dom0 rang the management doorbell during the last access.
+    doorbell: bool,
 }
 
 #[derive(Debug)]
-pub struct PlatformError(keel_devices::bus::BusError);
+pub enum PlatformError {
+    Bus(keel_devices::bus::BusError),
+    Management(&'static str),
+}
 
 impl core::fmt::Display for PlatformError {
     fn fmt(&self, f: &mut core::fmt::Formatter) -> core::fmt::Result {
-        write!(f, "registering a device: {:?}", self.0)
+        match self {
+            Self::Bus(error) => write!(f, "registering a device: {error:?}"),
+            Self::Management(what) => write!(f, "adding the management function: {what}"),
+        }
     }
 }
 
@@ -117,14 +161,22 @@ impl<H: PlatformHost> VirtualPlatform<H> {
                 Box::new(KeyboardControllerReset::new()),
             ),
         ];
+        let mut pci = None;
         for (start, len, device) in devices {
-            ports.register(start, len, device).map_err(PlatformError)?;
+            let id = ports.register(start, len, device).map_err(PlatformError::Bus)?;
+            if start == PCI_CONFIG_ADDRESS_PORT {
+                pci = Some(id);
+            }
         }
+        let pci = pci.ok_or(PlatformError::Management("no PCI host"))?;
         // The local APIC timer ticks at the crystal rate CPUID leaf 0x15
         // reports, which Keel sets equal to the TSC rate.
         let clock = TimerClock { tsc_hz, bus_hz: tsc_hz };
         Ok(Self {
             ports,
+            pci,
+            management: None,
+            management_moved: None,
             uart: Uart16550::new(COM1_IRQ),
             ioapic: IoApic::new(IOAPIC_ID),
             lapic: LocalApic::new(0, clock),
@@ -137,7 +189,76 @@ impl<H: PlatformHost> VirtualPlatform<H> {
                 tsc_hz,
             },
             timer_dirty: true,
+            doorbell: false,
         })
+    }
+
+    /// The machine this platform reports to (its console and clock).
+    pub fn host(&self) -> &H {
+        &self.effects.host
+    }
+
+    pub fn host_mut(&mut self) -> &mut H {
+        &mut self.effects.host
+    }
+
+    /// Adds the management function (Dom0 only); returns where its BARs are.
+    pub fn attach_management(&mut self) -> Result<MgmtLayout, PlatformError> {
+        let gsi = PCI_ROOT
+            .intx_gsi(MANAGEMENT_ADDRESS.device(), 1)
+            .ok_or(PlatformError::Management("no INTx route"))?;
+        let function = MgmtFunction::new(MgmtConfig {
+            registers_gpa: MANAGEMENT_REGISTERS_GPA,
+            shared_gpa: MANAGEMENT_SHARED_GPA,
+            gsi,
+        })
+        .map_err(|_| PlatformError::Management("BAR placement refused"))?;
+        let layout = function.layout();
+        self.pci_host()
+            .ok_or(PlatformError::Management("no PCI host"))?
+            .add_function(MANAGEMENT_ADDRESS, Box::new(function))
+            .map_err(|_| PlatformError::Management("slot taken"))?;
+        self.management = Some(layout);
+        Ok(layout)
+    }
+
+    fn pci_host(&mut self) -> Option<&mut PciHost> {
+        self.ports.device_as::<PciHost>(self.pci)
+    }
+
+    fn management_function(&mut self) -> Option<&mut MgmtFunction> {
+        self.pci_host()?.function_as::<MgmtFunction>(MANAGEMENT_ADDRESS)
+    }
+
+    /// After a PCI configuration write: notes a moved or disabled BAR.
+    fn check_management_layout(&mut self) {
+        if self.management.is_none() {
+            return;
+        }
+        let window = (u64::from(PCI_ROOT.mmio_start), u64::from(PCI_ROOT.mmio_end));
+        if let Some(change) = self.management_function().and_then(MgmtFunction::take_layout_change) {
+            let layout = change.within(window.0, window.1);
+            if self.management.map(|old| old.shared) != Some(layout.shared) {
+                self.management_moved = Some(layout);
+            }
+            self.management = Some(layout);
+        }
+    }
+
+    /// Takes "the management shared memory moved" (where it decodes now).
+    pub fn take_management_move(&mut self) -> Option<MgmtLayout> {
+        self.management_moved.take()
+    }
+
+    fn management_offset(&self, gpa: u64) -> Option<u64> {
+        let base = self.management?.registers?;
+        gpa.checked_sub(base)
+            .filter(|&offset| offset < keel_abi::mgmt::REGISTER_BYTES)
+    }
+
+    /// Takes "the management doorbell was rung" (Dom0 only).
+    pub fn take_doorbell(&mut self) -> bool {
+        core::mem::take(&mut self.doorbell)
     }
 
     pub fn port_read(&mut self, port: u16, size: u8) -> u64 {
@@ -158,6 +279,9 @@ impl<H: PlatformHost> VirtualPlatform<H> {
                 .write(u64::from(port - COM1_BASE), size, value, &mut self.effects);
         } else {
             self.ports.write(u64::from(port), size, value, &mut self.effects);
+            if (PCI_CONFIG_ADDRESS_PORT..PCI_CONFIG_ADDRESS_PORT + PCI_HOST_PORT_COUNT).contains(&u64::from(port)) {
+                self.check_management_layout();
+            }
         }
         self.settle();
     }
@@ -166,9 +290,23 @@ impl<H: PlatformHost> VirtualPlatform<H> {
     pub fn is_mmio(&self, gpa: u64) -> bool {
         (IOAPIC_BASE..IOAPIC_BASE + IOAPIC_MMIO_LEN).contains(&gpa)
             || (LOCAL_APIC_BASE..LOCAL_APIC_BASE + LOCAL_APIC_MMIO_LEN).contains(&gpa)
+            || self.management_offset(gpa).is_some()
     }
 
     pub fn mmio_read(&mut self, gpa: u64, size: u8) -> u64 {
+        if let Some(offset) = self.management_offset(gpa) {
+            let mut effects = core::mem::replace(&mut self.effects.irq_lines, Vec::new());
+            let value = match self.management_function() {
+                Some(function) => {
+                    let mut sink = LineSink(&mut effects);
+                    function.register_read(offset, size, &mut sink)
+                }
+                None => all_ones(size),
+            };
+            self.effects.irq_lines = effects;
+            self.settle();
+            return value;
+        }
         let value = if let Some(offset) = gpa.checked_sub(LOCAL_APIC_BASE).filter(|&o| o < LOCAL_APIC_MMIO_LEN) {
             u64::from(self.lapic.mmio_read(offset, size, self.now_tsc()))
         } else {
@@ -179,8 +317,22 @@ impl<H: PlatformHost> VirtualPlatform<H> {
     }
 
     pub fn mmio_write(&mut self, gpa: u64, size: u8, value: u64) {
+        if let Some(offset) = self.management_offset(gpa) {
+            let mut effects = core::mem::replace(&mut self.effects.irq_lines, Vec::new());
+            let effect = self.management_function().and_then(|function| {
+                let mut sink = LineSink(&mut effects);
+                function.register_write(offset, size, value, &mut sink)
+            });
+            self.effects.irq_lines = effects;
+            self.doorbell |= effect == Some(MgmtEffect::Doorbell);
+            self.settle();
+            return;
+        }
         if let Some(offset) = gpa.checked_sub(LOCAL_APIC_BASE).filter(|&o| o < LOCAL_APIC_MMIO_LEN) {
-            self.timer_dirty = true;
+            // Only the timer's own registers move its deadline; anything
+            // else (EOI above all) must not re-arm, or a guest could keep
+            // extending its time slice.
+            self.timer_dirty |= APIC_TIMER_REGISTERS.contains(&(offset & !0xf));
             let effect = self.lapic.mmio_write(offset, size, value as u32, self.now_tsc());
             self.apply_apic_effect(effect);
         } else {
@@ -221,8 +373,8 @@ impl<H: PlatformHost> VirtualPlatform<H> {
 
     /// WRMSR of a local-APIC MSR; `None` if `msr` is not one.
     pub fn apic_wrmsr(&mut self, msr: u32, value: u64) -> Option<Result<(), GeneralProtection>> {
-        self.timer_dirty = true;
         if msr == IA32_TSC_DEADLINE {
+            self.timer_dirty = true;
             self.lapic.set_tsc_deadline(value, self.now_tsc());
             return Some(Ok(()));
         }
@@ -386,6 +538,79 @@ mod tests {
         host.tsc.set(deadline);
         platform.on_time();
         assert_eq!(platform.pending_interrupt(), Some(0xef));
+    }
+
+    #[test]
+    fn only_timer_changes_ask_for_the_timer_to_be_re_armed() {
+        let (mut platform, host) = platform();
+        platform.mmio_write(LOCAL_APIC_BASE + 0xf0, 4, 0x1ff);
+        platform.mmio_write(LOCAL_APIC_BASE + 0x320, 4, 0x4_0000 | 0xef);
+        let _ = platform.take_timer_change();
+        // EOIs, TPR writes and unrelated MSRs (a guest looping on them)
+        // leave the armed timer, and so the time slice, alone.
+        for _ in 0..3 {
+            platform.mmio_write(LOCAL_APIC_BASE + 0xb0, 4, 0);
+            platform.mmio_write(LOCAL_APIC_BASE + 0x80, 4, 0x10);
+            assert_eq!(platform.apic_wrmsr(0x1b, 0), None);
+        }
+        assert_eq!(platform.take_timer_change(), None);
+        assert_eq!(platform.apic_wrmsr(0x6e0, host.tsc.get() + 10), Some(Ok(())));
+        assert!(platform.take_timer_change().is_some());
+        platform.mmio_write(LOCAL_APIC_BASE + 0x380, 4, 1000);
+        assert!(platform.take_timer_change().is_some());
+    }
+
+    fn config_address(register: u32) -> u64 {
+        u64::from(0x8000_0000 | (u32::from(MANAGEMENT_ADDRESS.device()) << 11) | register)
+    }
+
+    #[test]
+    fn dom0s_management_function_answers_config_cycles_and_its_doorbell() {
+        let (mut platform, _host) = platform();
+        assert!(!platform.is_mmio(MANAGEMENT_REGISTERS_GPA), "nothing there before attaching");
+        let layout = platform.attach_management().unwrap();
+        assert_eq!(layout.registers, Some(MANAGEMENT_REGISTERS_GPA));
+        assert_eq!(layout.shared, Some(MANAGEMENT_SHARED_GPA));
+        platform.port_write(0xcf8, 4, config_address(0));
+        let id = platform.port_read(0xcfc, 4);
+        assert_eq!(id, u64::from(keel_abi::mgmt::PCI_VENDOR_ID) | u64::from(keel_abi::mgmt::PCI_DEVICE_ID) << 16);
+        assert!(platform.is_mmio(MANAGEMENT_REGISTERS_GPA + 8));
+        assert!(!platform.is_mmio(MANAGEMENT_REGISTERS_GPA + 0x1000));
+        assert_eq!(
+            platform.mmio_read(MANAGEMENT_REGISTERS_GPA, 4),
+            u64::from(keel_abi::mgmt::regs::MAGIC_VALUE)
+        );
+        assert!(!platform.take_doorbell());
+        platform.mmio_write(MANAGEMENT_REGISTERS_GPA + keel_abi::mgmt::regs::DOORBELL, 4, 1);
+        assert!(platform.take_doorbell());
+        assert!(!platform.take_doorbell(), "reported once");
+    }
+
+    #[test]
+    fn a_moved_shared_memory_bar_is_reported_and_one_outside_the_window_dropped() {
+        let (mut platform, _host) = platform();
+        platform.attach_management().unwrap();
+        assert_eq!(platform.take_management_move(), None);
+        // BAR 2 (64-bit, offsets 0x18/0x1c) moves 2 MiB up.
+        let new_base = MANAGEMENT_SHARED_GPA + (2 << 20);
+        platform.port_write(0xcf8, 4, config_address(0x18));
+        platform.port_write(0xcfc, 4, new_base & 0xffff_ffff);
+        let moved = platform.take_management_move().expect("reported");
+        assert_eq!(moved.shared, Some(new_base));
+        // Moving it outside the PCI window (into RAM) maps nothing.
+        platform.port_write(0xcf8, 4, config_address(0x18));
+        platform.port_write(0xcfc, 4, 0x20_0000);
+        assert_eq!(platform.take_management_move().map(|layout| layout.shared), Some(None));
+    }
+
+    #[test]
+    fn domus_have_no_management_function() {
+        let (mut platform, _host) = platform();
+        platform.port_write(0xcf8, 4, config_address(0));
+        assert_eq!(platform.port_read(0xcfc, 4), 0xffff_ffff);
+        assert!(!platform.is_mmio(MANAGEMENT_REGISTERS_GPA));
+        platform.mmio_write(MANAGEMENT_REGISTERS_GPA + keel_abi::mgmt::regs::DOORBELL, 4, 1);
+        assert!(!platform.take_doorbell());
     }
 
     #[test]

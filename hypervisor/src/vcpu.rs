@@ -180,8 +180,6 @@ pub trait Vcpu {
     /// Asks for an exit as soon as the guest can take an interrupt.
     fn set_interrupt_window(&mut self, enabled: bool);
     fn interrupts_enabled(&self) -> bool;
-    /// Completes HLT and parks the vCPU until its timer or an interrupt.
-    fn halt(&mut self);
     /// The guest's view of CR4.
     fn guest_cr4(&self) -> u64;
     /// MOV to CR0/CR4: checks `value` and makes it the guest's.
@@ -190,6 +188,13 @@ pub trait Vcpu {
     fn set_efer(&mut self, value: u64) -> Result<(), GuestFault>;
     /// Makes the guest exit at the end of its time slice or at `deadline_tsc`.
     fn arm_timer(&mut self, deadline_tsc: Option<u64>);
+    /// Drops the CPU's cached guest-physical translations (after an EPT
+    /// mapping was removed or moved).
+    fn flush_guest_mappings(&mut self);
+    /// Starts a time slice of `slice_tsc` TSC cycles of guest time.
+    fn start_slice(&mut self, slice_tsc: u64);
+    /// Whether the current time slice is used up.
+    fn slice_expired(&self) -> bool;
     /// CR8 for a guest without a local APIC.
     fn software_tpr(&self) -> u64;
     fn set_software_tpr(&mut self, value: u64);

@@ -2,12 +2,33 @@
 //! timers read the real TSC and the console domain's serial output goes to
 //! Keel's console. The routing logic is `keel_hypervisor::platform_devices`.
 
-pub use keel_hypervisor::platform_devices::{COM1_BASE, COM1_IRQ, IOAPIC_ID, LOCAL_APIC_BASE};
+pub use keel_hypervisor::platform_devices::{COM1_BASE, COM1_IRQ, IOAPIC_ID, LOCAL_APIC_BASE, PCI_ROOT};
 
+use keel_hypervisor::console_ring::ConsoleRing;
 use keel_hypervisor::platform_devices::PlatformHost;
 
-/// The machine Keel runs on, as the platform's devices see it.
-pub struct Host;
+/// The machine Keel runs on, as one domain's devices see it: the real TSC,
+/// and where its serial output goes.
+pub struct Host {
+    /// `None`: the console domain (Dom0), whose output goes to Keel's
+    /// console; otherwise the domain's console ring, read by `keel console`.
+    pub console_ring: Option<ConsoleRing>,
+}
+
+/// How much of a DomU's console output Keel keeps while nobody reads it.
+pub const CONSOLE_RING_BYTES: usize = 64 * 1024;
+
+impl Host {
+    pub fn console_domain() -> Self {
+        Self { console_ring: None }
+    }
+
+    pub fn with_console_ring() -> Self {
+        Self {
+            console_ring: Some(ConsoleRing::new(CONSOLE_RING_BYTES)),
+        }
+    }
+}
 
 impl PlatformHost for Host {
     fn now_tsc(&self) -> u64 {
@@ -15,7 +36,10 @@ impl PlatformHost for Host {
     }
 
     fn console_output(&mut self, byte: u8) {
-        crate::console::write_bytes(&[byte]);
+        match self.console_ring.as_mut() {
+            Some(ring) => ring.push(byte),
+            None => crate::console::write_bytes(&[byte]),
+        }
     }
 }
 

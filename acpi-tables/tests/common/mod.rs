@@ -36,6 +36,7 @@ pub fn typical_config(cpus: &[u32]) -> GuestAcpiConfig<'_> {
         oem_id: KEEL_OEM_ID,
         serial_ports: &[],
         cmos_rtc: None,
+        pci: None,
     }
 }
 

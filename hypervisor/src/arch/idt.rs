@@ -100,6 +100,10 @@ pub fn init() -> HostIdt {
             let ist = if vector == DOUBLE_FAULT { 1 } else { 0 };
             idt[vector] = IdtEntry::interrupt_gate(stub, ist);
         }
+        idt[usize::from(super::host_timer::TIMER_VECTOR)] =
+            IdtEntry::interrupt_gate(super::host_timer::timer_handler_address(), 0);
+        idt[usize::from(super::host_timer::SPURIOUS_VECTOR)] =
+            IdtEntry::interrupt_gate(super::host_timer::spurious_handler_address(), 0);
         let pointer = Pointer {
             limit: (core::mem::size_of::<[IdtEntry; 256]>() - 1) as u16,
             base: idt.as_ptr() as u64,

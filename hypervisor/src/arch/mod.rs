@@ -2,10 +2,12 @@
 //! tables, exception reporting, port I/O and MSR access.
 
 pub mod gdt;
+pub mod host_timer;
 pub mod idt;
 pub mod instructions;
 pub mod rtc;
 pub mod tsc;
+pub mod unswitched;
 
 core::arch::global_asm!(include_str!("boot.s"));
 

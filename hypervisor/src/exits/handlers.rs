@@ -37,9 +37,9 @@ pub(super) fn emulate_cpuid(regs: &mut GuestRegisters, cpu: &GuestCpu) {
     regs.rdx = u64::from(answer.edx);
 }
 
-/// HLT. In a domain with interrupt controllers the vCPU sleeps until its
-/// timer or an interrupt; without them (the test guests) nothing could wake
-/// it, so HLT completes at once.
+/// HLT. In a domain with interrupt controllers the vCPU blocks until an
+/// interrupt is pending or its timer's deadline; without them (the test
+/// guests) nothing could wake it, so HLT completes at once.
 pub(super) fn halt(domain: &mut Domain, vcpu: &mut impl Vcpu) -> Next {
     let Some(platform) = domain.platform.as_deref_mut() else {
         vcpu.skip_instruction();
@@ -47,34 +47,33 @@ pub(super) fn halt(domain: &mut Domain, vcpu: &mut impl Vcpu) -> Next {
     };
     if platform.pending_interrupt().is_some() {
         vcpu.skip_instruction();
-    } else if !vcpu.interrupts_enabled() {
-        return Next::Stop(StopReason::HaltedForever { rip: vcpu.rip() });
-    } else {
-        vcpu.halt();
-        // A person typing at Dom0's shell finds it idle: look for their bytes
-        // every millisecond (the host UART holds only 16 of them).
-        let console_poll = domain
-            .cpu
-            .tsc_hz
-            .map(|hz| crate::arch::tsc::read().saturating_add(hz / 1000));
-        let wake = match (platform.timer_deadline(), console_poll) {
-            (Some(deadline), Some(poll)) => Some(deadline.min(poll)),
-            (deadline, poll) => deadline.or(poll),
-        };
-        vcpu.arm_timer(wake);
+        return Next::Resume;
     }
-    Next::Resume
+    if !vcpu.interrupts_enabled() {
+        return Next::Stop(StopReason::HaltedForever { rip: vcpu.rip() });
+    }
+    // Completing HLT ends any STI shadow, so the interrupt that wakes the
+    // vCPU is taken right after the HLT, as on hardware.
+    vcpu.skip_instruction();
+    Next::Block {
+        wake_at: platform.timer_deadline(),
+    }
 }
 
-/// Hands bytes typed on Keel's console to the domain's serial port.
-pub(super) fn forward_console_input(platform: &mut VirtualPlatform) {
-    // Bytes stay in the host UART until the guest's FIFO has room for them.
+/// Hands bytes from `next_byte` (Keel's console for Dom0, the queue of
+/// bytes Dom0 sent for a DomU) to the domain's serial port; returns whether
+/// any went in.
+pub fn forward_console_input(platform: &mut VirtualPlatform, mut next_byte: impl FnMut() -> Option<u8>) -> bool {
+    let mut forwarded = false;
+    // Bytes stay where they are until the guest's FIFO has room for them.
     while platform.can_accept_console_input() {
-        let Some(byte) = crate::console::try_read_byte() else {
+        let Some(byte) = next_byte() else {
             break;
         };
         platform.console_input(byte);
+        forwarded = true;
     }
+    forwarded
 }
 
 #[inline(always)]

@@ -12,7 +12,8 @@ use crate::{mmio, msr};
 
 mod handlers;
 
-use handlers::{emulate_cpuid, emulate_debug_port, forward_console_input, halt, hypercall, port_io};
+pub use handlers::forward_console_input;
+use handlers::{emulate_cpuid, emulate_debug_port, halt, hypercall, port_io};
 
 /// Why a domain stopped running.
 #[derive(Clone, Copy, Debug)]
@@ -23,6 +24,11 @@ pub enum StopReason {
     },
     /// The guest powered its machine off or reset it (ACPI, reset registers).
     Power(PowerAction),
+    /// The guest triple-faulted (a reset on a PC; Keel treats it as a
+    /// crash of a DomU and a reset of Dom0).
+    TripleFault {
+        rip: u64,
+    },
     /// The guest halted with interrupts disabled: nothing can wake it.
     HaltedForever {
         rip: u64,
@@ -54,6 +60,7 @@ impl core::fmt::Display for StopReason {
             Self::Requested { status } => write!(f, "guest requested stop (status {status})"),
             Self::Power(PowerAction::PowerOff) => f.write_str("powered off"),
             Self::Power(PowerAction::Reset) => f.write_str("reset"),
+            Self::TripleFault { rip } => write!(f, "triple fault at rip={rip:#x}"),
             Self::HaltedForever { rip } => write!(f, "halted with interrupts disabled at rip={rip:#x}"),
             Self::BadMmio { gpa, rip, reason } => write!(f, "MMIO access at GPA {gpa:#x} rip={rip:#x}: {reason}"),
             Self::MemoryFault { fault, rip } => write!(
@@ -91,8 +98,17 @@ fn set_task_priority(domain: &mut Domain, vcpu: &mut impl Vcpu, value: u64) -> R
 }
 
 /// What an exit handler wants next.
-enum Next {
+pub enum Next {
+    /// Enter the guest again.
     Resume,
+    /// The vCPU's time slice is over: let the scheduler pick.
+    Yield,
+    /// The vCPU halted: nothing to run until an interrupt is pending or
+    /// `wake_at` (TSC) passes.
+    Block { wake_at: Option<u64> },
+    /// Dom0 rang the management doorbell: the scheduler serves the call
+    /// (it needs the whole domain table) and lets Dom0 go on.
+    Serve,
     Stop(StopReason),
 }
 
@@ -104,28 +120,52 @@ pub struct TimeSplit {
     pub guest: Option<u64>,
 }
 
-/// Runs the vCPU until its domain stops.
-///
-/// Guest time comes from the vCPU (the VMX-preemption timer only counts in
-/// the guest), so the exit path needs no timestamps of its own.
-pub fn run_until_stopped(domain: &mut Domain, vcpu: &mut impl Vcpu, time: &mut TimeSplit) -> StopReason {
+/// Runs a domain alone until it stops (the test guests, which have no
+/// devices and never share the CPU): slices end without a switch, and HLT
+/// completes at once.
+pub fn run_until_stopped(
+    domain: &mut Domain,
+    vcpu: &mut impl Vcpu,
+    slice_tsc: u64,
+    time: &mut TimeSplit,
+) -> StopReason {
     let start = crate::arch::tsc::read();
+    crate::arch::unswitched::UnswitchedState::reset().restore();
+    vcpu.start_slice(slice_tsc);
     let stop = loop {
-        if let Some(stop) = prepare_entry(domain, vcpu) {
-            break stop;
-        }
-        let next = match vcpu.run() {
-            Ok(exit) => handle(domain, vcpu, exit),
-            Err(error) => Next::Stop(StopReason::EntryFailed(error)),
-        };
-        if let Next::Stop(reason) = next {
-            break reason;
+        match run(domain, vcpu) {
+            Next::Stop(reason) => break reason,
+            Next::Yield => {
+                crate::console::pump();
+                vcpu.start_slice(slice_tsc);
+            }
+            Next::Resume | Next::Block { .. } | Next::Serve => {}
         }
     };
     let total = crate::arch::tsc::read().wrapping_sub(start);
     time.total = total;
     time.guest = vcpu.guest_tsc_cycles().map(|guest| guest.min(total));
     stop
+}
+
+/// Runs the vCPU until an exit handler wants something other than to
+/// resume: the end of its slice, a halt, a management call or a stop.
+///
+/// Guest time comes from the vCPU (the VMX-preemption timer only counts in
+/// the guest), so the exit path needs no timestamps of its own.
+pub fn run(domain: &mut Domain, vcpu: &mut impl Vcpu) -> Next {
+    loop {
+        if let Some(stop) = prepare_entry(domain, vcpu) {
+            return Next::Stop(stop);
+        }
+        let next = match vcpu.run() {
+            Ok(exit) => handle(domain, vcpu, exit),
+            Err(error) => Next::Stop(StopReason::EntryFailed(error)),
+        };
+        if !matches!(next, Next::Resume) {
+            return next;
+        }
+    }
 }
 
 /// Work before each VM entry of a domain with a virtual platform: power
@@ -158,7 +198,13 @@ fn handle(domain: &mut Domain, vcpu: &mut impl Vcpu, exit: VcpuExit) -> Next {
         }
         VcpuExit::Port(access) => {
             match domain.platform.as_deref_mut() {
-                Some(platform) => port_io(platform, vcpu.regs(), access),
+                Some(platform) => {
+                    port_io(platform, vcpu.regs(), access);
+                    if let Some(layout) = platform.take_management_move() {
+                        domain.move_management(layout.shared);
+                        vcpu.flush_guest_mappings();
+                    }
+                }
                 None => emulate_debug_port(domain, vcpu.regs(), access),
             }
             vcpu.skip_instruction();
@@ -183,8 +229,9 @@ fn handle(domain: &mut Domain, vcpu: &mut impl Vcpu, exit: VcpuExit) -> Next {
             domain.timer_ticks += 1;
             if let Some(platform) = domain.platform.as_deref_mut() {
                 platform.on_time();
-                forward_console_input(platform);
-                crate::console::pump();
+            }
+            if vcpu.slice_expired() {
+                return Next::Yield;
             }
         }
         VcpuExit::HostInterrupt | VcpuExit::InterruptWindow => {}
@@ -192,6 +239,7 @@ fn handle(domain: &mut Domain, vcpu: &mut impl Vcpu, exit: VcpuExit) -> Next {
             return match domain.mmio_parts() {
                 Some((platform, cache, ram)) if platform.is_mmio(fault.gpa) => {
                     match mmio::emulate(platform, cache, ram, vcpu, fault) {
+                        Ok(()) if platform.take_doorbell() => Next::Serve,
                         Ok(()) => Next::Resume,
                         Err(reason) => Next::Stop(StopReason::BadMmio {
                             gpa: fault.gpa,
@@ -243,8 +291,7 @@ fn handle(domain: &mut Domain, vcpu: &mut impl Vcpu, exit: VcpuExit) -> Next {
         // A machine with a reset line (a platform) resets; the bare test
         // guests have none, so their triple fault is a plain failure.
         VcpuExit::TripleFault if domain.platform.is_some() => {
-            log::warn!("domain {}: triple fault at rip={:#x}: resetting", domain.id, vcpu.rip());
-            return Next::Stop(StopReason::Power(PowerAction::Reset));
+            return Next::Stop(StopReason::TripleFault { rip: vcpu.rip() });
         }
         VcpuExit::TripleFault => {
             return Next::Stop(StopReason::Unhandled {

@@ -170,7 +170,7 @@ fn run_test_domain(cpu: &VmxCpu, id: u16, program: GuestProgram, argument: u64) 
     };
     log::info!("domain {id}: entering the test guest");
     let mut time = TimeSplit::default();
-    let stop = run_until_stopped(&mut domain, &mut vcpu, &mut time);
+    let stop = run_until_stopped(&mut domain, &mut vcpu, TIME_SLICE_TSC, &mut time);
     report_stop(id, &stop, &vcpu, &time);
     let result = DomainResult {
         stop,

@@ -12,8 +12,6 @@ use crate::vcpu::GuestFault;
 const RFLAGS_IF: u64 = 1 << 9;
 /// Interruptibility: blocking by STI (bit 0) and by MOV SS (bit 1).
 const BLOCKING_STI_OR_MOV_SS: u64 = 0b11;
-const ACTIVITY_ACTIVE: u64 = 0;
-const ACTIVITY_HLT: u64 = 1;
 const EFER_LME: u64 = 1 << 8;
 const EFER_LMA: u64 = 1 << 10;
 /// EFER bits a guest may set: SCE, LME, LMA (read-only), NXE.
@@ -68,10 +66,6 @@ impl VmxVcpu {
             F::EntryInterruptionInfo,
             u64::from(InterruptionInfo::external_interrupt(vector).to_raw()),
         );
-        if self.halted {
-            self.halted = false;
-            write(F::GuestActivityState, ACTIVITY_ACTIVE);
-        }
         true
     }
 
@@ -85,16 +79,6 @@ impl VmxVcpu {
     /// Whether the guest has interrupts enabled (RFLAGS.IF).
     pub fn interrupts_enabled(&self) -> bool {
         read(F::GuestRflags) & RFLAGS_IF != 0
-    }
-
-    /// Completes the guest's HLT and parks the vCPU in the HLT activity
-    /// state: it sleeps inside VMX non-root until the preemption timer or an
-    /// injected interrupt wakes it.
-    pub fn halt(&mut self) {
-        // Completing HLT ends any STI shadow, which the HLT state requires.
-        self.skip_instruction();
-        write(F::GuestActivityState, ACTIVITY_HLT);
-        self.halted = true;
     }
 
     /// The guest's view of CR4 (its read shadow).
@@ -122,7 +106,7 @@ impl VmxVcpu {
     /// Programs the preemption timer to fire at the end of the time slice or
     /// at `deadline_tsc`, whichever comes first.
     pub fn arm_timer(&mut self, deadline_tsc: Option<u64>) {
-        let mut ticks = self.time_slice;
+        let mut ticks = self.slice_ticks_left();
         if let Some(deadline) = deadline_tsc {
             let now = crate::arch::tsc::read();
             // Never below the minimum: a guest whose timer is always due

@@ -80,6 +80,15 @@ impl VmxCpu {
         }
     }
 
+    /// Whether VM exits save the preemption timer, so guest time is measured.
+    pub fn saves_preemption_timer(&self) -> bool {
+        use keel_vmx::caps::ControlKind;
+        use keel_vmx::controls::ExitControls;
+        self.caps
+            .allowed_controls(ControlKind::Exit)
+            .supports(ExitControls::SAVE_PREEMPTION_TIMER.bits())
+    }
+
     pub fn revision_id(&self) -> u32 {
         self.basic.revision_id
     }
@@ -151,6 +160,30 @@ pub fn enable(host: HostTables) -> Result<VmxCpu, VmxError> {
         host,
         _vmxon_region: region,
     })
+}
+
+/// The VMCS current on this CPU (what VMREAD/VMWRITE act on), 0 for none.
+/// One CPU today; with SMP this becomes per-CPU state.
+static CURRENT_VMCS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+fn current_vmcs() -> Option<HostPhysAddr> {
+    let raw = CURRENT_VMCS.load(core::sync::atomic::Ordering::Relaxed);
+    (raw != 0).then(|| HostPhysAddr::new(raw))
+}
+
+fn set_current_vmcs(vmcs: Option<HostPhysAddr>) {
+    CURRENT_VMCS.store(vmcs.map_or(0, HostPhysAddr::as_u64), core::sync::atomic::Ordering::Relaxed);
+}
+
+/// Makes `vmcs` current again after another VMCS was loaded.
+fn restore_current_vmcs(vmcs: Option<HostPhysAddr>) {
+    if let Some(vmcs) = vmcs.filter(|&vmcs| current_vmcs() != Some(vmcs)) {
+        // SAFETY: `vmcs` was current before, so it is a live, initialized VMCS.
+        match unsafe { instructions::vmptrld(vmcs.as_u64()) } {
+            Ok(()) => set_current_vmcs(Some(vmcs)),
+            Err(fail) => log::error!("VMPTRLD of {vmcs} failed ({fail:?})"),
+        }
+    }
 }
 
 /// A VMXON region or VMCS: one zeroed frame starting with the revision id.

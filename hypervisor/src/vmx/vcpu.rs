@@ -63,12 +63,14 @@ pub struct VmxVcpu {
     pub(super) min_timer_ticks: u64,
     /// CR8 of a guest without a local APIC (the test guests).
     pub(super) cr8: u64,
-    pub(super) halted: bool,
     /// Preemption-timer value at the last VM entry; the timer counts only
     /// while the guest runs, so what it lost by the next exit is guest time.
     pub(super) timer_at_entry: u64,
     /// Guest time so far, in preemption-timer ticks.
     guest_timer_ticks: u64,
+    /// `guest_timer_ticks` at which the current time slice ends: the timer
+    /// is never armed past it, so nothing the guest does extends its slice.
+    slice_end_ticks: u64,
     /// Whether VM exits save the remaining timer value.
     saves_timer: bool,
     pub(super) cr0_fixed0: u64,
@@ -127,9 +129,9 @@ impl VmxVcpu {
             preemption_rate: cpu.misc.preemption_timer_rate,
             min_timer_ticks: (cpu.misc.tsc_to_preemption_ticks(time_slice_tsc) / 20).max(1),
             cr8: 0,
-            halted: false,
             timer_at_entry: 0,
             guest_timer_ticks: 0,
+            slice_end_ticks: 0,
             saves_timer: cpu
                 .caps
                 .allowed_controls(ControlKind::Exit)
@@ -139,15 +141,57 @@ impl VmxVcpu {
             cr4_fixed0: cpu.caps.cr4_fixed0,
             cr4_fixed1: cpu.caps.cr4_fixed1,
         };
-        crate::arch::instructions::reset_unswitched_guest_state();
+        // Creating a vCPU loads its VMCS; whichever vCPU was being served
+        // (Dom0, when the management interface creates a domain) must find
+        // its own VMCS current again afterwards.
+        let previous = super::current_vmcs();
         // Dropping `vcpu` on the error paths below would leak; destroy() frees.
-        match vcpu.initialize(cpu, entry, eptp, vpid) {
+        let result = vcpu.initialize(cpu, entry, eptp, vpid);
+        super::restore_current_vmcs(previous);
+        match result {
             Ok(()) => Ok(vcpu),
             Err(error) => {
                 vcpu.destroy();
                 Err(error)
             }
         }
+    }
+
+    /// Makes this vCPU's VMCS the current one on this CPU (VMPTRLD when it
+    /// is not already): every VMREAD/VMWRITE of the exit path acts on it.
+    pub fn make_current(&mut self) -> Result<(), VcpuError> {
+        if super::current_vmcs() != Some(self.vmcs) {
+            // SAFETY: in VMX root operation; the VMCS frame belongs to this
+            // vCPU and was initialized (VMCLEAR) when it was created.
+            unsafe { vmptrld(self.vmcs.as_u64()) }.map_err(VcpuError::Vmptrld)?;
+            super::set_current_vmcs(Some(self.vmcs));
+        }
+        Ok(())
+    }
+
+    /// INVEPT of this vCPU's EPT tables.
+    pub fn flush_guest_mappings(&mut self) {
+        // SAFETY: single-context INVEPT support was checked at VMXON; the
+        // EPT pointer is this vCPU's own.
+        if let Err(fail) = unsafe { invept(InveptKind::SingleContext, read(F::EptPointer)) } {
+            log::error!("INVEPT failed ({fail:?})");
+        }
+    }
+
+    /// Starts a time slice of `slice_tsc` TSC cycles of guest time.
+    pub fn start_slice(&mut self, slice_tsc: u64) {
+        let ticks = (slice_tsc >> self.preemption_rate).clamp(1, u64::from(u32::MAX));
+        self.slice_end_ticks = self.guest_timer_ticks + ticks;
+    }
+
+    /// Whether the current time slice is used up.
+    pub fn slice_expired(&self) -> bool {
+        self.guest_timer_ticks >= self.slice_end_ticks
+    }
+
+    /// Preemption-timer ticks left in the current slice (at least 1).
+    pub(super) fn slice_ticks_left(&self) -> u64 {
+        self.slice_end_ticks.saturating_sub(self.guest_timer_ticks).max(1)
     }
 
     fn initialize(&mut self, cpu: &VmxCpu, entry: &LongModeEntry, eptp: u64, vpid: u16) -> Result<(), VcpuError> {
@@ -157,6 +201,7 @@ impl VmxVcpu {
             vmclear(self.vmcs.as_u64()).map_err(VcpuError::Vmptrld)?;
             vmptrld(self.vmcs.as_u64()).map_err(VcpuError::Vmptrld)?;
         }
+        super::set_current_vmcs(Some(self.vmcs));
         let resources = VmcsResources {
             io_bitmaps: self.io_bitmaps.as_u64(),
             msr_bitmap: self.msr_bitmap.as_u64(),
@@ -166,6 +211,7 @@ impl VmxVcpu {
         };
         vmcs::configure(cpu, entry, &resources).map_err(VcpuError::Field)?;
         self.timer_at_entry = self.time_slice;
+        self.slice_end_ticks = self.time_slice;
         // The EPT root and VPID may have belonged to an earlier domain: drop
         // any translations the CPU still caches for them.
         // SAFETY: single-context INVEPT/INVVPID support was checked at VMXON.
@@ -178,6 +224,10 @@ impl VmxVcpu {
 
     /// Enters the guest and returns when it exits.
     pub fn run(&mut self) -> Result<VcpuExit, EntryError> {
+        if super::current_vmcs() != Some(self.vmcs) {
+            // A caller forgot make_current: entering would run another vCPU.
+            return Err(EntryError::NoCurrentVmcs);
+        }
         let status: u64;
         // SAFETY: the VMCS is current (new() loaded it and only one vCPU runs
         // on this CPU at a time); its host state points at keel_vmx_exit and
@@ -224,12 +274,19 @@ impl VmxVcpu {
             ExitReason::Hlt => VcpuExit::Halt,
             ExitReason::PreemptionTimer => {
                 self.reinject_interrupted_event();
-                write(F::PreemptionTimerValue, self.time_slice);
-                self.timer_at_entry = self.time_slice;
+                // The rest of the slice (the scheduler ends an expired one
+                // and starts the next); the platform re-arms for its
+                // device deadlines before the next entry.
+                let ticks = self.slice_ticks_left();
+                write(F::PreemptionTimerValue, ticks);
+                self.timer_at_entry = ticks;
                 VcpuExit::TimerTick
             }
             ExitReason::ExternalInterrupt => {
                 self.reinject_interrupted_event();
+                // Acknowledged on exit: retire it at the host's APIC.
+                let info = InterruptionInfo::from_raw(read(F::ExitInterruptionInfo) as u32);
+                crate::arch::host_timer::end_of_interrupt(info.vector);
                 VcpuExit::HostInterrupt
             }
             ExitReason::EptViolation => {
@@ -389,6 +446,16 @@ impl VmxVcpu {
         }
     }
 
+    /// How many exits of `reason` this vCPU took.
+    pub fn exit_count(&self, reason: ExitReason) -> u64 {
+        self.exit_counts.get(usize::from(reason.number())).copied().unwrap_or(0)
+    }
+
+    /// Exits of every reason together.
+    pub fn total_exits(&self) -> u64 {
+        self.exit_counts.iter().sum()
+    }
+
     /// Exit counts by reason name, for reasons that occurred.
     pub fn exit_counts(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
         // Slot n counts basic reason n; reserved and too-large numbers read
@@ -409,6 +476,9 @@ impl VmxVcpu {
         if let Err(fail) = unsafe { vmclear(self.vmcs.as_u64()) } {
             log::error!("VMCLEAR failed ({fail:?}); leaking the VMCS frame");
         } else {
+            if super::current_vmcs() == Some(self.vmcs) {
+                super::set_current_vmcs(None);
+            }
             memory::free(self.vmcs, PAGE_SIZE_4K);
         }
         memory::free(self.io_bitmaps, IO_BITMAPS_SIZE);

@@ -46,9 +46,6 @@ impl Vcpu for VmxVcpu {
     fn interrupts_enabled(&self) -> bool {
         VmxVcpu::interrupts_enabled(self)
     }
-    fn halt(&mut self) {
-        VmxVcpu::halt(self)
-    }
     fn guest_cr4(&self) -> u64 {
         VmxVcpu::guest_cr4(self)
     }
@@ -63,6 +60,15 @@ impl Vcpu for VmxVcpu {
     }
     fn arm_timer(&mut self, deadline_tsc: Option<u64>) {
         VmxVcpu::arm_timer(self, deadline_tsc)
+    }
+    fn flush_guest_mappings(&mut self) {
+        VmxVcpu::flush_guest_mappings(self)
+    }
+    fn start_slice(&mut self, slice_tsc: u64) {
+        VmxVcpu::start_slice(self, slice_tsc)
+    }
+    fn slice_expired(&self) -> bool {
+        VmxVcpu::slice_expired(self)
     }
     fn software_tpr(&self) -> u64 {
         self.cr8

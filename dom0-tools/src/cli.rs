@@ -1,0 +1,154 @@
+//! The command line (clap derive). Every command documents itself in
+//! `keel <command> --help`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "keel",
+    version,
+    about = "Manage Keel domains from Dom0",
+    long_about = "Manage Keel domains from Dom0.\n\n\
+        keel talks to the Keel hypervisor through its management PCI function \
+        (vendor 0x4b45, device 0x0001), which only Dom0 sees and only root may open. \
+        Calls from concurrent keel processes are serialized with /run/keel.lock.",
+    after_help = "A domain is named by its id (all digits) or its name.\n\
+        Exit status: 0 on success, 1 on any error, 2 on a usage error."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+const CONFIG_HELP: &str = "\
+Create a domain from a TOML configuration file, load its kernel, initrd and \
+command line, and boot it.
+
+Keys:
+  name = \"web\"              required; 1-32 bytes, no spaces, slashes or control characters, not all digits
+  memory = 512              required; MiB of guest RAM, 16 to 1048576
+  vcpus = 1                 default 1; only 1 is supported until SMP guests land
+  kernel = \"bzImage\"        required; a Linux bzImage
+  initrd = \"initrd.img\"     optional
+  cmdline = \"console=ttyS0\" default \"console=ttyS0\"
+  on_poweroff = \"destroy\"   default \"destroy\"
+  on_reboot = \"restart\"     default \"restart\"
+  on_crash = \"destroy\"      default \"destroy\"
+
+The on_* keys take \"destroy\" (free the domain), \"restart\" (boot it again) or \
+\"preserve\" (keep it, shut down or crashed, until `keel destroy`). Relative \
+kernel and initrd paths are taken from the configuration file's directory. \
+If a step after the domain was created fails, the half-built domain is destroyed.";
+
+const CONSOLE_HELP: &str = "\
+Show a domain's console and type into it.
+
+Output the domain produced before you attached is shown first (as much as \
+Keel's console ring still holds; a note on stderr says when older bytes were \
+lost). When stdin is a terminal it is put in raw mode and every key goes to \
+the guest; Ctrl-] detaches. Piped stdin is forwarded until its end, after \
+which output keeps being shown.
+
+With --until the command exits 0 as soon as the text appears in the output \
+(for scripts and boot tests); with --timeout it exits 1 if that many seconds \
+pass first. It also exits 0, with a note, when the domain no longer exists \
+(or 1 when --until's text had not appeared).";
+
+const TOP_HELP: &str = "\
+Show per-domain CPU use and VM exit rates, refreshed every interval.
+
+Columns: CPU% (guest time over wall time), exits per second in total and by \
+cause (port I/O, MMIO, MSR, HLT, timer), and memory. The first frame comes \
+after one interval: rates need two samples. When stdout is not a terminal, or \
+with -n, frames are printed one after another separated by a blank line.";
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create and boot a domain from a configuration file
+    #[command(long_about = CONFIG_HELP)]
+    Create {
+        /// The domain's configuration (TOML)
+        config: PathBuf,
+        /// Leave the domain paused after loading it (start it with `keel unpause`)
+        #[arg(short, long)]
+        paused: bool,
+        /// Attach to the domain's console once it is created
+        #[arg(short, long)]
+        console: bool,
+    },
+    /// List domains: name, id, memory, vCPUs, state, CPU time
+    List {
+        /// Print a JSON array with every field of every domain
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop a domain at once and free its memory (the guest gets no warning)
+    Destroy {
+        /// Domain id or name
+        domain: String,
+    },
+    /// Ask a domain to power off (ACPI power button); returns at once
+    Shutdown {
+        /// Domain id or name
+        domain: String,
+    },
+    /// Reset a domain and boot it again from its images
+    Reboot {
+        /// Domain id or name
+        domain: String,
+    },
+    /// Stop running a domain's vCPU until `keel unpause`
+    Pause {
+        /// Domain id or name
+        domain: String,
+    },
+    /// Let a paused domain run again
+    Unpause {
+        /// Domain id or name
+        domain: String,
+    },
+    /// Show a domain's console and type into it (Ctrl-] detaches)
+    #[command(long_about = CONSOLE_HELP)]
+    Console {
+        /// Domain id or name
+        domain: String,
+        /// Exit 0 as soon as TEXT appears in the output
+        #[arg(long, value_name = "TEXT")]
+        until: Option<String>,
+        /// Exit 1 if SECONDS pass first (fractions allowed)
+        #[arg(long, value_name = "SECONDS", value_parser = seconds)]
+        timeout: Option<Duration>,
+    },
+    /// Show the host: versions, CPUs, memory, TSC, features, domains
+    Info {
+        /// Print JSON, including each domain's memory and Keel's overhead for it
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print Keel's own log
+    Dmesg,
+    /// Show per-domain CPU use and VM exit rates, refreshed every second
+    #[command(long_about = TOP_HELP)]
+    Top {
+        /// Seconds between frames (fractions allowed)
+        #[arg(short = 'd', long = "delay", value_name = "SECONDS", default_value = "1", value_parser = seconds)]
+        delay: Duration,
+        /// Print this many frames, then exit (implies plain, batch output)
+        #[arg(short = 'n', long, value_name = "ITERATIONS", value_parser = clap::value_parser!(u64).range(1..))]
+        iterations: Option<u64>,
+    },
+}
+
+/// A positive number of seconds, fractions allowed.
+pub fn seconds(text: &str) -> Result<Duration, String> {
+    let value: f64 = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    if value.is_nan() || value <= 0.0 {
+        return Err(format!("must be more than 0 seconds, got {text}"));
+    }
+    Duration::try_from_secs_f64(value).map_err(|_| format!("`{text}` seconds is too long"))
+}

@@ -1,0 +1,196 @@
+//! What each subcommand does, over any [`Transport`] so tests can run them
+//! against a fake Keel.
+
+use std::io::{IsTerminal, Read, Write};
+use std::sync::mpsc::{self, Receiver};
+
+use anyhow::{anyhow, Context, Result};
+use keel_abi::mgmt::DomainId;
+
+use crate::cli::Command;
+use crate::client::Client;
+use crate::config::Config;
+use crate::console::{self, ConsoleEnd, ConsoleOptions};
+use crate::create;
+use crate::output;
+use crate::sys::RawTerminal;
+use crate::top;
+use crate::transport::Transport;
+
+/// A resolved domain argument.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub id: DomainId,
+    /// How messages name it: "web (id 3)", or the id as typed.
+    pub label: String,
+}
+
+/// A domain argument: all digits is an id (names never are), anything else
+/// a name looked up in List.
+pub fn resolve<T: Transport>(client: &mut Client<T>, spec: &str) -> Result<Target> {
+    if !spec.is_empty() && spec.bytes().all(|byte| byte.is_ascii_digit()) {
+        let id = spec.parse().map_err(|_| anyhow!("domain id {spec} is out of range"))?;
+        return Ok(Target {
+            id,
+            label: spec.to_string(),
+        });
+    }
+    let domains = client.list()?;
+    let domain = domains
+        .iter()
+        .find(|domain| domain.name.as_str() == spec)
+        .ok_or_else(|| anyhow!("no domain named `{spec}`"))?;
+    Ok(Target {
+        id: domain.id,
+        label: format!("{spec} (id {})", domain.id),
+    })
+}
+
+/// Where output goes; tests capture it.
+pub struct Streams<'a> {
+    pub out: &'a mut dyn Write,
+    pub err: &'a mut dyn Write,
+}
+
+/// Runs `command`. `connect` opens the device and says Hello; it is called
+/// only after the arguments were checked, so a bad config file is reported
+/// the same on any machine.
+pub fn execute<T: Transport>(
+    command: Command,
+    connect: impl FnOnce() -> Result<Client<T>>,
+    streams: Streams,
+) -> Result<()> {
+    let Streams { out, err } = streams;
+    match command {
+        Command::Create {
+            config: path,
+            paused,
+            console,
+        } => {
+            let config = Config::load(&path)?;
+            let images = create::open_images(&config, &path.display().to_string())?;
+            let mut client = connect()?;
+            let id = create::create_domain(&mut client, &config, images, paused, err)?;
+            writeln!(out, "Created domain {} (id {id})", config.name)?;
+            out.flush()?;
+            if console {
+                let target = Target {
+                    id,
+                    label: format!("{} (id {id})", config.name),
+                };
+                attach_terminal(&mut client, &target, None, None, out, err)?;
+            }
+        }
+        Command::List { json } => {
+            let domains = connect()?.list()?;
+            let text = if json {
+                output::list_json(&domains)
+            } else {
+                output::list_table(&domains)
+            };
+            out.write_all(text.as_bytes())?;
+        }
+        Command::Destroy { domain } => lifecycle(connect()?, &domain, "destroy", Client::destroy)?,
+        Command::Shutdown { domain } => lifecycle(connect()?, &domain, "shut down", Client::shutdown)?,
+        Command::Reboot { domain } => lifecycle(connect()?, &domain, "reboot", Client::reboot)?,
+        Command::Pause { domain } => lifecycle(connect()?, &domain, "pause", Client::pause)?,
+        Command::Unpause { domain } => lifecycle(connect()?, &domain, "unpause", Client::unpause)?,
+        Command::Console { domain, until, timeout } => {
+            let mut client = connect()?;
+            let target = resolve(&mut client, &domain)?;
+            attach_terminal(&mut client, &target, until, timeout, out, err)?;
+        }
+        Command::Info { json } => {
+            let mut client = connect()?;
+            let host = client.info()?;
+            let text = if json {
+                output::info_json(&host, &client.list()?)
+            } else {
+                output::info_text(&host)
+            };
+            out.write_all(text.as_bytes())?;
+        }
+        Command::Dmesg => console::dmesg(&mut connect()?, out, err)?,
+        Command::Top { delay, iterations } => {
+            let batch = iterations.is_some() || !std::io::stdout().is_terminal();
+            top::run(&mut connect()?, delay, iterations, batch, out)?;
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn lifecycle<T: Transport>(
+    mut client: Client<T>,
+    spec: &str,
+    verb: &str,
+    call: fn(&mut Client<T>, DomainId) -> Result<()>,
+) -> Result<()> {
+    let target = resolve(&mut client, spec)?;
+    call(&mut client, target.id).with_context(|| format!("cannot {verb} domain {}", target.label))
+}
+
+/// Reads stdin on a thread (std has no non-blocking read); the channel is
+/// bounded so piped input is read only as fast as the guest takes it.
+fn stdin_channel() -> Receiver<Vec<u8>> {
+    let (sender, receiver) = mpsc::sync_channel(4);
+    std::thread::spawn(move || {
+        let mut stdin = std::io::stdin();
+        let mut buffer = [0; 1024];
+        loop {
+            match stdin.read(&mut buffer) {
+                Ok(0) => break,
+                Ok(n) => {
+                    if sender.send(buffer[..n].to_vec()).is_err() {
+                        break;
+                    }
+                }
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+    });
+    receiver
+}
+
+/// The console on this process's terminal: raw mode while attached when
+/// stdin is a terminal (restored on every way out, errors included, by
+/// the guard's drop).
+fn attach_terminal<T: Transport>(
+    client: &mut Client<T>,
+    target: &Target,
+    until: Option<String>,
+    timeout: Option<std::time::Duration>,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<()> {
+    let stdin = std::io::stdin();
+    let interactive = stdin.is_terminal();
+    let raw = if interactive {
+        writeln!(err, "keel: connected to {}'s console (Ctrl-] to detach)", target.label)?;
+        Some(RawTerminal::enter(&stdin).context("cannot put the terminal in raw mode")?)
+    } else {
+        None
+    };
+    let options = ConsoleOptions {
+        until,
+        timeout,
+        interactive,
+        poll: console::POLL,
+    };
+    let ended = console::attach(
+        client,
+        target.id,
+        &target.label,
+        &options,
+        Some(stdin_channel()),
+        out,
+        err,
+    );
+    drop(raw);
+    match ended? {
+        ConsoleEnd::Detached => writeln!(err, "\nkeel: detached from {}", target.label)?,
+        ConsoleEnd::Matched | ConsoleEnd::DomainGone => {}
+    }
+    Ok(())
+}

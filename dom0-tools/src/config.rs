@@ -1,0 +1,239 @@
+//! Domain configuration files (TOML).
+//!
+//! The file is parsed by `toml` (through serde) into a table, and this
+//! module then checks every key itself rather than deriving a struct: serde
+//! derive reports "invalid type: string, expected u32" without the key or
+//! the allowed range, and users need `web.toml: memory: must be between 16
+//! and 1048576 MiB, got 0`.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use keel_abi::mgmt::{CreateDomain, ImageKind, LifecycleAction, Name, NAME_MAX};
+use toml::{Table, Value};
+
+pub const MIN_MEMORY_MIB: i64 = 16;
+pub const MAX_MEMORY_MIB: i64 = 1 << 20;
+pub const DEFAULT_CMDLINE: &str = "console=ttyS0";
+
+const KEYS: [&str; 9] = [
+    "name",
+    "memory",
+    "vcpus",
+    "kernel",
+    "initrd",
+    "cmdline",
+    "on_poweroff",
+    "on_reboot",
+    "on_crash",
+];
+
+/// A checked configuration; paths are resolved against the file's directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub name: String,
+    pub memory_mib: u32,
+    pub vcpus: u32,
+    pub kernel: PathBuf,
+    pub initrd: Option<PathBuf>,
+    pub cmdline: String,
+    pub on_poweroff: LifecycleAction,
+    pub on_reboot: LifecycleAction,
+    pub on_crash: LifecycleAction,
+}
+
+/// `<file>: <key>: <reason>` (or `<file>: <reason>` for file-wide problems).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: String,
+    pub key: Option<String>,
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match &self.key {
+            Some(key) => write!(f, "{}: {key}: {}", self.file, self.reason),
+            None => write!(f, "{}: {}", self.file, self.reason),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// A problem with one key; the file name is added by [`Config::parse`].
+struct Problem {
+    key: Option<&'static str>,
+    reason: String,
+}
+
+fn problem(key: &'static str, reason: impl Into<String>) -> Problem {
+    Problem {
+        key: Some(key),
+        reason: reason.into(),
+    }
+}
+
+fn found(value: &Value) -> String {
+    let kind = value.type_str();
+    let article = if kind.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
+    format!("found {article} {kind}")
+}
+
+impl Config {
+    /// Reads and checks `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError {
+            file: file.clone(),
+            key: None,
+            reason: error.to_string(),
+        })?;
+        let base = path.parent().unwrap_or(Path::new(""));
+        Self::parse(&text, &file, base)
+    }
+
+    /// Checks `text`; `file` names it in errors and relative paths are
+    /// taken from `base`.
+    pub fn parse(text: &str, file: &str, base: &Path) -> Result<Self, ConfigError> {
+        let table: Table = text.parse().map_err(|error: toml::de::Error| ConfigError {
+            file: file.to_string(),
+            key: None,
+            // toml's message names the line and column and shows the line.
+            reason: error.to_string().trim_end().to_string(),
+        })?;
+        Self::from_table(&table, base).map_err(|problem| ConfigError {
+            file: file.to_string(),
+            key: problem.key.map(str::to_string),
+            reason: problem.reason,
+        })
+    }
+
+    fn from_table(table: &Table, base: &Path) -> Result<Self, Problem> {
+        // Unknown keys first: a misspelt key otherwise shows up as a
+        // confusing "missing" one.
+        if let Some(key) = table.keys().find(|key| !KEYS.contains(&key.as_str())) {
+            return Err(Problem {
+                key: None,
+                reason: format!("unknown key `{key}`"),
+            });
+        }
+        let path = |key: &'static str| -> Result<Option<PathBuf>, Problem> {
+            let Some(value) = table.get(key) else { return Ok(None) };
+            let text = value
+                .as_str()
+                .ok_or_else(|| problem(key, format!("expected a path (string), {}", found(value))))?;
+            if text.is_empty() {
+                return Err(problem(key, "must not be empty"));
+            }
+            Ok(Some(base.join(text)))
+        };
+        let action = |key: &'static str, default: LifecycleAction| -> Result<LifecycleAction, Problem> {
+            let Some(value) = table.get(key) else {
+                return Ok(default);
+            };
+            let expected = "expected \"destroy\", \"restart\" or \"preserve\"";
+            let text = value
+                .as_str()
+                .ok_or_else(|| problem(key, format!("{expected}, {}", found(value))))?;
+            LifecycleAction::from_name(text).ok_or_else(|| problem(key, format!("{expected}, got \"{text}\"")))
+        };
+
+        Ok(Self {
+            name: name(table.get("name"))?,
+            memory_mib: memory(table.get("memory"))?,
+            vcpus: vcpus(table.get("vcpus"))?,
+            kernel: path("kernel")?.ok_or_else(|| problem("kernel", "required key is missing"))?,
+            initrd: path("initrd")?,
+            cmdline: cmdline(table.get("cmdline"))?,
+            on_poweroff: action("on_poweroff", LifecycleAction::Destroy)?,
+            on_reboot: action("on_reboot", LifecycleAction::Restart)?,
+            on_crash: action("on_crash", LifecycleAction::Destroy)?,
+        })
+    }
+
+    /// The Create call's input.
+    pub fn create_request(&self) -> CreateDomain {
+        CreateDomain {
+            // Checked in `parse`.
+            name: Name::new(&self.name).expect("validated name"),
+            memory_mib: self.memory_mib,
+            vcpus: self.vcpus,
+            on_poweroff: self.on_poweroff,
+            on_reboot: self.on_reboot,
+            on_crash: self.on_crash,
+        }
+    }
+}
+
+fn name(value: Option<&Value>) -> Result<String, Problem> {
+    let value = value.ok_or_else(|| problem("name", "required key is missing"))?;
+    let text = value
+        .as_str()
+        .ok_or_else(|| problem("name", format!("expected a string, {}", found(value))))?;
+    let reason = if text.is_empty() {
+        "must not be empty".to_string()
+    } else if text.len() > NAME_MAX {
+        format!("`{text}` is longer than {NAME_MAX} bytes")
+    } else if text.bytes().all(|byte| byte.is_ascii_digit()) {
+        format!("`{text}` is all digits, which would read as a domain id")
+    } else if Name::new(text).is_err() {
+        format!("`{text}` contains a space, a slash or a control character")
+    } else {
+        return Ok(text.to_string());
+    };
+    Err(problem("name", reason))
+}
+
+fn integer(key: &'static str, value: &Value, unit: &str) -> Result<i64, Problem> {
+    value
+        .as_integer()
+        .ok_or_else(|| problem(key, format!("expected an integer{unit}, {}", found(value))))
+}
+
+fn memory(value: Option<&Value>) -> Result<u32, Problem> {
+    let value = value.ok_or_else(|| problem("memory", "required key is missing"))?;
+    let mib = integer("memory", value, " (MiB)")?;
+    if !(MIN_MEMORY_MIB..=MAX_MEMORY_MIB).contains(&mib) {
+        return Err(problem(
+            "memory",
+            format!("must be between {MIN_MEMORY_MIB} and {MAX_MEMORY_MIB} MiB, got {mib}"),
+        ));
+    }
+    Ok(mib as u32)
+}
+
+fn vcpus(value: Option<&Value>) -> Result<u32, Problem> {
+    let Some(value) = value else { return Ok(1) };
+    match integer("vcpus", value, "")? {
+        1 => Ok(1),
+        _ => Err(problem(
+            "vcpus",
+            "only 1 vCPU per domain is supported until SMP guests land",
+        )),
+    }
+}
+
+fn cmdline(value: Option<&Value>) -> Result<String, Problem> {
+    let Some(value) = value else {
+        return Ok(DEFAULT_CMDLINE.to_string());
+    };
+    let text = value
+        .as_str()
+        .ok_or_else(|| problem("cmdline", format!("expected a string, {}", found(value))))?;
+    let max = ImageKind::Cmdline.max_bytes();
+    if text.len() as u64 > max {
+        return Err(problem(
+            "cmdline",
+            format!("is {} bytes long, Keel takes at most {max}", text.len()),
+        ));
+    }
+    if text.contains('\0') {
+        return Err(problem("cmdline", "must not contain NUL characters"));
+    }
+    Ok(text.to_string())
+}

@@ -1,0 +1,249 @@
+//! Whole commands as the binary runs them, against the fake Keel.
+
+use clap::{CommandFactory, Parser};
+use keel_abi::mgmt::{Command as Call, DomainState, ImageKind};
+
+use super::fake::FakeKeel;
+use crate::cli::{seconds, Cli, Command};
+use crate::client::Client;
+use crate::commands::{execute, resolve, Streams, Target};
+
+/// Runs `keel <args>` against `keel`: (result as `keel: ...` text, stdout, stderr).
+fn keel_run(keel: &mut FakeKeel, args: &[&str]) -> (Result<(), String>, String, String) {
+    let cli = Cli::try_parse_from(std::iter::once("keel").chain(args.iter().copied())).unwrap();
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let result = execute(
+        cli.command,
+        || Client::connect(&mut *keel),
+        Streams {
+            out: &mut out,
+            err: &mut err,
+        },
+    );
+    (
+        result.map_err(|error| format!("keel: {error:#}")),
+        String::from_utf8(out).unwrap(),
+        String::from_utf8(err).unwrap(),
+    )
+}
+
+#[test]
+fn domains_are_named_by_id_or_name() {
+    let mut keel = FakeKeel::new();
+    keel.add("web", DomainState::Running, 64);
+    let db = keel.add("db", DomainState::Running, 64);
+    let client = &mut Client::connect(&mut keel).unwrap();
+    assert_eq!(
+        resolve(client, "db").unwrap(),
+        Target {
+            id: db,
+            label: "db (id 2)".into()
+        }
+    );
+    // All digits is an id and needs no lookup (Keel checks it).
+    assert_eq!(
+        resolve(client, "7").unwrap(),
+        Target {
+            id: 7,
+            label: "7".into()
+        }
+    );
+    assert_eq!(resolve(client, "Domain-0").unwrap().id, 0);
+    assert_eq!(resolve(client, "www").unwrap_err().to_string(), "no domain named `www`");
+    assert_eq!(resolve(client, "").unwrap_err().to_string(), "no domain named ``");
+    assert_eq!(
+        resolve(client, "99999999999").unwrap_err().to_string(),
+        "domain id 99999999999 is out of range"
+    );
+    assert_eq!(keel.count(Call::List), 4);
+}
+
+#[test]
+fn lifecycle_commands_act_on_the_resolved_domain() {
+    let mut keel = FakeKeel::new();
+    let web = keel.add("web", DomainState::Running, 64);
+    assert_eq!(
+        keel_run(&mut keel, &["pause", "web"]),
+        (Ok(()), String::new(), String::new())
+    );
+    assert_eq!(keel.domain(web).info.state, DomainState::Paused);
+    assert_eq!(keel_run(&mut keel, &["unpause", "1"]).0, Ok(()));
+    assert_eq!(keel.domain(web).info.state, DomainState::Running);
+    assert_eq!(keel_run(&mut keel, &["reboot", "web"]).0, Ok(()));
+    assert_eq!(*keel.commands().last().unwrap(), Call::Reboot);
+    assert_eq!(keel_run(&mut keel, &["destroy", "web"]).0, Ok(()));
+    assert!(!keel.domains.contains_key(&web));
+    let db = keel.add("db", DomainState::Running, 64);
+    assert_eq!(keel_run(&mut keel, &["shutdown", "db"]).0, Ok(()));
+    assert_eq!(keel.calls.last().unwrap().args[0], u64::from(db));
+}
+
+#[test]
+fn unknown_domains_and_refusals_are_errors() {
+    let mut keel = FakeKeel::new();
+    assert_eq!(
+        keel_run(&mut keel, &["destroy", "www"]).0,
+        Err("keel: no domain named `www`".into())
+    );
+    assert_eq!(
+        keel_run(&mut keel, &["destroy", "5"]).0,
+        Err("keel: cannot destroy domain 5: no such domain: no domain 5".into())
+    );
+    assert_eq!(
+        keel_run(&mut keel, &["pause", "Domain-0"]).0,
+        Err("keel: cannot pause domain Domain-0 (id 0): not permitted: Dom0".into())
+    );
+    let web = keel.add("web", DomainState::Paused, 64);
+    assert_eq!(
+        keel_run(&mut keel, &["pause", "web"]).0,
+        Err(format!(
+            "keel: cannot pause domain web (id {web}): the domain's state does not allow that: paused"
+        ))
+    );
+}
+
+#[test]
+fn list_and_info_print_tables_or_json() {
+    let mut keel = FakeKeel::new();
+    keel.add("web", DomainState::Blocked, 512);
+    let (result, out, _) = keel_run(&mut keel, &["list"]);
+    assert_eq!(result, Ok(()));
+    assert_eq!(out.lines().count(), 3);
+    assert!(out.lines().nth(2).unwrap().starts_with("web "));
+    let (_, out, _) = keel_run(&mut keel, &["list", "--json"]);
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(json[1]["name"], "web");
+    let (_, out, _) = keel_run(&mut keel, &["info"]);
+    assert!(out.contains("domains               : 2\n"), "{out}");
+    let (_, out, _) = keel_run(&mut keel, &["info", "--json"]);
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(json["domains"][1]["name"], "web");
+}
+
+#[test]
+fn dmesg_prints_the_log() {
+    let mut keel = FakeKeel::new();
+    keel.dmesg = b"keel: hello\n".to_vec();
+    assert_eq!(
+        keel_run(&mut keel, &["dmesg"]),
+        (Ok(()), "keel: hello\n".into(), String::new())
+    );
+}
+
+#[test]
+fn create_reads_the_config_loads_and_boots() {
+    let dir = std::env::temp_dir().join(format!("keel-tools-commands-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("images")).unwrap();
+    std::fs::write(dir.join("images/bzImage"), b"KERNEL").unwrap();
+    let config = dir.join("web.toml");
+    std::fs::write(
+        &config,
+        "name = \"web\"\nmemory = 64\nkernel = \"images/bzImage\"\ncmdline = \"quiet\"\n",
+    )
+    .unwrap();
+    let path = config.to_str().unwrap();
+
+    let mut keel = FakeKeel::new();
+    let (result, out, err) = keel_run(&mut keel, &["create", path, "--paused"]);
+    assert_eq!(
+        (result, out.as_str(), err.as_str()),
+        (Ok(()), "Created domain web (id 1)\n", "")
+    );
+    assert_eq!(keel.domain(1).info.state, DomainState::Paused);
+    assert_eq!(keel.domain(1).image(ImageKind::Cmdline), Some(&b"quiet"[..]));
+
+    // Config errors come before any call (even on a machine without Keel).
+    std::fs::write(&config, "name = \"web\"\nmemory = 0\nkernel = \"images/bzImage\"\n").unwrap();
+    let mut keel = FakeKeel::new();
+    let (result, _, _) = keel_run(&mut keel, &["create", path]);
+    assert_eq!(
+        result,
+        Err(format!(
+            "keel: {path}: memory: must be between 16 and 1048576 MiB, got 0"
+        ))
+    );
+    assert!(keel.calls.is_empty());
+
+    std::fs::write(&config, "name = \"web\"\nmemory = 64\nkernel = \"gone\"\n").unwrap();
+    let (result, _, _) = keel_run(&mut keel, &["create", path]);
+    assert_eq!(
+        result,
+        Err(format!(
+            "keel: {path}: kernel: cannot read {}: No such file or directory (os error 2)",
+            dir.join("gone").display()
+        ))
+    );
+    assert!(keel.calls.is_empty());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn every_command_has_help() {
+    let cli = Cli::command();
+    cli.clone().debug_assert();
+    for command in cli.get_subcommands() {
+        assert!(command.get_about().is_some(), "{} has no help", command.get_name());
+        for arg in command.get_arguments() {
+            assert!(
+                arg.get_help().is_some(),
+                "{} {} has no help",
+                command.get_name(),
+                arg.get_id()
+            );
+        }
+    }
+    let help = Cli::command()
+        .find_subcommand_mut("create")
+        .unwrap()
+        .render_long_help()
+        .to_string();
+    assert!(help.contains("on_poweroff"), "{help}");
+}
+
+#[test]
+fn the_command_line_parses_as_documented() {
+    let parse = |args: &[&str]| Cli::try_parse_from(std::iter::once("keel").chain(args.iter().copied()));
+    match parse(&["create", "web.toml", "-p", "-c"]).unwrap().command {
+        Command::Create {
+            config,
+            paused,
+            console,
+        } => {
+            assert_eq!((config.to_str().unwrap(), paused, console), ("web.toml", true, true))
+        }
+        other => panic!("{other:?}"),
+    }
+    match parse(&["console", "web", "--until", "login:", "--timeout", "1.5"])
+        .unwrap()
+        .command
+    {
+        Command::Console { domain, until, timeout } => {
+            assert_eq!(domain, "web");
+            assert_eq!(until.as_deref(), Some("login:"));
+            assert_eq!(timeout, Some(std::time::Duration::from_millis(1500)));
+        }
+        other => panic!("{other:?}"),
+    }
+    match parse(&["top"]).unwrap().command {
+        Command::Top { delay, iterations } => assert_eq!((delay.as_secs(), iterations), (1, None)),
+        other => panic!("{other:?}"),
+    }
+    match parse(&["top", "-d", "0.5", "-n", "3"]).unwrap().command {
+        Command::Top { delay, iterations } => assert_eq!((delay.as_millis(), iterations), (500, Some(3))),
+        other => panic!("{other:?}"),
+    }
+    // Usage errors keep clap's exit status 2.
+    for args in [
+        &["top", "-n", "0"][..],
+        &["console"],
+        &["list", "--yaml"],
+        &["frobnicate"],
+    ] {
+        assert_eq!(parse(args).unwrap_err().exit_code(), 2, "{args:?}");
+    }
+    assert_eq!(parse(&["--help"]).unwrap_err().exit_code(), 0);
+    assert_eq!(seconds("0").unwrap_err(), "must be more than 0 seconds, got 0");
+    assert_eq!(seconds("nan").unwrap_err(), "must be more than 0 seconds, got nan");
+    assert_eq!(seconds("soon").unwrap_err(), "`soon` is not a number of seconds");
+    assert!(seconds("1e300").is_err());
+}

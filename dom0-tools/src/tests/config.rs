@@ -1,0 +1,238 @@
+use std::path::{Path, PathBuf};
+
+use keel_abi::mgmt::LifecycleAction;
+
+use crate::config::{Config, DEFAULT_CMDLINE};
+
+const MINIMAL: &str = "name = \"web\"\nmemory = 512\nkernel = \"bzImage\"\n";
+
+fn parse(text: &str) -> Result<Config, String> {
+    Config::parse(text, "web.toml", Path::new("/etc/keel")).map_err(|error| error.to_string())
+}
+
+fn error(text: &str) -> String {
+    parse(text).unwrap_err()
+}
+
+#[test]
+fn a_minimal_config_takes_every_default() {
+    let config = parse(MINIMAL).unwrap();
+    assert_eq!(
+        config,
+        Config {
+            name: "web".into(),
+            memory_mib: 512,
+            vcpus: 1,
+            kernel: PathBuf::from("/etc/keel/bzImage"),
+            initrd: None,
+            cmdline: "console=ttyS0".into(),
+            on_poweroff: LifecycleAction::Destroy,
+            on_reboot: LifecycleAction::Restart,
+            on_crash: LifecycleAction::Destroy,
+        }
+    );
+    assert_eq!(config.cmdline, DEFAULT_CMDLINE);
+}
+
+#[test]
+fn every_key_can_be_set() {
+    let config = parse(
+        "name = \"db-1\"\nmemory = 16\nvcpus = 1\nkernel = \"/boot/vmlinuz\"\ninitrd = \"images/initrd.img\"\n\
+         cmdline = \"console=ttyS0 quiet\"\non_poweroff = \"preserve\"\non_reboot = \"destroy\"\non_crash = \"restart\"\n",
+    )
+    .unwrap();
+    assert_eq!(config.name, "db-1");
+    assert_eq!(config.memory_mib, 16);
+    // Absolute paths stay; relative ones are taken from the file's directory.
+    assert_eq!(config.kernel, PathBuf::from("/boot/vmlinuz"));
+    assert_eq!(config.initrd, Some(PathBuf::from("/etc/keel/images/initrd.img")));
+    assert_eq!(config.cmdline, "console=ttyS0 quiet");
+    assert_eq!(config.on_poweroff, LifecycleAction::Preserve);
+    assert_eq!(config.on_reboot, LifecycleAction::Destroy);
+    assert_eq!(config.on_crash, LifecycleAction::Restart);
+
+    let request = config.create_request();
+    assert_eq!(request.name.as_str(), "db-1");
+    assert_eq!((request.memory_mib, request.vcpus), (16, 1));
+    assert_eq!(request.on_poweroff, LifecycleAction::Preserve);
+}
+
+#[test]
+fn the_largest_memory_is_accepted() {
+    assert_eq!(parse(&MINIMAL.replace("512", "1048576")).unwrap().memory_mib, 1 << 20);
+}
+
+#[test]
+fn memory_out_of_range_names_the_key_and_the_range() {
+    assert_eq!(
+        error(&MINIMAL.replace("512", "0")),
+        "web.toml: memory: must be between 16 and 1048576 MiB, got 0"
+    );
+    assert_eq!(
+        error(&MINIMAL.replace("512", "1048577")),
+        "web.toml: memory: must be between 16 and 1048576 MiB, got 1048577"
+    );
+    assert_eq!(
+        error(&MINIMAL.replace("512", "-5")),
+        "web.toml: memory: must be between 16 and 1048576 MiB, got -5"
+    );
+}
+
+#[test]
+fn wrong_types_name_the_key_and_what_was_found() {
+    assert_eq!(
+        error(&MINIMAL.replace("512", "\"512\"")),
+        "web.toml: memory: expected an integer (MiB), found a string"
+    );
+    assert_eq!(
+        error(&MINIMAL.replace("512", "1.5")),
+        "web.toml: memory: expected an integer (MiB), found a float"
+    );
+    assert_eq!(
+        error(&MINIMAL.replace("\"web\"", "7")),
+        "web.toml: name: expected a string, found an integer"
+    );
+    assert_eq!(
+        error(&MINIMAL.replace("\"bzImage\"", "[\"a\"]")),
+        "web.toml: kernel: expected a path (string), found an array"
+    );
+    assert_eq!(
+        error(&format!("{MINIMAL}cmdline = true\n")),
+        "web.toml: cmdline: expected a string, found a boolean"
+    );
+    assert_eq!(
+        error(&format!("{MINIMAL}vcpus = \"1\"\n")),
+        "web.toml: vcpus: expected an integer, found a string"
+    );
+}
+
+#[test]
+fn required_keys_are_named_when_missing() {
+    assert_eq!(
+        error("memory = 512\nkernel = \"k\"\n"),
+        "web.toml: name: required key is missing"
+    );
+    assert_eq!(
+        error("name = \"web\"\nkernel = \"k\"\n"),
+        "web.toml: memory: required key is missing"
+    );
+    assert_eq!(
+        error("name = \"web\"\nmemory = 512\n"),
+        "web.toml: kernel: required key is missing"
+    );
+}
+
+#[test]
+fn more_than_one_vcpu_is_refused_for_now() {
+    for count in ["0", "2", "64"] {
+        assert_eq!(
+            error(&format!("{MINIMAL}vcpus = {count}\n")),
+            "web.toml: vcpus: only 1 vCPU per domain is supported until SMP guests land"
+        );
+    }
+}
+
+#[test]
+fn invalid_names_say_why() {
+    let named = |name: &str| error(&MINIMAL.replace("\"web\"", &format!("{name:?}")));
+    assert_eq!(named(""), "web.toml: name: must not be empty");
+    assert_eq!(
+        named("123"),
+        "web.toml: name: `123` is all digits, which would read as a domain id"
+    );
+    assert_eq!(
+        named(&"x".repeat(33)),
+        format!("web.toml: name: `{}` is longer than 32 bytes", "x".repeat(33))
+    );
+    assert_eq!(
+        named("my web"),
+        "web.toml: name: `my web` contains a space, a slash or a control character"
+    );
+    assert_eq!(
+        named("a/b"),
+        "web.toml: name: `a/b` contains a space, a slash or a control character"
+    );
+    // 32 bytes exactly is fine.
+    assert_eq!(parse(&MINIMAL.replace("web", &"x".repeat(32))).unwrap().name.len(), 32);
+}
+
+#[test]
+fn lifecycle_actions_are_checked() {
+    for key in ["on_poweroff", "on_reboot", "on_crash"] {
+        assert_eq!(
+            error(&format!("{MINIMAL}{key} = \"reboot\"\n")),
+            format!("web.toml: {key}: expected \"destroy\", \"restart\" or \"preserve\", got \"reboot\"")
+        );
+        assert_eq!(
+            error(&format!("{MINIMAL}{key} = 1\n")),
+            format!("web.toml: {key}: expected \"destroy\", \"restart\" or \"preserve\", found an integer")
+        );
+    }
+}
+
+#[test]
+fn unknown_keys_are_refused_before_anything_else() {
+    assert_eq!(error(&format!("{MINIMAL}foo = 1\n")), "web.toml: unknown key `foo`");
+    // A misspelt key is reported as such, not as the missing one.
+    assert_eq!(
+        error("name = \"web\"\nmemroy = 512\nkernel = \"k\"\n"),
+        "web.toml: unknown key `memroy`"
+    );
+    assert_eq!(
+        error(&format!("{MINIMAL}[disk]\npath = \"x\"\n")),
+        "web.toml: unknown key `disk`"
+    );
+}
+
+#[test]
+fn empty_paths_and_bad_command_lines_are_refused() {
+    assert_eq!(
+        error(&MINIMAL.replace("\"bzImage\"", "\"\"")),
+        "web.toml: kernel: must not be empty"
+    );
+    assert_eq!(
+        error(&format!("{MINIMAL}initrd = \"\"\n")),
+        "web.toml: initrd: must not be empty"
+    );
+    assert_eq!(
+        error(&format!("{MINIMAL}cmdline = \"{}\"\n", "x".repeat(2048))),
+        "web.toml: cmdline: is 2048 bytes long, Keel takes at most 2047"
+    );
+    assert_eq!(
+        error(&format!("{MINIMAL}cmdline = \"a\\u0000b\"\n")),
+        "web.toml: cmdline: must not contain NUL characters"
+    );
+    // An empty command line is allowed (it is simply not staged).
+    assert_eq!(parse(&format!("{MINIMAL}cmdline = \"\"\n")).unwrap().cmdline, "");
+}
+
+#[test]
+fn syntax_errors_show_tomls_message_with_the_line() {
+    let message = error("name = \"web\"\nmemory = \n");
+    assert!(
+        message.starts_with("web.toml: TOML parse error at line 2, column 10"),
+        "{message}"
+    );
+    assert!(message.contains("memory = "), "{message}");
+}
+
+#[test]
+fn load_reads_the_file_and_resolves_paths_against_its_directory() {
+    let dir = std::env::temp_dir().join(format!("keel-tools-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("web.toml");
+    std::fs::write(&path, MINIMAL).unwrap();
+    assert_eq!(Config::load(&path).unwrap().kernel, dir.join("bzImage"));
+
+    let missing = dir.join("none.toml");
+    let message = Config::load(&missing).unwrap_err().to_string();
+    assert_eq!(
+        message,
+        format!("{}: No such file or directory (os error 2)", missing.display())
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    // A bare file name means the current directory.
+    let config = Config::parse(MINIMAL, "web.toml", Path::new("")).unwrap();
+    assert_eq!(config.kernel, PathBuf::from("bzImage"));
+}

@@ -1,0 +1,12 @@
+//! Host tests; everything that talks to Keel runs against [`fake`], a
+//! small in-memory Keel.
+
+mod client;
+mod commands;
+mod config;
+mod console;
+mod create;
+mod fake;
+mod output;
+mod top;
+mod transport;
