@@ -12,6 +12,7 @@ use crate::machine::Machine;
 /// early keeps the whole suite short.
 pub const BOOT_TESTS: &[fn() -> TestCase] = &[
     bochs_dom0,
+    bochs_domu,
     bochs_dom0_shell,
     bochs_dom0_reboot,
     bochs_selftest,
@@ -21,8 +22,21 @@ pub const BOOT_TESTS: &[fn() -> TestCase] = &[
     qemu_no_vmx,
 ];
 
-/// RAM of the machines that boot Dom0: Keel's own memory plus Dom0's.
+/// RAM of the machines that boot Dom0: Keel's own memory plus Dom0's, and
+/// room for the DomUs Dom0 creates in `bochs-domu`.
 pub const DOM0_MEMORY_MIB: u32 = 1024;
+/// Dom0's RAM: Keel's default (`dom0-mem`).
+pub const DOM0_RAM_MIB: u32 = 256;
+/// RAM of each sample DomU (`xtask/guest/domu*.toml`).
+pub const DOMU_MEMORY_MIB: u32 = 96;
+/// What the machine needs besides guest RAM, generously: the first MiB,
+/// Keel's image and heap, GRUB's modules (Dom0's kernel, about 14 MiB, and
+/// initramfs, about 20 MiB with the DomU kernel in it) and EPT tables.
+pub const KEEL_OVERHEAD_MIB: u32 = 128;
+const _: () = assert!(
+    KEEL_OVERHEAD_MIB + DOM0_RAM_MIB + 2 * DOMU_MEMORY_MIB <= DOM0_MEMORY_MIB,
+    "the Dom0 machine must hold Keel, Dom0 and the two DomUs of bochs-domu"
+);
 
 pub fn all_boot_tests() -> Vec<TestCase> {
     BOOT_TESTS.iter().map(|make| make()).collect()
@@ -116,6 +130,80 @@ pub fn bochs_dom0() -> TestCase {
     .forbid_text("Kernel panic")
     .forbid_text("dom0: clock stuck")
     .forbid_text("dom0: dmesg problems");
+    forbid_hypervisor_failures(case)
+}
+
+/// DomU's /init (`xtask/guest/domu-init.sh`) says this first; Dom0's DomU
+/// checks wait for it with `keel console --until`.
+pub const DOMU_USERSPACE_MARKER: &str = "domu: userspace started";
+
+/// DomU's line as its kernel logs it: `[   9.000000] domu: userspace started`.
+fn domu_userspace_line() -> String {
+    format!(r"\] {}", regex::escape(DOMU_USERSPACE_MARKER))
+}
+
+/// What Dom0's DomU checks (`xtask/guest/domu-test.sh`) say when a step
+/// passes, in this order.
+pub const DOMU_STEPS: &[&str] = &[
+    "dom0: domu created",
+    "dom0: domu console marker seen",
+    "dom0: domu list ok",
+    "dom0: domu destroyed, memory restored",
+    "dom0: domu bad inputs refused",
+    "dom0: domu unprivileged refused",
+    "dom0: domu cycles no leak",
+    "dom0: domu checks done",
+];
+
+/// What they say (at the start of a line's text) when a step fails.
+pub const DOMU_FAILURES: &[&str] = &[
+    "dom0: domu info failed",
+    "dom0: domu create failed",
+    "dom0: domu console marker not seen",
+    "dom0: domu list wrong",
+    "dom0: domu destroy failed",
+    "dom0: domu still listed",
+    "dom0: domu memory leak",
+    "dom0: domu bad input accepted",
+    "dom0: domu unprivileged check impossible",
+    "dom0: domu unprivileged caller accepted",
+    "dom0: domu cycles failed",
+    "dom0: domu cycles leak",
+];
+
+/// Dom0 manages DomUs with the `keel` tool (`keel.test=domu`): creates
+/// `domu1` (the same kernel, a busybox userspace) and waits on its console
+/// for its userspace, lists it next to Dom0, destroys it and gets all its
+/// memory back; bad configs, a missing domain, a duplicate name and an
+/// unprivileged caller are refused without changing anything; five
+/// create/destroy cycles of a paused `domu2` leak nothing.
+pub fn bochs_domu() -> TestCase {
+    let mut case = TestCase::new(
+        "bochs-domu",
+        dom0_machine(),
+        "guest=dom0 exit=emulator",
+        // Dom0's boot, then a second Linux boot sharing the emulated CPU.
+        Duration::from_secs(900),
+    )
+    .with_dom0(Dom0Modules::domu_test())
+    .expect_text("keel: VMX root mode entered")
+    .expect_text("keel: dom0: loading Linux")
+    .expect_text("dom0: userspace started");
+    for (index, step) in DOMU_STEPS.iter().enumerate() {
+        case = case.expect_text(step);
+        if index == 0 {
+            // `keel console` shows DomU's output from its start: the line
+            // DomU's kernel logged (after its timestamp), not Dom0's words.
+            case = case.expect_regex(&domu_userspace_line());
+        }
+    }
+    case = case
+        .expect_text("keel: dom0 powered off")
+        .finish_on_text("keel: dom0 finished")
+        .forbid_text("Kernel panic");
+    for failure in DOMU_FAILURES {
+        case = case.forbid_text(failure);
+    }
     forbid_hypervisor_failures(case)
 }
 
@@ -268,6 +356,27 @@ mod tests {
     }
 
     #[test]
+    fn the_domu_test_runs_the_domu_checks_on_the_dom0_machine() {
+        let case = bochs_domu();
+        assert_eq!(case.dom0, Some(Dom0Modules::domu_test()));
+        assert_eq!(case.machine, dom0_machine());
+        assert_eq!(case.timeout, Duration::from_secs(900));
+        assert_eq!(case.cmdline, "guest=dom0 exit=emulator");
+        // Right after bochs-dom0: the longest runs start first.
+        let names: Vec<&str> = all_boot_tests().iter().map(|case| case.name).collect();
+        assert_eq!(names[..2], ["bochs-dom0", "bochs-domu"]);
+    }
+
+    #[test]
+    fn no_domu_marker_hides_in_another() {
+        for step in DOMU_STEPS {
+            for failure in DOMU_FAILURES {
+                assert!(!step.contains(failure) && !failure.contains(step), "{step} / {failure}");
+            }
+        }
+    }
+
+    #[test]
     fn only_the_interactive_dom0_tests_type_into_the_console() {
         for case in all_boot_tests() {
             let interactive = matches!(case.name, "bochs-dom0-shell" | "bochs-dom0-reboot");
@@ -354,6 +463,81 @@ keel: dom0 finished
             "dom0: dmesg problems:\n[ 1.0] WARNING: CPU: 0 at x",
         );
         assert_eq!(judge(&bochs_dom0(), &outcome(&problems, Some(1))).len(), 2);
+    }
+
+    const DOMU_LOG: &str = "\
+keel: Keel hypervisor 0.1.0
+keel: VMX root mode entered (revision 0x2b)
+keel: dom0: loading Linux 6.1.0-57-cloud-amd64 (14 MiB), initrd 20 MiB
+[    2.200000] dom0: userspace started
+dom0# keel info
+[    2.900000] dom0: domu free memory before: 734003200 bytes
+dom0# keel create /etc/keel/domu.toml
+[    3.100000] dom0: domu created
+dom0# keel console domu1 --until \"$DOMU_READY\" --timeout 600
+[    0.000000] Linux version 6.1.0-57-cloud-amd64
+[    9.000000] domu: userspace started
+[   40.000000] dom0: domu console marker seen
+dom0# keel list
+[   40.500000] dom0: domu list ok
+dom0# keel destroy domu1
+[   41.000000] dom0: domu destroyed, memory restored
+dom0# keel create /nonexistent.toml
+keel: cannot read /nonexistent.toml: No such file or directory
+[   42.000000] dom0: domu bad inputs refused
+dom0# (as nobody) keel list
+keel: permission denied
+[   42.500000] dom0: domu unprivileged refused
+[   45.000000] dom0: domu cycles no leak
+[   45.100000] dom0: domu checks done
+[   45.200000] reboot: Power down
+keel: dom0 powered off (ACPI S5)
+keel: domain 0 exits: cpuid=120 io=40210
+keel: dom0 finished
+";
+
+    #[test]
+    fn domu_accepts_the_documented_console_output() {
+        assert_eq!(judge(&bochs_domu(), &outcome(DOMU_LOG, Some(1))), vec![]);
+    }
+
+    #[test]
+    fn domu_rejects_every_failure_line() {
+        for failure in DOMU_FAILURES {
+            let log = DOMU_LOG.replace("dom0: domu checks done", &format!("{failure}: details"));
+            let failures = judge(&bochs_domu(), &outcome(&log, Some(1)));
+            assert!(
+                failures.iter().any(|f| f.to_string().starts_with("forbidden marker")),
+                "{failure}: {failures:?}"
+            );
+        }
+        let leak = DOMU_LOG.replace(
+            "dom0: domu destroyed, memory restored",
+            "dom0: domu memory leak: before=734003200 after=633339904",
+        );
+        assert_eq!(judge(&bochs_domu(), &outcome(&leak, Some(1))).len(), 2);
+    }
+
+    #[test]
+    fn domu_needs_every_step_and_domus_own_output() {
+        for step in DOMU_STEPS.iter().chain([&DOMU_USERSPACE_MARKER]) {
+            let log: String = DOMU_LOG
+                .lines()
+                .filter(|line| !line.contains(step))
+                .map(|line| format!("{line}\n"))
+                .collect();
+            let failures = judge(&bochs_domu(), &outcome(&log, Some(1)));
+            assert_eq!(failures.len(), 1, "{step}: {failures:?}");
+            assert!(failures[0].to_string().starts_with("missing marker"), "{}", failures[0]);
+        }
+        // Dom0's own words are not DomU's line.
+        let echoed = DOMU_LOG.replace(
+            "[    9.000000] domu: userspace started",
+            "keel: waiting for domu: userspace started",
+        );
+        assert_eq!(judge(&bochs_domu(), &outcome(&echoed, Some(1))).len(), 1);
+        let panicked = DOMU_LOG.replace("domu: userspace started\n", "Kernel panic - not syncing\n");
+        assert!(!judge(&bochs_domu(), &outcome(&panicked, Some(1))).is_empty());
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Dom0: the Linux kernel and initramfs a boot ISO hands Keel as multiboot2
 //! modules, and the deliberately broken kernels that test Keel's loader.
 //!
-//! The images themselves (`target/guest/vmlinuz`, `target/guest/dom0-initrd.gz`)
+//! The images themselves (`target/guest/vmlinuz`, `target/guest/dom0-initrd.gz`,
+//! which carries `target/guest/domu-initrd.gz` and the `keel` tool for DomUs)
 //! are fetched and built by xtask before any ISO that needs them.
 
 use std::fs;
@@ -24,9 +25,18 @@ pub const LINUX_CMDLINE: &str = "console=ttyS0 cryptomgr.notests";
 /// a shell.
 pub const TEST_FLAG: &str = "keel.test=1";
 
+/// Tells Dom0's /init to run the DomU checks (`/usr/lib/keel/domu-test.sh`:
+/// create, watch, list and destroy DomUs with the `keel` tool) and power off.
+pub const DOMU_TEST_FLAG: &str = "keel.test=domu";
+
 /// Dom0's Linux command line in boot tests and benchmarks.
 pub fn test_linux_cmdline() -> String {
     format!("{LINUX_CMDLINE} {TEST_FLAG}")
+}
+
+/// Dom0's Linux command line for the DomU checks.
+pub fn domu_test_linux_cmdline() -> String {
+    format!("{LINUX_CMDLINE} {DOMU_TEST_FLAG}")
 }
 
 /// Offset of the setup header's `boot_flag` (0xAA55) in a bzImage.
@@ -92,6 +102,11 @@ impl Dom0Modules {
             with_initrd: true,
             linux_cmdline: test_linux_cmdline(),
         }
+    }
+
+    /// The real kernel and initramfs with Dom0 running the DomU checks.
+    pub fn domu_test() -> Self {
+        Self::with_linux_cmdline(&domu_test_linux_cmdline())
     }
 
     /// The real kernel and initramfs with Dom0 dropping to a shell.
@@ -210,6 +225,20 @@ mod tests {
     fn test_cmdline_adds_the_test_flag_to_the_default() {
         assert_eq!(test_linux_cmdline(), "console=ttyS0 cryptomgr.notests keel.test=1");
         assert_eq!(Dom0Modules::interactive().linux_cmdline, LINUX_CMDLINE);
+    }
+
+    #[test]
+    fn domu_cmdline_adds_the_domu_flag_instead() {
+        assert_eq!(
+            domu_test_linux_cmdline(),
+            "console=ttyS0 cryptomgr.notests keel.test=domu"
+        );
+        let modules = Dom0Modules::domu_test();
+        assert_eq!(modules.linux_cmdline, domu_test_linux_cmdline());
+        assert_eq!(modules.kernel, KernelImage::Real);
+        assert!(modules.with_initrd);
+        // /init matches each flag as a whole word: neither contains the other's.
+        assert!(!modules.linux_cmdline.split(' ').any(|word| word == TEST_FLAG));
     }
 
     #[test]

@@ -8,6 +8,12 @@ use anyhow::{bail, Result};
 pub const HYPERVISOR_TARGET: &str = "x86_64-unknown-none";
 pub const HYPERVISOR_PACKAGE: &str = "keel-hypervisor";
 
+/// Dom0's management tools: the `keel` binary of package `keel-tools`, built
+/// static for the host's Linux target so it runs in Dom0's busybox initramfs.
+pub const DOM0_TOOLS_TARGET: &str = "x86_64-unknown-linux-gnu";
+pub const DOM0_TOOLS_PACKAGE: &str = "keel-tools";
+pub const DOM0_TOOLS_BINARY: &str = "keel";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Profile {
     Release,
@@ -73,6 +79,14 @@ impl Layout {
         self.keel_dir().join("modules")
     }
 
+    /// Dom0's `keel` tool (always the release build).
+    pub fn dom0_tools(&self) -> PathBuf {
+        self.target_dir
+            .join(DOM0_TOOLS_TARGET)
+            .join(Profile::Release.dir_name())
+            .join(DOM0_TOOLS_BINARY)
+    }
+
     /// Guest images fetched from Debian and built from them: `target/guest`.
     pub fn guest_dir(&self) -> PathBuf {
         self.target_dir.join("guest")
@@ -86,6 +100,12 @@ impl Layout {
     /// Dom0's initramfs (gzip-compressed newc cpio).
     pub fn dom0_initrd(&self) -> PathBuf {
         self.guest_dir().join("dom0-initrd.gz")
+    }
+
+    /// The DomU initramfs Dom0's initramfs carries for `keel create`
+    /// (gzip-compressed newc cpio).
+    pub fn domu_initrd(&self) -> PathBuf {
+        self.guest_dir().join("domu-initrd.gz")
     }
 }
 
@@ -120,6 +140,11 @@ mod tests {
         assert_eq!(layout.run_dir("x"), Path::new("/w/target/keel/runs/x"));
         assert_eq!(layout.dom0_kernel(), Path::new("/w/target/guest/vmlinuz"));
         assert_eq!(layout.dom0_initrd(), Path::new("/w/target/guest/dom0-initrd.gz"));
+        assert_eq!(layout.domu_initrd(), Path::new("/w/target/guest/domu-initrd.gz"));
+        assert_eq!(
+            layout.dom0_tools(),
+            Path::new("/w/target/x86_64-unknown-linux-gnu/release/keel")
+        );
     }
 
     #[test]

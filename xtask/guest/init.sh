@@ -3,7 +3,9 @@
 #
 # With `keel.test=1` on the kernel command line it checks what Dom0 sees,
 # prints one `dom0: ...` line per check for the boot tests and `bench boot`,
-# and powers off; otherwise it starts a shell on the console.
+# and powers off; with `keel.test=domu` it runs the DomU checks
+# (/usr/lib/keel/domu-test.sh: create, watch, list and destroy DomUs with
+# /bin/keel) and powers off; otherwise it starts a shell on the console.
 
 # --install needs /proc/self/exe to find the binary its links point to.
 /bin/busybox mount -t proc proc /proc
@@ -70,6 +72,11 @@ run_checks() {
 
 if grep -qwF 'keel.test=1' /proc/cmdline; then
     run_checks
+    poweroff -f
+fi
+
+if grep -qwF 'keel.test=domu' /proc/cmdline; then
+    /usr/lib/keel/domu-test.sh
     poweroff -f
 fi
 

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
-use keel_boot_tests::layout::{HYPERVISOR_PACKAGE, HYPERVISOR_TARGET};
+use keel_boot_tests::layout::{DOM0_TOOLS_PACKAGE, DOM0_TOOLS_TARGET, HYPERVISOR_PACKAGE, HYPERVISOR_TARGET};
 use keel_boot_tests::Profile;
 
 use crate::say;
@@ -43,6 +43,34 @@ pub fn build_hypervisor(workspace: &Workspace, profile: Profile) -> Result<PathB
         bail!("cargo reported success but {} does not exist", elf.display());
     }
     Ok(elf)
+}
+
+/// Dom0's `keel` tool: a static binary (glibc linked in, no dynamic loader),
+/// since Dom0's initramfs has only busybox. With `--target`, RUSTFLAGS apply
+/// to the target's code only, not to build scripts and proc macros. The
+/// release profile's debug info is stripped: it would only make Dom0's
+/// initramfs bigger (symbols stay, so panics still name functions).
+pub fn build_dom0_tools(workspace: &Workspace) -> Result<PathBuf> {
+    say!("building Dom0's tools ({DOM0_TOOLS_PACKAGE}, static, for {DOM0_TOOLS_TARGET})");
+    let mut command = cargo(workspace);
+    command
+        .args([
+            "build",
+            "-p",
+            DOM0_TOOLS_PACKAGE,
+            "--release",
+            "--target",
+            DOM0_TOOLS_TARGET,
+        ])
+        .env("RUSTFLAGS", "-C target-feature=+crt-static -C strip=debuginfo")
+        // It would take precedence over RUSTFLAGS.
+        .env_remove("CARGO_ENCODED_RUSTFLAGS");
+    run_visible(command, "building Dom0's tools")?;
+    let binary = workspace.layout.dom0_tools();
+    if !binary.is_file() {
+        bail!("cargo reported success but {} does not exist", binary.display());
+    }
+    Ok(binary)
 }
 
 /// Unit tests of every crate, the hypervisor's host-testable library

@@ -21,7 +21,7 @@ pub fn build(workspace: &Workspace, cmdline: &str, dom0: Option<&Dom0Modules>, d
     prerequisites::ensure(&[prerequisites::ISO_TOOLS])?;
     let modules = match dom0 {
         Some(dom0) => {
-            guest::ensure_dom0_images(&workspace.layout)?;
+            guest::ensure_dom0_images(workspace)?;
             dom0.iso_modules(&workspace.layout)?
         }
         None => Vec::new(),

@@ -27,7 +27,7 @@ pub fn run(workspace: &Workspace, filter: Option<&str>, no_host: bool) -> Result
     prerequisites::ensure(&needed_prerequisites(&cases))?;
 
     if cases.iter().any(|case| case.dom0.is_some()) {
-        guest::ensure_dom0_images(&workspace.layout)?;
+        guest::ensure_dom0_images(workspace)?;
     }
 
     let elf = cargo::build_hypervisor(workspace, Profile::Release)?;

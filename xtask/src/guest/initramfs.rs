@@ -1,6 +1,8 @@
-//! Dom0's initramfs: busybox, the device nodes the kernel needs before
-//! devtmpfs is mounted, and `/init` (`xtask/guest/init.sh`), which reports
-//! the `dom0: ...` lines the boot tests and `bench boot` look for.
+//! What Dom0's and the DomUs' initramfs images share: the busybox skeleton
+//! (busybox, `/init`, mount points, the device nodes the kernel needs before
+//! devtmpfs is mounted) and the cache that rebuilds an image only when its
+//! contents change. `dom0_initramfs` and `domu_initramfs` say what each
+//! image holds on top.
 
 use std::collections::hash_map::DefaultHasher;
 use std::fs;
@@ -8,42 +10,14 @@ use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use keel_boot_tests::Layout;
 use keel_initramfs::Initramfs;
 
 use crate::say;
 
-/// Dom0's /init.
-const INIT_SCRIPT: &str = include_str!("../../guest/init.sh");
-
-/// Builds `target/guest/dom0-initrd.gz` from `busybox` unless the image
-/// there already has exactly these contents.
-pub fn ensure(layout: &Layout, busybox: &Path) -> Result<PathBuf> {
-    let initrd = layout.dom0_initrd();
-    let busybox_binary = fs::read(busybox).with_context(|| format!("cannot read {}", busybox.display()))?;
-    let image = dom0_initramfs(INIT_SCRIPT, busybox_binary)?;
-    // The uncompressed archive is cheap to make; compressing it is not, so
-    // its fingerprint decides whether to rebuild (init script, busybox and
-    // this file's layout all show in it).
-    let fingerprint = fingerprint(&image.to_cpio());
-    let stamp = stamp_path(&initrd);
-    let built = fs::read_to_string(&stamp).unwrap_or_default();
-    if initrd.is_file() && built.trim() == fingerprint {
-        say!("Dom0 initramfs: up to date ({})", initrd.display());
-        return Ok(initrd);
-    }
-    say!("building Dom0 initramfs {}", initrd.display());
-    let gzip = image.to_gzip().context("cannot compress the Dom0 initramfs")?;
-    let _ = fs::remove_file(&stamp);
-    fs::write(&initrd, &gzip).with_context(|| format!("cannot write {}", initrd.display()))?;
-    fs::write(&stamp, format!("{fingerprint}\n")).with_context(|| format!("cannot write {}", stamp.display()))?;
-    say!("Dom0 initramfs: {} KiB", gzip.len() >> 10);
-    Ok(initrd)
-}
-
-/// The archive: busybox installs its applet links itself at boot
-/// (`busybox --install -s /bin` in /init), so only busybox is listed here.
-fn dom0_initramfs(init_script: &str, busybox: Vec<u8>) -> Result<Initramfs> {
+/// The skeleton every image starts from. busybox installs its applet links
+/// itself at boot (`busybox --install -s /bin` in /init), so only busybox
+/// is listed here.
+pub fn busybox_skeleton(init_script: &str, busybox: Vec<u8>) -> Result<Initramfs> {
     let mut image = Initramfs::new();
     image
         .directory("bin", 0o755)?
@@ -60,26 +34,50 @@ fn dom0_initramfs(init_script: &str, busybox: Vec<u8>) -> Result<Initramfs> {
     Ok(image)
 }
 
-fn stamp_path(initrd: &Path) -> PathBuf {
-    let mut name = initrd.as_os_str().to_owned();
+/// Writes `image` gzip-compressed to `path` unless the file there already
+/// has exactly these contents; `what` names it in progress lines.
+pub fn write_cached(what: &str, path: &Path, image: &Initramfs) -> Result<()> {
+    // The uncompressed archive is cheap to make; compressing it is not, so
+    // its fingerprint decides whether to rebuild (every member, its mode
+    // and the image's layout all show in it).
+    let fingerprint = fingerprint(&image.to_cpio());
+    let stamp = stamp_path(path);
+    let built = fs::read_to_string(&stamp).unwrap_or_default();
+    if path.is_file() && built.trim() == fingerprint {
+        say!("{what}: up to date ({})", path.display());
+        return Ok(());
+    }
+    say!("building {what} {}", path.display());
+    let gzip = image.to_gzip().with_context(|| format!("cannot compress the {what}"))?;
+    // No stamp while the image is half written.
+    let _ = fs::remove_file(&stamp);
+    fs::write(path, &gzip).with_context(|| format!("cannot write {}", path.display()))?;
+    fs::write(&stamp, format!("{fingerprint}\n")).with_context(|| format!("cannot write {}", stamp.display()))?;
+    say!("{what}: {} KiB", gzip.len() >> 10);
+    Ok(())
+}
+
+fn stamp_path(image: &Path) -> PathBuf {
+    let mut name = image.as_os_str().to_owned();
     name.push(".contents");
     PathBuf::from(name)
 }
 
 /// Only compared with the stamp this same program wrote: a hash that
 /// changes between Rust releases merely causes one rebuild.
-fn fingerprint(archive: &[u8]) -> String {
+pub fn fingerprint(archive: &[u8]) -> String {
     let mut hasher = DefaultHasher::new();
     archive.hash(&mut hasher);
     format!("{:016x} {}", hasher.finish(), archive.len())
 }
 
+/// Reading images back, for the tests of every image.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub mod inspect {
+    use keel_initramfs::Initramfs;
 
     /// (path, mode) of every member of a newc archive.
-    fn list_newc(archive: &[u8]) -> Vec<(String, u32)> {
+    pub fn list_newc(archive: &[u8]) -> Vec<(String, u32)> {
         let field = |header: &[u8], index: usize| {
             let text = std::str::from_utf8(&header[6 + 8 * index..14 + 8 * index]).unwrap();
             usize::from_str_radix(text, 16).unwrap()
@@ -101,68 +99,65 @@ mod tests {
         }
     }
 
-    fn members() -> Vec<(String, u32)> {
-        let image = dom0_initramfs(INIT_SCRIPT, b"\x7fELF busybox".to_vec()).unwrap();
+    pub fn members(image: &Initramfs) -> Vec<(String, u32)> {
         list_newc(&image.to_cpio())
     }
 
-    fn mode_of(path: &str) -> u32 {
-        members()
+    /// The mode of `path` in `image` (file type bits included).
+    pub fn mode_of(image: &Initramfs, path: &str) -> u32 {
+        members(image)
             .into_iter()
             .find(|(name, _)| name == path)
             .unwrap_or_else(|| panic!("no {path} in the initramfs"))
             .1
     }
 
+    pub fn has(image: &Initramfs, path: &str) -> bool {
+        members(image).iter().any(|(name, _)| name == path)
+    }
+
+    pub const DIRECTORY: u32 = 0o040_000;
+    pub const REGULAR_FILE: u32 = 0o100_000;
+    pub const CHAR_DEVICE: u32 = 0o020_000;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::inspect::*;
+    use super::*;
+
+    fn skeleton() -> Initramfs {
+        busybox_skeleton("#!/bin/busybox sh\n", b"\x7fELF busybox".to_vec()).unwrap()
+    }
+
     #[test]
     fn init_and_busybox_are_executable_files() {
-        assert_eq!(mode_of("init"), 0o100_755);
-        assert_eq!(mode_of("bin/busybox"), 0o100_755);
+        assert_eq!(mode_of(&skeleton(), "init"), REGULAR_FILE | 0o755);
+        assert_eq!(mode_of(&skeleton(), "bin/busybox"), REGULAR_FILE | 0o755);
     }
 
     #[test]
     fn console_and_null_exist_before_devtmpfs() {
-        assert_eq!(mode_of("dev/console"), 0o020_600);
-        assert_eq!(mode_of("dev/null"), 0o020_666);
+        assert_eq!(mode_of(&skeleton(), "dev/console"), CHAR_DEVICE | 0o600);
+        assert_eq!(mode_of(&skeleton(), "dev/null"), CHAR_DEVICE | 0o666);
     }
 
     #[test]
     fn mount_points_and_home_exist() {
         for directory in ["proc", "sys", "dev", "tmp", "root", "bin"] {
-            assert_eq!(mode_of(directory) & 0o170_000, 0o040_000, "{directory}");
+            assert_eq!(mode_of(&skeleton(), directory) & 0o170_000, DIRECTORY, "{directory}");
         }
-        assert_eq!(mode_of("tmp"), 0o041_777);
-    }
-
-    #[test]
-    fn init_runs_under_busybox_and_prints_every_marker_the_tests_expect() {
-        assert!(INIT_SCRIPT.starts_with("#!/bin/busybox sh\n"));
-        for marker in [
-            "dom0: userspace started",
-            "dom0: cpuinfo hypervisor=",
-            "dom0: clock advanced",
-            "dom0: clock stuck",
-            "dom0: dmesg clean",
-            "dom0: dmesg problems:",
-            "dom0: checks done",
-            "keel.test=1",
-            "poweroff -f",
-            "setsid cttyhack sh",
-        ] {
-            assert!(INIT_SCRIPT.contains(marker), "{marker}");
-        }
+        assert_eq!(mode_of(&skeleton(), "tmp"), DIRECTORY | 0o1777);
     }
 
     #[test]
     fn fingerprint_follows_the_contents() {
-        let one = dom0_initramfs("#!/bin/busybox sh\n", b"a".to_vec()).unwrap();
-        let same = dom0_initramfs("#!/bin/busybox sh\n", b"a".to_vec()).unwrap();
-        let other_init = dom0_initramfs("#!/bin/busybox sh\necho\n", b"a".to_vec()).unwrap();
-        let other_busybox = dom0_initramfs("#!/bin/busybox sh\n", b"b".to_vec()).unwrap();
-        let print = |image: &Initramfs| fingerprint(&image.to_cpio());
-        assert_eq!(print(&one), print(&same));
-        assert_ne!(print(&one), print(&other_init));
-        assert_ne!(print(&one), print(&other_busybox));
+        let print =
+            |init: &str, busybox: &[u8]| fingerprint(&busybox_skeleton(init, busybox.to_vec()).unwrap().to_cpio());
+        let one = print("#!/bin/busybox sh\n", b"a");
+        assert_eq!(one, print("#!/bin/busybox sh\n", b"a"));
+        assert_ne!(one, print("#!/bin/busybox sh\necho\n", b"a"), "init");
+        assert_ne!(one, print("#!/bin/busybox sh\n", b"b"), "busybox");
     }
 
     #[test]
@@ -171,5 +166,37 @@ mod tests {
             stamp_path(Path::new("/t/guest/dom0-initrd.gz")),
             Path::new("/t/guest/dom0-initrd.gz.contents")
         );
+    }
+
+    #[test]
+    fn an_image_is_rewritten_only_when_its_contents_change() {
+        let dir = std::env::temp_dir().join(format!("keel-initramfs-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("test-initrd.gz");
+
+        write_cached("test initramfs", &path, &skeleton()).unwrap();
+        let gzip = fs::read(&path).unwrap();
+        assert!(gzip.starts_with(&[0x1f, 0x8b]));
+        let stamp = fs::read_to_string(stamp_path(&path)).unwrap();
+        assert_eq!(stamp.trim(), fingerprint(&skeleton().to_cpio()));
+
+        // Same contents: the file is left alone (a marker written into it survives).
+        fs::write(&path, b"untouched").unwrap();
+        write_cached("test initramfs", &path, &skeleton()).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"untouched");
+
+        // Other contents: rebuilt.
+        let mut other = skeleton();
+        other.file("etc/extra", 0o644, b"x".to_vec()).unwrap();
+        write_cached("test initramfs", &path, &other).unwrap();
+        assert!(fs::read(&path).unwrap().starts_with(&[0x1f, 0x8b]));
+        assert_ne!(fs::read_to_string(stamp_path(&path)).unwrap(), stamp);
+
+        // A stamp without its image: rebuilt.
+        fs::remove_file(&path).unwrap();
+        write_cached("test initramfs", &path, &other).unwrap();
+        assert!(path.is_file());
+        fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -1,8 +1,12 @@
-//! Dom0's guest images, cached in `target/guest/`: the Debian cloud kernel,
-//! busybox, and the initramfs built around busybox and our /init.
+//! The guest images, cached in `target/guest/`: the Debian cloud kernel,
+//! busybox, the DomU initramfs, and Dom0's initramfs, built around busybox,
+//! our /init and Dom0's `keel` tool with what DomUs boot from.
 
 mod busybox;
 mod debian;
+mod dom0_initramfs;
+mod domu_initramfs;
+mod elf;
 mod initramfs;
 mod kernel;
 
@@ -10,23 +14,32 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use keel_boot_tests::Layout;
 
-use crate::prerequisites;
+use crate::workspace::Workspace;
+use crate::{cargo, prerequisites};
 
 /// Fetches and builds whatever of Dom0's kernel and initramfs is missing or
-/// out of date; afterwards `layout.dom0_kernel()` and `layout.dom0_initrd()`
-/// exist.
-pub fn ensure_dom0_images(layout: &Layout) -> Result<()> {
+/// out of date (Dom0's `keel` tool and the DomU initramfs first: Dom0's
+/// initramfs carries them); afterwards `layout.dom0_kernel()`,
+/// `layout.domu_initrd()` and `layout.dom0_initrd()` exist.
+pub fn ensure_dom0_images(workspace: &Workspace) -> Result<()> {
+    let layout = &workspace.layout;
     let guest_dir = layout.guest_dir();
     fs::create_dir_all(&guest_dir).with_context(|| format!("cannot create {}", guest_dir.display()))?;
     // Only a fetch needs apt; a warm cache works anywhere.
     if !(is_cached(&layout.dom0_kernel()) && is_cached(&busybox::path(layout))) {
         prerequisites::ensure(&[prerequisites::DEBIAN_PACKAGE_TOOLS])?;
     }
-    kernel::ensure(layout)?;
+    let kernel = kernel::ensure(layout)?;
     let busybox = busybox::ensure(layout)?;
-    initramfs::ensure(layout, &busybox)?;
+    let keel = cargo::build_dom0_tools(workspace)?;
+    let domu_initrd = domu_initramfs::ensure(layout, &busybox)?;
+    let payload = dom0_initramfs::Payload {
+        keel: &keel,
+        kernel: &kernel,
+        domu_initrd: &domu_initrd,
+    };
+    dom0_initramfs::ensure(layout, &busybox, &payload)?;
     Ok(())
 }
 

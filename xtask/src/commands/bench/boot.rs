@@ -31,7 +31,7 @@ const FAILURE_MARKERS: [&str; 4] = ["KEEL PANIC", "VM entry failed", "keel: CPU 
 pub fn run(workspace: &Workspace) -> Result<()> {
     prerequisites::ensure(&[prerequisites::ISO_TOOLS, prerequisites::BOCHS])?;
     let layout = &workspace.layout;
-    guest::ensure_dom0_images(layout)?;
+    guest::ensure_dom0_images(workspace)?;
     let keel_case = TestCase {
         name: KEEL_NAME,
         ..bochs_dom0()

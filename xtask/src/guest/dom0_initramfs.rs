@@ -1,0 +1,320 @@
+//! Dom0's initramfs, `target/guest/dom0-initrd.gz`: the busybox skeleton
+//! with `/init` (`xtask/guest/init.sh`, which reports the `dom0: ...` lines
+//! the boot tests and `bench boot` look for), and what Dom0 needs to run
+//! DomUs:
+//!
+//! | path in Dom0 | what |
+//! |---|---|
+//! | `/bin/keel` | the management tool (`dom0-tools`, a static binary) |
+//! | `/usr/lib/keel/vmlinuz` | the kernel DomUs boot: the one Dom0 boots |
+//! | `/usr/lib/keel/domu-initrd.gz` | the DomU initramfs (`domu_initramfs`) |
+//! | `/usr/lib/keel/domu-test.sh` | the DomU checks `keel.test=domu` runs (`xtask/guest/domu-test.sh`) |
+//! | `/etc/keel/domu.toml` | sample config: `domu1`, a shell on its console |
+//! | `/etc/keel/domu-poweroff.toml` | sample config: `domu2`, powers off at once |
+//! | `/etc/passwd`, `/etc/group` | root and nobody, so `su` can run `keel` unprivileged |
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use keel_boot_tests::Layout;
+use keel_initramfs::Initramfs;
+
+use super::elf;
+use super::initramfs::{busybox_skeleton, write_cached};
+
+/// Dom0's /init.
+const INIT_SCRIPT: &str = include_str!("../../guest/init.sh");
+/// The DomU checks; init.sh runs it with `keel.test=domu`.
+const DOMU_TEST_SCRIPT: &str = include_str!("../../guest/domu-test.sh");
+const DOMU_CONFIG: &str = include_str!("../../guest/domu.toml");
+const DOMU_POWEROFF_CONFIG: &str = include_str!("../../guest/domu-poweroff.toml");
+/// busybox's `su` reads these itself; the DomU checks run `keel` as nobody.
+const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n";
+const GROUP: &str = "root:x:0:\nnogroup:x:65534:\n";
+
+/// Where the DomU files lie in Dom0 (the sample configs name these paths).
+const KEEL_PATH: &str = "bin/keel";
+const DOMU_KERNEL_PATH: &str = "usr/lib/keel/vmlinuz";
+const DOMU_INITRD_PATH: &str = "usr/lib/keel/domu-initrd.gz";
+const DOMU_TEST_PATH: &str = "usr/lib/keel/domu-test.sh";
+const DOMU_CONFIG_PATH: &str = "etc/keel/domu.toml";
+const DOMU_POWEROFF_CONFIG_PATH: &str = "etc/keel/domu-poweroff.toml";
+
+/// The host files Dom0's initramfs carries besides busybox.
+pub struct Payload<'a> {
+    /// The static `keel` binary (`cargo::build_dom0_tools`).
+    pub keel: &'a Path,
+    /// The kernel DomUs boot (Dom0's own).
+    pub kernel: &'a Path,
+    /// The DomU initramfs (`domu_initramfs::ensure`).
+    pub domu_initrd: &'a Path,
+}
+
+/// The same files, read.
+struct Binaries {
+    busybox: Vec<u8>,
+    keel: Vec<u8>,
+    kernel: Vec<u8>,
+    domu_initrd: Vec<u8>,
+}
+
+fn read(path: &Path) -> Result<Vec<u8>> {
+    fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+/// Builds `target/guest/dom0-initrd.gz` unless the image there already has
+/// exactly these contents; returns its path.
+pub fn ensure(layout: &Layout, busybox: &Path, payload: &Payload) -> Result<PathBuf> {
+    let keel = read(payload.keel)?;
+    elf::check_static_x86_64(&keel)
+        .with_context(|| format!("{} cannot run in Dom0's initramfs", payload.keel.display()))?;
+    let binaries = Binaries {
+        busybox: read(busybox)?,
+        keel,
+        kernel: read(payload.kernel)?,
+        domu_initrd: read(payload.domu_initrd)?,
+    };
+    let initrd = layout.dom0_initrd();
+    write_cached("Dom0 initramfs", &initrd, &dom0_initramfs(INIT_SCRIPT, binaries)?)?;
+    Ok(initrd)
+}
+
+fn dom0_initramfs(init_script: &str, binaries: Binaries) -> Result<Initramfs> {
+    let mut image = busybox_skeleton(init_script, binaries.busybox)?;
+    image
+        .directory("etc", 0o755)?
+        .directory("etc/keel", 0o755)?
+        // For /run/keel.lock, which serializes concurrent `keel` calls.
+        .directory("run", 0o755)?
+        .directory("usr", 0o755)?
+        .directory("usr/lib", 0o755)?
+        .directory("usr/lib/keel", 0o755)?
+        .file(KEEL_PATH, 0o755, binaries.keel)?
+        .file(DOMU_KERNEL_PATH, 0o644, binaries.kernel)?
+        .file(DOMU_INITRD_PATH, 0o644, binaries.domu_initrd)?
+        .file(DOMU_TEST_PATH, 0o755, DOMU_TEST_SCRIPT.as_bytes())?
+        .file(DOMU_CONFIG_PATH, 0o644, DOMU_CONFIG.as_bytes())?
+        .file(DOMU_POWEROFF_CONFIG_PATH, 0o644, DOMU_POWEROFF_CONFIG.as_bytes())?
+        .file("etc/passwd", 0o644, PASSWD.as_bytes())?
+        .file("etc/group", 0o644, GROUP.as_bytes())?;
+    Ok(image)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::guest::initramfs::fingerprint;
+    use crate::guest::initramfs::inspect::*;
+    use keel_boot_tests::cases::{DOMU_FAILURES, DOMU_MEMORY_MIB, DOMU_STEPS, DOMU_USERSPACE_MARKER};
+    use keel_boot_tests::dom0::{DOMU_TEST_FLAG, TEST_FLAG};
+    use serde::Deserialize;
+
+    fn binaries() -> Binaries {
+        Binaries {
+            busybox: b"\x7fELF busybox".to_vec(),
+            keel: b"\x7fELF keel".to_vec(),
+            kernel: b"bzImage".to_vec(),
+            domu_initrd: b"\x1f\x8b domu".to_vec(),
+        }
+    }
+
+    fn image() -> Initramfs {
+        dom0_initramfs(INIT_SCRIPT, binaries()).unwrap()
+    }
+
+    #[test]
+    fn every_member_has_its_mode() {
+        let expected: &[(&str, u32)] = &[
+            ("bin", DIRECTORY | 0o755),
+            ("bin/busybox", REGULAR_FILE | 0o755),
+            ("bin/keel", REGULAR_FILE | 0o755),
+            ("dev", DIRECTORY | 0o755),
+            ("dev/console", CHAR_DEVICE | 0o600),
+            ("dev/null", CHAR_DEVICE | 0o666),
+            ("etc", DIRECTORY | 0o755),
+            ("etc/group", REGULAR_FILE | 0o644),
+            ("etc/keel", DIRECTORY | 0o755),
+            ("etc/keel/domu-poweroff.toml", REGULAR_FILE | 0o644),
+            ("etc/keel/domu.toml", REGULAR_FILE | 0o644),
+            ("etc/passwd", REGULAR_FILE | 0o644),
+            ("init", REGULAR_FILE | 0o755),
+            ("proc", DIRECTORY | 0o555),
+            ("root", DIRECTORY | 0o700),
+            ("run", DIRECTORY | 0o755),
+            ("sys", DIRECTORY | 0o555),
+            ("tmp", DIRECTORY | 0o1777),
+            ("usr", DIRECTORY | 0o755),
+            ("usr/lib", DIRECTORY | 0o755),
+            ("usr/lib/keel", DIRECTORY | 0o755),
+            ("usr/lib/keel/domu-initrd.gz", REGULAR_FILE | 0o644),
+            ("usr/lib/keel/domu-test.sh", REGULAR_FILE | 0o755),
+            ("usr/lib/keel/vmlinuz", REGULAR_FILE | 0o644),
+        ];
+        let expected: Vec<(String, u32)> = expected.iter().map(|(name, mode)| (name.to_string(), *mode)).collect();
+        assert_eq!(members(&image()), expected);
+    }
+
+    #[test]
+    fn init_runs_under_busybox_and_prints_every_marker_the_tests_expect() {
+        assert!(INIT_SCRIPT.starts_with("#!/bin/busybox sh\n"));
+        for marker in [
+            "dom0: userspace started",
+            "dom0: cpuinfo hypervisor=",
+            "dom0: clock advanced",
+            "dom0: clock stuck",
+            "dom0: dmesg clean",
+            "dom0: dmesg problems:",
+            "dom0: checks done",
+            "poweroff -f",
+            "setsid cttyhack sh",
+        ] {
+            assert!(INIT_SCRIPT.contains(marker), "{marker}");
+        }
+        // Both test modes, each by its whole word on the kernel command line.
+        assert!(INIT_SCRIPT.contains(&format!("grep -qwF '{TEST_FLAG}' /proc/cmdline")));
+        assert!(INIT_SCRIPT.contains(&format!("grep -qwF '{DOMU_TEST_FLAG}' /proc/cmdline")));
+        assert!(INIT_SCRIPT.contains(&format!("/{DOMU_TEST_PATH}\n")));
+    }
+
+    #[test]
+    fn domu_checks_say_every_marker_the_boot_test_knows() {
+        assert!(DOMU_TEST_SCRIPT.starts_with("#!/bin/busybox sh\n"));
+        for marker in DOMU_STEPS.iter().chain(DOMU_FAILURES) {
+            assert!(DOMU_TEST_SCRIPT.contains(&format!("say \"{marker}")), "{marker}");
+        }
+        // In the order the test expects them.
+        let positions: Vec<usize> = DOMU_STEPS
+            .iter()
+            .map(|marker| DOMU_TEST_SCRIPT.find(&format!("say \"{marker}")).unwrap())
+            .collect();
+        assert!(positions.windows(2).all(|pair| pair[0] < pair[1]), "{positions:?}");
+        // The console step waits for what DomU's /init says.
+        assert!(DOMU_TEST_SCRIPT.contains(&format!("DOMU_READY='{DOMU_USERSPACE_MARKER}'")));
+        assert!(super::super::domu_initramfs::INIT_SCRIPT.contains(DOMU_USERSPACE_MARKER));
+    }
+
+    #[test]
+    fn domu_checks_use_the_files_and_names_the_image_has() {
+        for path in [DOMU_CONFIG_PATH, DOMU_POWEROFF_CONFIG_PATH] {
+            assert!(DOMU_TEST_SCRIPT.contains(&format!("=/{path} ")), "{path}");
+        }
+        assert!(DOMU_TEST_SCRIPT.contains(&format!("DOMU={}\n", config(DOMU_CONFIG).name)));
+        assert!(DOMU_TEST_SCRIPT.contains(&format!("CYCLE_DOMU={}\n", config(DOMU_POWEROFF_CONFIG).name)));
+        // The unprivileged caller: busybox su finds nobody in /etc/passwd.
+        assert!(DOMU_TEST_SCRIPT.contains("su -s /bin/sh nobody -c"));
+        assert!(PASSWD.lines().any(|line| line.starts_with("nobody:x:65534:65534:")));
+        assert!(PASSWD.lines().any(|line| line.starts_with("root:x:0:0:")));
+        assert!(GROUP.lines().any(|line| line.starts_with("nogroup:x:65534:")));
+    }
+
+    /// A domain config as `keel create` reads it; unknown keys are errors.
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)] // Parsing is the test; not every field is looked at.
+    struct DomainConfig {
+        name: String,
+        memory: u64,
+        vcpus: Option<u32>,
+        kernel: String,
+        initrd: Option<String>,
+        cmdline: Option<String>,
+        on_poweroff: Option<String>,
+        on_reboot: Option<String>,
+        on_crash: Option<String>,
+    }
+
+    fn config(text: &str) -> DomainConfig {
+        toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn sample_configs_parse_and_name_files_dom0_has() {
+        let image = image();
+        for (text, name, mode) in [
+            (DOMU_CONFIG, "domu1", None),
+            (DOMU_POWEROFF_CONFIG, "domu2", Some("keel.domu=poweroff")),
+        ] {
+            let config = config(text);
+            assert_eq!(config.name, name);
+            assert_eq!(config.memory, u64::from(DOMU_MEMORY_MIB));
+            assert_eq!(config.vcpus, Some(1));
+            assert_eq!(config.kernel, format!("/{DOMU_KERNEL_PATH}"));
+            assert_eq!(config.initrd, Some(format!("/{DOMU_INITRD_PATH}")));
+            assert_eq!(config.on_poweroff.as_deref(), Some("destroy"));
+            for path in [Some(&config.kernel), config.initrd.as_ref()].into_iter().flatten() {
+                assert!(has(&image, path.trim_start_matches('/')), "{path}");
+            }
+            let cmdline = config.cmdline.unwrap();
+            assert!(cmdline.starts_with("console=ttyS0 cryptomgr.notests"), "{cmdline}");
+            match mode {
+                Some(mode) => assert!(cmdline.split(' ').any(|word| word == mode), "{cmdline}"),
+                None => assert!(!cmdline.contains("keel.domu="), "{cmdline}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_config_with_an_unknown_key_does_not_parse() {
+        let bad = format!("{DOMU_CONFIG}colour = \"blue\"\n");
+        assert!(toml::from_str::<DomainConfig>(&bad).is_err());
+    }
+
+    #[test]
+    fn fingerprint_covers_every_file() {
+        let print = |init: &str, binaries: Binaries| fingerprint(&dom0_initramfs(init, binaries).unwrap().to_cpio());
+        let one = print(INIT_SCRIPT, binaries());
+        assert_eq!(one, print(INIT_SCRIPT, binaries()));
+        assert_ne!(one, print("#!/bin/busybox sh\n", binaries()), "init");
+        type Change = fn(&mut Binaries);
+        let changed: [(&str, Change); 4] = [
+            ("busybox", |b| b.busybox.push(0)),
+            ("keel", |b| b.keel.push(0)),
+            ("kernel", |b| b.kernel.push(0)),
+            ("domu initrd", |b| b.domu_initrd.push(0)),
+        ];
+        for (what, change) in changed {
+            let mut other = binaries();
+            change(&mut other);
+            assert_ne!(one, print(INIT_SCRIPT, other), "{what}");
+        }
+    }
+
+    #[test]
+    fn ensure_builds_the_image_and_refuses_a_dynamic_keel() {
+        let dir = std::env::temp_dir().join(format!("keel-dom0-initramfs-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let layout = Layout::new(dir.join("target"));
+        fs::create_dir_all(layout.guest_dir()).unwrap();
+        let file = |name: &str, contents: &[u8]| {
+            let path = dir.join(name);
+            fs::write(&path, contents).unwrap();
+            path
+        };
+        // A static x86-64 ELF header with no program headers.
+        let mut keel = vec![0u8; 64];
+        keel[..6].copy_from_slice(b"\x7fELF\x02\x01");
+        keel[0x12] = 62;
+        let busybox = file("busybox", b"\x7fELF busybox");
+        let kernel = file("vmlinuz", b"bzImage");
+        let domu_initrd = file("domu-initrd.gz", b"\x1f\x8b");
+        let static_keel = file("keel", &keel);
+        let payload = Payload {
+            keel: &static_keel,
+            kernel: &kernel,
+            domu_initrd: &domu_initrd,
+        };
+        let initrd = ensure(&layout, &busybox, &payload).unwrap();
+        assert_eq!(initrd, layout.dom0_initrd());
+        assert!(fs::read(&initrd).unwrap().starts_with(&[0x1f, 0x8b]));
+
+        let script = file("keel-script", b"#!/bin/sh\n");
+        let payload = Payload {
+            keel: &script,
+            ..payload
+        };
+        let error = format!("{:#}", ensure(&layout, &busybox, &payload).unwrap_err());
+        assert!(error.contains("keel-script cannot run in Dom0"), "{error}");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
