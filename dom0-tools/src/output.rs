@@ -56,6 +56,7 @@ struct DomainRecord<'a> {
     exits_halt: u64,
     exits_timer: u64,
     overhead_bytes: u64,
+    image_bytes: u64,
 }
 
 pub fn list_json(domains: &[DomainInfo]) -> String {
@@ -75,6 +76,7 @@ pub fn list_json(domains: &[DomainInfo]) -> String {
             exits_halt: domain.exits_halt,
             exits_timer: domain.exits_timer,
             overhead_bytes: domain.overhead_bytes,
+            image_bytes: domain.image_bytes,
         })
         .collect();
     serde_json::to_string_pretty(&records).expect("plain data serializes") + "\n"
@@ -132,6 +134,7 @@ struct DomainMemory<'a> {
     name: &'a str,
     memory_bytes: u64,
     overhead_bytes: u64,
+    image_bytes: u64,
 }
 
 /// [`HostInfo`]'s fields under their own names (memory in bytes), plus
@@ -174,6 +177,7 @@ pub fn info_json(host: &HostInfo, domains: &[DomainInfo]) -> String {
                 name: domain.name.as_str(),
                 memory_bytes: domain.memory_bytes,
                 overhead_bytes: domain.overhead_bytes,
+                image_bytes: domain.image_bytes,
             })
             .collect(),
     };

@@ -11,6 +11,7 @@
 
 use core::fmt::{self, Write};
 
+use keel_hypervisor::console_guard::LineGuard;
 use keel_hypervisor::console_ring::{ConsoleRing, ReadResult};
 use keel_hypervisor::tx_ring::TxRing;
 use log::{Level, LevelFilter, Log, Metadata, Record};
@@ -24,6 +25,8 @@ const COM1: u16 = 0x3F8;
 struct Console {
     port: SerialPort,
     pending: TxRing,
+    /// Marks console-domain lines that start like Keel's own.
+    guard: LineGuard,
 }
 
 static SERIAL: Mutex<Option<Console>> = Mutex::new(None);
@@ -58,6 +61,7 @@ pub fn init(level: LevelFilter) {
     *SERIAL.lock() = Some(Console {
         port,
         pending: TxRing::new(),
+        guard: LineGuard::default(),
     });
     // A second call fails harmlessly; the first logger stays installed.
     let _ = log::set_logger(&LOGGER);
@@ -82,6 +86,14 @@ impl Console {
     fn flush(&mut self) {
         while let Some(byte) = self.pending.pop() {
             self.port.send_raw(byte);
+        }
+    }
+
+    /// Queues a byte, waiting for the line only when the ring is full.
+    fn queue(&mut self, byte: u8) {
+        if !self.pending.push(byte) {
+            self.flush();
+            self.pending.push(byte);
         }
     }
 }
@@ -119,22 +131,26 @@ fn log_line(args: fmt::Arguments) {
 pub fn write_fmt(args: fmt::Arguments) {
     let mut serial = SERIAL.lock();
     if let Some(console) = serial.as_mut() {
+        // A guest's held partial line goes first, so Keel's text cannot
+        // complete a forged line start.
+        let mut guard = core::mem::take(&mut console.guard);
+        guard.flush(&mut |held| held.iter().for_each(|&byte| console.queue(byte)));
+        console.guard = guard;
         console.flush();
         let _ = console.port.write_fmt(args);
     }
 }
 
-/// Queues raw bytes for the console (a console domain's serial output);
-/// waits for the line only when the ring is full.
-pub fn write_bytes(bytes: &[u8]) {
+/// Queues the console domain's serial output (see `LineGuard`); waits for
+/// the line only when the ring is full.
+pub fn write_guest_bytes(bytes: &[u8]) {
     let mut serial = SERIAL.lock();
     if let Some(console) = serial.as_mut() {
+        let mut guard = core::mem::take(&mut console.guard);
         for &byte in bytes {
-            if !console.pending.push(byte) {
-                console.flush();
-                console.pending.push(byte);
-            }
+            guard.push(byte, &mut |out| out.iter().for_each(|&byte| console.queue(byte)));
         }
+        console.guard = guard;
         console.pump();
     }
 }

@@ -117,6 +117,6 @@ fn entry(images: Dom0Images, options: &Options) -> DomainEntry {
         },
         console_input: Default::default(),
         tables_bytes: 0,
-        booted_at: 0,
+        run_cycles: 0,
     }
 }

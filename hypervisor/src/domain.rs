@@ -52,6 +52,8 @@ pub struct Domain {
     pub selftest_report: Option<u64>,
     /// What CPUID tells the guest about its CPU.
     pub cpu: GuestCpu,
+    /// Guest accesses to addresses with neither RAM nor a device.
+    pub unbacked_accesses: u64,
     /// Emulated devices and interrupt controllers; test guests have none.
     pub platform: Option<Box<VirtualPlatform>>,
     mmio_decodes: DecodeCache,
@@ -95,6 +97,7 @@ impl Domain {
                 selftest_report: None,
                 cpu: GuestCpu::default(),
                 platform: None,
+                unbacked_accesses: 0,
                 mmio_decodes: DecodeCache::default(),
                 management: None,
             }),

@@ -181,8 +181,9 @@ pub struct DomainEntry {
     pub console_input: VecDeque<u8>,
     /// Host memory for tables, VMCS and bitmaps beyond the guest's RAM.
     pub tables_bytes: u64,
-    /// TSC when the current boot started, for the time report.
-    pub booted_at: u64,
+    /// TSC cycles its vCPU held the CPU in the current boot (guest time
+    /// plus Keel's work on its exits), for the time report.
+    pub run_cycles: u64,
 }
 
 impl DomainEntry {
@@ -190,9 +191,9 @@ impl DomainEntry {
         self.id == keel_abi::mgmt::DOM0
     }
 
-    /// Keel's own memory for this domain beyond its RAM.
+    /// Keel's own memory for this domain beyond its RAM and images.
     pub fn overhead_bytes(&self) -> u64 {
-        self.tables_bytes + self.images.host_bytes() + core::mem::size_of::<UnswitchedState>() as u64
+        self.tables_bytes + core::mem::size_of::<UnswitchedState>() as u64
     }
 
     /// Releases the vCPU and the memory (the entry itself stays).

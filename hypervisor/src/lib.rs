@@ -5,6 +5,7 @@
 extern crate alloc;
 
 pub mod cmdline;
+pub mod console_guard;
 pub mod console_line;
 pub mod console_ring;
 pub mod cpuid_policy;

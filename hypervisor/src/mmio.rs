@@ -9,6 +9,34 @@ use keel_insn::GuestMemoryRead;
 use crate::vcpu::{MemoryFault, Vcpu};
 use crate::vplatform::VirtualPlatform;
 
+/// Where an emulated MMIO access lands.
+pub trait MmioTarget {
+    fn read(&mut self, gpa: u64, size: u8) -> u64;
+    fn write(&mut self, gpa: u64, size: u8, value: u64);
+}
+
+impl MmioTarget for VirtualPlatform {
+    fn read(&mut self, gpa: u64, size: u8) -> u64 {
+        self.mmio_read(gpa, size)
+    }
+
+    fn write(&mut self, gpa: u64, size: u8, value: u64) {
+        self.mmio_write(gpa, size, value)
+    }
+}
+
+/// Guest-physical addresses with neither RAM nor a device: like an empty
+/// bus on a PC, reads return all ones and writes are dropped.
+pub struct Unbacked;
+
+impl MmioTarget for Unbacked {
+    fn read(&mut self, _gpa: u64, size: u8) -> u64 {
+        keel_devices::all_ones(size)
+    }
+
+    fn write(&mut self, _gpa: u64, _size: u8, _value: u64) {}
+}
+
 /// Guest RAM (guest-physical 0 upwards) as the page walker reads it.
 struct GuestRam<'a>(&'a [u8]);
 
@@ -65,9 +93,10 @@ impl DecodeCache {
     }
 }
 
-/// Performs the faulting instruction against the device at `fault.gpa`.
+/// Performs the faulting instruction against `target` (the device at
+/// `fault.gpa`, or [`Unbacked`]).
 pub fn emulate(
-    platform: &mut VirtualPlatform,
+    target: &mut impl MmioTarget,
     cache: &mut DecodeCache,
     ram: &[u8],
     vcpu: &mut impl Vcpu,
@@ -95,7 +124,7 @@ pub fn emulate(
     }
     match instruction.kind {
         MmioKind::Load { dest, extend } => {
-            let value = platform.mmio_read(fault.gpa, size);
+            let value = target.read(fault.gpa, size);
             let old = vcpu.gpr(dest.gpr.number());
             vcpu.set_gpr(
                 dest.gpr.number(),
@@ -109,7 +138,7 @@ pub fn emulate(
                 }
                 StoreSource::Immediate(value) => value,
             };
-            platform.mmio_write(fault.gpa, size, value);
+            target.write(fault.gpa, size, value);
         }
     }
     vcpu.advance_rip(instruction.len as u64);

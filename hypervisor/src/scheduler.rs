@@ -183,20 +183,23 @@ impl<'a> Scheduler<'a> {
     /// Charges the guest time `id` used since `begin_slice`.
     fn charge(&mut self, id: DomainId, guest_before: Option<u64>, wall_before: u64) {
         let wall = crate::arch::tsc::read().wrapping_sub(wall_before);
-        let used = self
-            .table
-            .get(id)
-            .and_then(|entry| entry.vcpu.as_ref())
+        let Some(entry) = self.table.get_mut(id) else { return };
+        entry.run_cycles += wall;
+        let used = entry
+            .vcpu
+            .as_ref()
             .and_then(VmxVcpu::guest_tsc_cycles)
             .zip(guest_before)
             .map_or(wall, |(after, before)| after.saturating_sub(before));
         self.queue.charge(vcpu_id(id), used);
     }
 
-    /// How `id` ended, with its exits and time.
+    /// How `id` ended, with its exits and how its time on the CPU split
+    /// between the guest and Keel (idle time and other domains' turns are
+    /// not its time).
     fn report(&self, entry: &DomainEntry, reason: &StopReason) {
         if let Some(vcpu) = entry.vcpu.as_ref() {
-            let total = crate::arch::tsc::read().wrapping_sub(entry.booted_at);
+            let total = entry.run_cycles;
             let time = TimeSplit {
                 total,
                 guest: vcpu.guest_tsc_cycles().map(|guest| guest.min(total)),

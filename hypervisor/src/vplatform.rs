@@ -38,7 +38,7 @@ impl PlatformHost for Host {
     fn console_output(&mut self, byte: u8) {
         match self.console_ring.as_mut() {
             Some(ring) => ring.push(byte),
-            None => crate::console::write_bytes(&[byte]),
+            None => crate::console::write_guest_bytes(&[byte]),
         }
     }
 }

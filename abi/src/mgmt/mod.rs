@@ -35,7 +35,7 @@ pub const PCI_CLASS: u32 = 0x08_80_00;
 
 /// ABI version: a major change breaks callers, a minor one only adds.
 pub const VERSION_MAJOR: u16 = 1;
-pub const VERSION_MINOR: u16 = 0;
+pub const VERSION_MINOR: u16 = 1;
 pub const VERSION: u32 = ((VERSION_MAJOR as u32) << 16) | VERSION_MINOR as u32;
 
 /// Size of BAR 0 (registers) and BAR 2 (shared memory).

@@ -226,9 +226,12 @@ pub struct DomainInfo {
     pub exits_msr: u64,
     pub exits_halt: u64,
     pub exits_timer: u64,
-    /// Host memory Keel holds for this domain beyond its RAM (EPT tables,
-    /// VMCS, bitmaps, staged images), in bytes.
+    /// Host memory Keel holds for this domain beyond its RAM and images
+    /// (EPT tables, VMCS, bitmaps, saved registers), in bytes.
     pub overhead_bytes: u64,
+    /// Host memory holding the kernel, initramfs and command line Dom0 sent
+    /// (kept for reboots), in bytes. Since ABI 1.1 (0 before).
+    pub image_bytes: u64,
 }
 
 impl DomainInfo {
@@ -251,7 +254,7 @@ impl DomainInfo {
             self.exits_halt,
             self.exits_timer,
             self.overhead_bytes,
-            0,
+            self.image_bytes,
         ] {
             writer.u64(value)?;
         }
@@ -281,8 +284,8 @@ impl DomainInfo {
             exits_halt: next()?,
             exits_timer: next()?,
             overhead_bytes: next()?,
+            image_bytes: next()?,
         };
-        let _reserved = next()?;
         Ok(info)
     }
 }

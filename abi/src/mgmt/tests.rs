@@ -60,6 +60,7 @@ fn truncated_structures_are_refused_at_every_length() {
         exits_halt: 4,
         exits_timer: 5,
         overhead_bytes: 4096,
+        image_bytes: 8192,
     };
     assert_eq!(info.encode(&mut bytes), Ok(DomainInfo::BYTES));
     assert_eq!(DomainInfo::decode(&bytes), Ok(info));

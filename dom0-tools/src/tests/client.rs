@@ -34,7 +34,10 @@ fn bad_version_names_both_versions() {
     let error = Client::connect(&mut keel).err().unwrap();
     assert_eq!(
         format!("{error:#}"),
-        "Keel refused management ABI 1.0 (caller speaks 0x10000): use the tools built with this hypervisor"
+        format!(
+            "Keel refused management ABI {} (caller speaks {VERSION:#x}): use the tools built with this hypervisor",
+            version_string(VERSION)
+        )
     );
 
     // ...while the device's VERSION register names Keel's too.
@@ -52,7 +55,10 @@ fn bad_version_names_both_versions() {
     let error = Client::connect(Advertising(keel)).err().unwrap();
     assert_eq!(
         format!("{error:#}"),
-        "Keel speaks management ABI 2.1, this keel tool speaks 1.0: use the tools built with this hypervisor"
+        format!(
+            "Keel speaks management ABI 2.1, this keel tool speaks {}: use the tools built with this hypervisor",
+            version_string(VERSION)
+        )
     );
 }
 
@@ -75,7 +81,10 @@ fn a_hello_answered_with_another_major_is_refused_too() {
     let error = Client::connect(Lenient).err().unwrap();
     assert_eq!(
         error.to_string(),
-        "Keel speaks management ABI 3.0, this keel tool speaks 1.0: use the tools built with this hypervisor"
+        format!(
+            "Keel speaks management ABI 3.0, this keel tool speaks {}: use the tools built with this hypervisor",
+            version_string(VERSION)
+        )
     );
 }
 
@@ -182,7 +191,7 @@ fn a_short_list_is_malformed() {
     let error = Client::connect(Short).unwrap().list().unwrap_err();
     assert_eq!(
         error.to_string(),
-        "Keel's domain list is malformed: 65536 records in 10 bytes"
+        format!("Keel's domain list is malformed: {VERSION} records in 10 bytes")
     );
 }
 
@@ -220,6 +229,7 @@ fn console_write_reports_what_keel_took() {
 
 #[test]
 fn versions_print_as_major_dot_minor() {
-    assert_eq!(version_string(VERSION), "1.0");
+    assert_eq!(version_string(0x1_0000), "1.0");
+    assert_eq!(version_string(0x2_0003), "2.3");
     assert_eq!(version_string((2 << 16) | 17), "2.17");
 }

@@ -93,6 +93,7 @@ pub fn domain_info(id: DomainId, text: &str, state: DomainState, memory_mib: u64
         exits_halt: 0,
         exits_timer: 0,
         overhead_bytes: 2 * MIB,
+        image_bytes: 0,
     }
 }
 

@@ -1,6 +1,7 @@
 use keel_abi::mgmt::{features, DomainInfo, DomainState, HostInfo, VERSION};
 
 use super::fake::{domain_info, MIB};
+use crate::client::version_string;
 use crate::output::{feature_names, info_json, info_text, list_json, list_table, mhz, seconds_tenths};
 
 fn domains() -> Vec<DomainInfo> {
@@ -57,6 +58,7 @@ fn the_list_json_has_every_field() {
             "exits_halt": 6,
             "exits_timer": 4,
             "overhead_bytes": 3 * MIB + 4096,
+            "image_bytes": 0,
         })
     );
     assert_eq!(json.as_array().unwrap().len(), 2);
@@ -94,15 +96,18 @@ fn info_text_lists_the_host() {
     assert_eq!(mhz(1_000_000_000), "1000.000");
     assert_eq!(
         info_text(&host()),
-        "version               : 1.0\n\
-         tools_version         : 1.0\n\
+        format!(
+            "version               : {tools}\n\
+         tools_version         : {tools}\n\
          physical_cpus         : 4\n\
          total_memory_mib      : 8192\n\
          free_memory_mib       : 7000\n\
          tsc_mhz               : 2995.204\n\
          features              : vmx ept vpid preemption-timer bit40\n\
          domains               : 2\n\
-         max_domain_memory_mib : 6900\n"
+         max_domain_memory_mib : 6900\n",
+            tools = version_string(VERSION)
+        )
     );
     let none = HostInfo { features: 0, ..host() };
     assert!(info_text(&none).contains("features              : (none)\n"));
@@ -111,8 +116,8 @@ fn info_text_lists_the_host() {
 #[test]
 fn info_json_includes_each_domains_memory() {
     let json: serde_json::Value = serde_json::from_str(&info_json(&host(), &domains())).unwrap();
-    assert_eq!(json["version"], "1.0");
-    assert_eq!(json["tools_version"], "1.0");
+    assert_eq!(json["version"], version_string(VERSION));
+    assert_eq!(json["tools_version"], version_string(VERSION));
     assert_eq!(json["physical_cpus"], 4);
     assert_eq!(json["total_memory_mib"], 8192);
     assert_eq!(json["free_memory_mib"], 7000);
@@ -130,8 +135,8 @@ fn info_json_includes_each_domains_memory() {
     assert_eq!(
         json["domains"],
         serde_json::json!([
-            { "id": 0, "name": "Domain-0", "memory_bytes": 256 * MIB, "overhead_bytes": 2 * MIB },
-            { "id": 3, "name": "web-frontend", "memory_bytes": 512 * MIB, "overhead_bytes": 3 * MIB + 4096 },
+            { "id": 0, "name": "Domain-0", "memory_bytes": 256 * MIB, "overhead_bytes": 2 * MIB, "image_bytes": 0 },
+            { "id": 3, "name": "web-frontend", "memory_bytes": 512 * MIB, "overhead_bytes": 3 * MIB + 4096, "image_bytes": 0 },
         ])
     );
 }

@@ -236,19 +236,33 @@ fn handle(domain: &mut Domain, vcpu: &mut impl Vcpu, exit: VcpuExit) -> Next {
         }
         VcpuExit::HostInterrupt | VcpuExit::InterruptWindow => {}
         VcpuExit::MemoryFault(fault) => {
-            return match domain.mmio_parts() {
-                Some((platform, cache, ram)) if platform.is_mmio(fault.gpa) => {
-                    match mmio::emulate(platform, cache, ram, vcpu, fault) {
-                        Ok(()) if platform.take_doorbell() => Next::Serve,
-                        Ok(()) => Next::Resume,
-                        Err(reason) => Next::Stop(StopReason::BadMmio {
-                            gpa: fault.gpa,
-                            rip: vcpu.rip(),
-                            reason,
-                        }),
-                    }
-                }
-                _ => Next::Stop(StopReason::MemoryFault { fault, rip: vcpu.rip() }),
+            let rip = vcpu.rip();
+            let Some(is_device) = domain.platform.as_deref().map(|platform| platform.is_mmio(fault.gpa)) else {
+                // The test guests have no platform: their stray access is
+                // the check that a fault stops only their domain.
+                return Next::Stop(StopReason::MemoryFault { fault, rip });
+            };
+            if !is_device && !fault.fetch {
+                report_unbacked_access(domain.id, &mut domain.unbacked_accesses, fault, rip);
+            }
+            let Some((platform, cache, ram)) = domain.mmio_parts() else {
+                return Next::Stop(StopReason::MemoryFault { fault, rip });
+            };
+            let result = if is_device {
+                mmio::emulate(platform, cache, ram, vcpu, fault).map(|()| platform.take_doorbell())
+            } else if fault.fetch {
+                Err("instruction fetch from an address with no memory")
+            } else {
+                mmio::emulate(&mut mmio::Unbacked, cache, ram, vcpu, fault).map(|()| false)
+            };
+            return match result {
+                Ok(true) => Next::Serve,
+                Ok(false) => Next::Resume,
+                Err(reason) => Next::Stop(StopReason::BadMmio {
+                    gpa: fault.gpa,
+                    rip,
+                    reason,
+                }),
             };
         }
         VcpuExit::MsrRead { msr } => match msr::read(domain, vcpu, msr) {
@@ -315,6 +329,21 @@ fn handle(domain: &mut Domain, vcpu: &mut impl Vcpu, exit: VcpuExit) -> Next {
         }
     }
     Next::Resume
+}
+
+/// Says (rate-limited: the first few, then at powers of two) that a guest
+/// touched a guest-physical address with neither RAM nor a device.
+#[cold]
+fn report_unbacked_access(id: u16, count: &mut u64, fault: MemoryFault, rip: u64) {
+    *count += 1;
+    if *count <= 4 || count.is_power_of_two() {
+        log::warn!(
+            "domain {id}: {} of GPA {:#x} (rip={rip:#x}): no memory or device there; reads all ones ({} so far)",
+            fault.access_name(),
+            fault.gpa,
+            count
+        );
+    }
 }
 
 /// Prints how a domain ended: the stop reason, exits by reason and where

@@ -37,6 +37,7 @@ impl DomainControl for Fake {
                 exits_halt: 0,
                 exits_timer: 0,
                 overhead_bytes: 0,
+                image_bytes: 0,
             })
             .collect()
     }

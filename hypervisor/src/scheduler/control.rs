@@ -115,6 +115,7 @@ impl Scheduler<'_> {
             exits_halt: count(&[ExitReason::Hlt]),
             exits_timer: count(&[ExitReason::PreemptionTimer]),
             overhead_bytes: entry.overhead_bytes(),
+            image_bytes: entry.images.host_bytes(),
         }
     }
 }
@@ -216,7 +217,7 @@ impl DomainControl for Scheduler<'_> {
             },
             console_input: Default::default(),
             tables_bytes: 0,
-            booted_at: 0,
+            run_cycles: 0,
         });
         log::info!("domain {id} ({}): created, {} MiB", request.name.as_str(), memory_bytes >> 20);
         Ok(id)

@@ -96,7 +96,7 @@ impl Scheduler<'_> {
         entry.domain = Some(domain);
         entry.vcpu = Some(vcpu);
         *entry.unswitched = UnswitchedState::reset();
-        entry.booted_at = crate::arch::tsc::read();
+        entry.run_cycles = 0;
         entry.state = if paused {
             DomainState::Paused
         } else {
