@@ -3,6 +3,8 @@
 
 use core::fmt;
 
+use keel_memory::GuestMemoryError;
+
 /// What a guest-physical region holds; used to name the parties of a range
 /// or overlap error so the message says which placement is wrong.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,6 +23,8 @@ pub enum RegionKind {
     Gdt,
     /// A range the memory layout marks as not usable (e820 reserved, ACPI...).
     Reserved,
+    /// RAM the memory layout (and so the e820 map) offers the guest.
+    UsableRam,
 }
 
 impl fmt::Display for RegionKind {
@@ -33,6 +37,7 @@ impl fmt::Display for RegionKind {
             Self::PageTables => "page tables",
             Self::Gdt => "GDT",
             Self::Reserved => "reserved region",
+            Self::UsableRam => "usable RAM",
         })
     }
 }
@@ -91,8 +96,13 @@ pub enum LoadError {
     Overlap { first: GuestRegion, second: GuestRegion },
     /// The identity map would need more than the single PDPT we build.
     IdentityMapTooLarge { requested: u64, max: u64 },
-    /// The layout claims more RAM than the host buffer backing it.
-    RamLargerThanBuffer { layout_bytes: u64, buffer_bytes: u64 },
+    /// Part of a region is not guest RAM in the guest memory written to (a
+    /// hole, device memory, past the end): e.g. the layout declares RAM that
+    /// does not exist. Detected before anything is written.
+    NotBacked {
+        region: GuestRegion,
+        error: GuestMemoryError,
+    },
 
     /// The image is shorter than the setup header it must contain.
     TooSmall { len: u64, needed: u64 },
@@ -161,13 +171,9 @@ impl fmt::Display for LoadError {
                 f,
                 "identity map of {requested:#x} bytes exceeds the supported maximum of {max:#x}"
             ),
-            Self::RamLargerThanBuffer {
-                layout_bytes,
-                buffer_bytes,
-            } => write!(
-                f,
-                "memory layout declares {layout_bytes:#x} bytes of RAM but the buffer holds only {buffer_bytes:#x}"
-            ),
+            Self::NotBacked { region, error } => {
+                write!(f, "{region} is not backed by guest RAM: {error}")
+            }
             Self::TooSmall { len, needed } => write!(
                 f,
                 "image is {len} bytes, too small for a bzImage setup header ({needed} bytes needed)"

@@ -1,18 +1,14 @@
-//! Bounds-checked access to guest RAM, where the byte index is the
-//! guest-physical address.
+//! Placement checks and checked writes to guest memory.
+
+use keel_memory::{GuestMemory, GuestMemoryRead, GuestPhysAddr};
 
 use crate::error::{GuestRegion, LoadError, RegionKind};
 
 /// Size of the pages the loader aligns its structures to.
 pub const PAGE_SIZE: u64 = 4096;
 
-/// Length of the host buffer as a guest-physical size.
-pub(crate) fn buffer_len(ram: &[u8]) -> u64 {
-    // usize is at most 64 bits on every target this crate supports.
-    u64::try_from(ram.len()).unwrap_or(u64::MAX)
-}
-
-/// Fails unless `region` lies entirely inside the first `ram_bytes` bytes.
+/// Fails unless `region` lies entirely inside the first `ram_bytes` bytes
+/// (the RAM the memory layout declares).
 pub(crate) fn check_in_ram(region: GuestRegion, ram_bytes: u64) -> Result<(), LoadError> {
     if region.end > ram_bytes {
         return Err(LoadError::OutOfRange { region, ram_bytes });
@@ -20,21 +16,26 @@ pub(crate) fn check_in_ram(region: GuestRegion, ram_bytes: u64) -> Result<(), Lo
     Ok(())
 }
 
-/// The host bytes backing `region`.
-pub(crate) fn guest_bytes_mut(ram: &mut [u8], region: GuestRegion) -> Result<&mut [u8], LoadError> {
-    let ram_bytes = buffer_len(ram);
-    let out_of_range = LoadError::OutOfRange { region, ram_bytes };
-    let start = usize::try_from(region.start).map_err(|_| out_of_range)?;
-    let end = usize::try_from(region.end).map_err(|_| out_of_range)?;
-    ram.get_mut(start..end).ok_or(out_of_range)
+/// Fails unless every byte of `region` is guest RAM in `memory`, so that
+/// writing it later cannot fail half way.
+pub(crate) fn check_backed<M: GuestMemoryRead + ?Sized>(memory: &M, region: GuestRegion) -> Result<(), LoadError> {
+    memory
+        .check_ram(GuestPhysAddr::new(region.start), region.len())
+        .map_err(|error| LoadError::NotBacked { region, error })
 }
 
 /// Copies `bytes` to guest-physical `gpa`.
-pub(crate) fn write_guest(ram: &mut [u8], kind: RegionKind, gpa: u64, bytes: &[u8]) -> Result<(), LoadError> {
+pub(crate) fn write_guest<M: GuestMemory + ?Sized>(
+    memory: &mut M,
+    kind: RegionKind,
+    gpa: u64,
+    bytes: &[u8],
+) -> Result<(), LoadError> {
     let len = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
     let region = GuestRegion::new(kind, gpa, len)?;
-    guest_bytes_mut(ram, region)?.copy_from_slice(bytes);
-    Ok(())
+    memory
+        .write(GuestPhysAddr::new(gpa), bytes)
+        .map_err(|error| LoadError::NotBacked { region, error })
 }
 
 /// Fails unless `address` is a multiple of `alignment` (a power of two).
@@ -80,23 +81,55 @@ pub(crate) fn check_disjoint(regions: &[GuestRegion]) -> Result<(), LoadError> {
 mod tests {
     use super::*;
 
+    use keel_memory::test_support::ArenaMemory;
+    use keel_memory::{GuestMemoryError, GuestMemoryMap, MemoryKind};
+
     #[test]
     fn write_guest_rejects_ranges_past_the_end() {
-        let mut ram = [0u8; 16];
+        let mut ram = vec![0u8; 16];
         assert_eq!(write_guest(&mut ram, RegionKind::Gdt, 12, &[1, 2, 3, 4]), Ok(()));
         assert_eq!(&ram[12..], &[1, 2, 3, 4]);
         let err = write_guest(&mut ram, RegionKind::Gdt, 13, &[1, 2, 3, 4]);
         assert!(matches!(
             err,
-            Err(LoadError::OutOfRange { region, ram_bytes: 16 }) if region.start == 13 && region.end == 17
+            Err(LoadError::NotBacked { region, error: GuestMemoryError::Unmapped { gpa } })
+                if region.start == 13 && region.end == 17 && gpa.as_u64() == 16
         ));
     }
 
     #[test]
     fn write_guest_rejects_wrapping_addresses() {
-        let mut ram = [0u8; 16];
+        let mut ram = vec![0u8; 16];
         let err = write_guest(&mut ram, RegionKind::Gdt, u64::MAX, &[1, 2]);
         assert!(matches!(err, Err(LoadError::AddressOverflow { .. })));
+    }
+
+    #[test]
+    fn writes_cross_ram_regions_but_not_into_holes() {
+        let mut memory = GuestMemoryMap::new(ArenaMemory::new());
+        memory.add_arena_ram(GuestPhysAddr::new(0), 0x1000).unwrap();
+        memory.add_arena_ram(GuestPhysAddr::new(0x1000), 0x1000).unwrap();
+        memory.add_mmio(GuestPhysAddr::new(0x2000), 0x1000).unwrap();
+        assert_eq!(write_guest(&mut memory, RegionKind::Gdt, 0xFF0, &[7; 32]), Ok(()));
+        assert_eq!(memory.read_u64(GuestPhysAddr::new(0xFF8)), Ok(0x0707_0707_0707_0707));
+        let region = GuestRegion::new(RegionKind::Kernel, 0x1800, 0x1000).unwrap();
+        let not_ram = LoadError::NotBacked {
+            region,
+            error: GuestMemoryError::NotRam {
+                gpa: GuestPhysAddr::new(0x2000),
+                kind: MemoryKind::Mmio,
+            },
+        };
+        assert_eq!(check_backed(&memory, region), Err(not_ram));
+        assert_eq!(
+            write_guest(&mut memory, RegionKind::Kernel, 0x1800, &[1; 0x1000]),
+            Err(not_ram)
+        );
+        assert_eq!(memory.read_u8(GuestPhysAddr::new(0x1800)), Ok(0), "nothing written");
+        assert_eq!(
+            not_ram.to_string(),
+            "kernel [0x1800, 0x2800) is not backed by guest RAM: guest-physical 0x2000 is emulated MMIO, not RAM"
+        );
     }
 
     #[test]

@@ -1,8 +1,12 @@
-//! Turns kernel image bytes into a runnable guest: guest RAM is one host
-//! buffer whose index is the guest-physical address, and every placement is
-//! bounds-checked so a malformed image or layout yields a [`LoadError`].
+//! Turns kernel image bytes into a runnable guest. Guest memory is reached
+//! only through [`keel_memory::GuestMemory`] (RAM made of any number of
+//! regions, or a plain byte buffer whose index is the guest-physical
+//! address), and every placement is checked against the layout and against
+//! what is RAM before anything is written, so a malformed image or layout
+//! yields a [`LoadError`] and leaves guest memory untouched.
 
 #![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
 
 pub mod boot_params;
 pub mod bzimage;

@@ -1,12 +1,14 @@
-//! A domain: one guest's memory (host RAM behind EPT), its vCPU and the
-//! hypervisor-side state its devices and hypercalls keep.
+//! A domain: one guest's memory (host RAM behind EPT, reached by Keel only
+//! through its [`GuestRam`] map), its vCPU and the hypervisor-side state its
+//! devices and hypercalls keep.
 
 use keel_ept::{EptError, EptFlags, EptTables, MemoryType, PageSize};
-use keel_memory::{GuestPhysAddr, HostPhysAddr, PAGE_SIZE_2M};
+use keel_memory::{ChunkPlan, GuestPhysAddr, HostPhysAddr, MapError, MemoryKind, PAGE_SIZE_2M};
 
 use alloc::boxed::Box;
 
-use crate::memory::{self, HostFrames};
+pub use crate::memory::GuestRam;
+use crate::memory::{self, GuestRamError, HostFrames};
 use crate::mmio::DecodeCache;
 use crate::vplatform::VirtualPlatform;
 use keel_hypervisor::console_line::ConsoleLine;
@@ -24,7 +26,9 @@ struct Management {
 #[derive(Debug)]
 pub enum DomainError {
     OutOfMemory { bytes: u64 },
+    BadSize { bytes: u64 },
     Ept(EptError),
+    Memory(MapError),
     NoPlatform,
     Platform(keel_hypervisor::platform_devices::PlatformError),
 }
@@ -33,7 +37,9 @@ impl core::fmt::Display for DomainError {
     fn fmt(&self, f: &mut core::fmt::Formatter) -> core::fmt::Result {
         match self {
             Self::OutOfMemory { bytes } => write!(f, "no {} MiB of host memory for guest RAM", bytes >> 20),
+            Self::BadSize { bytes } => write!(f, "{bytes:#x} bytes of guest RAM is not a multiple of 4 KiB"),
             Self::Ept(error) => write!(f, "building EPT tables: {error:?}"),
+            Self::Memory(error) => write!(f, "guest memory map: {error}"),
             Self::NoPlatform => f.write_str("the domain has no virtual platform"),
             Self::Platform(error) => write!(f, "{error}"),
         }
@@ -42,7 +48,9 @@ impl core::fmt::Display for DomainError {
 
 pub struct Domain {
     pub id: u16,
-    ram: HostPhysAddr,
+    /// Every guest-memory access goes through this; its RAM regions are
+    /// the host blocks the domain owns (freed on destroy).
+    memory: GuestRam,
     ram_size: u64,
     ept: Option<EptTables>,
     pub console: ConsoleLine,
@@ -61,79 +69,99 @@ pub struct Domain {
 }
 
 impl Domain {
-    /// A domain with `ram_size` bytes (a multiple of 2 MiB) of zeroed RAM at
-    /// guest-physical 0; everything above is unmapped.
+    /// A domain with `ram_size` bytes (a multiple of 4 KiB; 2 MiB multiples
+    /// map with 2 MiB pages) of zeroed RAM at guest-physical 0; everything
+    /// above is unmapped. The RAM is one host block when one is free, else
+    /// several (see [`Domain::with_max_chunk`]).
     pub fn new(id: u16, ram_size: u64) -> Result<Self, DomainError> {
-        let ram =
-            memory::allocate_zeroed(ram_size, PAGE_SIZE_2M).ok_or(DomainError::OutOfMemory { bytes: ram_size })?;
-        let mem = memory::phys_memory();
-        let mapped = EptTables::new(&mut HostFrames, &mem).and_then(|mut ept| {
-            let result = ept.map_range(
-                GuestPhysAddr::new(0),
-                ram,
-                ram_size,
-                EptFlags::READ | EptFlags::WRITE | EptFlags::EXECUTE,
-                MemoryType::WriteBack,
-                PageSize::Size2M,
-                &mut HostFrames,
-                &mem,
-            );
-            match result {
-                Ok(()) => Ok(ept),
-                Err(error) => {
-                    ept.destroy(&mut HostFrames, &mem);
-                    Err(error)
-                }
-            }
-        });
-        match mapped {
-            Ok(ept) => Ok(Self {
-                id,
-                ram,
-                ram_size,
-                ept: Some(ept),
-                console: ConsoleLine::default(),
-                timer_ticks: 0,
-                selftest_report: None,
-                cpu: GuestCpu::default(),
-                platform: None,
-                unbacked_accesses: 0,
-                mmio_decodes: DecodeCache::default(),
-                management: None,
-            }),
-            Err(error) => {
-                memory::free(ram, ram_size);
-                Err(DomainError::Ept(error))
-            }
+        Self::with_max_chunk(id, ram_size, ram_size)
+    }
+
+    /// Like [`Domain::new`], with host blocks of at most `max_chunk` bytes.
+    /// Blocks are tried largest first (the whole remainder, then powers of
+    /// two down to 2 MiB), are 2 MiB aligned and map at consecutive
+    /// guest-physical addresses. Every block and table is returned to the
+    /// host if any step fails.
+    pub fn with_max_chunk(id: u16, ram_size: u64, max_chunk: u64) -> Result<Self, DomainError> {
+        let plan = ChunkPlan::new(ram_size, PAGE_SIZE_2M)
+            .ok_or(DomainError::BadSize { bytes: ram_size })?
+            .with_max_chunk(max_chunk);
+        let phys = memory::phys_memory();
+        let mut ram = GuestRam::new(phys);
+        // RAM first, tables after: the blocks come straight from what is
+        // free, not from around table frames taken just before.
+        if let Err(error) = allocate_ram(&mut ram, plan) {
+            memory::free_guest_ram(ram);
+            return Err(error);
         }
+        let ept = match map_ram(&ram) {
+            Ok(ept) => ept,
+            Err(error) => {
+                memory::free_guest_ram(ram);
+                return Err(error);
+            }
+        };
+        let blocks = ram.regions().len();
+        if blocks > 1 {
+            log::info!("domain {id}: {} MiB of RAM in {blocks} host blocks", ram_size >> 20);
+        }
+        Ok(Self {
+            id,
+            memory: ram,
+            ram_size,
+            ept: Some(ept),
+            console: ConsoleLine::default(),
+            timer_ticks: 0,
+            selftest_report: None,
+            cpu: GuestCpu::default(),
+            platform: None,
+            unbacked_accesses: 0,
+            mmio_decodes: DecodeCache::default(),
+            management: None,
+        })
     }
 
     pub fn ram_size(&self) -> u64 {
         self.ram_size
     }
 
-    /// The guest's RAM, indexed by guest-physical address.
-    pub fn ram_mut(&mut self) -> &mut [u8] {
-        // SAFETY: the block is owned by this domain for its lifetime and only
-        // reached through this borrow while the guest is not running.
-        unsafe { memory::block_bytes(self.ram, self.ram_size) }
+    /// The guest's physical memory: checked reads and writes of its RAM,
+    /// and its region map.
+    pub fn memory(&self) -> &GuestRam {
+        &self.memory
+    }
+
+    /// As [`Domain::memory`], for writing (while the guest is not running).
+    pub fn memory_mut(&mut self) -> &mut GuestRam {
+        &mut self.memory
+    }
+
+    /// How many host blocks hold the guest's RAM.
+    pub fn ram_blocks(&self) -> usize {
+        self.memory
+            .regions()
+            .iter()
+            .filter(|region| region.kind() == MemoryKind::Ram)
+            .count()
     }
 
     /// What MMIO emulation needs at once: the platform, the decode cache
-    /// and the RAM (read for instruction fetch). `None` without a platform.
-    pub fn mmio_parts(&mut self) -> Option<(&mut VirtualPlatform, &mut DecodeCache, &[u8])> {
-        // SAFETY: as for `ram_mut`; the platform, the cache and the RAM are
-        // disjoint and the RAM is only read through this borrow.
-        let ram = unsafe { memory::block_bytes(self.ram, self.ram_size) };
-        Some((self.platform.as_deref_mut()?, &mut self.mmio_decodes, ram))
+    /// and guest memory (read for instruction fetch and page walks). `None`
+    /// without a platform.
+    pub fn mmio_parts(&mut self) -> Option<(&mut VirtualPlatform, &mut DecodeCache, &GuestRam)> {
+        Some((self.platform.as_deref_mut()?, &mut self.mmio_decodes, &self.memory))
     }
 
     /// Maps `len` bytes of host memory at `hpa` (Keel's, shared with the
-    /// guest) at guest-physical `gpa`, write-back cached.
+    /// guest) at guest-physical `gpa`, write-back cached. It is recorded as
+    /// shared memory, not RAM: guest-memory accesses do not reach it, and
+    /// it cannot overlap RAM or a device range.
     pub fn map_shared(&mut self, gpa: u64, hpa: HostPhysAddr, len: u64) -> Result<(), DomainError> {
         let ept = self.ept.as_mut().ok_or(DomainError::Ept(EptError::AddressOutOfRange))?;
-        ept.map_range(
-            GuestPhysAddr::new(gpa),
+        let start = GuestPhysAddr::new(gpa);
+        self.memory.add_shared(start, hpa, len).map_err(DomainError::Memory)?;
+        let mapped = ept.map_range(
+            start,
             hpa,
             len,
             EptFlags::READ | EptFlags::WRITE,
@@ -141,17 +169,24 @@ impl Domain {
             PageSize::Size2M,
             &mut HostFrames,
             &memory::phys_memory(),
-        )
-        .map_err(DomainError::Ept)
+        );
+        mapped.map_err(|error| {
+            self.memory.remove(start, MemoryKind::Shared);
+            DomainError::Ept(error)
+        })
     }
 
-    /// Unmaps what [`Domain::map_shared`] mapped. The caller invalidates
-    /// the EPT translations (INVEPT) before the guest runs again.
-    pub fn unmap_shared(&mut self, gpa: u64, len: u64) {
+    /// Unmaps what [`Domain::map_shared`] mapped at `gpa` (nothing if no
+    /// shared memory starts there). The caller invalidates the EPT
+    /// translations (INVEPT) before the guest runs again.
+    pub fn unmap_shared(&mut self, gpa: u64) {
+        let Some(region) = self.memory.remove(GuestPhysAddr::new(gpa), MemoryKind::Shared) else {
+            return;
+        };
         let Some(ept) = self.ept.as_mut() else { return };
         let mem = memory::phys_memory();
         let mut offset = 0;
-        while offset < len {
+        while offset < region.len() {
             let page = GuestPhysAddr::new(gpa + offset);
             let size = ept.translate(page, &mem).map_or(PageSize::Size4K, |t| t.size);
             let _ = ept.unmap(page, size, &mut HostFrames, &mem);
@@ -180,16 +215,22 @@ impl Domain {
     pub fn move_management(&mut self, now_at: Option<u64>) {
         let Some(management) = self.management else { return };
         if let Some(old) = management.mapped_at {
-            self.unmap_shared(old, management.len);
+            self.unmap_shared(old);
         }
         let mapped_at = now_at.filter(|&gpa| match self.map_shared(gpa, management.shared, management.len) {
             Ok(()) => true,
             Err(error) => {
-                log::warn!("domain {}: cannot map the management memory at {gpa:#x}: {error}", self.id);
+                log::warn!(
+                    "domain {}: cannot map the management memory at {gpa:#x}: {error}",
+                    self.id
+                );
                 false
             }
         });
-        self.management = Some(Management { mapped_at, ..management });
+        self.management = Some(Management {
+            mapped_at,
+            ..management
+        });
     }
 
     /// The EPT pointer for this domain's VMCSs.
@@ -205,6 +246,48 @@ impl Domain {
         if let Some(ept) = self.ept.take() {
             ept.destroy(&mut HostFrames, &memory::phys_memory());
         }
-        memory::free(self.ram, self.ram_size);
+        memory::free_guest_ram(self.memory);
     }
+}
+
+/// Allocates the host blocks `plan` asks for, each recorded in `ram` as RAM
+/// at the next guest-physical address. On error, what was allocated is in
+/// `ram` (for [`memory::free_guest_ram`]).
+fn allocate_ram(ram: &mut GuestRam, mut plan: ChunkPlan) -> Result<(), DomainError> {
+    while let Some(size) = plan.next_size() {
+        match memory::allocate_guest_ram(ram, GuestPhysAddr::new(plan.placed()), size) {
+            Ok(_) => plan.allocated(),
+            Err(GuestRamError::OutOfMemory) if plan.shrink() => {}
+            Err(GuestRamError::OutOfMemory) => return Err(DomainError::OutOfMemory { bytes: plan.total() }),
+            Err(GuestRamError::Map(error)) => return Err(DomainError::Memory(error)),
+        }
+    }
+    Ok(())
+}
+
+/// EPT tables mapping every RAM region of `ram` (read, write, execute,
+/// write-back; 2 MiB pages where both sides are aligned); nothing else.
+fn map_ram(ram: &GuestRam) -> Result<EptTables, DomainError> {
+    let phys = memory::phys_memory();
+    let mut ept = EptTables::new(&mut HostFrames, &phys).map_err(DomainError::Ept)?;
+    for region in ram.regions() {
+        let (MemoryKind::Ram, Some(host)) = (region.kind(), region.host()) else {
+            continue;
+        };
+        let mapped = ept.map_range(
+            region.start(),
+            host,
+            region.len(),
+            EptFlags::READ | EptFlags::WRITE | EptFlags::EXECUTE,
+            MemoryType::WriteBack,
+            PageSize::Size2M,
+            &mut HostFrames,
+            &phys,
+        );
+        if let Err(error) = mapped {
+            ept.destroy(&mut HostFrames, &phys);
+            return Err(DomainError::Ept(error));
+        }
+    }
+    Ok(ept)
 }

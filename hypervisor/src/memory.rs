@@ -4,7 +4,10 @@
 //! The boot code identity-maps the first 4 GiB, so only memory below that
 //! line is handed out; physical addresses double as pointers.
 
-use keel_memory::{FrameAllocator, HostPhysAddr, IdentityPhysMemory, PhysRange, RangeAllocator, PAGE_SIZE_4K};
+use keel_memory::{
+    FrameAllocator, GuestMemoryMap, GuestPhysAddr, HostPhysAddr, IdentityPhysMemory, MapError, MemoryKind, PhysRange,
+    RangeAllocator, PAGE_SIZE_2M, PAGE_SIZE_4K,
+};
 use linked_list_allocator::LockedHeap;
 use multiboot2::{BootInformation, MemoryAreaType};
 use spin::Mutex;
@@ -130,6 +133,48 @@ pub fn phys_memory() -> IdentityPhysMemory {
     // SAFETY: every frame the allocator hands out lies below 4 GiB, which
     // the boot page tables identity-map read/write.
     unsafe { IdentityPhysMemory::new() }
+}
+
+/// A guest's physical address space, its RAM reached through the identity
+/// map. Its RAM regions are always blocks from [`allocate_guest_ram`].
+pub type GuestRam = GuestMemoryMap<IdentityPhysMemory>;
+
+/// Why [`allocate_guest_ram`] added nothing.
+#[derive(Debug)]
+pub enum GuestRamError {
+    /// No free block of that size.
+    OutOfMemory,
+    /// The map refused the region (the block went back to the allocator).
+    Map(MapError),
+}
+
+/// Allocates a zeroed, 2 MiB-aligned host block of `size` bytes (a multiple
+/// of 4 KiB) and adds it to `ram` as guest RAM at `gpa`. The block belongs
+/// to `ram` from then on, until [`free_guest_ram`].
+pub fn allocate_guest_ram(ram: &mut GuestRam, gpa: GuestPhysAddr, size: u64) -> Result<HostPhysAddr, GuestRamError> {
+    let block = allocate_zeroed(size, PAGE_SIZE_2M).ok_or(GuestRamError::OutOfMemory)?;
+    // SAFETY: the block was just taken from the frame allocator for this map
+    // alone and is only returned by `free_guest_ram`, which consumes the map;
+    // it lies below 4 GiB, so every frame of it is identity-mapped read/write
+    // for `IdentityPhysMemory`; nothing makes a Rust reference to it (the map
+    // copies through raw pointers and hands none out).
+    match unsafe { ram.add_ram(gpa, block, size) } {
+        Ok(()) => Ok(block),
+        Err(error) => {
+            free(block, size);
+            Err(GuestRamError::Map(error))
+        }
+    }
+}
+
+/// Returns every RAM block of `ram` to the frame allocator, together with
+/// the map that reached them.
+pub fn free_guest_ram(ram: GuestRam) {
+    for region in ram.regions() {
+        if let (MemoryKind::Ram, Some(host)) = (region.kind(), region.host()) {
+            free(host, region.len());
+        }
+    }
 }
 
 /// A byte view of a host block the caller owns.

@@ -4,7 +4,7 @@
 
 use keel_insn::mmio::{apply_load, decode_mmio, store_value, CodeBitness, MmioInstruction, MmioKind, StoreSource};
 use keel_insn::walk::{fetch_instruction, PagingState, MAX_INSTRUCTION_LEN};
-use keel_insn::GuestMemoryRead;
+use keel_memory::GuestMemoryRead;
 
 use crate::vcpu::{MemoryFault, Vcpu};
 use crate::vplatform::VirtualPlatform;
@@ -35,24 +35,6 @@ impl MmioTarget for Unbacked {
     }
 
     fn write(&mut self, _gpa: u64, _size: u8, _value: u64) {}
-}
-
-/// Guest RAM (guest-physical 0 upwards) as the page walker reads it.
-struct GuestRam<'a>(&'a [u8]);
-
-impl GuestMemoryRead for GuestRam<'_> {
-    fn read_u64(&self, gpa: u64) -> Option<u64> {
-        let mut bytes = [0u8; 8];
-        self.read_bytes(gpa, &mut bytes)?;
-        Some(u64::from_le_bytes(bytes))
-    }
-
-    fn read_bytes(&self, gpa: u64, buf: &mut [u8]) -> Option<()> {
-        let start = usize::try_from(gpa).ok()?;
-        let end = start.checked_add(buf.len())?;
-        buf.copy_from_slice(self.0.get(start..end)?);
-        Some(())
-    }
 }
 
 const CACHE_SLOTS: usize = 16;
@@ -94,11 +76,14 @@ impl DecodeCache {
 }
 
 /// Performs the faulting instruction against `target` (the device at
-/// `fault.gpa`, or [`Unbacked`]).
-pub fn emulate(
+/// `fault.gpa`, or [`Unbacked`]). The instruction is fetched through the
+/// guest's page tables from `memory`: a table or instruction byte outside
+/// guest RAM (a hole, device memory) makes it unfetchable, never a read of
+/// something else.
+pub fn emulate<M: GuestMemoryRead + ?Sized>(
     target: &mut impl MmioTarget,
     cache: &mut DecodeCache,
-    ram: &[u8],
+    memory: &M,
     vcpu: &mut impl Vcpu,
     fault: MemoryFault,
 ) -> Result<(), &'static str> {
@@ -113,7 +98,7 @@ pub fn emulate(
     let mut bytes = [0u8; MAX_INSTRUCTION_LEN];
     let rip = vcpu.rip();
     let fetched =
-        fetch_instruction(&GuestRam(ram), &paging, rip, &mut bytes).map_err(|_| "the instruction cannot be fetched")?;
+        fetch_instruction(memory, &paging, rip, &mut bytes).map_err(|_| "the instruction cannot be fetched")?;
     let instruction = cache
         .decode(rip, &bytes, fetched)
         .ok_or("the instruction is not a supported MMIO access")?;

@@ -11,12 +11,14 @@
 //!   applies the x86 partial-register rules when completing a load.
 //!
 //! Everything here is pure logic over guest-controlled data: guest memory is
-//! reached only through [`GuestMemoryRead`], and every malformed input yields a
-//! typed error rather than a panic.
+//! reached only through [`GuestMemoryRead`] (`keel-memory`'s checked guest
+//! memory, so the walker reads a guest whose RAM is many host blocks the
+//! same way, and a table or instruction in a hole or in device memory is an
+//! error), and every malformed input yields a typed error rather than a panic.
 #![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
 
-mod guest_memory;
 pub mod mmio;
 pub mod walk;
 
-pub use guest_memory::GuestMemoryRead;
+pub use keel_memory::{GuestMemoryError, GuestMemoryRead};

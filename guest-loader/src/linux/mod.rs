@@ -5,11 +5,13 @@ mod placement;
 
 pub use placement::{DEFAULT_KERNEL_LOAD_GPA, INITRD_MIN_GPA};
 
+use keel_memory::GuestMemory;
+
 use crate::boot_params::offsets::ZERO_PAGE_SIZE;
-use crate::boot_params::{build_zero_page, GuestMemoryLayout, ZeroPageContents};
+use crate::boot_params::{build_zero_page, E820Type, GuestMemoryLayout, ZeroPageContents};
 use crate::bzimage::BzImage;
 use crate::error::{GuestRegion, LoadError, RegionKind};
-use crate::guest_memory::{buffer_len, check_disjoint, check_in_ram, write_guest};
+use crate::guest_memory::{check_backed, check_disjoint, check_in_ram, write_guest};
 use crate::long_mode::{setup_long_mode, LongModeLayout, LongModeState};
 
 /// The 64-bit entry point sits this far past the protected-mode kernel's start.
@@ -18,8 +20,8 @@ pub const ENTRY_64_OFFSET: u64 = 0x200;
 /// Where the loader may put things in guest memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LinuxLayout<'a> {
-    /// Guest RAM and its holes; becomes the e820 map. `ram_bytes` may be
-    /// less than the host buffer but not more.
+    /// Guest RAM and its holes; becomes the e820 map. Every range it
+    /// offers as usable RAM must be RAM in the guest memory loaded into.
     pub memory: GuestMemoryLayout<'a>,
     /// 4 KiB `boot_params`.
     pub zero_page_gpa: u64,
@@ -44,10 +46,12 @@ pub struct LinuxEntry {
 }
 
 /// Loads `image` (a bzImage) with an optional initrd and a command line into
-/// `ram`. Every placement is validated before the first byte is written, so
-/// an error leaves `ram` untouched.
-pub fn load_linux(
-    ram: &mut [u8],
+/// guest memory. Every placement is validated (against the layout and
+/// against what is RAM in `memory`) before the first byte is written, so an
+/// error leaves guest memory untouched. RAM may be made of several regions:
+/// the kernel or initrd may straddle them.
+pub fn load_linux<M: GuestMemory + ?Sized>(
+    memory: &mut M,
     image: &[u8],
     initrd: Option<&[u8]>,
     cmdline: &str,
@@ -55,14 +59,8 @@ pub fn load_linux(
 ) -> Result<LinuxEntry, LoadError> {
     let kernel_image = BzImage::parse(image)?;
     let ram_bytes = layout.memory.ram_bytes;
-    let buffer_bytes = buffer_len(ram);
-    if ram_bytes > buffer_bytes {
-        return Err(LoadError::RamLargerThanBuffer {
-            layout_bytes: ram_bytes,
-            buffer_bytes,
-        });
-    }
     layout.memory.validate()?;
+    check_usable_ram_backed(memory, &layout.memory)?;
     let cmdline_region = command_line_region(&kernel_image, cmdline, layout.cmdline_gpa)?;
 
     let kernel = placement::kernel_region(&kernel_image, ram_bytes)?;
@@ -77,6 +75,7 @@ pub fn load_linux(
     for region in occupied {
         check_in_ram(region, ram_bytes)?;
         check_clear_of_reserved(region, &layout.memory)?;
+        check_backed(memory, region)?;
     }
     check_disjoint(&occupied)?;
     for region in [kernel, zero_page, cmdline_region] {
@@ -87,6 +86,7 @@ pub fn load_linux(
         Some(bytes) if !bytes.is_empty() => {
             let size = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
             let region = placement::place_initrd(&kernel_image, &layout.memory, &occupied, size)?;
+            check_backed(memory, region)?;
             Some((region, bytes))
         }
         _ => None,
@@ -100,17 +100,22 @@ pub fn load_linux(
     let zero_page_bytes = build_zero_page(&kernel_image, &layout.memory, &zero_page_contents)?;
 
     write_guest(
-        ram,
+        memory,
         RegionKind::Kernel,
         kernel.start,
         kernel_image.protected_mode_kernel(),
     )?;
     if let Some((region, bytes)) = initrd_region {
-        write_guest(ram, RegionKind::Initrd, region.start, bytes)?;
+        write_guest(memory, RegionKind::Initrd, region.start, bytes)?;
     }
-    write_command_line(ram, cmdline_region, cmdline)?;
-    write_guest(ram, RegionKind::ZeroPage, zero_page.start, zero_page_bytes.as_bytes())?;
-    let long_mode = setup_long_mode(ram, &layout.long_mode)?;
+    write_command_line(memory, cmdline_region, cmdline)?;
+    write_guest(
+        memory,
+        RegionKind::ZeroPage,
+        zero_page.start,
+        zero_page_bytes.as_bytes(),
+    )?;
+    let long_mode = setup_long_mode(memory, &layout.long_mode)?;
 
     Ok(LinuxEntry {
         rip: kernel.start.saturating_add(ENTRY_64_OFFSET),
@@ -135,10 +140,28 @@ fn command_line_region(image: &BzImage<'_>, cmdline: &str, gpa: u64) -> Result<G
     GuestRegion::new(RegionKind::CommandLine, gpa, len.saturating_add(1))
 }
 
-fn write_command_line(ram: &mut [u8], region: GuestRegion, cmdline: &str) -> Result<(), LoadError> {
-    write_guest(ram, RegionKind::CommandLine, region.start, cmdline.as_bytes())?;
+fn write_command_line<M: GuestMemory + ?Sized>(
+    memory: &mut M,
+    region: GuestRegion,
+    cmdline: &str,
+) -> Result<(), LoadError> {
+    write_guest(memory, RegionKind::CommandLine, region.start, cmdline.as_bytes())?;
     let terminator = region.end.saturating_sub(1);
-    write_guest(ram, RegionKind::CommandLine, terminator, &[0])
+    write_guest(memory, RegionKind::CommandLine, terminator, &[0])
+}
+
+/// Fails unless every range the e820 map will offer as RAM is RAM in
+/// `memory`: the guest would use it as such.
+fn check_usable_ram_backed<M: GuestMemory + ?Sized>(
+    memory: &M,
+    layout: &GuestMemoryLayout<'_>,
+) -> Result<(), LoadError> {
+    for entry in layout.e820_table()?.as_slice() {
+        if entry.kind == E820Type::Ram {
+            check_backed(memory, GuestRegion::new(RegionKind::UsableRam, entry.addr, entry.size)?)?;
+        }
+    }
+    Ok(())
 }
 
 fn check_clear_of_reserved(region: GuestRegion, memory: &GuestMemoryLayout<'_>) -> Result<(), LoadError> {

@@ -1,3 +1,6 @@
+use keel_memory::test_support::ArenaMemory;
+use keel_memory::{GuestMemoryError, GuestMemoryMap, GuestMemoryRead, GuestPhysAddr, MemoryKind};
+
 use super::*;
 use crate::boot_params::{E820Type, ReservedRange, LEGACY_HOLE};
 use crate::bzimage::header::{CMDLINE_SIZE, INIT_SIZE, PREF_ADDRESS, RELOCATABLE_KERNEL};
@@ -304,11 +307,129 @@ fn layout_larger_than_the_buffer_is_rejected() {
     let mut ram = vec![0u8; (32 * MIB) as usize];
     assert_eq!(
         load_linux(&mut ram, &image.bytes, None, "", &layout()),
-        Err(LoadError::RamLargerThanBuffer {
-            layout_bytes: RAM_BYTES,
-            buffer_bytes: 32 * MIB
+        Err(LoadError::NotBacked {
+            region: GuestRegion::new(RegionKind::UsableRam, MIB, ACPI.start - MIB).unwrap(),
+            error: GuestMemoryError::Unmapped {
+                gpa: GuestPhysAddr::new(32 * MIB)
+            }
         })
     );
+    assert!(ram.iter().all(|&byte| byte == 0));
+}
+
+/// Guest RAM [0, 64 MiB) as three host blocks split at `splits`, each
+/// below the previous one in host memory.
+fn ram_in_blocks(splits: &[u64]) -> GuestMemoryMap<ArenaMemory> {
+    let mut memory = GuestMemoryMap::new(ArenaMemory::new());
+    let mut start = 0;
+    for &end in splits.iter().chain([RAM_BYTES].iter()) {
+        memory.add_arena_ram(GuestPhysAddr::new(start), end - start).unwrap();
+        start = end;
+    }
+    memory
+}
+
+fn read_back(memory: &impl GuestMemoryRead, gpa: u64, len: usize) -> Vec<u8> {
+    let mut bytes = vec![0; len];
+    memory.read(GuestPhysAddr::new(gpa), &mut bytes).unwrap();
+    bytes
+}
+
+#[test]
+fn image_and_initrd_are_written_across_ram_regions() {
+    let image = SyntheticImage::new();
+    let initrd = initrd_bytes(0x5432);
+    // The kernel [16 MiB, 24 MiB) straddles 20 MiB; the initrd (at the top,
+    // 0x3FFA000..0x3FFF432) straddles 0x3FFC000.
+    let mut memory = ram_in_blocks(&[20 * MIB, RAM_BYTES - 0x4000]);
+    let entry = load_linux(&mut memory, &image.bytes, Some(&initrd), "console=ttyS0", &layout()).unwrap();
+
+    let mut flat = ram();
+    let flat_entry = load_linux(&mut flat, &image.bytes, Some(&initrd), "console=ttyS0", &layout()).unwrap();
+    assert_eq!(entry, flat_entry, "the same placements whatever backs RAM");
+
+    assert_eq!(entry.kernel.start, 16 * MIB);
+    assert_eq!(read_back(&memory, 16 * MIB, KERNEL_LEN), &image.bytes[SETUP_BYTES..]);
+    let initrd_region = entry.initrd.unwrap();
+    assert!(initrd_region.start < RAM_BYTES - 0x4000 && initrd_region.end > RAM_BYTES - 0x4000);
+    assert_eq!(read_back(&memory, initrd_region.start, initrd.len()), initrd);
+    // Byte for byte what the flat buffer holds.
+    for (start, len) in [
+        (0, 0x3_0000),
+        (16 * MIB, KERNEL_LEN),
+        (initrd_region.start, initrd.len()),
+    ] {
+        assert_eq!(
+            read_back(&memory, start, len),
+            &flat[start as usize..start as usize + len],
+            "{start:#x}"
+        );
+    }
+}
+
+#[test]
+fn a_hole_in_usable_ram_fails_cleanly_before_anything_is_written() {
+    let image = SyntheticImage::new();
+    let initrd = initrd_bytes(0x5432);
+    // RAM [0, 20 MiB) and [21 MiB, 64 MiB) with a hole the layout does not
+    // know about: the kernel would be written into it.
+    let mut memory = GuestMemoryMap::new(ArenaMemory::new());
+    memory.add_arena_ram(GuestPhysAddr::new(0), 20 * MIB).unwrap();
+    memory.add_reserved(GuestPhysAddr::new(20 * MIB), MIB).unwrap();
+    memory
+        .add_arena_ram(GuestPhysAddr::new(21 * MIB), RAM_BYTES - 21 * MIB)
+        .unwrap();
+    let err = load_linux(&mut memory, &image.bytes, Some(&initrd), "quiet", &layout()).unwrap_err();
+    assert_eq!(
+        err,
+        LoadError::NotBacked {
+            region: GuestRegion::new(RegionKind::UsableRam, MIB, ACPI.start - MIB).unwrap(),
+            error: GuestMemoryError::NotRam {
+                gpa: GuestPhysAddr::new(20 * MIB),
+                kind: MemoryKind::Reserved
+            }
+        }
+    );
+    assert_eq!(
+        err.to_string(),
+        "usable RAM [0x100000, 0x3e00000) is not backed by guest RAM: guest-physical 0x1400000 is reserved, not RAM"
+    );
+    for (start, len) in [(0, 20 * MIB), (21 * MIB, RAM_BYTES - 21 * MIB)] {
+        assert!(
+            read_back(&memory, start, len as usize).iter().all(|&byte| byte == 0),
+            "a failed load must not write"
+        );
+    }
+}
+
+#[test]
+fn ram_ending_early_fails_cleanly() {
+    let image = SyntheticImage::new();
+    // Device memory where the layout expects the top of RAM.
+    let mut memory = GuestMemoryMap::new(ArenaMemory::new());
+    memory.add_arena_ram(GuestPhysAddr::new(0), 48 * MIB).unwrap();
+    memory.add_mmio(GuestPhysAddr::new(48 * MIB), 16 * MIB).unwrap();
+    assert!(matches!(
+        load_linux(&mut memory, &image.bytes, None, "", &layout()),
+        Err(LoadError::NotBacked {
+            error: GuestMemoryError::NotRam {
+                kind: MemoryKind::Mmio,
+                ..
+            },
+            ..
+        })
+    ));
+    // Told the truth, the same memory loads.
+    let reserved = [LEGACY_HOLE];
+    let smaller = LinuxLayout {
+        memory: GuestMemoryLayout {
+            ram_bytes: 48 * MIB,
+            reserved: &reserved,
+        },
+        acpi_rsdp_gpa: None,
+        ..layout()
+    };
+    assert!(load_linux(&mut memory, &image.bytes, None, "", &smaller).is_ok());
 }
 
 #[test]

@@ -10,8 +10,10 @@ pub use gdt::{
 };
 pub use paging::{long_mode_tables_size, MAX_IDENTITY_MAP_BYTES};
 
+use keel_memory::GuestMemory;
+
 use crate::error::{GuestRegion, LoadError, RegionKind};
-use crate::guest_memory::{buffer_len, check_aligned, check_disjoint, check_in_ram, write_guest, PAGE_SIZE};
+use crate::guest_memory::{check_aligned, check_backed, check_disjoint, write_guest, PAGE_SIZE};
 
 /// CR0.PE: protected mode.
 pub const CR0_PE: u64 = 1 << 0;
@@ -72,20 +74,23 @@ pub struct LongModeState {
     pub data_selector: u16,
 }
 
-/// Writes the identity-map page tables and the boot GDT into `ram` and
-/// returns the control-register state that makes them live.
-pub fn setup_long_mode(ram: &mut [u8], layout: &LongModeLayout) -> Result<LongModeState, LoadError> {
-    let ram_bytes = buffer_len(ram);
+/// Writes the identity-map page tables and the boot GDT into guest memory
+/// and returns the control-register state that makes them live. Both must
+/// lie in guest RAM (checked before anything is written).
+pub fn setup_long_mode<M: GuestMemory + ?Sized>(
+    memory: &mut M,
+    layout: &LongModeLayout,
+) -> Result<LongModeState, LoadError> {
     let tables = layout.page_tables_region()?;
     let gdt = layout.gdt_region()?;
     check_aligned(RegionKind::PageTables, tables.start, PAGE_SIZE)?;
     check_aligned(RegionKind::Gdt, gdt.start, GDT_ALIGNMENT)?;
-    check_in_ram(tables, ram_bytes)?;
-    check_in_ram(gdt, ram_bytes)?;
+    check_backed(memory, tables)?;
+    check_backed(memory, gdt)?;
     check_disjoint(&[tables, gdt])?;
 
-    let cr3 = paging::write_identity_map(ram, tables.start, layout.identity_map_bytes)?;
-    write_guest(ram, RegionKind::Gdt, gdt.start, &gdt::gdt_bytes())?;
+    let cr3 = paging::write_identity_map(memory, tables.start, layout.identity_map_bytes)?;
+    write_guest(memory, RegionKind::Gdt, gdt.start, &gdt::gdt_bytes())?;
 
     Ok(LongModeState {
         cr0: CR0_PE | CR0_ET | CR0_NE | CR0_PG,

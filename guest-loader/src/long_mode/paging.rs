@@ -1,8 +1,10 @@
 //! Identity-mapping page tables: one PML4, one PDPT and one page directory
 //! of 2 MiB pages per GiB mapped.
 
+use keel_memory::GuestMemory;
+
 use crate::error::{GuestRegion, LoadError, RegionKind};
-use crate::guest_memory::{guest_bytes_mut, PAGE_SIZE};
+use crate::guest_memory::{check_backed, write_guest, PAGE_SIZE};
 
 pub(crate) const PRESENT: u64 = 1 << 0;
 pub(crate) const WRITABLE: u64 = 1 << 1;
@@ -32,8 +34,14 @@ pub fn long_mode_tables_size(identity_map_bytes: u64) -> u64 {
 }
 
 /// Writes the identity-map tables at `tables_gpa` and returns the PML4
-/// address (the guest's CR3).
-pub(crate) fn write_identity_map(ram: &mut [u8], tables_gpa: u64, identity_map_bytes: u64) -> Result<u64, LoadError> {
+/// address (the guest's CR3). Each table is built in a host buffer and
+/// written whole, so guest RAM may hold anything beforehand: stale bytes
+/// never survive as extra mappings.
+pub(crate) fn write_identity_map<M: GuestMemory + ?Sized>(
+    memory: &mut M,
+    tables_gpa: u64,
+    identity_map_bytes: u64,
+) -> Result<u64, LoadError> {
     if identity_map_bytes > MAX_IDENTITY_MAP_BYTES {
         return Err(LoadError::IdentityMapTooLarge {
             requested: identity_map_bytes,
@@ -45,48 +53,57 @@ pub(crate) fn write_identity_map(ram: &mut [u8], tables_gpa: u64, identity_map_b
         tables_gpa,
         long_mode_tables_size(identity_map_bytes),
     )?;
-    let tables = guest_bytes_mut(ram, region)?;
-    // Guest RAM may hold anything; stale bytes would read as extra mappings.
-    tables.fill(0);
+    check_backed(memory, region)?;
 
-    let pml4_offset = 0;
-    let pdpt_offset = PAGE_SIZE;
-    let first_directory_offset = 2 * PAGE_SIZE;
-    let table_entry = |table_offset: u64| (tables_gpa + table_offset) | PRESENT | WRITABLE;
+    let pml4_gpa = region.start;
+    let pdpt_gpa = pml4_gpa + PAGE_SIZE;
+    let first_directory_gpa = pml4_gpa + 2 * PAGE_SIZE;
+    let table_entry = |table_gpa: u64| table_gpa | PRESENT | WRITABLE;
+    let directories = directory_count(identity_map_bytes);
 
-    let mut writer = TableWriter { tables, region };
-    writer.set(pml4_offset, 0, table_entry(pdpt_offset))?;
-    for gib in 0..directory_count(identity_map_bytes) {
-        let directory_offset = first_directory_offset + gib * PAGE_SIZE;
-        writer.set(pdpt_offset, gib, table_entry(directory_offset))?;
+    let mut pml4 = Table::default();
+    pml4.set(0, table_entry(pdpt_gpa));
+    write_guest(memory, RegionKind::PageTables, pml4_gpa, &pml4.0)?;
+
+    let mut pdpt = Table::default();
+    for gib in 0..directories {
+        pdpt.set(gib, table_entry(first_directory_gpa + gib * PAGE_SIZE));
+    }
+    write_guest(memory, RegionKind::PageTables, pdpt_gpa, &pdpt.0)?;
+
+    for gib in 0..directories {
+        let mut directory = Table::default();
         for index in 0..ENTRIES_PER_TABLE {
             let physical = gib * ONE_GIB + index * TWO_MIB;
-            writer.set(directory_offset, index, physical | PRESENT | WRITABLE | HUGE_PAGE)?;
+            directory.set(index, physical | PRESENT | WRITABLE | HUGE_PAGE);
         }
+        write_guest(
+            memory,
+            RegionKind::PageTables,
+            first_directory_gpa + gib * PAGE_SIZE,
+            &directory.0,
+        )?;
     }
-    Ok(tables_gpa + pml4_offset)
+    Ok(pml4_gpa)
 }
 
-/// Writes entries into the page-table region, which was sized from the same
-/// directory count, so the bounds check below only guards against bugs.
-struct TableWriter<'a> {
-    tables: &'a mut [u8],
-    region: GuestRegion,
+/// One 4 KiB paging structure being built.
+struct Table([u8; PAGE_SIZE as usize]);
+
+impl Default for Table {
+    fn default() -> Self {
+        Self([0; PAGE_SIZE as usize])
+    }
 }
 
-impl TableWriter<'_> {
-    fn set(&mut self, table_offset: u64, index: u64, entry: u64) -> Result<(), LoadError> {
-        let out_of_range = LoadError::OutOfRange {
-            region: self.region,
-            ram_bytes: self.region.end,
-        };
-        let start = usize::try_from(table_offset + index * 8).map_err(|_| out_of_range)?;
-        let slot = self
-            .tables
-            .get_mut(start..start.saturating_add(8))
-            .ok_or(out_of_range)?;
-        slot.copy_from_slice(&entry.to_le_bytes());
-        Ok(())
+impl Table {
+    /// Sets entry `index` (below 512; callers iterate up to
+    /// `ENTRIES_PER_TABLE`, so anything else is silently ignored).
+    fn set(&mut self, index: u64, entry: u64) {
+        let start = usize::try_from(index * 8).unwrap_or(usize::MAX);
+        if let Some(slot) = self.0.get_mut(start..start.saturating_add(8)) {
+            slot.copy_from_slice(&entry.to_le_bytes());
+        }
     }
 }
 

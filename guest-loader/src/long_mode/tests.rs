@@ -1,3 +1,6 @@
+use keel_memory::test_support::ArenaMemory;
+use keel_memory::{GuestMemoryError, GuestMemoryMap, GuestMemoryRead, GuestPhysAddr, MemoryKind};
+
 use super::paging::{HUGE_PAGE, PRESENT, WRITABLE};
 use super::*;
 
@@ -155,8 +158,8 @@ fn structures_past_the_end_of_ram_are_rejected() {
     // Three table pages from 0x9000 end at 0xC000, past the 0xB000 buffer.
     assert!(matches!(
         setup_long_mode(&mut ram, &layout(ONE_GIB)),
-        Err(LoadError::OutOfRange { region, ram_bytes: 0xB000 })
-            if region.kind == RegionKind::PageTables && region.end == 0xC000
+        Err(LoadError::NotBacked { region, error: GuestMemoryError::Unmapped { gpa } })
+            if region.kind == RegionKind::PageTables && region.end == 0xC000 && gpa.as_u64() == 0xB000
     ));
     let gdt_outside = LongModeLayout {
         page_tables_gpa: 0x1000,
@@ -165,8 +168,46 @@ fn structures_past_the_end_of_ram_are_rejected() {
     };
     assert!(matches!(
         setup_long_mode(&mut ram, &gdt_outside),
-        Err(LoadError::OutOfRange { region, .. }) if region.kind == RegionKind::Gdt
+        Err(LoadError::NotBacked { region, .. }) if region.kind == RegionKind::Gdt
     ));
+    assert!(ram.iter().all(|&byte| byte == 0), "nothing written");
+}
+
+#[test]
+fn tables_may_straddle_ram_regions_but_not_reach_into_a_hole() {
+    let mut memory = GuestMemoryMap::new(ArenaMemory::new());
+    memory.add_arena_ram(GuestPhysAddr::new(0), 0xA000).unwrap();
+    memory.add_arena_ram(GuestPhysAddr::new(0xA000), 0x6000).unwrap();
+    memory.add_reserved(GuestPhysAddr::new(0x10000), 0x1000).unwrap();
+    // PML4 at 0x9000 in the first region, PDPT and directory in the second.
+    let state = setup_long_mode(&mut memory, &layout(ONE_GIB)).unwrap();
+    let mut ram = vec![0u8; 0x10000];
+    memory.read(GuestPhysAddr::new(0), &mut ram).unwrap();
+    assert_eq!(translate(&ram, state.cr3, ONE_GIB - 1), Some(ONE_GIB - 1));
+    assert_eq!(read_u64(&ram, 0x508), 0);
+    assert_eq!(read_u64(&ram, 0x510), 0x00AF_9B00_0000_FFFF);
+
+    // Two directories: the tables would end at 0x11000, in the hole.
+    let mut fresh = GuestMemoryMap::new(ArenaMemory::new());
+    fresh.add_arena_ram(GuestPhysAddr::new(0), 0x10000).unwrap();
+    fresh.add_reserved(GuestPhysAddr::new(0x10000), 0x1000).unwrap();
+    let too_far = LongModeLayout {
+        page_tables_gpa: 0xD000,
+        ..layout(2 * ONE_GIB)
+    };
+    assert_eq!(
+        setup_long_mode(&mut fresh, &too_far),
+        Err(LoadError::NotBacked {
+            region: too_far.page_tables_region().unwrap(),
+            error: GuestMemoryError::NotRam {
+                gpa: GuestPhysAddr::new(0x10000),
+                kind: MemoryKind::Reserved
+            }
+        })
+    );
+    let mut untouched = vec![0xFFu8; 0x10000];
+    fresh.read(GuestPhysAddr::new(0), &mut untouched).unwrap();
+    assert!(untouched.iter().all(|&byte| byte == 0), "nothing written");
 }
 
 #[test]

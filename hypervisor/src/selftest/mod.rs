@@ -8,10 +8,11 @@ use keel_abi::hypercall::{
 };
 use keel_abi::DEBUG_CONSOLE_PORT;
 use keel_guest_loader::long_mode::{long_mode_tables_size, setup_long_mode, LongModeLayout};
-use keel_memory::PAGE_SIZE_2M;
+use keel_memory::{GuestMemory, GuestMemoryError, GuestMemoryRead, GuestPhysAddr, HostPhysAddr, PAGE_SIZE_2M};
 
 use crate::domain::Domain;
 use crate::exits::{report_stop, run_until_stopped, StopReason, TimeSplit};
+use crate::memory;
 use crate::platform::Outcome;
 use crate::vcpu::LongModeEntry;
 use crate::vmx::{VmxCpu, VmxVcpu};
@@ -47,16 +48,20 @@ extern "C" {
     static test_guest_end: u8;
 }
 
-/// Guest-physical layout of a test domain.
+/// Guest-physical layout of a test domain. Its RAM is two 2 MiB host blocks
+/// apart from each other in host memory ([`ScatteredRam`]); the code
+/// straddles the boundary between them and the stack is in the second, so
+/// the guest runs across both and Keel loads it through both.
 const RAM_SIZE: u64 = 2 * PAGE_SIZE_2M;
+const RAM_BLOCK: u64 = PAGE_SIZE_2M;
 const GDT_GPA: u64 = 0x800;
 const PAGE_TABLES_GPA: u64 = 0x1000;
 const IDT_GPA: u64 = 0x8000;
 /// Test guests' time slice in TSC cycles: long enough that the timer check
 /// (which spins between hypercalls) sees slices expire only while computing.
 const TIME_SLICE_TSC: u64 = 2_000_000;
-const CODE_GPA: u64 = 0x10_0000;
-const STACK_TOP_GPA: u64 = 0x8_0000;
+const CODE_GPA: u64 = RAM_BLOCK - 0x200;
+const STACK_TOP_GPA: u64 = RAM_SIZE;
 const IDENTITY_MAP_BYTES: u64 = 1 << 30;
 
 #[derive(Clone, Copy)]
@@ -71,6 +76,8 @@ enum GuestProgram {
 struct DomainResult {
     stop: StopReason,
     selftest_report: Option<u64>,
+    /// Its RAM was several host blocks, none next to the one before it.
+    scattered_ram: bool,
 }
 
 /// Runs the scenario the command line asks for.
@@ -122,6 +129,9 @@ fn judge(first: &DomainResult, second: &DomainResult) -> Result<(), &'static str
     if !matches!(second.stop, StopReason::Unhandled { .. }) {
         return Err("domain 2 did not stop on its unhandled exit");
     }
+    if !first.scattered_ram || !second.scattered_ram {
+        return Err("a test domain's RAM was not scattered over separate host blocks");
+    }
     Ok(())
 }
 
@@ -144,13 +154,17 @@ fn bench(cpu: &VmxCpu, iterations: u32) -> Outcome {
 /// Builds a domain around the test guest, runs it to its end, reports how
 /// it stopped and what it did, and tears it down.
 fn run_test_domain(cpu: &VmxCpu, id: u16, program: GuestProgram, argument: u64) -> Option<DomainResult> {
-    let mut domain = match Domain::new(id, RAM_SIZE) {
+    let scattered = ScatteredRam::prepare();
+    let domain = Domain::with_max_chunk(id, RAM_SIZE, RAM_BLOCK);
+    drop(scattered);
+    let mut domain = match domain {
         Ok(domain) => domain,
         Err(error) => {
             log::error!("domain {id}: {error}");
             return None;
         }
     };
+    let scattered_ram = ram_is_scattered(&domain);
     domain.cpu = cpu.guest_cpu(None, 0);
     let entry = match load_test_guest(&mut domain, program, argument) {
         Ok(entry) => entry,
@@ -175,10 +189,57 @@ fn run_test_domain(cpu: &VmxCpu, id: u16, program: GuestProgram, argument: u64) 
     let result = DomainResult {
         stop,
         selftest_report: domain.selftest_report,
+        scattered_ram,
     };
     vcpu.destroy();
     domain.destroy();
     Some(result)
+}
+
+/// Makes the next 2 MiB-block allocations land apart: takes a free 4 MiB
+/// block and gives its first half back, so the first-fit allocator hands out
+/// that half (or a lower lone 2 MiB gap) and must skip the held second half
+/// for the next one. Dropping it releases the held half.
+struct ScatteredRam {
+    held: Option<HostPhysAddr>,
+}
+
+impl ScatteredRam {
+    fn prepare() -> Self {
+        let held = memory::allocate_zeroed(2 * RAM_BLOCK, RAM_BLOCK).map(|block| {
+            memory::free(block, RAM_BLOCK);
+            HostPhysAddr::new(block.as_u64() + RAM_BLOCK)
+        });
+        Self { held }
+    }
+}
+
+impl Drop for ScatteredRam {
+    fn drop(&mut self) {
+        if let Some(held) = self.held {
+            memory::free(held, RAM_BLOCK);
+        }
+    }
+}
+
+/// Whether the domain's RAM is several host blocks, each away from the end
+/// of the one before it (so nothing can get by assuming one host block).
+fn ram_is_scattered(domain: &Domain) -> bool {
+    let blocks = domain.memory().regions();
+    let hosts: alloc::vec::Vec<(u64, u64)> = blocks
+        .iter()
+        .filter_map(|region| Some((region.host()?.as_u64(), region.len())))
+        .collect();
+    let apart = hosts
+        .windows(2)
+        .all(|pair| matches!(pair, [(first, len), (second, _)] if first + len != *second));
+    log::info!(
+        "domain {}: RAM in {} host blocks at {:x?}",
+        domain.id,
+        domain.ram_blocks(),
+        hosts.iter().map(|(host, _)| host).collect::<alloc::vec::Vec<_>>()
+    );
+    domain.ram_blocks() > 1 && apart
 }
 
 fn load_test_guest(
@@ -192,10 +253,10 @@ fn load_test_guest(
         let len = (&raw const test_guest_end as usize).saturating_sub(start as usize);
         core::slice::from_raw_parts(start, len)
     };
-    let ram = domain.ram_mut();
-    debug_assert!(long_mode_tables_size(IDENTITY_MAP_BYTES) <= CODE_GPA - PAGE_TABLES_GPA);
+    let memory = domain.memory_mut();
+    debug_assert!(long_mode_tables_size(IDENTITY_MAP_BYTES) <= IDT_GPA - PAGE_TABLES_GPA);
     let state = setup_long_mode(
-        ram,
+        memory,
         &LongModeLayout {
             page_tables_gpa: PAGE_TABLES_GPA,
             gdt_gpa: GDT_GPA,
@@ -203,10 +264,18 @@ fn load_test_guest(
         },
     )
     .map_err(LoadTestGuestError::LongMode)?;
-    let start = CODE_GPA as usize;
-    ram.get_mut(start..start + code.len())
-        .ok_or(LoadTestGuestError::CodeTooLarge)?
-        .copy_from_slice(code);
+    let code_gpa = GuestPhysAddr::new(CODE_GPA);
+    memory.write(code_gpa, code).map_err(LoadTestGuestError::Code)?;
+    // Read back across the block boundary: what the guest will execute.
+    let mut check = [0u8; 64];
+    let offset = (RAM_BLOCK - CODE_GPA) as usize - check.len() / 2;
+    if let Some(expected) = code.get(offset..offset + check.len()) {
+        let at = GuestPhysAddr::new(CODE_GPA + offset as u64);
+        memory.read(at, &mut check).map_err(LoadTestGuestError::Code)?;
+        if check != expected {
+            return Err(LoadTestGuestError::ReadBack);
+        }
+    }
     Ok(LongModeEntry {
         rip: CODE_GPA,
         rsp: STACK_TOP_GPA,
@@ -218,14 +287,16 @@ fn load_test_guest(
 
 enum LoadTestGuestError {
     LongMode(keel_guest_loader::LoadError),
-    CodeTooLarge,
+    Code(GuestMemoryError),
+    ReadBack,
 }
 
 impl core::fmt::Display for LoadTestGuestError {
     fn fmt(&self, f: &mut core::fmt::Formatter) -> core::fmt::Result {
         match self {
             Self::LongMode(error) => write!(f, "{error}"),
-            Self::CodeTooLarge => f.write_str("the test guest does not fit its RAM"),
+            Self::Code(error) => write!(f, "the test guest does not fit its RAM: {error}"),
+            Self::ReadBack => f.write_str("the test guest's code reads back differently"),
         }
     }
 }

@@ -1,5 +1,5 @@
 use super::{AccessKind, PagingState, WalkError};
-use crate::GuestMemoryRead;
+use keel_memory::{GuestMemoryRead, GuestPhysAddr};
 
 /// The architectural limit on x86 instruction length.
 pub const MAX_INSTRUCTION_LEN: usize = 15;
@@ -16,8 +16,8 @@ const PAGE_GRANULE: u64 = super::entry::SMALL_PAGE_SIZE;
 /// bytes of `buf` are valid. A failure on the *second* page is not an error:
 /// the instruction may well end before it, and the CPU fetched it without
 /// faulting. If it did need those bytes, the decoder reports it as truncated.
-pub fn fetch_instruction(
-    mem: &impl GuestMemoryRead,
+pub fn fetch_instruction<M: GuestMemoryRead + ?Sized>(
+    mem: &M,
     paging: &PagingState,
     linear_ip: u64,
     buf: &mut [u8; MAX_INSTRUCTION_LEN],
@@ -40,9 +40,15 @@ pub fn fetch_instruction(
 }
 
 /// Reads `buf.len()` bytes that all lie within one page starting at `linear`.
-fn read_linear(mem: &impl GuestMemoryRead, paging: &PagingState, linear: u64, buf: &mut [u8]) -> Result<(), WalkError> {
+fn read_linear<M: GuestMemoryRead + ?Sized>(
+    mem: &M,
+    paging: &PagingState,
+    linear: u64,
+    buf: &mut [u8],
+) -> Result<(), WalkError> {
     let gpa = paging.translate(mem, linear, AccessKind::Execute)?;
-    mem.read_bytes(gpa, buf).ok_or(WalkError::InstructionUnreadable { gpa })
+    mem.read(GuestPhysAddr::new(gpa), buf)
+        .map_err(|_| WalkError::InstructionUnreadable { gpa })
 }
 
 #[cfg(test)]
@@ -140,5 +146,92 @@ mod tests {
         let flat = PagingState::new(0, 0, 0, 0);
         assert_eq!(fetch_instruction(&mem, &flat, 0x7C00, &mut buf), Ok(15));
         assert_eq!(buf[..3], [0xC6, 0x07, 0x05]);
+    }
+
+    mod region_map {
+        use keel_memory::test_support::ArenaMemory;
+        use keel_memory::{GuestMemory, GuestMemoryMap};
+
+        use super::*;
+        use crate::mmio::{decode_mmio, CodeBitness, DecodeError};
+
+        fn gpa(raw: u64) -> GuestPhysAddr {
+            GuestPhysAddr::new(raw)
+        }
+
+        /// RAM [0, 0x10000) as two host blocks split at 0x8000, a hole at
+        /// [0x10000, 0x11000), an MMIO page at 0x11000.
+        fn memory() -> GuestMemoryMap<ArenaMemory> {
+            let mut mem = GuestMemoryMap::new(ArenaMemory::new());
+            mem.add_arena_ram(gpa(0), 0x8000).unwrap();
+            mem.add_arena_ram(gpa(0x8000), 0x8000).unwrap();
+            mem.add_reserved(gpa(0x1_0000), 0x1000).unwrap();
+            mem.add_mmio(gpa(0x1_1000), 0x1000).unwrap();
+            mem
+        }
+
+        const FLAT: PagingState = PagingState::new(0, 0, 0, 0);
+
+        #[test]
+        fn fetch_crossing_into_a_hole_returns_what_precedes_it() {
+            let mut mem = memory();
+            // `mov qword [rax], -1` cut after 4 of its 7 bytes by the hole.
+            mem.write(gpa(0xFFFC), &INSTRUCTION[..4]).unwrap();
+            let mut buf = [0; MAX_INSTRUCTION_LEN];
+            assert_eq!(fetch_instruction(&mem, &FLAT, 0xFFFC, &mut buf), Ok(4));
+            assert_eq!(buf[..4], INSTRUCTION[..4]);
+            assert_eq!(decode_mmio(&buf[..4], CodeBitness::Bits64), Err(DecodeError::Truncated));
+        }
+
+        #[test]
+        fn fetch_from_a_hole_or_device_memory_is_an_error() {
+            let mem = memory();
+            let mut buf = [0; MAX_INSTRUCTION_LEN];
+            assert_eq!(
+                fetch_instruction(&mem, &FLAT, 0x1_0010, &mut buf),
+                Err(WalkError::InstructionUnreadable { gpa: 0x1_0010 })
+            );
+            assert_eq!(
+                fetch_instruction(&mem, &FLAT, 0x1_1000, &mut buf),
+                Err(WalkError::InstructionUnreadable { gpa: 0x1_1000 })
+            );
+        }
+
+        #[test]
+        fn fetch_spans_ram_regions_in_different_host_blocks() {
+            let mut mem = memory();
+            mem.write(gpa(0x7FFD), &INSTRUCTION).unwrap();
+            let mut buf = [0; MAX_INSTRUCTION_LEN];
+            assert_eq!(fetch_instruction(&mem, &FLAT, 0x7FFD, &mut buf), Ok(15));
+            assert_eq!(buf[..7], INSTRUCTION);
+        }
+
+        #[test]
+        fn page_walk_reads_tables_through_the_map() {
+            let mut mem = memory();
+            // Tables on both sides of the host-block split; the code page
+            // maps to guest-physical 0xA000.
+            let (pml4, pdpt, pd, pt) = (0x1000, 0x7000, 0x9000, 0xC000);
+            let [l4, l3, l2, l1] = indices(0x40_0000);
+            mem.write_u64(gpa(pml4 + l4 * 8), pdpt | P | RW).unwrap();
+            mem.write_u64(gpa(pdpt + l3 * 8), pd | P | RW).unwrap();
+            mem.write_u64(gpa(pd + l2 * 8), pt | P | RW).unwrap();
+            mem.write_u64(gpa(pt + l1 * 8), 0xA000 | P).unwrap();
+            mem.write(gpa(0xA010), &INSTRUCTION).unwrap();
+            let paging = PagingState::new(LONG_MODE_CR0, pml4, LONG_MODE_CR4, LONG_MODE_EFER);
+            let mut buf = [0; MAX_INSTRUCTION_LEN];
+            assert_eq!(fetch_instruction(&mem, &paging, 0x40_0010, &mut buf), Ok(15));
+            assert_eq!(buf[..7], INSTRUCTION);
+
+            // A page table pointed into device memory cannot be read.
+            mem.write_u64(gpa(pd + l2 * 8), 0x1_1000 | P | RW).unwrap();
+            assert_eq!(
+                paging.translate(&mem, 0x40_0010, AccessKind::Execute),
+                Err(WalkError::TableUnreadable {
+                    linear: 0x40_0010,
+                    entry_gpa: 0x1_1000 + l1 * 8
+                })
+            );
+        }
     }
 }

@@ -1,6 +1,6 @@
 use super::entry::{bits, ADDRESS_MASK, EXECUTE_DISABLE, PAGE_SIZE, PRESENT, SMALL_PAGE_SIZE, WRITABLE};
 use super::{PagingLevel, PagingMode, WalkError};
-use crate::GuestMemoryRead;
+use keel_memory::{GuestMemoryRead, GuestPhysAddr};
 
 const CR0_WRITE_PROTECT: u64 = 1 << 16;
 const CR0_PAGING: u64 = 1 << 31;
@@ -33,7 +33,7 @@ pub struct PagingState {
     pub cr3: u64,
     pub cr4: u64,
     pub efer: u64,
-    /// Guest MAXPHYADDR (CPUID 0x8000_0008 EAX[7:0]); entry address bits at
+    /// Guest MAXPHYADDR (CPUID 0x8000_0008 EAX bits 7:0); entry address bits at
     /// or above it are reserved. Clamped to 12..=52.
     pub max_phys_addr_bits: u8,
 }
@@ -72,7 +72,12 @@ impl PagingState {
     }
 
     /// Translates `linear` to a guest-physical address as the guest's MMU would.
-    pub fn translate(&self, mem: &impl GuestMemoryRead, linear: u64, access: AccessKind) -> Result<u64, WalkError> {
+    pub fn translate<M: GuestMemoryRead + ?Sized>(
+        &self,
+        mem: &M,
+        linear: u64,
+        access: AccessKind,
+    ) -> Result<u64, WalkError> {
         match self.mode() {
             // Without paging, linear addresses are 32 bits wide and map 1:1.
             PagingMode::Disabled => Ok(linear & 0xFFFF_FFFF),
@@ -81,7 +86,12 @@ impl PagingState {
         }
     }
 
-    fn walk_four_level(&self, mem: &impl GuestMemoryRead, linear: u64, access: AccessKind) -> Result<u64, WalkError> {
+    fn walk_four_level<M: GuestMemoryRead + ?Sized>(
+        &self,
+        mem: &M,
+        linear: u64,
+        access: AccessKind,
+    ) -> Result<u64, WalkError> {
         if !is_canonical_48(linear) {
             return Err(WalkError::NonCanonical { linear });
         }
@@ -102,17 +112,17 @@ impl PagingState {
 
     /// Reads the entry `level` uses for `linear`, rejecting it unless present
     /// and free of reserved bits.
-    fn read_entry(
+    fn read_entry<M: GuestMemoryRead + ?Sized>(
         &self,
-        mem: &impl GuestMemoryRead,
+        mem: &M,
         level: PagingLevel,
         table_base: u64,
         linear: u64,
     ) -> Result<u64, WalkError> {
         let entry_gpa = level.entry_address(table_base, linear);
         let entry = mem
-            .read_u64(entry_gpa)
-            .ok_or(WalkError::TableUnreadable { linear, entry_gpa })?;
+            .read_u64(GuestPhysAddr::new(entry_gpa))
+            .map_err(|_| WalkError::TableUnreadable { linear, entry_gpa })?;
         if entry & PRESENT == 0 {
             return Err(WalkError::NotPresent { linear, level });
         }
@@ -171,8 +181,8 @@ impl PagingState {
 
 /// Translates `linear` with the given guest control registers; see
 /// [`PagingState::translate`].
-pub fn translate(
-    mem: &impl GuestMemoryRead,
+pub fn translate<M: GuestMemoryRead + ?Sized>(
+    mem: &M,
     cr0: u64,
     cr3: u64,
     cr4: u64,

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::GuestMemoryRead;
+use keel_memory::{GuestMemoryError, GuestMemoryRead, GuestPhysAddr};
 
 pub const P: u64 = 1 << 0;
 pub const RW: u64 = 1 << 1;
@@ -37,17 +37,21 @@ impl FakeMemory {
 }
 
 impl GuestMemoryRead for FakeMemory {
-    fn read_u64(&self, gpa: u64) -> Option<u64> {
-        let mut raw = [0; 8];
-        self.read_bytes(gpa, &mut raw)?;
-        Some(u64::from_le_bytes(raw))
+    fn read(&self, gpa: GuestPhysAddr, buf: &mut [u8]) -> Result<(), GuestMemoryError> {
+        self.check_ram(gpa, buf.len() as u64)?;
+        for (offset, slot) in buf.iter_mut().enumerate() {
+            *slot = self.bytes[&(gpa.as_u64() + offset as u64)];
+        }
+        Ok(())
     }
 
-    fn read_bytes(&self, gpa: u64, buf: &mut [u8]) -> Option<()> {
-        for (offset, slot) in buf.iter_mut().enumerate() {
-            *slot = *self.bytes.get(&(gpa + offset as u64))?;
+    fn check_ram(&self, gpa: GuestPhysAddr, len: u64) -> Result<(), GuestMemoryError> {
+        match (gpa.as_u64()..gpa.as_u64() + len).find(|address| !self.bytes.contains_key(address)) {
+            Some(missing) => Err(GuestMemoryError::Unmapped {
+                gpa: GuestPhysAddr::new(missing),
+            }),
+            None => Ok(()),
         }
-        Some(())
     }
 }
 
