@@ -3,7 +3,7 @@
 use alloc::vec::Vec;
 
 use crate::config::GuestAcpiConfig;
-use crate::dsdt::{build_dsdt, validate_pci};
+use crate::dsdt::{build_dsdt, validate_pci, validate_power_button};
 use crate::error::AcpiError;
 use crate::facs::{build_facs, FACS_ALIGN};
 use crate::fadt::{build_fadt, FadtLinks, FADT_LEN};
@@ -31,7 +31,14 @@ pub struct AcpiBlob {
 pub fn build_guest_acpi(config: &GuestAcpiConfig<'_>, base_gpa: u64) -> Result<AcpiBlob, AcpiError> {
     let madt = build_madt(config)?;
     validate_pci(config)?;
-    let dsdt = build_dsdt(config.oem_id, config.serial_ports, config.cmos_rtc, config.pci.as_ref())?;
+    validate_power_button(config)?;
+    let dsdt = build_dsdt(
+        config.oem_id,
+        config.serial_ports,
+        config.cmos_rtc,
+        config.pci.as_ref(),
+        config.power_button,
+    )?;
     // Hardware-reduced platforms have no FACS: no global lock, no waking vector.
     let facs = (!config.hw_reduced).then(build_facs);
 

@@ -1,5 +1,6 @@
 //! What the hypervisor tells the generator about one guest's virtual platform.
 
+use core::fmt;
 use core::ops::BitOr;
 
 /// Architectural default of the local APIC MMIO window.
@@ -37,6 +38,11 @@ pub struct GuestAcpiConfig<'a> {
     /// ACPI guest enumerates no PCI bus at all: Linux scans root buses only
     /// where ACPI declares them.
     pub pci: Option<PciRootConfig>,
+    /// A control-method power button (`\_SB.PWRB`, `PNP0C0C`) and the
+    /// Generic Event Device (`\_SB.GED0`, `ACPI0013`) whose interrupt
+    /// notifies it: how a hardware-reduced guest, which has no fixed-feature
+    /// power button, learns that it is asked to power off.
+    pub power_button: Option<PowerButtonConfig>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,6 +50,18 @@ pub struct IoApicConfig {
     pub id: u8,
     pub address: u32,
     pub gsi_base: u32,
+}
+
+impl IoApicConfig {
+    /// Inputs (redirection entries) of the I/O APIC Keel emulates, an
+    /// 82093AA-style one with 24 pins (`keel_devices::ioapic::IOAPIC_PIN_COUNT`):
+    /// it serves GSIs `gsi_base` to `gsi_base + 23`.
+    pub const INPUTS: u32 = 24;
+
+    /// Whether `gsi` is one of this I/O APIC's inputs.
+    pub const fn serves(&self, gsi: u32) -> bool {
+        gsi >= self.gsi_base && gsi - self.gsi_base < Self::INPUTS
+    }
 }
 
 /// An MADT Interrupt Source Override: ISA `source_irq` is wired to `gsi`.
@@ -301,5 +319,80 @@ mod pci_tests {
         assert!(!pci.mmio_window_overlaps(0xBFFF_F000, 0x1000));
         assert!(!pci.mmio_window_overlaps(0xC000_0000, 0));
         assert!(pci.mmio_window_overlaps(0, u64::MAX));
+    }
+}
+
+/// The power button: the DSDT's `\_SB.GED0` (`ACPI0013`, Linux's
+/// drivers/acpi/evged.c) consumes I/O APIC input `gsi`, edge-triggered,
+/// active high, exclusive; on each interrupt the OS evaluates
+/// `\_SB.GED0._EVT (gsi)`, which does `Notify (\_SB.PWRB, 0x80)`, and the
+/// button driver reports one press of KEY_POWER. To press the button the
+/// hypervisor pulses the line: asserts it, then deasserts it (one rising
+/// edge, one press).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PowerButtonConfig {
+    /// The I/O APIC input the GED's interrupt arrives on. It must be one of
+    /// the I/O APIC's inputs and used by nothing else in the configuration.
+    pub gsi: u32,
+}
+
+impl PowerButtonConfig {
+    /// GSI 23, the I/O APIC's last input: above the ISA range and clear of
+    /// the UART (4), the RTC (8), the SCI (9) and PCI INTx (16-19), leaving
+    /// 20-22 for more devices.
+    pub const KEEL_DEFAULT: Self = Self { gsi: 23 };
+}
+
+/// What else in a [`GuestAcpiConfig`] uses a GSI the power button asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GsiUser {
+    /// The SCI (`pm.sci_irq`).
+    Sci,
+    /// `serial_ports[index]`.
+    SerialPort(usize),
+    CmosRtc,
+    /// One of the PCI root's four INTx GSIs.
+    PciIntx,
+    /// The MADT routes ISA IRQ `source_irq` there (IRQ0 → GSI 2 unless overridden).
+    IsaOverride(u8),
+}
+
+impl fmt::Display for GsiUser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Sci => write!(f, "the SCI"),
+            Self::SerialPort(index) => write!(f, "serial port {index}"),
+            Self::CmosRtc => write!(f, "the CMOS RTC"),
+            Self::PciIntx => write!(f, "PCI INTx"),
+            Self::IsaOverride(irq) => write!(f, "the override of ISA IRQ {irq}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod power_button_tests {
+    use super::*;
+
+    #[test]
+    fn io_apic_serves_its_24_inputs_from_its_base() {
+        let io_apic = IoApicConfig {
+            id: 1,
+            address: DEFAULT_IO_APIC_ADDRESS,
+            gsi_base: 0,
+        };
+        assert!(io_apic.serves(0));
+        assert!(io_apic.serves(PowerButtonConfig::KEEL_DEFAULT.gsi));
+        assert!(!io_apic.serves(24));
+        let second = IoApicConfig {
+            gsi_base: 24,
+            ..io_apic
+        };
+        assert!(!second.serves(23));
+        assert!(second.serves(24) && second.serves(47) && !second.serves(48));
+        let top = IoApicConfig {
+            gsi_base: u32::MAX - 1,
+            ..io_apic
+        };
+        assert!(top.serves(u32::MAX) && !top.serves(0));
     }
 }

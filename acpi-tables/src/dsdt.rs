@@ -1,12 +1,16 @@
 //! Differentiated System Description Table: the guest's AML namespace:
 //! `\_S5_` so Linux can power the guest off, the serial ports and RTC (a
-//! hardware-reduced guest learns their interrupts only from here) and the
-//! PCI host bridge (an ACPI guest scans only the root buses declared here).
+//! hardware-reduced guest learns their interrupts only from here), the
+//! PCI host bridge (an ACPI guest scans only the root buses declared here)
+//! and the power button with the Generic Event Device that presses it.
 
 use alloc::vec::Vec;
 
-use crate::aml::{eisa_id, encode_device, encode_name, encode_scope, resource, AmlError, DataObject};
-use crate::config::{CmosRtc, GuestAcpiConfig, PciRootConfig, SerialPort};
+use crate::aml::{
+    eisa_id, encode_device, encode_if, encode_lequal, encode_method, encode_name, encode_notify, encode_scope,
+    resource, AmlError, DataObject, MethodSerialization, TermArg,
+};
+use crate::config::{CmosRtc, GsiUser, GuestAcpiConfig, IsaOverride, PciRootConfig, PowerButtonConfig, SerialPort};
 use crate::error::AcpiError;
 use crate::sdt::{assemble_table, TableKind};
 
@@ -30,6 +34,15 @@ const PCI_SLOTS: u32 = 32;
 const PCI_INTX_PINS: u32 = 4;
 /// Bytes of an APIC's MMIO page, which the PCI window must not cover.
 const APIC_MMIO_BYTES: u64 = 0x1000;
+/// The control-method power button and the Generic Event Device notifying it.
+const POWER_BUTTON_NAME: &str = "PWRB";
+const POWER_BUTTON_PATH: &str = "\\_SB.PWRB";
+const POWER_BUTTON_HID: &str = "PNP0C0C";
+const GED_NAME: &str = "GED0";
+/// An ACPI id (four letters), so a string rather than a compressed EISA id.
+const GED_HID: &str = "ACPI0013";
+/// Device-specific notification 0x80 of a power button: "pressed" (ACPI 6.5 §4.8.3.1.1).
+const BUTTON_PRESSED_NOTIFICATION: u64 = 0x80;
 
 /// Refuses a PCI root whose MMIO window is empty or covers an APIC page (a
 /// BAR placed there would shadow it), or whose INTx GSIs overflow.
@@ -55,11 +68,49 @@ pub(crate) fn validate_pci(config: &GuestAcpiConfig<'_>) -> Result<(), AcpiError
     Ok(())
 }
 
+/// Refuses a power button without an I/O APIC, on a GSI that is not one of
+/// the I/O APIC's inputs, or on one that another interrupt source in
+/// `config` already uses (the GED claims its interrupt exclusively, edge
+/// triggered, which no other user of the line expects).
+pub(crate) fn validate_power_button(config: &GuestAcpiConfig<'_>) -> Result<(), AcpiError> {
+    let Some(PowerButtonConfig { gsi }) = config.power_button else {
+        return Ok(());
+    };
+    let io_apic = config.io_apic.ok_or(AcpiError::PowerButtonWithoutIoApic)?;
+    if !io_apic.serves(gsi) {
+        return Err(AcpiError::PowerButtonGsiOutOfRange(gsi));
+    }
+    let in_use = |user| Err(AcpiError::PowerButtonGsiInUse { gsi, user });
+    if gsi == u32::from(config.pm.sci_irq) {
+        return in_use(GsiUser::Sci);
+    }
+    if let Some(index) = config.serial_ports.iter().position(|port| port.gsi == gsi) {
+        return in_use(GsiUser::SerialPort(index));
+    }
+    if config.cmos_rtc.is_some_and(|rtc| rtc.gsi == gsi) {
+        return in_use(GsiUser::CmosRtc);
+    }
+    if let Some(pci) = config.pci {
+        // validate_pci ran first, so the four GSIs do not overflow.
+        if gsi.wrapping_sub(pci.intx_gsi_base) < PCI_INTX_PINS {
+            return in_use(GsiUser::PciIntx);
+        }
+    }
+    // The MADT adds IRQ0 -> GSI 2 unless the caller routes IRQ0 itself.
+    let routes_irq0 = |o: &IsaOverride| o.source_irq == IsaOverride::TIMER.source_irq;
+    let timer = (!config.isa_overrides.iter().any(routes_irq0)).then_some(IsaOverride::TIMER);
+    if let Some(routed) = config.isa_overrides.iter().copied().chain(timer).find(|o| o.gsi == gsi) {
+        return in_use(GsiUser::IsaOverride(routed.source_irq));
+    }
+    Ok(())
+}
+
 pub(crate) fn build_dsdt(
     oem_id: [u8; 6],
     serial_ports: &[SerialPort],
     cmos_rtc: Option<CmosRtc>,
     pci: Option<&PciRootConfig>,
+    power_button: Option<PowerButtonConfig>,
 ) -> Result<Vec<u8>, AcpiError> {
     let s5_type = DataObject::Integer(u64::from(S5_SLEEP_TYPE));
     // SLP_TYPa, SLP_TYPb, then two reserved elements.
@@ -68,7 +119,7 @@ pub(crate) fn build_dsdt(
     // The DSDT's scope is the root, so the relative name is `\_S5_`; this is
     // also exactly what iasl emits for `Name (\_S5, Package () {5, 5, 0, 0})`.
     encode_name("_S5_", &DataObject::Package(&s5), &mut aml)?;
-    if !serial_ports.is_empty() || cmos_rtc.is_some() || pci.is_some() {
+    if !serial_ports.is_empty() || cmos_rtc.is_some() || pci.is_some() || power_button.is_some() {
         let mut devices = Vec::new();
         for (index, port) in serial_ports.iter().enumerate() {
             encode_serial_port(index, port, &mut devices)?;
@@ -86,6 +137,9 @@ pub(crate) fn build_dsdt(
         }
         if let Some(pci) = pci {
             encode_pci_root(pci, &mut devices)?;
+        }
+        if let Some(button) = power_button {
+            encode_power_button(button, &mut devices)?;
         }
         // At the root, `_SB_` and `\_SB_` name the same scope; iasl emits the former.
         encode_scope("_SB_", &devices, &mut aml)?;
@@ -181,6 +235,47 @@ fn encode_pci_root(pci: &PciRootConfig, out: &mut Vec<u8>) -> Result<(), AmlErro
     encode_device("PCI0", &body, out)
 }
 
+/// `Device (PWRB) { Name (_HID, EisaId ("PNP0C0C")) Name (_UID, Zero) }` and
+/// `Device (GED0) { Name (_HID, "ACPI0013") Name (_UID, Zero)
+/// Name (_CRS, ResourceTemplate () { Interrupt (ResourceConsumer, Edge, ActiveHigh, Exclusive) {gsi} })
+/// Method (_EVT, 1, NotSerialized) { If (LEqual (Arg0, gsi)) { Notify (\_SB.PWRB, 0x80) } } }`.
+///
+/// Linux's GED driver (drivers/acpi/evged.c) requests every interrupt in
+/// `_CRS` as a threaded, one-shot IRQ and evaluates `_EVT (gsi)` on each
+/// (it would prefer a method `_Exx`/`_Lxx` named after the GSI; there is
+/// none); the button driver (drivers/acpi/button.c) turns notification
+/// 0x80 of a `PNP0C0C` device into a KEY_POWER press and release. The
+/// trigger is edge, so one pulse of the line is one press, whatever the OS
+/// does about acknowledging it: there is no status register to clear.
+fn encode_power_button(button: PowerButtonConfig, out: &mut Vec<u8>) -> Result<(), AmlError> {
+    let mut body = Vec::new();
+    let hid = eisa_id(POWER_BUTTON_HID).ok_or(AmlError::InvalidNameSegment)?;
+    encode_name("_HID", &DataObject::Integer(u64::from(hid)), &mut body)?;
+    encode_name("_UID", &DataObject::Integer(0), &mut body)?;
+    encode_device(POWER_BUTTON_NAME, &body, out)?;
+
+    let mut resources = Vec::new();
+    resource::interrupt(button.gsi, true, false, &mut resources);
+    resource::end(&mut resources);
+    let mut is_ours = Vec::new();
+    encode_lequal(TermArg::Arg(0), TermArg::Integer(u64::from(button.gsi)), &mut is_ours)?;
+    let mut notify = Vec::new();
+    encode_notify(
+        POWER_BUTTON_PATH,
+        TermArg::Integer(BUTTON_PRESSED_NOTIFICATION),
+        &mut notify,
+    )?;
+    let mut handler = Vec::new();
+    encode_if(&is_ours, &notify, &mut handler)?;
+
+    let mut body = Vec::new();
+    encode_name("_HID", &DataObject::String(GED_HID), &mut body)?;
+    encode_name("_UID", &DataObject::Integer(0), &mut body)?;
+    encode_name("_CRS", &DataObject::Buffer(&resources), &mut body)?;
+    encode_method("_EVT", 1, MethodSerialization::NotSerialized, &handler, &mut body)?;
+    encode_device(GED_NAME, &body, out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,7 +293,7 @@ mod tests {
             0x01, 0x08, 0x5f, 0x55, 0x49, 0x44, 0x01, 0x08, 0x5f, 0x43, 0x52, 0x53, 0x11, 0x16, 0x0a, 0x13, 0x47, 0x01,
             0xf8, 0x03, 0xf8, 0x03, 0x01, 0x08, 0x89, 0x06, 0x00, 0x03, 0x01, 0x04, 0x00, 0x00, 0x00, 0x79, 0x00,
         ];
-        let dsdt = build_dsdt(*b"KEEL  ", &[SerialPort { io_base: 0x3f8, gsi: 4 }], None, None).unwrap();
+        let dsdt = build_dsdt(*b"KEEL  ", &[SerialPort { io_base: 0x3f8, gsi: 4 }], None, None, None).unwrap();
         assert_eq!(&dsdt[SDT_HEADER_LEN..], expected);
     }
 
@@ -213,13 +308,13 @@ mod tests {
             0x00, 0x08, 0x5f, 0x55, 0x49, 0x44, 0x00, 0x08, 0x5f, 0x43, 0x52, 0x53, 0x11, 0x16, 0x0a, 0x13, 0x47, 0x01,
             0x70, 0x00, 0x70, 0x00, 0x01, 0x02, 0x89, 0x06, 0x00, 0x03, 0x01, 0x08, 0x00, 0x00, 0x00, 0x79, 0x00,
         ];
-        let dsdt = build_dsdt(*b"KEEL  ", &[], Some(CmosRtc { io_base: 0x70, gsi: 8 }), None).unwrap();
+        let dsdt = build_dsdt(*b"KEEL  ", &[], Some(CmosRtc { io_base: 0x70, gsi: 8 }), None, None).unwrap();
         assert_eq!(&dsdt[SDT_HEADER_LEN..], expected);
     }
 
     /// The DSDT body from `_SB_`'s scope on, for a DSDT with only the PCI root.
     fn pci_scope(pci: &PciRootConfig) -> Vec<u8> {
-        let dsdt = build_dsdt(*b"KEEL  ", &[], None, Some(pci)).unwrap();
+        let dsdt = build_dsdt(*b"KEEL  ", &[], None, Some(pci), None).unwrap();
         // Skip the header and the 14-byte `\_S5_` declaration.
         dsdt[SDT_HEADER_LEN + 14..].to_vec()
     }
@@ -318,8 +413,54 @@ mod tests {
     }
 
     #[test]
+    fn power_button_and_ged_match_iasl() {
+        // iasl -on -p of: Name (_S5, Package () {5, 5, 0, 0}) Scope (_SB) {
+        //   Device (PWRB) { Name (_HID, EisaId ("PNP0C0C")) Name (_UID, Zero) }
+        //   Device (GED0) { Name (_HID, "ACPI0013") Name (_UID, Zero) Name (_CRS, ResourceTemplate () {
+        //     Interrupt (ResourceConsumer, Edge, ActiveHigh, Exclusive) {23} })
+        //     Method (_EVT, 1, NotSerialized) { If (LEqual (Arg0, 23)) { Notify (\_SB.PWRB, 0x80) } } } }
+        // (-on keeps `\_SB.PWRB` whole; by default iasl shortens it to `PWRB`, which the
+        // namespace search rules resolve to the same device.)
+        let expected: &[u8] = &[
+            0x08, 0x5f, 0x53, 0x35, 0x5f, 0x12, 0x08, 0x04, 0x0a, 0x05, 0x0a, 0x05, 0x00, 0x00, 0x10, 0x48, 0x06, 0x5f,
+            0x53, 0x42, 0x5f, 0x5b, 0x82, 0x15, 0x50, 0x57, 0x52, 0x42, 0x08, 0x5f, 0x48, 0x49, 0x44, 0x0c, 0x41, 0xd0,
+            0x0c, 0x0c, 0x08, 0x5f, 0x55, 0x49, 0x44, 0x00, 0x5b, 0x82, 0x49, 0x04, 0x47, 0x45, 0x44, 0x30, 0x08, 0x5f,
+            0x48, 0x49, 0x44, 0x0d, 0x41, 0x43, 0x50, 0x49, 0x30, 0x30, 0x31, 0x33, 0x00, 0x08, 0x5f, 0x55, 0x49, 0x44,
+            0x00, 0x08, 0x5f, 0x43, 0x52, 0x53, 0x11, 0x0e, 0x0a, 0x0b, 0x89, 0x06, 0x00, 0x03, 0x01, 0x17, 0x00, 0x00,
+            0x00, 0x79, 0x00, 0x14, 0x19, 0x5f, 0x45, 0x56, 0x54, 0x01, 0xa0, 0x12, 0x93, 0x68, 0x0a, 0x17, 0x86, 0x5c,
+            0x2e, 0x5f, 0x53, 0x42, 0x5f, 0x50, 0x57, 0x52, 0x42, 0x0a, 0x80,
+        ];
+        let dsdt = build_dsdt(*b"KEEL  ", &[], None, None, Some(PowerButtonConfig::KEEL_DEFAULT)).unwrap();
+        assert_eq!(&dsdt[SDT_HEADER_LEN..], expected);
+    }
+
+    #[test]
+    fn power_button_follows_the_other_devices_and_carries_its_gsi() {
+        let serial = [SerialPort { io_base: 0x3f8, gsi: 4 }];
+        let pci = PciRootConfig::KEEL_DEFAULT;
+        let button = Some(PowerButtonConfig { gsi: 0x1_0000 });
+        let dsdt = build_dsdt(*b"KEEL  ", &serial, None, Some(&pci), button).unwrap();
+        let without = build_dsdt(*b"KEEL  ", &serial, None, Some(&pci), None).unwrap();
+        let (com1, pci0) = (find(&dsdt, b"COM1"), find(&dsdt, b"PCI0"));
+        let (pwrb, ged0) = (find(&dsdt, b"PWRB"), find(&dsdt, b"GED0"));
+        assert!(com1 < pci0 && pci0 < pwrb && pwrb < ged0);
+        // The interrupt descriptor and the _EVT comparison both name the GSI.
+        let interrupt = dsdt
+            .windows(5)
+            .rposition(|window| window == [0x89, 0x06, 0x00, 0x03, 0x01])
+            .unwrap();
+        assert!(interrupt > ged0, "GED0's own descriptor, not COM1's");
+        assert_eq!(&dsdt[interrupt + 5..interrupt + 9], &0x1_0000u32.to_le_bytes());
+        let compare = find(&dsdt, &[0x93, 0x68]);
+        assert_eq!(&dsdt[compare + 2..compare + 7], &[0x0C, 0x00, 0x00, 0x01, 0x00]);
+        // Everything before the button is unchanged but the scope's PkgLength.
+        let scope = find(&without, b"_SB_");
+        assert_eq!(&dsdt[scope..pwrb - 3], &without[scope..]);
+    }
+
+    #[test]
     fn dsdt_body_is_the_s5_declaration() {
-        let dsdt = build_dsdt(*b"KEEL  ", &[], None, None).unwrap();
+        let dsdt = build_dsdt(*b"KEEL  ", &[], None, None, None).unwrap();
         assert_eq!(&dsdt[0..4], b"DSDT");
         assert_eq!(dsdt[8], 2);
         assert_eq!(

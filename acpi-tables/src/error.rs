@@ -1,6 +1,7 @@
 use core::fmt;
 
 use crate::aml::AmlError;
+use crate::config::GsiUser;
 
 /// Why a guest's ACPI tables could not be generated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,6 +42,15 @@ pub enum AcpiError {
     },
     /// `intx_gsi_base + 3` does not fit a GSI number.
     PciIntxGsiOutOfRange(u32),
+    /// The power button's interrupt needs an I/O APIC to arrive through.
+    PowerButtonWithoutIoApic,
+    /// The power button's GSI is not one of the I/O APIC's inputs.
+    PowerButtonGsiOutOfRange(u32),
+    /// The power button's GSI is already taken by `user`.
+    PowerButtonGsiInUse {
+        gsi: u32,
+        user: GsiUser,
+    },
     Aml(AmlError),
 }
 
@@ -82,6 +92,13 @@ impl fmt::Display for AcpiError {
                 write!(f, "PCI MMIO window covers the APIC at {address:#x}")
             }
             Self::PciIntxGsiOutOfRange(base) => write!(f, "PCI INTx GSIs from {base} overflow"),
+            Self::PowerButtonWithoutIoApic => write!(f, "the power button needs an I/O APIC"),
+            Self::PowerButtonGsiOutOfRange(gsi) => {
+                write!(f, "power button GSI {gsi} is not an input of the I/O APIC")
+            }
+            Self::PowerButtonGsiInUse { gsi, user } => {
+                write!(f, "power button GSI {gsi} is already used by {user}")
+            }
             Self::Aml(error) => write!(f, "DSDT encoding failed: {error}"),
         }
     }

@@ -22,8 +22,9 @@ mod xsdt;
 
 pub use builder::{build_guest_acpi, AcpiBlob};
 pub use config::{
-    BootArchFlags, CmosRtc, GuestAcpiConfig, IoApicConfig, IsaOverride, PciRootConfig, PowerManagement, ResetRegister,
-    SerialPort, SleepRegisters, DEFAULT_IO_APIC_ADDRESS, DEFAULT_LOCAL_APIC_ADDRESS, KEEL_OEM_ID,
+    BootArchFlags, CmosRtc, GsiUser, GuestAcpiConfig, IoApicConfig, IsaOverride, PciRootConfig, PowerButtonConfig,
+    PowerManagement, ResetRegister, SerialPort, SleepRegisters, DEFAULT_IO_APIC_ADDRESS, DEFAULT_LOCAL_APIC_ADDRESS,
+    KEEL_OEM_ID,
 };
 pub use dsdt::S5_SLEEP_TYPE;
 pub use error::AcpiError;

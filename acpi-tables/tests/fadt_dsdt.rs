@@ -4,8 +4,8 @@ mod common;
 
 use common::{gas_at, typical_config, u16_at, u32_at, u64_at, GuestView};
 use keel_acpi_tables::{
-    build_guest_acpi, AcpiError, BootArchFlags, PciRootConfig, SleepRegisters, DEFAULT_LOCAL_APIC_ADDRESS,
-    S5_SLEEP_TYPE,
+    build_guest_acpi, AcpiError, BootArchFlags, CmosRtc, GsiUser, IoApicConfig, IsaOverride, PciRootConfig,
+    PowerButtonConfig, SerialPort, SleepRegisters, DEFAULT_LOCAL_APIC_ADDRESS, S5_SLEEP_TYPE,
 };
 
 const BASE: u64 = 0x7F_F000;
@@ -14,6 +14,9 @@ const SYSTEM_IO: u8 = 1;
 const FLAG_WBINVD: u32 = 1 << 0;
 const FLAG_RESET_REG_SUP: u32 = 1 << 10;
 const FLAG_HW_REDUCED: u32 = 1 << 20;
+/// Set: no fixed-feature power (sleep) button; a control-method one, if any.
+const FLAG_PWR_BUTTON: u32 = 1 << 4;
+const FLAG_SLP_BUTTON: u32 = 1 << 5;
 
 fn fadt_and_view(config: &keel_acpi_tables::GuestAcpiConfig<'_>) -> (Vec<u8>, Vec<u8>) {
     let blob = build_guest_acpi(config, BASE).unwrap();
@@ -231,5 +234,109 @@ fn pci_window_must_be_nonempty_and_clear_of_the_apics() {
     assert_eq!(
         build_guest_acpi(&config, BASE),
         Err(AcpiError::PciIntxGsiOutOfRange(u32::MAX - 2))
+    );
+}
+
+#[test]
+fn no_fixed_feature_buttons_in_either_profile() {
+    let mut config = typical_config(&[0]);
+    config.power_button = Some(PowerButtonConfig::KEEL_DEFAULT);
+    for hw_reduced in [false, true] {
+        config.hw_reduced = hw_reduced;
+        let (fadt, _) = fadt_and_view(&config);
+        let flags = u32_at(&fadt, 112);
+        assert_ne!(flags & FLAG_PWR_BUTTON, 0, "power button is a control-method one");
+        assert_ne!(flags & FLAG_SLP_BUTTON, 0);
+    }
+}
+
+#[test]
+fn power_button_and_ged_appear_only_when_configured() {
+    let without = dsdt_body(&typical_config(&[0]));
+    assert!(!without.windows(4).any(|w| w == b"PWRB" || w == b"GED0"));
+    let mut config = typical_config(&[0]);
+    config.power_button = Some(PowerButtonConfig::KEEL_DEFAULT);
+    let with = dsdt_body(&config);
+    let button = with.windows(4).position(|w| w == b"PWRB").expect("PWRB declared");
+    assert_eq!(&with[button - 3..button - 1], &[0x5b, 0x82], "DeviceOp");
+    let ged = with.windows(4).position(|w| w == b"GED0").expect("GED0 declared");
+    assert!(with[ged..].windows(10).any(|w| w == b"\x0dACPI0013\x00"), "_HID string");
+    assert!(with[ged..].windows(4).any(|w| w == b"_EVT"));
+}
+
+#[test]
+fn power_button_gsi_must_be_a_free_io_apic_input() {
+    let serial = [SerialPort { io_base: 0x3f8, gsi: 4 }];
+    let mut config = typical_config(&[0]);
+    config.serial_ports = &serial;
+    config.cmos_rtc = Some(CmosRtc { io_base: 0x70, gsi: 8 });
+    config.pci = Some(PciRootConfig::KEEL_DEFAULT);
+    let with_gsi = |config: &keel_acpi_tables::GuestAcpiConfig<'_>, gsi| {
+        let mut config = *config;
+        config.power_button = Some(PowerButtonConfig { gsi });
+        build_guest_acpi(&config, BASE).map(|_| ())
+    };
+    for free in [1, 3, 10, 15, 20, 21, 22, 23] {
+        assert_eq!(with_gsi(&config, free), Ok(()), "GSI {free}");
+    }
+    let in_use = |gsi, user| Err(AcpiError::PowerButtonGsiInUse { gsi, user });
+    assert_eq!(
+        with_gsi(&config, 2),
+        in_use(2, GsiUser::IsaOverride(0)),
+        "IRQ0 -> GSI 2"
+    );
+    assert_eq!(with_gsi(&config, 4), in_use(4, GsiUser::SerialPort(0)));
+    assert_eq!(with_gsi(&config, 8), in_use(8, GsiUser::CmosRtc));
+    assert_eq!(with_gsi(&config, 9), in_use(9, GsiUser::Sci));
+    for intx in 16..20 {
+        assert_eq!(with_gsi(&config, intx), in_use(intx, GsiUser::PciIntx));
+    }
+    assert_eq!(with_gsi(&config, 24), Err(AcpiError::PowerButtonGsiOutOfRange(24)));
+    assert_eq!(
+        with_gsi(&config, u32::MAX),
+        Err(AcpiError::PowerButtonGsiOutOfRange(u32::MAX))
+    );
+
+    // An override that routes IRQ0 elsewhere frees GSI 2 and claims its own target.
+    let overrides = [IsaOverride {
+        source_irq: 0,
+        gsi: 21,
+        flags: 0,
+    }];
+    config.isa_overrides = &overrides;
+    assert_eq!(with_gsi(&config, 2), Ok(()));
+    assert_eq!(with_gsi(&config, 21), in_use(21, GsiUser::IsaOverride(0)));
+
+    // A second I/O APIC's inputs start at its base.
+    config.isa_overrides = &[];
+    config.io_apic = Some(IoApicConfig {
+        gsi_base: 24,
+        ..config.io_apic.unwrap()
+    });
+    assert_eq!(with_gsi(&config, 23), Err(AcpiError::PowerButtonGsiOutOfRange(23)));
+    assert_eq!(with_gsi(&config, 47), Ok(()));
+    assert_eq!(with_gsi(&config, 48), Err(AcpiError::PowerButtonGsiOutOfRange(48)));
+
+    config.io_apic = None;
+    assert_eq!(with_gsi(&config, 23), Err(AcpiError::PowerButtonWithoutIoApic));
+}
+
+#[test]
+fn power_button_errors_read_well() {
+    let in_use = AcpiError::PowerButtonGsiInUse {
+        gsi: 4,
+        user: GsiUser::SerialPort(0),
+    };
+    assert_eq!(
+        in_use.to_string(),
+        "power button GSI 4 is already used by serial port 0"
+    );
+    assert_eq!(
+        AcpiError::PowerButtonGsiOutOfRange(24).to_string(),
+        "power button GSI 24 is not an input of the I/O APIC"
+    );
+    assert_eq!(
+        AcpiError::PowerButtonWithoutIoApic.to_string(),
+        "the power button needs an I/O APIC"
     );
 }

@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use common::{typical_config, u32_at, u64_at, GuestView};
-use keel_acpi_tables::{build_guest_acpi, CmosRtc, GuestAcpiConfig, PciRootConfig, SerialPort};
+use keel_acpi_tables::{
+    build_guest_acpi, CmosRtc, GuestAcpiConfig, PciRootConfig, PowerButtonConfig, SerialPort, SleepRegisters,
+};
 
 const BASE: u64 = 0xE_0000;
 
@@ -72,13 +74,22 @@ fn dsdt_of(config: &GuestAcpiConfig<'_>) -> Vec<u8> {
     view.slice(dsdt_gpa, dsdt_len).to_vec()
 }
 
-/// A Dom0-like DSDT: COM1, the RTC and the PCI root bridge.
+/// A Dom0-like DSDT: COM1, the RTC, the PCI root bridge and the power
+/// button, on a hardware-reduced platform without ISA overrides, as the
+/// hypervisor configures every domain.
 fn dom0_like_dsdt() -> Vec<u8> {
     let mut config = typical_config(&[0]);
     let serial = [SerialPort { io_base: 0x3f8, gsi: 4 }];
+    config.hw_reduced = true;
+    config.isa_overrides = &[];
+    config.pm.sleep_registers = Some(SleepRegisters {
+        control_port: 0x60c,
+        status_port: 0x60d,
+    });
     config.serial_ports = &serial;
     config.cmos_rtc = Some(CmosRtc { io_base: 0x70, gsi: 8 });
     config.pci = Some(PciRootConfig::KEEL_DEFAULT);
+    config.power_button = Some(PowerButtonConfig::KEEL_DEFAULT);
     dsdt_of(&config)
 }
 
@@ -111,12 +122,19 @@ fn iasl_decompiles_the_pci_root_and_recompiles_it_byte_for_byte() {
         "Package(0x04){0x0001FFFF,Zero,Zero,0x11},",
         "Package(0x04){0x001FFFFF,0x03,Zero,0x12}})",
         r#"Device(COM1){Name(_HID,EisaId("PNP0501"))"#,
+        r#"Device(PWRB){Name(_HID,EisaId("PNP0C0C"))Name(_UID,Zero)}"#,
+        r#"Device(GED0){Name(_HID,"ACPI0013")Name(_UID,Zero)"#,
+        "Name(_CRS,ResourceTemplate(){Interrupt(ResourceConsumer,Edge,ActiveHigh,Exclusive,,,){0x00000017,}})",
+        r"Method(_EVT,1,NotSerialized){If((Arg0==0x17)){Notify(\_SB.PWRB,0x80)}}}",
     ] {
         assert!(compact.contains(expected), "missing {expected} in\n{asl}");
     }
     // Compiling the disassembly gives back the same AML (iasl stamps its
     // own compiler id and revision in the header, so compare from the body on).
+    // -on: keep `\_SB.PWRB` as written; iasl would otherwise shorten it to
+    // `PWRB`, which the namespace search rules resolve to the same device.
     let compile = Command::new("iasl")
+        .arg("-on")
         .arg("-p")
         .arg(dir.join("recompiled"))
         .arg(dir.join("dsdt.dsl"))
@@ -129,6 +147,40 @@ fn iasl_decompiles_the_pci_root_and_recompiles_it_byte_for_byte() {
     std::fs::remove_dir_all(&dir).unwrap();
     assert_eq!(recompiled.len(), dsdt.len());
     assert_eq!(&recompiled[36..], &dsdt[36..], "AML differs from iasl's");
+}
+
+/// ACPICA's acpiexec loads the DSDT into a real AML interpreter and runs the
+/// GED's `_EVT` as Linux's GED driver does on an interrupt: with the GSI it
+/// is registered for, the power button is notified (0x80); with another, nothing.
+#[test]
+fn acpiexec_runs_the_ged_event_method_and_notifies_the_power_button() {
+    if Command::new("acpiexec").arg("-v").output().is_err() {
+        eprintln!("note: acpiexec not installed, skipping the ACPICA interpreter check");
+        return;
+    }
+    let dir = scratch_dir("acpiexec");
+    let aml_path = dir.join("dsdt.aml");
+    std::fs::write(&aml_path, dom0_like_dsdt()).unwrap();
+    let run = |gsi: u32| {
+        let output = Command::new("acpiexec")
+            .arg("-b")
+            .arg(format!("Execute \\_SB.GED0._EVT {gsi:#x}"))
+            .arg(&aml_path)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "acpiexec failed: {output:?}");
+        String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr)
+    };
+    let pressed = run(PowerButtonConfig::KEEL_DEFAULT.gsi);
+    let notifies = |log: &str| log.lines().filter(|line| line.contains("Notify on [PWRB]")).count();
+    assert_eq!(notifies(&pressed), 1, "{pressed}");
+    assert!(pressed.contains("Value 0x80"), "{pressed}");
+    let lower = pressed.to_lowercase();
+    assert!(!lower.contains("error") && !lower.contains("exception"), "{pressed}");
+    let other = run(PowerButtonConfig::KEEL_DEFAULT.gsi - 1);
+    assert_eq!(notifies(&other), 0, "{other}");
+    assert!(other.contains("Evaluating \\_SB.GED0._EVT"), "{other}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// The ASL without `/* */` and `//` comments (iasl annotates names and fields).

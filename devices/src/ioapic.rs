@@ -117,8 +117,9 @@ impl IoApic {
     /// A device drives input `pin` to `asserted` (the logical level).
     /// Edge-triggered pins deliver on the rising edge when unmasked (an edge
     /// while masked is lost, as on hardware); level-triggered pins deliver
-    /// while asserted, unmasked and Remote IRR is clear. Pins beyond the
-    /// table are ignored.
+    /// while asserted, unmasked and Remote IRR is clear. A pulse (asserted
+    /// then deasserted straight away, as the power button does) on an edge
+    /// pin is therefore one interrupt. Pins beyond the table are ignored.
     pub fn set_irq(&mut self, pin: u32, asserted: bool, platform: &mut dyn Platform) {
         let Some(state) = usize::try_from(pin).ok().and_then(|pin| self.pins.get_mut(pin)) else {
             return;
@@ -330,6 +331,62 @@ mod tests {
         // EOIs do not concern edge-triggered pins.
         ioapic.end_of_interrupt(VECTOR, platform);
         assert_eq!(platform.interrupts.len(), 2);
+    }
+
+    #[test]
+    fn pulse_within_one_access_delivers_exactly_once() {
+        // The power button's GED pin (GSI 23), as Linux programs it: edge, active high.
+        let mut ioapic = IoApic::new(0);
+        let platform = &mut RecordingPlatform::default();
+        program(&mut ioapic, platform, 23, LOW_EDGE_UNMASKED);
+        // Asserted and deasserted before anything else runs: the rising edge
+        // has already delivered, so the pulse is not lost.
+        ioapic.set_irq(23, true, platform);
+        ioapic.set_irq(23, false, platform);
+        assert_eq!(platform.interrupts, [message(false)]);
+        // The line is low again, so the next pulse is a new edge; no EOI needed.
+        ioapic.set_irq(23, true, platform);
+        ioapic.set_irq(23, false, platform);
+        assert_eq!(platform.interrupts, [message(false); 2]);
+        // Deasserting an already low line is no edge at all.
+        ioapic.set_irq(23, false, platform);
+        assert_eq!(platform.interrupts.len(), 2);
+        // Edge pins keep no Remote IRR and read back as programmed.
+        assert_eq!(read_register(&mut ioapic, platform, 0x10 + 2 * 23), LOW_EDGE_UNMASKED);
+    }
+
+    #[test]
+    fn pulse_on_a_masked_edge_pin_is_lost_and_the_next_one_is_not() {
+        let mut ioapic = IoApic::new(0);
+        let platform = &mut RecordingPlatform::default();
+        program(&mut ioapic, platform, 23, LOW_EDGE_UNMASKED | 0x1_0000);
+        ioapic.set_irq(23, true, platform);
+        ioapic.set_irq(23, false, platform);
+        write_register(&mut ioapic, platform, 0x10 + 2 * 23, LOW_EDGE_UNMASKED);
+        assert!(
+            platform.interrupts.is_empty(),
+            "as on hardware, a masked edge is dropped"
+        );
+        ioapic.set_irq(23, true, platform);
+        ioapic.set_irq(23, false, platform);
+        assert_eq!(platform.interrupts, [message(false)]);
+    }
+
+    #[test]
+    fn pulse_on_a_level_pin_delivers_once_and_the_eoi_finds_it_low() {
+        // Were the GED pin level-triggered, a pulse would still be one interrupt.
+        let mut ioapic = IoApic::new(0);
+        let platform = &mut RecordingPlatform::default();
+        program(&mut ioapic, platform, 23, LOW_LEVEL_UNMASKED);
+        ioapic.set_irq(23, true, platform);
+        ioapic.set_irq(23, false, platform);
+        assert_eq!(platform.interrupts, [message(true)]);
+        ioapic.end_of_interrupt(VECTOR, platform);
+        assert_eq!(platform.interrupts.len(), 1, "deasserted before the EOI: no redelivery");
+        assert_eq!(read_register(&mut ioapic, platform, 0x10 + 2 * 23) & (1 << 14), 0);
+        ioapic.set_irq(23, true, platform);
+        ioapic.set_irq(23, false, platform);
+        assert_eq!(platform.interrupts, [message(true); 2]);
     }
 
     #[test]

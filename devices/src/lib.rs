@@ -72,6 +72,7 @@ pub mod lapic;
 pub mod mgmt_pci;
 pub mod pci_config;
 pub mod pci_host;
+pub mod power_button;
 pub mod reset;
 #[cfg(test)]
 pub(crate) mod testing;

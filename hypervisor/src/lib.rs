@@ -8,6 +8,7 @@ pub mod cmdline;
 pub mod console_guard;
 pub mod console_line;
 pub mod console_ring;
+pub mod cr_policy;
 pub mod cpuid_policy;
 pub mod management;
 pub mod platform_devices;

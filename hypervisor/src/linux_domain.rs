@@ -5,7 +5,9 @@
 //! reserved in the e820 map and holds the ACPI tables at 0xE0000 and a
 //! reset stub at the reset vector), boot structures in low memory, the
 //! kernel at 16 MiB, the initrd at the top of RAM; the I/O APIC at
-//! 0xFEC00000 and the local APIC at 0xFEE00000 are emulated MMIO.
+//! 0xFEC00000 and the local APIC at 0xFEE00000 are emulated MMIO (recorded
+//! as such in the domain's memory map). Everything is written through the
+//! domain's guest memory, whatever host blocks back its RAM.
 
 use alloc::boxed::Box;
 use alloc::string::{String, ToString};
@@ -15,14 +17,15 @@ use keel_acpi_tables::{
     SerialPort, SleepRegisters, DEFAULT_LOCAL_APIC_ADDRESS, KEEL_OEM_ID,
 };
 use keel_devices::acpi_pm::{PM1A_CONTROL_PORT, PM1A_EVENT_PORT, PM_TIMER_PORT, SLEEP_CONTROL_PORT, SLEEP_STATUS_PORT};
-use keel_devices::ioapic::IOAPIC_BASE;
+use keel_devices::ioapic::{IOAPIC_BASE, IOAPIC_MMIO_LEN};
 use keel_guest_loader::boot_params::{GuestMemoryLayout, LEGACY_HOLE};
 use keel_guest_loader::linux::{load_linux, LinuxLayout};
 use keel_guest_loader::long_mode::LongModeLayout;
+use keel_memory::{GuestMemory, GuestPhysAddr};
 
-use crate::domain::Domain;
+use crate::domain::{Domain, GuestRam};
 use crate::vcpu::LongModeEntry;
-use crate::vplatform::{Host, VirtualPlatform, COM1_BASE, COM1_IRQ, IOAPIC_ID};
+use crate::vplatform::{Host, VirtualPlatform, COM1_BASE, COM1_IRQ, IOAPIC_ID, LOCAL_APIC_BASE};
 
 const GDT_GPA: u64 = 0x1000;
 const STACK_TOP_GPA: u64 = 0x7000;
@@ -64,12 +67,16 @@ pub fn prepare(
     let acpi = build_guest_acpi(&acpi_config(), ACPI_TABLES_GPA)
         .map_err(|error| alloc::format!("building ACPI tables: {error:?}"))?;
     let ram_bytes = domain.ram_size();
-    let ram = domain.ram_mut();
-    let start = ACPI_TABLES_GPA as usize;
-    ram.get_mut(start..start + acpi.bytes.len())
-        .ok_or("the ACPI tables do not fit below 1 MiB")?
-        .copy_from_slice(&acpi.bytes);
-    install_reset_vector(ram)?;
+    let memory = domain.memory_mut();
+    record_device_ranges(memory)?;
+    let acpi_end = ACPI_TABLES_GPA.saturating_add(acpi.bytes.len() as u64);
+    if acpi_end > RESET_VECTOR_GPA {
+        return Err(String::from("the ACPI tables do not fit below the reset vector"));
+    }
+    memory
+        .write(GuestPhysAddr::new(ACPI_TABLES_GPA), &acpi.bytes)
+        .map_err(|error| alloc::format!("writing the ACPI tables: {error}"))?;
+    install_reset_vector(memory)?;
 
     let reserved = [LEGACY_HOLE];
     let layout = LinuxLayout {
@@ -86,7 +93,7 @@ pub fn prepare(
         },
         acpi_rsdp_gpa: Some(acpi.rsdp_gpa),
     };
-    let entry = load_linux(ram, images.kernel, images.initrd, images.cmdline, &layout)
+    let entry = load_linux(memory, images.kernel, images.initrd, images.cmdline, &layout)
         .map_err(|error| alloc::format!("cannot load the kernel: {error}"))?;
     log::info!(
         "domain {}: kernel at {:#x}, entry {:#x}, initrd {}",
@@ -113,11 +120,26 @@ const RESET_VECTOR_GPA: u64 = 0xffff0;
 /// pulse, which Keel turns into a reset of the domain, as firmware would.
 const RESET_VECTOR_CODE: [u8; 7] = [0xb0, 0xfe, 0xe6, 0x64, 0xfa, 0xf4, 0xf4];
 
-fn install_reset_vector(ram: &mut [u8]) -> Result<(), String> {
-    let start = RESET_VECTOR_GPA as usize;
-    ram.get_mut(start..start + RESET_VECTOR_CODE.len())
-        .ok_or("RAM does not reach the reset vector")?
-        .copy_from_slice(&RESET_VECTOR_CODE);
+fn install_reset_vector(memory: &mut GuestRam) -> Result<(), String> {
+    memory
+        .write(GuestPhysAddr::new(RESET_VECTOR_GPA), &RESET_VECTOR_CODE)
+        .map_err(|error| alloc::format!("installing the reset vector: {error}"))
+}
+
+/// The local APIC's register page (the platform emulates one 4 KiB page).
+const LOCAL_APIC_MMIO_LEN: u64 = 0x1000;
+
+/// Records the fixed emulated device windows (I/O APIC, local APIC) in the
+/// guest's memory map, so nothing can be mapped over them and a guest-memory
+/// access there fails as device memory. The platform still decides which
+/// device an access reaches, including the management function's movable
+/// BARs.
+fn record_device_ranges(memory: &mut GuestRam) -> Result<(), String> {
+    for (base, len) in [(IOAPIC_BASE, IOAPIC_MMIO_LEN), (LOCAL_APIC_BASE, LOCAL_APIC_MMIO_LEN)] {
+        memory
+            .add_mmio(GuestPhysAddr::new(base), len)
+            .map_err(|error| alloc::format!("guest memory map: {error}"))?;
+    }
     Ok(())
 }
 
@@ -162,5 +184,6 @@ fn acpi_config() -> GuestAcpiConfig<'static> {
             gsi: RTC_IRQ,
         }),
         pci: Some(crate::vplatform::PCI_ROOT),
+        power_button: Some(crate::vplatform::POWER_BUTTON),
     }
 }

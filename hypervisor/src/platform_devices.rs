@@ -13,6 +13,7 @@ use keel_devices::cmos_rtc::{CmosRtc, CMOS_RTC_PORT_COUNT};
 use keel_devices::ioapic::{IoApic, IOAPIC_BASE, IOAPIC_MMIO_LEN};
 use keel_devices::lapic::{is_x2apic_msr, ApicEffect, LocalApic, TimerClock, IA32_TSC_DEADLINE};
 use keel_devices::mgmt_pci::{MgmtConfig, MgmtEffect, MgmtFunction, MgmtLayout};
+use keel_devices::power_button::PowerButton;
 use keel_devices::pci_host::{PciAddress, PciHost, PCI_CONFIG_ADDRESS_PORT, PCI_HOST_PORT_COUNT};
 use keel_devices::reset::{KeyboardControllerReset, KEYBOARD_CONTROLLER_BASE_PORT, KEYBOARD_CONTROLLER_PORT_COUNT};
 use keel_devices::uart16550::Uart16550;
@@ -44,6 +45,10 @@ const TPR_OFFSET: u64 = 0x80;
 const RTC_BASE_PORT: u64 = 0x70;
 /// The PCI root bridge every Linux domain's DSDT describes.
 pub const PCI_ROOT: keel_acpi_tables::PciRootConfig = keel_acpi_tables::PciRootConfig::KEEL_DEFAULT;
+/// The ACPI power button (a Generic Event Device's interrupt) every Linux
+/// domain's DSDT describes.
+pub const POWER_BUTTON: keel_acpi_tables::PowerButtonConfig = keel_acpi_tables::PowerButtonConfig::KEEL_DEFAULT;
+
 /// Dom0's management function: slot 1 of bus 0, its BARs where Keel (as
 /// firmware) places them at the bottom of the PCI MMIO window.
 pub const MANAGEMENT_ADDRESS: PciAddress = match PciAddress::new(0, 1, 0) {
@@ -116,6 +121,7 @@ pub struct VirtualPlatform<H> {
     /// The shared-memory BAR moved: the hypervisor must remap it.
     management_moved: Option<MgmtLayout>,
     uart: Uart16550,
+    power_button: PowerButton,
     ioapic: IoApic,
     lapic: LocalApic,
     effects: Effects<H>,
@@ -178,6 +184,7 @@ impl<H: PlatformHost> VirtualPlatform<H> {
             management: None,
             management_moved: None,
             uart: Uart16550::new(COM1_IRQ),
+            power_button: PowerButton::new(POWER_BUTTON.gsi),
             ioapic: IoApic::new(IOAPIC_ID),
             lapic: LocalApic::new(0, clock),
             effects: Effects {
@@ -254,6 +261,13 @@ impl<H: PlatformHost> VirtualPlatform<H> {
         let base = self.management?.registers?;
         gpa.checked_sub(base)
             .filter(|&offset| offset < keel_abi::mgmt::REGISTER_BYTES)
+    }
+
+    /// Presses the power button once (`keel shutdown`): the guest's ACPI
+    /// button driver reports it and its userspace powers off.
+    pub fn press_power_button(&mut self) {
+        self.power_button.press(&mut self.effects);
+        self.settle();
     }
 
     /// Takes "the management doorbell was rung" (Dom0 only).
@@ -611,6 +625,23 @@ mod tests {
         assert!(!platform.is_mmio(MANAGEMENT_REGISTERS_GPA));
         platform.mmio_write(MANAGEMENT_REGISTERS_GPA + keel_abi::mgmt::regs::DOORBELL, 4, 1);
         assert!(!platform.take_doorbell());
+    }
+
+    #[test]
+    fn the_power_button_raises_one_interrupt_per_press() {
+        let (mut platform, _host) = platform();
+        platform.mmio_write(LOCAL_APIC_BASE + 0xf0, 4, 0x1ff);
+        // Linux programs the GED's pin edge-triggered, active high.
+        platform.mmio_write(IOREGSEL, 4, u64::from(0x10 + 2 * POWER_BUTTON.gsi));
+        platform.mmio_write(IOWIN, 4, 0x41);
+        platform.mmio_write(IOREGSEL, 4, u64::from(0x11 + 2 * POWER_BUTTON.gsi));
+        platform.mmio_write(IOWIN, 4, 0);
+        assert_eq!(platform.pending_interrupt(), None);
+        platform.press_power_button();
+        assert_eq!(platform.pending_interrupt(), Some(0x41));
+        platform.start_delivery(0x41);
+        platform.mmio_write(LOCAL_APIC_BASE + 0xb0, 4, 0);
+        assert_eq!(platform.pending_interrupt(), None, "one press, one interrupt");
     }
 
     #[test]

@@ -35,6 +35,8 @@ pub struct Scheduler<'a> {
     management: control::ManagementArea,
     /// Host memory for guests when Keel started, for `keel info`.
     total_memory: u64,
+    /// Dom0 crashes since its last clean boot (see `lifecycle::on_dom0_stop`).
+    dom0_crashes: u32,
 }
 
 fn vcpu_id(domain: DomainId) -> VcpuId {
@@ -54,6 +56,7 @@ impl<'a> Scheduler<'a> {
             live_state_owner: None,
             management: control::ManagementArea::new().ok_or("no memory for the management interface")?,
             total_memory,
+            dom0_crashes: 0,
         })
     }
 

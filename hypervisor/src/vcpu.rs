@@ -102,6 +102,9 @@ pub enum VcpuExit {
     Xsetbv,
     /// The guest can take an interrupt now (it asked for a window).
     InterruptWindow,
+    /// An exception of the guest's own that Keel intercepted and reflected
+    /// back to it (#DB, #AC): nothing left to do.
+    GuestException,
     /// The guest triple-faulted: on a PC that resets the machine.
     TripleFault,
     /// An exit Keel does not handle; the domain is stopped.

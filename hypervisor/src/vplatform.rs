@@ -2,7 +2,7 @@
 //! timers read the real TSC and the console domain's serial output goes to
 //! Keel's console. The routing logic is `keel_hypervisor::platform_devices`.
 
-pub use keel_hypervisor::platform_devices::{COM1_BASE, COM1_IRQ, IOAPIC_ID, LOCAL_APIC_BASE, PCI_ROOT};
+pub use keel_hypervisor::platform_devices::{COM1_BASE, COM1_IRQ, IOAPIC_ID, LOCAL_APIC_BASE, PCI_ROOT, POWER_BUTTON};
 
 use keel_hypervisor::console_ring::ConsoleRing;
 use keel_hypervisor::platform_devices::PlatformHost;

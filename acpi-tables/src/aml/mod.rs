@@ -1,11 +1,13 @@
 //! A minimal AML encoder (ACPI 6.5 §20.2): just enough to declare named data
-//! objects such as `Name(_S5_, Package(){5, 5, 0, 0})`, so the DSDT stays
-//! readable source rather than an opaque byte blob.
+//! objects such as `Name(_S5_, Package(){5, 5, 0, 0})`, devices, and small
+//! control methods (the power button's `_EVT`), so the DSDT stays readable
+//! source rather than an opaque byte blob.
 
 mod data;
 mod name;
 mod pkg_length;
 pub mod resource;
+mod term;
 
 use alloc::vec::Vec;
 use core::fmt;
@@ -13,6 +15,7 @@ use core::fmt;
 pub use data::DataObject;
 pub use name::encode_name_string;
 pub use pkg_length::encode_pkg_length;
+pub use term::{encode_if, encode_lequal, encode_method, encode_notify, MethodSerialization, TermArg};
 
 const NAME_OP: u8 = 0x08;
 const SCOPE_OP: u8 = 0x10;
@@ -76,6 +79,12 @@ pub enum AmlError {
     PackageTooLarge(usize),
     /// Package counts its elements in one byte.
     TooManyPackageElements(usize),
+    /// Only `Arg0`-`Arg6` exist.
+    InvalidArg(u8),
+    /// Only `Local0`-`Local7` exist.
+    InvalidLocal(u8),
+    /// MethodFlags hold an argument count of at most 7.
+    TooManyMethodArgs(u8),
 }
 
 impl fmt::Display for AmlError {
@@ -90,6 +99,9 @@ impl fmt::Display for AmlError {
             Self::TooManyPackageElements(count) => {
                 write!(f, "package has {count} elements, at most 255 allowed")
             }
+            Self::InvalidArg(index) => write!(f, "Arg{index} does not exist (Arg0-Arg6)"),
+            Self::InvalidLocal(index) => write!(f, "Local{index} does not exist (Local0-Local7)"),
+            Self::TooManyMethodArgs(count) => write!(f, "method takes {count} arguments, at most 7 allowed"),
         }
     }
 }

@@ -123,6 +123,25 @@ mod tests {
     }
 
     #[test]
+    fn generic_event_device_interrupt_matches_iasl() {
+        // iasl: Name (BUF0, ResourceTemplate () {
+        //        Interrupt (ResourceConsumer, Edge, ActiveHigh, Exclusive) {23} })
+        // gives 08 BUF0 11 0e 0a 0b and then these eleven bytes.
+        let mut out = Vec::new();
+        interrupt(23, true, false, &mut out);
+        end(&mut out);
+        assert_eq!(out, [0x89, 0x06, 0x00, 0x03, 0x01, 0x17, 0x00, 0x00, 0x00, 0x79, 0x00]);
+    }
+
+    #[test]
+    fn interrupt_flags_encode_trigger_and_polarity() {
+        // Level, ActiveLow: flags bit 1 clear, bit 2 set; GSI above 255 spans the dword.
+        let mut out = Vec::new();
+        interrupt(0x1_2345, false, true, &mut out);
+        assert_eq!(out, [0x89, 0x06, 0x00, 0x05, 0x01, 0x45, 0x23, 0x01, 0x00]);
+    }
+
+    #[test]
     fn host_bridge_windows_match_iasl() {
         // iasl of: WordBusNumber (ResourceProducer, MinFixed, MaxFixed, PosDecode,
         //   0x0000, 0x0000, 0x0000, 0x0000, 0x0001)

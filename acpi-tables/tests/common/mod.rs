@@ -37,6 +37,7 @@ pub fn typical_config(cpus: &[u32]) -> GuestAcpiConfig<'_> {
         serial_ports: &[],
         cmos_rtc: None,
         pci: None,
+        power_button: None,
     }
 }
 

@@ -109,3 +109,32 @@ pub fn halt_forever() -> ! {
     }
 }
 
+
+/// DR6 of the vCPU whose debug registers are live.
+pub fn read_dr6() -> u64 {
+    let value: u64;
+    // SAFETY: reading DR6 in ring 0 has no side effects.
+    unsafe { asm!("mov {}, dr6", out(reg) value, options(nostack, nomem)) };
+    value
+}
+
+/// Sets DR6 (the live vCPU's; Keel does not use the debug registers).
+pub fn write_dr6(value: u64) {
+    // Bits 63:32 must be zero.
+    // SAFETY: DR6 only reports debug conditions; Keel sets no breakpoints.
+    unsafe { asm!("mov dr6, {}", in(reg) value & 0xffff_ffff, options(nostack, nomem)) };
+}
+
+/// Clears MCG_STATUS.MCIP after a machine check reached Keel through a VM
+/// exit: with it set, a second machine check would shut the CPU down.
+pub fn clear_machine_check_in_progress() {
+    const IA32_MCG_STATUS: u32 = 0x17a;
+    const MCIP: u64 = 1 << 2;
+    // SAFETY: MCG_STATUS exists on every CPU with machine-check architecture,
+    // which is the only way to get a machine-check exception; writing MCIP to
+    // 0 is what a machine-check handler does when it is done.
+    unsafe {
+        let status = rdmsr(IA32_MCG_STATUS);
+        wrmsr(IA32_MCG_STATUS, status & !MCIP);
+    }
+}

@@ -234,7 +234,7 @@ fn handle(domain: &mut Domain, vcpu: &mut impl Vcpu, exit: VcpuExit) -> Next {
                 return Next::Yield;
             }
         }
-        VcpuExit::HostInterrupt | VcpuExit::InterruptWindow => {}
+        VcpuExit::HostInterrupt | VcpuExit::InterruptWindow | VcpuExit::GuestException => {}
         VcpuExit::MemoryFault(fault) => {
             let rip = vcpu.rip();
             let Some(is_device) = domain.platform.as_deref().map(|platform| platform.is_mmio(fault.gpa)) else {
@@ -245,15 +245,15 @@ fn handle(domain: &mut Domain, vcpu: &mut impl Vcpu, exit: VcpuExit) -> Next {
             if !is_device && !fault.fetch {
                 report_unbacked_access(domain.id, &mut domain.unbacked_accesses, fault, rip);
             }
-            let Some((platform, cache, ram)) = domain.mmio_parts() else {
+            let Some((platform, cache, memory)) = domain.mmio_parts() else {
                 return Next::Stop(StopReason::MemoryFault { fault, rip });
             };
             let result = if is_device {
-                mmio::emulate(platform, cache, ram, vcpu, fault).map(|()| platform.take_doorbell())
+                mmio::emulate(platform, cache, memory, vcpu, fault).map(|()| platform.take_doorbell())
             } else if fault.fetch {
                 Err("instruction fetch from an address with no memory")
             } else {
-                mmio::emulate(&mut mmio::Unbacked, cache, ram, vcpu, fault).map(|()| false)
+                mmio::emulate(&mut mmio::Unbacked, cache, memory, vcpu, fault).map(|()| false)
             };
             return match result {
                 Ok(true) => Next::Serve,

@@ -294,11 +294,21 @@ impl DomainControl for Scheduler<'_> {
     }
 
     fn shutdown(&mut self, domain: DomainId) -> Outcome<()> {
-        self.domu(domain)?;
-        Err(Failure::new(
-            Status::Unsupported,
-            "a clean shutdown needs the ACPI power button, which Keel does not emulate yet; use `keel destroy`",
-        ))
+        let entry = self.domu(domain)?;
+        let platform = entry
+            .domain
+            .as_mut()
+            .and_then(|domain| domain.platform.as_deref_mut())
+            .filter(|_| matches!(entry.state, DomainState::Running | DomainState::Paused))
+            .ok_or_else(|| Failure::new(Status::BadState, "the domain is not running"))?;
+        // Like `xl shutdown`: the request is the button press; the guest
+        // powers off when its OS has shut down (on_poweroff applies then).
+        platform.press_power_button();
+        if platform.pending_interrupt().is_some() {
+            let _ = self.queue.wake(vcpu_id(domain));
+        }
+        log::info!("domain {domain}: power button pressed");
+        Ok(())
     }
 
     fn reboot(&mut self, domain: DomainId) -> Outcome<()> {

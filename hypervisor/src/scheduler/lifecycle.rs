@@ -157,22 +157,37 @@ impl Scheduler<'_> {
         }
     }
 
-    /// Dom0 powering off ends Keel's run; a reset (or triple fault) boots
-    /// it again from its modules while the DomUs keep running.
+    /// Dom0 powering off ends Keel's run. Anything else (a reset, a triple
+    /// fault, a crash) boots Dom0 again from its modules while the DomUs
+    /// keep running: the management domain failing is no reason to take
+    /// every other domain down. A Dom0 that keeps crashing
+    /// ([`DOM0_CRASH_LIMIT`] times in a row without a clean reset) or can
+    /// no longer be built stops the host.
     fn on_dom0_stop(&mut self, reason: StopReason) -> Option<Outcome> {
         match reason {
-            StopReason::Power(PowerAction::PowerOff) => Some(Outcome::Success),
-            StopReason::Power(PowerAction::Reset) | StopReason::TripleFault { .. } => {
+            StopReason::Power(PowerAction::PowerOff) => return Some(Outcome::Success),
+            StopReason::Power(PowerAction::Reset) => {
+                self.dom0_crashes = 0;
                 log::info!("dom0 reset: booting it again");
-                match self.build(DOM0, false) {
-                    Ok(()) => None,
-                    Err(error) => {
-                        log::error!("dom0: {error}");
-                        Some(Outcome::Failure)
-                    }
-                }
             }
-            _ => Some(Outcome::Failure),
+            other => {
+                self.dom0_crashes += 1;
+                if self.dom0_crashes > DOM0_CRASH_LIMIT {
+                    log::error!("dom0 crashed {} times in a row ({other}); stopping", self.dom0_crashes);
+                    return Some(Outcome::Failure);
+                }
+                log::warn!("dom0 crashed ({other}): booting it again; the other domains keep running");
+            }
+        }
+        match self.build(DOM0, false) {
+            Ok(()) => None,
+            Err(error) => {
+                log::error!("dom0: {error}");
+                Some(Outcome::Failure)
+            }
         }
     }
 }
+
+/// Dom0 crashes in a row after which Keel gives up and stops.
+pub(super) const DOM0_CRASH_LIMIT: u32 = 3;

@@ -6,10 +6,15 @@ use keel_vmx::controls::PrimaryControls;
 use keel_vmx::exit::{InterruptionInfo, InterruptionType};
 use keel_vmx::VmcsField as F;
 
+use keel_hypervisor::cr_policy;
+
 use super::vcpu::{read, write, VmxVcpu};
 use crate::vcpu::GuestFault;
 
 const RFLAGS_IF: u64 = 1 << 9;
+const RFLAGS_TF: u64 = 1 << 8;
+/// Pending debug exceptions: single step (BS).
+const PENDING_DEBUG_BS: u64 = 1 << 14;
 /// Interruptibility: blocking by STI (bit 0) and by MOV SS (bit 1).
 const BLOCKING_STI_OR_MOV_SS: u64 = 0b11;
 const EFER_LME: u64 = 1 << 8;
@@ -17,24 +22,6 @@ const EFER_LMA: u64 = 1 << 10;
 /// EFER bits a guest may set: SCE, LME, LMA (read-only), NXE.
 const EFER_WRITABLE: u64 = 1 | EFER_LME | EFER_LMA | (1 << 11);
 
-const CR0_PE: u64 = 1;
-const CR0_NW: u64 = 1 << 29;
-const CR0_CD: u64 = 1 << 30;
-const CR0_PG: u64 = 1 << 31;
-const CR4_PAE: u64 = 1 << 5;
-/// CR4 bits for features CPUID hides from guests: VMXE, SMXE, OSXSAVE.
-const CR4_HIDDEN_FEATURES: u64 = (1 << 13) | (1 << 14) | (1 << 18);
-
-/// The #GP checks of MOV to CR0/CR4 (SDM vol. 2, MOV—Move to Control Registers)
-/// that VMX's fixed bits do not already cover.
-fn architecturally_valid(cr: u8, value: u64, efer: u64) -> bool {
-    let long_mode = efer & EFER_LMA != 0;
-    match cr {
-        0 => !(value & CR0_PG != 0 && value & CR0_PE == 0 || value & CR0_NW != 0 && value & CR0_CD == 0),
-        4 => value & CR4_HIDDEN_FEATURES == 0 && !(long_mode && value & CR4_PAE == 0),
-        _ => false,
-    }
-}
 
 impl VmxVcpu {
     /// Raises `fault` in the guest at the current instruction.
@@ -81,6 +68,12 @@ impl VmxVcpu {
         read(F::GuestRflags) & RFLAGS_IF != 0
     }
 
+    /// Whether the guest executes 64-bit code (IA-32e mode and CS.L).
+    fn in_64bit_code(&self) -> bool {
+        const CS_L: u64 = 1 << 13;
+        self.efer() & EFER_LMA != 0 && read(F::GuestCsAccessRights) & CS_L != 0
+    }
+
     /// The guest's view of CR4 (its read shadow).
     pub fn guest_cr4(&self) -> u64 {
         read(F::Cr4ReadShadow)
@@ -95,7 +88,11 @@ impl VmxVcpu {
             4 => (self.cr4_fixed0, self.cr4_fixed1, F::GuestCr4, F::Cr4ReadShadow),
             _ => return Err(GuestFault::GeneralProtection),
         };
-        if value & !fixed1 != 0 || value >> 32 != 0 || !architecturally_valid(cr, value, self.efer()) {
+        let valid = match cr {
+            0 => cr_policy::cr0_valid(value, self.in_64bit_code()),
+            _ => cr_policy::cr4_valid(value, self.cr4_allowed, self.efer()),
+        };
+        if value & !fixed1 != 0 || !valid {
             return Err(GuestFault::GeneralProtection);
         }
         write(shadow, value);
@@ -211,6 +208,15 @@ impl VmxVcpu {
         let interruptibility = read(F::GuestInterruptibility);
         if interruptibility & BLOCKING_STI_OR_MOV_SS != 0 {
             write(F::GuestInterruptibility, interruptibility & !BLOCKING_STI_OR_MOV_SS);
+        }
+        // An instruction completed with RFLAGS.TF set ends in a single-step
+        // #DB; Keel completed it, so it tells the CPU to raise that trap
+        // right after the next VM entry (pending debug exception BS).
+        if read(F::GuestRflags) & RFLAGS_TF != 0 {
+            write(
+                F::GuestPendingDebugExceptions,
+                read(F::GuestPendingDebugExceptions) | PENDING_DEBUG_BS,
+            );
         }
     }
 }

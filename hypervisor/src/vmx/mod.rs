@@ -58,6 +58,8 @@ pub struct VmxCpu {
     basic: VmxBasic,
     misc: VmxMisc,
     host: HostTables,
+    /// CR4 bits guests may set: what their CPUID shows (`cr_policy`).
+    cr4_allowed: u64,
     _vmxon_region: HostPhysAddr,
 }
 
@@ -158,8 +160,25 @@ pub fn enable(host: HostTables) -> Result<VmxCpu, VmxError> {
         basic,
         misc,
         host,
+        cr4_allowed: guest_cr4_allowed(),
         _vmxon_region: region,
     })
+}
+
+/// The CR4 bits guests may set, from the CPUID leaves 1 and 7 they see.
+fn guest_cr4_allowed() -> u64 {
+    use keel_hypervisor::cpuid_policy::{guest_leaf, CpuidResult, GuestCpu};
+    let host = |leaf| {
+        let answer = core::arch::x86_64::__cpuid_count(leaf, 0);
+        CpuidResult {
+            eax: answer.eax,
+            ebx: answer.ebx,
+            ecx: answer.ecx,
+            edx: answer.edx,
+        }
+    };
+    let guest = GuestCpu::default();
+    keel_hypervisor::cr_policy::cr4_allowed(guest_leaf(1, 0, host(1), &guest), guest_leaf(7, 0, host(7), &guest))
 }
 
 /// The VMCS current on this CPU (what VMREAD/VMWRITE act on), 0 for none.

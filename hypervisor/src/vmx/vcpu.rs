@@ -29,6 +29,9 @@ struct RunState {
 }
 
 const IO_BITMAPS_SIZE: u64 = 2 * PAGE_SIZE_4K;
+const DEBUG_VECTOR: u8 = 1;
+const ALIGNMENT_CHECK_VECTOR: u8 = 17;
+const MACHINE_CHECK_VECTOR: u8 = 18;
 
 #[derive(Debug)]
 pub enum VcpuError {
@@ -77,6 +80,7 @@ pub struct VmxVcpu {
     pub(super) cr0_fixed1: u64,
     pub(super) cr4_fixed0: u64,
     pub(super) cr4_fixed1: u64,
+    pub(super) cr4_allowed: u64,
 }
 
 impl VmxVcpu {
@@ -140,6 +144,7 @@ impl VmxVcpu {
             cr0_fixed1: cpu.caps.cr0_fixed1,
             cr4_fixed0: cpu.caps.cr4_fixed0,
             cr4_fixed1: cpu.caps.cr4_fixed1,
+            cr4_allowed: cpu.cr4_allowed,
         };
         // Creating a vCPU loads its VMCS; whichever vCPU was being served
         // (Dom0, when the management interface creates a domain) must find
@@ -330,22 +335,72 @@ impl VmxVcpu {
         })
     }
 
-    /// NMIs arrive here (NMI exiting); the only exception Keel intercepts is
-    /// a machine check, which is the host's problem, never the guest's.
+    /// NMIs arrive here (NMI exiting), machine checks (the host's problem,
+    /// never the guest's), and #DB and #AC, which Keel intercepts only so
+    /// that their delivery cannot loop inside the CPU: it reflects them.
     fn decode_exception_or_nmi(&mut self) -> VcpuExit {
         let info = InterruptionInfo::from_raw(read(F::ExitInterruptionInfo) as u32);
         self.reinject_interrupted_event();
-        match info.kind {
-            InterruptionType::Nmi => VcpuExit::HostInterrupt,
-            _ => VcpuExit::Unhandled {
-                reason: if info.vector == 18 {
-                    "machine-check"
-                } else {
-                    "exception"
-                },
+        match (info.kind, info.vector) {
+            (InterruptionType::Nmi, _) => VcpuExit::HostInterrupt,
+            (_, DEBUG_VECTOR) => {
+                self.reflect_debug_exception(info);
+                VcpuExit::GuestException
+            }
+            (_, ALIGNMENT_CHECK_VECTOR) => {
+                // #AC always pushes an error code of 0. A fault during the
+                // delivery of another event (benign class) is delivered
+                // instead of it, as the CPU would.
+                let injection = InterruptionInfo::injection(ALIGNMENT_CHECK_VECTOR, InterruptionType::HardwareException, true);
+                write(F::EntryInterruptionInfo, u64::from(injection.to_raw()));
+                write(F::EntryExceptionErrorCode, 0);
+                VcpuExit::GuestException
+            }
+            (_, MACHINE_CHECK_VECTOR) => {
+                crate::arch::instructions::clear_machine_check_in_progress();
+                VcpuExit::Unhandled {
+                    reason: "machine-check",
+                    number: 0,
+                    qualification: u64::from(info.vector),
+                }
+            }
+            (_, vector) => VcpuExit::Unhandled {
+                reason: "exception",
                 number: 0,
-                qualification: u64::from(info.vector),
+                qualification: u64::from(vector),
             },
+        }
+    }
+
+    /// A #DB the guest raised: the exit saved its causes in the
+    /// qualification instead of DR6, so put them in the guest's DR6 (live:
+    /// Keel switches it per vCPU) and deliver the #DB as the CPU would have.
+    fn reflect_debug_exception(&mut self, info: InterruptionInfo) {
+        // B0-B3 (bits 3:0), BD (13), BS (14) and RTM (16, active low).
+        const DR6_CAUSES: u64 = 0xf | (1 << 13) | (1 << 14);
+        const DR6_RTM: u64 = 1 << 16;
+        let qualification = read(F::ExitQualification);
+        let dr6 = crate::arch::instructions::read_dr6();
+        let updated = (dr6 & !(DR6_CAUSES | DR6_RTM)) | (qualification & DR6_CAUSES) | (!qualification & DR6_RTM);
+        crate::arch::instructions::write_dr6(updated);
+        // INT1 (ICEBP) is a privileged software exception: it needs the
+        // instruction length to return past it.
+        let kind = match info.kind {
+            InterruptionType::PrivilegedSoftwareException => InterruptionType::PrivilegedSoftwareException,
+            _ => InterruptionType::HardwareException,
+        };
+        let injection = InterruptionInfo::injection(DEBUG_VECTOR, kind, false);
+        write(F::EntryInterruptionInfo, u64::from(injection.to_raw()));
+        if kind.needs_instruction_length() {
+            write(F::EntryInstructionLength, read(F::ExitInstructionLength));
+        }
+        // An instruction breakpoint is a fault: the guest's handler returns
+        // to the same instruction, so the frame must carry RF=1 or the
+        // breakpoint fires again forever (the CPU sets it when it delivers
+        // the #DB itself).
+        if instruction_breakpoint_hit(qualification, read(F::GuestDr7)) {
+            const RFLAGS_RF: u64 = 1 << 16;
+            write(F::GuestRflags, read(F::GuestRflags) | RFLAGS_RF);
         }
     }
 
@@ -484,6 +539,12 @@ impl VmxVcpu {
         memory::free(self.io_bitmaps, IO_BITMAPS_SIZE);
         memory::free(self.msr_bitmap, PAGE_SIZE_4K);
     }
+}
+
+/// Whether a #DB's causes (`qualification` bits 3:0) include a breakpoint
+/// that DR7 configures as an instruction breakpoint (R/W bits 00).
+fn instruction_breakpoint_hit(qualification: u64, dr7: u64) -> bool {
+    (0..4).any(|index| qualification & (1 << index) != 0 && (dr7 >> (16 + 4 * index)) & 0b11 == 0)
 }
 
 fn decode_io(qualification: u64) -> VcpuExit {

@@ -13,6 +13,8 @@ use crate::arch::instructions::{rdmsr, read_cr0, read_cr3, read_cr4};
 use crate::vcpu::LongModeEntry;
 
 const MACHINE_CHECK_VECTOR: u32 = 18;
+const DEBUG_VECTOR: u32 = 1;
+const ALIGNMENT_CHECK_VECTOR: u32 = 17;
 const PAT_DEFAULT: u64 = 0x0007_0406_0007_0406;
 const UNUSABLE_SEGMENT: u64 = 1 << 16;
 const RFLAGS_FIXED: u64 = 1 << 1;
@@ -149,7 +151,15 @@ pub fn configure(cpu: &VmxCpu, entry: &LongModeEntry, resources: &VmcsResources)
     }
 
     // Machine checks belong to the host, not to whichever guest was running.
-    w.set(F::ExceptionBitmap, 1 << MACHINE_CHECK_VECTOR);
+    // #DB and #AC exit so that a guest whose delivery of one raises the same
+    // exception again (a breakpoint on its #DB stack; #AC while pushing the
+    // #AC frame) loops through Keel, where its time slice still ends,
+    // instead of inside the CPU's microcode forever (XSA-156,
+    // CVE-2015-5307, CVE-2015-8104). Keel reflects both to the guest.
+    w.set(
+        F::ExceptionBitmap,
+        (1 << MACHINE_CHECK_VECTOR) | (1 << DEBUG_VECTOR) | (1 << ALIGNMENT_CHECK_VECTOR),
+    );
     w.set(F::IoBitmapA, resources.io_bitmaps);
     w.set(F::IoBitmapB, resources.io_bitmaps + 4096);
     w.set(F::MsrBitmap, resources.msr_bitmap);
@@ -173,7 +183,10 @@ pub fn configure(cpu: &VmxCpu, entry: &LongModeEntry, resources: &VmcsResources)
     w.set(F::Cr0GuestHostMask, owned_bits(cr0_fixed0, caps.cr0_fixed1));
     w.set(F::GuestCr4, fixed_cr(state.cr4, caps.cr4_fixed0, caps.cr4_fixed1));
     w.set(F::Cr4ReadShadow, state.cr4);
-    w.set(F::Cr4GuestHostMask, owned_bits(caps.cr4_fixed0, caps.cr4_fixed1));
+    w.set(
+        F::Cr4GuestHostMask,
+        keel_hypervisor::cr_policy::cr4_mask(cpu.cr4_allowed, caps.cr4_fixed0, caps.cr4_fixed1),
+    );
     w.set(F::GuestCr3, state.cr3);
     w.set(F::GuestDr7, DR7_DEFAULT);
     w.set(F::GuestRsp, entry.rsp);
@@ -283,9 +296,10 @@ pub fn guest_cr0_fixed0(cpu: &VmxCpu) -> u64 {
     }
 }
 
-/// Control-register bits whose value VMX pins: the guest may not change them.
+/// CR0 bits whose value VMX pins, and every reserved bit (all of 63:32
+/// among them): writing them exits, and Keel checks the value.
 fn owned_bits(fixed0: u64, fixed1: u64) -> u64 {
-    (fixed0 | !fixed1) & 0xffff_ffff
+    fixed0 | !fixed1
 }
 
 fn write_host_state(w: &mut Writer, cpu: &VmxCpu) {
