@@ -1,13 +1,11 @@
 //! The archive builder.
 
-use std::collections::BTreeMap;
-use std::io::{self, Write};
-
-use flate2::write::GzEncoder;
-use flate2::Compression;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
 
 use crate::entry::{Entry, EntryKind, SYMLINK_PERMISSIONS};
 use crate::error::InitramfsError;
+use crate::initrd::{gzip, Archives};
 use crate::newc::{write_record, write_trailer};
 use crate::path::ArchivePath;
 
@@ -20,9 +18,15 @@ const MAX_ENTRIES: usize = u32::MAX as usize - 1;
 /// An in-memory initramfs. Members are emitted sorted by path, which puts
 /// every directory before its contents, and numbered in that order, so the
 /// image depends only on the contents and not on the order of calls.
+///
+/// Files added with [`Initramfs::stored_file`] are kept out of the
+/// compressed archive: [`Initramfs::to_initrd`] writes them into a second,
+/// uncompressed archive after it (see [`Archives`]).
 #[derive(Clone, Debug, Default)]
 pub struct Initramfs {
     entries: BTreeMap<ArchivePath, Entry>,
+    /// The members [`Initramfs::stored_file`] added: regular files only.
+    stored: BTreeSet<ArchivePath>,
 }
 
 impl Initramfs {
@@ -48,6 +52,25 @@ impl Initramfs {
         Ok(self)
     }
 
+    /// A file that is already compressed (a kernel, another initramfs):
+    /// gzip would shrink it little and cost the guest a full decompression
+    /// pass, so [`Initramfs::to_initrd`] puts it into the uncompressed
+    /// archive, which the kernel only copies. Its parent directories are
+    /// created in the compressed archive, which the kernel unpacks first.
+    /// In [`Initramfs::to_cpio`] and [`Initramfs::to_gzip`] it is an
+    /// ordinary member.
+    pub fn stored_file(
+        &mut self,
+        path: &str,
+        mode: u32,
+        contents: impl Into<Vec<u8>>,
+    ) -> Result<&mut Self, InitramfsError> {
+        let parsed = ArchivePath::parse(path)?;
+        self.file(path, mode, contents)?;
+        self.stored.insert(parsed);
+        Ok(self)
+    }
+
     /// `target` is stored verbatim and resolved by the guest at lookup time,
     /// so it may be absolute and need not exist in the archive.
     pub fn symlink(&mut self, path: &str, target: &str) -> Result<&mut Self, InitramfsError> {
@@ -65,22 +88,50 @@ impl Initramfs {
         Ok(self)
     }
 
-    /// The uncompressed newc archive, ending with the `TRAILER!!!` record.
+    /// Every member in one uncompressed newc archive, ending with the
+    /// `TRAILER!!!` record (stored files included, as ordinary members).
     pub fn to_cpio(&self) -> Vec<u8> {
+        self.archive_of(|_| true)
+    }
+
+    /// [`Initramfs::to_cpio`] gzip-compressed, the form the kernel unpacks
+    /// from `initrd` memory (CONFIG_RD_GZIP).
+    pub fn to_gzip(&self) -> io::Result<Vec<u8>> {
+        gzip(&self.to_cpio())
+    }
+
+    /// The two uncompressed archives [`Initramfs::to_initrd`] writes: every
+    /// member but the stored files, then the stored files alone (empty when
+    /// there are none). Inode numbers are those of [`Initramfs::to_cpio`],
+    /// so they are unique across both.
+    pub fn archives(&self) -> Archives {
+        let stored = if self.stored.is_empty() {
+            Vec::new()
+        } else {
+            self.archive_of(|path| self.stored.contains(path))
+        };
+        Archives {
+            compressed: self.archive_of(|path| !self.stored.contains(path)),
+            stored,
+        }
+    }
+
+    /// The initrd: [`Archives::to_initrd`] of [`Initramfs::archives`]. The
+    /// same bytes as [`Initramfs::to_gzip`] when no file is stored.
+    pub fn to_initrd(&self) -> io::Result<Vec<u8>> {
+        self.archives().to_initrd()
+    }
+
+    /// The members `include` selects, in path order, as one newc archive.
+    fn archive_of(&self, include: impl Fn(&ArchivePath) -> bool) -> Vec<u8> {
         let mut out = Vec::new();
         for ((path, entry), ino) in self.entries.iter().zip(1u32..) {
-            write_record(&mut out, &entry.header(path, ino), path.as_str(), entry.data());
+            if include(path) {
+                write_record(&mut out, &entry.header(path, ino), path.as_str(), entry.data());
+            }
         }
         write_trailer(&mut out);
         out
-    }
-
-    /// The archive gzip-compressed, the form the kernel unpacks from
-    /// `initrd` memory (CONFIG_RD_GZIP).
-    pub fn to_gzip(&self) -> io::Result<Vec<u8>> {
-        let mut encoder = GzEncoder::new(Vec::new(), Compression::best());
-        encoder.write_all(&self.to_cpio())?;
-        encoder.finish()
     }
 
     /// Adds `path` and any missing parent directories, or nothing on error.

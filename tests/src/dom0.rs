@@ -29,6 +29,16 @@ pub const TEST_FLAG: &str = "keel.test=1";
 /// create, watch, list and destroy DomUs with the `keel` tool) and power off.
 pub const DOMU_TEST_FLAG: &str = "keel.test=domu";
 
+/// Tells Dom0's /init to run the DomU scheduling checks
+/// (`/usr/lib/keel/domu-sched-test.sh`: two DomUs spinning, one of them on
+/// WRMSR, next to a responsive Dom0) and power off.
+pub const DOMU_SCHED_TEST_FLAG: &str = "keel.test=domu-sched";
+
+/// Tells Dom0's /init to run the DomU fault and lifecycle checks
+/// (`/usr/lib/keel/domu-faults-test.sh`: isolation probes, shutdown, pause,
+/// reboot, a triple fault) and power off.
+pub const DOMU_FAULTS_TEST_FLAG: &str = "keel.test=domu-faults";
+
 /// Dom0's Linux command line in boot tests and benchmarks.
 pub fn test_linux_cmdline() -> String {
     format!("{LINUX_CMDLINE} {TEST_FLAG}")
@@ -107,6 +117,16 @@ impl Dom0Modules {
     /// The real kernel and initramfs with Dom0 running the DomU checks.
     pub fn domu_test() -> Self {
         Self::with_linux_cmdline(&domu_test_linux_cmdline())
+    }
+
+    /// The real kernel and initramfs with Dom0 running the DomU scheduling checks.
+    pub fn domu_sched_test() -> Self {
+        Self::with_linux_cmdline(&format!("{LINUX_CMDLINE} {DOMU_SCHED_TEST_FLAG}"))
+    }
+
+    /// The real kernel and initramfs with Dom0 running the DomU fault checks.
+    pub fn domu_faults_test() -> Self {
+        Self::with_linux_cmdline(&format!("{LINUX_CMDLINE} {DOMU_FAULTS_TEST_FLAG}"))
     }
 
     /// The real kernel and initramfs with Dom0 dropping to a shell.
@@ -239,6 +259,23 @@ mod tests {
         assert!(modules.with_initrd);
         // /init matches each flag as a whole word: neither contains the other's.
         assert!(!modules.linux_cmdline.split(' ').any(|word| word == TEST_FLAG));
+    }
+
+    #[test]
+    fn each_domu_check_has_its_own_flag() {
+        for (modules, flag) in [
+            (Dom0Modules::domu_sched_test(), DOMU_SCHED_TEST_FLAG),
+            (Dom0Modules::domu_faults_test(), DOMU_FAULTS_TEST_FLAG),
+        ] {
+            assert_eq!(modules.linux_cmdline, format!("{LINUX_CMDLINE} {flag}"));
+            assert_eq!(modules.kernel, KernelImage::Real);
+            assert!(modules.with_initrd);
+            let words: Vec<&str> = modules.linux_cmdline.split(' ').collect();
+            assert!(!words.contains(&TEST_FLAG) && !words.contains(&DOMU_TEST_FLAG));
+            // /init's `grep -w` for keel.test=domu also matches these (a
+            // hyphen ends a word): their branches come first in init.sh.
+            assert!(flag.starts_with(&format!("{DOMU_TEST_FLAG}-")), "{flag}");
+        }
     }
 
     #[test]

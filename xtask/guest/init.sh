@@ -5,7 +5,9 @@
 # prints one `dom0: ...` line per check for the boot tests and `bench boot`,
 # and powers off; with `keel.test=domu` it runs the DomU checks
 # (/usr/lib/keel/domu-test.sh: create, watch, list and destroy DomUs with
-# /bin/keel) and powers off; otherwise it starts a shell on the console.
+# /bin/keel) and powers off; with `keel.test=domu-bench` it times one DomU
+# boot for `bench boot` and powers off; otherwise it starts a shell on the
+# console.
 
 # --install needs /proc/self/exe to find the binary its links point to.
 /bin/busybox mount -t proc proc /proc
@@ -72,6 +74,55 @@ run_checks() {
 
 if grep -qwF 'keel.test=1' /proc/cmdline; then
     run_checks
+    poweroff -f
+fi
+
+# The DomU scheduling and fault checks (domu-sched-test.sh,
+# domu-faults-test.sh). Before keel.test=domu: grep -w takes "-" for a word
+# boundary, so that flag's pattern also matches inside these.
+if grep -qwF 'keel.test=domu-sched' /proc/cmdline; then
+    /usr/lib/keel/domu-sched-test.sh
+    poweroff -f
+fi
+
+if grep -qwF 'keel.test=domu-faults' /proc/cmdline; then
+    /usr/lib/keel/domu-faults-test.sh
+    poweroff -f
+fi
+
+# `cargo xtask bench boot` (xtask/src/commands/bench/boot.rs) times one
+# DomU boot: from `keel create` to the DomU's userspace marker, by the lines
+# Dom0 says around it (their timestamps are Dom0's clock) and DomU's own.
+# domu2 powers off right after its marker; with on_poweroff = "destroy"
+# Keel then prints its exits and removes it, which Dom0 waits for. Checked
+# before keel.test=domu: grep -w takes "-" for a word boundary, so that
+# flag's test matches this one too.
+if grep -qwF 'keel.test=domu-bench' /proc/cmdline; then
+    say "dom0: domu-bench create"
+    if keel create /etc/keel/domu-poweroff.toml; then
+        # Not echoed: the bench looks for DomU's own line.
+        if keel console domu2 --until 'domu: userspace started' --timeout 600; then
+            echo
+            say "dom0: domu-bench marker seen"
+        else
+            status=$?
+            echo
+            say "dom0: domu-bench failed: keel console status $status"
+        fi
+        waited=0
+        while keel list | grep -qw domu2; do
+            if [ "$waited" -ge 120 ]; then
+                keel list
+                say "dom0: domu-bench failed: domu2 still listed 120 s after its marker"
+                break
+            fi
+            sleep 1
+            waited=$((waited + 1))
+        done
+    else
+        say "dom0: domu-bench failed: keel create status $?"
+    fi
+    say "dom0: domu-bench done"
     poweroff -f
 fi
 

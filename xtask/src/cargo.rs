@@ -73,6 +73,42 @@ pub fn build_dom0_tools(workspace: &Workspace) -> Result<PathBuf> {
     Ok(binary)
 }
 
+/// The programs the test DomUs run (`guest-tools`): built like Dom0's tool,
+/// static for the same target, since the DomU initramfs has only busybox.
+pub const GUEST_TOOLS_PACKAGE: &str = "keel-guest-tools";
+/// Its load generator (`keel-stress spin|wrmsr ...`).
+pub const GUEST_STRESS_BINARY: &str = "keel-stress";
+
+/// Builds `keel-stress` (cargo decides what is stale) as a static binary
+/// for the DomU initramfs; returns its path.
+pub fn build_guest_tools(workspace: &Workspace) -> Result<PathBuf> {
+    say!("building the DomU test tools ({GUEST_TOOLS_PACKAGE}, static, for {DOM0_TOOLS_TARGET})");
+    let mut command = cargo(workspace);
+    command
+        .args([
+            "build",
+            "-p",
+            GUEST_TOOLS_PACKAGE,
+            "--release",
+            "--target",
+            DOM0_TOOLS_TARGET,
+        ])
+        // The same flags as Dom0's tool, so neither build invalidates the other.
+        .env("RUSTFLAGS", "-C target-feature=+crt-static -C strip=debuginfo")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS");
+    run_visible(command, "building the DomU test tools")?;
+    let binary = workspace
+        .layout
+        .target_dir()
+        .join(DOM0_TOOLS_TARGET)
+        .join(Profile::Release.dir_name())
+        .join(GUEST_STRESS_BINARY);
+    if !binary.is_file() {
+        bail!("cargo reported success but {} does not exist", binary.display());
+    }
+    Ok(binary)
+}
+
 /// Unit tests of every crate, the hypervisor's host-testable library
 /// included (its no_std binary has `test = false`).
 pub fn test_host_crates(workspace: &Workspace) -> Result<()> {

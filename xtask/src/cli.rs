@@ -103,9 +103,23 @@ pub enum Benchmark {
         #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
         iterations: u32,
     },
-    /// Dom0's Linux boot to userspace on bare Bochs and under Keel: prints the
-    /// `linux-boot` line.
-    Boot,
+    /// Dom0's Linux boot to userspace on bare Bochs and under Keel, then a
+    /// DomU's from `keel create`: prints the `linux-boot` and `domu-boot`
+    /// lines (three boots, a few minutes each in Bochs).
+    Boot {
+        /// Only the `linux-boot` figures (bare and Keel) or only `domu-boot`.
+        #[arg(long, value_enum)]
+        only: Option<BootPart>,
+    },
+}
+
+/// The parts of `bench boot`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum BootPart {
+    /// Linux on bare Bochs and as Dom0 under Keel.
+    Linux,
+    /// A DomU created from Dom0.
+    Domu,
 }
 
 #[cfg(test)]
@@ -173,9 +187,20 @@ mod tests {
         assert!(matches!(
             cli.command,
             Command::Bench {
-                benchmark: Benchmark::Boot
+                benchmark: Benchmark::Boot { only: None }
             }
         ));
+        for (name, part) in [("linux", BootPart::Linux), ("domu", BootPart::Domu)] {
+            let cli = Cli::try_parse_from(["xtask", "bench", "boot", "--only", name]).unwrap();
+            let Command::Bench {
+                benchmark: Benchmark::Boot { only },
+            } = cli.command
+            else {
+                panic!("parsed as another command");
+            };
+            assert_eq!(only, Some(part));
+        }
+        assert!(Cli::try_parse_from(["xtask", "bench", "boot", "--only", "bare"]).is_err());
     }
 
     #[test]

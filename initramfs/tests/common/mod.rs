@@ -52,8 +52,16 @@ fn skip_padding(archive: &[u8], mut pos: usize) -> usize {
 
 /// Every record before the trailer; asserts the trailer ends the archive.
 pub fn read_newc(archive: &[u8]) -> Vec<Record> {
+    let (records, end) = read_newc_at(archive, 0);
+    assert_eq!(end, archive.len(), "nothing follows the trailer");
+    records
+}
+
+/// The records of the archive starting at `start` (4-byte aligned) and the
+/// offset just past its trailer's padding.
+pub fn read_newc_at(archive: &[u8], start: usize) -> (Vec<Record>, usize) {
     let mut records = Vec::new();
-    let mut pos = 0;
+    let mut pos = start;
     loop {
         assert_eq!(pos % 4, 0, "record at {pos} is 4-byte aligned");
         let header = &archive[pos..pos + 110];
@@ -85,9 +93,8 @@ pub fn read_newc(archive: &[u8]) -> Vec<Record> {
             data,
         };
         if record.name == "TRAILER!!!" {
-            assert_eq!(next, archive.len(), "nothing follows the trailer");
             assert!(record.data.is_empty());
-            return records;
+            return (records, next);
         }
         records.push(record);
         pos = next;

@@ -12,6 +12,16 @@
 //! | `/etc/keel/domu.toml` | sample config: `domu1`, a shell on its console |
 //! | `/etc/keel/domu-poweroff.toml` | sample config: `domu2`, powers off at once |
 //! | `/etc/passwd`, `/etc/group` | root and nobody, so `su` can run `keel` unprivileged |
+//! | `/usr/lib/keel/domu-sched-test.sh`, `domu-faults-test.sh` | the DomU scheduling and fault checks `keel.test=domu-sched` / `keel.test=domu-faults` run, and `domu-lib.sh`, the functions they share |
+//! | `/etc/keel/domu-{spin,wrmsr,tick,probe,triple}.toml` | the configs of those checks' DomUs |
+//!
+//! The file is two archives back to back (`keel_initramfs::Archives`):
+//! everything but the DomU kernel and initramfs gzip-compressed, then those
+//! two, compressed already, in an uncompressed archive (after zero padding
+//! to a 4-byte boundary, where Linux's unpacker looks for it). Gunzipping
+//! them again cost Dom0 about a minute of Bochs' guest time at boot;
+//! copying them costs little. Their directory, `/usr/lib/keel`, comes in the
+//! first archive: the unpacker creates no missing parents.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -29,6 +39,17 @@ const INIT_SCRIPT: &str = include_str!("../../guest/init.sh");
 const DOMU_TEST_SCRIPT: &str = include_str!("../../guest/domu-test.sh");
 const DOMU_CONFIG: &str = include_str!("../../guest/domu.toml");
 const DOMU_POWEROFF_CONFIG: &str = include_str!("../../guest/domu-poweroff.toml");
+/// The DomU scheduling and fault checks (init.sh runs them with
+/// `keel.test=domu-sched` / `keel.test=domu-faults`), the shell functions
+/// they share, and the configs of their DomUs.
+const DOMU_LIB_SCRIPT: &str = include_str!("../../guest/domu-lib.sh");
+const DOMU_SCHED_TEST_SCRIPT: &str = include_str!("../../guest/domu-sched-test.sh");
+const DOMU_FAULTS_TEST_SCRIPT: &str = include_str!("../../guest/domu-faults-test.sh");
+const DOMU_SPIN_CONFIG: &str = include_str!("../../guest/domu-spin.toml");
+const DOMU_WRMSR_CONFIG: &str = include_str!("../../guest/domu-wrmsr.toml");
+const DOMU_TICK_CONFIG: &str = include_str!("../../guest/domu-tick.toml");
+const DOMU_PROBE_CONFIG: &str = include_str!("../../guest/domu-probe.toml");
+const DOMU_TRIPLE_CONFIG: &str = include_str!("../../guest/domu-triple.toml");
 /// busybox's `su` reads these itself; the DomU checks run `keel` as nobody.
 const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n";
 const GROUP: &str = "root:x:0:\nnogroup:x:65534:\n";
@@ -40,6 +61,14 @@ const DOMU_INITRD_PATH: &str = "usr/lib/keel/domu-initrd.gz";
 const DOMU_TEST_PATH: &str = "usr/lib/keel/domu-test.sh";
 const DOMU_CONFIG_PATH: &str = "etc/keel/domu.toml";
 const DOMU_POWEROFF_CONFIG_PATH: &str = "etc/keel/domu-poweroff.toml";
+const DOMU_LIB_PATH: &str = "usr/lib/keel/domu-lib.sh";
+const DOMU_SCHED_TEST_PATH: &str = "usr/lib/keel/domu-sched-test.sh";
+const DOMU_FAULTS_TEST_PATH: &str = "usr/lib/keel/domu-faults-test.sh";
+const DOMU_SPIN_CONFIG_PATH: &str = "etc/keel/domu-spin.toml";
+const DOMU_WRMSR_CONFIG_PATH: &str = "etc/keel/domu-wrmsr.toml";
+const DOMU_TICK_CONFIG_PATH: &str = "etc/keel/domu-tick.toml";
+const DOMU_PROBE_CONFIG_PATH: &str = "etc/keel/domu-probe.toml";
+const DOMU_TRIPLE_CONFIG_PATH: &str = "etc/keel/domu-triple.toml";
 
 /// The host files Dom0's initramfs carries besides busybox.
 pub struct Payload<'a> {
@@ -91,11 +120,21 @@ fn dom0_initramfs(init_script: &str, binaries: Binaries) -> Result<Initramfs> {
         .directory("usr/lib", 0o755)?
         .directory("usr/lib/keel", 0o755)?
         .file(KEEL_PATH, 0o755, binaries.keel)?
-        .file(DOMU_KERNEL_PATH, 0o644, binaries.kernel)?
-        .file(DOMU_INITRD_PATH, 0o644, binaries.domu_initrd)?
+        // Compressed already (LZ4 inside the bzImage, gzip): stored.
+        .stored_file(DOMU_KERNEL_PATH, 0o644, binaries.kernel)?
+        .stored_file(DOMU_INITRD_PATH, 0o644, binaries.domu_initrd)?
         .file(DOMU_TEST_PATH, 0o755, DOMU_TEST_SCRIPT.as_bytes())?
         .file(DOMU_CONFIG_PATH, 0o644, DOMU_CONFIG.as_bytes())?
         .file(DOMU_POWEROFF_CONFIG_PATH, 0o644, DOMU_POWEROFF_CONFIG.as_bytes())?
+        // Sourced, not run.
+        .file(DOMU_LIB_PATH, 0o644, DOMU_LIB_SCRIPT.as_bytes())?
+        .file(DOMU_SCHED_TEST_PATH, 0o755, DOMU_SCHED_TEST_SCRIPT.as_bytes())?
+        .file(DOMU_FAULTS_TEST_PATH, 0o755, DOMU_FAULTS_TEST_SCRIPT.as_bytes())?
+        .file(DOMU_SPIN_CONFIG_PATH, 0o644, DOMU_SPIN_CONFIG.as_bytes())?
+        .file(DOMU_WRMSR_CONFIG_PATH, 0o644, DOMU_WRMSR_CONFIG.as_bytes())?
+        .file(DOMU_TICK_CONFIG_PATH, 0o644, DOMU_TICK_CONFIG.as_bytes())?
+        .file(DOMU_PROBE_CONFIG_PATH, 0o644, DOMU_PROBE_CONFIG.as_bytes())?
+        .file(DOMU_TRIPLE_CONFIG_PATH, 0o644, DOMU_TRIPLE_CONFIG.as_bytes())?
         .file("etc/passwd", 0o644, PASSWD.as_bytes())?
         .file("etc/group", 0o644, GROUP.as_bytes())?;
     Ok(image)
@@ -136,6 +175,11 @@ mod tests {
             ("etc/group", REGULAR_FILE | 0o644),
             ("etc/keel", DIRECTORY | 0o755),
             ("etc/keel/domu-poweroff.toml", REGULAR_FILE | 0o644),
+            ("etc/keel/domu-probe.toml", REGULAR_FILE | 0o644),
+            ("etc/keel/domu-spin.toml", REGULAR_FILE | 0o644),
+            ("etc/keel/domu-tick.toml", REGULAR_FILE | 0o644),
+            ("etc/keel/domu-triple.toml", REGULAR_FILE | 0o644),
+            ("etc/keel/domu-wrmsr.toml", REGULAR_FILE | 0o644),
             ("etc/keel/domu.toml", REGULAR_FILE | 0o644),
             ("etc/passwd", REGULAR_FILE | 0o644),
             ("init", REGULAR_FILE | 0o755),
@@ -147,12 +191,44 @@ mod tests {
             ("usr", DIRECTORY | 0o755),
             ("usr/lib", DIRECTORY | 0o755),
             ("usr/lib/keel", DIRECTORY | 0o755),
+            ("usr/lib/keel/domu-faults-test.sh", REGULAR_FILE | 0o755),
             ("usr/lib/keel/domu-initrd.gz", REGULAR_FILE | 0o644),
+            ("usr/lib/keel/domu-lib.sh", REGULAR_FILE | 0o644),
+            ("usr/lib/keel/domu-sched-test.sh", REGULAR_FILE | 0o755),
             ("usr/lib/keel/domu-test.sh", REGULAR_FILE | 0o755),
             ("usr/lib/keel/vmlinuz", REGULAR_FILE | 0o644),
         ];
         let expected: Vec<(String, u32)> = expected.iter().map(|(name, mode)| (name.to_string(), *mode)).collect();
         assert_eq!(members(&image()), expected);
+    }
+
+    #[test]
+    fn only_the_domu_images_are_stored_uncompressed() {
+        let image = image();
+        assert_eq!(
+            names(&stored_members(&image)),
+            [DOMU_INITRD_PATH, DOMU_KERNEL_PATH],
+            "the stored archive"
+        );
+        // Every other member is in the compressed archive, with the
+        // directories the stored files need.
+        let compressed = compressed_members(&image);
+        let all = members(&image);
+        let rest: Vec<_> = all
+            .iter()
+            .filter(|(name, _)| name != DOMU_KERNEL_PATH && name != DOMU_INITRD_PATH)
+            .cloned()
+            .collect();
+        assert_eq!(compressed, rest);
+        for directory in ["usr", "usr/lib", "usr/lib/keel"] {
+            assert!(
+                compressed.contains(&(directory.to_string(), DIRECTORY | 0o755)),
+                "{directory}"
+            );
+        }
+        for (name, mode) in stored_members(&image) {
+            assert_eq!(mode, REGULAR_FILE | 0o644, "{name}");
+        }
     }
 
     #[test]
@@ -262,7 +338,7 @@ mod tests {
 
     #[test]
     fn fingerprint_covers_every_file() {
-        let print = |init: &str, binaries: Binaries| fingerprint(&dom0_initramfs(init, binaries).unwrap().to_cpio());
+        let print = |init: &str, binaries: Binaries| fingerprint(&dom0_initramfs(init, binaries).unwrap().archives());
         let one = print(INIT_SCRIPT, binaries());
         assert_eq!(one, print(INIT_SCRIPT, binaries()));
         assert_ne!(one, print("#!/bin/busybox sh\n", binaries()), "init");
@@ -306,7 +382,26 @@ mod tests {
         };
         let initrd = ensure(&layout, &busybox, &payload).unwrap();
         assert_eq!(initrd, layout.dom0_initrd());
-        assert!(fs::read(&initrd).unwrap().starts_with(&[0x1f, 0x8b]));
+        // The gzip stream, zero padding to a 4-byte boundary, and the
+        // uncompressed archive holding the kernel and DomU initramfs as they are.
+        let bytes = fs::read(&initrd).unwrap();
+        assert!(bytes.starts_with(&[0x1f, 0x8b]));
+        let read = keel_initramfs::read_initrd(&bytes).unwrap();
+        let offset = read.stored_offset.expect("a stored archive");
+        assert_eq!(offset, read.gzip_len.next_multiple_of(4));
+        assert!(bytes[read.gzip_len..offset].iter().all(|&byte| byte == 0));
+        assert_eq!(
+            names(&list_newc(&read.archives.stored)),
+            [DOMU_INITRD_PATH, DOMU_KERNEL_PATH]
+        );
+        let stored = &bytes[offset..];
+        assert!(stored.starts_with(b"070701"));
+        for payload in [&b"bzImage"[..], &b"\x1f\x8b"[..]] {
+            assert!(stored.windows(payload.len()).any(|window| window == payload));
+        }
+        let compressed = list_newc(&read.archives.compressed);
+        assert!(compressed.iter().any(|(name, _)| name == "init"));
+        assert!(!compressed.iter().any(|(name, _)| name == DOMU_KERNEL_PATH));
 
         let script = file("keel-script", b"#!/bin/sh\n");
         let payload = Payload {
@@ -316,5 +411,112 @@ mod tests {
         let error = format!("{:#}", ensure(&layout, &busybox, &payload).unwrap_err());
         assert!(error.contains("keel-script cannot run in Dom0"), "{error}");
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Every marker of a DomU scenario is said by its script, the steps in
+    /// the order the boot test expects them.
+    fn says_every_marker_in_order(script: &str, steps: &[&str], failures: &[&str]) {
+        assert!(script.starts_with("#!/bin/busybox sh\n"));
+        assert!(script.contains(&format!(". /{DOMU_LIB_PATH}\n")));
+        for marker in steps.iter().chain(failures) {
+            assert!(script.contains(&format!("say \"{marker}")), "{marker}");
+        }
+        let positions: Vec<usize> = steps
+            .iter()
+            .map(|marker| script.find(&format!("say \"{marker}")).unwrap())
+            .collect();
+        assert!(positions.windows(2).all(|pair| pair[0] < pair[1]), "{positions:?}");
+    }
+
+    #[test]
+    fn domu_scenarios_say_every_marker_their_boot_tests_know() {
+        use keel_boot_tests::cases::{DOMU_FAULTS_FAILURES, DOMU_FAULTS_STEPS, DOMU_SCHED_FAILURES, DOMU_SCHED_STEPS};
+        says_every_marker_in_order(DOMU_SCHED_TEST_SCRIPT, DOMU_SCHED_STEPS, DOMU_SCHED_FAILURES);
+        says_every_marker_in_order(DOMU_FAULTS_TEST_SCRIPT, DOMU_FAULTS_STEPS, DOMU_FAULTS_FAILURES);
+        // The shared functions report through the kernel log as well.
+        assert!(DOMU_LIB_SCRIPT.contains("> /dev/kmsg"));
+    }
+
+    #[test]
+    fn init_runs_each_domu_scenario_before_the_domu_checks() {
+        use keel_boot_tests::dom0::{DOMU_FAULTS_TEST_FLAG, DOMU_SCHED_TEST_FLAG};
+        let domu = INIT_SCRIPT
+            .find(&format!("grep -qwF '{DOMU_TEST_FLAG}' /proc/cmdline"))
+            .unwrap();
+        for (flag, path) in [
+            (DOMU_SCHED_TEST_FLAG, DOMU_SCHED_TEST_PATH),
+            (DOMU_FAULTS_TEST_FLAG, DOMU_FAULTS_TEST_PATH),
+        ] {
+            let branch = format!("if grep -qwF '{flag}' /proc/cmdline; then\n    /{path}\n    poweroff -f\nfi\n");
+            let at = INIT_SCRIPT
+                .find(&branch)
+                .unwrap_or_else(|| panic!("no branch for {flag}"));
+            // grep -w finds keel.test=domu inside keel.test=domu-...
+            assert!(at < domu, "{flag} must come before {DOMU_TEST_FLAG}");
+        }
+    }
+
+    #[test]
+    fn domu_scenario_configs_parse_and_match_their_scripts() {
+        use super::super::domu_initramfs::INIT_SCRIPT as DOMU_INIT;
+        let image = image();
+        let configs = [
+            (DOMU_SPIN_CONFIG_PATH, DOMU_SPIN_CONFIG, "domu-spin", "spin", "destroy"),
+            (
+                DOMU_WRMSR_CONFIG_PATH,
+                DOMU_WRMSR_CONFIG,
+                "domu-wrmsr",
+                "wrmsr",
+                "destroy",
+            ),
+            (DOMU_TICK_CONFIG_PATH, DOMU_TICK_CONFIG, "domu-tick", "tick", "destroy"),
+            (
+                DOMU_PROBE_CONFIG_PATH,
+                DOMU_PROBE_CONFIG,
+                "domu-probe",
+                "probe",
+                "preserve",
+            ),
+            (
+                DOMU_TRIPLE_CONFIG_PATH,
+                DOMU_TRIPLE_CONFIG,
+                "domu-triple",
+                "triple",
+                "preserve",
+            ),
+        ];
+        for (path, text, name, mode, on_crash) in configs {
+            let config = config(text);
+            assert_eq!(config.name, name);
+            assert_eq!(config.memory, u64::from(DOMU_MEMORY_MIB), "{name}");
+            assert_eq!(config.vcpus, Some(1));
+            assert_eq!(config.kernel, format!("/{DOMU_KERNEL_PATH}"));
+            assert_eq!(config.initrd, Some(format!("/{DOMU_INITRD_PATH}")));
+            assert_eq!(config.on_crash.as_deref().unwrap_or("destroy"), on_crash, "{name}");
+            let cmdline = config.cmdline.unwrap();
+            assert!(cmdline.starts_with("console=ttyS0 cryptomgr.notests"), "{cmdline}");
+            assert!(
+                cmdline.split(' ').any(|word| word == format!("keel.domu={mode}")),
+                "{cmdline}"
+            );
+            // DomU's /init knows the mode; the scripts name the file and the domain.
+            assert!(DOMU_INIT.contains(&format!("    {mode})\n")), "{mode}");
+            let scripts = [DOMU_SCHED_TEST_SCRIPT, DOMU_FAULTS_TEST_SCRIPT];
+            assert!(
+                scripts.iter().any(|script| script.contains(&format!("=/{path} "))),
+                "{path}"
+            );
+            assert!(
+                scripts.iter().any(|script| script.contains(&format!("={name}\n"))),
+                "{name}"
+            );
+            assert!(has(&image, path), "{path}");
+        }
+        // Linux's triple-fault reboot method.
+        assert!(config(DOMU_TRIPLE_CONFIG)
+            .cmdline
+            .unwrap()
+            .split(' ')
+            .any(|word| word == "reboot=t"));
     }
 }

@@ -10,7 +10,7 @@ use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use keel_initramfs::Initramfs;
+use keel_initramfs::{Archives, Initramfs};
 
 use crate::say;
 
@@ -34,13 +34,16 @@ pub fn busybox_skeleton(init_script: &str, busybox: Vec<u8>) -> Result<Initramfs
     Ok(image)
 }
 
-/// Writes `image` gzip-compressed to `path` unless the file there already
-/// has exactly these contents; `what` names it in progress lines.
+/// Writes `image` to `path` as its initrd (`Initramfs::to_initrd`: the
+/// gzip-compressed archive, then the uncompressed archive of its stored
+/// files, if any) unless the file there already has exactly these contents;
+/// `what` names it in progress lines.
 pub fn write_cached(what: &str, path: &Path, image: &Initramfs) -> Result<()> {
-    // The uncompressed archive is cheap to make; compressing it is not, so
-    // its fingerprint decides whether to rebuild (every member, its mode
-    // and the image's layout all show in it).
-    let fingerprint = fingerprint(&image.to_cpio());
+    // The uncompressed archives are cheap to make; compressing is not, so
+    // their fingerprint decides whether to rebuild (every member, its mode,
+    // which archive it is in and the image's layout all show in it).
+    let archives = image.archives();
+    let fingerprint = fingerprint(&archives);
     let stamp = stamp_path(path);
     let built = fs::read_to_string(&stamp).unwrap_or_default();
     if path.is_file() && built.trim() == fingerprint {
@@ -48,12 +51,24 @@ pub fn write_cached(what: &str, path: &Path, image: &Initramfs) -> Result<()> {
         return Ok(());
     }
     say!("building {what} {}", path.display());
-    let gzip = image.to_gzip().with_context(|| format!("cannot compress the {what}"))?;
+    let initrd = archives
+        .to_initrd()
+        .with_context(|| format!("cannot compress the {what}"))?;
     // No stamp while the image is half written.
     let _ = fs::remove_file(&stamp);
-    fs::write(path, &gzip).with_context(|| format!("cannot write {}", path.display()))?;
+    fs::write(path, &initrd).with_context(|| format!("cannot write {}", path.display()))?;
     fs::write(&stamp, format!("{fingerprint}\n")).with_context(|| format!("cannot write {}", stamp.display()))?;
-    say!("{what}: {} KiB", gzip.len() >> 10);
+    if archives.stored.is_empty() {
+        say!("{what}: {} KiB", initrd.len() >> 10);
+    } else {
+        let stored = archives.stored.len();
+        say!(
+            "{what}: {} KiB ({} KiB gzip-compressed, then {} KiB stored uncompressed)",
+            initrd.len() >> 10,
+            (initrd.len() - stored) >> 10,
+            stored >> 10
+        );
+    }
     Ok(())
 }
 
@@ -64,11 +79,19 @@ fn stamp_path(image: &Path) -> PathBuf {
 }
 
 /// Only compared with the stamp this same program wrote: a hash that
-/// changes between Rust releases merely causes one rebuild.
-pub fn fingerprint(archive: &[u8]) -> String {
+/// changes between Rust releases merely causes one rebuild. Both archives
+/// count, each with its length, so moving a file from one to the other
+/// changes it too.
+pub fn fingerprint(archives: &Archives) -> String {
     let mut hasher = DefaultHasher::new();
-    archive.hash(&mut hasher);
-    format!("{:016x} {}", hasher.finish(), archive.len())
+    archives.compressed.hash(&mut hasher);
+    archives.stored.hash(&mut hasher);
+    format!(
+        "{:016x} {}+{}",
+        hasher.finish(),
+        archives.compressed.len(),
+        archives.stored.len()
+    )
 }
 
 /// Reading images back, for the tests of every image.
@@ -99,8 +122,29 @@ pub mod inspect {
         }
     }
 
+    /// Every member, whichever archive of the initrd it is in.
     pub fn members(image: &Initramfs) -> Vec<(String, u32)> {
         list_newc(&image.to_cpio())
+    }
+
+    /// The members of the gzip-compressed archive.
+    pub fn compressed_members(image: &Initramfs) -> Vec<(String, u32)> {
+        list_newc(&image.archives().compressed)
+    }
+
+    /// The members of the uncompressed archive after it (none without one).
+    pub fn stored_members(image: &Initramfs) -> Vec<(String, u32)> {
+        let stored = image.archives().stored;
+        if stored.is_empty() {
+            Vec::new()
+        } else {
+            list_newc(&stored)
+        }
+    }
+
+    /// The names of `members`.
+    pub fn names(members: &[(String, u32)]) -> Vec<&str> {
+        members.iter().map(|(name, _)| name.as_str()).collect()
     }
 
     /// The mode of `path` in `image` (file type bits included).
@@ -153,11 +197,31 @@ mod tests {
     #[test]
     fn fingerprint_follows_the_contents() {
         let print =
-            |init: &str, busybox: &[u8]| fingerprint(&busybox_skeleton(init, busybox.to_vec()).unwrap().to_cpio());
+            |init: &str, busybox: &[u8]| fingerprint(&busybox_skeleton(init, busybox.to_vec()).unwrap().archives());
         let one = print("#!/bin/busybox sh\n", b"a");
         assert_eq!(one, print("#!/bin/busybox sh\n", b"a"));
         assert_ne!(one, print("#!/bin/busybox sh\necho\n", b"a"), "init");
         assert_ne!(one, print("#!/bin/busybox sh\n", b"b"), "busybox");
+    }
+
+    #[test]
+    fn fingerprint_tells_which_archive_a_file_is_in() {
+        let with = |stored: bool| {
+            let mut image = skeleton();
+            if stored {
+                image.stored_file("boot/vmlinuz", 0o644, b"bzImage".to_vec()).unwrap();
+            } else {
+                image.file("boot/vmlinuz", 0o644, b"bzImage".to_vec()).unwrap();
+            }
+            image
+        };
+        // The same tree, the same single archive...
+        assert_eq!(with(true).to_cpio(), with(false).to_cpio());
+        // ...but another initrd.
+        assert_ne!(
+            fingerprint(&with(true).archives()),
+            fingerprint(&with(false).archives())
+        );
     }
 
     #[test]
@@ -177,9 +241,9 @@ mod tests {
 
         write_cached("test initramfs", &path, &skeleton()).unwrap();
         let gzip = fs::read(&path).unwrap();
-        assert!(gzip.starts_with(&[0x1f, 0x8b]));
+        assert_eq!(gzip, skeleton().to_gzip().unwrap(), "nothing stored: one gzip stream");
         let stamp = fs::read_to_string(stamp_path(&path)).unwrap();
-        assert_eq!(stamp.trim(), fingerprint(&skeleton().to_cpio()));
+        assert_eq!(stamp.trim(), fingerprint(&skeleton().archives()));
 
         // Same contents: the file is left alone (a marker written into it survives).
         fs::write(&path, b"untouched").unwrap();
@@ -197,6 +261,22 @@ mod tests {
         fs::remove_file(&path).unwrap();
         write_cached("test initramfs", &path, &other).unwrap();
         assert!(path.is_file());
+
+        // A stored file: the gzip stream, then its archive, uncompressed.
+        let payload = b"\x1f\x8b already compressed payload".repeat(100);
+        other.stored_file("boot/payload.gz", 0o644, payload.clone()).unwrap();
+        write_cached("test initramfs", &path, &other).unwrap();
+        let initrd = fs::read(&path).unwrap();
+        let layout = keel_initramfs::read_initrd(&initrd).unwrap();
+        assert_eq!(layout.archives, other.archives());
+        let offset = layout.stored_offset.unwrap();
+        assert_eq!(offset % 4, 0);
+        assert!(initrd[layout.gzip_len..offset].iter().all(|&byte| byte == 0));
+        assert!(initrd[offset..].windows(payload.len()).any(|window| window == payload));
+        assert_eq!(
+            fs::read_to_string(stamp_path(&path)).unwrap().trim(),
+            fingerprint(&other.archives())
+        );
         fs::remove_dir_all(&dir).unwrap();
     }
 }

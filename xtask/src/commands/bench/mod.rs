@@ -3,6 +3,7 @@
 
 mod boot;
 mod exits;
+mod serial;
 
 use anyhow::Result;
 
@@ -12,6 +13,6 @@ use crate::workspace::Workspace;
 pub fn run(workspace: &Workspace, benchmark: Benchmark) -> Result<()> {
     match benchmark {
         Benchmark::Exits { iterations } => exits::run(workspace, iterations),
-        Benchmark::Boot => boot::run(workspace),
+        Benchmark::Boot { only } => boot::run(workspace, only),
     }
 }
