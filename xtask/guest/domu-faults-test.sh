@@ -20,11 +20,11 @@
 #  triple     domu-triple runs `reboot -f` with `reboot=t`, Linux's triple
 #             fault method: with on_crash = "preserve" Keel lists it as
 #             crashed; then it is destroyed;
-#  shutdown   `keel shutdown` of the witness: where Keel does not emulate the
-#             ACPI power button it answers "not supported" and must fail
-#             with a non-zero status and change nothing; where it does, the
-#             witness powers off if its /init runs acpid on the button, and
-#             ticks on if its kernel has no button driver;
+#  shutdown   `keel shutdown` of the witness presses its ACPI power button:
+#             the witness's /init runs acpid on the button driver, so it
+#             must say "domu: power button pressed, powering off" and leave
+#             `keel list` (on_poweroff = "destroy") within SHUTDOWN_TIMEOUT s
+#             of Dom0's clock; anything else fails;
 # and finally every domain is destroyed and all memory comes back.
 #
 # Every step says one `dom0: domu faults ...` line through the kernel log;
@@ -47,9 +47,12 @@ DOMU_READY='domu: userspace started'
 TICKING='domu: tick 1'
 PROBES_DONE='domu: probes done'
 SPINNING='domu: spinning'
-# What a DomU with a power button (acpid on its input device) says.
+# What a DomU with a power button (acpid on its input device) says, and
+# what its button handler says before it powers off.
 POWER_BUTTON='domu: acpid started'
-# Dom0 seconds for a DomU to power off after its button was pressed.
+POWERING_OFF='domu: power button pressed, powering off'
+# Dom0 seconds (its /proc/uptime) from `keel shutdown` until the DomU must
+# have said POWERING_OFF and left `keel list`.
 SHUTDOWN_TIMEOUT=120
 # Dom0 seconds for a DomU to boot (two at once: twice that).
 BOOT_TIMEOUT=600
@@ -287,44 +290,66 @@ else
 fi
 
 # --- (c) keel shutdown --------------------------------------------------------
-# Before Keel emulated the ACPI power button `keel shutdown` answered "not
-# supported": it must then fail with a non-zero status and change nothing.
-# With the button it presses it and returns, like `xl shutdown`: a DomU
-# whose /init runs acpid on the button ("domu: acpid started") must then
-# power off (on_poweroff = "destroy": it leaves the list); one without the
-# button driver cannot see the press and must simply go on ticking.
-state_before=$(snapshot)
-echo "dom0# keel shutdown $TICK_DOMU"
-keel shutdown "$TICK_DOMU" > /tmp/shutdown.txt 2>&1
-shutdown_status=$?
-cat /tmp/shutdown.txt
-if [ "$shutdown_status" -ne 0 ]; then
-    state_after=$(snapshot)
-    if [ "$state_after" != "$state_before" ]; then
-        say "dom0: domu faults shutdown changed something: before: $state_before after: $state_after"
-    elif ! grep -q 'not supported' /tmp/shutdown.txt; then
-        say "dom0: domu faults shutdown refused for another reason (status $shutdown_status): $(head -n 1 /tmp/shutdown.txt)"
-    else
-        say "dom0: domu faults shutdown handled: refused as not supported (status $shutdown_status), nothing changed"
-    fi
-elif console_has "$TICK_DOMU" "$POWER_BUTTON"; then
-    shutdown_start=$(now)
-    gone=
-    while :; do
-        listed "$TICK_DOMU" || { gone=yes; break; }
-        holds "waited >= limit" -v waited="$(since "$shutdown_start")" -v limit="$SHUTDOWN_TIMEOUT" && break
-        sleep 2
-    done
-    if [ -n "$gone" ]; then
-        say "dom0: domu faults shutdown handled: $TICK_DOMU powered off $(since "$shutdown_start") s after the button press"
-    else
-        show_domu_lines "$TICK_DOMU" 5
-        say "dom0: domu faults shutdown ignored: $TICK_DOMU runs acpid but still runs ${SHUTDOWN_TIMEOUT} s after the button press ($(domain_state "$TICK_DOMU"))"
-    fi
-elif ! witness_ticks; then
-    say "dom0: domu faults witness stopped after keel shutdown"
+# `keel shutdown` presses the ACPI power button and returns, like `xl
+# shutdown`. The witness's /init loaded evdev.ko and button.ko and runs
+# acpid on the button ("domu: acpid started"); its handler says
+# POWERING_OFF, waits a second and powers off, and on_poweroff = "destroy"
+# takes the domain (and its console) away. A `keel console --until` started
+# before the press follows the console, so the line is read before it goes.
+# Failures: no acpid in the witness, `keel shutdown` refused, the line not
+# said or the domain still listed SHUTDOWN_TIMEOUT s after the press.
+show_button_lines() {
+    echo "--- [$(now)] $TICK_DOMU's power button lines ---"
+    console_now "$TICK_DOMU" | grep -E 'domu: (power button|no input|acpid)|input: |ACPI: button'
+    echo "---"
+}
+if ! console_has "$TICK_DOMU" "$POWER_BUTTON"; then
+    show_button_lines
+    setup=$(console_now "$TICK_DOMU" | grep -oE 'domu: (power button setup|no input|acpid failed).*' | head -n 1)
+    say "dom0: domu faults shutdown impossible: $TICK_DOMU never said '$POWER_BUTTON' (${setup:-no power button line}; $(domain_state "$TICK_DOMU"))"
 else
-    say "dom0: domu faults shutdown handled: pressed the power button of $TICK_DOMU, which has no button driver and ticks on"
+    show_button_lines
+    rm -f /tmp/shutdown-console.txt
+    keel console "$TICK_DOMU" --until "$POWERING_OFF" --timeout "$SHUTDOWN_TIMEOUT" \
+        < /dev/null > /tmp/shutdown-console.txt 2>&1 &
+    watcher=$!
+    echo "dom0# keel shutdown $TICK_DOMU"
+    shutdown_start=$(now)
+    keel shutdown "$TICK_DOMU" > /tmp/shutdown.txt 2>&1
+    shutdown_status=$?
+    cat /tmp/shutdown.txt
+    if [ "$shutdown_status" -ne 0 ]; then
+        kill "$watcher" 2> /dev/null
+        wait "$watcher"
+        say "dom0: domu faults shutdown failed: keel shutdown $TICK_DOMU status $shutdown_status: $(head -n 1 /tmp/shutdown.txt) ($(domain_state "$TICK_DOMU"))"
+    else
+        # Returns when the line appears, or fails when the domain goes
+        # without it or SHUTDOWN_TIMEOUT s pass.
+        wait "$watcher"
+        watcher_status=$?
+        said_after=$(since "$shutdown_start")
+        gone=
+        while :; do
+            listed "$TICK_DOMU" || { gone=yes; break; }
+            holds "waited >= limit" -v waited="$(since "$shutdown_start")" -v limit="$SHUTDOWN_TIMEOUT" && break
+            sleep 1
+        done
+        gone_after=$(since "$shutdown_start")
+        state=$(domain_state "$TICK_DOMU")
+        echo "--- $TICK_DOMU's last console lines (keel console --until, status $watcher_status) ---"
+        tr -d '\r' < /tmp/shutdown-console.txt | grep -vE 'domu: tick [0-9]+$' | tail -n 8
+        echo "---"
+        run keel list
+        echo "dom0# keel dmesg | grep 'domain [0-9]*[ :(]' | tail -n 4"
+        keel dmesg | grep -E 'domain [0-9]+[ :(]' | tail -n 4
+        if [ "$watcher_status" -ne 0 ]; then
+            say "dom0: domu faults shutdown ignored: $TICK_DOMU never said '$POWERING_OFF' (keel console status $watcher_status after $said_after s; $(tail -n 1 /tmp/shutdown-console.txt | tr -d '\r'); ${state:-not listed})"
+        elif [ -z "$gone" ]; then
+            say "dom0: domu faults shutdown ignored: $TICK_DOMU said '$POWERING_OFF' after $said_after s but is still listed ($state) ${SHUTDOWN_TIMEOUT} s after the press"
+        else
+            say "dom0: domu faults shutdown handled: $TICK_DOMU said '$POWERING_OFF' $said_after s after keel shutdown and left keel list after $gone_after s (bound ${SHUTDOWN_TIMEOUT} s)"
+        fi
+    fi
 fi
 
 # --- all gone, all memory back -----------------------------------------------

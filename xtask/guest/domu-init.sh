@@ -70,9 +70,13 @@ start_power_button() {
     mkdir -p /etc/acpi
     echo "EV_KEY 01 KEY_POWER 116 1 button/power PWRB 00000080" > /etc/acpi.map
     echo "PWRB power-button" > /etc/acpid.conf
+    # The second before powering off lets Dom0, which follows this console
+    # with `keel console`, read the line: with on_poweroff = "destroy" the
+    # console goes with the domain.
     cat > /etc/acpi/power-button <<'HANDLER'
 #!/bin/sh
 echo "domu: power button pressed, powering off" > /dev/kmsg
+sleep 1
 exec poweroff -f
 HANDLER
     chmod 755 /etc/acpi/power-button

@@ -1,6 +1,6 @@
 # Shell functions Dom0's DomU checks share: /usr/lib/keel/domu-lib.sh in
 # Dom0's initramfs (built by xtask/src/guest/dom0_initramfs.rs), sourced by
-# domu-sched-test.sh and domu-faults-test.sh. Not run by itself.
+# domu-test.sh, domu-sched-test.sh and domu-faults-test.sh. Not run by itself.
 #
 # Times are Dom0's clock (/proc/uptime, 10 ms resolution), the same guest
 # time base Keel's cpu_time_ns counts in (the TSC).

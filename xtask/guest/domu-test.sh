@@ -20,51 +20,8 @@ CYCLES=5
 # DomU's /init (domu-init.sh) says this first thing.
 DOMU_READY='domu: userspace started'
 
-say() {
-    echo "$*" > /dev/kmsg
-}
-
-# Shows a command on the console, then runs it there; its status is returned.
-run() {
-    echo "dom0# $*"
-    "$@"
-}
-
-# Free host memory in bytes: the "free_memory" (or "free_memory_bytes")
-# field of `keel info --json`; empty if there is none.
-free_memory() {
-    keel info --json \
-        | sed -n -E 's/.*"free_memory(_bytes)?"[[:space:]]*:[[:space:]]*([0-9]+).*/\2/p' \
-        | head -n 1
-}
-
-# Whether `keel list --json` lists a domain named $1.
-listed() {
-    keel list --json | grep -qE "\"name\"[[:space:]]*:[[:space:]]*\"$1\""
-}
-
-# Waits up to 10 s for domain $1 to leave `keel list`.
-wait_gone() {
-    waited=0
-    while listed "$1"; do
-        [ "$waited" -ge 10 ] && return 1
-        sleep 1
-        waited=$((waited + 1))
-    done
-    return 0
-}
-
-# Waits up to 10 s for free memory to be $1 again; prints what it is then.
-memory_back_to() {
-    waited=0
-    now=$(free_memory)
-    while [ "$now" != "$1" ] && [ "$waited" -lt 10 ]; do
-        sleep 1
-        waited=$((waited + 1))
-        now=$(free_memory)
-    done
-    echo "$now"
-}
+# say, run, free_memory, listed, wait_gone, memory_back_to, snapshot.
+. /usr/lib/keel/domu-lib.sh
 
 # The names `keel list --json` gives, on one line.
 domain_names() {
@@ -83,36 +40,50 @@ destroy_new_domains() {
     done
 }
 
-# What exists: the ids and names `keel list --json` gives, and free memory.
-# Domain records also carry counters that change by themselves (CPU time),
-# so only these are compared.
-snapshot() {
-    keel list --json | grep -oE '"(id|name)"[[:space:]]*:[[:space:]]*("[^"]*"|[0-9]+)' \
-        | tr -d ' \t' | sort | tr '\n' ' '
-    echo "free=$(free_memory)"
-}
-
 bad_inputs_accepted=0
-# refuse WHAT ARGS...: `keel ARGS...` must fail and leave the domains and
-# free memory as they were.
-refuse() {
+# refuse_saying WHAT PATTERN ARGS...: `keel ARGS...` must fail, say why (its
+# output must match the extended regular expression PATTERN, when not
+# empty) and leave the domains and free memory as they were (a refused
+# `keel create` destroys what it half built; that may take a moment).
+refuse_saying() {
     what=$1
-    shift
+    pattern=$2
+    shift 2
     names_before=$(domain_names)
     state_before=$(snapshot)
-    if run keel "$@"; then
+    echo "dom0# keel $*"
+    if keel "$@" > /tmp/refused.txt 2>&1; then
+        cat /tmp/refused.txt
         say "dom0: domu bad input accepted: $what"
         bad_inputs_accepted=$((bad_inputs_accepted + 1))
         destroy_new_domains "$names_before"
         return
     fi
+    cat /tmp/refused.txt
     state_after=$(snapshot)
+    waited=0
+    while [ "$state_after" != "$state_before" ] && [ "$waited" -lt 10 ]; do
+        sleep 1
+        waited=$((waited + 1))
+        state_after=$(snapshot)
+    done
     if [ "$state_after" != "$state_before" ]; then
         say "dom0: domu bad input accepted: $what (refused, but it changed what exists)"
         echo "before: $state_before"
         echo "after:  $state_after"
         bad_inputs_accepted=$((bad_inputs_accepted + 1))
+        destroy_new_domains "$names_before"
+    elif [ -n "$pattern" ] && ! grep -qE "$pattern" /tmp/refused.txt; then
+        say "dom0: domu bad input refused unclearly: $what: keel said '$(head -n 1 /tmp/refused.txt)', not /$pattern/"
+        bad_inputs_accepted=$((bad_inputs_accepted + 1))
     fi
+}
+
+# refuse WHAT ARGS...: refuse_saying without a required message.
+refuse() {
+    what=$1
+    shift
+    refuse_saying "$what" "" "$@"
 }
 
 # --- free memory before any DomU -------------------------------------------
@@ -186,6 +157,23 @@ sed -e 's/^name = .*/name = "domu-too-big"/' -e "s/^memory = .*/memory = $too_mu
 refuse "a config asking for $too_much MiB, more than the free memory" create /tmp/domu-too-big.toml
 
 refuse "destroying a domain that does not exist" destroy nosuchdomain
+
+# A kernel file that is not there: the tool finds out before creating anything.
+sed -e 's/^name = .*/name = "domu-no-kernel"/' -e 's|^kernel = .*|kernel = "/nonexistent/vmlinuz"|' \
+    "$CONFIG" > /tmp/domu-no-kernel.toml
+refuse_saying "a config whose kernel does not exist" 'cannot read /nonexistent/vmlinuz' \
+    create /tmp/domu-no-kernel.toml
+
+# The first 1000000 bytes of the kernel: its setup header is whole, the
+# protected-mode kernel it describes is cut short. Only Keel's loader can
+# tell (syssize), when `keel create` boots the domain; the tool then
+# destroys what it built.
+head -c 1000000 /usr/lib/keel/vmlinuz > /tmp/vmlinuz-truncated
+sed -e 's/^name = .*/name = "domu-truncated"/' -e 's|^kernel = .*|kernel = "/tmp/vmlinuz-truncated"|' \
+    "$CONFIG" > /tmp/domu-truncated.toml
+refuse_saying "a kernel truncated to 1000000 bytes" 'cannot load the kernel: .*truncated' \
+    create /tmp/domu-truncated.toml
+rm -f /tmp/vmlinuz-truncated
 
 paused_start=$(free_memory)
 if run keel create "$CONFIG" -p; then

@@ -80,7 +80,8 @@ pub const GUEST_TOOLS_PACKAGE: &str = "keel-guest-tools";
 pub const GUEST_STRESS_BINARY: &str = "keel-stress";
 
 /// Builds `keel-stress` (cargo decides what is stale) as a static binary
-/// for the DomU initramfs; returns its path.
+/// for the DomU initramfs (`guest::ensure_dom0_images` calls it before
+/// making that image); returns its path.
 pub fn build_guest_tools(workspace: &Workspace) -> Result<PathBuf> {
     say!("building the DomU test tools ({GUEST_TOOLS_PACKAGE}, static, for {DOM0_TOOLS_TARGET})");
     let mut command = cargo(workspace);

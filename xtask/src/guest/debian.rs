@@ -19,12 +19,27 @@ pub struct Extracted {
 /// Copies `path_in_package` out of `package` to `destination` (replacing it
 /// atomically), working in `scratch_dir`, which is removed afterwards.
 pub fn extract_file(package: &str, path_in_package: &str, scratch_dir: &Path, destination: &Path) -> Result<Extracted> {
+    extract_files(package, None, &[(path_in_package, destination)], scratch_dir)
+}
+
+/// Downloads `package` once (exactly `version` when given, else the version
+/// apt offers) and copies each `(path in the package, destination)` out of
+/// it, working in `scratch_dir`, which is removed afterwards. Every file is
+/// copied next to its destination first and moved into place only once all
+/// of them were found, so a package that lacks one leaves nothing new.
+pub fn extract_files(
+    package: &str,
+    version: Option<&str>,
+    files: &[(&str, &Path)],
+    scratch_dir: &Path,
+) -> Result<Extracted> {
     if scratch_dir.exists() {
         fs::remove_dir_all(scratch_dir).with_context(|| format!("cannot clear {}", scratch_dir.display()))?;
     }
     fs::create_dir_all(scratch_dir).with_context(|| format!("cannot create {}", scratch_dir.display()))?;
 
-    say!("downloading Debian package {package} (apt-get download)");
+    let request = download_request(package, version);
+    say!("downloading Debian package {request} (apt-get download)");
     let mut download = Command::new("apt-get");
     if prerequisites::running_as_root() {
         // apt's download sandbox user cannot write into a root-owned target
@@ -32,11 +47,14 @@ pub fn extract_file(package: &str, path_in_package: &str, scratch_dir: &Path, de
         download.args(["-o", "APT::Sandbox::User=root"]);
     }
     run_visible(
-        download.args(["download", package]).current_dir(scratch_dir),
-        &format!("apt-get download {package}"),
+        download.args(["download", &request]).current_dir(scratch_dir),
+        &format!("apt-get download {request}"),
     )?;
     let deb = downloaded_deb(scratch_dir, package)?;
-    let version = deb_field(&deb, "Version")?;
+    let found_version = deb_field(&deb, "Version")?;
+    if let Some(version) = version.filter(|version| *version != found_version) {
+        bail!("apt-get download {request} gave version {found_version}, not {version}");
+    }
 
     let root = scratch_dir.join("root");
     say!("unpacking {} (dpkg-deb -x)", file_name(&deb));
@@ -44,18 +62,43 @@ pub fn extract_file(package: &str, path_in_package: &str, scratch_dir: &Path, de
         Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root),
         &format!("dpkg-deb -x {}", deb.display()),
     )?;
-    let source = root.join(path_in_package);
-    if !source.is_file() {
-        bail!("{package} {version} has no {path_in_package}");
+    let mut partials = Vec::new();
+    for (path_in_package, destination) in files {
+        let source = root.join(path_in_package);
+        if !source.is_file() {
+            for (partial, _) in &partials {
+                let _ = fs::remove_file(partial);
+            }
+            bail!("{package} {found_version} has no {path_in_package}");
+        }
+        let partial = partial_path(destination);
+        fs::copy(&source, &partial).with_context(|| format!("cannot copy {} out of {package}", source.display()))?;
+        partials.push((partial, *destination));
     }
-    let partial = destination.with_extension("partial");
-    fs::copy(&source, &partial).with_context(|| format!("cannot copy {} out of {package}", source.display()))?;
-    fs::rename(&partial, destination).with_context(|| format!("cannot move {} into place", destination.display()))?;
+    for (partial, destination) in partials {
+        fs::rename(&partial, destination)
+            .with_context(|| format!("cannot move {} into place", destination.display()))?;
+    }
     // The unpacked tree (kernel modules included) is large and not needed.
     fs::remove_dir_all(scratch_dir).with_context(|| format!("cannot remove {}", scratch_dir.display()))?;
     Ok(Extracted {
-        origin: format!("{package} {version}"),
+        origin: format!("{package} {found_version}"),
     })
+}
+
+/// What `apt-get download` is asked for: `package` or `package=version`.
+fn download_request(package: &str, version: Option<&str>) -> String {
+    match version {
+        Some(version) => format!("{package}={version}"),
+        None => package.to_string(),
+    }
+}
+
+/// `<file>.partial`, next to the file (`msr.ko` -> `msr.ko.partial`).
+fn partial_path(destination: &Path) -> PathBuf {
+    let mut name = destination.as_os_str().to_owned();
+    name.push(".partial");
+    PathBuf::from(name)
 }
 
 /// The packages `metapackage` depends on, as `apt-cache depends` lists them;
@@ -187,6 +230,23 @@ busybox-static
   Replaces: busybox
 ";
         assert_eq!(parse_depends(output), ["libc6", "zlib1g"]);
+    }
+
+    #[test]
+    fn a_version_pins_the_download_and_partial_files_sit_next_to_theirs() {
+        assert_eq!(download_request("busybox-static", None), "busybox-static");
+        assert_eq!(
+            download_request("linux-image-6.1.0-57-cloud-amd64", Some("6.1.192-3")),
+            "linux-image-6.1.0-57-cloud-amd64=6.1.192-3"
+        );
+        assert_eq!(
+            partial_path(Path::new("/t/guest/modules/msr.ko")),
+            Path::new("/t/guest/modules/msr.ko.partial")
+        );
+        assert_eq!(
+            partial_path(Path::new("/t/guest/vmlinuz")),
+            Path::new("/t/guest/vmlinuz.partial")
+        );
     }
 
     #[test]

@@ -438,6 +438,39 @@ mod tests {
     }
 
     #[test]
+    fn the_shutdown_step_waits_for_the_witnesss_own_words_within_its_bound() {
+        use super::super::domu_initramfs::INIT_SCRIPT as DOMU_INIT;
+        use keel_boot_tests::cases::DOMU_POWER_BUTTON_MARKER;
+        let script = DOMU_FAULTS_TEST_SCRIPT;
+        assert!(script.contains(&format!("POWERING_OFF='{DOMU_POWER_BUTTON_MARKER}'\n")));
+        assert!(DOMU_INIT.contains(&format!("echo \"{DOMU_POWER_BUTTON_MARKER}\" > /dev/kmsg")));
+        assert!(script.contains("POWER_BUTTON='domu: acpid started'\n"));
+        assert!(DOMU_INIT.contains("say \"domu: acpid started: the power button powers off\""));
+        assert!(script.contains("SHUTDOWN_TIMEOUT=120\n"));
+        assert!(
+            script.contains("keel console \"$TICK_DOMU\" --until \"$POWERING_OFF\" --timeout \"$SHUTDOWN_TIMEOUT\"")
+        );
+        // The console follower starts before the press.
+        let follower = script.find("--until \"$POWERING_OFF\"").unwrap();
+        let press = script.find("keel shutdown \"$TICK_DOMU\" >").unwrap();
+        assert!(follower < press);
+    }
+
+    #[test]
+    fn the_bad_kernels_are_refused_with_a_reason() {
+        for needed in [
+            "kernel = \"/nonexistent/vmlinuz\"",
+            "'cannot read /nonexistent/vmlinuz'",
+            &format!("head -c 1000000 /{DOMU_KERNEL_PATH} > /tmp/vmlinuz-truncated"),
+            "'cannot load the kernel: .*truncated'",
+        ] {
+            assert!(DOMU_TEST_SCRIPT.contains(needed), "{needed}");
+        }
+        // The sample config's kernel line, which the script rewrites.
+        assert!(DOMU_CONFIG.contains(&format!("\nkernel = \"/{DOMU_KERNEL_PATH}\"\n")));
+    }
+
+    #[test]
     fn init_runs_each_domu_scenario_before_the_domu_checks() {
         use keel_boot_tests::dom0::{DOMU_FAULTS_TEST_FLAG, DOMU_SCHED_TEST_FLAG};
         let domu = INIT_SCRIPT
@@ -512,6 +545,8 @@ mod tests {
             );
             assert!(has(&image, path), "{path}");
         }
+        // The shutdown step waits for the witness to leave `keel list`.
+        assert_eq!(config(DOMU_TICK_CONFIG).on_poweroff.as_deref(), Some("destroy"));
         // Linux's triple-fault reboot method.
         assert!(config(DOMU_TRIPLE_CONFIG)
             .cmdline

@@ -1,123 +1,96 @@
 //! The DomU initramfs, `target/guest/domu-initrd.gz`: the busybox skeleton
-//! with its own `/init` (`xtask/guest/domu-init.sh`), which reports itself
-//! and then, as `keel.domu=` on the kernel command line says, powers off,
-//! spins, writes an MSR in a loop, ticks, probes addresses outside its RAM,
-//! triple-faults, or starts a shell for `keel console`. Dom0's initramfs
-//! carries it as `/usr/lib/keel/domu-initrd.gz`. On top of the skeleton:
+//! with its own `/init` (`xtask/guest/domu-init.sh`), which reports itself,
+//! sets up the ACPI power button (`keel shutdown`) and then, as `keel.domu=`
+//! on the kernel command line says, powers off, spins, writes an MSR in a
+//! loop, ticks, probes addresses outside its RAM, triple-faults, or starts a
+//! shell for `keel console`. Dom0's initramfs carries it as
+//! `/usr/lib/keel/domu-initrd.gz`. On top of the skeleton:
 //!
 //! | path in the DomU | what |
 //! |---|---|
 //! | `/bin/keel-stress` | the load generator (`guest-tools`, a static binary): `spin`, `wrmsr` |
-//! | `/lib/modules/msr.ko` | the kernel's `msr` driver (`/dev/cpu/0/msr`), from the kernel's own Debian package |
+//! | `/lib/modules/msr.ko` | the kernel's `msr` driver (`/dev/cpu/0/msr`) |
+//! | `/lib/modules/evdev.ko` | input events as `/dev/input/event*`, which busybox acpid reads |
+//! | `/lib/modules/button.ko` | the ACPI power button driver (PNP0C0C) |
+//!
+//! The modules are the kernel's own (`kernel::DOMU_MODULES`, taken out of
+//! its Debian package with it); `/init` loads them with busybox `insmod`.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use keel_boot_tests::Layout;
 use keel_initramfs::Initramfs;
 
+use super::elf;
 use super::initramfs::{busybox_skeleton, write_cached};
-use super::{cached_origin, debian, elf, forget_origin, write_origin};
-use crate::workspace::Workspace;
-use crate::{cargo, prerequisites, say};
+use super::kernel::Kernel;
 
 /// DomU's /init.
 pub const INIT_SCRIPT: &str = include_str!("../../guest/domu-init.sh");
 
 /// Where the DomU files lie (domu-init.sh names these paths).
 pub const STRESS_PATH: &str = "bin/keel-stress";
-pub const MSR_MODULE_PATH: &str = "lib/modules/msr.ko";
+pub const MODULES_DIR: &str = "lib/modules";
 
-/// The msr driver in the kernel package, below `lib/modules/<release>/`.
-const MSR_MODULE_IN_RELEASE: &str = "kernel/arch/x86/kernel/msr.ko";
-/// Kernel packages are `linux-image-<release>`.
-const KERNEL_PACKAGE_PREFIX: &str = "linux-image-";
+/// `lib/modules/<name>.ko`.
+pub fn module_path(name: &str) -> String {
+    format!("{MODULES_DIR}/{name}.ko")
+}
 
-/// The host files the DomU initramfs carries besides busybox, read.
+/// The host files the DomU initramfs carries besides the scripts.
+pub struct Payload<'a> {
+    /// The static `keel-stress` binary (`cargo::build_guest_tools`).
+    pub stress: &'a Path,
+    /// The cached kernel, whose DomU modules go in.
+    pub kernel: &'a Kernel,
+}
+
+/// The same files, read.
 struct Binaries {
     busybox: Vec<u8>,
     stress: Vec<u8>,
-    msr_module: Vec<u8>,
+    /// `(name, contents)` of each module, in `kernel::DOMU_MODULES`' order.
+    modules: Vec<(&'static str, Vec<u8>)>,
 }
 
 fn read(path: &Path) -> Result<Vec<u8>> {
     fs::read(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
-/// Builds `target/guest/domu-initrd.gz` from `busybox`, `keel-stress` (built
-/// here: `cargo::build_guest_tools`) and the cached kernel's `msr.ko`
-/// (fetched once: [`msr_module`]) unless the image there already has exactly
-/// these contents; returns its path.
-pub fn ensure(layout: &Layout, busybox: &Path) -> Result<PathBuf> {
-    let stress_path = cargo::build_guest_tools(&Workspace::locate())?;
-    let stress = read(&stress_path)?;
+/// Builds `target/guest/domu-initrd.gz` from `busybox` and the payload
+/// unless the image there already has exactly these contents; returns its
+/// path.
+pub fn ensure(layout: &Layout, busybox: &Path, payload: &Payload) -> Result<PathBuf> {
+    let stress = read(payload.stress)?;
     elf::check_static_x86_64(&stress)
-        .with_context(|| format!("{} cannot run in the DomU initramfs", stress_path.display()))?;
+        .with_context(|| format!("{} cannot run in the DomU initramfs", payload.stress.display()))?;
+    let modules = payload
+        .kernel
+        .modules
+        .iter()
+        .map(|(name, path)| Ok((*name, read(path)?)))
+        .collect::<Result<Vec<_>>>()?;
     let binaries = Binaries {
         busybox: read(busybox)?,
         stress,
-        msr_module: read(&msr_module(layout)?)?,
+        modules,
     };
     let initrd = layout.domu_initrd();
     write_cached("DomU initramfs", &initrd, &domu_initramfs(INIT_SCRIPT, binaries)?)?;
     Ok(initrd)
 }
 
-/// `target/guest/msr.ko`: the msr driver of exactly the cached kernel (its
-/// `.origin` note names the same package version), taken out of that
-/// kernel's Debian package on first use.
-fn msr_module(layout: &Layout) -> Result<PathBuf> {
-    let kernel = layout.dom0_kernel();
-    let module = layout.guest_dir().join("msr.ko");
-    let Some(kernel_origin) = cached_origin(&kernel) else {
-        bail!("no cached kernel at {}: fetch it before its msr.ko", kernel.display());
-    };
-    if cached_origin(&module).as_deref() == Some(kernel_origin.as_str()) {
-        say!("msr.ko: {kernel_origin} (cached in {})", module.display());
-        return Ok(module);
-    }
-    let (package, path) = msr_module_source(&kernel_origin)?;
-    forget_origin(&module);
-    prerequisites::ensure(&[prerequisites::DEBIAN_PACKAGE_TOOLS])?;
-    let extracted = debian::extract_file(&package, &path, &layout.guest_dir().join("msr-package"), &module)?;
-    if extracted.origin != kernel_origin {
-        let _ = fs::remove_file(&module);
-        bail!(
-            "apt offers {} but the cached kernel is {kernel_origin}, and a module must match its kernel;              delete {} to fetch the current kernel again",
-            extracted.origin,
-            kernel.display()
-        );
-    }
-    if !read(&module)?.starts_with(b"\x7fELF") {
-        let _ = fs::remove_file(&module);
-        bail!("{path} in {} is not an ELF file", extracted.origin);
-    }
-    write_origin(&module, &extracted.origin)?;
-    say!("msr.ko: {} in {}", extracted.origin, module.display());
-    Ok(module)
-}
-
-/// The package and the path of msr.ko in it, from the kernel's origin note
-/// (`linux-image-6.1.0-57-cloud-amd64 6.1.192-3`).
-fn msr_module_source(kernel_origin: &str) -> Result<(String, String)> {
-    let package = kernel_origin.split_whitespace().next().unwrap_or_default();
-    match package.strip_prefix(KERNEL_PACKAGE_PREFIX) {
-        Some(release) if !release.is_empty() => Ok((
-            package.to_string(),
-            format!("lib/modules/{release}/{MSR_MODULE_IN_RELEASE}"),
-        )),
-        _ => bail!("the cached kernel's origin `{kernel_origin}` names no {KERNEL_PACKAGE_PREFIX}* package"),
-    }
-}
-
 fn domu_initramfs(init_script: &str, binaries: Binaries) -> Result<Initramfs> {
     let mut image = busybox_skeleton(init_script, binaries.busybox)?;
     image
         .directory("lib", 0o755)?
-        .directory("lib/modules", 0o755)?
-        .file(STRESS_PATH, 0o755, binaries.stress)?
-        .file(MSR_MODULE_PATH, 0o644, binaries.msr_module)?;
+        .directory(MODULES_DIR, 0o755)?
+        .file(STRESS_PATH, 0o755, binaries.stress)?;
+    for (name, module) in binaries.modules {
+        image.file(&module_path(name), 0o644, module)?;
+    }
     Ok(image)
 }
 
@@ -126,13 +99,17 @@ mod tests {
     use super::*;
     use crate::guest::initramfs::fingerprint;
     use crate::guest::initramfs::inspect::*;
-    use keel_boot_tests::cases::DOMU_USERSPACE_MARKER;
+    use crate::guest::kernel::DOMU_MODULES;
+    use keel_boot_tests::cases::{DOMU_POWER_BUTTON_MARKER, DOMU_USERSPACE_MARKER};
 
     fn binaries() -> Binaries {
         Binaries {
             busybox: b"\x7fELF busybox".to_vec(),
             stress: b"\x7fELF keel-stress".to_vec(),
-            msr_module: b"\x7fELF msr.ko".to_vec(),
+            modules: DOMU_MODULES
+                .iter()
+                .map(|(name, _)| (*name, format!("\x7fELF {name}.ko").into_bytes()))
+                .collect(),
         }
     }
 
@@ -141,32 +118,43 @@ mod tests {
     }
 
     #[test]
-    fn members_are_the_busybox_skeleton_and_nothing_of_dom0s() {
-        let names: Vec<String> = members(&image()).into_iter().map(|(name, _)| name).collect();
-        assert_eq!(
-            names,
-            [
-                "bin",
-                "bin/busybox",
-                "bin/keel-stress",
-                "dev",
-                "dev/console",
-                "dev/null",
-                "init",
-                "lib",
-                "lib/modules",
-                "lib/modules/msr.ko",
-                "proc",
-                "root",
-                "sys",
-                "tmp"
-            ]
-        );
-        assert_eq!(mode_of(&image(), "init"), REGULAR_FILE | 0o755);
-        assert_eq!(mode_of(&image(), "bin/busybox"), REGULAR_FILE | 0o755);
-        assert_eq!(mode_of(&image(), "dev/console"), CHAR_DEVICE | 0o600);
+    fn every_member_has_its_mode_and_nothing_of_dom0s_is_there() {
+        let expected: &[(&str, u32)] = &[
+            ("bin", DIRECTORY | 0o755),
+            ("bin/busybox", REGULAR_FILE | 0o755),
+            ("bin/keel-stress", REGULAR_FILE | 0o755),
+            ("dev", DIRECTORY | 0o755),
+            ("dev/console", CHAR_DEVICE | 0o600),
+            ("dev/null", CHAR_DEVICE | 0o666),
+            ("init", REGULAR_FILE | 0o755),
+            ("lib", DIRECTORY | 0o755),
+            ("lib/modules", DIRECTORY | 0o755),
+            ("lib/modules/button.ko", REGULAR_FILE | 0o644),
+            ("lib/modules/evdev.ko", REGULAR_FILE | 0o644),
+            ("lib/modules/msr.ko", REGULAR_FILE | 0o644),
+            ("proc", DIRECTORY | 0o555),
+            ("root", DIRECTORY | 0o700),
+            ("sys", DIRECTORY | 0o555),
+            ("tmp", DIRECTORY | 0o1777),
+        ];
+        let mut found = members(&image());
+        found.sort();
+        let expected: Vec<(String, u32)> = expected.iter().map(|(name, mode)| (name.to_string(), *mode)).collect();
+        assert_eq!(found, expected);
         assert_eq!(mode_of(&image(), STRESS_PATH), REGULAR_FILE | 0o755);
-        assert_eq!(mode_of(&image(), MSR_MODULE_PATH), REGULAR_FILE | 0o644);
+    }
+
+    #[test]
+    fn each_module_is_the_kernels_own_file() {
+        let cpio = image().to_cpio();
+        for (name, _) in DOMU_MODULES {
+            let contents = format!("\x7fELF {name}.ko");
+            assert!(
+                cpio.windows(contents.len()).any(|window| window == contents.as_bytes()),
+                "{name}"
+            );
+            assert_eq!(mode_of(&image(), &module_path(name)), REGULAR_FILE | 0o644);
+        }
     }
 
     #[test]
@@ -179,10 +167,12 @@ mod tests {
             fingerprint(&domu_initramfs("#!/bin/busybox sh\n", binaries()).unwrap().archives())
         );
         type Change = fn(&mut Binaries);
-        let changed: [(&str, Change); 3] = [
+        let changed: [(&str, Change); 5] = [
             ("busybox", |b| b.busybox.push(0)),
             ("keel-stress", |b| b.stress.push(0)),
-            ("msr.ko", |b| b.msr_module.push(0)),
+            ("msr.ko", |b| b.modules[0].1.push(0)),
+            ("evdev.ko", |b| b.modules[1].1.push(0)),
+            ("button.ko", |b| b.modules[2].1.push(0)),
         ];
         for (what, change) in changed {
             let mut other = binaries();
@@ -218,7 +208,7 @@ mod tests {
             assert!(INIT_SCRIPT.contains(needed), "{needed}");
         }
         // The WRMSR loop uses the files this image adds.
-        assert!(INIT_SCRIPT.contains(&format!("insmod /{MSR_MODULE_PATH} allow_writes=on")));
+        assert!(INIT_SCRIPT.contains(&format!("insmod /{} allow_writes=on", module_path("msr"))));
         assert!(INIT_SCRIPT.contains("[ ! -c /dev/cpu/0/msr ]"));
         let stress = STRESS_PATH.rsplit('/').next().unwrap();
         assert!(INIT_SCRIPT.contains(&format!("\n            {stress} wrmsr 0x6e0 forever tsc+100000\n")));
@@ -227,16 +217,18 @@ mod tests {
     }
 
     #[test]
-    fn msr_ko_comes_from_the_cached_kernels_package() {
-        assert_eq!(
-            msr_module_source("linux-image-6.1.0-57-cloud-amd64 6.1.192-3").unwrap(),
-            (
-                "linux-image-6.1.0-57-cloud-amd64".to_string(),
-                "lib/modules/6.1.0-57-cloud-amd64/kernel/arch/x86/kernel/msr.ko".to_string()
-            )
-        );
-        for bad in ["", "busybox-static 1:1.35.0-4", "linux-image- 1"] {
-            assert!(msr_module_source(bad).is_err(), "{bad}");
+    fn init_loads_the_power_button_modules_and_runs_acpid_on_them() {
+        // evdev first: the button's input device gets its event node then.
+        assert!(INIT_SCRIPT.contains("for module in evdev button; do"));
+        assert!(INIT_SCRIPT.contains(&format!("\"/{MODULES_DIR}/$module.ko\"")));
+        for needed in [
+            "/dev/input/event0",
+            "EV_KEY 01 KEY_POWER 116 1 button/power",
+            "acpid -l /dev/kmsg",
+            "domu: acpid started",
+            DOMU_POWER_BUTTON_MARKER,
+        ] {
+            assert!(INIT_SCRIPT.contains(needed), "{needed}");
         }
     }
 }

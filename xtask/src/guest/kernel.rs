@@ -1,9 +1,13 @@
 //! Dom0's kernel: the current Debian cloud kernel (LZ4-compressed, about
 //! 10 s to userspace in Bochs, where the generic flavour's XZ needs a minute),
-//! cached as `target/guest/vmlinuz`.
+//! cached as `target/guest/vmlinuz`, and the few of its modules the DomUs
+//! load ([`DOMU_MODULES`]), cached next to it in `target/guest/modules/`.
+//! Both come out of the one download of the kernel's Debian package, and
+//! each file's `.origin` note names the package version it came from: a
+//! module is used only with a note that names the kernel's own version.
 
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use keel_boot_tests::Layout;
@@ -16,11 +20,84 @@ const METAPACKAGE: &str = "linux-image-cloud-amd64";
 const KERNEL_PACKAGE_PREFIX: &str = "linux-image-";
 const FLAVOUR_SUFFIX: &str = "-cloud-amd64";
 
-/// Fetches the kernel unless it is cached; returns its path.
-pub fn ensure(layout: &Layout) -> Result<PathBuf> {
-    let kernel = layout.dom0_kernel();
-    if let Some(origin) = cached_origin(&kernel) {
-        say!("Dom0 kernel: {origin} (cached in {})", kernel.display());
+/// The kernel modules the DomU initramfs carries (as
+/// `/lib/modules/<name>.ko`; `xtask/guest/domu-init.sh` loads them), each
+/// with its path in the kernel package below `lib/modules/<release>/`.
+/// Debian's 6.1 packages hold them uncompressed, and none depends on
+/// another module (`depends=` empty: checked when they are taken out).
+pub const DOMU_MODULES: &[(&str, &str)] = &[
+    // /dev/cpu/N/msr, for the WRMSR loop (keel.domu=wrmsr).
+    ("msr", "kernel/arch/x86/kernel/msr.ko"),
+    // /dev/input/eventN, which busybox acpid reads (CONFIG_INPUT_EVDEV=m).
+    ("evdev", "kernel/drivers/input/evdev.ko"),
+    // The ACPI power button (PNP0C0C) `keel shutdown` presses (CONFIG_ACPI_BUTTON=m).
+    ("button", "kernel/drivers/acpi/button.ko"),
+];
+
+/// The cached kernel and its DomU modules.
+pub struct Kernel {
+    /// `target/guest/vmlinuz`.
+    pub image: PathBuf,
+    /// `(name, target/guest/modules/<name>.ko)`, in [`DOMU_MODULES`]' order.
+    pub modules: Vec<(&'static str, PathBuf)>,
+}
+
+/// `target/guest/modules/`.
+fn modules_dir(layout: &Layout) -> PathBuf {
+    layout.guest_dir().join("modules")
+}
+
+fn module_paths(layout: &Layout) -> Vec<(&'static str, PathBuf)> {
+    let dir = modules_dir(layout);
+    DOMU_MODULES
+        .iter()
+        .map(|(name, _)| (*name, dir.join(format!("{name}.ko"))))
+        .collect()
+}
+
+/// The cached kernel's origin, when it and every DomU module are cached
+/// from that same package version.
+fn cached(layout: &Layout) -> Option<String> {
+    let origin = cached_origin(&layout.dom0_kernel())?;
+    module_paths(layout)
+        .iter()
+        .all(|(_, module)| cached_origin(module).as_deref() == Some(origin.as_str()))
+        .then_some(origin)
+}
+
+/// Whether [`ensure`] would download nothing.
+pub fn is_cached(layout: &Layout) -> bool {
+    cached(layout).is_some()
+}
+
+/// Fetches the kernel and its DomU modules unless they are cached; returns
+/// their paths. A kernel cached without its modules (a cache from before
+/// xtask kept them) gets them from exactly its own package version.
+pub fn ensure(layout: &Layout) -> Result<Kernel> {
+    let kernel = Kernel {
+        image: layout.dom0_kernel(),
+        modules: module_paths(layout),
+    };
+    fs::create_dir_all(modules_dir(layout))
+        .with_context(|| format!("cannot create {}", modules_dir(layout).display()))?;
+    if let Some(origin) = cached(layout) {
+        say!(
+            "Dom0 kernel: {origin} (cached in {}, its DomU modules in {})",
+            kernel.image.display(),
+            modules_dir(layout).display()
+        );
+        return Ok(kernel);
+    }
+    if let Some(origin) = cached_origin(&kernel.image) {
+        let (package, version) = package_and_version(&origin)?;
+        say!("Dom0 kernel: {origin} is cached, its DomU modules are not: taking them from the same package");
+        fetch(layout, &kernel, package, Some(version), false).with_context(|| {
+            format!(
+                "cannot get the DomU modules of the cached kernel {origin}; delete {} to fetch the current kernel \
+                 and its modules",
+                kernel.image.display()
+            )
+        })?;
         return Ok(kernel);
     }
     say!("finding the current Debian cloud kernel (apt-cache depends {METAPACKAGE})");
@@ -32,28 +109,137 @@ pub fn ensure(layout: &Layout) -> Result<PathBuf> {
             dependencies.join(", ")
         );
     };
-    let release = &package[KERNEL_PACKAGE_PREFIX.len()..];
-    forget_origin(&kernel);
-    let extracted = debian::extract_file(
-        package,
-        &format!("boot/vmlinuz-{release}"),
-        &layout.guest_dir().join("kernel-package"),
-        &kernel,
-    )?;
-    let image = fs::read(&kernel).with_context(|| format!("cannot read {}", kernel.display()))?;
-    if let Err(error) = check_bzimage(&image) {
-        // Do not leave something that looks cached.
-        let _ = fs::remove_file(&kernel);
-        return Err(error.context(format!("{} is not a usable kernel", extracted.origin)));
-    }
-    write_origin(&kernel, &extracted.origin)?;
-    say!(
-        "Dom0 kernel: {} ({} MiB) in {}",
-        extracted.origin,
-        image.len() >> 20,
-        kernel.display()
-    );
+    fetch(layout, &kernel, package, None, true)?;
     Ok(kernel)
+}
+
+/// Takes the DomU modules, and the kernel itself when `with_image`, out of
+/// one download of `package` (`version`, when given), checks them and
+/// writes their origin notes.
+fn fetch(layout: &Layout, kernel: &Kernel, package: &str, version: Option<&str>, with_image: bool) -> Result<()> {
+    let release = release_of(package)?;
+    let image_in_package = format!("boot/vmlinuz-{release}");
+    let modules_in_package: Vec<String> = DOMU_MODULES
+        .iter()
+        .map(|(_, path)| module_in_package(release, path))
+        .collect();
+    let mut files: Vec<(&str, &Path)> = Vec::new();
+    if with_image {
+        files.push((&image_in_package, &kernel.image));
+    }
+    for (in_package, (_, module)) in modules_in_package.iter().zip(&kernel.modules) {
+        files.push((in_package, module));
+    }
+    // No note survives a fetch that does not finish.
+    for (_, file) in &files {
+        forget_origin(file);
+    }
+    let extracted = debian::extract_files(package, version, &files, &layout.guest_dir().join("kernel-package"))?;
+    let checked = check_fetched(kernel, release, with_image);
+    if let Err(error) = checked {
+        // Do not leave something that looks cached.
+        for (_, file) in &files {
+            let _ = fs::remove_file(file);
+        }
+        return Err(error.context(format!("{} is not usable", extracted.origin)));
+    }
+    for (_, file) in &files {
+        write_origin(file, &extracted.origin)?;
+    }
+    let module_bytes: u64 = kernel
+        .modules
+        .iter()
+        .filter_map(|(_, module)| fs::metadata(module).ok())
+        .map(|metadata| metadata.len())
+        .sum();
+    let names: Vec<&str> = kernel.modules.iter().map(|(name, _)| *name).collect();
+    if with_image {
+        let image_bytes = fs::metadata(&kernel.image).map(|metadata| metadata.len()).unwrap_or(0);
+        say!(
+            "Dom0 kernel: {} ({} MiB) in {}",
+            extracted.origin,
+            image_bytes >> 20,
+            kernel.image.display()
+        );
+    }
+    say!(
+        "DomU modules {} ({} KiB) of {} in {}",
+        names.join(", "),
+        module_bytes >> 10,
+        extracted.origin,
+        modules_dir(layout).display()
+    );
+    Ok(())
+}
+
+fn check_fetched(kernel: &Kernel, release: &str, with_image: bool) -> Result<()> {
+    if with_image {
+        let image = read(&kernel.image)?;
+        check_bzimage(&image).context("the kernel")?;
+    }
+    for (name, module) in &kernel.modules {
+        check_module(&read(module)?, release).with_context(|| format!("{name}.ko"))?;
+    }
+    Ok(())
+}
+
+fn read(path: &Path) -> Result<Vec<u8>> {
+    fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+/// `<release>` of `linux-image-<release>`.
+fn release_of(package: &str) -> Result<&str> {
+    match package.strip_prefix(KERNEL_PACKAGE_PREFIX) {
+        Some(release) if !release.is_empty() => Ok(release),
+        _ => bail!("`{package}` is no {KERNEL_PACKAGE_PREFIX}<release> package"),
+    }
+}
+
+/// A module's path in the kernel package.
+fn module_in_package(release: &str, path_in_release: &str) -> String {
+    format!("lib/modules/{release}/{path_in_release}")
+}
+
+/// The package and version an origin note names
+/// (`linux-image-6.1.0-57-cloud-amd64 6.1.192-3`).
+fn package_and_version(origin: &str) -> Result<(&str, &str)> {
+    let mut words = origin.split_whitespace();
+    match (words.next(), words.next(), words.next()) {
+        (Some(package), Some(version), None) if release_of(package).is_ok() => Ok((package, version)),
+        _ => {
+            bail!("the cached kernel's origin `{origin}` names no {KERNEL_PACKAGE_PREFIX}<release> package and version")
+        }
+    }
+}
+
+/// A module the DomU's `insmod` can load into this kernel: an ELF file
+/// whose `vermagic` names `release`, needing no other module (busybox's
+/// insmod resolves no dependencies).
+fn check_module(module: &[u8], release: &str) -> Result<()> {
+    if !module.starts_with(b"\x7fELF") {
+        bail!("not an ELF file");
+    }
+    let vermagic = modinfo(module, "vermagic").context("no vermagic")?;
+    if vermagic.split_whitespace().next() != Some(release) {
+        bail!("built for `{vermagic}`, not {release}");
+    }
+    match modinfo(module, "depends") {
+        Some(depends) if !depends.is_empty() => bail!("needs the modules {depends}"),
+        _ => Ok(()),
+    }
+}
+
+/// The value of `key=` in a module's `.modinfo` strings (NUL-terminated
+/// `key=value` entries), without its section's bounds: the first match.
+fn modinfo<'a>(module: &'a [u8], key: &str) -> Option<&'a str> {
+    let needle = format!("{key}=");
+    let needle = needle.as_bytes();
+    let at = module
+        .windows(needle.len() + 1)
+        .position(|window| window[0] == 0 && &window[1..] == needle)?;
+    let value = &module[at + 1 + needle.len()..];
+    let end = value.iter().position(|&byte| byte == 0)?;
+    std::str::from_utf8(&value[..end]).ok()
 }
 
 /// The versioned kernel package among the metapackage's dependencies.
@@ -101,6 +287,109 @@ mod tests {
         ]);
         assert_eq!(kernel_package(&dependencies), Some("linux-image-6.1.0-57-cloud-amd64"));
         assert_eq!(kernel_package(&names(&["linux-base"])), None);
+    }
+
+    #[test]
+    fn modules_come_from_the_release_directory_of_the_origins_package() {
+        let (package, version) = package_and_version("linux-image-6.1.0-57-cloud-amd64 6.1.192-3").unwrap();
+        assert_eq!((package, version), ("linux-image-6.1.0-57-cloud-amd64", "6.1.192-3"));
+        let release = release_of(package).unwrap();
+        let paths: Vec<String> = DOMU_MODULES
+            .iter()
+            .map(|(_, path)| module_in_package(release, path))
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                "lib/modules/6.1.0-57-cloud-amd64/kernel/arch/x86/kernel/msr.ko",
+                "lib/modules/6.1.0-57-cloud-amd64/kernel/drivers/input/evdev.ko",
+                "lib/modules/6.1.0-57-cloud-amd64/kernel/drivers/acpi/button.ko",
+            ]
+        );
+        for bad in [
+            "",
+            "busybox-static 1:1.35.0-4",
+            "linux-image- 1",
+            "linux-image-6.1.0-57-cloud-amd64",
+            "linux-image-6.1.0-57-cloud-amd64 6.1.192-3 extra",
+        ] {
+            assert!(package_and_version(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_modules_are_cached_under_guest_modules() {
+        let layout = Layout::new(PathBuf::from("/t"));
+        let paths = module_paths(&layout);
+        assert_eq!(
+            paths,
+            [
+                ("msr", PathBuf::from("/t/guest/modules/msr.ko")),
+                ("evdev", PathBuf::from("/t/guest/modules/evdev.ko")),
+                ("button", PathBuf::from("/t/guest/modules/button.ko")),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_kernel_counts_as_cached_only_with_every_module_of_its_version() {
+        let root = std::env::temp_dir().join(format!("keel-kernel-cache-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let layout = Layout::new(root.clone());
+        fs::create_dir_all(modules_dir(&layout)).unwrap();
+        let origin = "linux-image-6.1.0-57-cloud-amd64 6.1.192-3";
+        fs::write(layout.dom0_kernel(), b"bzImage").unwrap();
+        write_origin(&layout.dom0_kernel(), origin).unwrap();
+        assert!(!is_cached(&layout), "no modules yet");
+        for (_, module) in module_paths(&layout) {
+            fs::write(&module, b"\x7fELF").unwrap();
+            write_origin(&module, origin).unwrap();
+        }
+        assert_eq!(cached(&layout).as_deref(), Some(origin));
+        let (_, msr) = &module_paths(&layout)[0];
+        write_origin(msr, "linux-image-6.1.0-57-cloud-amd64 6.1.192-2").unwrap();
+        assert!(!is_cached(&layout), "a module of another version");
+        write_origin(msr, origin).unwrap();
+        fs::remove_file(origin_path(&layout.dom0_kernel())).unwrap();
+        assert!(!is_cached(&layout), "modules without their kernel");
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    fn origin_path(file: &Path) -> PathBuf {
+        super::super::origin_note(file)
+    }
+
+    /// What a module's `.modinfo` section holds, inside other bytes.
+    fn module(modinfo: &str) -> Vec<u8> {
+        let mut bytes = b"\x7fELF\x02\x01\x01\0code\0".to_vec();
+        bytes.extend_from_slice(modinfo.replace(';', "\0").as_bytes());
+        bytes.extend_from_slice(b"\0more");
+        bytes
+    }
+
+    #[test]
+    fn a_module_must_match_the_release_and_need_no_other() {
+        let release = "6.1.0-57-cloud-amd64";
+        let good = module(
+            "license=GPL;depends=;name=button;vermagic=6.1.0-57-cloud-amd64 SMP preempt mod_unload modversions ",
+        );
+        check_module(&good, release).unwrap();
+        assert_eq!(modinfo(&good, "name"), Some("button"));
+        assert_eq!(modinfo(&good, "depends"), Some(""));
+        assert_eq!(modinfo(&good, "missing"), None);
+        let other = module("depends=;vermagic=6.1.0-56-cloud-amd64 SMP preempt mod_unload ");
+        assert!(check_module(&other, release).is_err(), "another release");
+        let prefix = module("depends=;vermagic=6.1.0-57-cloud-amd64-rt SMP ");
+        assert!(check_module(&prefix, release).is_err(), "a longer release");
+        let needy = module("depends=input-core;vermagic=6.1.0-57-cloud-amd64 SMP ");
+        assert!(check_module(&needy, release).is_err(), "a dependency");
+        assert!(
+            check_module(&module("depends=;name=msr"), release).is_err(),
+            "no vermagic"
+        );
+        let mut not_elf = good.clone();
+        not_elf[0] = b'#';
+        assert!(check_module(&not_elf, release).is_err(), "not ELF");
     }
 
     #[test]

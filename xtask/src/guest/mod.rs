@@ -1,6 +1,7 @@
-//! The guest images, cached in `target/guest/`: the Debian cloud kernel,
-//! busybox, the DomU initramfs, and Dom0's initramfs, built around busybox,
-//! our /init and Dom0's `keel` tool with what DomUs boot from.
+//! The guest images, cached in `target/guest/`: the Debian cloud kernel
+//! (with the few modules DomUs load, in `target/guest/modules/`), busybox,
+//! the DomU initramfs, and Dom0's initramfs, built around busybox, our
+//! /init and Dom0's `keel` tool with what DomUs boot from.
 
 mod busybox;
 mod debian;
@@ -20,23 +21,29 @@ use crate::{cargo, prerequisites};
 
 /// Fetches and builds whatever of Dom0's kernel and initramfs is missing or
 /// out of date (Dom0's `keel` tool and the DomU initramfs first: Dom0's
-/// initramfs carries them); afterwards `layout.dom0_kernel()`,
+/// initramfs carries them; the DomU initramfs in turn carries `keel-stress`
+/// and the kernel's DomU modules); afterwards `layout.dom0_kernel()`,
 /// `layout.domu_initrd()` and `layout.dom0_initrd()` exist.
 pub fn ensure_dom0_images(workspace: &Workspace) -> Result<()> {
     let layout = &workspace.layout;
     let guest_dir = layout.guest_dir();
     fs::create_dir_all(&guest_dir).with_context(|| format!("cannot create {}", guest_dir.display()))?;
     // Only a fetch needs apt; a warm cache works anywhere.
-    if !(is_cached(&layout.dom0_kernel()) && is_cached(&busybox::path(layout))) {
+    if !(kernel::is_cached(layout) && is_cached(&busybox::path(layout))) {
         prerequisites::ensure(&[prerequisites::DEBIAN_PACKAGE_TOOLS])?;
     }
     let kernel = kernel::ensure(layout)?;
     let busybox = busybox::ensure(layout)?;
     let keel = cargo::build_dom0_tools(workspace)?;
-    let domu_initrd = domu_initramfs::ensure(layout, &busybox)?;
+    let stress = cargo::build_guest_tools(workspace)?;
+    let domu_payload = domu_initramfs::Payload {
+        stress: &stress,
+        kernel: &kernel,
+    };
+    let domu_initrd = domu_initramfs::ensure(layout, &busybox, &domu_payload)?;
     let payload = dom0_initramfs::Payload {
         keel: &keel,
-        kernel: &kernel,
+        kernel: &kernel.image,
         domu_initrd: &domu_initrd,
     };
     dom0_initramfs::ensure(layout, &busybox, &payload)?;
