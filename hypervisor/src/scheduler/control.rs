@@ -23,6 +23,10 @@ use crate::memory;
 /// The smallest DomU Keel builds: Linux needs room for itself and its
 /// initramfs.
 const MIN_MEMORY_MIB: u32 = 16;
+/// Domains at once, Dom0 included. Each DomU's platform and console ring
+/// live on Keel's fixed 8 MiB heap (about 70 KiB each), so the count is
+/// bounded whatever the host's RAM.
+pub const MAX_DOMAINS: usize = 64;
 
 /// Host memory behind the management interface: the page Dom0 shares with
 /// Keel (mapped at BAR 2) and a private copy of each call's input, taken
@@ -159,6 +163,12 @@ impl DomainControl for Scheduler<'_> {
             return Err(Failure::new(
                 Status::InvalidArgument,
                 alloc::format!("memory = {} MiB: at least {MIN_MEMORY_MIB} MiB", request.memory_mib),
+            ));
+        }
+        if self.table.len() >= MAX_DOMAINS {
+            return Err(Failure::new(
+                Status::TooManyDomains,
+                alloc::format!("at most {MAX_DOMAINS} domains at once"),
             ));
         }
         if self.table.by_name(&request.name).is_some() {
