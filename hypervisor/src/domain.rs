@@ -56,6 +56,9 @@ pub struct Domain {
     pub console: ConsoleLine,
     /// Time slices the domain has used up (VMX-preemption-timer expiries).
     pub timer_ticks: u64,
+    /// Guest TSC minus host TSC: what the guest and its devices read as
+    /// time is the host's TSC plus this.
+    pub tsc_offset: u64,
     /// What the guest reported through `HC_SELFTEST_DONE`, if anything.
     pub selftest_report: Option<u64>,
     /// What CPUID tells the guest about its CPU.
@@ -112,6 +115,8 @@ impl Domain {
             ept: Some(ept),
             console: ConsoleLine::default(),
             timer_ticks: 0,
+            // The guest's TSC starts at zero now, like a machine's at reset.
+            tsc_offset: 0u64.wrapping_sub(crate::arch::tsc::read()),
             selftest_report: None,
             cpu: GuestCpu::default(),
             platform: None,
@@ -136,6 +141,12 @@ impl Domain {
         &mut self.memory
     }
 
+    /// Guest memory and the debug console line at once (the test guests'
+    /// string port I/O).
+    pub fn memory_and_console(&mut self) -> (&mut GuestRam, &mut ConsoleLine) {
+        (&mut self.memory, &mut self.console)
+    }
+
     /// How many host blocks hold the guest's RAM.
     pub fn ram_blocks(&self) -> usize {
         self.memory
@@ -146,10 +157,10 @@ impl Domain {
     }
 
     /// What MMIO emulation needs at once: the platform, the decode cache
-    /// and guest memory (read for instruction fetch and page walks). `None`
-    /// without a platform.
-    pub fn mmio_parts(&mut self) -> Option<(&mut VirtualPlatform, &mut DecodeCache, &GuestRam)> {
-        Some((self.platform.as_deref_mut()?, &mut self.mmio_decodes, &self.memory))
+    /// and guest memory (instruction fetch, page walks, the memory side of
+    /// string instructions). `None` without a platform.
+    pub fn mmio_parts(&mut self) -> Option<(&mut VirtualPlatform, &mut DecodeCache, &mut GuestRam)> {
+        Some((self.platform.as_deref_mut()?, &mut self.mmio_decodes, &mut self.memory))
     }
 
     /// Maps `len` bytes of host memory at `hpa` (Keel's, shared with the

@@ -18,6 +18,7 @@ mod msr;
 mod platform;
 mod scheduler;
 mod selftest;
+mod string_emulation;
 mod vcpu;
 mod vmx;
 mod vplatform;

@@ -65,8 +65,8 @@ pub fn read(domain: &mut Domain, vcpu: &impl Vcpu, msr: u32) -> Result<u64, Gues
         vmx_msr::IA32_FEATURE_CONTROL => Ok(FEATURE_CONTROL_VALUE),
         IA32_MISC_ENABLE => Ok(MISC_ENABLE_VALUE),
         IA32_BIOS_SIGN_ID | IA32_PLATFORM_ID => Ok(0),
-        IA32_TSC => Ok(crate::arch::tsc::read()),
-        // Keel never offsets a guest's TSC from the host's.
+        IA32_TSC => Ok(crate::arch::tsc::read().wrapping_add(domain.tsc_offset)),
+        // The offset is Keel's (set at boot), not one the guest asked for.
         IA32_TSC_ADJUST => Ok(0),
         _ => Err(unknown(msr, "read")),
     }

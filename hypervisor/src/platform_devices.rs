@@ -309,7 +309,7 @@ impl<H: PlatformHost> VirtualPlatform<H> {
 
     pub fn mmio_read(&mut self, gpa: u64, size: u8) -> u64 {
         if let Some(offset) = self.management_offset(gpa) {
-            let mut effects = core::mem::replace(&mut self.effects.irq_lines, Vec::new());
+            let mut effects = core::mem::take(&mut self.effects.irq_lines);
             let value = match self.management_function() {
                 Some(function) => {
                     let mut sink = LineSink(&mut effects);
@@ -332,7 +332,7 @@ impl<H: PlatformHost> VirtualPlatform<H> {
 
     pub fn mmio_write(&mut self, gpa: u64, size: u8, value: u64) {
         if let Some(offset) = self.management_offset(gpa) {
-            let mut effects = core::mem::replace(&mut self.effects.irq_lines, Vec::new());
+            let mut effects = core::mem::take(&mut self.effects.irq_lines);
             let effect = self.management_function().and_then(|function| {
                 let mut sink = LineSink(&mut effects);
                 function.register_write(offset, size, value, &mut sink)

@@ -69,6 +69,13 @@ impl MemoryFault {
 pub enum VcpuExit {
     Cpuid,
     Port(PortAccess),
+    /// INVD or WBINVD: completed without flushing the host's caches.
+    CacheFlush,
+    /// INS/OUTS (with or without REP): Keel decodes and performs it.
+    StringPort {
+        port: u16,
+        write: bool,
+    },
     Hypercall,
     Halt,
     /// The vCPU's time slice (the VMX preemption timer) ran out.
@@ -120,6 +127,8 @@ pub enum VcpuExit {
 pub enum GuestFault {
     InvalidOpcode,
     GeneralProtection,
+    /// #PF at `linear` (the guest's CR2) with this error code.
+    PageFault { linear: u64, error_code: u32 },
 }
 
 /// The VM entry itself failed: the guest never ran.
@@ -176,6 +185,12 @@ pub trait Vcpu {
     fn privilege_level(&self) -> u8;
     /// CR0, CR3, CR4 and EFER as the CPU uses them for the guest's paging.
     fn paging_registers(&self) -> (u64, u64, u64, u64);
+    /// The mode the guest's code runs in (CR0.PE, EFER.LMA, CS.L/D).
+    fn code_bitness(&self) -> keel_insn::mmio::CodeBitness;
+    /// The base of a segment register (what a linear address adds to an
+    /// offset through it; only FS and GS have one in 64-bit mode).
+    fn segment_base(&self, segment: keel_insn::string::Segment) -> u64;
+    fn rflags(&self) -> u64;
     /// Raises `fault` at the current instruction instead of completing it.
     fn inject_fault(&mut self, fault: GuestFault);
     /// Injects external interrupt `vector` if the guest can take it now.
@@ -189,7 +204,8 @@ pub trait Vcpu {
     fn set_control_register(&mut self, cr: u8, value: u64) -> Result<(), GuestFault>;
     fn efer(&self) -> u64;
     fn set_efer(&mut self, value: u64) -> Result<(), GuestFault>;
-    /// Makes the guest exit at the end of its time slice or at `deadline_tsc`.
+    /// Makes the guest exit at the end of its time slice or at `deadline_tsc`
+    /// (in the guest's TSC).
     fn arm_timer(&mut self, deadline_tsc: Option<u64>);
     /// Drops the CPU's cached guest-physical translations (after an EPT
     /// mapping was removed or moved).

@@ -13,26 +13,32 @@ pub struct Host {
     /// `None`: the console domain (Dom0), whose output goes to Keel's
     /// console; otherwise the domain's console ring, read by `keel console`.
     pub console_ring: Option<ConsoleRing>,
+    /// The domain's TSC offset: its devices keep the guest's time.
+    pub tsc_offset: u64,
 }
 
 /// How much of a DomU's console output Keel keeps while nobody reads it.
 pub const CONSOLE_RING_BYTES: usize = 64 * 1024;
 
 impl Host {
-    pub fn console_domain() -> Self {
-        Self { console_ring: None }
+    pub fn console_domain(tsc_offset: u64) -> Self {
+        Self {
+            console_ring: None,
+            tsc_offset,
+        }
     }
 
-    pub fn with_console_ring() -> Self {
+    pub fn with_console_ring(tsc_offset: u64) -> Self {
         Self {
             console_ring: Some(ConsoleRing::new(CONSOLE_RING_BYTES)),
+            tsc_offset,
         }
     }
 }
 
 impl PlatformHost for Host {
     fn now_tsc(&self) -> u64 {
-        crate::arch::tsc::read()
+        crate::arch::tsc::read().wrapping_add(self.tsc_offset)
     }
 
     fn console_output(&mut self, byte: u8) {

@@ -19,6 +19,7 @@
 #![forbid(unsafe_code)]
 
 pub mod mmio;
+pub mod string;
 pub mod walk;
 
 pub use keel_memory::{GuestMemoryError, GuestMemoryRead};

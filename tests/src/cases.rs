@@ -54,8 +54,11 @@ fn forbid_hypervisor_failures(case: TestCase) -> TestCase {
         .forbid_text("keel: CPU exception")
 }
 
-/// The self-test guest exercises each exit kind; a second domain proves an
-/// unhandled exit stops only that domain.
+/// The self-test guest exercises each exit kind, the instructions Keel must
+/// complete (INVD/WBINVD, string port I/O), the single-step and INT1 #DBs
+/// (after an emulated and a native instruction) and its TSC offset; a
+/// second domain proves a guest's triple fault (a #GP Keel's string I/O
+/// emulation raised, with no IDT) stops only that domain.
 fn bochs_selftest() -> TestCase {
     let case = TestCase::new(
         "bochs-selftest",
@@ -72,6 +75,11 @@ fn bochs_selftest() -> TestCase {
     .expect_text("guest1: selftest: hlt ok")
     .expect_text("guest1: selftest: preemption timer ok")
     .expect_text("guest1: selftest: msr #gp ok")
+    .expect_text("guest1: selftest: invd/wbinvd ok")
+    .expect_text("guest1: selftest: rep outsb ok")
+    .expect_text("guest1: selftest: rep insb ok")
+    .expect_text("guest1: selftest: single-step #db ok")
+    .expect_text("guest1: selftest: tsc offset ok")
     .expect_regex(r"keel: domain 1 stopped: EPT violation at GPA 0x[0-9a-f]+")
     .expect_regex(r"keel: domain 1 exits:.*\bcpuid=[1-9]")
     .expect_regex(r"keel: domain 1 exits:.*\bio=[1-9]")
@@ -80,7 +88,9 @@ fn bochs_selftest() -> TestCase {
     .expect_regex(r"keel: domain 1 exits:.*\bpreemption-timer=[1-9]")
     .expect_regex(r"keel: domain 1 exits:.*\bept-violation=1\b")
     .expect_regex(r"keel: domain 1 exits:.*\brdmsr=1\b")
-    .expect_regex(r"keel: domain 2 stopped: unhandled exit")
+    .expect_regex(r"keel: domain 1 exits:.*\binvd=1\b")
+    .expect_regex(r"keel: domain 1 exits:.*\bexception-or-nmi=[1-9]")
+    .expect_regex(r"keel: domain 2 stopped: unhandled exit triple-fault")
     .finish_on_text("keel: selftest passed")
     .forbid_text("keel: selftest FAILED");
     forbid_hypervisor_failures(case)
@@ -997,7 +1007,7 @@ keel: dom0 finished
 
     const SELFTEST_LOG: &str = "\
 keel: Keel hypervisor 0.1.0
-keel: VMX root mode entered (revision 0x2b)
+keel: VMX root mode entered (VMCS revision 0x2b)
 guest1: selftest: started
 guest1: selftest: cpuid ok
 guest1: selftest: io ok
@@ -1005,9 +1015,14 @@ guest1: selftest: vmcall ok
 guest1: selftest: hlt ok
 guest1: selftest: preemption timer ok
 guest1: selftest: msr #gp ok
-keel: domain 1 stopped: EPT violation at GPA 0x30000000 (read) rip=0x10016d: no memory or device there
-keel: domain 1 exits: cpuid=2 hlt=1 vmcall=9 io=140 rdmsr=1 ept-violation=1 preemption-timer=1 total=155
-keel: domain 2 stopped: unhandled exit invd (reason 13), qualification 0x0, rip=0x1001b5
+guest1: selftest: invd/wbinvd ok
+guest1: selftest: rep outsb ok
+guest1: selftest: rep insb ok
+guest1: selftest: single-step #db ok
+guest1: selftest: tsc offset ok
+keel: domain 1 stopped: EPT violation at GPA 0x30000000 (read) rip=0x2000b9: no memory or device there
+keel: domain 1 exits: exception-or-nmi=3 cpuid=3 hlt=1 invd=1 vmcall=9 io=246 rdmsr=1 ept-violation=1 preemption-timer=2 wbinvd=1 total=268
+keel: domain 2 stopped: unhandled exit triple-fault (reason 2), qualification 0x0, rip=0x200114
 keel: selftest passed
 ";
 
@@ -1022,6 +1037,17 @@ keel: selftest passed
         let failures = judge(&bochs_selftest(), &outcome(&log, Some(1)));
         assert_eq!(failures.len(), 1);
         assert!(failures[0].to_string().contains(r"hlt=[1-9]"), "{}", failures[0]);
+    }
+
+    #[test]
+    fn selftest_needs_the_reflected_debug_exceptions_and_the_contained_triple_fault() {
+        let log = SELFTEST_LOG.replace("exception-or-nmi=3 ", "");
+        assert_eq!(judge(&bochs_selftest(), &outcome(&log, Some(1))).len(), 1);
+        let log = SELFTEST_LOG.replace(
+            "unhandled exit triple-fault (reason 2)",
+            "unhandled exit invd (reason 13)",
+        );
+        assert_eq!(judge(&bochs_selftest(), &outcome(&log, Some(1))).len(), 1);
     }
 
     #[test]

@@ -73,6 +73,14 @@ pub fn read_cr2() -> u64 {
     value
 }
 
+/// Sets the page-fault address the guest will see (Keel itself takes no
+/// page faults: its own mappings are fixed at boot).
+pub fn write_cr2(value: u64) {
+    // SAFETY: CR2 only reports the last page-fault address; nothing in
+    // the CPU's operation depends on it.
+    unsafe { asm!("mov cr2, {}", in(reg) value, options(nomem, nostack, preserves_flags)) };
+}
+
 pub fn read_cr3() -> u64 {
     let value;
     // SAFETY: reading CR3 has no side effects in ring 0.

@@ -12,8 +12,10 @@ use keel_hypervisor::cpuid_policy::{self, CpuidResult, GuestCpu};
 
 use super::{Next, StopReason};
 use crate::domain::Domain;
+use crate::string_emulation::Devices;
 use crate::vcpu::{GuestRegisters, PortAccess, Vcpu};
 use crate::vplatform::VirtualPlatform;
+use keel_hypervisor::console_line::ConsoleLine;
 
 #[inline(always)]
 pub(super) fn emulate_cpuid(regs: &mut GuestRegisters, cpu: &GuestCpu) {
@@ -56,7 +58,9 @@ pub(super) fn halt(domain: &mut Domain, vcpu: &mut impl Vcpu) -> Next {
     // vCPU is taken right after the HLT, as on hardware.
     vcpu.skip_instruction();
     Next::Block {
-        wake_at: platform.timer_deadline(),
+        wake_at: platform
+            .timer_deadline()
+            .map(|guest| guest.wrapping_sub(domain.tsc_offset)),
     }
 }
 
@@ -99,20 +103,47 @@ fn merge_in(rax: u64, value: u32, size: u8) -> u64 {
 /// every other port behaves like an empty bus.
 #[inline(always)]
 pub(super) fn emulate_debug_port(domain: &mut Domain, regs: &mut GuestRegisters, access: PortAccess) {
+    let mut console = DebugConsole {
+        id: domain.id,
+        console: &mut domain.console,
+    };
     if access.write {
-        if access.port == DEBUG_CONSOLE_PORT {
-            if let Some(line) = domain.console.push(regs.rax as u8) {
-                crate::console_println!("guest{}: {line}", domain.id);
+        console.port_write(access.port, access.size, regs.rax);
+    } else {
+        let value = console.port_read(access.port, access.size) as u32;
+        regs.rax = merge_in(regs.rax, value, access.size);
+    }
+}
+
+/// The test guests' only device: the debug console port, which prints
+/// whole lines as `guestN: ...`; no device memory.
+pub(super) struct DebugConsole<'a> {
+    pub id: u16,
+    pub console: &'a mut ConsoleLine,
+}
+
+impl Devices for DebugConsole<'_> {
+    fn is_mmio(&self, _gpa: u64) -> bool {
+        false
+    }
+    fn mmio_read(&mut self, _gpa: u64, size: u8) -> u64 {
+        keel_devices::all_ones(size)
+    }
+    fn mmio_write(&mut self, _gpa: u64, _size: u8, _value: u64) {}
+    fn port_read(&mut self, port: u16, size: u8) -> u64 {
+        if port == DEBUG_CONSOLE_PORT {
+            u64::from(DEBUG_CONSOLE_PORT as u8)
+        } else {
+            keel_devices::all_ones(size)
+        }
+    }
+    fn port_write(&mut self, port: u16, _size: u8, value: u64) {
+        if port == DEBUG_CONSOLE_PORT {
+            if let Some(line) = self.console.push(value as u8) {
+                crate::console_println!("guest{}: {line}", self.id);
             }
         }
-        return;
     }
-    let value: u32 = if access.port == DEBUG_CONSOLE_PORT {
-        u32::from(DEBUG_CONSOLE_PORT as u8)
-    } else {
-        u32::MAX
-    };
-    regs.rax = merge_in(regs.rax, value, access.size);
 }
 
 #[inline(always)]

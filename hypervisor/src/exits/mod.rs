@@ -7,13 +7,14 @@ use keel_abi::hypercall::HC_ERR_INVALID;
 use keel_devices::PowerAction;
 
 use crate::domain::Domain;
+use crate::string_emulation::StringError;
 use crate::vcpu::{EntryError, GuestFault, MemoryFault, Vcpu, VcpuExit};
 use crate::{mmio, msr};
 
 mod handlers;
 
 pub use handlers::forward_console_input;
-use handlers::{emulate_cpuid, emulate_debug_port, halt, hypercall, port_io};
+use handlers::{emulate_cpuid, emulate_debug_port, halt, hypercall, port_io, DebugConsole};
 
 /// Why a domain stopped running.
 #[derive(Clone, Copy, Debug)]
@@ -36,6 +37,12 @@ pub enum StopReason {
     /// An MMIO access Keel could not emulate (unreadable or unsupported instruction).
     BadMmio {
         gpa: u64,
+        rip: u64,
+        reason: &'static str,
+    },
+    /// A string port instruction Keel could not perform.
+    BadStringIo {
+        port: u16,
         rip: u64,
         reason: &'static str,
     },
@@ -63,6 +70,9 @@ impl core::fmt::Display for StopReason {
             Self::TripleFault { rip } => write!(f, "triple fault at rip={rip:#x}"),
             Self::HaltedForever { rip } => write!(f, "halted with interrupts disabled at rip={rip:#x}"),
             Self::BadMmio { gpa, rip, reason } => write!(f, "MMIO access at GPA {gpa:#x} rip={rip:#x}: {reason}"),
+            Self::BadStringIo { port, rip, reason } => {
+                write!(f, "string I/O to port {port:#x} rip={rip:#x}: {reason}")
+            }
             Self::MemoryFault { fault, rip } => write!(
                 f,
                 "EPT violation at GPA {:#x} ({}) rip={rip:#x}: no memory or device there",
@@ -104,8 +114,10 @@ pub enum Next {
     /// The vCPU's time slice is over: let the scheduler pick.
     Yield,
     /// The vCPU halted: nothing to run until an interrupt is pending or
-    /// `wake_at` (TSC) passes.
-    Block { wake_at: Option<u64> },
+    /// `wake_at` (the host's TSC) passes.
+    Block {
+        wake_at: Option<u64>,
+    },
     /// Dom0 rang the management doorbell: the scheduler serves the call
     /// (it needs the whole domain table) and lets Dom0 go on.
     Serve,
@@ -209,6 +221,7 @@ fn handle(domain: &mut Domain, vcpu: &mut impl Vcpu, exit: VcpuExit) -> Next {
             }
             vcpu.skip_instruction();
         }
+        VcpuExit::CacheFlush => vcpu.skip_instruction(),
         VcpuExit::Hypercall => {
             let result = if vcpu.privilege_level() == 0 {
                 hypercall(domain, vcpu.regs())
@@ -248,23 +261,26 @@ fn handle(domain: &mut Domain, vcpu: &mut impl Vcpu, exit: VcpuExit) -> Next {
             let Some((platform, cache, memory)) = domain.mmio_parts() else {
                 return Next::Stop(StopReason::MemoryFault { fault, rip });
             };
-            let result = if is_device {
-                mmio::emulate(platform, cache, memory, vcpu, fault).map(|()| platform.take_doorbell())
-            } else if fault.fetch {
-                Err("instruction fetch from an address with no memory")
+            let result = if fault.fetch {
+                Err(StringError::Stop("instruction fetch from an address with no memory"))
             } else {
-                mmio::emulate(&mut mmio::Unbacked, cache, memory, vcpu, fault).map(|()| false)
+                mmio::emulate(platform, cache, memory, vcpu, fault, is_device)
             };
             return match result {
-                Ok(true) => Next::Serve,
-                Ok(false) => Next::Resume,
-                Err(reason) => Next::Stop(StopReason::BadMmio {
+                Ok(()) if platform.take_doorbell() => Next::Serve,
+                Ok(()) => Next::Resume,
+                Err(StringError::Fault(guest_fault)) => {
+                    vcpu.inject_fault(guest_fault);
+                    Next::Resume
+                }
+                Err(StringError::Stop(reason)) => Next::Stop(StopReason::BadMmio {
                     gpa: fault.gpa,
                     rip,
                     reason,
                 }),
             };
         }
+        VcpuExit::StringPort { port, write } => return string_port(domain, vcpu, port, write),
         VcpuExit::MsrRead { msr } => match msr::read(domain, vcpu, msr) {
             Ok(value) => {
                 let regs = vcpu.regs();
@@ -329,6 +345,28 @@ fn handle(domain: &mut Domain, vcpu: &mut impl Vcpu, exit: VcpuExit) -> Next {
         }
     }
     Next::Resume
+}
+
+/// INS/OUTS. The test guests (no platform) have only the debug console.
+#[cold]
+fn string_port(domain: &mut Domain, vcpu: &mut impl Vcpu, port: u16, write: bool) -> Next {
+    let rip = vcpu.rip();
+    let result = match domain.mmio_parts() {
+        Some((platform, _, memory)) => mmio::emulate_string_port(platform, memory, vcpu, port, write),
+        None => {
+            let id = domain.id;
+            let (memory, console) = domain.memory_and_console();
+            mmio::emulate_string_port(&mut DebugConsole { id, console }, memory, vcpu, port, write)
+        }
+    };
+    match result {
+        Ok(()) => Next::Resume,
+        Err(StringError::Fault(fault)) => {
+            vcpu.inject_fault(fault);
+            Next::Resume
+        }
+        Err(StringError::Stop(reason)) => Next::Stop(StopReason::BadStringIo { port, rip, reason }),
+    }
 }
 
 /// Says (rate-limited: the first few, then at powers of two) that a guest

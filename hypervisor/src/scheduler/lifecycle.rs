@@ -59,9 +59,9 @@ impl Scheduler<'_> {
         let mut domain = Domain::new(id as u16, entry.memory_bytes).map_err(|error| error.to_string())?;
         domain.cpu = cpu.guest_cpu(tsc_hz, 0);
         let host = if entry.is_dom0() {
-            Host::console_domain()
+            Host::console_domain(domain.tsc_offset)
         } else {
-            Host::with_console_ring()
+            Host::with_console_ring(domain.tsc_offset)
         };
         let prepared = entry
             .images
@@ -82,7 +82,7 @@ impl Scheduler<'_> {
             }
         }
         let slice = linux_domain::time_slice_tsc(tsc_hz);
-        let mut vcpu = match VmxVcpu::new(cpu, &start, domain.eptp(), entry.vpid, slice) {
+        let mut vcpu = match VmxVcpu::new(cpu, &start, domain.eptp(), entry.vpid, slice, domain.tsc_offset) {
             Ok(vcpu) => vcpu,
             Err(error) => {
                 domain.destroy();

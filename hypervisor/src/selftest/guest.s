@@ -4,7 +4,9 @@
 #                      ends by touching unmapped memory (a contained fault).
 #   mode 1 (bench):    times round trips of CPUID, VMCALL and port I/O with
 #                      RDTSC and reports instructions per round trip.
-#   mode 2 (unhandled): executes INVD, an exit Keel does not handle.
+#   mode 2 (contained): a REP OUTSB from a non-canonical address: Keel's
+#                      emulation raises #GP, and with no IDT the guest
+#                      triple-faults, which stops only this domain.
 # Output goes through the debug-console port, one byte per OUT.
 
 .section .rodata.test_guest, "a"
@@ -14,9 +16,11 @@ test_guest_start:
     cmp rdi, 1
     je bench
     cmp rdi, 2
-    je unhandled_exit
+    je contained_failure
 
 selftest:
+    call read_tsc                    # the TSC at the first instruction
+    mov rbp, rax
     lea rsi, [rip + msg_started]
     call puts
 
@@ -97,6 +101,86 @@ selftest:
     lea rsi, [rip + msg_msr]
     call puts
 
+    mov r15, 8                       # check 8: INVD and WBINVD complete
+    invd
+    wbinvd
+    lea rsi, [rip + msg_cache]
+    call puts
+
+    mov r15, 9                       # check 9: string port I/O
+    cld
+    lea rsi, [rip + msg_outs]        # REP OUTSB prints a whole line
+    lea rcx, [rip + msg_outs_end]
+    sub rcx, rsi
+    mov dx, {DEBUG_PORT}
+    rep outsb
+    test rcx, rcx
+    jnz fail
+    lea rax, [rip + msg_outs_end]
+    cmp rsi, rax
+    jne fail
+    sub rsp, 16
+    mov qword ptr [rsp], 0
+    mov rdi, rsp
+    mov ecx, 4
+    rep insb                         # four bytes from the debug port
+    lea rax, [rsp + 4]
+    cmp rdi, rax
+    jne fail
+    cmp dword ptr [rsp], {DEBUG_PORT} * 0x01010101
+    jne fail
+    cmp dword ptr [rsp + 4], 0       # nothing beyond the count
+    jne fail
+    mov dx, 0x1234                   # nothing there: all ones
+    mov rdi, rsp
+    mov ecx, 2
+    rep insw
+    cmp dword ptr [rsp], -1
+    jne fail
+    add rsp, 16
+    lea rsi, [rip + msg_ins]
+    call puts
+
+    mov r15, 10                      # check 10: single-step and INT1 #DBs
+    xor r13d, r13d                   # the #DB handler counts in R13 and
+    xor eax, eax                     # keeps the return RIP in R12
+    pushfq
+    or qword ptr [rsp], 0x100        # TF: a #DB after the next instruction
+    popfq
+    cpuid                            # emulated by Keel
+after_cpuid:
+    cmp r13d, 1
+    jne fail
+    lea rax, [rip + after_cpuid]
+    cmp r12, rax
+    jne fail
+    pushfq
+    or qword ptr [rsp], 0x100
+    popfq
+    nop                              # native: Keel intercepts and reflects
+after_nop:
+    cmp r13d, 2
+    jne fail
+    lea rax, [rip + after_nop]
+    cmp r12, rax
+    jne fail
+    .byte 0xf1                       # INT1 (ICEBP)
+after_int1:
+    cmp r13d, 3
+    jne fail
+    lea rax, [rip + after_int1]
+    cmp r12, rax
+    jne fail
+    lea rsi, [rip + msg_debug]
+    call puts
+
+    mov r15, 11                      # check 11: the TSC started near zero
+    mov rax, {TSC_START_BOUND}
+    cmp rbp, rax
+    jae fail
+    lea rsi, [rip + msg_tsc]
+    call puts
+
     mov eax, {HC_SELFTEST_DONE}
     xor edi, edi
     vmcall
@@ -116,10 +200,13 @@ fail:
     vmcall
     ud2
 
-unhandled_exit:
-    lea rsi, [rip + msg_invd]
+contained_failure:
+    lea rsi, [rip + msg_contained]
     call puts
-    invd
+    mov rsi, 0x8000000000000000      # non-canonical
+    mov ecx, 1
+    mov dx, {DEBUG_PORT}
+    rep outsb
     jmp fail
 
 # Each figure is (cycles of the measured loop - cycles of the same loop
@@ -172,10 +259,26 @@ bench:
     ud2
 
 # An IDT whose #GP handler counts the fault in R14 and skips the 2-byte
-# faulting instruction (RDMSR/WRMSR); every other vector stays empty.
+# faulting instruction (RDMSR/WRMSR), and whose #DB handler counts in R13,
+# keeps the return RIP in R12 and clears TF; every other vector stays empty.
 install_idt:
     lea rax, [rip + gp_handler]
-    mov rdi, {IDT_GPA} + 13 * 16
+    mov edi, 13
+    call set_gate
+    lea rax, [rip + db_handler]
+    mov edi, 1
+    call set_gate
+    sub rsp, 16
+    mov word ptr [rsp], 256 * 16 - 1
+    mov rax, {IDT_GPA}
+    mov qword ptr [rsp + 2], rax
+    lidt [rsp]
+    add rsp, 16
+    ret
+
+set_gate:                            # edi = vector, rax = handler
+    shl edi, 4
+    add rdi, {IDT_GPA}
     mov word ptr [rdi], ax           # offset 15:0
     mov word ptr [rdi + 2], {CODE_SELECTOR}
     mov word ptr [rdi + 4], 0x8e00   # present 64-bit interrupt gate
@@ -184,13 +287,13 @@ install_idt:
     shr rax, 16
     mov dword ptr [rdi + 8], eax     # offset 63:32
     mov dword ptr [rdi + 12], 0
-    sub rsp, 16
-    mov word ptr [rsp], 256 * 16 - 1
-    mov rax, {IDT_GPA}
-    mov qword ptr [rsp + 2], rax
-    lidt [rsp]
-    add rsp, 16
     ret
+
+db_handler:
+    inc r13d
+    mov r12, qword ptr [rsp]         # where the guest goes on
+    and qword ptr [rsp + 16], -0x101 # clear TF in the saved RFLAGS
+    iretq
 
 gp_handler:
     add rsp, 8                       # the error code
@@ -233,7 +336,13 @@ msg_vmcall:   .asciz "selftest: vmcall ok"
 msg_hlt:      .asciz "selftest: hlt ok"
 msg_timer:    .asciz "selftest: preemption timer ok"
 msg_msr:      .asciz "selftest: msr #gp ok"
+msg_cache:    .asciz "selftest: invd/wbinvd ok"
+msg_outs:     .ascii "selftest: rep outsb ok\n"
+msg_outs_end:
+msg_ins:      .asciz "selftest: rep insb ok"
+msg_debug:    .asciz "selftest: single-step #db ok"
+msg_tsc:      .asciz "selftest: tsc offset ok"
 msg_survived: .asciz "selftest: unmapped memory did not fault"
 msg_failed:   .asciz "selftest: check failed"
-msg_invd:     .asciz "unhandled-exit test: executing INVD"
+msg_contained: .asciz "contained-failure test: rep outsb from a non-canonical address"
 test_guest_end:

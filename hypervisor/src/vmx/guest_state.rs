@@ -31,6 +31,12 @@ impl VmxVcpu {
         let (vector, error_code) = match fault {
             GuestFault::InvalidOpcode => (6, None),
             GuestFault::GeneralProtection => (13, Some(0).filter(|_| protected_mode)),
+            GuestFault::PageFault { linear, error_code } => {
+                // The guest's CR2 is live in the CPU while Keel serves its
+                // exits (`arch::unswitched` switches it between domains).
+                crate::arch::instructions::write_cr2(linear);
+                (14, Some(u64::from(error_code)))
+            }
         };
         let info = InterruptionInfo::injection(vector, InterruptionType::HardwareException, error_code.is_some());
         write(F::EntryInterruptionInfo, u64::from(info.to_raw()));
@@ -101,10 +107,10 @@ impl VmxVcpu {
     }
 
     /// Programs the preemption timer to fire at the end of the time slice or
-    /// at `deadline_tsc`, whichever comes first.
+    /// at `deadline_tsc` (the guest's TSC), whichever comes first.
     pub fn arm_timer(&mut self, deadline_tsc: Option<u64>) {
         let mut ticks = self.slice_ticks_left();
-        if let Some(deadline) = deadline_tsc {
+        if let Some(deadline) = deadline_tsc.map(|guest| guest.wrapping_sub(self.tsc_offset)) {
             let now = crate::arch::tsc::read();
             // Never below the minimum: a guest whose timer is always due
             // (a one-tick periodic APIC timer) must still make progress.
@@ -199,6 +205,31 @@ impl VmxVcpu {
             read(F::GuestCr4),
             read(F::GuestIa32Efer),
         )
+    }
+
+    pub fn code_bitness(&self) -> keel_insn::mmio::CodeBitness {
+        keel_insn::mmio::CodeBitness::from_guest(
+            read(F::GuestCr0),
+            read(F::GuestIa32Efer),
+            read(F::GuestRflags),
+            read(F::GuestCsAccessRights),
+        )
+    }
+
+    pub fn segment_base(&self, segment: keel_insn::string::Segment) -> u64 {
+        use keel_insn::string::Segment;
+        read(match segment {
+            Segment::Es => F::GuestEsBase,
+            Segment::Cs => F::GuestCsBase,
+            Segment::Ss => F::GuestSsBase,
+            Segment::Ds => F::GuestDsBase,
+            Segment::Fs => F::GuestFsBase,
+            Segment::Gs => F::GuestGsBase,
+        })
+    }
+
+    pub fn rflags(&self) -> u64 {
+        read(F::GuestRflags)
     }
 
     /// Moves RIP past an instruction the hypervisor decoded itself.

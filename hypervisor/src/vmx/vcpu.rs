@@ -66,6 +66,8 @@ pub struct VmxVcpu {
     pub(super) min_timer_ticks: u64,
     /// CR8 of a guest without a local APIC (the test guests).
     pub(super) cr8: u64,
+    /// Guest TSC minus host TSC (the VMCS TSC offset).
+    pub(super) tsc_offset: u64,
     /// Preemption-timer value at the last VM entry; the timer counts only
     /// while the guest runs, so what it lost by the next exit is guest time.
     pub(super) timer_at_entry: u64,
@@ -93,6 +95,7 @@ impl VmxVcpu {
         eptp: u64,
         vpid: u16,
         time_slice_tsc: u64,
+        tsc_offset: u64,
     ) -> Result<Self, VcpuError> {
         let vmcs = allocate_vmx_region(cpu.revision_id()).ok_or(VcpuError::OutOfMemory)?;
         let Some(io_bitmaps) = memory::allocate_zeroed(IO_BITMAPS_SIZE, PAGE_SIZE_4K) else {
@@ -133,6 +136,7 @@ impl VmxVcpu {
             preemption_rate: cpu.misc.preemption_timer_rate,
             min_timer_ticks: (cpu.misc.tsc_to_preemption_ticks(time_slice_tsc) / 20).max(1),
             cr8: 0,
+            tsc_offset,
             timer_at_entry: 0,
             guest_timer_ticks: 0,
             slice_end_ticks: 0,
@@ -213,6 +217,7 @@ impl VmxVcpu {
             eptp,
             vpid,
             preemption_timer: self.time_slice as u32,
+            tsc_offset: self.tsc_offset,
         };
         vmcs::configure(cpu, entry, &resources).map_err(VcpuError::Field)?;
         self.timer_at_entry = self.time_slice;
@@ -307,6 +312,11 @@ impl VmxVcpu {
                 })
             }
             ExitReason::Mwait | ExitReason::Monitor => VcpuExit::Fault(GuestFault::InvalidOpcode),
+            // INVD would throw away dirty cache lines of Keel and of every
+            // other domain: both it and WBINVD complete without touching
+            // the caches (guest RAM is write-back and no device writes it
+            // behind the CPU's back).
+            ExitReason::Invd | ExitReason::Wbinvd => VcpuExit::CacheFlush,
             ExitReason::Rdpmc => VcpuExit::Fault(GuestFault::GeneralProtection),
             ExitReason::ExceptionOrNmi => self.decode_exception_or_nmi(),
             ExitReason::Rdmsr => VcpuExit::MsrRead {
@@ -554,8 +564,12 @@ fn decode_io(qualification: u64) -> VcpuExit {
             size: io.size,
             write: io.direction == IoDirection::Out,
         }),
-        _ => VcpuExit::Unhandled {
-            reason: "io (string or malformed)",
+        Ok(io) => VcpuExit::StringPort {
+            port: io.port,
+            write: io.direction == IoDirection::Out,
+        },
+        Err(_) => VcpuExit::Unhandled {
+            reason: "io (malformed qualification)",
             number: 30,
             qualification,
         },

@@ -34,6 +34,15 @@ impl Vcpu for VmxVcpu {
     fn paging_registers(&self) -> (u64, u64, u64, u64) {
         VmxVcpu::paging_registers(self)
     }
+    fn code_bitness(&self) -> keel_insn::mmio::CodeBitness {
+        VmxVcpu::code_bitness(self)
+    }
+    fn segment_base(&self, segment: keel_insn::string::Segment) -> u64 {
+        VmxVcpu::segment_base(self, segment)
+    }
+    fn rflags(&self) -> u64 {
+        VmxVcpu::rflags(self)
+    }
     fn inject_fault(&mut self, fault: GuestFault) {
         VmxVcpu::inject_fault(self, fault)
     }

@@ -44,6 +44,7 @@ fn requested_controls() -> [ControlRequest; 5] {
             // CR8 is the physical APIC's TPR without a TPR shadow.
             required: (PrimaryControls::HLT_EXITING
                 | PrimaryControls::USE_IO_BITMAPS
+                | PrimaryControls::USE_TSC_OFFSETTING
                 | PrimaryControls::USE_MSR_BITMAPS
                 | PrimaryControls::ACTIVATE_SECONDARY
                 | PrimaryControls::MWAIT_EXITING
@@ -57,7 +58,11 @@ fn requested_controls() -> [ControlRequest; 5] {
         ControlRequest {
             kind: ControlKind::SecondaryProcessor,
             required: (SecondaryControls::ENABLE_EPT | SecondaryControls::ENABLE_VPID).bits(),
+            // WBINVD would make every other domain's cache lines pay for
+            // one guest's flush; with no device DMA into guest memory
+            // (coherent or not) Keel completes it as a no-op.
             optional: (SecondaryControls::UNRESTRICTED_GUEST
+                | SecondaryControls::WBINVD_EXITING
                 | SecondaryControls::ENABLE_RDTSCP
                 | SecondaryControls::ENABLE_INVPCID)
                 .bits(),
@@ -127,6 +132,9 @@ pub struct VmcsResources {
     pub eptp: u64,
     pub vpid: u16,
     pub preemption_timer: u32,
+    /// Added to the host's TSC for every guest read (RDTSC, RDTSCP,
+    /// RDMSR of IA32_TSC): each domain's TSC starts near zero at its boot.
+    pub tsc_offset: u64,
 }
 
 /// Fills the current VMCS for a 64-bit guest entering at `entry`.
@@ -167,6 +175,7 @@ pub fn configure(cpu: &VmxCpu, entry: &LongModeEntry, resources: &VmcsResources)
     w.set(F::VirtualProcessorId, u64::from(resources.vpid));
     w.set(F::PreemptionTimerValue, u64::from(resources.preemption_timer));
     w.set(F::VmcsLinkPointer, u64::MAX);
+    w.set(F::TscOffset, resources.tsc_offset);
     w.set(F::Cr3TargetCount, 0);
     w.set(F::ExitMsrStoreCount, 0);
     w.set(F::ExitMsrLoadCount, 0);

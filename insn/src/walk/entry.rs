@@ -4,6 +4,7 @@ use super::PagingLevel;
 
 pub(super) const PRESENT: u64 = 1 << 0;
 pub(super) const WRITABLE: u64 = 1 << 1;
+pub(super) const USER: u64 = 1 << 2;
 /// PS: maps a large page at the PDPT/PD levels; reserved in a PML4 entry.
 pub(super) const PAGE_SIZE: u64 = 1 << 7;
 pub(super) const EXECUTE_DISABLE: u64 = 1 << 63;

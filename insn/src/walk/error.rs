@@ -41,13 +41,53 @@ pub enum WalkError {
         level: PagingLevel,
         entry: u64,
     },
-    /// A write through a read-only mapping while CR0.WP = 1.
+    /// A write through a read-only mapping (by supervisor code only while
+    /// CR0.WP = 1).
     WriteProtected { linear: u64 },
+    /// A user-mode access to a supervisor-only mapping.
+    SupervisorOnly { linear: u64 },
     /// An instruction fetch from a mapping with XD set while EFER.NXE = 1.
     ExecuteDisabled { linear: u64 },
     /// The instruction bytes translate to guest-physical memory that is not
     /// readable RAM (e.g. the guest executes from an MMIO page).
     InstructionUnreadable { gpa: u64 },
+}
+
+/// How the CPU reports a failed translation to the guest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TranslationFault {
+    /// #PF with this error code; CR2 gets the linear address.
+    PageFault { linear: u64, error_code: u32 },
+    /// #GP(0): a non-canonical address.
+    GeneralProtection,
+}
+
+impl WalkError {
+    /// The fault the guest would have taken for this failure of an access
+    /// of `kind` (`write`, `user`); `None` where the failure has no
+    /// architectural fault (the walker's own limits, tables outside RAM).
+    pub fn guest_fault(&self, write: bool, user: bool) -> Option<TranslationFault> {
+        const PRESENT: u32 = 1 << 0;
+        const WRITE: u32 = 1 << 1;
+        const USER: u32 = 1 << 2;
+        const RESERVED: u32 = 1 << 3;
+        const FETCH: u32 = 1 << 4;
+        let access = if write { WRITE } else { 0 } | if user { USER } else { 0 };
+        let (linear, cause) = match *self {
+            Self::NonCanonical { .. } => return Some(TranslationFault::GeneralProtection),
+            Self::NotPresent { linear, .. } => (linear, 0),
+            Self::ReservedBitSet { linear, .. } => (linear, PRESENT | RESERVED),
+            Self::WriteProtected { linear } | Self::SupervisorOnly { linear } => (linear, PRESENT),
+            Self::ExecuteDisabled { linear } => (linear, PRESENT | FETCH),
+            Self::UnsupportedPagingMode(_) | Self::TableUnreadable { .. } | Self::InstructionUnreadable { .. } => {
+                return None
+            }
+        };
+        Some(TranslationFault::PageFault {
+            linear,
+            error_code: cause | access,
+        })
+    }
 }
 
 impl fmt::Display for WalkError {
@@ -68,6 +108,7 @@ impl fmt::Display for WalkError {
                 write!(f, "{linear:#x}: reserved bit set in {level:?} entry {entry:#x}")
             }
             Self::WriteProtected { linear } => write!(f, "{linear:#x} is write-protected"),
+            Self::SupervisorOnly { linear } => write!(f, "{linear:#x} is a supervisor-only page"),
             Self::ExecuteDisabled { linear } => write!(f, "{linear:#x} is not executable"),
             Self::InstructionUnreadable { gpa } => {
                 write!(f, "instruction bytes at gpa {gpa:#x} are not in guest RAM")

@@ -11,6 +11,6 @@ mod paging;
 #[cfg(test)]
 mod test_memory;
 
-pub use error::{PagingLevel, PagingMode, WalkError};
+pub use error::{PagingLevel, PagingMode, TranslationFault, WalkError};
 pub use fetch::{fetch_instruction, MAX_INSTRUCTION_LEN};
 pub use paging::{translate, AccessKind, PagingState};

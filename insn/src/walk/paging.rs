@@ -1,4 +1,4 @@
-use super::entry::{bits, ADDRESS_MASK, EXECUTE_DISABLE, PAGE_SIZE, PRESENT, SMALL_PAGE_SIZE, WRITABLE};
+use super::entry::{bits, ADDRESS_MASK, EXECUTE_DISABLE, PAGE_SIZE, PRESENT, SMALL_PAGE_SIZE, USER, WRITABLE};
 use super::{PagingLevel, PagingMode, WalkError};
 use keel_memory::{GuestMemoryRead, GuestPhysAddr};
 
@@ -17,8 +17,10 @@ const ARCHITECTURAL_MAX_PHYS_ADDR_BITS: u8 = 52;
 const MIN_PHYS_ADDR_BITS: u8 = 12;
 
 /// What the translated address will be used for; decides which permission
-/// bits are checked. Accesses are treated as supervisor-mode: the hypervisor
-/// inspects an access the guest has already performed, so U/S is not checked.
+/// bits are checked. [`PagingState::translate`] treats accesses as
+/// supervisor-mode (the hypervisor inspecting an access the guest already
+/// performed); [`PagingState::translate_as`] checks U/S for an access
+/// Keel performs on behalf of user-mode code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AccessKind {
     Read,
@@ -78,10 +80,23 @@ impl PagingState {
         linear: u64,
         access: AccessKind,
     ) -> Result<u64, WalkError> {
+        self.translate_as(mem, linear, access, false)
+    }
+
+    /// Translates `linear` for an access Keel performs for the guest: with
+    /// `user` (CPL 3), every level must allow user access and writes need
+    /// R/W whatever CR0.WP says.
+    pub fn translate_as<M: GuestMemoryRead + ?Sized>(
+        &self,
+        mem: &M,
+        linear: u64,
+        access: AccessKind,
+        user: bool,
+    ) -> Result<u64, WalkError> {
         match self.mode() {
             // Without paging, linear addresses are 32 bits wide and map 1:1.
             PagingMode::Disabled => Ok(linear & 0xFFFF_FFFF),
-            PagingMode::FourLevel => self.walk_four_level(mem, linear, access),
+            PagingMode::FourLevel => self.walk_four_level(mem, linear, access, user),
             unsupported => Err(WalkError::UnsupportedPagingMode(unsupported)),
         }
     }
@@ -91,6 +106,7 @@ impl PagingState {
         mem: &M,
         linear: u64,
         access: AccessKind,
+        user: bool,
     ) -> Result<u64, WalkError> {
         if !is_canonical_48(linear) {
             return Err(WalkError::NonCanonical { linear });
@@ -101,13 +117,13 @@ impl PagingState {
             let entry = self.read_entry(mem, level, table_base, linear)?;
             permissions = permissions.restricted_by(entry, self.nx_enabled());
             if let Some(page_size) = level.large_page_size().filter(|_| entry & PAGE_SIZE != 0) {
-                return self.leaf_address(entry, page_size, permissions, linear, access);
+                return self.leaf_address(entry, page_size, permissions, linear, access, user);
             }
             table_base = entry & self.address_mask();
         }
         let entry = self.read_entry(mem, PagingLevel::PageTable, table_base, linear)?;
         permissions = permissions.restricted_by(entry, self.nx_enabled());
-        self.leaf_address(entry, SMALL_PAGE_SIZE, permissions, linear, access)
+        self.leaf_address(entry, SMALL_PAGE_SIZE, permissions, linear, access, user)
     }
 
     /// Reads the entry `level` uses for `linear`, rejecting it unless present
@@ -141,16 +157,27 @@ impl PagingState {
         permissions: Permissions,
         linear: u64,
         access: AccessKind,
+        user: bool,
     ) -> Result<u64, WalkError> {
-        self.check_access(permissions, linear, access)?;
+        self.check_access(permissions, linear, access, user)?;
         let offset_mask = page_size - 1;
         // `& !offset_mask` also drops the PAT bit (12) of large pages.
         let frame = entry & self.address_mask() & !offset_mask;
         Ok(frame | (linear & offset_mask))
     }
 
-    fn check_access(&self, permissions: Permissions, linear: u64, access: AccessKind) -> Result<(), WalkError> {
+    fn check_access(
+        &self,
+        permissions: Permissions,
+        linear: u64,
+        access: AccessKind,
+        user: bool,
+    ) -> Result<(), WalkError> {
+        if user && !permissions.user {
+            return Err(WalkError::SupervisorOnly { linear });
+        }
         match access {
+            AccessKind::Write if user && !permissions.writable => Err(WalkError::WriteProtected { linear }),
             // Supervisor writes ignore R/W unless CR0.WP is set.
             AccessKind::Write if !permissions.writable && self.cr0 & CR0_WRITE_PROTECT != 0 => {
                 Err(WalkError::WriteProtected { linear })
@@ -198,18 +225,21 @@ pub fn translate<M: GuestMemoryRead + ?Sized>(
 struct Permissions {
     writable: bool,
     executable: bool,
+    user: bool,
 }
 
 impl Permissions {
     const ALL: Self = Self {
         writable: true,
         executable: true,
+        user: true,
     };
 
     fn restricted_by(self, entry: u64, nx_enabled: bool) -> Self {
         Self {
             writable: self.writable && entry & WRITABLE != 0,
             executable: self.executable && !(nx_enabled && entry & EXECUTE_DISABLE != 0),
+            user: self.user && entry & USER != 0,
         }
     }
 }

@@ -245,3 +245,88 @@ fn page_table_entry_bit_7_is_pat_not_page_size() {
     map_4k(&mut mem, 0x5000, 0x8000, PS | P);
     assert_eq!(long_mode().translate(&mem, 0x5123, AccessKind::Read), Ok(0x8123));
 }
+
+const US: u64 = 1 << 2;
+
+#[test]
+fn user_accesses_need_the_user_bit_at_every_level() {
+    let mut mem = FakeMemory::default();
+    // The upper levels lack U/S: a user access fails even though the leaf has it.
+    map_4k(&mut mem, 0x5000, 0x8000, P | RW | US);
+    assert_eq!(
+        long_mode().translate_as(&mem, 0x5000, AccessKind::Read, true),
+        Err(WalkError::SupervisorOnly { linear: 0x5000 })
+    );
+    assert_eq!(
+        long_mode().translate_as(&mem, 0x5000, AccessKind::Read, false),
+        Ok(0x8000)
+    );
+    let [l4, l3, l2, _] = indices(0x5000);
+    mem.set_entry(PML4, l4, PDPT | P | RW | US);
+    mem.set_entry(PDPT, l3, PD | P | RW | US);
+    mem.set_entry(PD, l2, PT | P | RW | US);
+    assert_eq!(
+        long_mode().translate_as(&mem, 0x5000, AccessKind::Write, true),
+        Ok(0x8000)
+    );
+}
+
+#[test]
+fn user_writes_to_read_only_pages_fault_even_without_cr0_wp() {
+    let mut mem = FakeMemory::default();
+    map_4k(&mut mem, 0x5000, 0x8000, P | US);
+    let [l4, l3, l2, _] = indices(0x5000);
+    mem.set_entry(PML4, l4, PDPT | P | RW | US);
+    mem.set_entry(PDPT, l3, PD | P | RW | US);
+    mem.set_entry(PD, l2, PT | P | RW | US);
+    let without_wp = PagingState {
+        cr0: LONG_MODE_CR0 & !(1 << 16),
+        ..long_mode()
+    };
+    assert_eq!(
+        without_wp.translate_as(&mem, 0x5000, AccessKind::Write, true),
+        Err(WalkError::WriteProtected { linear: 0x5000 })
+    );
+}
+
+#[test]
+fn walk_failures_map_to_the_guests_page_fault_error_codes() {
+    use crate::walk::TranslationFault::{GeneralProtection, PageFault};
+    let not_present = WalkError::NotPresent {
+        linear: 0x1000,
+        level: PagingLevel::PageTable,
+    };
+    assert_eq!(
+        not_present.guest_fault(true, true),
+        Some(PageFault {
+            linear: 0x1000,
+            error_code: 0b110
+        })
+    );
+    assert_eq!(
+        WalkError::WriteProtected { linear: 0x2000 }.guest_fault(true, false),
+        Some(PageFault {
+            linear: 0x2000,
+            error_code: 0b011
+        })
+    );
+    assert_eq!(
+        WalkError::SupervisorOnly { linear: 0x3000 }.guest_fault(false, true),
+        Some(PageFault {
+            linear: 0x3000,
+            error_code: 0b101
+        })
+    );
+    assert_eq!(
+        WalkError::NonCanonical { linear: 1 << 60 }.guest_fault(false, false),
+        Some(GeneralProtection)
+    );
+    assert_eq!(
+        WalkError::TableUnreadable {
+            linear: 0,
+            entry_gpa: 0
+        }
+        .guest_fault(false, false),
+        None
+    );
+}
