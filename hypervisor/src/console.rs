@@ -10,6 +10,7 @@
 //! own messages first flush it, so the output stays in order.
 
 use core::fmt::{self, Write};
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use keel_hypervisor::console_guard::LineGuard;
 use keel_hypervisor::console_ring::{ConsoleRing, ReadResult};
@@ -46,6 +47,7 @@ pub fn init(level: LevelFilter) {
     // hypervisor drives; the port is only used through the `SERIAL` lock.
     let mut port = unsafe { SerialPort::new(COM1) };
     port.init();
+    UART_PRESENT.store(probe_uart(), Ordering::Relaxed);
     // SAFETY: the registers of the same COM1, programmed before anyone else
     // uses it: 115200 baud 8N1 (the crate's init leaves 38400, three times
     // slower for every byte Keel and its console domain print), and IER = 0
@@ -162,15 +164,44 @@ pub fn pump() {
     }
 }
 
+/// Whether COM1 answered like a 16550 at boot. Without one, every port
+/// reads all ones, which would look like an endless stream of 0xFF bytes
+/// typed on the console.
+static UART_PRESENT: AtomicBool = AtomicBool::new(false);
+
+pub fn uart_present() -> bool {
+    UART_PRESENT.load(Ordering::Relaxed)
+}
+
+/// The scratch register keeps what was written to it on a 16550; an empty
+/// bus reads all ones whatever was written.
+fn probe_uart() -> bool {
+    const SCRATCH: u16 = COM1 + 7;
+    let mut answers = [0u8; 2];
+    for (pattern, answer) in [0x5A, 0xA5].into_iter().zip(&mut answers) {
+        // SAFETY: the scratch register of COM1 has no effect on the UART.
+        unsafe {
+            outb(SCRATCH, pattern);
+            *answer = inb(SCRATCH);
+        }
+    }
+    // SAFETY: reading COM1's line status has no side effects.
+    let status = unsafe { inb(LINE_STATUS) };
+    keel_hypervisor::host_probe::looks_like_uart(answers, status)
+}
+
 /// Whether a byte typed on the console is waiting (without taking it).
 pub fn input_waiting() -> bool {
     const DATA_READY: u8 = 1;
     // SAFETY: reading COM1's line status has no side effects.
-    unsafe { inb(LINE_STATUS) & DATA_READY != 0 }
+    uart_present() && unsafe { inb(LINE_STATUS) & DATA_READY != 0 }
 }
 
 /// A byte typed on the console, if one is waiting.
 pub fn try_read_byte() -> Option<u8> {
+    if !uart_present() {
+        return None;
+    }
     let mut serial = SERIAL.lock();
     serial.as_mut().and_then(|console| console.port.try_receive().ok())
 }

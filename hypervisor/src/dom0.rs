@@ -68,7 +68,13 @@ fn find_images(boot_info: &BootInformation) -> Option<Dom0Images> {
 
 /// Boots Dom0 and runs every domain until Dom0 powers off or fails; a
 /// reset boots Dom0 again from the same images, like a machine's reset button.
-pub fn run(cpu: &VmxCpu, boot_info: &BootInformation, options: &Options, tsc_hz: Option<u64>, total_memory: u64) -> Outcome {
+pub fn run(
+    cpu: &VmxCpu,
+    boot_info: &BootInformation,
+    options: &Options,
+    tsc_hz: Option<u64>,
+    total_memory: u64,
+) -> Outcome {
     let Some(images) = find_images(boot_info) else {
         log::error!("dom0: no `dom0-kernel` boot module");
         return Outcome::Failure;

@@ -10,6 +10,7 @@ pub mod console_line;
 pub mod console_ring;
 pub mod cr_policy;
 pub mod cpuid_policy;
+pub mod host_probe;
 pub mod management;
 pub mod platform_devices;
 pub mod tx_ring;

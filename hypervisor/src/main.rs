@@ -53,11 +53,32 @@ extern "C" fn keel_main(boot_info_addr: u32, magic: u32) -> ! {
     let options: Options = cmdline::parse(command_line, |bad| {
         log::warn!("ignoring command-line option `{}`: {}", bad.option, bad.reason)
     });
-    platform::set_exit_emulator(options.exit_emulator);
     log::set_max_level(options.log_level);
     log::info!("command line: `{command_line}`");
+    if !console::uart_present() {
+        // Nobody will read this, but a debugger's memory dump might.
+        log::warn!("no UART at COM1: console output is dropped and Dom0 gets no console input");
+    }
+    if options.exit_emulator {
+        let firmware = boot_info
+            .rsdp_v2_tag()
+            .and_then(|tag| tag.oem_id().ok())
+            .or_else(|| boot_info.rsdp_v1_tag().and_then(|tag| tag.oem_id().ok()));
+        if keel_hypervisor::host_probe::is_emulator_firmware(firmware) {
+            platform::set_exit_emulator(true);
+        } else {
+            log::warn!(
+                "ignoring exit=emulator: the firmware (ACPI OEM ID {:?}) is not an emulator's",
+                firmware.unwrap_or("none")
+            );
+        }
+    }
 
     let host_tables = arch::init();
+    match arch::stack_guard::unmapped_guard() {
+        Some(guard) => log::info!("boot stack guard page at {guard:#x}: not mapped"),
+        None => log::warn!("the boot stack's guard page is mapped: a stack overflow would go unnoticed"),
+    }
     let total_memory = match memory::init(&boot_info) {
         Ok(free) => {
             console::keep_log();

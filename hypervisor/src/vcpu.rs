@@ -128,7 +128,10 @@ pub enum GuestFault {
     InvalidOpcode,
     GeneralProtection,
     /// #PF at `linear` (the guest's CR2) with this error code.
-    PageFault { linear: u64, error_code: u32 },
+    PageFault {
+        linear: u64,
+        error_code: u32,
+    },
 }
 
 /// The VM entry itself failed: the guest never ran.

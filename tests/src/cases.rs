@@ -67,6 +67,7 @@ fn bochs_selftest() -> TestCase {
         Duration::from_secs(180),
     )
     .expect_text("keel: Keel hypervisor")
+    .expect_regex(r"keel: boot stack guard page at 0x[0-9a-f]+: not mapped")
     .expect_text("keel: VMX root mode entered")
     .expect_text("guest1: selftest: started")
     .expect_text("guest1: selftest: cpuid ok")
@@ -1007,6 +1008,7 @@ keel: dom0 finished
 
     const SELFTEST_LOG: &str = "\
 keel: Keel hypervisor 0.1.0
+keel: boot stack guard page at 0x243000: not mapped
 keel: VMX root mode entered (VMCS revision 0x2b)
 guest1: selftest: started
 guest1: selftest: cpuid ok

@@ -59,6 +59,33 @@ _start:
     cmp ecx, 2048
     jb 2b
 
+    # The 2 MiB page that holds the stack's guard page becomes 512 pages of
+    # 4 KiB, the guard not present: a stack overflow faults (and the #DF
+    # handler, on its own IST stack, reports it) instead of running over
+    # whatever lies below the stack.
+    mov eax, offset boot_stack_guard
+    and eax, ~0x1FFFFF
+    xor ecx, ecx
+3:  mov edx, ecx
+    shl edx, 12
+    add edx, eax
+    or edx, 0x3
+    mov [boot_pt + ecx * 8], edx
+    mov dword ptr [boot_pt + ecx * 8 + 4], 0
+    inc ecx
+    cmp ecx, 512
+    jb 3b
+    mov eax, offset boot_stack_guard
+    shr eax, 12
+    and eax, 511
+    mov dword ptr [boot_pt + eax * 8], 0
+    mov eax, offset boot_stack_guard
+    shr eax, 21
+    mov edx, offset boot_pt
+    or edx, 0x3
+    mov [boot_pd + eax * 8], edx
+    mov dword ptr [boot_pd + eax * 8 + 4], 0
+
     mov eax, cr4
     or eax, (1 << 5)                # PAE
     mov cr4, eax
@@ -112,6 +139,10 @@ boot_gdt_pointer:
 boot_pml4:  .skip 4096
 boot_pdpt:  .skip 4096
 boot_pd:    .skip 4096 * 4
+boot_pt:    .skip 4096
+# Never mapped (see above): the page below the stack.
+.global boot_stack_guard
+boot_stack_guard: .skip 4096
 .global boot_stack_top
 boot_stack: .skip 64 * 1024
 boot_stack_top:

@@ -117,7 +117,6 @@ pub fn halt_forever() -> ! {
     }
 }
 
-
 /// DR6 of the vCPU whose debug registers are live.
 pub fn read_dr6() -> u64 {
     let value: u64;

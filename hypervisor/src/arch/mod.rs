@@ -6,6 +6,7 @@ pub mod host_timer;
 pub mod idt;
 pub mod instructions;
 pub mod rtc;
+pub mod stack_guard;
 pub mod tsc;
 pub mod unswitched;
 

@@ -6,8 +6,8 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use keel_abi::mgmt::{
-    features, layout, CreateDomain, DomainId, DomainInfo, DomainState, HostInfo, ImageKind, Request, Response,
-    Status, DOM0, SHARED_BYTES, VERSION,
+    features, layout, CreateDomain, DomainId, DomainInfo, DomainState, HostInfo, ImageKind, Request, Response, Status,
+    DOM0, SHARED_BYTES, VERSION,
 };
 use keel_hypervisor::console_ring::ReadResult;
 use keel_hypervisor::management::{dispatch, DomainControl, Failure, Outcome};
@@ -156,7 +156,10 @@ impl DomainControl for Scheduler<'_> {
         if request.vcpus != 1 {
             return Err(Failure::new(
                 Status::Unsupported,
-                alloc::format!("vcpus = {}: only 1 vCPU per domain until SMP guests land", request.vcpus),
+                alloc::format!(
+                    "vcpus = {}: only 1 vCPU per domain until SMP guests land",
+                    request.vcpus
+                ),
             ));
         }
         if request.memory_mib < MIN_MEMORY_MIB {
@@ -191,11 +194,7 @@ impl DomainControl for Scheduler<'_> {
         if memory_bytes >= free {
             return Err(Failure::new(
                 Status::OutOfMemory,
-                alloc::format!(
-                    "{} MiB asked, {} MiB free",
-                    request.memory_mib,
-                    free >> 20
-                ),
+                alloc::format!("{} MiB asked, {} MiB free", request.memory_mib, free >> 20),
             ));
         }
         let id = self
@@ -229,14 +228,21 @@ impl DomainControl for Scheduler<'_> {
             tables_bytes: 0,
             run_cycles: 0,
         });
-        log::info!("domain {id} ({}): created, {} MiB", request.name.as_str(), memory_bytes >> 20);
+        log::info!(
+            "domain {id} ({}): created, {} MiB",
+            request.name.as_str(),
+            memory_bytes >> 20
+        );
         Ok(id)
     }
 
     fn load_image(&mut self, domain: DomainId, kind: ImageKind, offset: u64, total: u64, chunk: &[u8]) -> Outcome<()> {
         let entry = self.domu(domain)?;
         if entry.state != DomainState::Building {
-            return Err(Failure::new(Status::BadState, "images load only before the domain boots"));
+            return Err(Failure::new(
+                Status::BadState,
+                "images load only before the domain boots",
+            ));
         }
         let Images::Staged {
             kernel,
@@ -345,7 +351,13 @@ impl DomainControl for Scheduler<'_> {
             .as_ref()
             .and_then(|domain| domain.platform.as_deref())
             .and_then(|platform| platform.host().console_ring.as_ref());
-        Ok(ring.map_or(ReadResult { start: cursor, end: cursor }, |ring| ring.read(cursor, out)))
+        Ok(ring.map_or(
+            ReadResult {
+                start: cursor,
+                end: cursor,
+            },
+            |ring| ring.read(cursor, out),
+        ))
     }
 
     fn console_write(&mut self, domain: DomainId, bytes: &[u8]) -> Outcome<usize> {

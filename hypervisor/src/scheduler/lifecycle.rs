@@ -124,7 +124,12 @@ impl Scheduler<'_> {
             Event::Reboot => entry.lifecycle.on_reboot,
             Event::Crash => entry.lifecycle.on_crash,
         };
-        log::info!("domain {id} ({}): {}: {}", entry.name.as_str(), event.name(), action.name());
+        log::info!(
+            "domain {id} ({}): {}: {}",
+            entry.name.as_str(),
+            event.name(),
+            action.name()
+        );
         match action {
             LifecycleAction::Destroy => self.remove_domain(id),
             LifecycleAction::Restart => {

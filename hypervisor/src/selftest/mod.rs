@@ -133,7 +133,13 @@ fn judge(first: &DomainResult, second: &DomainResult) -> Result<(), &'static str
     if !matches!(first.stop, StopReason::MemoryFault { fault, .. } if fault.gpa == UNMAPPED_GPA) {
         return Err("domain 1 did not stop on its unmapped access");
     }
-    if !matches!(second.stop, StopReason::Unhandled { reason: "triple-fault", .. }) {
+    if !matches!(
+        second.stop,
+        StopReason::Unhandled {
+            reason: "triple-fault",
+            ..
+        }
+    ) {
         return Err("domain 2 did not stop on its triple fault");
     }
     if !first.scattered_ram || !second.scattered_ram {

@@ -22,7 +22,6 @@ const EFER_LMA: u64 = 1 << 10;
 /// EFER bits a guest may set: SCE, LME, LMA (read-only), NXE.
 const EFER_WRITABLE: u64 = 1 | EFER_LME | EFER_LMA | (1 << 11);
 
-
 impl VmxVcpu {
     /// Raises `fault` in the guest at the current instruction.
     pub fn inject_fault(&mut self, fault: GuestFault) {

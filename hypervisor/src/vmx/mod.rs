@@ -191,7 +191,10 @@ fn current_vmcs() -> Option<HostPhysAddr> {
 }
 
 fn set_current_vmcs(vmcs: Option<HostPhysAddr>) {
-    CURRENT_VMCS.store(vmcs.map_or(0, HostPhysAddr::as_u64), core::sync::atomic::Ordering::Relaxed);
+    CURRENT_VMCS.store(
+        vmcs.map_or(0, HostPhysAddr::as_u64),
+        core::sync::atomic::Ordering::Relaxed,
+    );
 }
 
 /// Makes `vmcs` current again after another VMCS was loaded.

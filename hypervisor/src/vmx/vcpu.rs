@@ -361,7 +361,8 @@ impl VmxVcpu {
                 // #AC always pushes an error code of 0. A fault during the
                 // delivery of another event (benign class) is delivered
                 // instead of it, as the CPU would.
-                let injection = InterruptionInfo::injection(ALIGNMENT_CHECK_VECTOR, InterruptionType::HardwareException, true);
+                let injection =
+                    InterruptionInfo::injection(ALIGNMENT_CHECK_VECTOR, InterruptionType::HardwareException, true);
                 write(F::EntryInterruptionInfo, u64::from(injection.to_raw()));
                 write(F::EntryExceptionErrorCode, 0);
                 VcpuExit::GuestException
