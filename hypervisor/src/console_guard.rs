@@ -91,13 +91,19 @@ mod tests {
         let text = b"[    1.0] Linux\r\n/ # echo keel: in the middle\r\nkeel: in the middle\r\n";
         let out = run(&text[..40]);
         assert_eq!(out, &text[..40]);
-        assert_eq!(run(b"/ # ls\r\nbin  dev\r\n\x1b[1;34mproc\x1b[0m\r\n"), b"/ # ls\r\nbin  dev\r\n\x1b[1;34mproc\x1b[0m\r\n");
+        assert_eq!(
+            run(b"/ # ls\r\nbin  dev\r\n\x1b[1;34mproc\x1b[0m\r\n"),
+            b"/ # ls\r\nbin  dev\r\n\x1b[1;34mproc\x1b[0m\r\n"
+        );
     }
 
     #[test]
     fn a_guest_line_that_starts_like_keels_is_marked() {
         assert_eq!(run(b"keel: dom0 powered off\n"), b"dom0| keel: dom0 powered off\n");
-        assert_eq!(run(b"ok\nkeel: selftest passed\n"), b"ok\ndom0| keel: selftest passed\n");
+        assert_eq!(
+            run(b"ok\nkeel: selftest passed\n"),
+            b"ok\ndom0| keel: selftest passed\n"
+        );
         assert_eq!(run(b"x\r\nKEEL PANIC: no\r\n"), b"x\r\ndom0| KEEL PANIC: no\r\n");
     }
 

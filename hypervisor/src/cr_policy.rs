@@ -156,7 +156,17 @@ mod tests {
         let vmxe = 1 << 13;
         let mask = cr4_mask(allowed, vmxe, !0);
         assert_eq!(mask & CR4_PGE, 0, "PGE flips on every global TLB flush");
-        for owned in [vmxe, CR4_OSXSAVE, CR4_PAE, CR4_SMEP, CR4_FSGSBASE, CR4_PCIDE, 1 << 22, 1 << 40, 1 << 63] {
+        for owned in [
+            vmxe,
+            CR4_OSXSAVE,
+            CR4_PAE,
+            CR4_SMEP,
+            CR4_FSGSBASE,
+            CR4_PCIDE,
+            1 << 22,
+            1 << 40,
+            1 << 63,
+        ] {
             assert_eq!(mask & owned, owned, "{owned:#x}");
         }
     }

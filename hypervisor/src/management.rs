@@ -51,8 +51,7 @@ pub trait DomainControl {
 }
 
 fn domain_arg(request: &Request) -> Outcome<DomainId> {
-    DomainId::try_from(request.args[0])
-        .map_err(|_| Failure::new(Status::InvalidArgument, "args[0]: not a domain id"))
+    DomainId::try_from(request.args[0]).map_err(|_| Failure::new(Status::InvalidArgument, "args[0]: not a domain id"))
 }
 
 /// Runs one call. `input` holds the request's `data_len` bytes (already

@@ -13,8 +13,8 @@ use keel_devices::cmos_rtc::{CmosRtc, CMOS_RTC_PORT_COUNT};
 use keel_devices::ioapic::{IoApic, IOAPIC_BASE, IOAPIC_MMIO_LEN};
 use keel_devices::lapic::{is_x2apic_msr, ApicEffect, LocalApic, TimerClock, IA32_TSC_DEADLINE};
 use keel_devices::mgmt_pci::{MgmtConfig, MgmtEffect, MgmtFunction, MgmtLayout};
-use keel_devices::power_button::PowerButton;
 use keel_devices::pci_host::{PciAddress, PciHost, PCI_CONFIG_ADDRESS_PORT, PCI_HOST_PORT_COUNT};
+use keel_devices::power_button::PowerButton;
 use keel_devices::reset::{KeyboardControllerReset, KEYBOARD_CONTROLLER_BASE_PORT, KEYBOARD_CONTROLLER_PORT_COUNT};
 use keel_devices::uart16550::Uart16550;
 use keel_devices::{all_ones, Device, InterruptMessage, Platform, PowerAction};
@@ -581,13 +581,19 @@ mod tests {
     #[test]
     fn dom0s_management_function_answers_config_cycles_and_its_doorbell() {
         let (mut platform, _host) = platform();
-        assert!(!platform.is_mmio(MANAGEMENT_REGISTERS_GPA), "nothing there before attaching");
+        assert!(
+            !platform.is_mmio(MANAGEMENT_REGISTERS_GPA),
+            "nothing there before attaching"
+        );
         let layout = platform.attach_management().unwrap();
         assert_eq!(layout.registers, Some(MANAGEMENT_REGISTERS_GPA));
         assert_eq!(layout.shared, Some(MANAGEMENT_SHARED_GPA));
         platform.port_write(0xcf8, 4, config_address(0));
         let id = platform.port_read(0xcfc, 4);
-        assert_eq!(id, u64::from(keel_abi::mgmt::PCI_VENDOR_ID) | u64::from(keel_abi::mgmt::PCI_DEVICE_ID) << 16);
+        assert_eq!(
+            id,
+            u64::from(keel_abi::mgmt::PCI_VENDOR_ID) | u64::from(keel_abi::mgmt::PCI_DEVICE_ID) << 16
+        );
         assert!(platform.is_mmio(MANAGEMENT_REGISTERS_GPA + 8));
         assert!(!platform.is_mmio(MANAGEMENT_REGISTERS_GPA + 0x1000));
         assert_eq!(

@@ -119,7 +119,12 @@ fn create_bytes(name: &str) -> Vec<u8> {
 #[test]
 fn hello_accepts_the_same_major_and_refuses_others_with_a_message() {
     let mut fake = Fake::default();
-    let (response, _) = call(&mut fake, Command::Hello as u32, [u64::from(VERSION), 0, 0, 0, 0, 0], &[]);
+    let (response, _) = call(
+        &mut fake,
+        Command::Hello as u32,
+        [u64::from(VERSION), 0, 0, 0, 0, 0],
+        &[],
+    );
     assert_eq!(response.status, Status::Ok as u32);
     assert_eq!(response.values[0], u64::from(VERSION));
     let (response, message) = call(&mut fake, Command::Hello as u32, [2 << 16, 0, 0, 0, 0, 0], &[]);
@@ -171,10 +176,20 @@ fn image_chunks_are_checked_against_the_image_length_and_limits() {
     let load = |fake: &mut Fake, args| call(fake, Command::LoadImage as u32, args, &chunk).0.status;
     assert_eq!(load(&mut fake, [1, 0, 0, 1000, 0, 0]), Status::Ok as u32);
     assert_eq!(load(&mut fake, [1, 0, 950, 1000, 0, 0]), Status::InvalidArgument as u32);
-    assert_eq!(load(&mut fake, [1, 0, u64::MAX, 1000, 0, 0]), Status::InvalidArgument as u32);
+    assert_eq!(
+        load(&mut fake, [1, 0, u64::MAX, 1000, 0, 0]),
+        Status::InvalidArgument as u32
+    );
     assert_eq!(load(&mut fake, [1, 9, 0, 1000, 0, 0]), Status::InvalidArgument as u32);
-    assert_eq!(load(&mut fake, [1, 2, 0, 4096, 0, 0]), Status::InvalidArgument as u32, "cmdline limit");
-    assert_eq!(load(&mut fake, [1 << 33, 0, 0, 1000, 0, 0]), Status::InvalidArgument as u32);
+    assert_eq!(
+        load(&mut fake, [1, 2, 0, 4096, 0, 0]),
+        Status::InvalidArgument as u32,
+        "cmdline limit"
+    );
+    assert_eq!(
+        load(&mut fake, [1 << 33, 0, 0, 1000, 0, 0]),
+        Status::InvalidArgument as u32
+    );
     assert_eq!(fake.chunks, [(1, ImageKind::Kernel, 0, 1000, 100)]);
 }
 
