@@ -27,6 +27,9 @@ pub struct GuestCpu {
     /// otherwise CPUID must not advertise them (they would raise #UD).
     pub rdtscp: bool,
     pub invpcid: bool,
+    /// Leaf 7 EDX: the speculation controls the guest may use
+    /// (`speculation::Mitigations::guest_leaf7_edx`).
+    pub leaf7_edx: u32,
 }
 
 const LEAF7_EBX_INVPCID: u32 = 1 << 10;
@@ -117,6 +120,7 @@ pub fn guest_leaf(leaf: u32, subleaf: u32, host: CpuidResult, cpu: &GuestCpu) ->
                 }
                 CpuidResult {
                     ebx,
+                    edx: cpu.leaf7_edx,
                     ..CpuidResult::default()
                 }
             } else {
@@ -186,6 +190,7 @@ mod tests {
                 apic_id: 0,
                 rdtscp: true,
                 invpcid: true,
+                leaf7_edx: 0,
             },
         )
     }
@@ -203,8 +208,14 @@ mod tests {
             apic_id: 0,
             rdtscp: false,
             invpcid: false,
+            leaf7_edx: 1 << 26,
         };
         assert_eq!(guest_leaf(7, 0, host, &cpu).ebx & LEAF7_EBX_INVPCID, 0);
+        assert_eq!(
+            guest_leaf(7, 0, host, &cpu).edx,
+            1 << 26,
+            "leaf 7 EDX is the speculation policy's, not the host's"
+        );
         assert_eq!(guest_leaf(0x8000_0001, 0, host, &cpu).edx & EXTENDED_EDX_RDTSCP, 0);
         assert_ne!(guest(0x8000_0001, host).edx & EXTENDED_EDX_RDTSCP, 0);
         assert_ne!(guest(7, host).ebx & LEAF7_EBX_INVPCID, 0);

@@ -13,5 +13,6 @@ pub mod cr_policy;
 pub mod host_probe;
 pub mod management;
 pub mod platform_devices;
+pub mod speculation;
 pub mod tx_ring;
 pub mod wallclock;

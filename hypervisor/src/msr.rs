@@ -59,6 +59,9 @@ pub fn read(domain: &mut Domain, vcpu: &impl Vcpu, msr: u32) -> Result<u64, Gues
     {
         return result.map_err(|_| GuestFault::GeneralProtection);
     }
+    if let Some(result) = vcpu.speculation_msr_read(msr) {
+        return result;
+    }
     match msr {
         IA32_APIC_BASE if domain.platform.is_some() => Ok(APIC_BASE_VALUE),
         vmx_msr::IA32_EFER => Ok(vcpu.efer()),
@@ -79,6 +82,9 @@ pub fn write(domain: &mut Domain, vcpu: &mut impl Vcpu, msr: u32, value: u64) ->
         .and_then(|platform| platform.apic_wrmsr(msr, value))
     {
         return result.map_err(|_| GuestFault::GeneralProtection);
+    }
+    if let Some(result) = vcpu.speculation_msr_write(msr, value) {
+        return result;
     }
     match msr {
         // The APIC stays enabled at its base in xAPIC mode.

@@ -123,6 +123,11 @@ impl<'a> Scheduler<'a> {
         if let Some(entry) = self.table.get(id) {
             entry.unswitched.restore();
             self.live_state_owner = Some(id);
+            // Another domain's vCPU ran last: its branch predictions must
+            // not steer this one's.
+            if self.cpu.mitigations.ibpb_on_switch {
+                crate::arch::instructions::indirect_branch_prediction_barrier();
+            }
         }
     }
 

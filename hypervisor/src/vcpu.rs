@@ -194,6 +194,9 @@ pub trait Vcpu {
     /// offset through it; only FS and GS have one in 64-bit mode).
     fn segment_base(&self, segment: keel_insn::string::Segment) -> u64;
     fn rflags(&self) -> u64;
+    /// RDMSR/WRMSR of IA32_SPEC_CTRL or IA32_PRED_CMD (`None` for others).
+    fn speculation_msr_read(&self, msr: u32) -> Option<Result<u64, GuestFault>>;
+    fn speculation_msr_write(&mut self, msr: u32, value: u64) -> Option<Result<(), GuestFault>>;
     /// Raises `fault` at the current instruction instead of completing it.
     fn inject_fault(&mut self, fault: GuestFault);
     /// Injects external interrupt `vector` if the guest can take it now.

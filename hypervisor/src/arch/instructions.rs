@@ -73,6 +73,14 @@ pub fn read_cr2() -> u64 {
     value
 }
 
+/// IBPB: branch predictions made before it cannot steer indirect branches
+/// after it. Only where CPUID shows IBRS/IBPB.
+pub fn indirect_branch_prediction_barrier() {
+    use keel_hypervisor::speculation::{IA32_PRED_CMD, PRED_CMD_IBPB};
+    // SAFETY: callers check CPUID first; the command has no other effect.
+    unsafe { wrmsr(IA32_PRED_CMD, PRED_CMD_IBPB) };
+}
+
 /// Sets the page-fault address the guest will see (Keel itself takes no
 /// page faults: its own mappings are fixed at boot).
 pub fn write_cr2(value: u64) {

@@ -103,15 +103,23 @@ fn merge_in(rax: u64, value: u32, size: u8) -> u64 {
 /// every other port behaves like an empty bus.
 #[inline(always)]
 pub(super) fn emulate_debug_port(domain: &mut Domain, regs: &mut GuestRegisters, access: PortAccess) {
-    let mut console = DebugConsole {
-        id: domain.id,
-        console: &mut domain.console,
-    };
     if access.write {
-        console.port_write(access.port, access.size, regs.rax);
+        if access.port == DEBUG_CONSOLE_PORT {
+            print_debug_byte(domain.id, &mut domain.console, regs.rax as u8);
+        }
+        return;
+    }
+    let value: u32 = if access.port == DEBUG_CONSOLE_PORT {
+        u32::from(DEBUG_CONSOLE_PORT as u8)
     } else {
-        let value = console.port_read(access.port, access.size) as u32;
-        regs.rax = merge_in(regs.rax, value, access.size);
+        u32::MAX
+    };
+    regs.rax = merge_in(regs.rax, value, access.size);
+}
+
+fn print_debug_byte(id: u16, console: &mut ConsoleLine, byte: u8) {
+    if let Some(line) = console.push(byte) {
+        crate::console_println!("guest{id}: {line}");
     }
 }
 
@@ -139,9 +147,7 @@ impl Devices for DebugConsole<'_> {
     }
     fn port_write(&mut self, port: u16, _size: u8, value: u64) {
         if port == DEBUG_CONSOLE_PORT {
-            if let Some(line) = self.console.push(value as u8) {
-                crate::console_println!("guest{}: {line}", self.id);
-            }
+            print_debug_byte(self.id, self.console, value as u8);
         }
     }
 }

@@ -248,38 +248,7 @@ fn handle(domain: &mut Domain, vcpu: &mut impl Vcpu, exit: VcpuExit) -> Next {
             }
         }
         VcpuExit::HostInterrupt | VcpuExit::InterruptWindow | VcpuExit::GuestException => {}
-        VcpuExit::MemoryFault(fault) => {
-            let rip = vcpu.rip();
-            let Some(is_device) = domain.platform.as_deref().map(|platform| platform.is_mmio(fault.gpa)) else {
-                // The test guests have no platform: their stray access is
-                // the check that a fault stops only their domain.
-                return Next::Stop(StopReason::MemoryFault { fault, rip });
-            };
-            if !is_device && !fault.fetch {
-                report_unbacked_access(domain.id, &mut domain.unbacked_accesses, fault, rip);
-            }
-            let Some((platform, cache, memory)) = domain.mmio_parts() else {
-                return Next::Stop(StopReason::MemoryFault { fault, rip });
-            };
-            let result = if fault.fetch {
-                Err(StringError::Stop("instruction fetch from an address with no memory"))
-            } else {
-                mmio::emulate(platform, cache, memory, vcpu, fault, is_device)
-            };
-            return match result {
-                Ok(()) if platform.take_doorbell() => Next::Serve,
-                Ok(()) => Next::Resume,
-                Err(StringError::Fault(guest_fault)) => {
-                    vcpu.inject_fault(guest_fault);
-                    Next::Resume
-                }
-                Err(StringError::Stop(reason)) => Next::Stop(StopReason::BadMmio {
-                    gpa: fault.gpa,
-                    rip,
-                    reason,
-                }),
-            };
-        }
+        VcpuExit::MemoryFault(fault) => return memory_fault(domain, vcpu, fault),
         VcpuExit::StringPort { port, write } => return string_port(domain, vcpu, port, write),
         VcpuExit::MsrRead { msr } => match msr::read(domain, vcpu, msr) {
             Ok(value) => {
@@ -345,6 +314,43 @@ fn handle(domain: &mut Domain, vcpu: &mut impl Vcpu, exit: VcpuExit) -> Next {
         }
     }
     Next::Resume
+}
+
+/// An EPT violation: device MMIO, an access to a hole (all ones), or a
+/// string instruction touching either. Kept out of line so that the exit
+/// dispatch, which every exit runs, stays small.
+#[inline(never)]
+fn memory_fault(domain: &mut Domain, vcpu: &mut impl Vcpu, fault: MemoryFault) -> Next {
+    let rip = vcpu.rip();
+    let Some(is_device) = domain.platform.as_deref().map(|platform| platform.is_mmio(fault.gpa)) else {
+        // The test guests have no platform: their stray access is
+        // the check that a fault stops only their domain.
+        return Next::Stop(StopReason::MemoryFault { fault, rip });
+    };
+    if !is_device && !fault.fetch {
+        report_unbacked_access(domain.id, &mut domain.unbacked_accesses, fault, rip);
+    }
+    let Some((platform, cache, memory)) = domain.mmio_parts() else {
+        return Next::Stop(StopReason::MemoryFault { fault, rip });
+    };
+    let result = if fault.fetch {
+        Err(StringError::Stop("instruction fetch from an address with no memory"))
+    } else {
+        mmio::emulate(platform, cache, memory, vcpu, fault, is_device)
+    };
+    match result {
+        Ok(()) if platform.take_doorbell() => Next::Serve,
+        Ok(()) => Next::Resume,
+        Err(StringError::Fault(guest_fault)) => {
+            vcpu.inject_fault(guest_fault);
+            Next::Resume
+        }
+        Err(StringError::Stop(reason)) => Next::Stop(StopReason::BadMmio {
+            gpa: fault.gpa,
+            rip,
+            reason,
+        }),
+    }
 }
 
 /// INS/OUTS. The test guests (no platform) have only the debug console.

@@ -10,12 +10,20 @@
 # declares every other register clobbered, so the compiler saves only what
 # it needs across the call instead of six registers on every exit.
 #
-# RunState layout (vmx/run.rs): rax rcx rdx rbx (rsp) rbp rsi rdi r8..r15 at
-# 8-byte slots 0..15, then host_rsp at 128 and launched at 136.
+# RunState layout (vmx/vcpu.rs): rax rcx rdx rbx (rsp) rbp rsi rdi r8..r15 at
+# 8-byte slots 0..15, then host_rsp at 128, launched at 136, entry_flags
+# at 144 and spec_ctrl at 152.
 
 .set HOST_RSP_FIELD, 0x6c14
 .set STATE_HOST_RSP, 128
 .set STATE_LAUNCHED, 136
+.set STATE_ENTRY_FLAGS, 144
+.set STATE_SPEC_CTRL, 152
+.set ENTRY_L1D_FLUSH, 1
+.set ENTRY_VERW, 2
+.set ENTRY_SPEC_CTRL, 4
+.set IA32_SPEC_CTRL, 0x48
+.set IA32_FLUSH_CMD, 0x10b
 
 .section .text
 .global keel_vmx_run
@@ -28,7 +36,11 @@ keel_vmx_run:
     mov [rdi + STATE_HOST_RSP], rsp
     mov rax, HOST_RSP_FIELD
     vmwrite rax, rsp
-1:  cmp byte ptr [rdi + STATE_LAUNCHED], 0
+    # Side-channel work before entry, out of line (speculation.rs).
+1:  cmp byte ptr [rdi + STATE_ENTRY_FLAGS], 0
+    jne entry_extras
+entry_go:
+    cmp byte ptr [rdi + STATE_LAUNCHED], 0
     mov rax, [rdi + 0]
     mov rcx, [rdi + 8]
     mov rdx, [rdi + 16]
@@ -57,6 +69,27 @@ keel_vmx_run:
     pop rbp
     ret
 
+# The guest's SPEC_CTRL, then the L1D flush or VERW (which clears the
+# CPU's buffers) where the CPU needs them. After them only the guest's own
+# registers are loaded.
+entry_extras:
+    test byte ptr [rdi + STATE_ENTRY_FLAGS], ENTRY_SPEC_CTRL
+    jz 4f
+    mov ecx, IA32_SPEC_CTRL
+    mov eax, [rdi + STATE_SPEC_CTRL]
+    mov edx, [rdi + STATE_SPEC_CTRL + 4]
+    wrmsr
+4:  test byte ptr [rdi + STATE_ENTRY_FLAGS], ENTRY_L1D_FLUSH
+    jz 5f
+    mov ecx, IA32_FLUSH_CMD
+    mov eax, 1
+    xor edx, edx
+    wrmsr
+5:  test byte ptr [rdi + STATE_ENTRY_FLAGS], ENTRY_VERW
+    jz entry_go
+    verw word ptr [rip + keel_verw_selector]
+    jmp entry_go
+
 .global keel_vmx_exit
 keel_vmx_exit:
     push rdi
@@ -78,8 +111,24 @@ keel_vmx_exit:
     pop rax
     mov [rdi + 56], rax
     mov byte ptr [rdi + STATE_LAUNCHED], 1
+    test byte ptr [rdi + STATE_ENTRY_FLAGS], ENTRY_SPEC_CTRL
+    jnz exit_spec_ctrl
+exit_done:
     pop rdi
     pop rbx
     pop rbp
     xor eax, eax
     ret
+
+# Keel runs with every speculation control off.
+exit_spec_ctrl:
+    mov ecx, IA32_SPEC_CTRL
+    xor eax, eax
+    xor edx, edx
+    wrmsr
+    jmp exit_done
+
+.section .rodata
+# Any valid data-segment selector: VERW's buffer clearing needs an operand.
+keel_verw_selector:
+    .short 0x10

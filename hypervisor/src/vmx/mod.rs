@@ -10,6 +10,7 @@ mod vmcs_access;
 
 pub use vcpu::VmxVcpu;
 
+use keel_hypervisor::speculation::Mitigations;
 use keel_memory::{HostPhysAddr, PAGE_SIZE_4K};
 use keel_vmx::caps::FeatureControl;
 use keel_vmx::caps::{
@@ -60,6 +61,9 @@ pub struct VmxCpu {
     host: HostTables,
     /// CR4 bits guests may set: what their CPUID shows (`cr_policy`).
     cr4_allowed: u64,
+    /// Side-channel mitigations for this CPU.
+    pub mitigations: Mitigations,
+    host_leaf7_edx: u32,
     _vmxon_region: HostPhysAddr,
 }
 
@@ -79,6 +83,7 @@ impl VmxCpu {
             apic_id,
             rdtscp: secondary.contains(SecondaryControls::ENABLE_RDTSCP),
             invpcid: secondary.contains(SecondaryControls::ENABLE_INVPCID),
+            leaf7_edx: self.mitigations.guest_leaf7_edx(self.host_leaf7_edx),
         }
     }
 
@@ -151,6 +156,14 @@ pub fn enable(host: HostTables) -> Result<VmxCpu, VmxError> {
     // SAFETY: the new CR4 only adds VMXE and bits VMX requires; paging state is unchanged.
     unsafe { write_cr4(cr4) };
 
+    let (mitigations, host_leaf7_edx) = host_mitigations();
+    log::info!(
+        "speculation: IBPB on domain switch {}, L1D flush on entry {}, VERW on entry {}, guest SPEC_CTRL bits {:#x}",
+        on_off(mitigations.ibpb_on_switch),
+        on_off(mitigations.l1d_flush_on_entry),
+        on_off(mitigations.verw_on_entry),
+        mitigations.guest_spec_ctrl
+    );
     let region = allocate_vmx_region(basic.revision_id).ok_or(VmxError::OutOfMemory)?;
     // SAFETY: CR4.VMXE is set, the region is a zeroed, page-aligned frame
     // holding the revision id, and it stays allocated while VMX is on.
@@ -161,8 +174,24 @@ pub fn enable(host: HostTables) -> Result<VmxCpu, VmxError> {
         misc,
         host,
         cr4_allowed: guest_cr4_allowed(),
+        mitigations,
+        host_leaf7_edx,
         _vmxon_region: region,
     })
+}
+
+/// The host's speculation controls and what Keel does with them.
+fn host_mitigations() -> (Mitigations, u32) {
+    use keel_hypervisor::speculation::{leaf7_edx, IA32_ARCH_CAPABILITIES};
+    let leaf7_edx = if core::arch::x86_64::__cpuid(0).eax >= 7 {
+        core::arch::x86_64::__cpuid_count(7, 0).edx
+    } else {
+        0
+    };
+    let arch_capabilities = (leaf7_edx & leaf7_edx::ARCH_CAPABILITIES != 0)
+        // SAFETY: CPUID says the MSR exists; reading it has no side effects.
+        .then(|| unsafe { rdmsr(IA32_ARCH_CAPABILITIES) });
+    (Mitigations::for_host(leaf7_edx, arch_capabilities), leaf7_edx)
 }
 
 /// The CR4 bits guests may set, from the CPUID leaves 1 and 7 they see.
@@ -214,4 +243,12 @@ fn allocate_vmx_region(revision_id: u32) -> Option<HostPhysAddr> {
     // SAFETY: the frame was just allocated to us and is identity-mapped.
     unsafe { (frame.as_u64() as *mut u32).write(revision_id & 0x7fff_ffff) };
     Some(frame)
+}
+
+fn on_off(enabled: bool) -> &'static str {
+    if enabled {
+        "on"
+    } else {
+        "off"
+    }
 }

@@ -2,6 +2,7 @@
 //! access. The exit path is the hot path: decode with as few VMREADs as the
 //! exit kind needs and return to the generic handlers.
 
+use keel_hypervisor::speculation::{Mitigations, IA32_PRED_CMD, IA32_SPEC_CTRL};
 use keel_memory::{HostPhysAddr, PAGE_SIZE_4K};
 use keel_vmx::caps::ControlKind;
 use keel_vmx::controls::ExitControls;
@@ -26,7 +27,20 @@ struct RunState {
     regs: GuestRegisters,
     host_rsp: u64,
     launched: u64,
+    /// What `keel_vmx_run` does right before entering and after exiting:
+    /// [`ENTRY_L1D_FLUSH`], [`ENTRY_VERW`], [`ENTRY_SPEC_CTRL`].
+    entry_flags: u64,
+    /// The guest's IA32_SPEC_CTRL, loaded around its entries while
+    /// [`ENTRY_SPEC_CTRL`] is set (Keel's own value is zero).
+    spec_ctrl: u64,
 }
+
+/// Flush the L1 data cache (IA32_FLUSH_CMD) before each VM entry.
+const ENTRY_L1D_FLUSH: u64 = 1 << 0;
+/// Clear the CPU's buffers (VERW) before each VM entry.
+const ENTRY_VERW: u64 = 1 << 1;
+/// Load the guest's SPEC_CTRL before entry and zero it after the exit.
+const ENTRY_SPEC_CTRL: u64 = 1 << 2;
 
 const IO_BITMAPS_SIZE: u64 = 2 * PAGE_SIZE_4K;
 const DEBUG_VECTOR: u8 = 1;
@@ -68,6 +82,7 @@ pub struct VmxVcpu {
     pub(super) cr8: u64,
     /// Guest TSC minus host TSC (the VMCS TSC offset).
     pub(super) tsc_offset: u64,
+    mitigations: Mitigations,
     /// Preemption-timer value at the last VM entry; the timer counts only
     /// while the guest runs, so what it lost by the next exit is guest time.
     pub(super) timer_at_entry: u64,
@@ -123,6 +138,8 @@ impl VmxVcpu {
                 regs,
                 host_rsp: 0,
                 launched: 0,
+                entry_flags: entry_flags(&cpu.mitigations),
+                spec_ctrl: 0,
             },
             vmcs,
             io_bitmaps,
@@ -137,6 +154,7 @@ impl VmxVcpu {
             min_timer_ticks: (cpu.misc.tsc_to_preemption_ticks(time_slice_tsc) / 20).max(1),
             cr8: 0,
             tsc_offset,
+            mitigations: cpu.mitigations,
             timer_at_entry: 0,
             guest_timer_ticks: 0,
             slice_end_ticks: 0,
@@ -549,6 +567,57 @@ impl VmxVcpu {
         }
         memory::free(self.io_bitmaps, IO_BITMAPS_SIZE);
         memory::free(self.msr_bitmap, PAGE_SIZE_4K);
+    }
+}
+
+fn entry_flags(mitigations: &Mitigations) -> u64 {
+    let mut flags = 0;
+    if mitigations.l1d_flush_on_entry {
+        flags |= ENTRY_L1D_FLUSH;
+    }
+    if mitigations.verw_on_entry {
+        flags |= ENTRY_VERW;
+    }
+    flags
+}
+
+impl VmxVcpu {
+    /// RDMSR of a speculation control: `None` for other MSRs.
+    pub fn speculation_msr_read(&self, msr: u32) -> Option<Result<u64, GuestFault>> {
+        match msr {
+            IA32_SPEC_CTRL if self.mitigations.guest_spec_ctrl != 0 => Some(Ok(self.state.spec_ctrl)),
+            // PRED_CMD is write-only.
+            IA32_SPEC_CTRL | IA32_PRED_CMD => Some(Err(GuestFault::GeneralProtection)),
+            _ => None,
+        }
+    }
+
+    /// WRMSR of a speculation control: `None` for other MSRs.
+    pub fn speculation_msr_write(&mut self, msr: u32, value: u64) -> Option<Result<(), GuestFault>> {
+        match msr {
+            IA32_SPEC_CTRL => Some(match self.mitigations.check_spec_ctrl(value) {
+                Some(value) => {
+                    // Only bits CPUID shows reach the MSR (entry.s).
+                    self.state.spec_ctrl = value;
+                    if value == 0 {
+                        self.state.entry_flags &= !ENTRY_SPEC_CTRL;
+                    } else {
+                        self.state.entry_flags |= ENTRY_SPEC_CTRL;
+                    }
+                    Ok(())
+                }
+                None => Err(GuestFault::GeneralProtection),
+            }),
+            IA32_PRED_CMD => Some(match self.mitigations.check_pred_cmd(value) {
+                Some(true) => {
+                    crate::arch::instructions::indirect_branch_prediction_barrier();
+                    Ok(())
+                }
+                Some(false) => Ok(()),
+                None => Err(GuestFault::GeneralProtection),
+            }),
+            _ => None,
+        }
     }
 }
 

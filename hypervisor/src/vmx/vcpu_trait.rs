@@ -43,6 +43,12 @@ impl Vcpu for VmxVcpu {
     fn rflags(&self) -> u64 {
         VmxVcpu::rflags(self)
     }
+    fn speculation_msr_read(&self, msr: u32) -> Option<Result<u64, GuestFault>> {
+        VmxVcpu::speculation_msr_read(self, msr)
+    }
+    fn speculation_msr_write(&mut self, msr: u32, value: u64) -> Option<Result<(), GuestFault>> {
+        VmxVcpu::speculation_msr_write(self, msr, value)
+    }
     fn inject_fault(&mut self, fault: GuestFault) {
         VmxVcpu::inject_fault(self, fault)
     }
