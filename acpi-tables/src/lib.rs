@@ -1,4 +1,5 @@
-//! Generates the ACPI tables Keel gives each Linux guest: RSDP → XSDT →
+//! Generates the ACPI tables Keel gives each Linux guest (and, in [`find`],
+//! reads the host firmware's): RSDP → XSDT →
 //! {FADT → {DSDT, FACS}, MADT}, laid out in one blob that the loader copies
 //! to a chosen guest-physical address.
 #![cfg_attr(not(test), no_std)]
@@ -13,6 +14,7 @@ mod dsdt;
 mod error;
 mod facs;
 mod fadt;
+pub mod find;
 mod gas;
 mod layout;
 mod madt;

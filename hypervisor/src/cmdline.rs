@@ -15,6 +15,17 @@ pub enum GuestMode {
     Dom0,
 }
 
+/// What Keel does with the host's IOMMU (VT-d remapping units).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IommuMode {
+    /// Enable DMA and interrupt remapping, every device blocked (default).
+    On,
+    /// Leave the remapping units as the firmware left them.
+    Off,
+    /// As `On`, then run the DMA/interrupt self-test with QEMU's `edu` device.
+    Selftest,
+}
+
 #[derive(Clone, Copy, Debug)]
 pub struct Options {
     pub log_level: LevelFilter,
@@ -25,6 +36,7 @@ pub struct Options {
     /// Stop the emulator (QEMU debug-exit / Bochs shutdown port) at the end.
     pub exit_emulator: bool,
     pub bench_iterations: u32,
+    pub iommu: IommuMode,
 }
 
 impl Default for Options {
@@ -35,6 +47,7 @@ impl Default for Options {
             dom0_mem_mib: 256,
             exit_emulator: false,
             bench_iterations: 1000,
+            iommu: IommuMode::On,
         }
     }
 }
@@ -54,6 +67,13 @@ pub fn parse<'a>(cmdline: &'a str, mut report: impl FnMut(BadOption<'a>)) -> Opt
             "log" => parse_level(value).map(|level| options.log_level = level),
             "guest" => parse_guest(value).map(|mode| options.guest = Some(mode)),
             "exit" => parse_exit(value).map(|exit| options.exit_emulator = exit),
+            "iommu" => match value {
+                "on" => Ok(IommuMode::On),
+                "off" => Ok(IommuMode::Off),
+                "selftest" => Ok(IommuMode::Selftest),
+                _ => Err("expected on, off or selftest"),
+            }
+            .map(|mode| options.iommu = mode),
             "bench-iterations" => match value.parse::<u32>() {
                 Ok(n) if (1..=1_000_000).contains(&n) => {
                     options.bench_iterations = n;
@@ -126,12 +146,15 @@ mod tests {
         assert_eq!(options.log_level, LevelFilter::Info);
         assert!(!options.exit_emulator);
         assert_eq!(options.bench_iterations, 1000);
+        assert_eq!(options.iommu, IommuMode::On);
     }
 
     #[test]
     fn every_option_is_understood() {
-        let (options, bad) = parse_collecting("log=debug guest=bench exit=emulator bench-iterations=50 dom0-mem=512");
+        let (options, bad) =
+            parse_collecting("log=debug guest=bench exit=emulator bench-iterations=50 dom0-mem=512 iommu=selftest");
         assert!(bad.is_empty());
+        assert_eq!(options.iommu, IommuMode::Selftest);
         assert_eq!(options.log_level, LevelFilter::Debug);
         assert_eq!(options.guest, Some(GuestMode::Bench));
         assert_eq!(options.dom0_mem_mib, 512);

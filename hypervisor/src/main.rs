@@ -11,6 +11,7 @@ mod dom0;
 mod domain;
 mod domains;
 mod exits;
+mod iommu;
 mod linux_domain;
 mod memory;
 mod mmio;
@@ -23,7 +24,7 @@ mod vcpu;
 mod vmx;
 mod vplatform;
 
-use keel_hypervisor::cmdline::{self, GuestMode, Options};
+use keel_hypervisor::cmdline::{self, GuestMode, IommuMode, Options};
 use multiboot2::{BootInformation, BootInformationHeader};
 use platform::Outcome;
 
@@ -91,6 +92,11 @@ extern "C" fn keel_main(boot_info_addr: u32, magic: u32) -> ! {
         }
     };
 
+    match options.iommu {
+        IommuMode::Off => log::info!("iommu: left alone (iommu=off): DMA is not confined"),
+        IommuMode::On | IommuMode::Selftest => iommu::init(&boot_info),
+    }
+
     let tsc_hz = arch::tsc::calibrate();
     if !arch::host_timer::init() {
         log::info!("no x2APIC TSC-deadline timer: the idle loop spins");
@@ -98,6 +104,10 @@ extern "C" fn keel_main(boot_info_addr: u32, magic: u32) -> ! {
     match tsc_hz {
         Some(hz) => log::info!("TSC: {}.{:03} MHz", hz / 1_000_000, (hz / 1_000) % 1_000),
         None => log::warn!("TSC: the PIT did not count; guests get no TSC frequency"),
+    }
+
+    if options.iommu == IommuMode::Selftest && !iommu::selftest(tsc_hz) {
+        platform::stop(Outcome::Failure);
     }
 
     let cpu = match vmx::enable(host_tables) {

@@ -83,6 +83,7 @@ impl<'a> Scheduler<'a> {
     /// Console output and input, and interrupts they raise.
     fn host_work(&mut self) {
         crate::console::pump();
+        crate::iommu::poll_faults();
         for entry in self.table.iter_mut() {
             let Some(platform) = entry.domain.as_mut().and_then(|domain| domain.platform.as_deref_mut()) else {
                 continue;

@@ -39,6 +39,36 @@ pub enum QemuAccel {
 pub struct QemuMachine {
     pub accel: QemuAccel,
     pub memory_mib: u32,
+    /// A q35 machine with an Intel IOMMU (`intel-iommu,intremap=on`).
+    pub iommu: bool,
+    /// QEMU's `edu` teaching device (a DMA engine with an interrupt).
+    pub edu: bool,
+    /// An extra ACPI table the firmware passes on (`-acpitable`).
+    pub extra_acpi_table: Option<ExtraAcpiTable>,
+}
+
+/// ACPI tables a test adds to the firmware's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExtraAcpiTable {
+    /// A DMAR whose device scope claims more bytes than it has (checksum
+    /// right), which Keel must refuse without enabling anything.
+    MalformedDmar,
+}
+
+impl ExtraAcpiTable {
+    /// The file name in the run directory and its bytes.
+    pub fn file(self) -> (&'static str, Vec<u8>) {
+        use keel_iommu::dmar::{DmarBuilder, DrhdSpec, ScopeSpec};
+        match self {
+            Self::MalformedDmar => {
+                let scope = ScopeSpec::endpoint(0, &[(3, 0)]).declared_len(0x20);
+                let table = DmarBuilder::new(39)
+                    .drhd(DrhdSpec::new(0xfed9_0000).include_pci_all().scope(scope))
+                    .build();
+                ("malformed-dmar.aml", table)
+            }
+        }
+    }
 }
 
 impl Machine {
@@ -50,6 +80,20 @@ impl Machine {
         Machine::Qemu(QemuMachine {
             accel: QemuAccel::Tcg,
             memory_mib: 512,
+            iommu: false,
+            edu: false,
+            extra_acpi_table: None,
+        })
+    }
+
+    /// QEMU (TCG) as a q35 PC with an Intel IOMMU and the `edu` device.
+    pub fn qemu_iommu() -> Self {
+        Machine::Qemu(QemuMachine {
+            accel: QemuAccel::Tcg,
+            memory_mib: 512,
+            iommu: true,
+            edu: true,
+            extra_acpi_table: None,
         })
     }
 
@@ -57,6 +101,9 @@ impl Machine {
         Machine::Qemu(QemuMachine {
             accel: QemuAccel::Kvm,
             memory_mib: 512,
+            iommu: false,
+            edu: false,
+            extra_acpi_table: None,
         })
     }
 
@@ -99,7 +146,10 @@ mod tests {
             Machine::qemu_kvm().with_memory(2048),
             Machine::Qemu(QemuMachine {
                 accel: QemuAccel::Kvm,
-                memory_mib: 2048
+                memory_mib: 2048,
+                iommu: false,
+                edu: false,
+                extra_acpi_table: None,
             })
         );
     }

@@ -102,6 +102,9 @@ pub fn init() -> HostIdt {
         }
         idt[usize::from(super::host_timer::TIMER_VECTOR)] =
             IdtEntry::interrupt_gate(super::host_timer::timer_handler_address(), 0);
+        for (vector, handler) in super::device_interrupts::handlers() {
+            idt[usize::from(vector)] = IdtEntry::interrupt_gate(handler, 0);
+        }
         idt[usize::from(super::host_timer::SPURIOUS_VECTOR)] =
             IdtEntry::interrupt_gate(super::host_timer::spurious_handler_address(), 0);
         let pointer = Pointer {

@@ -1,10 +1,13 @@
 //! The hardware-facing pieces of the x86-64 host: boot entry, descriptor
 //! tables, exception reporting, port I/O and MSR access.
 
+pub mod device_interrupts;
 pub mod gdt;
 pub mod host_timer;
 pub mod idt;
 pub mod instructions;
+pub mod pci;
+pub mod phys;
 pub mod rtc;
 pub mod stack_guard;
 pub mod tsc;

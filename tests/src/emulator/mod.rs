@@ -83,7 +83,7 @@ fn launch_with_serial(machine: &Machine, iso: &Path, run_dir: &Path, tty: Option
         }
         Machine::Qemu(qemu_machine) => {
             let console = run_dir.join(qemu::CONSOLE);
-            let command = qemu::command(qemu_machine, &iso, serial, &run_dir);
+            let command = qemu::command(qemu_machine, &iso, serial, &run_dir)?;
             (command, console.clone(), console)
         }
     };

@@ -25,6 +25,16 @@ pub fn arguments(machine: &QemuMachine, iso: &Path, serial: SerialPort<'_>) -> V
         "-display".to_string(),
         "none".to_string(),
     ]);
+    if machine.iommu {
+        // The IOMMU must come before the devices it translates for.
+        arguments.extend(["-machine", "q35", "-device", "intel-iommu,intremap=on"].map(String::from));
+    }
+    if machine.edu {
+        arguments.extend(["-device", "edu"].map(String::from));
+    }
+    if let Some(table) = machine.extra_acpi_table {
+        arguments.extend(["-acpitable".to_string(), format!("file={}", table.file().0)]);
+    }
     arguments.extend(serial_arguments(serial));
     arguments.extend([
         "-no-reboot".to_string(),
@@ -51,10 +61,15 @@ fn serial_arguments(serial: SerialPort<'_>) -> Vec<String> {
     }
 }
 
-pub fn command(machine: &QemuMachine, iso: &Path, serial: SerialPort<'_>, run_dir: &Path) -> Command {
+/// The command to run in `run_dir`, after writing the files it names there.
+pub fn command(machine: &QemuMachine, iso: &Path, serial: SerialPort<'_>, run_dir: &Path) -> std::io::Result<Command> {
+    if let Some(table) = machine.extra_acpi_table {
+        let (name, bytes) = table.file();
+        std::fs::write(run_dir.join(name), bytes)?;
+    }
     let mut command = Command::new(BINARY);
     command.args(arguments(machine, iso, serial)).current_dir(run_dir);
-    command
+    Ok(command)
 }
 
 #[cfg(test)]
@@ -66,6 +81,9 @@ mod tests {
         let machine = QemuMachine {
             accel: QemuAccel::Tcg,
             memory_mib: 512,
+            iommu: false,
+            edu: false,
+            extra_acpi_table: None,
         };
         let arguments = arguments(
             &machine,
@@ -85,6 +103,9 @@ mod tests {
         let machine = QemuMachine {
             accel: QemuAccel::Tcg,
             memory_mib: 512,
+            iommu: false,
+            edu: false,
+            extra_acpi_table: None,
         };
         let arguments = arguments(
             &machine,
@@ -99,10 +120,39 @@ mod tests {
     }
 
     #[test]
+    fn an_iommu_machine_has_q35_the_iommu_first_and_edu() {
+        let crate::machine::Machine::Qemu(machine) = crate::machine::Machine::qemu_iommu() else {
+            unreachable!()
+        };
+        let joined = arguments(&machine, Path::new("/k.iso"), SerialPort::LogFile(Path::new("/s"))).join(" ");
+        assert!(
+            joined.contains("-machine q35 -device intel-iommu,intremap=on -device edu"),
+            "{joined}"
+        );
+        let with_table = QemuMachine {
+            extra_acpi_table: Some(crate::machine::ExtraAcpiTable::MalformedDmar),
+            ..machine
+        };
+        let joined = arguments(&with_table, Path::new("/k.iso"), SerialPort::LogFile(Path::new("/s"))).join(" ");
+        assert!(joined.contains("-acpitable file=malformed-dmar.aml"), "{joined}");
+    }
+
+    #[test]
+    fn the_malformed_dmar_is_refused_by_the_parser_for_its_scope() {
+        let (_, bytes) = crate::machine::ExtraAcpiTable::MalformedDmar.file();
+        assert!(keel_iommu::parse_dmar(&bytes).is_err());
+        let sum = bytes.iter().fold(0u8, |sum, &byte| sum.wrapping_add(byte));
+        assert_eq!(sum, 0, "only the structure is wrong, not the checksum");
+    }
+
+    #[test]
     fn kvm_run_uses_the_host_cpu() {
         let machine = QemuMachine {
             accel: QemuAccel::Kvm,
             memory_mib: 256,
+            iommu: false,
+            edu: false,
+            extra_acpi_table: None,
         };
         let arguments = arguments(&machine, Path::new("/k.iso"), SerialPort::LogFile(Path::new("/s")));
         assert_eq!(arguments[..3], ["-enable-kvm", "-cpu", "host"]);

@@ -1,0 +1,242 @@
+//! The host's IOMMU (Intel VT-d): at boot Keel finds the firmware's DMAR
+//! table, and for every remapping unit it lists installs an empty root
+//! table (every device blocked: its DMA faults), queued invalidation, an
+//! empty interrupt remapping table (every remappable interrupt blocked)
+//! where the platform supports it, and turns translation on. Recorded DMA
+//! faults are reported on Keel's console (`poll_faults`). Devices are let
+//! through one at a time, into a domain of their own (the self-test
+//! today, passthrough later). The logic is `keel-iommu`'s; this module
+//! reaches the hardware.
+
+mod selftest;
+
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use keel_acpi_tables::find::{find_table, RootTable as AcpiRoot};
+use keel_iommu::dmar::{DmarFlags, Drhd};
+use keel_iommu::invalidation::QueueSize;
+use keel_iommu::irte::{ApicMode, InterruptRemappingTable, TableSize};
+use keel_iommu::tables::RootTable;
+use keel_iommu::unit::{EnableConfig, QueueConfig};
+use keel_iommu::{parse_dmar, RemappingUnit};
+use keel_memory::{FrameAllocator, PAGE_SIZE_4K};
+use multiboot2::BootInformation;
+use spin::Mutex;
+
+use crate::arch::phys::{Firmware, IommuTables, Mmio};
+use crate::memory::HostFrames;
+
+pub use selftest::run as selftest;
+
+/// Bounded waits: the unit answers within microseconds on hardware and
+/// within a few thousand polls under emulation.
+const POLL_LIMIT: u32 = 10_000_000;
+/// Interrupt remapping table entries (one 4 KiB page).
+const INTERRUPT_ENTRIES: u32 = 256;
+/// The register window checked to lie in the identity map.
+const REGISTER_WINDOW: u64 = 64 * 1024;
+
+/// One remapping unit Keel enabled.
+pub struct Unit {
+    pub base: u64,
+    pub segment: u16,
+    pub driver: RemappingUnit<Mmio>,
+    pub root: RootTable,
+    pub tables: IommuTables,
+    pub interrupts: Option<InterruptRemappingTable>,
+    /// Faults reported so far (the console line is rate-limited).
+    faults: u64,
+}
+
+pub struct Iommu {
+    /// The DMAR table as read at boot (a checked copy).
+    pub dmar: Vec<u8>,
+    pub units: Vec<Unit>,
+}
+
+static IOMMU: Mutex<Option<Iommu>> = Mutex::new(None);
+
+/// Finds and enables every remapping unit; says what it did. Without a
+/// DMAR (no IOMMU, or one the firmware hides) or with one Keel refuses,
+/// devices' DMA is not confined, and Keel says so.
+pub fn init(boot_info: &BootInformation) {
+    let root = match (boot_info.rsdp_v2_tag(), boot_info.rsdp_v1_tag()) {
+        (Some(v2), _) if v2.xsdt_address() != 0 => AcpiRoot::Xsdt(v2.xsdt_address() as u64),
+        (_, Some(v1)) => AcpiRoot::Rsdt(v1.rsdt_address() as u32),
+        _ => {
+            log::warn!("iommu: the bootloader passed no ACPI RSDP: DMA is not confined");
+            return;
+        }
+    };
+    let dmar = match find_table(&Firmware, root, *b"DMAR") {
+        Ok(Some(dmar)) => dmar,
+        Ok(None) => {
+            log::info!("iommu: no DMAR table (no VT-d): DMA is not confined");
+            return;
+        }
+        Err(error) => {
+            log::warn!("iommu: reading the ACPI tables: {error}; DMA is not confined");
+            return;
+        }
+    };
+    let parsed = match parse_dmar(&dmar) {
+        Ok(parsed) => parsed,
+        Err(error) => {
+            log::warn!("iommu: DMAR refused: {error}; continuing without DMA remapping");
+            return;
+        }
+    };
+    let interrupt_remapping = parsed.flags().contains(DmarFlags::INTR_REMAP);
+    log::info!(
+        "iommu: DMAR: {} remapping unit(s), host address width {} bits, interrupt remapping {}",
+        parsed.drhds().count(),
+        parsed.host_address_width(),
+        if interrupt_remapping {
+            "supported"
+        } else {
+            "not supported"
+        }
+    );
+    let mut units = Vec::new();
+    for (index, drhd) in parsed.drhds().enumerate() {
+        match bring_up(&drhd, interrupt_remapping) {
+            Ok(unit) => units.push(unit),
+            Err(reason) => log::warn!(
+                "iommu: unit {index} at {:#x}: not enabled: {reason}; its devices' DMA is not confined",
+                drhd.register_base().as_u64()
+            ),
+        }
+    }
+    *IOMMU.lock() = Some(Iommu { dmar, units });
+}
+
+fn bring_up(drhd: &Drhd<'_>, interrupt_remapping: bool) -> Result<Unit, alloc::string::String> {
+    use alloc::format;
+    let base = drhd.register_base().as_u64();
+    let mmio = Mmio::new(base, REGISTER_WINDOW).ok_or("its registers are outside the identity map")?;
+    let mut driver = RemappingUnit::new(mmio).with_poll_limit(POLL_LIMIT);
+    let (version, cap, ecap) = (driver.version(), driver.capabilities(), driver.extended_capabilities());
+    let mut tables = IommuTables {
+        flush: !ecap.coherent(),
+    };
+    let mut frames = HostFrames;
+    let root = RootTable::new(&mut frames, &mut tables).map_err(|error| format!("root table: {error}"))?;
+    let queue = if ecap.queued_invalidation() {
+        let base = frames.allocate_frame().ok_or("no memory for the invalidation queue")?;
+        let status = frames.allocate_frame().ok_or("no memory for the invalidation status")?;
+        Some(QueueConfig {
+            base,
+            size: QueueSize::ONE_PAGE,
+            status,
+        })
+    } else {
+        None
+    };
+    let interrupts = if interrupt_remapping && ecap.interrupt_remapping() && queue.is_some() {
+        let table = frames
+            .allocate_frame()
+            .ok_or("no memory for the interrupt remapping table")?;
+        let size = TableSize::from_entries(INTERRUPT_ENTRIES).map_err(|error| format!("{error:?}"))?;
+        // Keel's local APIC is in xAPIC mode unless the host timer found
+        // x2APIC; entries then carry 8-bit destinations either way.
+        let mode = if ecap.extended_interrupt_mode() && crate::arch::device_interrupts::x2apic() {
+            ApicMode::X2Apic
+        } else {
+            ApicMode::XApic
+        };
+        Some(InterruptRemappingTable::new(table, size, mode).map_err(|error| format!("{error:?}"))?)
+    } else {
+        None
+    };
+    driver
+        .enable(
+            &EnableConfig {
+                root_table: root.address(),
+                invalidation_queue: queue,
+                interrupt_remapping: interrupts,
+            },
+            &mut tables,
+        )
+        .map_err(|error| format!("{error}"))?;
+    let scopes = drhd.scopes().count();
+    let scope = if drhd.include_pci_all() {
+        "every other device, "
+    } else {
+        ""
+    };
+    log::info!(
+        "iommu: unit at {base:#x} (segment {}, {scope}{scopes} device scope(s)): VT-d {}.{}, {} domains, caching mode {}: translation on, every device blocked; queued invalidation {}, interrupt remapping {}",
+        drhd.segment(),
+        version.major,
+        version.minor,
+        cap.domains(),
+        on_off(cap.caching_mode()),
+        on_off(queue.is_some()),
+        on_off(interrupts.is_some()),
+    );
+    Ok(Unit {
+        base,
+        segment: drhd.segment(),
+        driver,
+        root,
+        tables,
+        interrupts,
+        faults: 0,
+    })
+}
+
+fn on_off(enabled: bool) -> &'static str {
+    if enabled {
+        "on"
+    } else {
+        "off"
+    }
+}
+
+/// TSC cycles between two looks at the fault registers (an MMIO read per
+/// unit: cheap, but not free on every scheduling decision).
+const FAULT_POLL_CYCLES: u64 = 1 << 24;
+static NEXT_FAULT_POLL: AtomicU64 = AtomicU64::new(0);
+
+/// Reports the faults every unit recorded since the last look (at most
+/// every [`FAULT_POLL_CYCLES`]; the lines are rate-limited per unit: the
+/// first few, then at powers of two).
+pub fn poll_faults() {
+    let now = crate::arch::tsc::read();
+    if now < NEXT_FAULT_POLL.load(Ordering::Relaxed) {
+        return;
+    }
+    NEXT_FAULT_POLL.store(now.saturating_add(FAULT_POLL_CYCLES), Ordering::Relaxed);
+    let Some(mut guard) = IOMMU.try_lock() else {
+        return;
+    };
+    let Some(iommu) = guard.as_mut() else {
+        return;
+    };
+    for unit in &mut iommu.units {
+        report_faults(unit);
+    }
+}
+
+fn report_faults(unit: &mut Unit) -> u64 {
+    let base = unit.base;
+    let mut seen = 0;
+    let faults = &mut unit.faults;
+    unit.driver.take_faults(|record| {
+        seen += 1;
+        *faults += 1;
+        if *faults <= 8 || faults.is_power_of_two() {
+            log::warn!("iommu: unit {base:#x}: DMA fault: {record} ({} so far)", faults);
+        }
+    });
+    seen
+}
+
+/// Runs `f` with the IOMMU state, if Keel enabled one.
+fn with_iommu<T>(f: impl FnOnce(&mut Iommu) -> T) -> Option<T> {
+    IOMMU.lock().as_mut().map(f)
+}
+
+/// The page size the IOMMU code maps in.
+const PAGE: u64 = PAGE_SIZE_4K;
