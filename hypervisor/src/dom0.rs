@@ -13,7 +13,7 @@ use multiboot2::BootInformation;
 
 use crate::arch::unswitched::UnswitchedState;
 use crate::domains::{DomainEntry, Images, Lifecycle};
-use crate::platform::Outcome;
+use crate::halt::Outcome;
 use crate::scheduler::Scheduler;
 use crate::vmx::VmxCpu;
 

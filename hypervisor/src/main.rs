@@ -11,12 +11,12 @@ mod dom0;
 mod domain;
 mod domains;
 mod exits;
+mod halt;
 mod iommu;
 mod linux_domain;
 mod memory;
 mod mmio;
 mod msr;
-mod platform;
 mod scheduler;
 mod selftest;
 mod string_emulation;
@@ -24,9 +24,9 @@ mod vcpu;
 mod vmx;
 mod vplatform;
 
+use halt::Outcome;
 use keel_hypervisor::cmdline::{self, GuestMode, IommuMode, Options};
 use multiboot2::{BootInformation, BootInformationHeader};
-use platform::Outcome;
 
 const MULTIBOOT2_BOOTLOADER_MAGIC: u32 = 0x36d7_6289;
 
@@ -36,7 +36,7 @@ extern "C" fn keel_main(boot_info_addr: u32, magic: u32) -> ! {
     log::info!("Keel hypervisor {} starting", env!("CARGO_PKG_VERSION"));
     if magic != MULTIBOOT2_BOOTLOADER_MAGIC {
         log::error!("not loaded by a multiboot2 bootloader (magic {magic:#x}); stopping");
-        platform::stop(Outcome::Failure);
+        halt::stop(Outcome::Failure);
     }
     // SAFETY: the magic says a multiboot2 loader passed this address; the
     // crate validates the header (size, alignment) before using it.
@@ -44,7 +44,7 @@ extern "C" fn keel_main(boot_info_addr: u32, magic: u32) -> ! {
         Ok(info) => info,
         Err(error) => {
             log::error!("boot information unreadable: {error:?}; stopping");
-            platform::stop(Outcome::Failure);
+            halt::stop(Outcome::Failure);
         }
     };
     let command_line = boot_info
@@ -66,7 +66,7 @@ extern "C" fn keel_main(boot_info_addr: u32, magic: u32) -> ! {
             .and_then(|tag| tag.oem_id().ok())
             .or_else(|| boot_info.rsdp_v1_tag().and_then(|tag| tag.oem_id().ok()));
         if keel_hypervisor::host_probe::is_emulator_firmware(firmware) {
-            platform::set_exit_emulator(true);
+            halt::set_exit_emulator(true);
         } else {
             log::warn!(
                 "ignoring exit=emulator: the firmware (ACPI OEM ID {:?}) is not an emulator's",
@@ -88,7 +88,7 @@ extern "C" fn keel_main(boot_info_addr: u32, magic: u32) -> ! {
         }
         Err(error) => {
             log::error!("memory setup failed: {error}; stopping");
-            platform::stop(Outcome::Failure);
+            halt::stop(Outcome::Failure);
         }
     };
 
@@ -107,18 +107,18 @@ extern "C" fn keel_main(boot_info_addr: u32, magic: u32) -> ! {
     }
 
     if options.iommu == IommuMode::Selftest && !iommu::selftest(tsc_hz) {
-        platform::stop(Outcome::Failure);
+        halt::stop(Outcome::Failure);
     }
 
     let cpu = match vmx::enable(host_tables) {
         Ok(cpu) => cpu,
         Err(vmx::VmxError::NotSupported) => {
             log::info!("VMX not supported by this CPU (CPUID.1:ECX.VMX = 0); nothing to run, stopping");
-            platform::stop(Outcome::Success);
+            halt::stop(Outcome::Success);
         }
         Err(error) => {
             log::error!("cannot enter VMX root mode: {error}; stopping");
-            platform::stop(Outcome::Failure);
+            halt::stop(Outcome::Failure);
         }
     };
     log::info!("VMX root mode entered (VMCS revision {:#x})", cpu.revision_id());
@@ -132,11 +132,11 @@ extern "C" fn keel_main(boot_info_addr: u32, magic: u32) -> ! {
     } else {
         selftest::run(&cpu, &options)
     };
-    platform::stop(outcome)
+    halt::stop(outcome)
 }
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
     console::write_fmt_emergency(format_args!("KEEL PANIC: {info}\n"));
-    platform::stop(Outcome::Failure)
+    halt::stop(Outcome::Failure)
 }

@@ -11,7 +11,7 @@ use keel_sched::{Decision, IdAllocator, RunQueue, VcpuId};
 
 use crate::domains::{DomainEntry, DomainTable};
 use crate::exits::{self, forward_console_input, report_stop, Next, StopReason, TimeSplit};
-use crate::platform::Outcome;
+use crate::halt::Outcome;
 use crate::vmx::{VmxCpu, VmxVcpu};
 
 mod control;

@@ -180,5 +180,5 @@ extern "C" fn keel_exception(frame: &ExceptionFrame) -> ! {
         frame.r14,
         frame.r15,
     ));
-    crate::platform::stop(crate::platform::Outcome::Failure)
+    crate::halt::stop(crate::halt::Outcome::Failure)
 }

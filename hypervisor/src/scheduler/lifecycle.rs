@@ -12,7 +12,7 @@ use crate::arch::unswitched::UnswitchedState;
 use crate::domain::Domain;
 use crate::domains::DomainEntry;
 use crate::exits::StopReason;
-use crate::platform::Outcome;
+use crate::halt::Outcome;
 use crate::vmx::VmxVcpu;
 use crate::vplatform::Host;
 use crate::{linux_domain, memory, msr};

@@ -13,8 +13,8 @@ use keel_memory::{GuestMemory, GuestMemoryError, GuestMemoryRead, GuestPhysAddr,
 
 use crate::domain::Domain;
 use crate::exits::{report_stop, run_until_stopped, StopReason, TimeSplit};
+use crate::halt::Outcome;
 use crate::memory;
-use crate::platform::Outcome;
 use crate::vcpu::LongModeEntry;
 use crate::vmx::{VmxCpu, VmxVcpu};
 use keel_hypervisor::cmdline::{GuestMode, Options};

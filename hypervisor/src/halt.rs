@@ -1,4 +1,4 @@
-//! Ending a run: on real hardware Keel halts; in emulator test runs
+//! Ending a run (`halt::stop`): on real hardware Keel halts; in emulator test runs
 //! (`exit=emulator`) it also stops the emulator with a status the harness
 //! reads (QEMU's isa-debug-exit) or, for Bochs, through its shutdown port.
 
