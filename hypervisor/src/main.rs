@@ -12,6 +12,7 @@ mod domain;
 mod domains;
 mod exits;
 mod halt;
+mod host_acpi;
 mod iommu;
 mod linux_domain;
 mod memory;
@@ -92,6 +93,7 @@ extern "C" fn keel_main(boot_info_addr: u32, magic: u32) -> ! {
         }
     };
 
+    host_pci_init(&boot_info);
     match options.iommu {
         IommuMode::Off => log::info!("iommu: left alone (iommu=off): DMA is not confined"),
         IommuMode::On | IommuMode::Selftest => iommu::init(&boot_info),
@@ -133,6 +135,32 @@ extern "C" fn keel_main(boot_info_addr: u32, magic: u32) -> ! {
         selftest::run(&cpu, &options)
     };
     halt::stop(outcome)
+}
+
+/// ECAM from the firmware's MCFG where it has a usable window, else
+/// configuration mechanism #1.
+fn host_pci_init(boot_info: &BootInformation) {
+    let windows = match host_acpi::find(boot_info, *b"MCFG") {
+        Ok(Some(table)) => keel_pci::mcfg::parse(&table).unwrap_or_else(|error| {
+            log::warn!("pci: MCFG refused ({error:?}): configuration mechanism #1 only");
+            alloc::vec::Vec::new()
+        }),
+        Ok(None) => alloc::vec::Vec::new(),
+        Err(error) => {
+            log::warn!("pci: {error}: configuration mechanism #1 only");
+            alloc::vec::Vec::new()
+        }
+    };
+    arch::pci::init(&windows);
+    match windows.first() {
+        Some(window) if arch::pci::ecam_in_use() => log::info!(
+            "pci: ECAM at {:#x} for buses {:#x}-{:#x}",
+            window.base,
+            window.start_bus,
+            window.end_bus
+        ),
+        _ => log::info!("pci: configuration mechanism #1 (ports 0xcf8/0xcfc)"),
+    }
 }
 
 #[panic_handler]

@@ -13,7 +13,6 @@ mod selftest;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use keel_acpi_tables::find::{find_table, RootTable as AcpiRoot};
 use keel_iommu::dmar::{DmarFlags, Drhd};
 use keel_iommu::invalidation::QueueSize;
 use keel_iommu::irte::{ApicMode, InterruptRemappingTable, TableSize};
@@ -24,7 +23,7 @@ use keel_memory::{FrameAllocator, PAGE_SIZE_4K};
 use multiboot2::BootInformation;
 use spin::Mutex;
 
-use crate::arch::phys::{Firmware, IommuTables, Mmio};
+use crate::arch::phys::{IommuTables, Mmio};
 use crate::memory::HostFrames;
 
 pub use selftest::run as selftest;
@@ -61,15 +60,7 @@ static IOMMU: Mutex<Option<Iommu>> = Mutex::new(None);
 /// DMAR (no IOMMU, or one the firmware hides) or with one Keel refuses,
 /// devices' DMA is not confined, and Keel says so.
 pub fn init(boot_info: &BootInformation) {
-    let root = match (boot_info.rsdp_v2_tag(), boot_info.rsdp_v1_tag()) {
-        (Some(v2), _) if v2.xsdt_address() != 0 => AcpiRoot::Xsdt(v2.xsdt_address() as u64),
-        (_, Some(v1)) => AcpiRoot::Rsdt(v1.rsdt_address() as u32),
-        _ => {
-            log::warn!("iommu: the bootloader passed no ACPI RSDP: DMA is not confined");
-            return;
-        }
-    };
-    let dmar = match find_table(&Firmware, root, *b"DMAR") {
+    let dmar = match crate::host_acpi::find(boot_info, *b"DMAR") {
         Ok(Some(dmar)) => dmar,
         Ok(None) => {
             log::info!("iommu: no DMAR table (no VT-d): DMA is not confined");

@@ -19,8 +19,10 @@ use keel_iommu::{parse_dmar, SourceId};
 use keel_memory::{FrameAllocator, GuestPhysAddr, HostPhysAddr};
 
 use super::{report_faults, with_iommu, Unit, PAGE};
+use keel_pci::{capabilities, enumerate::enumerate, header, Bdf, ConfigAccess};
+
 use crate::arch::device_interrupts;
-use crate::arch::pci::{self, Function};
+use crate::arch::pci::HostConfig;
 use crate::memory::HostFrames;
 
 const EDU_VENDOR: u16 = 0x1234;
@@ -49,17 +51,14 @@ const DOMAIN: u16 = 1;
 const INTERRUPT_VECTOR: u8 = device_interrupts::FIRST_VECTOR;
 const INTERRUPT_ENTRY: u16 = 0;
 
-const PCI_COMMAND: u8 = 0x04;
-const COMMAND_MEMORY: u16 = 1 << 1;
-const COMMAND_BUS_MASTER: u16 = 1 << 2;
-const CAPABILITY_MSI: u8 = 0x05;
-
 /// Runs the self-test; returns whether it passed (it says why not).
 pub fn run(tsc_hz: Option<u64>) -> bool {
     let verdict = with_iommu(|iommu| {
-        let edu = pci::bus0_functions()
-            .find(|function| function.vendor_device() == (EDU_VENDOR, EDU_DEVICE))
-            .ok_or("no edu device (QEMU -device edu) on bus 0")?;
+        let edu = enumerate(&mut HostConfig)
+            .into_iter()
+            .find(|function| (function.vendor, function.device) == (EDU_VENDOR, EDU_DEVICE))
+            .ok_or("no edu device (QEMU -device edu)")?
+            .bdf;
         let source = SourceId::new(edu.bus, edu.device, edu.function).ok_or("edu's address")?;
         let dmar = parse_dmar(&iommu.dmar).map_err(|_| "the DMAR changed")?;
         let base = dmar
@@ -123,13 +122,20 @@ fn bytes(frame: HostPhysAddr) -> &'static mut [u8] {
     unsafe { core::slice::from_raw_parts_mut(frame.as_u64() as *mut u8, PAGE as usize) }
 }
 
-fn test_edu(unit: &mut Unit, edu: Function, source: SourceId, timeout: u64) -> Result<(), &'static str> {
-    let bar = u64::from(edu.read32(0x10) & !0xf);
-    let registers = crate::arch::phys::Mmio::new(bar, 1 << 20).ok_or("edu's BAR 0 is not mapped")?;
+fn test_edu(unit: &mut Unit, edu: Bdf, source: SourceId, timeout: u64) -> Result<(), &'static str> {
+    let config = &mut HostConfig;
+    let bar = keel_pci::bar::probe(config, edu)
+        .map_err(|_| "edu's BARs are malformed")?
+        .into_iter()
+        .find(|bar| bar.index == 0)
+        .ok_or("edu has no BAR 0")?;
+    let registers = crate::arch::phys::Mmio::new(bar.address, bar.size).ok_or("edu's BAR 0 is not mapped")?;
     let mut edu_mmio = EduRegisters(registers);
-    edu.write16(
-        PCI_COMMAND,
-        edu.read16(PCI_COMMAND) | COMMAND_MEMORY | COMMAND_BUS_MASTER,
+    let command = config.read16(edu, header::COMMAND);
+    config.write16(
+        edu,
+        header::COMMAND,
+        command | header::COMMAND_MEMORY | header::COMMAND_BUS_MASTER,
     );
     if edu_mmio.read32(EDU_IDENTIFICATION) != EDU_ID {
         return Err("edu's identification register is wrong");
@@ -141,9 +147,9 @@ fn test_edu(unit: &mut Unit, edu: Function, source: SourceId, timeout: u64) -> R
     }
     bytes(canary).fill(0x5a);
 
-    let config = SlConfig::for_unit(unit.driver.capabilities(), unit.driver.extended_capabilities(), 32)
+    let sl_config = SlConfig::for_unit(unit.driver.capabilities(), unit.driver.extended_capabilities(), 32)
         .ok_or("the unit supports no usable address width")?;
-    let mut tables = SecondLevelTables::new(config, &mut HostFrames, &mut unit.tables).map_err(|_| "tables")?;
+    let mut tables = SecondLevelTables::new(sl_config, &mut HostFrames, &mut unit.tables).map_err(|_| "tables")?;
     let result = (|| {
         tables
             .map(
@@ -165,7 +171,7 @@ fn test_edu(unit: &mut Unit, edu: Function, source: SourceId, timeout: u64) -> R
                 &mut unit.tables,
             )
             .map_err(|_| "mapping the destination page")?;
-        let context = ContextEntry::second_level(DOMAIN, tables.root(), config.agaw);
+        let context = ContextEntry::second_level(DOMAIN, tables.root(), sl_config.agaw);
         unit.root
             .set_context(source, &context, &mut HostFrames, &mut unit.tables)
             .map_err(|_| "installing edu's context entry")?;
@@ -213,13 +219,13 @@ fn test_edu(unit: &mut Unit, edu: Function, source: SourceId, timeout: u64) -> R
     let _ = unit.root.clear_context(source, &mut unit.tables);
     let _ = unit.driver.invalidate(InvalidationScope::Global, &mut unit.tables);
     tables.destroy(&mut HostFrames, &unit.tables);
-    edu.write16(PCI_COMMAND, edu.read16(PCI_COMMAND) & !COMMAND_BUS_MASTER);
+    config.write16(edu, header::COMMAND, command);
     result
 }
 
 fn interrupt_test(
     unit: &mut Unit,
-    edu: Function,
+    edu: Bdf,
     edu_mmio: &mut EduRegisters,
     source: SourceId,
     timeout: u64,
@@ -227,7 +233,8 @@ fn interrupt_test(
     let Some(table) = unit.interrupts else {
         return Err("interrupt remapping is off on edu's unit");
     };
-    let msi = edu.find_capability(CAPABILITY_MSI).ok_or("edu has no MSI capability")?;
+    let config = &mut HostConfig;
+    let msi = capabilities::find(config, edu, capabilities::MSI).ok_or("edu has no MSI capability")?;
     let destination = crate::arch::device_interrupts::local_apic_id();
     table
         .set(
@@ -240,23 +247,23 @@ fn interrupt_test(
         .invalidate(InvalidationScope::Global, &mut unit.tables)
         .map_err(|_| "invalidating the interrupt entry cache")?;
     let message = RemappableMsi::new(INTERRUPT_ENTRY, None);
-    let control = edu.read16(msi + 2);
+    let control = config.read16(edu, msi + 2);
     let is_64_bit = control & (1 << 7) != 0;
-    edu.write32(msi + 4, message.address);
+    config.write32(edu, msi + 4, message.address);
     if is_64_bit {
-        edu.write32(msi + 8, 0);
-        edu.write16(msi + 12, message.data as u16);
+        config.write32(edu, msi + 8, 0);
+        config.write16(edu, msi + 12, message.data as u16);
     } else {
-        edu.write16(msi + 8, message.data as u16);
+        config.write16(edu, msi + 8, message.data as u16);
     }
-    edu.write16(msi + 2, control | 1);
+    config.write16(edu, msi + 2, control | 1);
     device_interrupts::enable_local_apic();
     let seen = device_interrupts::arrivals(INTERRUPT_VECTOR);
     edu_mmio.write32(EDU_RAISE_INTERRUPT, 1);
     let deadline = crate::arch::tsc::read().saturating_add(timeout);
     let arrived = device_interrupts::wait_for(INTERRUPT_VECTOR, seen, deadline);
     edu_mmio.write32(EDU_ACK_INTERRUPT, 1);
-    edu.write16(msi + 2, control & !1);
+    config.write16(edu, msi + 2, control & !1);
     let _ = table.clear(u32::from(INTERRUPT_ENTRY), &mut unit.tables);
     let _ = unit.driver.invalidate(InvalidationScope::Global, &mut unit.tables);
     if !arrived {
