@@ -16,6 +16,7 @@ mod facs;
 mod fadt;
 pub mod find;
 mod gas;
+pub mod host_madt;
 mod layout;
 mod madt;
 mod rsdp;

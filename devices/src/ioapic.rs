@@ -135,6 +135,15 @@ impl IoApic {
         }
     }
 
+    /// Whether `pin` is level-triggered and its last interrupt is still in
+    /// service (Remote IRR: delivered, not yet acknowledged by an EOI).
+    pub fn in_service(&self, pin: u32) -> bool {
+        usize::try_from(pin)
+            .ok()
+            .and_then(|pin| self.pins.get(pin))
+            .is_some_and(|state| state.level_triggered() && state.remote_irr())
+    }
+
     /// A local APIC broadcast an EOI for level-triggered `vector`: clear
     /// Remote IRR on every level-triggered entry using it, and deliver again
     /// where the line is still asserted.

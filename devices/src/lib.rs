@@ -70,6 +70,7 @@ pub mod cmos_rtc;
 pub mod ioapic;
 pub mod lapic;
 pub mod mgmt_pci;
+pub mod passthrough;
 pub mod pci_config;
 pub mod pci_host;
 pub mod power_button;
@@ -77,3 +78,4 @@ pub mod reset;
 #[cfg(test)]
 pub(crate) mod testing;
 pub mod uart16550;
+pub mod virtio_pci;

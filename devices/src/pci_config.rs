@@ -9,7 +9,9 @@
 //! - the status register reads Interrupt Status (bit 3), which the function
 //!   drives with [`Type0Header::set_interrupt_status`] whatever Interrupt
 //!   Disable says (`pci_check_and_mask_intx` and `uio_pci_generic` depend on
-//!   that), and Capabilities List (bit 4), always 0 here: no capabilities.
+//!   that), and Capabilities List (bit 4), set when the function has a
+//!   capability list ([`Type0Header::with_capabilities`]: the pointer at
+//!   0x34; the function itself answers for the list's bytes).
 //!   Writes to status are ignored (no RW1C error bits are ever set);
 //! - six BARs: 32-bit or 64-bit memory (optionally prefetchable) or I/O, of
 //!   power-of-two sizes. A BAR keeps only its address bits above its size, so
@@ -54,6 +56,7 @@ const DWORD_CLASS_REVISION: u16 = 2;
 const DWORD_BAR0: u16 = BAR0_OFFSET / 4;
 const DWORD_SUBSYSTEM: u16 = 0x2C / 4;
 const DWORD_INTERRUPT: u16 = 0x3C / 4;
+const DWORD_CAPABILITIES: u16 = 0x34 / 4;
 
 // BAR type bits (the low bits of the register).
 const BAR_IO_SPACE: u32 = 1 << 0;
@@ -157,6 +160,7 @@ pub struct Type0Header {
     bars: [BarSlot; BAR_COUNT],
     interrupt_line: u8,
     interrupt_pin: u8,
+    capabilities: u8,
 }
 
 impl Type0Header {
@@ -169,7 +173,15 @@ impl Type0Header {
             bars: [BarSlot::Unimplemented; BAR_COUNT],
             interrupt_line: 0,
             interrupt_pin: INTERRUPT_PIN_NONE,
+            capabilities: 0,
         }
+    }
+
+    /// A capability list starting at `pointer` (dword-aligned, past the
+    /// header); the function answers for the bytes there.
+    pub fn with_capabilities(mut self, pointer: u8) -> Self {
+        self.capabilities = pointer & 0xfc;
+        self
     }
 
     /// Implements BAR `index` with the firmware-assigned `bar.address`.
@@ -231,11 +243,13 @@ impl Type0Header {
     }
 
     pub fn status(&self) -> u16 {
-        if self.interrupt_status {
-            STATUS_INTERRUPT
+        let interrupt = if self.interrupt_status { STATUS_INTERRUPT } else { 0 };
+        let capabilities = if self.capabilities != 0 {
+            STATUS_CAPABILITIES_LIST
         } else {
             0
-        }
+        };
+        interrupt | capabilities
     }
 
     pub fn memory_enabled(&self) -> bool {
@@ -336,6 +350,7 @@ impl Type0Header {
             // function) and BIST all read 0.
             DWORD_SUBSYSTEM => u32::from(id.subsystem_vendor_id) | u32::from(id.subsystem_id) << 16,
             DWORD_INTERRUPT => u32::from(self.interrupt_line) | u32::from(self.interrupt_pin) << 8,
+            DWORD_CAPABILITIES => u32::from(self.capabilities),
             _ => match Self::bar_slot_index(index) {
                 Some(slot) => self.read_bar(slot),
                 // CardBus CIS, expansion ROM, capabilities pointer and

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use keel_abi::mgmt::PciAddress;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -37,11 +38,27 @@ Keys:
   on_poweroff = \"destroy\"   default \"destroy\"
   on_reboot = \"restart\"     default \"restart\"
   on_crash = \"destroy\"      default \"destroy\"
+  pci = [\"0000:00:04.0\"]    optional; host PCI devices to give the domain (see `keel pci-assignable-list`)
+  pci_unconfined_dma = false default false; true attaches a device even without an IOMMU confining its DMA
 
 The on_* keys take \"destroy\" (free the domain), \"restart\" (boot it again) or \
 \"preserve\" (keep it, shut down or crashed, until `keel destroy`). Relative \
 kernel and initrd paths are taken from the configuration file's directory. \
-If a step after the domain was created fails, the half-built domain is destroyed.";
+If a step after the domain was created fails, the half-built domain is destroyed.
+
+Each pci device must first be made assignable (`keel pci-assignable-add`); it is \
+handed to the domain when it boots and returned to the host (reset, still \
+assignable) when it is destroyed. Keel refuses a device that no IOMMU confines \
+unless pci_unconfined_dma = true: such a device's DMA can read and write all \
+host memory, Keel's and other domains', and keel create warns about it.";
+
+const PCI_LIST_HELP: &str = "\
+List the host's PCI devices and whether they can be given to DomUs.
+
+Columns: address, vendor:device, class (class, subclass, programming \
+interface), state (assignable, attached to a domain, host bridge, or not \
+assignable) and whether an IOMMU confines the device's DMA (\"dma NOT \
+confined\": once attached, the device can reach all host memory).";
 
 const CONSOLE_HELP: &str = "\
 Show a domain's console and type into it.
@@ -130,6 +147,25 @@ pub enum Command {
     },
     /// Print Keel's own log
     Dmesg,
+    /// List the host's PCI devices: address, ids, class, assignable or attached, DMA confinement
+    #[command(long_about = PCI_LIST_HELP)]
+    PciAssignableList {
+        /// Print a JSON array, one object per device
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a PCI device assignable to DomUs (name it in a config's `pci` key)
+    PciAssignableAdd {
+        /// PCI address: 0000:00:04.0 or 00:04.0 (hexadecimal, segment 0)
+        #[arg(value_parser = pci_address)]
+        address: PciAddress,
+    },
+    /// Give an assignable PCI device back to the host (refused while a domain has it)
+    PciAssignableRemove {
+        /// PCI address: 0000:00:04.0 or 00:04.0 (hexadecimal, segment 0)
+        #[arg(value_parser = pci_address)]
+        address: PciAddress,
+    },
     /// Show per-domain CPU use and VM exit rates, refreshed every second
     #[command(long_about = TOP_HELP)]
     Top {
@@ -151,4 +187,9 @@ pub fn seconds(text: &str) -> Result<Duration, String> {
         return Err(format!("must be more than 0 seconds, got {text}"));
     }
     Duration::try_from_secs_f64(value).map_err(|_| format!("`{text}` seconds is too long"))
+}
+
+/// A PCI address argument.
+pub fn pci_address(text: &str) -> Result<PciAddress, String> {
+    PciAddress::parse(text).map_err(|error| format!("`{text}`: {error}"))
 }

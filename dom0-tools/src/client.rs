@@ -5,7 +5,8 @@ use std::fmt;
 
 use anyhow::{anyhow, bail, ensure, Result};
 use keel_abi::mgmt::{
-    layout, Command, CreateDomain, DomainId, DomainInfo, HostInfo, ImageKind, Request, Response, Status, VERSION,
+    layout, pci_flags, Command, CreateDomain, DomainId, DomainInfo, HostInfo, ImageKind, PciAddress, PciFunction,
+    Request, Response, Status, VERSION,
 };
 
 use crate::transport::Transport;
@@ -257,5 +258,60 @@ impl<T: Transport> Client<T> {
     /// Keel's own log from `cursor` on.
     pub fn dmesg(&mut self, cursor: u64) -> Result<RingChunk> {
         self.ring(Command::Dmesg, 0, cursor)
+    }
+
+    /// PCI passthrough came with ABI 1.2: say so rather than pass on an
+    /// older Keel's "unknown command".
+    fn require_pci(&self) -> Result<()> {
+        ensure!(
+            self.keel_version >> 16 != 1 || self.keel_version & 0xffff >= 2,
+            "Keel speaks management ABI {}, which has no PCI passthrough (1.2 added it): use the hypervisor built with this tool",
+            version_string(self.keel_version)
+        );
+        Ok(())
+    }
+
+    /// The host's PCI functions.
+    pub fn pci_list(&mut self) -> Result<Vec<PciFunction>> {
+        self.require_pci()?;
+        let (response, data) = self.call(Command::PciList, [0; 6], &[])?;
+        let count = usize::try_from(response.values[0]).unwrap_or(usize::MAX);
+        ensure!(
+            count
+                .checked_mul(PciFunction::BYTES)
+                .is_some_and(|len| len <= data.len()),
+            "Keel's PCI function list is malformed: {count} records in {} bytes",
+            data.len()
+        );
+        data.chunks(PciFunction::BYTES)
+            .take(count)
+            .map(|record| {
+                PciFunction::decode(record).map_err(|error| anyhow!("Keel's PCI function list is malformed: {error}"))
+            })
+            .collect()
+    }
+
+    /// Makes `address` assignable to DomUs (`true`) or gives it back.
+    pub fn pci_assignable(&mut self, address: PciAddress, assignable: bool) -> Result<()> {
+        self.require_pci()?;
+        self.call(
+            Command::PciAssignable,
+            [u64::from(address.raw()), u64::from(assignable), 0, 0, 0, 0],
+            &[],
+        )?;
+        Ok(())
+    }
+
+    /// Attaches `address` to domain `id` (still building); with
+    /// `unconfined_dma`, even when no IOMMU confines the device's DMA.
+    pub fn pci_attach(&mut self, id: DomainId, address: PciAddress, unconfined_dma: bool) -> Result<()> {
+        self.require_pci()?;
+        let flags = if unconfined_dma { pci_flags::UNCONFINED_DMA } else { 0 };
+        self.call(
+            Command::PciAttach,
+            [u64::from(id), u64::from(address.raw()), flags, 0, 0, 0],
+            &[],
+        )?;
+        Ok(())
     }
 }

@@ -111,6 +111,24 @@ pub fn execute<T: Transport>(
             out.write_all(text.as_bytes())?;
         }
         Command::Dmesg => console::dmesg(&mut connect()?, out, err)?,
+        Command::PciAssignableList { json } => {
+            let mut client = connect()?;
+            let functions = client.pci_list()?;
+            // Owners' names; attached devices name their domain.
+            let domains = client.list()?;
+            let text = if json {
+                output::pci_json(&functions, &domains)
+            } else {
+                output::pci_table(&functions, &domains)
+            };
+            out.write_all(text.as_bytes())?;
+        }
+        Command::PciAssignableAdd { address } => connect()?
+            .pci_assignable(address, true)
+            .with_context(|| format!("cannot make {address} assignable"))?,
+        Command::PciAssignableRemove { address } => connect()?
+            .pci_assignable(address, false)
+            .with_context(|| format!("cannot give {address} back to the host"))?,
         Command::Top { delay, iterations } => {
             let batch = iterations.is_some() || !std::io::stdout().is_terminal();
             top::run(&mut connect()?, delay, iterations, batch, out)?;

@@ -9,14 +9,14 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use keel_abi::mgmt::{CreateDomain, ImageKind, LifecycleAction, Name, NAME_MAX};
+use keel_abi::mgmt::{CreateDomain, ImageKind, LifecycleAction, Name, PciAddress, NAME_MAX};
 use toml::{Table, Value};
 
 pub const MIN_MEMORY_MIB: i64 = 16;
 pub const MAX_MEMORY_MIB: i64 = 1 << 20;
 pub const DEFAULT_CMDLINE: &str = "console=ttyS0";
 
-const KEYS: [&str; 9] = [
+const KEYS: [&str; 11] = [
     "name",
     "memory",
     "vcpus",
@@ -26,6 +26,8 @@ const KEYS: [&str; 9] = [
     "on_poweroff",
     "on_reboot",
     "on_crash",
+    "pci",
+    "pci_unconfined_dma",
 ];
 
 /// A checked configuration; paths are resolved against the file's directory.
@@ -40,6 +42,10 @@ pub struct Config {
     pub on_poweroff: LifecycleAction,
     pub on_reboot: LifecycleAction,
     pub on_crash: LifecycleAction,
+    /// PCI functions to hand to the domain, in the file's order.
+    pub pci: Vec<PciAddress>,
+    /// Attach them even when no IOMMU confines their DMA.
+    pub pci_unconfined_dma: bool,
 }
 
 /// `<file>: <key>: <reason>` (or `<file>: <reason>` for file-wide problems).
@@ -74,14 +80,19 @@ fn problem(key: &'static str, reason: impl Into<String>) -> Problem {
     }
 }
 
-fn found(value: &Value) -> String {
+/// "an integer", "a string", ...
+fn a_kind(value: &Value) -> String {
     let kind = value.type_str();
     let article = if kind.starts_with(['a', 'e', 'i', 'o', 'u']) {
         "an"
     } else {
         "a"
     };
-    format!("found {article} {kind}")
+    format!("{article} {kind}")
+}
+
+fn found(value: &Value) -> String {
+    format!("found {}", a_kind(value))
 }
 
 impl Config {
@@ -153,6 +164,8 @@ impl Config {
             on_poweroff: action("on_poweroff", LifecycleAction::Destroy)?,
             on_reboot: action("on_reboot", LifecycleAction::Restart)?,
             on_crash: action("on_crash", LifecycleAction::Destroy)?,
+            pci: pci(table.get("pci"))?,
+            pci_unconfined_dma: boolean("pci_unconfined_dma", table.get("pci_unconfined_dma"), false)?,
         })
     }
 
@@ -236,4 +249,34 @@ fn cmdline(value: Option<&Value>) -> Result<String, Problem> {
         return Err(problem("cmdline", "must not contain NUL characters"));
     }
     Ok(text.to_string())
+}
+
+/// `pci = ["0000:00:04.0", "00:05.0"]`: each a PCI address, none twice.
+fn pci(value: Option<&Value>) -> Result<Vec<PciAddress>, Problem> {
+    let Some(value) = value else {
+        return Ok(Vec::new());
+    };
+    let expected = "expected an array of PCI addresses such as [\"0000:00:04.0\"]";
+    let items = value
+        .as_array()
+        .ok_or_else(|| problem("pci", format!("{expected}, {}", found(value))))?;
+    let mut addresses: Vec<PciAddress> = Vec::with_capacity(items.len());
+    for item in items {
+        let text = item
+            .as_str()
+            .ok_or_else(|| problem("pci", format!("{expected}, found {} in the array", a_kind(item))))?;
+        let address = PciAddress::parse(text).map_err(|error| problem("pci", format!("`{text}`: {error}")))?;
+        if addresses.contains(&address) {
+            return Err(problem("pci", format!("{address} is listed twice")));
+        }
+        addresses.push(address);
+    }
+    Ok(addresses)
+}
+
+fn boolean(key: &'static str, value: Option<&Value>, default: bool) -> Result<bool, Problem> {
+    let Some(value) = value else { return Ok(default) };
+    value
+        .as_bool()
+        .ok_or_else(|| problem(key, format!("expected true or false, {}", found(value))))
 }

@@ -1,14 +1,15 @@
-//! `keel create`: Create, LoadImage (kernel, initrd, command line, in
-//! chunks that fit the data area), Boot; a half-built domain is destroyed
-//! when any step after Create fails.
+//! `keel create`: Create, PciAttach (each of the config's `pci` devices),
+//! LoadImage (kernel, initrd, command line, in chunks that fit the data
+//! area), Boot; a half-built domain is destroyed when any step after
+//! Create fails.
 
 use std::fs::File;
 use std::io::{Read, Write};
 
-use anyhow::{Context, Result};
-use keel_abi::mgmt::{layout, DomainId, ImageKind};
+use anyhow::{anyhow, Context, Result};
+use keel_abi::mgmt::{layout, pci_function_flags, DomainId, ImageKind, PciAddress, Status};
 
-use crate::client::Client;
+use crate::client::{is_status, Client};
 use crate::config::{Config, ConfigError};
 use crate::transport::Transport;
 
@@ -104,8 +105,51 @@ pub fn load_image<T: Transport>(client: &mut Client<T>, id: DomainId, image: Ima
     Ok(())
 }
 
-/// Creates, stages and boots the domain; returns its id. `notes` gets
-/// what happened to a half-built domain.
+/// Attaches the config's PCI devices to domain `id` (Keel hands them over
+/// at boot).
+pub fn attach_devices<T: Transport>(client: &mut Client<T>, id: DomainId, config: &Config) -> Result<()> {
+    for &address in &config.pci {
+        client
+            .pci_attach(id, address, config.pci_unconfined_dma)
+            .map_err(|error| {
+                if is_status(&error, Status::NotConfined) {
+                    anyhow!(
+                        "{error:#}; set pci_unconfined_dma = true in the config to force it \
+                         (the device's DMA will not be confined: it can read and write all host memory)"
+                    )
+                } else {
+                    error
+                }
+            })
+            .with_context(|| format!("cannot attach PCI device {address}"))?;
+    }
+    Ok(())
+}
+
+/// With `pci_unconfined_dma`, the config's devices no IOMMU confines (one
+/// PciList before anything is created), to warn about once they are
+/// attached; without it Keel refuses them.
+fn unconfined_devices<T: Transport>(client: &mut Client<T>, config: &Config) -> Result<Vec<PciAddress>> {
+    if !config.pci_unconfined_dma || config.pci.is_empty() {
+        return Ok(Vec::new());
+    }
+    let functions = client.pci_list().context("cannot list the host's PCI devices")?;
+    let confined = |address: &PciAddress| {
+        functions
+            .iter()
+            .any(|function| function.address == *address && function.has(pci_function_flags::DMA_CONFINED))
+    };
+    Ok(config
+        .pci
+        .iter()
+        .copied()
+        .filter(|address| !confined(address))
+        .collect())
+}
+
+/// Creates, attaches devices, stages and boots the domain; returns its id.
+/// `notes` gets what happened to a half-built domain, and a warning for
+/// each device whose DMA no IOMMU confines.
 pub fn create_domain<T: Transport>(
     client: &mut Client<T>,
     config: &Config,
@@ -114,12 +158,12 @@ pub fn create_domain<T: Transport>(
     notes: &mut dyn Write,
 ) -> Result<DomainId> {
     let name = &config.name;
+    let unconfined = unconfined_devices(client, config)?;
     let id = client
         .create(&config.create_request())
         .with_context(|| format!("cannot create domain {name}"))?;
-    let staged = images
-        .into_iter()
-        .try_for_each(|image| load_image(client, id, image))
+    let staged = attach_devices(client, id, config)
+        .and_then(|()| images.into_iter().try_for_each(|image| load_image(client, id, image)))
         .and_then(|()| client.boot(id, paused).context("cannot boot it"))
         .with_context(|| format!("domain {name} (id {id})"));
     if let Err(error) = staged {
@@ -133,6 +177,13 @@ pub fn create_domain<T: Transport>(
             ),
         };
         return Err(error);
+    }
+    for address in unconfined {
+        writeln!(
+            notes,
+            "keel: warning: {address} is attached to {name} (id {id}) with pci_unconfined_dma: no IOMMU confines \
+             its DMA, so the device can read and write all host memory, Keel's and other domains'"
+        )?;
     }
     Ok(id)
 }

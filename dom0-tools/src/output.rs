@@ -1,6 +1,7 @@
-//! Text and JSON renderings of `keel list` and `keel info`.
+//! Text and JSON renderings of `keel list`, `keel info` and
+//! `keel pci-assignable-list`.
 
-use keel_abi::mgmt::{features, DomainInfo, HostInfo, VERSION};
+use keel_abi::mgmt::{features, pci_function_flags, DomainInfo, HostInfo, PciFunction, VERSION};
 use serde::Serialize;
 
 use crate::client::version_string;
@@ -182,4 +183,105 @@ pub fn info_json(host: &HostInfo, domains: &[DomainInfo]) -> String {
             .collect(),
     };
     serde_json::to_string_pretty(&record).expect("plain data serializes") + "\n"
+}
+
+/// Who holds a PCI function, as the table and JSON name it.
+fn pci_state(function: &PciFunction) -> &'static str {
+    if function.has(pci_function_flags::HOST_BRIDGE) {
+        "host bridge"
+    } else if function.has(pci_function_flags::ATTACHED) {
+        "attached"
+    } else if function.has(pci_function_flags::ASSIGNABLE) {
+        "assignable"
+    } else {
+        "not assignable"
+    }
+}
+
+fn owner_name(function: &PciFunction, domains: &[DomainInfo]) -> Option<String> {
+    domains
+        .iter()
+        .find(|domain| domain.id == function.owner)
+        .map(|domain| domain.name.as_str().to_string())
+}
+
+/// `keel pci-assignable-list`: Address, Device (vendor:device), Class,
+/// State, DMA. `domains` names the owners of attached functions.
+pub fn pci_table(functions: &[PciFunction], domains: &[DomainInfo]) -> String {
+    let states: Vec<String> = functions
+        .iter()
+        .map(|function| match pci_state(function) {
+            "attached" => match owner_name(function, domains) {
+                Some(name) => format!("attached to {name} (id {})", function.owner),
+                None => format!("attached to id {}", function.owner),
+            },
+            state => state.to_string(),
+        })
+        .collect();
+    let width = states.iter().map(String::len).max().unwrap_or(0).max(5);
+    let mut text = format!(
+        "{:<12}  {:<9}  {:<6}  {:<width$}  {}\n",
+        "Address", "Device", "Class", "State", "DMA"
+    );
+    for (function, state) in functions.iter().zip(&states) {
+        let dma = if function.has(pci_function_flags::DMA_CONFINED) {
+            "dma confined"
+        } else {
+            "dma NOT confined"
+        };
+        text += &format!(
+            "{:<12}  {:04x}:{:04x}  {:06x}  {:<width$}  {}\n",
+            function.address.to_string(),
+            function.vendor,
+            function.device,
+            function.class,
+            state,
+            dma
+        );
+    }
+    text
+}
+
+/// One PCI function; ids and class in hexadecimal as lspci prints them.
+#[derive(Serialize)]
+struct PciRecord {
+    address: String,
+    vendor: String,
+    device: String,
+    class: String,
+    /// "assignable", "attached", "host bridge" or "not assignable".
+    state: &'static str,
+    assignable: bool,
+    attached: bool,
+    host_bridge: bool,
+    dma_confined: bool,
+    /// The owner's id and name when attached.
+    owner: Option<u32>,
+    owner_name: Option<String>,
+    /// The raw flag bits, a newer Keel's included.
+    flags: u32,
+}
+
+pub fn pci_json(functions: &[PciFunction], domains: &[DomainInfo]) -> String {
+    let records: Vec<_> = functions
+        .iter()
+        .map(|function| {
+            let attached = function.has(pci_function_flags::ATTACHED);
+            PciRecord {
+                address: function.address.to_string(),
+                vendor: format!("{:04x}", function.vendor),
+                device: format!("{:04x}", function.device),
+                class: format!("{:06x}", function.class),
+                state: pci_state(function),
+                assignable: function.has(pci_function_flags::ASSIGNABLE),
+                attached,
+                host_bridge: function.has(pci_function_flags::HOST_BRIDGE),
+                dma_confined: function.has(pci_function_flags::DMA_CONFINED),
+                owner: attached.then_some(function.owner),
+                owner_name: attached.then(|| owner_name(function, domains)).flatten(),
+                flags: function.flags,
+            }
+        })
+        .collect();
+    serde_json::to_string_pretty(&records).expect("plain data serializes") + "\n"
 }

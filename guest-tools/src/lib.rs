@@ -4,6 +4,8 @@
 //! ```text
 //! keel-stress spin [SECONDS]                       busy loop (forever without SECONDS)
 //! keel-stress wrmsr MSR COUNT|forever [VALUE]      write MSR in a tight loop
+//! keel-stress hostile --seed N [--seconds S] [--rounds R] [--skip GROUPS]
+//!                                                  a hostile guest (see [`hostile`])
 //! ```
 //!
 //! `wrmsr` writes through the `msr` driver (`/dev/cpu/0/msr`, module
@@ -25,13 +27,19 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+pub mod hostile;
+
 /// The `msr` driver's device for the first CPU.
 pub const MSR_DEVICE: &str = "/dev/cpu/0/msr";
 
 pub const USAGE: &str = "\
 usage: keel-stress spin [SECONDS]
        keel-stress wrmsr MSR COUNT|forever [VALUE|tsc+CYCLES]
-MSR, VALUE and CYCLES are decimal or 0x hex; wrmsr needs /dev/cpu/0/msr (insmod msr.ko).";
+       keel-stress hostile --seed N [--seconds S] [--rounds R] [--skip GROUP,...]
+MSR, VALUE and CYCLES are decimal or 0x hex; wrmsr needs /dev/cpu/0/msr (insmod msr.ko).
+hostile runs for S seconds (default 60) or R rounds, whichever ends first; its
+GROUPs are cpuid, msr, port, mem, vmcall, tf, tf-string, ac, db and string; it needs
+root, /dev/cpu/0/msr (msr.ko), iopl (else /dev/port) and /dev/mem.";
 
 /// What to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +48,8 @@ pub enum Mode {
     Spin { duration: Option<Duration> },
     /// Write `value` to `msr`, `count` times (forever when None).
     Wrmsr { msr: u32, count: Option<u64>, value: Value },
+    /// Misbehave against the hypervisor (`hostile`).
+    Hostile(hostile::Options),
 }
 
 /// What each write stores.
@@ -126,6 +136,7 @@ pub fn parse(args: &[String]) -> Result<Mode, UsageError> {
             };
             Ok(Mode::Wrmsr { msr, count, value })
         }
+        ["hostile", rest @ ..] => hostile::Options::parse(rest).map(Mode::Hostile).map_err(usage),
         [] => Err(usage("no mode given")),
         [mode, ..] => Err(usage(format!("unknown mode or wrong arguments: `{mode}`"))),
     }
@@ -246,6 +257,21 @@ mod tests {
         ] {
             assert!(parse(&args(bad)).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn hostile_takes_a_seed_and_limits() {
+        assert_eq!(
+            parse(&args("hostile --seed 3 --rounds 2")),
+            Ok(Mode::Hostile(hostile::Options {
+                seed: 3,
+                duration: None,
+                rounds: Some(2),
+                skip: hostile::Groups::none(),
+            }))
+        );
+        assert!(parse(&args("hostile")).is_err());
+        assert!(parse(&args("hostile --seed 1 --skip nothing")).is_err());
     }
 
     #[test]

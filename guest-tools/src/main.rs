@@ -6,6 +6,8 @@ use std::process::ExitCode;
 
 use keel_guest_tools::{open_msr_device, parse, spin, wrmsr_loop, Mode, MSR_DEVICE, USAGE};
 
+mod hostile_ops;
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mode = match parse(&args) {
@@ -49,6 +51,11 @@ fn main() -> ExitCode {
                     eprintln!("keel-stress: writing MSR {msr:#x} through {MSR_DEVICE}: {error}");
                     return ExitCode::FAILURE;
                 }
+            }
+        }
+        Mode::Hostile(options) => {
+            if !hostile_ops::run(options, &say) {
+                return ExitCode::FAILURE;
             }
         }
     }

@@ -124,5 +124,6 @@ fn entry(images: Dom0Images, options: &Options) -> DomainEntry {
         console_input: Default::default(),
         tables_bytes: 0,
         run_cycles: 0,
+        assignments: alloc::vec::Vec::new(),
     }
 }

@@ -67,6 +67,8 @@ pub struct Domain {
     pub unbacked_accesses: u64,
     /// Emulated devices and interrupt controllers; test guests have none.
     pub platform: Option<Box<VirtualPlatform>>,
+    /// Host PCI functions wired into this boot of the domain.
+    pub assigned: alloc::vec::Vec<crate::passthrough::Wired>,
     mmio_decodes: DecodeCache,
     management: Option<Management>,
 }
@@ -121,6 +123,7 @@ impl Domain {
             cpu: GuestCpu::default(),
             platform: None,
             unbacked_accesses: 0,
+            assigned: alloc::vec::Vec::new(),
             mmio_decodes: DecodeCache::default(),
             management: None,
         })
@@ -185,6 +188,41 @@ impl Domain {
             self.memory.remove(start, MemoryKind::Shared);
             DomainError::Ept(error)
         })
+    }
+
+    /// Maps an assigned device's memory BAR one to one (guest-physical =
+    /// host-physical), uncached. It is recorded as device memory: it cannot
+    /// overlap RAM or anything else the guest has, and guest-memory
+    /// accesses never reach it.
+    pub fn map_device(&mut self, address: u64, len: u64) -> Result<(), DomainError> {
+        let ept = self.ept.as_mut().ok_or(DomainError::Ept(EptError::AddressOutOfRange))?;
+        let start = GuestPhysAddr::new(address);
+        self.memory.add_mmio(start, len).map_err(DomainError::Memory)?;
+        let mapped = ept.map_range(
+            start,
+            HostPhysAddr::new(address),
+            len,
+            EptFlags::READ | EptFlags::WRITE,
+            MemoryType::Uncacheable,
+            PageSize::Size4K,
+            &mut HostFrames,
+            &memory::phys_memory(),
+        );
+        mapped.map_err(|error| {
+            self.memory.remove(start, MemoryKind::Mmio);
+            DomainError::Ept(error)
+        })
+    }
+
+    /// The guest's RAM as (guest-physical, host-physical, length) runs, for
+    /// an IOMMU domain that mirrors it.
+    pub fn ram_runs(&self) -> alloc::vec::Vec<(u64, HostPhysAddr, u64)> {
+        self.memory
+            .regions()
+            .iter()
+            .filter(|region| region.kind() == MemoryKind::Ram)
+            .filter_map(|region| Some((region.start().as_u64(), region.host()?, region.len())))
+            .collect()
     }
 
     /// Unmaps what [`Domain::map_shared`] mapped at `gpa` (nothing if no
@@ -254,6 +292,11 @@ impl Domain {
     /// Returns the domain's memory and tables to the host (the management
     /// memory is Keel's: it is only unmapped).
     pub fn destroy(mut self) {
+        // Assigned devices go quiet (and their DMA is blocked) before the
+        // memory they could write is freed.
+        for wired in self.assigned.drain(..) {
+            crate::passthrough::unwire(wired);
+        }
         if let Some(ept) = self.ept.take() {
             ept.destroy(&mut HostFrames, &memory::phys_memory());
         }

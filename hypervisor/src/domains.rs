@@ -184,6 +184,8 @@ pub struct DomainEntry {
     /// TSC cycles its vCPU held the CPU in the current boot (guest time
     /// plus Keel's work on its exits), for the time report.
     pub run_cycles: u64,
+    /// Host PCI functions Dom0 attached, wired in at every boot.
+    pub assignments: Vec<crate::passthrough::Assignment>,
 }
 
 impl DomainEntry {

@@ -10,6 +10,7 @@ pub mod console_line;
 pub mod console_ring;
 pub mod cpuid_policy;
 pub mod cr_policy;
+pub mod host_irq;
 pub mod host_probe;
 pub mod management;
 pub mod platform_devices;

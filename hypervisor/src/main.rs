@@ -18,6 +18,7 @@ mod linux_domain;
 mod memory;
 mod mmio;
 mod msr;
+mod passthrough;
 mod scheduler;
 mod selftest;
 mod string_emulation;
@@ -161,6 +162,22 @@ fn host_pci_init(boot_info: &BootInformation) {
         ),
         _ => log::info!("pci: configuration mechanism #1 (ports 0xcf8/0xcfc)"),
     }
+    const LISTED: usize = 32;
+    let functions = keel_pci::enumerate::enumerate(&mut arch::pci::HostConfig);
+    let listed = functions.clone();
+    for function in functions.iter().take(LISTED) {
+        log::info!(
+            "pci: {} {:04x}:{:04x} class {:06x}",
+            function.bdf,
+            function.vendor,
+            function.device,
+            function.class
+        );
+    }
+    if functions.len() > LISTED {
+        log::info!("pci: ... {} functions in all", functions.len());
+    }
+    passthrough::init(boot_info, listed);
 }
 
 #[panic_handler]

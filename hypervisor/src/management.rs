@@ -8,7 +8,8 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use keel_abi::mgmt::{
-    Command, CreateDomain, DomainId, DomainInfo, HostInfo, ImageKind, Request, Response, Status, VERSION_MAJOR,
+    pci_flags, Command, CreateDomain, DomainId, DomainInfo, HostInfo, ImageKind, PciAddress, PciFunction, Request,
+    Response, Status, DOM0, VERSION_MAJOR,
 };
 
 use crate::console_ring::ReadResult;
@@ -48,10 +49,51 @@ pub trait DomainControl {
     /// Returns how many bytes the console took.
     fn console_write(&mut self, domain: DomainId, bytes: &[u8]) -> Outcome<usize>;
     fn dmesg(&mut self, cursor: u64, out: &mut [u8]) -> ReadResult;
+
+    /// The host's PCI functions (ABI 1.2 `PciList`), in address order.
+    fn pci_functions(&self) -> Vec<PciFunction> {
+        Vec::new()
+    }
+
+    /// `PciAssignable`: `assignable` makes the function available to
+    /// DomUs; `false` gives it back (refused with `BadState` while a domain
+    /// owns it). Unknown address: `NoSuchDevice`; a host bridge:
+    /// `NotPermitted`. Making an assignable function assignable again (or
+    /// an unassignable one unassignable) succeeds.
+    fn pci_assignable(&mut self, _address: PciAddress, _assignable: bool) -> Outcome<()> {
+        Err(Failure::new(Status::Unsupported, "PCI assignment is not built yet"))
+    }
+
+    /// `PciAttach`: gives the function to `domain` (a DomU still
+    /// `Building`; other states `BadState`) when it boots, and takes it
+    /// back (reset, assignable again) when the domain is destroyed. Not
+    /// assignable: `NotPermitted`; owned by another domain: `Busy`; no
+    /// IOMMU confines its DMA and `unconfined_dma` is false: `NotConfined`
+    /// (with `unconfined_dma`, Keel logs that the DMA is not confined).
+    /// `dispatch` has already refused Dom0 as `domain`.
+    fn pci_attach(&mut self, _domain: DomainId, _address: PciAddress, _unconfined_dma: bool) -> Outcome<()> {
+        Err(Failure::new(Status::Unsupported, "PCI assignment is not built yet"))
+    }
 }
 
 fn domain_arg(request: &Request) -> Outcome<DomainId> {
     DomainId::try_from(request.args[0]).map_err(|_| Failure::new(Status::InvalidArgument, "args[0]: not a domain id"))
+}
+
+/// `args[index]` as a PCI address (`bus << 8 | device << 3 | function`).
+fn pci_address_arg(request: &Request, index: usize) -> Outcome<PciAddress> {
+    u32::try_from(request.args[index])
+        .ok()
+        .and_then(PciAddress::from_raw)
+        .ok_or_else(|| {
+            Failure::new(
+                Status::InvalidArgument,
+                alloc::format!(
+                    "args[{index}]: {:#x} is not a PCI address (bus << 8 | device << 3 | function)",
+                    request.args[index]
+                ),
+            )
+        })
 }
 
 /// Runs one call. `input` holds the request's `data_len` bytes (already
@@ -175,6 +217,51 @@ fn run(
         Command::Dmesg => {
             let read = control.dmesg(request.args[1], output);
             Ok(([read.start, read.end, 0, 0], (read.end - read.start) as usize))
+        }
+        Command::PciList => {
+            let functions = control.pci_functions();
+            let mut len = 0;
+            for function in &functions {
+                let slot = output.get_mut(len..).unwrap_or_default();
+                len += function
+                    .encode(slot)
+                    .map_err(|_| Failure::new(Status::InvalidArgument, "too many PCI functions for the data area"))?;
+            }
+            Ok(([functions.len() as u64, 0, 0, 0], len))
+        }
+        Command::PciAssignable => {
+            let address = pci_address_arg(request, 0)?;
+            let assignable = match request.args[1] {
+                0 => false,
+                1 => true,
+                other => {
+                    return Err(Failure::new(
+                        Status::InvalidArgument,
+                        alloc::format!("args[1]: {other} is neither 1 (assignable) nor 0 (not assignable)"),
+                    ))
+                }
+            };
+            control.pci_assignable(address, assignable)?;
+            done([0; 4])
+        }
+        Command::PciAttach => {
+            let domain = domain_arg(request)?;
+            let address = pci_address_arg(request, 1)?;
+            let flags = request.args[2];
+            if flags & !pci_flags::ALL != 0 {
+                return Err(Failure::new(
+                    Status::InvalidArgument,
+                    alloc::format!("args[2]: unknown PCI attach flags {:#x}", flags & !pci_flags::ALL),
+                ));
+            }
+            if domain == DOM0 {
+                return Err(Failure::new(
+                    Status::NotPermitted,
+                    "devices are attached to DomUs; Dom0 cannot be given one",
+                ));
+            }
+            control.pci_attach(domain, address, flags & pci_flags::UNCONFINED_DMA != 0)?;
+            done([0; 4])
         }
     }
 }

@@ -13,11 +13,14 @@ use keel_devices::cmos_rtc::{CmosRtc, CMOS_RTC_PORT_COUNT};
 use keel_devices::ioapic::{IoApic, IOAPIC_BASE, IOAPIC_MMIO_LEN};
 use keel_devices::lapic::{is_x2apic_msr, ApicEffect, LocalApic, TimerClock, IA32_TSC_DEADLINE};
 use keel_devices::mgmt_pci::{MgmtConfig, MgmtEffect, MgmtFunction, MgmtLayout};
+use keel_devices::passthrough::{PassthroughFunction, PassthroughWrite};
 use keel_devices::pci_host::{PciAddress, PciHost, PCI_CONFIG_ADDRESS_PORT, PCI_HOST_PORT_COUNT};
 use keel_devices::power_button::PowerButton;
 use keel_devices::reset::{KeyboardControllerReset, KEYBOARD_CONTROLLER_BASE_PORT, KEYBOARD_CONTROLLER_PORT_COUNT};
 use keel_devices::uart16550::Uart16550;
+use keel_devices::virtio_pci::VirtioDevice;
 use keel_devices::{all_ones, Device, InterruptMessage, Platform, PowerAction};
+use keel_virtio::pci::{Effect, Interrupt as VirtioInterrupt, MsiMessage, VirtioPciFunction};
 
 /// What the platform needs from the machine it runs on: the TSC (device
 /// timers count in TSC cycles) and the console (where the console domain's
@@ -57,6 +60,16 @@ pub const MANAGEMENT_ADDRESS: PciAddress = match PciAddress::new(0, 1, 0) {
 };
 pub const MANAGEMENT_REGISTERS_GPA: u64 = PCI_ROOT.mmio_start as u64;
 pub const MANAGEMENT_SHARED_GPA: u64 = PCI_ROOT.mmio_start as u64 + (2 << 20);
+/// Assigned host functions and paravirtual devices take slots from here
+/// up, function 0 each.
+pub const PASSTHROUGH_FIRST_SLOT: u8 = 4;
+/// Paravirtual devices' BAR 0 (16 KiB each), 16 MiB into the PCI MMIO
+/// window, above the management function's BARs.
+pub const VIRTIO_MMIO_BASE: u64 = PCI_ROOT.mmio_start as u64 + (16 << 20);
+const VIRTIO_MMIO_STRIDE: u64 = 0x4000;
+/// Their notify ports (BAR 2), 64 ports apart.
+pub const VIRTIO_NOTIFY_PORT_BASE: u16 = 0xe000;
+const VIRTIO_NOTIFY_PORT_STRIDE: u16 = 0x40;
 
 /// LVT timer, initial count and divide configuration: the xAPIC registers
 /// that change when the timer fires.
@@ -129,12 +142,34 @@ pub struct VirtualPlatform<H> {
     timer_dirty: bool,
     /// Dom0 rang the management doorbell during the last access.
     doorbell: bool,
+    /// Where assigned host functions sit in the guest's configuration space.
+    passthrough: Vec<PciAddress>,
+    /// Configuration writes the guest made, for the real devices.
+    passthrough_writes: Vec<(PciAddress, PassthroughWrite)>,
+    /// Assigned devices' interrupts waiting for the guest's EOI of the
+    /// previous one on the same pin (see [`VirtualPlatform::pulse_irq`]).
+    deferred_pulses: Vec<u32>,
+    /// Paravirtual (virtio-pci) devices, and where their BARs decode now.
+    virtio: Vec<VirtioSlot>,
+    /// What the guest asked of them, for their backends.
+    virtio_effects: Vec<(PciAddress, Effect)>,
+}
+
+/// A virtio device's slot and its BARs' current windows (refreshed after
+/// every configuration write, so the hot MMIO path needs no PCI lookup).
+#[derive(Clone, Copy, Debug)]
+struct VirtioSlot {
+    address: PciAddress,
+    mmio: Option<(u64, u64)>,
+    notify: Option<(u64, u64)>,
 }
 
 #[derive(Debug)]
 pub enum PlatformError {
     Bus(keel_devices::bus::BusError),
     Management(&'static str),
+    Passthrough(&'static str),
+    Virtio(&'static str),
 }
 
 impl core::fmt::Display for PlatformError {
@@ -142,6 +177,8 @@ impl core::fmt::Display for PlatformError {
         match self {
             Self::Bus(error) => write!(f, "registering a device: {error:?}"),
             Self::Management(what) => write!(f, "adding the management function: {what}"),
+            Self::Passthrough(what) => write!(f, "adding an assigned device: {what}"),
+            Self::Virtio(what) => write!(f, "adding a paravirtual device: {what}"),
         }
     }
 }
@@ -197,6 +234,11 @@ impl<H: PlatformHost> VirtualPlatform<H> {
             },
             timer_dirty: true,
             doorbell: false,
+            passthrough: Vec::new(),
+            passthrough_writes: Vec::new(),
+            deferred_pulses: Vec::new(),
+            virtio: Vec::new(),
+            virtio_effects: Vec::new(),
         })
     }
 
@@ -252,6 +294,210 @@ impl<H: PlatformHost> VirtualPlatform<H> {
         }
     }
 
+    /// The first free slot from [`PASSTHROUGH_FIRST_SLOT`] (function 0).
+    fn free_slot(&self) -> Option<PciAddress> {
+        (PASSTHROUGH_FIRST_SLOT..32)
+            .filter_map(|device| PciAddress::new(0, device, 0))
+            .find(|address| {
+                !self.passthrough.contains(address)
+                    && !self.virtio.iter().any(|slot| slot.address == *address)
+                    && *address != MANAGEMENT_ADDRESS
+            })
+    }
+
+    /// Adds a paravirtual device: its BAR 0 in the PCI MMIO window above
+    /// the management function's, its notify port from
+    /// [`VIRTIO_NOTIFY_PORT_BASE`], INTx routed like any slot's.
+    pub fn attach_virtio(&mut self, function: VirtioPciFunction) -> Result<PciAddress, PlatformError> {
+        let address = self.free_slot().ok_or(PlatformError::Virtio("no free PCI slot"))?;
+        let index = self.virtio.len() as u64;
+        let mmio_base = VIRTIO_MMIO_BASE + index * VIRTIO_MMIO_STRIDE;
+        let notify_port = VIRTIO_NOTIFY_PORT_BASE + (index as u16) * VIRTIO_NOTIFY_PORT_STRIDE;
+        let line = PCI_ROOT
+            .intx_gsi(address.device(), 1)
+            .ok_or(PlatformError::Virtio("no INTx route"))?;
+        let device = VirtioDevice::new(function, mmio_base, notify_port, line as u8)
+            .map_err(|_| PlatformError::Virtio("BAR placement refused"))?;
+        self.pci_host()
+            .ok_or(PlatformError::Virtio("no PCI host"))?
+            .add_function(address, Box::new(device))
+            .map_err(|_| PlatformError::Virtio("slot taken"))?;
+        self.virtio.push(VirtioSlot {
+            address,
+            mmio: None,
+            notify: None,
+        });
+        self.refresh_virtio_windows();
+        Ok(address)
+    }
+
+    fn virtio_device(&mut self, address: PciAddress) -> Option<&mut VirtioDevice> {
+        self.pci_host()?.function_as::<VirtioDevice>(address)
+    }
+
+    fn refresh_virtio_windows(&mut self) {
+        for index in 0..self.virtio.len() {
+            let address = self.virtio[index].address;
+            if let Some(device) = self.virtio_device(address) {
+                let (mmio, notify) = (device.mmio_window(), device.notify_ports());
+                self.virtio[index].mmio = mmio;
+                self.virtio[index].notify = notify;
+            }
+        }
+    }
+
+    fn virtio_at_mmio(&self, gpa: u64) -> Option<(PciAddress, u64)> {
+        self.virtio.iter().find_map(|slot| {
+            let (base, len) = slot.mmio?;
+            let offset = gpa.checked_sub(base).filter(|&offset| offset < len)?;
+            Some((slot.address, offset))
+        })
+    }
+
+    fn virtio_at_port(&self, port: u16) -> Option<(PciAddress, u64)> {
+        self.virtio.iter().find_map(|slot| {
+            let (base, len) = slot.notify?;
+            let offset = u64::from(port).checked_sub(base).filter(|&offset| offset < len)?;
+            Some((slot.address, offset))
+        })
+    }
+
+    /// Moves a device's effects to the platform's list and delivers the
+    /// interrupts its transport released.
+    fn collect_virtio(&mut self, address: PciAddress) {
+        let Some(device) = self.virtio_device(address) else {
+            return;
+        };
+        let effects = device.take_effects();
+        let mut released = Vec::new();
+        while let Some(message) = device.function_mut().next_released_interrupt() {
+            released.push(message);
+        }
+        for message in released {
+            self.deliver_msi(message);
+        }
+        self.virtio_effects
+            .extend(effects.into_iter().map(|effect| (address, effect)));
+    }
+
+    /// What the guest asked of its paravirtual devices (queue kicks,
+    /// resets, status changes) since the last call.
+    pub fn take_virtio_effects(&mut self) -> Vec<(PciAddress, Effect)> {
+        core::mem::take(&mut self.virtio_effects)
+    }
+
+    /// A backend completed work on queue `queue` of the device at
+    /// `address`: the interrupt the driver asked for, if any, is delivered.
+    pub fn signal_virtio_queue(&mut self, address: PciAddress, queue: u16) -> bool {
+        let Some(interrupt) = self
+            .virtio_device(address)
+            .and_then(|device| device.function_mut().signal_queue(queue))
+        else {
+            return false;
+        };
+        match interrupt {
+            VirtioInterrupt::Msi(message) => self.deliver_msi(message),
+            VirtioInterrupt::Intx => {
+                let line = self
+                    .virtio_device(address)
+                    .map(|device| u32::from(device.header().interrupt_line()));
+                if let Some(gsi) = line {
+                    self.effects.irq_lines.push((gsi, true));
+                }
+            }
+        }
+        self.settle();
+        true
+    }
+
+    /// An MSI a device wrote: the vector (data bits 7:0) and trigger mode
+    /// (bit 15) at the only local APIC, which every destination names.
+    fn deliver_msi(&mut self, message: MsiMessage) {
+        const MSI_ADDRESS_BASE: u64 = 0xfee0_0000;
+        if message.address & 0xfff0_0000 != MSI_ADDRESS_BASE {
+            // Not an interrupt message: the write goes nowhere.
+            return;
+        }
+        let vector = message.data as u8;
+        let level_triggered = message.data & (1 << 15) != 0;
+        self.effects.interrupts.push(InterruptMessage {
+            vector,
+            // Destination ID, address bits 19:12.
+            destination: ((message.address >> 12) & 0xff) as u32,
+            level_triggered,
+        });
+        self.settle();
+    }
+
+    /// Puts an assigned host function at the first free slot from
+    /// [`PASSTHROUGH_FIRST_SLOT`]; returns its address in the guest.
+    pub fn attach_passthrough(&mut self, function: PassthroughFunction) -> Result<PciAddress, PlatformError> {
+        let slot = self.free_slot().ok_or(PlatformError::Passthrough("no free PCI slot"))?;
+        self.pci_host()
+            .ok_or(PlatformError::Passthrough("no PCI host"))?
+            .add_function(slot, Box::new(function))
+            .map_err(|_| PlatformError::Passthrough("slot taken"))?;
+        self.passthrough.push(slot);
+        Ok(slot)
+    }
+
+    fn check_passthrough_writes(&mut self) {
+        for index in 0..self.passthrough.len() {
+            let address = self.passthrough[index];
+            let Some(function) = self
+                .pci_host()
+                .and_then(|host| host.function_as::<PassthroughFunction>(address))
+            else {
+                continue;
+            };
+            let command = function.take_command_change().map(PassthroughWrite::Command);
+            let registers = function
+                .take_config_writes()
+                .into_iter()
+                .map(|(offset, value)| PassthroughWrite::Register { offset, value });
+            let writes: Vec<PassthroughWrite> = command.into_iter().chain(registers).collect();
+            self.passthrough_writes
+                .extend(writes.into_iter().map(|write| (address, write)));
+        }
+    }
+
+    /// Configuration writes to apply to the assigned devices, by their
+    /// guest address.
+    pub fn take_passthrough_writes(&mut self) -> Vec<(PciAddress, PassthroughWrite)> {
+        core::mem::take(&mut self.passthrough_writes)
+    }
+
+    /// One interrupt of an assigned device on guest GSI `gsi`: an edge
+    /// (the line up, then down). On a level-triggered pin whose last
+    /// interrupt the guest has not acknowledged yet, that edge would be
+    /// lost (Remote IRR blocks it, and the line is down again by the EOI):
+    /// it waits for the EOI instead.
+    pub fn pulse_irq(&mut self, gsi: u32) {
+        if self.ioapic.in_service(gsi) {
+            self.deferred_pulses.push(gsi);
+            return;
+        }
+        self.effects.irq_lines.push((gsi, true));
+        self.effects.irq_lines.push((gsi, false));
+        self.settle();
+    }
+
+    /// After an EOI: the pulses that waited for it.
+    fn replay_deferred_pulses(&mut self) {
+        let mut index = 0;
+        while index < self.deferred_pulses.len() {
+            let gsi = self.deferred_pulses[index];
+            if self.ioapic.in_service(gsi) {
+                index += 1;
+                continue;
+            }
+            self.deferred_pulses.remove(index);
+            self.effects.irq_lines.push((gsi, true));
+            self.effects.irq_lines.push((gsi, false));
+            self.settle();
+        }
+    }
+
     /// Takes "the management shared memory moved" (where it decodes now).
     pub fn take_management_move(&mut self) -> Option<MgmtLayout> {
         self.management_moved.take()
@@ -276,6 +522,10 @@ impl<H: PlatformHost> VirtualPlatform<H> {
     }
 
     pub fn port_read(&mut self, port: u16, size: u8) -> u64 {
+        // Notify registers are write-only.
+        if self.virtio_at_port(port).is_some() {
+            return 0;
+        }
         let value = if (COM1_BASE..COM1_BASE + COM1_LEN).contains(&port) {
             self.uart.read(u64::from(port - COM1_BASE), size, &mut self.effects)
         } else {
@@ -288,6 +538,13 @@ impl<H: PlatformHost> VirtualPlatform<H> {
     }
 
     pub fn port_write(&mut self, port: u16, size: u8, value: u64) {
+        if let Some((address, offset)) = self.virtio_at_port(port) {
+            if let Some(device) = self.virtio_device(address) {
+                device.notify_write(offset, size, value as u32);
+            }
+            self.collect_virtio(address);
+            return;
+        }
         if (COM1_BASE..COM1_BASE + COM1_LEN).contains(&port) {
             self.uart
                 .write(u64::from(port - COM1_BASE), size, value, &mut self.effects);
@@ -295,6 +552,14 @@ impl<H: PlatformHost> VirtualPlatform<H> {
             self.ports.write(u64::from(port), size, value, &mut self.effects);
             if (PCI_CONFIG_ADDRESS_PORT..PCI_CONFIG_ADDRESS_PORT + PCI_HOST_PORT_COUNT).contains(&u64::from(port)) {
                 self.check_management_layout();
+                self.check_passthrough_writes();
+                if !self.virtio.is_empty() {
+                    self.refresh_virtio_windows();
+                    for index in 0..self.virtio.len() {
+                        let address = self.virtio[index].address;
+                        self.collect_virtio(address);
+                    }
+                }
             }
         }
         self.settle();
@@ -305,9 +570,17 @@ impl<H: PlatformHost> VirtualPlatform<H> {
         (IOAPIC_BASE..IOAPIC_BASE + IOAPIC_MMIO_LEN).contains(&gpa)
             || (LOCAL_APIC_BASE..LOCAL_APIC_BASE + LOCAL_APIC_MMIO_LEN).contains(&gpa)
             || self.management_offset(gpa).is_some()
+            || self.virtio_at_mmio(gpa).is_some()
     }
 
     pub fn mmio_read(&mut self, gpa: u64, size: u8) -> u64 {
+        if let Some((address, offset)) = self.virtio_at_mmio(gpa) {
+            let value = self
+                .virtio_device(address)
+                .map_or(all_ones(size), |device| device.mmio_read(offset, size));
+            self.collect_virtio(address);
+            return value;
+        }
         if let Some(offset) = self.management_offset(gpa) {
             let mut effects = core::mem::take(&mut self.effects.irq_lines);
             let value = match self.management_function() {
@@ -331,6 +604,13 @@ impl<H: PlatformHost> VirtualPlatform<H> {
     }
 
     pub fn mmio_write(&mut self, gpa: u64, size: u8, value: u64) {
+        if let Some((address, offset)) = self.virtio_at_mmio(gpa) {
+            if let Some(device) = self.virtio_device(address) {
+                device.mmio_write(offset, size, value);
+            }
+            self.collect_virtio(address);
+            return;
+        }
         if let Some(offset) = self.management_offset(gpa) {
             let mut effects = core::mem::take(&mut self.effects.irq_lines);
             let effect = self.management_function().and_then(|function| {
@@ -363,6 +643,10 @@ impl<H: PlatformHost> VirtualPlatform<H> {
                 level_triggered: true,
             }) => {
                 self.ioapic.end_of_interrupt(vector, &mut self.effects);
+                if !self.deferred_pulses.is_empty() {
+                    self.settle();
+                    self.replay_deferred_pulses();
+                }
             }
             // A single-vCPU domain has no other APIC to reach.
             Some(ApicEffect::Ipi { .. }) | Some(ApicEffect::Eoi { .. }) | None => {}
@@ -631,6 +915,154 @@ mod tests {
         assert!(!platform.is_mmio(MANAGEMENT_REGISTERS_GPA));
         platform.mmio_write(MANAGEMENT_REGISTERS_GPA + keel_abi::mgmt::regs::DOORBELL, 4, 1);
         assert!(!platform.take_doorbell());
+    }
+
+    #[test]
+    fn an_assigned_device_is_configured_by_the_guest_and_its_irq_pulses() {
+        use keel_devices::pci_config::{Bar, BarKind, PciIdentity};
+        let (mut platform, _host) = platform();
+        let identity = PciIdentity {
+            vendor_id: 0x8086,
+            device_id: 0x7010,
+            class_code: 0x010180,
+            revision: 0,
+            subsystem_vendor_id: 0,
+            subsystem_id: 0,
+        };
+        let bar = Bar {
+            kind: BarKind::Io,
+            size: 16,
+            address: 0xc000,
+        };
+        let function = PassthroughFunction::new(identity, &[(4, bar)], 0, 14).unwrap();
+        let address = platform.attach_passthrough(function).unwrap();
+        assert_eq!(address, PciAddress::new(0, PASSTHROUGH_FIRST_SLOT, 0).unwrap());
+        let config = |register: u32| u64::from(0x8000_0000 | u32::from(address.device()) << 11 | register);
+        platform.port_write(0xcf8, 4, config(0));
+        assert_eq!(platform.port_read(0xcfc, 4), 0x7010_8086);
+        platform.port_write(0xcf8, 4, config(4));
+        platform.port_write(0xcfc, 2, 0x5);
+        let changes = platform.take_passthrough_writes();
+        assert_eq!(changes, [(address, PassthroughWrite::Command(0x5))]);
+        assert!(platform.take_passthrough_writes().is_empty());
+        // ISA IRQ 14, edge-triggered as Linux programs it.
+        platform.mmio_write(LOCAL_APIC_BASE + 0xf0, 4, 0x1ff);
+        platform.mmio_write(IOREGSEL, 4, 0x10 + 2 * 14);
+        platform.mmio_write(IOWIN, 4, 0x3e);
+        platform.mmio_write(IOREGSEL, 4, 0x11 + 2 * 14);
+        platform.mmio_write(IOWIN, 4, 0);
+        platform.pulse_irq(14);
+        assert_eq!(platform.pending_interrupt(), Some(0x3e));
+    }
+
+    #[test]
+    fn a_second_interrupt_on_a_level_pin_in_service_waits_for_the_eoi() {
+        let (mut platform, _host) = platform();
+        platform.mmio_write(LOCAL_APIC_BASE + 0xf0, 4, 0x1ff);
+        // GSI 16 as Linux programs a PCI INTx pin: level, active low.
+        platform.mmio_write(IOREGSEL, 4, 0x10 + 2 * 16);
+        platform.mmio_write(IOWIN, 4, 0xa000 | 0x45);
+        platform.mmio_write(IOREGSEL, 4, 0x11 + 2 * 16);
+        platform.mmio_write(IOWIN, 4, 0);
+        platform.pulse_irq(16);
+        assert_eq!(platform.pending_interrupt(), Some(0x45));
+        platform.start_delivery(0x45);
+        // The second channel interrupts before the guest's EOI.
+        platform.pulse_irq(16);
+        assert_eq!(platform.pending_interrupt(), None, "Remote IRR holds it back");
+        platform.mmio_write(LOCAL_APIC_BASE + 0xb0, 4, 0); // EOI
+        assert_eq!(
+            platform.pending_interrupt(),
+            Some(0x45),
+            "delivered after the EOI, not lost"
+        );
+        platform.start_delivery(0x45);
+        platform.mmio_write(LOCAL_APIC_BASE + 0xb0, 4, 0);
+        assert_eq!(platform.pending_interrupt(), None, "and only once");
+    }
+
+    #[test]
+    fn a_virtio_device_is_probed_kicked_and_interrupts_through_msi_x() {
+        use keel_virtio::features::{KEEL_TRANSPORT_FEATURES, VIRTIO_F_VERSION_1};
+        use keel_virtio::pci::{common, FunctionConfig, CAP_MSIX, MSIX_TABLE_OFFSET};
+        use keel_virtio::status::{ACKNOWLEDGE, DRIVER, DRIVER_OK, FEATURES_OK};
+        let (mut platform, _host) = platform();
+        let function = VirtioPciFunction::new(
+            FunctionConfig {
+                device_type: keel_virtio::device_id::BLOCK,
+                device_features: KEEL_TRANSPORT_FEATURES,
+                num_queues: 1,
+                queue_max_size: 128,
+                msix_vectors: 2,
+                notify_off_multiplier: 0,
+            },
+            &[0; 60],
+        )
+        .unwrap();
+        let address = platform.attach_virtio(function).unwrap();
+        let config = |register: u32| u64::from(0x8000_0000 | u32::from(address.device()) << 11 | register);
+        let mut cfg_read = |platform: &mut VirtualPlatform<FakeHost>, register: u32, size: u8| {
+            platform.port_write(0xcf8, 4, config(register & !3));
+            platform.port_read(0xcfc + (register & 3) as u16, size)
+        };
+        assert_eq!(cfg_read(&mut platform, 0, 4), 0x1042_1af4, "modern virtio-blk");
+        assert_ne!(cfg_read(&mut platform, 6, 2) & 0x10, 0, "a capability list");
+        assert_eq!(cfg_read(&mut platform, 0x34, 1), 0x40);
+        assert!(
+            !platform.is_mmio(VIRTIO_MMIO_BASE),
+            "BAR 0 decodes only once memory is on"
+        );
+        let cfg_write = |platform: &mut VirtualPlatform<FakeHost>, register: u32, size: u8, value: u64| {
+            platform.port_write(0xcf8, 4, config(register & !3));
+            platform.port_write(0xcfc + (register & 3) as u16, size, value);
+        };
+        cfg_write(&mut platform, 4, 2, 0x3); // I/O and memory decoding
+        cfg_write(&mut platform, u32::from(CAP_MSIX) + 2, 2, 1 << 15); // MSI-X on
+        assert!(platform.is_mmio(VIRTIO_MMIO_BASE));
+        let bar0 = VIRTIO_MMIO_BASE;
+        // MSI-X entry 0: the local APIC, vector 0x51, unmasked.
+        platform.mmio_write(bar0 + MSIX_TABLE_OFFSET, 4, 0xfee0_0000);
+        platform.mmio_write(bar0 + MSIX_TABLE_OFFSET + 4, 4, 0);
+        platform.mmio_write(bar0 + MSIX_TABLE_OFFSET + 8, 4, 0x51);
+        platform.mmio_write(bar0 + MSIX_TABLE_OFFSET + 12, 4, 0);
+        let common = |offset: u64| bar0 + offset;
+        platform.mmio_write(common(common::DEVICE_STATUS), 1, u64::from(ACKNOWLEDGE | DRIVER));
+        platform.mmio_write(common(common::DRIVER_FEATURE_SELECT), 4, 1);
+        platform.mmio_write(common(common::DRIVER_FEATURE), 4, VIRTIO_F_VERSION_1 >> 32);
+        platform.mmio_write(
+            common(common::DEVICE_STATUS),
+            1,
+            u64::from(ACKNOWLEDGE | DRIVER | FEATURES_OK),
+        );
+        assert_ne!(
+            platform.mmio_read(common(common::DEVICE_STATUS), 1) as u8 & FEATURES_OK,
+            0
+        );
+        platform.mmio_write(common(common::QUEUE_SELECT), 2, 0);
+        platform.mmio_write(common(common::QUEUE_MSIX_VECTOR), 2, 0);
+        platform.mmio_write(common(common::QUEUE_DESC), 8, 0x10000);
+        platform.mmio_write(common(common::QUEUE_DRIVER), 8, 0x11000);
+        platform.mmio_write(common(common::QUEUE_DEVICE), 8, 0x12000);
+        platform.mmio_write(common(common::QUEUE_ENABLE), 2, 1);
+        platform.mmio_write(
+            common(common::DEVICE_STATUS),
+            1,
+            u64::from(ACKNOWLEDGE | DRIVER | FEATURES_OK | DRIVER_OK),
+        );
+        let effects: Vec<Effect> = platform
+            .take_virtio_effects()
+            .into_iter()
+            .map(|(_, effect)| effect)
+            .collect();
+        assert!(effects.contains(&Effect::QueueEnabled(0)), "{effects:?}");
+        // The driver kicks queue 0 through the notify port: an effect for
+        // the backend, no exit to decode.
+        platform.port_write(VIRTIO_NOTIFY_PORT_BASE, 2, 0);
+        assert_eq!(platform.take_virtio_effects(), [(address, Effect::QueueNotify(0))]);
+        // The backend completes: MSI-X vector 0 reaches the local APIC.
+        platform.mmio_write(LOCAL_APIC_BASE + 0xf0, 4, 0x1ff);
+        assert!(platform.signal_virtio_queue(address, 0));
+        assert_eq!(platform.pending_interrupt(), Some(0x51));
     }
 
     #[test]

@@ -84,6 +84,19 @@ impl<'a> Scheduler<'a> {
     fn host_work(&mut self) {
         crate::console::pump();
         crate::iommu::poll_faults();
+        let (table, queue) = (&mut self.table, &mut self.queue);
+        crate::passthrough::forward_pending(|id, gsi| {
+            let platform = table
+                .get_mut(id)
+                .and_then(|entry| entry.domain.as_mut())
+                .and_then(|domain| domain.platform.as_deref_mut());
+            if let Some(platform) = platform {
+                platform.pulse_irq(gsi);
+                if platform.pending_interrupt().is_some() {
+                    let _ = queue.wake(vcpu_id(id));
+                }
+            }
+        });
         for entry in self.table.iter_mut() {
             let Some(platform) = entry.domain.as_mut().and_then(|domain| domain.platform.as_deref_mut()) else {
                 continue;
@@ -228,6 +241,7 @@ impl<'a> Scheduler<'a> {
     /// Takes `id` off the CPU and out of the table, returning everything it held.
     fn remove_domain(&mut self, id: DomainId) {
         let _ = self.queue.remove(vcpu_id(id));
+        crate::passthrough::detach_all(id);
         if let Some(mut entry) = self.table.remove(id) {
             entry.state = DomainState::Dying;
             entry.release();

@@ -21,6 +21,7 @@ const ELEMENTS_PER_EXIT: u64 = 64;
 
 const PAGE_SIZE: u64 = 4096;
 const RFLAGS_DF: u64 = 1 << 10;
+const RFLAGS_TF: u64 = 1 << 8;
 
 /// Ports and device memory as a string instruction reaches them.
 pub trait Devices {
@@ -102,7 +103,11 @@ pub fn emulate(
         ]
         .map(|segment| vcpu.segment_base(segment)),
     };
-    let result = instruction.execute(&mut regs, &mut access, ELEMENTS_PER_EXIT);
+    // Under RFLAGS.TF every iteration ends in its own single-step #DB, as
+    // on hardware: one element per exit then.
+    let single_step = vcpu.rflags() & RFLAGS_TF != 0;
+    let batch = if single_step { 1 } else { ELEMENTS_PER_EXIT };
+    let result = instruction.execute(&mut regs, &mut access, batch);
     // Completed elements stay done, also when a later one faults.
     {
         let all = vcpu.regs();
@@ -113,6 +118,7 @@ pub fn emulate(
     }
     match result? {
         Progress::Done => vcpu.advance_rip(instruction.len as u64),
+        Progress::More if single_step => vcpu.single_step_iteration(),
         Progress::More => {}
     }
     Ok(())

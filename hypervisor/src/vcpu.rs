@@ -82,6 +82,9 @@ pub enum VcpuExit {
     TimerTick,
     /// A host interrupt arrived while the guest ran.
     HostInterrupt,
+    /// A host device's interrupt (for a guest that was assigned the
+    /// device) arrived while the guest ran.
+    DeviceInterrupt,
     MemoryFault(MemoryFault),
     /// RDMSR: the handler sets EDX:EAX or injects #GP.
     MsrRead {
@@ -182,6 +185,9 @@ pub trait Vcpu {
     fn rip(&self) -> u64;
     /// Completes the instruction that caused the current exit.
     fn skip_instruction(&mut self);
+    /// After one iteration of a REP string instruction Keel performs (RIP
+    /// stays on it): the single-step #DB RFLAGS.TF asks for.
+    fn single_step_iteration(&mut self);
     /// Completes an instruction of `len` bytes the hypervisor decoded itself.
     fn advance_rip(&mut self, len: u64);
     /// The guest's current privilege level.

@@ -6,16 +6,20 @@ use keel_abi::emulator::{qemu_status, QEMU_EXIT_SUCCESS};
 
 use crate::case::TestCase;
 use crate::dom0::{Dom0Modules, KernelImage};
-use crate::machine::{ExtraAcpiTable, Machine, QemuMachine};
+use crate::emulator::bochs::{passthrough_sector_text, PASSTHROUGH_DISK_GEOMETRY};
+use crate::machine::{BochsDisk, ExtraAcpiTable, Machine, QemuMachine};
 
 /// The longest runs come first: two run at a time, so starting the long
 /// ones early keeps the whole suite short. Measured on the 2-core
 /// development machine, two at once: bochs-domu-faults 321 s, bochs-domu
-/// 248 s, bochs-domu-sched 121 s; then the Dom0 boots and the short
-/// self-contained guests.
+/// 248 s, bochs-domu-sched 121 s; bochs-hostile 160-170 s with one other
+/// emulator running; bochs-passthrough 82 s alone (Dom0's clock: 245 s);
+/// then the Dom0 boots and the short self-contained guests.
 pub const BOOT_TESTS: &[fn() -> TestCase] = &[
     bochs_domu_faults,
     bochs_domu,
+    bochs_hostile,
+    bochs_passthrough,
     bochs_domu_sched,
     bochs_dom0,
     bochs_dom0_reboot,
@@ -439,6 +443,244 @@ pub fn bochs_domu_faults() -> TestCase {
     )
 }
 
+/// What Dom0's hostile-guest checks (`xtask/guest/hostile-test.sh`) say
+/// when a step passes, in this order.
+pub const HOSTILE_STEPS: &[&str] = &[
+    "dom0: hostile witness ticking",
+    "dom0: hostile created domu-hostile",
+    "dom0: hostile dom0 run survived",
+    "dom0: hostile witness kept ticking through dom0's run",
+    "dom0: hostile domu run contained",
+    "dom0: hostile witness kept ticking through domu-hostile's run",
+    "dom0: hostile keel list and info answer",
+    "dom0: hostile kernels clean",
+    "dom0: hostile destroyed every domu, memory restored",
+    "dom0: hostile checks done",
+];
+
+/// What they say (at the start of a line's text) when a step fails.
+pub const HOSTILE_FAILURES: &[&str] = &[
+    "dom0: hostile info failed",
+    "dom0: hostile setup failed",
+    "dom0: hostile create failed",
+    "dom0: hostile witness stopped",
+    "dom0: hostile dom0 run failed",
+    "dom0: hostile domu run failed",
+    "dom0: hostile domu run not finished",
+    "dom0: hostile management broken",
+    "dom0: hostile kernel problems",
+    "dom0: hostile destroy failed",
+    "dom0: hostile memory leak",
+];
+
+/// What `keel-stress hostile` (guest-tools) says when one of its checks
+/// fails: a value read outside RAM, a missing single-step #DB, an #AC that
+/// never came, a breakpoint that miscounted, a write the architecture
+/// refuses that was accepted, a signal it did not expect.
+pub const HOSTILE_STRESS_FAILURE: &str = "keel-stress: hostile FAILED";
+
+/// The seeds Dom0's own run (`hostile-test.sh`) and the hostile DomU
+/// (`xtask/guest/domu-hostile.toml`) use: their summary lines tell them apart.
+pub const HOSTILE_DOM0_SEED: u64 = 1;
+pub const HOSTILE_DOMU_SEED: u64 = 2;
+
+/// Dom0's summary line, every operation counted at least once: CPUID, MSRs
+/// read, written and refused with #GP, ports, loads and stores outside RAM,
+/// VMCALLs, single-step traps, #AC traps, breakpoint #DBs; then string MMIO,
+/// string port I/O, single-stepped REP iterations and INT1 #DBs; hardware
+/// breakpoints usable (Bochs implements them); no failure.
+fn hostile_dom0_summary() -> String {
+    let mut pattern = format!(r"\] keel-stress: hostile done seed={HOSTILE_DOM0_SEED}");
+    for field in [
+        "rounds",
+        "cpuid",
+        "msr_read",
+        "msr_write",
+        "msr_gp",
+        "port_read",
+        "port_write",
+        "mem_read",
+        "mem_write",
+        "vmcall",
+        "tf_steps",
+        "ac_traps",
+        "db_traps",
+    ] {
+        pattern.push_str(&format!(" {field}=[1-9][0-9]*"));
+    }
+    pattern.push_str(" .*");
+    for field in ["string_mmio", "string_io", "tf_string_steps", "int1_traps"] {
+        pattern.push_str(&format!(" {field}=[1-9][0-9]*"));
+    }
+    pattern.push_str(r" breakpoints=ok failures=0\b");
+    pattern
+}
+
+/// A hostile guest against Keel (`keel.test=hostile`): `keel-stress hostile`
+/// runs in Dom0 for 60 s of its clock, then in `domu-hostile` for 45 s of
+/// its own, while the witness `domu-tick` must keep ticking (at least one
+/// tick per 4 s of each run). It sweeps CPUID leaves (basic, 0x4000_00xx,
+/// extended, random), reads architectural and random MSRs and writes random
+/// values where the guest kernel does not depend on them (and writes the
+/// architecture refuses: reserved EFER, APIC_BASE, MISC_ENABLE, DEBUGCTL,
+/// SPEC_CTRL bits, EFER.LME under paging, a locked FEATURE_CONTROL, which
+/// must fail), reads and writes ports (never the kernel's devices or a reset
+/// or power-off port), maps the holes of `/proc/iomem` (below and above
+/// 4 GiB) through `/dev/mem` and reads (all ones or zeros) and writes them
+/// 1 to 8 bytes wide and with `rep movs`/`rep stos`, does `rep ins`/`rep
+/// outs`, VMCALLs from user mode with random registers, single-steps CPUID,
+/// RDTSC, VMCALL and IN (a #DB after each) and REP string instructions on a
+/// hole and a port (a #DB after each iteration, as the CPU does on RAM), and
+/// raises #AC, breakpoint #DBs and INT1 (one #DB, past the instruction).
+/// Dom0's run must end cleanly with every kind of operation counted
+/// and Keel's warning about unbacked addresses; the DomU must finish its run
+/// or be stopped by Keel as crashed (contained either way); `keel list` and
+/// `keel info` must answer; no kernel may complain; all memory comes back.
+/// Keel's exit counts for Dom0 must show the VMCALLs and the reflected
+/// exceptions (#DB, #AC).
+pub fn bochs_hostile() -> TestCase {
+    let dom0_summary = hostile_dom0_summary();
+    let domu_start = format!(r"\] keel-stress: hostile start seed={HOSTILE_DOMU_SEED} ");
+    domu_scenario(
+        "bochs-hostile",
+        Dom0Modules::hostile_test(),
+        // Dom0's boot, two DomU boots and two runs on the one emulated CPU.
+        Duration::from_secs(900),
+        HOSTILE_STEPS,
+        &[
+            (
+                // Keel's first warnings may come before keel-stress's
+                // start line reaches the kernel log (through a shell loop),
+                // so only its summary is looked for after them.
+                "dom0: hostile created domu-hostile",
+                &[
+                    r"keel: warning: domain 0: (read|write) of GPA 0x[0-9a-f]+ \(rip=0x[0-9a-f]+\): no memory or device there",
+                    &dom0_summary,
+                ],
+            ),
+            (
+                // The DomU's own lines, as Dom0 shows them from its console.
+                "dom0: hostile witness kept ticking through dom0's run",
+                &[r"\] domu: hostile run started", &domu_start],
+            ),
+        ],
+        HOSTILE_FAILURES,
+    )
+    .forbid_text(HOSTILE_STRESS_FAILURE)
+    .expect_regex(r"keel: domain 0 exits:.*\bexception-or-nmi=[1-9][0-9]*.*\bvmcall=[1-9]")
+}
+
+/// What Dom0's PCI passthrough checks (`xtask/guest/passthrough-test.sh`)
+/// say when a step passes, in this order.
+pub const PASSTHROUGH_STEPS: &[&str] = &[
+    "dom0: passthrough host function listed",
+    "dom0: passthrough create refused while not assignable",
+    "dom0: passthrough made assignable",
+    "dom0: passthrough unconfined dma refused without pci_unconfined_dma",
+    "dom0: passthrough created domu-disk",
+    "dom0: passthrough domu read the disk through the host's function",
+    "dom0: passthrough dom0 does not see the function",
+    "dom0: passthrough list shows it attached",
+    "dom0: passthrough destroyed domu-disk, memory restored",
+    "dom0: passthrough assignable again after destroy",
+    "dom0: passthrough returned to the host",
+    "dom0: passthrough checks done",
+];
+
+/// What they say (at the start of a line's text) when a step fails.
+pub const PASSTHROUGH_FAILURES: &[&str] = &[
+    "dom0: passthrough info failed",
+    "dom0: passthrough list failed",
+    "dom0: passthrough refusal failed",
+    "dom0: passthrough assignable-add failed",
+    "dom0: passthrough create failed",
+    "dom0: passthrough domu disk failed",
+    "dom0: passthrough dom0 isolation failed",
+    "dom0: passthrough destroy failed",
+    "dom0: passthrough memory check failed",
+    "dom0: passthrough assignable-remove failed",
+];
+
+/// What the passthrough DomU's /init says when it cannot read the disk.
+pub const PASSTHROUGH_DOMU_FAILURE: &str = "domu: disk FAILED";
+
+/// The host function the passthrough DomU gets (Bochs' PIIX3 IDE), and
+/// where Keel puts it in the DomU.
+pub const PASSTHROUGH_HOST_FUNCTION: &str = "0000:00:01.1";
+pub const PASSTHROUGH_GUEST_FUNCTION: &str = "0000:00:04.0";
+
+/// The DomU's line with sector `sector`'s whole text, as its kernel logs it.
+fn passthrough_sector_line(sector: u32) -> String {
+    format!(
+        r"\] domu: disk sector {sector}: {}",
+        regex::escape(&passthrough_sector_text(sector))
+    )
+}
+
+/// PCI passthrough (`keel.test=passthrough`) on the Dom0 machine with a
+/// second disk (`BochsDisk::Passthrough`, on the secondary IDE channel):
+/// Bochs' PIIX3 IDE function, not assignable at first, is refused to a
+/// DomU; once assignable, refused again without `pci_unconfined_dma` (no
+/// IOMMU confines its DMA); then `domu-disk` gets it, Keel warns that its
+/// DMA is not confined and shows it to the DomU at 00:04.0 with the host's
+/// ids, and the DomU's own ata_piix (PIO, `libata.dma=0`) finds the disk,
+/// reads sectors 0 and 1 with their whole known text, and its interrupts
+/// arrive (more during the reads). Dom0 sees no such function; the list
+/// shows it attached; destroying the DomU gives all memory back and leaves
+/// it assignable; `keel pci-assignable-remove` returns it.
+pub fn bochs_passthrough() -> TestCase {
+    let host = regex::escape(PASSTHROUGH_HOST_FUNCTION);
+    let guest = regex::escape(PASSTHROUGH_GUEST_FUNCTION);
+    let guest_short = regex::escape(&PASSTHROUGH_GUEST_FUNCTION[5..]);
+    let keel_lines = [
+        format!(r"keel: warning: domain [0-9]+: {host} assigned WITHOUT DMA confinement"),
+        format!(r"keel: domain [0-9]+: {host} assigned as {guest_short} "),
+    ];
+    let domu_lines = [
+        format!(
+            r"\] domu: disk sd[a-z]+: {} sectors, behind PCI function {guest} ",
+            PASSTHROUGH_DISK_GEOMETRY.sectors()
+        ),
+        // The host's ids; the class an IDE controller's, whose programming
+        // interface Keel may change (it shows a compatibility-mode
+        // controller to the DomU in native mode).
+        format!(r"\] domu: disk pci {guest} 8086:7010 class 0101[0-9a-f]{{2}} driver ata_piix"),
+        passthrough_sector_line(0),
+        passthrough_sector_line(1),
+        r"\] domu: disk irqs [1-9][0-9]* \([1-9][0-9]* during the reads".to_string(),
+        r"\] domu: disk done".to_string(),
+    ];
+    let keel_lines: Vec<&str> = keel_lines.iter().map(String::as_str).collect();
+    let domu_lines: Vec<&str> = domu_lines.iter().map(String::as_str).collect();
+    let mut case = domu_scenario(
+        "bochs-passthrough",
+        Dom0Modules::passthrough_test(),
+        // Dom0's boot, then one DomU boot and its disk reads: 82 s alone
+        // (245 s of Dom0's clock); Dom0 waits up to 600 s of its clock for
+        // the DomU.
+        Duration::from_secs(900),
+        PASSTHROUGH_STEPS,
+        &[
+            // Keel assigns the function when `keel create` boots the DomU.
+            (
+                "dom0: passthrough unconfined dma refused without pci_unconfined_dma",
+                &keel_lines,
+            ),
+            // The DomU's own lines, as Dom0 shows them from its console.
+            ("dom0: passthrough created domu-disk", &domu_lines),
+        ],
+        PASSTHROUGH_FAILURES,
+    )
+    .forbid_text(PASSTHROUGH_DOMU_FAILURE);
+    case.machine = passthrough_machine();
+    case
+}
+
+/// The Dom0 machine with the passthrough disk on its secondary IDE channel.
+pub fn passthrough_machine() -> Machine {
+    dom0_machine().with_bochs_disk(BochsDisk::Passthrough)
+}
+
 /// The prompt of Dom0's busybox shell: root, in `/`.
 pub const DOM0_SHELL_PROMPT: &str = "/ # ";
 
@@ -650,6 +892,8 @@ mod tests {
             [
                 "bochs-domu-faults",
                 "bochs-domu",
+                "bochs-hostile",
+                "bochs-passthrough",
                 "bochs-domu-sched",
                 "bochs-dom0",
                 "bochs-dom0-reboot",
@@ -670,10 +914,12 @@ mod tests {
 
     #[test]
     fn no_domu_marker_hides_in_another() {
-        let scenarios: [(&[&str], &[&str]); 3] = [
+        let scenarios: [(&[&str], &[&str]); 5] = [
             (DOMU_STEPS, DOMU_FAILURES),
             (DOMU_SCHED_STEPS, DOMU_SCHED_FAILURES),
             (DOMU_FAULTS_STEPS, DOMU_FAULTS_FAILURES),
+            (HOSTILE_STEPS, HOSTILE_FAILURES),
+            (PASSTHROUGH_STEPS, PASSTHROUGH_FAILURES),
         ];
         for (steps, failures) in scenarios {
             for step in steps {
@@ -704,6 +950,255 @@ mod tests {
             assert_eq!(case.cmdline, "guest=dom0 exit=emulator");
             assert!(case.console_input.is_empty());
         }
+    }
+
+    #[test]
+    fn the_hostile_test_runs_on_the_dom0_machine_with_its_flag() {
+        let case = bochs_hostile();
+        assert!(case.name.contains("hostile"), "{}", case.name);
+        assert_eq!(case.dom0, Some(Dom0Modules::hostile_test()));
+        assert_eq!(case.machine, dom0_machine());
+        assert_eq!(case.cmdline, "guest=dom0 exit=emulator");
+        assert!(case.console_input.is_empty());
+    }
+
+    const HOSTILE_LOG: &str = "\
+keel: VMX root mode entered (VMCS revision 0x2b)
+keel: dom0: loading Linux (13857 KiB kernel, 18000 KiB initrd, 256 MiB RAM): console=ttyS0 keel.test=hostile
+[   58.300000] dom0: userspace started
+[   59.700000] dom0: hostile free memory before: 758951936 bytes
+keel: domain 1 (domu-tick): created, 96 MiB
+[  150.000000] dom0: hostile witness ticking: domu-tick said 'domu: tick 1'
+keel: domain 2 (domu-hostile): created, 96 MiB
+[  151.000000] dom0: hostile created domu-hostile (id 2)
+keel: warning: domain 0: read of GPA 0x10000000 (rip=0x4a2b3c): no memory or device there; reads all ones (1 so far)
+[  151.500000] keel-stress: hostile start seed=1 seconds=60 rounds=- skip=none phys_bits=39 holes=0x10000000-0xbfffffff acpi_ports=[(600, 603)] ports=in/out string_ports=yes
+[  152.500000] keel-stress: hostile round 1: cpuid=1800 msr=40 port=48 mem=64 vmcall=16 tf_steps=28 ac_traps=4 db_traps=0 failures=0
+[  211.600000] keel-stress: hostile done seed=1 rounds=40 cpuid=2400 msr_read=480 msr_write=330 msr_gp=700 port_read=640 port_write=320 mem_read=1280 mem_write=640 vmcall=320 tf_steps=560 ac_traps=80 db_traps=480 msr_refused=40 mem_unmappable=0 mem_pread=0 mem_pread_refused=40 vmcall_error=320 vmcall_fault=0 string_mmio=120 string_io=120 tf_string_steps=640 int1_traps=40 breakpoints=ok failures=0
+[  211.700000] keel-stress: exit status 0
+[  211.800000] dom0: hostile dom0 run survived: keel-stress status 0 after 60.20 s: seed=1 rounds=40
+[  218.000000] dom0: hostile witness kept ticking through dom0's run: tick 20 -> 80 in 66.00 s
+--- [300.0] domu-hostile's console, its own report lines ---
+[   95.000000] domu: hostile run started (keel.domu=hostile: keel-stress hostile --seed 2 --seconds 45)
+[   95.100000] keel-stress: hostile start seed=2 seconds=45 rounds=- skip=none phys_bits=39 holes=0x6000000-0xbfffffff acpi_ports=[(600, 603)] ports=in/out string_ports=yes
+[  140.000000] keel-stress: hostile done seed=2 rounds=30 cpuid=2000 failures=0
+[  140.100000] domu: hostile done (keel-stress status 0)
+---
+[  300.500000] dom0: hostile domu run contained: domu-hostile finished its run and is blocked: hostile done seed=2
+[  307.000000] dom0: hostile witness kept ticking through domu-hostile's run: tick 80 -> 160 in 89.00 s
+[  308.000000] dom0: hostile keel list and info answer: Domain-0 domu-tick domu-hostile listed
+[  309.000000] dom0: hostile kernels clean: dom0, domu-tick and domu-hostile (blocked)
+keel: domain 2: destroyed
+keel: domain 1: destroyed
+[  310.000000] dom0: hostile destroyed every domu, memory restored
+[  310.500000] dom0: hostile checks done
+keel: dom0 powered off
+keel: domain 0 stopped: powered off
+keel: domain 0 exits: exception-or-nmi=700 interrupt-window=3845 cpuid=13328 hlt=26512 io=44656 rdmsr=316 wrmsr=73244 vmcall=320 ept-violation=74503 total=293926
+keel: dom0 finished
+";
+
+    #[test]
+    fn the_hostile_test_accepts_its_documented_output_and_needs_every_figure() {
+        let case = bochs_hostile();
+        assert_eq!(judge(&case, &outcome(HOSTILE_LOG, Some(1))), vec![]);
+        // Keel stopping the hostile DomU is contained too.
+        let stopped = HOSTILE_LOG.replace(
+            "finished its run and is blocked: hostile done seed=2",
+            "Keel stopped domu-hostile (crashed, on_crash=preserve) after round 3: domain 2 stopped: triple fault",
+        );
+        assert_eq!(judge(&case, &outcome(&stopped, Some(1))), vec![]);
+        for (what, from, to) in [
+            (
+                "a failed check",
+                "[  152.500000] keel-stress: hostile round 1",
+                "keel-stress: hostile FAILED: read 0x4c45454b at 0x10000000",
+            ),
+            ("no single-step trap", " tf_steps=560 ", " tf_steps=0 "),
+            ("no #AC", " ac_traps=80 ", " ac_traps=0 "),
+            ("no VMCALL", " vmcall=320 tf_steps", " vmcall=0 tf_steps"),
+            ("no MSR #GP", " msr_gp=700 ", " msr_gp=0 "),
+            ("no loads outside RAM", " mem_read=1280 ", " mem_read=0 "),
+            ("no string MMIO", " string_mmio=120 ", " string_mmio=0 "),
+            ("no string port I/O", " string_io=120 ", " string_io=0 "),
+            ("no stepped REP", " tf_string_steps=640 ", " tf_string_steps=0 "),
+            ("no INT1", " int1_traps=40 ", " int1_traps=0 "),
+            ("no breakpoint #DB", " db_traps=480 ", " db_traps=0 "),
+            ("no breakpoints", " breakpoints=ok ", " breakpoints=never-fired "),
+            ("a failure counted", " failures=0\n[  211.7", " failures=2\n[  211.7"),
+            (
+                "Keel's warning",
+                "keel: warning: domain 0: read of GPA",
+                "keel: warning: domain 3: read of GPA",
+            ),
+            ("Dom0's own run", "hostile done seed=1 ", "hostile done seed=5 "),
+            ("the DomU's run", "hostile start seed=2 ", "hostile start seed=5 "),
+            ("reflected exceptions", "exception-or-nmi=700 ", ""),
+            ("user VMCALL exits", " vmcall=320 ept", " ept"),
+        ] {
+            assert!(HOSTILE_LOG.contains(from), "{what}: {from}");
+            let broken = HOSTILE_LOG.replace(from, to);
+            assert!(!judge(&case, &outcome(&broken, Some(1))).is_empty(), "{what}");
+        }
+    }
+
+    #[test]
+    fn the_passthrough_test_runs_on_the_dom0_machine_with_the_disk() {
+        let case = bochs_passthrough();
+        assert_eq!(case.dom0, Some(Dom0Modules::passthrough_test()));
+        assert_eq!(case.machine, passthrough_machine());
+        let Machine::Bochs(machine) = &case.machine else {
+            panic!("passthrough runs in Bochs");
+        };
+        assert_eq!(machine.disk, Some(BochsDisk::Passthrough));
+        assert_eq!(
+            Machine::Bochs(crate::machine::BochsMachine {
+                disk: None,
+                ..machine.clone()
+            }),
+            dom0_machine()
+        );
+        assert_eq!(case.cmdline, "guest=dom0 exit=emulator");
+        assert!(case.console_input.is_empty());
+        // No other test has the disk.
+        for other in all_boot_tests() {
+            if other.name != case.name {
+                assert_ne!(other.machine, case.machine, "{}", other.name);
+            }
+        }
+    }
+
+    /// What bochs-passthrough's serial log shows when it passes (abridged).
+    fn passthrough_log() -> String {
+        format!(
+            "\
+keel: VMX root mode entered (VMCS revision 0x2b)
+keel: dom0: loading Linux (13857 KiB kernel, 18528 KiB initrd, 256 MiB RAM): console=ttyS0 cryptomgr.notests keel.test=passthrough
+[   58.300000] dom0: userspace started
+[   59.000000] dom0: passthrough free memory before: 758951936 bytes
+dom0# keel pci-assignable-list
+Address       Device     Class   State           DMA
+0000:00:00.0  8086:1237  060000  host bridge     dma NOT confined
+0000:00:01.1  8086:7010  010180  not assignable  dma NOT confined
+[   59.500000] dom0: passthrough host function listed: 0000:00:01.1 8086:7010 010180 not assignable dma NOT confined
+dom0# keel create /etc/keel/domu-disk.toml
+keel: domain domu-disk (id 1): cannot attach PCI device 0000:00:01.1: not permitted
+keel: destroyed the half-built domain domu-disk (id 1)
+[   60.000000] dom0: passthrough create refused while not assignable: keel: domain domu-disk (id 1): cannot attach PCI device 0000:00:01.1: not permitted
+dom0# keel pci-assignable-add 0000:00:01.1
+[   60.500000] dom0: passthrough made assignable: 0000:00:01.1 8086:7010 010180 assignable dma NOT confined
+dom0# keel create /etc/keel/domu-disk-confined.toml
+keel: domain domu-disk-confined (id 2): cannot attach PCI device 0000:00:01.1: no IOMMU confines the device's DMA; set pci_unconfined_dma = true in the config to force it
+[   61.000000] dom0: passthrough unconfined dma refused without pci_unconfined_dma: keel: domain domu-disk-confined (id 2): cannot attach PCI device 0000:00:01.1: no IOMMU confines the device's DMA
+dom0# keel create /etc/keel/domu-disk.toml
+keel: warning: domain 3: 0000:00:01.1 assigned WITHOUT DMA confinement (no IOMMU covers it): its DMA can read and write any host memory
+keel: domain 3: 0000:00:01.1 assigned as 00:04.0 (2 I/O range(s), 0 memory BAR(s), IRQs [14, 15], DMA NOT confined)
+keel: domain 3 (domu-disk): created, 96 MiB
+keel: warning: 0000:00:01.1 is attached to domu-disk (id 3) with pci_unconfined_dma: no IOMMU confines its DMA
+[   62.000000] dom0: passthrough created domu-disk (id 3)
+[  150.000000] domu-disk: done after 88.00 s
+--- domu-disk's console: the controller and its disk ---
+[   25.000000] scsi host1: ata_piix
+[   25.100000] ata2: PATA max MWDMA2 cmd 0x170 ctl 0x376 bmdma 0xc048 irq 15
+[   25.900000] sd 1:0:0:0: [sda] 2016 512-byte logical blocks: (1.03 MB/1008 KiB)
+--- [150.1] domu-disk's console, its own report lines ---
+[   20.000000] domu: userspace started
+[   24.000000] domu: disk drivers loaded: scsi_common scsi_mod libata ata_piix sd_mod (libata dma=0 )
+[   26.000000] domu: disk sda: 2016 sectors, behind PCI function 0000:00:04.0 (/sys/devices/pci0000:00/0000:00:04.0/ata2/host1/target1:0:0/1:0:0:0/block/sda)
+[   26.100000] domu: disk pci 0000:00:04.0 8086:7010 class 010185 driver ata_piix
+[   26.200000] domu: disk sector 0: {sector0}
+[   26.300000] domu: disk sector 1: {sector1}
+[   26.400000] domu: disk irqs 21 (4 during the reads; irq 14: 16, irq 15: 5)
+[   26.500000] domu: disk done
+---
+[  151.000000] dom0: passthrough domu read the disk through the host's function: pci 0000:00:04.0 8086:7010 class 010185 driver ata_piix; sectors 0 and 1 hold their text; irqs 21 (4 during the reads; irq 14: 16, irq 15: 5)
+[  152.000000] dom0: passthrough dom0 does not see the function: 3 PCI functions, none 8086:7010
+dom0# keel pci-assignable-list
+[  153.000000] dom0: passthrough list shows it attached: 0000:00:01.1 8086:7010 010180 attached to domu-disk (id 3) dma NOT confined
+dom0# keel destroy domu-disk
+keel: domain 3: destroyed
+[  154.000000] dom0: passthrough destroyed domu-disk, memory restored
+[  155.000000] dom0: passthrough assignable again after destroy: 0000:00:01.1 8086:7010 010180 assignable dma NOT confined
+dom0# keel pci-assignable-remove 0000:00:01.1
+[  156.000000] dom0: passthrough returned to the host: 0000:00:01.1 8086:7010 010180 not assignable dma NOT confined
+[  156.500000] dom0: passthrough checks done
+keel: dom0 powered off
+keel: domain 0 stopped: powered off
+keel: dom0 finished
+",
+            sector0 = passthrough_sector_text(0),
+            sector1 = passthrough_sector_text(1),
+        )
+    }
+
+    #[test]
+    fn the_passthrough_test_accepts_its_documented_output_and_needs_the_disk_read() {
+        let case = bochs_passthrough();
+        let log = passthrough_log();
+        assert_eq!(judge(&case, &outcome(&log, Some(1))), vec![]);
+        let sector0 = passthrough_sector_text(0);
+        let sector1 = passthrough_sector_text(1);
+        for (what, from, to) in [
+            (
+                "Keel's warning",
+                "assigned WITHOUT DMA confinement",
+                "assigned with DMA confinement",
+            ),
+            ("Keel's assignment", "assigned as 00:04.0 ", "assigned as 00:05.0 "),
+            (
+                "the host's ids",
+                "8086:7010 class 010185 driver ata_piix",
+                "8086:7111 class 010185 driver ata_piix",
+            ),
+            ("its driver", "class 010185 driver ata_piix", "class 010185 driver "),
+            ("not an IDE controller", "class 010185 driver", "class 018085 driver"),
+            ("the disk's size", "disk sda: 2016 sectors", "disk sda: 2048 sectors"),
+            (
+                "a disk behind another function",
+                "behind PCI function 0000:00:04.0",
+                "behind PCI function 0000:00:05.0",
+            ),
+            (
+                "sector 0's text",
+                &sector0[40..80],
+                "0000000000000000000000000000000000000000",
+            ),
+            (
+                "sector 1's text",
+                &sector1[100..140],
+                "0000000000000000000000000000000000000000",
+            ),
+            (
+                "sector 1 read as sector 0",
+                &format!("disk sector 1: {sector1}"),
+                &format!("disk sector 1: {sector0}"),
+            ),
+            ("no interrupts", "disk irqs 21 (4 during", "disk irqs 0 (0 during"),
+            (
+                "no interrupts during the reads",
+                "disk irqs 21 (4 during",
+                "disk irqs 21 (0 during",
+            ),
+            (
+                "the DomU's failure",
+                "domu: disk done",
+                "domu: disk FAILED: no interrupt during the reads",
+            ),
+            (
+                "Dom0's words for the DomU's line",
+                "[   26.200000] domu: disk sector 0",
+                "dom0 quoting domu: disk sector 0",
+            ),
+        ] {
+            assert!(log.contains(from), "{what}: {from}");
+            let broken = log.replace(from, to);
+            assert!(!judge(&case, &outcome(&broken, Some(1))).is_empty(), "{what}");
+        }
+        // The image the harness writes is what the test expects the DomU to read.
+        let image = BochsDisk::Passthrough.image();
+        assert_eq!(&image[..511], sector0.as_bytes());
+        assert_eq!(&image[512..1023], sector1.as_bytes());
+        assert_eq!(image.len(), PASSTHROUGH_DISK_GEOMETRY.bytes());
     }
 
     const DOMU_SCHED_LOG: &str = "\
@@ -795,8 +1290,16 @@ keel: dom0 finished
             &'static [&'static str],
             &'static [&'static str],
         );
-        let scenarios: [Scenario; 2] = [
+        let passthrough_log: &'static str = Box::leak(passthrough_log().into_boxed_str());
+        let scenarios: [Scenario; 4] = [
             (bochs_domu_sched, DOMU_SCHED_LOG, DOMU_SCHED_STEPS, DOMU_SCHED_FAILURES),
+            (bochs_hostile, HOSTILE_LOG, HOSTILE_STEPS, HOSTILE_FAILURES),
+            (
+                bochs_passthrough,
+                passthrough_log,
+                PASSTHROUGH_STEPS,
+                PASSTHROUGH_FAILURES,
+            ),
             (
                 bochs_domu_faults,
                 DOMU_FAULTS_LOG,

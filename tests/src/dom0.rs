@@ -39,6 +39,16 @@ pub const DOMU_SCHED_TEST_FLAG: &str = "keel.test=domu-sched";
 /// reboot, a triple fault) and power off.
 pub const DOMU_FAULTS_TEST_FLAG: &str = "keel.test=domu-faults";
 
+/// Tells Dom0's /init to run the hostile-guest checks
+/// (`/usr/lib/keel/hostile-test.sh`: `keel-stress hostile` in Dom0 and in a
+/// DomU while a witness DomU ticks) and power off.
+pub const HOSTILE_TEST_FLAG: &str = "keel.test=hostile";
+
+/// Tells Dom0's /init to run the PCI passthrough checks
+/// (`/usr/lib/keel/passthrough-test.sh`: the host's IDE function assigned
+/// to a DomU, whose driver reads the disk behind it) and power off.
+pub const PASSTHROUGH_TEST_FLAG: &str = "keel.test=passthrough";
+
 /// Dom0's Linux command line in boot tests and benchmarks.
 pub fn test_linux_cmdline() -> String {
     format!("{LINUX_CMDLINE} {TEST_FLAG}")
@@ -127,6 +137,16 @@ impl Dom0Modules {
     /// The real kernel and initramfs with Dom0 running the DomU fault checks.
     pub fn domu_faults_test() -> Self {
         Self::with_linux_cmdline(&format!("{LINUX_CMDLINE} {DOMU_FAULTS_TEST_FLAG}"))
+    }
+
+    /// The real kernel and initramfs with Dom0 running the hostile-guest checks.
+    pub fn hostile_test() -> Self {
+        Self::with_linux_cmdline(&format!("{LINUX_CMDLINE} {HOSTILE_TEST_FLAG}"))
+    }
+
+    /// The real kernel and initramfs with Dom0 running the PCI passthrough checks.
+    pub fn passthrough_test() -> Self {
+        Self::with_linux_cmdline(&format!("{LINUX_CMDLINE} {PASSTHROUGH_TEST_FLAG}"))
     }
 
     /// The real kernel and initramfs with Dom0 dropping to a shell.
@@ -275,6 +295,41 @@ mod tests {
             // /init's `grep -w` for keel.test=domu also matches these (a
             // hyphen ends a word): their branches come first in init.sh.
             assert!(flag.starts_with(&format!("{DOMU_TEST_FLAG}-")), "{flag}");
+        }
+    }
+
+    #[test]
+    fn the_hostile_checks_have_their_own_flag() {
+        let modules = Dom0Modules::hostile_test();
+        assert_eq!(modules.linux_cmdline, format!("{LINUX_CMDLINE} {HOSTILE_TEST_FLAG}"));
+        assert_eq!(modules.kernel, KernelImage::Real);
+        assert!(modules.with_initrd);
+        let words: Vec<&str> = modules.linux_cmdline.split(' ').collect();
+        for other in [TEST_FLAG, DOMU_TEST_FLAG, DOMU_SCHED_TEST_FLAG, DOMU_FAULTS_TEST_FLAG] {
+            assert!(!words.contains(&other), "{other}");
+            // /init's grep -w of one flag must not find another.
+            assert!(!HOSTILE_TEST_FLAG.contains(other) && !other.contains(HOSTILE_TEST_FLAG));
+        }
+    }
+
+    #[test]
+    fn the_passthrough_checks_have_their_own_flag() {
+        let modules = Dom0Modules::passthrough_test();
+        assert_eq!(
+            modules.linux_cmdline,
+            format!("{LINUX_CMDLINE} {PASSTHROUGH_TEST_FLAG}")
+        );
+        assert_eq!(modules.kernel, KernelImage::Real);
+        assert!(modules.with_initrd);
+        for other in [
+            TEST_FLAG,
+            DOMU_TEST_FLAG,
+            DOMU_SCHED_TEST_FLAG,
+            DOMU_FAULTS_TEST_FLAG,
+            HOSTILE_TEST_FLAG,
+        ] {
+            // /init's grep -w of one flag must not find another.
+            assert!(!PASSTHROUGH_TEST_FLAG.contains(other) && !other.contains(PASSTHROUGH_TEST_FLAG));
         }
     }
 

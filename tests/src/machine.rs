@@ -15,6 +15,9 @@ pub struct BochsMachine {
     /// A Bochs `cpu: model=` name.
     pub cpu_model: &'static str,
     pub cpu_count: u32,
+    /// A hard disk on the secondary IDE channel (`ata1-master`), its image
+    /// written into the run directory when the run starts.
+    pub disk: Option<BochsDisk>,
 }
 
 impl Default for BochsMachine {
@@ -23,8 +26,18 @@ impl Default for BochsMachine {
             memory_mib: 512,
             cpu_model: "corei7_skylake_x",
             cpu_count: 1,
+            disk: None,
         }
     }
+}
+
+/// Hard disk images a Bochs test adds (`crate::emulator::bochs` has their
+/// geometry and contents).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BochsDisk {
+    /// The disk `bochs-passthrough` hands to a DomU with the PIIX3 IDE
+    /// function: known text in sectors 0 and 1.
+    Passthrough,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,6 +120,15 @@ impl Machine {
         })
     }
 
+    /// The same machine with `disk` on Bochs' secondary IDE channel (QEMU
+    /// machines have no such option and stay as they are).
+    pub fn with_bochs_disk(mut self, disk: BochsDisk) -> Self {
+        if let Machine::Bochs(bochs) = &mut self {
+            bochs.disk = Some(disk);
+        }
+        self
+    }
+
     /// The same machine with `memory_mib` MiB of RAM.
     pub fn with_memory(mut self, memory_mib: u32) -> Self {
         match &mut self {
@@ -142,6 +164,7 @@ mod tests {
         };
         assert_eq!(bochs.memory_mib, 1024);
         assert_eq!(bochs.cpu_model, BochsMachine::default().cpu_model);
+        assert_eq!(bochs.disk, None);
         assert_eq!(
             Machine::qemu_kvm().with_memory(2048),
             Machine::Qemu(QemuMachine {
@@ -151,6 +174,28 @@ mod tests {
                 edu: false,
                 extra_acpi_table: None,
             })
+        );
+    }
+
+    #[test]
+    fn with_bochs_disk_adds_only_the_disk() {
+        let Machine::Bochs(bochs) = Machine::bochs()
+            .with_memory(1024)
+            .with_bochs_disk(BochsDisk::Passthrough)
+        else {
+            panic!("not Bochs any more");
+        };
+        assert_eq!(
+            bochs,
+            BochsMachine {
+                memory_mib: 1024,
+                disk: Some(BochsDisk::Passthrough),
+                ..BochsMachine::default()
+            }
+        );
+        assert_eq!(
+            Machine::qemu_tcg().with_bochs_disk(BochsDisk::Passthrough),
+            Machine::qemu_tcg()
         );
     }
 }

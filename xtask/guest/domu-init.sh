@@ -14,6 +14,16 @@
 #                       RAM (isolation checks), then spin
 #   keel.domu=triple    reboot at once; with `reboot=t` on the command line
 #                       Linux does that with a triple fault
+#   keel.domu=hostile   run `keel-stress hostile` (seed, seconds and groups
+#                       left out from keel.hostile-seed=, keel.hostile-seconds=
+#                       and keel.hostile-skip=), say
+#                       "domu: hostile done (keel-stress status N)", then idle
+#   keel.domu=disk      PCI passthrough: load the IDE disk's drivers (ata_piix
+#                       and what it needs), find the disk Keel's assigned
+#                       PIIX3 IDE function leads to, read its sectors 0 and 1
+#                       and say what they hold, what the function is and how
+#                       many of its interrupts came, then "domu: disk done"
+#                       (or "domu: disk FAILED: ..."), then idle
 #   (none)              a busybox shell on the console, for `keel console`;
 #                       the domain powers off when the shell exits
 # Dom0's checks (xtask/guest/domu-*test.sh) wait for the lines these say.
@@ -41,9 +51,15 @@ say "domu: kernel $(uname -r)"
 say "domu: boot id $(cat /proc/sys/kernel/random/boot_id)"
 
 mode=
+hostile_seed=2
+hostile_seconds=45
+hostile_skip=
 for word in $(cat /proc/cmdline); do
     case "$word" in
         keel.domu=*) mode=${word#keel.domu=} ;;
+        keel.hostile-seed=*) hostile_seed=${word#keel.hostile-seed=} ;;
+        keel.hostile-seconds=*) hostile_seconds=${word#keel.hostile-seconds=} ;;
+        keel.hostile-skip=*) hostile_skip=${word#keel.hostile-skip=} ;;
     esac
 done
 
@@ -114,6 +130,170 @@ probe() {
     say "domu: probes done"
 }
 
+# The parameters the kernel command line gives module $1, one a line
+# (`libata.dma=0` gives `dma=0`): modprobe passes them, busybox insmod not.
+module_params() {
+    for word in $(cat /proc/cmdline); do
+        case "$word" in
+            "$1".*=*) echo "${word#"$1".}" ;;
+        esac
+    done
+}
+
+# The passthrough test's disk (tests/src/emulator/bochs.rs writes it):
+# sectors 0 and 1 hold one line of text each, starting with this, the
+# sector's number and a space.
+DISK_MARKER=KEEL-PASSTHROUGH-SECTOR-
+# The IDE disk's drivers, in load order (kernel::DOMU_MODULES: each after
+# the modules it needs).
+DISK_MODULES="scsi_common scsi_mod libata ata_piix sd_mod"
+# Seconds to wait for the disk once its driver is loaded (libata probes
+# the channels and the SCSI layer scans them in the background).
+DISK_WAIT=120
+# Seconds one sector's read may take: far more than a read whose interrupt
+# arrives needs, far less than libata's retries of one whose interrupt is
+# lost (30 s each, minutes in all, with dd unkillable meanwhile).
+DISK_READ_WAIT=60
+
+# The failure line, then what the interrupt controller counted and what
+# the kernel said about the controller, for the reader.
+disk_failed() {
+    say "domu: disk FAILED: $*"
+    grep -E 'CPU0|ata_piix|IO-APIC|XT-PIC' /proc/interrupts | while IFS= read -r line; do
+        say "domu: disk interrupts: $line"
+    done
+    # ata_piix ignores a channel whose decode-enable bit (bit 7 of config
+    # bytes 0x41 and 0x43, IDETIM) is clear.
+    for function in /sys/bus/pci/devices/*; do
+        case "$(cat "$function/class" 2> /dev/null)" in
+            0x0101*) say "domu: disk config 0x40-0x43 of ${function##*/}: $(od -An -tx1 -j 64 -N 4 "$function/config")" ;;
+        esac
+    done
+}
+
+# The interrupts ata_piix has had, all its IRQs together.
+ata_irq_total() {
+    awk '/ata_piix/ { for (i = 2; i <= NF && $i ~ /^[0-9]+$/; i++) total += $i } END { print total + 0 }' \
+        /proc/interrupts
+}
+
+# Each of ata_piix's IRQs and its count: "irq 14: 3, irq 15: 40".
+ata_irq_list() {
+    awk '/ata_piix/ {
+        n = 0
+        for (i = 2; i <= NF && $i ~ /^[0-9]+$/; i++) n += $i
+        irq = $1
+        sub(":", "", irq)
+        printf "%sirq %s: %d", sep, irq, n
+        sep = ", "
+    }' /proc/interrupts
+}
+
+# Reads sector $2 of /dev/$1 into /tmp/sector-$2. Returns 1 when dd has not
+# finished after DISK_READ_WAIT s (it runs on in the background then), 2
+# when it failed.
+read_sector() {
+    rm -f "/tmp/sector-$2" "/tmp/sector-$2.status"
+    (
+        dd if="/dev/$1" of="/tmp/sector-$2" bs=512 skip="$2" count=1 2> /dev/null
+        echo $? > "/tmp/sector-$2.status"
+    ) &
+    waited=0
+    while [ ! -e "/tmp/sector-$2.status" ]; do
+        [ "$waited" -ge "$DISK_READ_WAIT" ] && return 1
+        sleep 1
+        waited=$((waited + 1))
+    done
+    [ "$(cat "/tmp/sector-$2.status")" = 0 ] || return 2
+}
+
+# A PCI function's ids as lspci gives them ("8086:7010 class 010180") and
+# its driver; $1 is its sysfs directory.
+pci_function() {
+    driver=$(readlink "$1/driver")
+    echo "$(sed 's/^0x//' "$1/vendor"):$(sed 's/^0x//' "$1/device") class $(sed 's/^0x//' "$1/class") driver ${driver##*/}"
+}
+
+read_disk() {
+    for module in $DISK_MODULES; do
+        # shellcheck disable=SC2046 # one parameter a word
+        if ! insmod "/lib/modules/$module.ko" $(module_params "$module"); then
+            disk_failed "insmod /lib/modules/$module.ko $(module_params "$module")"
+            return
+        fi
+    done
+    say "domu: disk drivers loaded: $DISK_MODULES (libata $(module_params libata | tr '\n' ' '))"
+    # The PCI probe runs within insmod; only the disks' come later.
+    bound=$(ls -d /sys/bus/pci/drivers/ata_piix/0000:* 2> /dev/null | sed 's|.*/||' | tr '\n' ' ')
+    if [ -z "$bound" ]; then
+        disk_failed "ata_piix took no PCI function (its probe failed, or it found none)"
+        return
+    fi
+    disk=
+    waited=0
+    while :; do
+        for block in /sys/block/sd*; do
+            if [ -e "$block" ]; then
+                disk=${block##*/}
+                break
+            fi
+        done
+        [ -n "$disk" ] && break
+        if [ "$waited" -ge "$DISK_WAIT" ]; then
+            disk_failed "no disk (/sys/block/sd*) ${DISK_WAIT} s after loading ata_piix"
+            return
+        fi
+        sleep 1
+        waited=$((waited + 1))
+    done
+    sectors=$(cat "/sys/block/$disk/size")
+    # The disk's sysfs path runs through the PCI function of its controller.
+    path=$(readlink -f "/sys/block/$disk")
+    pci=$(echo "$path" | grep -oE '[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]' | tail -n 1)
+    say "domu: disk $disk: $sectors sectors, behind PCI function ${pci:-none} ($path)"
+    if [ -z "$pci" ]; then
+        disk_failed "$disk is behind no PCI function"
+        return
+    fi
+    say "domu: disk pci $pci $(pci_function "/sys/bus/pci/devices/$pci")"
+    if [ ! -b "/dev/$disk" ]; then
+        # shellcheck disable=SC2046 # major and minor
+        mknod "/dev/$disk" b $(tr ':' ' ' < "/sys/block/$disk/dev")
+    fi
+    # From the disk, not the page cache (the partition scan read sector 0).
+    sync
+    echo 3 > /proc/sys/vm/drop_caches
+    irqs_before=$(ata_irq_total)
+    for sector in 0 1; do
+        read_sector "$disk" "$sector"
+        case $? in
+            1)
+                disk_failed "reading sector $sector of /dev/$disk did not finish within ${DISK_READ_WAIT} s ($(ata_irq_total) ata_piix interrupts, $irqs_before before the reads)"
+                return
+                ;;
+            2)
+                disk_failed "dd could not read sector $sector of /dev/$disk (status $(cat "/tmp/sector-$sector.status"))"
+                return
+                ;;
+        esac
+        text=$(tr -d '\n' < "/tmp/sector-$sector")
+        case "$text" in
+            "$DISK_MARKER$sector "*) say "domu: disk sector $sector: $text" ;;
+            *)
+                disk_failed "sector $sector of /dev/$disk reads '$(echo "$text" | head -c 64)', not '$DISK_MARKER$sector ...'"
+                return
+                ;;
+        esac
+    done
+    irqs=$(ata_irq_total)
+    say "domu: disk irqs $irqs ($((irqs - irqs_before)) during the reads; $(ata_irq_list))"
+    if [ "$irqs" -le "$irqs_before" ]; then
+        disk_failed "no ata_piix interrupt during the reads"
+        return
+    fi
+    say "domu: disk done"
+}
+
 case "$mode" in
     poweroff)
         say "domu: powering off (keel.domu=poweroff)"
@@ -158,6 +338,36 @@ case "$mode" in
         # an exception, which the CPU cannot deliver: a triple fault.
         say "domu: rebooting; with reboot=t that is a triple fault (keel.domu=triple)"
         reboot -f
+        ;;
+    hostile)
+        # The hostile guest (Dom0's hostile-test.sh watches it): MSRs through
+        # the msr driver, ports through /dev/port, holes through /dev/mem.
+        # Each line of keel-stress goes through the kernel log, whole.
+        if ! insmod /lib/modules/msr.ko allow_writes=on; then
+            say "domu: hostile setup: insmod /lib/modules/msr.ko failed"
+        fi
+        say "domu: hostile run started (keel.domu=hostile: keel-stress hostile --seed $hostile_seed --seconds $hostile_seconds --skip '$hostile_skip')"
+        {
+            keel-stress hostile --seed "$hostile_seed" --seconds "$hostile_seconds" --skip "$hostile_skip" 2>&1
+            echo "keel-stress: exit status $?"
+        } | while IFS= read -r line; do
+            say "$line"
+            case "$line" in
+                "keel-stress: exit status "*) echo "${line##* }" > /tmp/hostile-status ;;
+            esac
+        done
+        say "domu: hostile done (keel-stress status $(cat /tmp/hostile-status 2> /dev/null))"
+        while :; do
+            sleep 60
+        done
+        ;;
+    disk)
+        # PCI passthrough (Dom0's passthrough-test.sh watches it): the
+        # PIIX3 IDE function's own driver on the real device.
+        read_disk
+        while :; do
+            sleep 60
+        done
         ;;
     "") ;;
     *)

@@ -1,6 +1,7 @@
 # Shell functions Dom0's DomU checks share: /usr/lib/keel/domu-lib.sh in
 # Dom0's initramfs (built by xtask/src/guest/dom0_initramfs.rs), sourced by
-# domu-test.sh, domu-sched-test.sh and domu-faults-test.sh. Not run by itself.
+# domu-test.sh, domu-sched-test.sh, domu-faults-test.sh, hostile-test.sh and
+# passthrough-test.sh. Not run by itself.
 #
 # Times are Dom0's clock (/proc/uptime, 10 ms resolution), the same guest
 # time base Keel's cpu_time_ns counts in (the TSC).
@@ -177,4 +178,38 @@ last_tick() {
 kernel_problems() {
     console_now "$1" | grep -E 'BUG|Oops|panic|WARNING|soft lockup|hard LOCKUP|rcu.*stall|hung_task|Call Trace' \
         | grep -v 'RETBleed: WARNING: Spectre v2 mitigation leaves CPU vulnerable'
+}
+
+# Destroys domain $1 and waits up to 10 s for it to leave `keel list`.
+# Returns 0 when it is gone (or was never listed), 1 when `keel destroy`
+# failed, 2 when it is still listed.
+destroy_and_wait() {
+    listed "$1" || return 0
+    run keel destroy "$1" || return 1
+    wait_gone "$1" || return 2
+    return 0
+}
+
+# keel_refuses PATTERN ARGS...: runs `keel ARGS...`, shows it and its output
+# (kept in /tmp/keel-output.txt). Returns 0 when it fails saying something
+# the extended regular expression PATTERN matches (in any case), 1 when it
+# succeeds, 2 when it fails without saying that.
+keel_refuses() {
+    pattern=$1
+    shift
+    echo "dom0# keel $*"
+    if keel "$@" > /tmp/keel-output.txt 2>&1; then
+        cat /tmp/keel-output.txt
+        return 1
+    fi
+    cat /tmp/keel-output.txt
+    grep -qiE "$pattern" /tmp/keel-output.txt || return 2
+    return 0
+}
+
+# The line `keel pci-assignable-list` gives the host PCI function $1
+# ("0000:00:01.1  8086:7010  010180  assignable  dma NOT confined"), with
+# single spaces; empty when it lists none (or fails).
+pci_list_line() {
+    keel pci-assignable-list 2> /dev/null | grep -E "^$1[[:space:]]" | tr -s ' \t' '  ' | head -n 1
 }

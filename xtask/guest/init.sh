@@ -5,7 +5,10 @@
 # prints one `dom0: ...` line per check for the boot tests and `bench boot`,
 # and powers off; with `keel.test=domu` it runs the DomU checks
 # (/usr/lib/keel/domu-test.sh: create, watch, list and destroy DomUs with
-# /bin/keel) and powers off; with `keel.test=domu-bench` it times one DomU
+# /bin/keel) and powers off; with `keel.test=domu-sched`, `domu-faults`,
+# `hostile` or `passthrough` it runs those checks (/usr/lib/keel/*-test.sh)
+# and powers off;
+# with `keel.test=domu-bench` it times one DomU
 # boot for `bench boot` and powers off; otherwise it starts a shell on the
 # console.
 
@@ -87,6 +90,20 @@ fi
 
 if grep -qwF 'keel.test=domu-faults' /proc/cmdline; then
     /usr/lib/keel/domu-faults-test.sh
+    poweroff -f
+fi
+
+# The hostile-guest checks (hostile-test.sh): Dom0 and a DomU misbehave
+# against Keel while a witness DomU ticks.
+if grep -qwF 'keel.test=hostile' /proc/cmdline; then
+    /usr/lib/keel/hostile-test.sh
+    poweroff -f
+fi
+
+# The PCI passthrough checks (passthrough-test.sh): the host's IDE function
+# goes to a DomU, whose own driver reads the disk behind it.
+if grep -qwF 'keel.test=passthrough' /proc/cmdline; then
+    /usr/lib/keel/passthrough-test.sh
     poweroff -f
 fi
 

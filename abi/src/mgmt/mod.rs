@@ -22,9 +22,11 @@
 
 mod codec;
 pub mod payload;
+pub mod pci;
 
 pub use codec::{Reader, Writer};
 pub use payload::*;
+pub use pci::*;
 
 /// PCI identity of the management function. 0x4b45 ("KE") is not a
 /// PCI-SIG-assigned vendor id; the function exists only inside Dom0.
@@ -35,7 +37,7 @@ pub const PCI_CLASS: u32 = 0x08_80_00;
 
 /// ABI version: a major change breaks callers, a minor one only adds.
 pub const VERSION_MAJOR: u16 = 1;
-pub const VERSION_MINOR: u16 = 1;
+pub const VERSION_MINOR: u16 = 2;
 pub const VERSION: u32 = ((VERSION_MAJOR as u32) << 16) | VERSION_MINOR as u32;
 
 /// Size of BAR 0 (registers) and BAR 2 (shared memory).
@@ -135,10 +137,27 @@ pub enum Command {
     /// Keel's own log ring, as [`Command::ConsoleRead`] with `args[1]` as
     /// the cursor; `args[0]` is ignored.
     Dmesg = 14,
+    /// The host's PCI functions: output a sequence of [`PciFunction`]
+    /// records; `values[0]` is their count. Since ABI 1.2.
+    PciList = 15,
+    /// `args[0]` = a [`PciAddress`] (its `raw` form), `args[1]` = 1 to make
+    /// the function assignable to DomUs, 0 to give it back. A function
+    /// attached to a domain cannot be given back ([`Status::BadState`]);
+    /// a host bridge is never assignable ([`Status::NotPermitted`]).
+    /// Since ABI 1.2.
+    PciAssignable = 16,
+    /// `args[0]` = a DomU in [`DomainState::Building`], `args[1]` = the
+    /// [`PciAddress`] of an assignable function, `args[2]` = bits of
+    /// [`pci_flags`]. The function is handed to the domain when it boots
+    /// and returned (reset, assignable again) when it is destroyed.
+    /// Without an IOMMU confining the function's DMA, Keel refuses with
+    /// [`Status::NotConfined`] unless [`pci_flags::UNCONFINED_DMA`] is
+    /// set. Since ABI 1.2.
+    PciAttach = 17,
 }
 
 impl Command {
-    pub const ALL: [Self; 14] = [
+    pub const ALL: [Self; 17] = [
         Self::Hello,
         Self::Info,
         Self::List,
@@ -153,6 +172,9 @@ impl Command {
         Self::ConsoleRead,
         Self::ConsoleWrite,
         Self::Dmesg,
+        Self::PciList,
+        Self::PciAssignable,
+        Self::PciAttach,
     ];
 
     pub fn from_u32(value: u32) -> Option<Self> {
@@ -182,10 +204,17 @@ pub enum Status {
     TooManyDomains = 10,
     /// Valid but not supported yet (e.g. more than one vCPU).
     Unsupported = 11,
+    /// The PCI function is attached to another domain. Since ABI 1.2.
+    Busy = 12,
+    /// No IOMMU confines the PCI function's DMA and the caller did not
+    /// pass [`pci_flags::UNCONFINED_DMA`]. Since ABI 1.2.
+    NotConfined = 13,
+    /// No PCI function at that address. Since ABI 1.2.
+    NoSuchDevice = 14,
 }
 
 impl Status {
-    pub const ALL: [Self; 12] = [
+    pub const ALL: [Self; 15] = [
         Self::Ok,
         Self::UnknownCommand,
         Self::BadVersion,
@@ -198,6 +227,9 @@ impl Status {
         Self::NotPermitted,
         Self::TooManyDomains,
         Self::Unsupported,
+        Self::Busy,
+        Self::NotConfined,
+        Self::NoSuchDevice,
     ];
 
     pub fn from_u32(value: u32) -> Option<Self> {
@@ -218,6 +250,9 @@ impl Status {
             Self::NotPermitted => "not permitted",
             Self::TooManyDomains => "too many domains",
             Self::Unsupported => "not supported",
+            Self::Busy => "the device is attached to another domain",
+            Self::NotConfined => "no IOMMU confines the device's DMA",
+            Self::NoSuchDevice => "no such PCI device",
         }
     }
 }

@@ -65,7 +65,11 @@ fn truncated_structures_are_refused_at_every_length() {
     assert_eq!(info.encode(&mut bytes), Ok(DomainInfo::BYTES));
     assert_eq!(DomainInfo::decode(&bytes), Ok(info));
     for len in 0..DomainInfo::BYTES {
-        assert_eq!(DomainInfo::decode(&bytes[..len]), Err(DecodeError::Truncated), "length {len}");
+        assert_eq!(
+            DomainInfo::decode(&bytes[..len]),
+            Err(DecodeError::Truncated),
+            "length {len}"
+        );
     }
     for len in 0..Request::BYTES {
         assert_eq!(Request::decode(&[0; 64][..len]), Err(DecodeError::Truncated));
@@ -151,4 +155,169 @@ fn encoding_into_a_short_buffer_fails_cleanly() {
     let mut short = [0; 10];
     assert_eq!(Request::default().encode(&mut short), Err(DecodeError::Truncated));
     assert_eq!(HostInfo::default().encode(&mut short), Err(DecodeError::Truncated));
+}
+
+fn pci(bus: u8, device: u8, function: u8) -> PciAddress {
+    PciAddress::new(bus, device, function).unwrap()
+}
+
+#[test]
+fn pci_addresses_pack_bus_device_and_function() {
+    let address = pci(0x3a, 0x1f, 7);
+    assert_eq!(address.raw(), 0x3a << 8 | 0x1f << 3 | 7);
+    assert_eq!((address.bus(), address.device(), address.function()), (0x3a, 0x1f, 7));
+    assert_eq!(PciAddress::from_raw(address.raw()), Some(address));
+    assert_eq!(pci(0, 4, 0).raw(), 0x20);
+    assert_eq!(PciAddress::from_raw(0xffff), Some(pci(0xff, 31, 7)));
+    assert_eq!(PciAddress::from_raw(0x1_0000), None);
+    assert_eq!(PciAddress::from_raw(u32::MAX), None);
+    assert_eq!(PciAddress::new(0, 32, 0), None);
+    assert_eq!(PciAddress::new(0, 0, 8), None);
+    for raw in 0..=0xffff {
+        let address = PciAddress::from_raw(raw).unwrap();
+        assert_eq!(
+            PciAddress::new(address.bus(), address.device(), address.function()),
+            Some(address)
+        );
+    }
+}
+
+#[test]
+fn pci_addresses_print_and_parse_in_linux_and_lspci_forms() {
+    assert_eq!(pci(0, 4, 0).to_string(), "0000:00:04.0");
+    assert_eq!(pci(0xab, 0x1f, 7).to_string(), "0000:ab:1f.7");
+    for (text, address) in [
+        ("0000:00:01.1", pci(0, 1, 1)),
+        ("00:01.1", pci(0, 1, 1)),
+        ("0000:AB:1F.7", pci(0xab, 0x1f, 7)),
+        ("ab:1f.7", pci(0xab, 0x1f, 7)),
+        ("0:0:4.0", pci(0, 4, 0)),
+        ("ff:00.0", pci(0xff, 0, 0)),
+    ] {
+        assert_eq!(PciAddress::parse(text), Ok(address), "{text}");
+    }
+    for raw in (0..=0xffff).step_by(97) {
+        let address = PciAddress::from_raw(raw).unwrap();
+        assert_eq!(PciAddress::parse(&address.to_string()), Ok(address));
+    }
+    for text in [
+        "",
+        "00:04",
+        "04.0",
+        "00:04.",
+        ":04.0",
+        "00:04.0.0",
+        "0000:00:00:04.0",
+        "00000:00:04.0",
+        "100:04.0",
+        "00:004.0",
+        "00:04.00",
+        "0x0:04.0",
+        "+0:04.0",
+        "00:-4.0",
+        " 00:04.0",
+        "00:04.0\n",
+        "zz:04.0",
+        "00:04,0",
+        "00:04.٣",
+    ] {
+        assert_eq!(PciAddress::parse(text), Err(PciAddressError::Syntax), "{text:?}");
+    }
+    assert_eq!(PciAddress::parse("0001:00:04.0"), Err(PciAddressError::Segment));
+    assert_eq!(PciAddress::parse("00:20.0"), Err(PciAddressError::Device));
+    assert_eq!(PciAddress::parse("0000:00:ff.0"), Err(PciAddressError::Device));
+    assert_eq!(PciAddress::parse("00:04.8"), Err(PciAddressError::Function));
+    for error in [
+        PciAddressError::Syntax,
+        PciAddressError::Segment,
+        PciAddressError::Device,
+        PciAddressError::Function,
+    ] {
+        assert!(!error.to_string().is_empty());
+    }
+}
+
+fn pci_function() -> PciFunction {
+    PciFunction {
+        address: pci(0, 4, 0),
+        vendor: 0x8086,
+        device: 0x10d3,
+        class: 0x02_00_00,
+        flags: pci_function_flags::ASSIGNABLE | pci_function_flags::ATTACHED | pci_function_flags::DMA_CONFINED,
+        owner: 3,
+    }
+}
+
+#[test]
+fn pci_function_records_round_trip_little_endian() {
+    let function = pci_function();
+    let mut bytes = [0xee; PciFunction::BYTES];
+    assert_eq!(function.encode(&mut bytes), Ok(PciFunction::BYTES));
+    assert_eq!(PciFunction::BYTES, 24);
+    assert_eq!(
+        bytes,
+        [
+            0x20, 0, 0, 0, // address
+            0x86, 0x80, // vendor
+            0xd3, 0x10, // device
+            0, 0, 0x02, 0, // class
+            7, 0, 0, 0, // flags
+            3, 0, 0, 0, // owner
+            0, 0, 0, 0, // reserved
+        ]
+    );
+    assert_eq!(PciFunction::decode(&bytes), Ok(function));
+    assert!(function.has(pci_function_flags::ATTACHED));
+    assert!(!function.has(pci_function_flags::HOST_BRIDGE));
+    for len in 0..PciFunction::BYTES {
+        assert_eq!(
+            PciFunction::decode(&bytes[..len]),
+            Err(DecodeError::Truncated),
+            "length {len}"
+        );
+    }
+    assert_eq!(
+        function.encode(&mut [0; PciFunction::BYTES - 1]),
+        Err(DecodeError::Truncated)
+    );
+}
+
+#[test]
+fn malformed_pci_function_records_are_refused() {
+    let mut bytes = [0; PciFunction::BYTES];
+    pci_function().encode(&mut bytes).unwrap();
+    let mut bad = bytes;
+    bad[2] = 1; // address bit 16
+    assert_eq!(PciFunction::decode(&bad), Err(DecodeError::Invalid("address")));
+    let mut bad = bytes;
+    bad[11] = 1; // class bit 24
+    assert_eq!(PciFunction::decode(&bad), Err(DecodeError::Invalid("class")));
+    // A newer Keel's flag bits and reserved field are not errors.
+    let mut newer = bytes;
+    newer[15] = 0x80;
+    newer[20] = 9;
+    let decoded = PciFunction::decode(&newer).unwrap();
+    assert_eq!(decoded.flags, pci_function().flags | 1 << 31);
+    assert_eq!(decoded.owner, 3);
+}
+
+#[test]
+fn abi_1_2_adds_the_pci_commands_and_statuses() {
+    assert_eq!(VERSION, 1 << 16 | 2);
+    assert_eq!(Command::from_u32(15), Some(Command::PciList));
+    assert_eq!(Command::from_u32(16), Some(Command::PciAssignable));
+    assert_eq!(Command::from_u32(17), Some(Command::PciAttach));
+    assert_eq!(Command::from_u32(18), None);
+    assert_eq!(Status::from_u32(12), Some(Status::Busy));
+    assert_eq!(Status::from_u32(13), Some(Status::NotConfined));
+    assert_eq!(Status::from_u32(14), Some(Status::NoSuchDevice));
+    assert_eq!(Status::from_u32(15), None);
+    assert_eq!(pci_flags::ALL, pci_flags::UNCONFINED_DMA);
+    // Numbers are never reused: ALL lists each once.
+    for (index, command) in Command::ALL.iter().enumerate() {
+        assert_eq!(*command as usize, index + 1);
+    }
+    for (index, status) in Status::ALL.iter().enumerate() {
+        assert_eq!(*status as usize, index);
+    }
 }

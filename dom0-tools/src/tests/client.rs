@@ -233,3 +233,70 @@ fn versions_print_as_major_dot_minor() {
     assert_eq!(version_string(0x2_0003), "2.3");
     assert_eq!(version_string((2 << 16) | 17), "2.17");
 }
+
+#[test]
+fn pci_calls_pack_their_arguments_and_check_keels_records() {
+    use keel_abi::mgmt::{pci_flags, PciAddress, PciFunction};
+
+    let mut keel = FakeKeel::with_pci();
+    let nic = PciAddress::parse("00:04.0").unwrap();
+    {
+        let mut client = connect(&mut keel);
+        let functions = client.pci_list().unwrap();
+        assert_eq!(functions.len(), 4);
+        assert_eq!(functions[3].address.to_string(), "0000:00:1f.2");
+        client.pci_assignable(nic, false).unwrap();
+        client.pci_assignable(nic, true).unwrap();
+    }
+    let id = keel.add("web", DomainState::Building, 64);
+    connect(&mut keel).pci_attach(id, nic, true).unwrap();
+    let args: Vec<_> = keel.calls.iter().map(|call| (call.command, call.args)).collect();
+    assert_eq!(
+        args[2..5],
+        [
+            (Command::PciAssignable as u32, [0x20, 0, 0, 0, 0, 0]),
+            (Command::PciAssignable as u32, [0x20, 1, 0, 0, 0, 0]),
+            (Command::Hello as u32, [u64::from(VERSION), 0, 0, 0, 0, 0]),
+        ]
+    );
+    assert_eq!(
+        *args.last().unwrap(),
+        (
+            Command::PciAttach as u32,
+            [u64::from(id), 0x20, pci_flags::UNCONFINED_DMA, 0, 0, 0]
+        )
+    );
+
+    /// Answers every call with `count` records and `data`.
+    struct Bogus(u64, Vec<u8>);
+    impl Transport for Bogus {
+        fn call(&mut self, request: &Request, _: &[u8]) -> Result<(Response, Vec<u8>)> {
+            let values = if request.command == Command::Hello as u32 {
+                [u64::from(VERSION), 0, 0, 0]
+            } else {
+                [self.0, 0, 0, 0]
+            };
+            let response = Response {
+                status: 0,
+                data_len: self.1.len() as u32,
+                values,
+            };
+            Ok((response, self.1.clone()))
+        }
+    }
+    let error = Client::connect(Bogus(2, vec![0; PciFunction::BYTES]))
+        .unwrap()
+        .pci_list()
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "Keel's PCI function list is malformed: 2 records in 24 bytes"
+    );
+    let mut record = vec![0; PciFunction::BYTES];
+    record[2] = 1;
+    let error = Client::connect(Bogus(1, record)).unwrap().pci_list().unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "Keel's PCI function list is malformed: invalid address"
+    );
+}

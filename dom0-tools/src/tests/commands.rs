@@ -1,7 +1,7 @@
 //! Whole commands as the binary runs them, against the fake Keel.
 
 use clap::{CommandFactory, Parser};
-use keel_abi::mgmt::{Command as Call, DomainState, ImageKind};
+use keel_abi::mgmt::{pci_function_flags, Command as Call, DomainState, ImageKind, PciAddress};
 
 use super::fake::FakeKeel;
 use crate::cli::{seconds, Cli, Command};
@@ -246,4 +246,162 @@ fn the_command_line_parses_as_documented() {
     assert_eq!(seconds("nan").unwrap_err(), "must be more than 0 seconds, got nan");
     assert_eq!(seconds("soon").unwrap_err(), "`soon` is not a number of seconds");
     assert!(seconds("1e300").is_err());
+}
+
+#[test]
+fn pci_assignable_list_prints_a_table_or_json() {
+    let mut keel = FakeKeel::with_pci();
+    let web = keel.add("web", DomainState::Running, 64);
+    let nic = keel.pci_function("00:03.0");
+    nic.flags |= pci_function_flags::ATTACHED;
+    nic.owner = web;
+    let (result, out, err) = keel_run(&mut keel, &["pci-assignable-list"]);
+    assert_eq!((result, err.as_str()), (Ok(()), ""));
+    assert_eq!(
+        out,
+        "Address       Device     Class   State                   DMA\n\
+         0000:00:00.0  8086:29c0  060000  host bridge             dma NOT confined\n\
+         0000:00:03.0  8086:10d3  020000  attached to web (id 1)  dma confined\n\
+         0000:00:04.0  1af4:1000  020000  assignable              dma NOT confined\n\
+         0000:00:1f.2  8086:2922  010601  not assignable          dma confined\n"
+    );
+    assert_eq!(keel.commands()[1..], [Call::PciList, Call::List]);
+
+    let (result, out, _) = keel_run(&mut keel, &["pci-assignable-list", "--json"]);
+    assert_eq!(result, Ok(()));
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 4);
+    assert_eq!(
+        json[1],
+        serde_json::json!({
+            "address": "0000:00:03.0",
+            "vendor": "8086",
+            "device": "10d3",
+            "class": "020000",
+            "state": "attached",
+            "assignable": true,
+            "attached": true,
+            "host_bridge": false,
+            "dma_confined": true,
+            "owner": 1,
+            "owner_name": "web",
+            "flags": 7,
+        })
+    );
+    assert_eq!(json[2]["owner"], serde_json::Value::Null);
+    assert_eq!(json[2]["dma_confined"], false);
+}
+
+#[test]
+fn pci_assignable_add_and_remove_change_the_device_and_report_refusals() {
+    let mut keel = FakeKeel::with_pci();
+    assert_eq!(
+        keel_run(&mut keel, &["pci-assignable-add", "00:1f.2"]),
+        (Ok(()), String::new(), String::new())
+    );
+    assert!(keel.pci_function("00:1f.2").has(pci_function_flags::ASSIGNABLE));
+    let call = keel.calls.last().unwrap();
+    assert_eq!(
+        (call.command, call.args[0], call.args[1]),
+        (Call::PciAssignable as u32, 0xfa, 1)
+    );
+
+    assert_eq!(
+        keel_run(&mut keel, &["pci-assignable-remove", "0000:00:04.0"]).0,
+        Ok(())
+    );
+    assert!(!keel.pci_function("00:04.0").has(pci_function_flags::ASSIGNABLE));
+    assert_eq!(keel.calls.last().unwrap().args[..2], [0x20, 0]);
+
+    let db = keel.add("db", DomainState::Running, 64);
+    let nic = keel.pci_function("00:03.0");
+    nic.flags |= pci_function_flags::ATTACHED;
+    nic.owner = db;
+    assert_eq!(
+        keel_run(&mut keel, &["pci-assignable-remove", "00:03.0"]).0,
+        Err(
+            "keel: cannot give 0000:00:03.0 back to the host: the domain's state does not allow that: attached to domain 1"
+                .into()
+        )
+    );
+    assert_eq!(
+        keel_run(&mut keel, &["pci-assignable-add", "00:00.0"]).0,
+        Err("keel: cannot make 0000:00:00.0 assignable: not permitted: a host bridge is never assignable".into())
+    );
+    assert_eq!(
+        keel_run(&mut keel, &["pci-assignable-add", "00:09.0"]).0,
+        Err("keel: cannot make 0000:00:09.0 assignable: no such PCI device: no function 0000:00:09.0".into())
+    );
+}
+
+#[test]
+fn create_attaches_the_configs_pci_devices() {
+    let dir = std::env::temp_dir().join(format!("keel-tools-commands-pci-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("bzImage"), b"KERNEL").unwrap();
+    let config = dir.join("web.toml");
+    std::fs::write(
+        &config,
+        "name = \"web\"\nmemory = 64\nkernel = \"bzImage\"\npci = [\"00:04.0\"]\npci_unconfined_dma = true\n",
+    )
+    .unwrap();
+    let path = config.to_str().unwrap();
+    let mut keel = FakeKeel::with_pci();
+    let (result, out, err) = keel_run(&mut keel, &["create", path]);
+    assert_eq!((result, out.as_str()), (Ok(()), "Created domain web (id 1)\n"));
+    assert!(
+        err.starts_with("keel: warning: 0000:00:04.0 is attached to web (id 1)"),
+        "{err}"
+    );
+    assert_eq!(keel.pci_function("00:04.0").owner, 1);
+
+    // A bad address is a config error: nothing is called.
+    std::fs::write(
+        &config,
+        "name = \"web\"\nmemory = 64\nkernel = \"bzImage\"\npci = [\"00:04\"]\n",
+    )
+    .unwrap();
+    let mut keel = FakeKeel::with_pci();
+    let (result, _, _) = keel_run(&mut keel, &["create", path]);
+    assert_eq!(
+        result,
+        Err(format!(
+            "keel: {path}: pci: `00:04`: expected a PCI address such as 0000:00:04.0 or 00:04.0 (hexadecimal)"
+        ))
+    );
+    assert!(keel.calls.is_empty());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn pci_addresses_on_the_command_line_are_checked_by_the_parser() {
+    let parse = |args: &[&str]| Cli::try_parse_from(std::iter::once("keel").chain(args.iter().copied()));
+    match parse(&["pci-assignable-add", "00:04.0"]).unwrap().command {
+        Command::PciAssignableAdd { address } => assert_eq!(address, PciAddress::new(0, 4, 0).unwrap()),
+        other => panic!("{other:?}"),
+    }
+    match parse(&["pci-assignable-remove", "0000:0a:1f.7"]).unwrap().command {
+        Command::PciAssignableRemove { address } => assert_eq!(address.to_string(), "0000:0a:1f.7"),
+        other => panic!("{other:?}"),
+    }
+    match parse(&["pci-assignable-list", "--json"]).unwrap().command {
+        Command::PciAssignableList { json } => assert!(json),
+        other => panic!("{other:?}"),
+    }
+    for args in [
+        &["pci-assignable-add", "0001:00:04.0"][..],
+        &["pci-assignable-add", "eth0"],
+        &["pci-assignable-add"],
+        &["pci-assignable-remove", "00:20.0"],
+    ] {
+        assert_eq!(parse(args).unwrap_err().exit_code(), 2, "{args:?}");
+    }
+    let error = parse(&["pci-assignable-add", "00:04.9"]).unwrap_err().to_string();
+    assert!(error.contains("`00:04.9`: the function number is at most 7"), "{error}");
+    let help = Cli::command()
+        .find_subcommand_mut("create")
+        .unwrap()
+        .render_long_help()
+        .to_string();
+    assert!(help.contains("pci_unconfined_dma"), "{help}");
 }

@@ -1,6 +1,6 @@
 use std::path::{Path, PathBuf};
 
-use keel_abi::mgmt::LifecycleAction;
+use keel_abi::mgmt::{LifecycleAction, PciAddress};
 
 use crate::config::{Config, DEFAULT_CMDLINE};
 
@@ -29,6 +29,8 @@ fn a_minimal_config_takes_every_default() {
             on_poweroff: LifecycleAction::Destroy,
             on_reboot: LifecycleAction::Restart,
             on_crash: LifecycleAction::Destroy,
+            pci: Vec::new(),
+            pci_unconfined_dma: false,
         }
     );
     assert_eq!(config.cmdline, DEFAULT_CMDLINE);
@@ -235,4 +237,83 @@ fn load_reads_the_file_and_resolves_paths_against_its_directory() {
     // A bare file name means the current directory.
     let config = Config::parse(MINIMAL, "web.toml", Path::new("")).unwrap();
     assert_eq!(config.kernel, PathBuf::from("bzImage"));
+}
+
+fn pci(text: &str) -> PciAddress {
+    PciAddress::parse(text).unwrap()
+}
+
+#[test]
+fn pci_devices_are_listed_in_order_in_either_address_form() {
+    let config = parse(&format!(
+        "{MINIMAL}pci = [\"0000:00:04.0\", \"00:1f.2\", \"0000:3A:00.7\"]\npci_unconfined_dma = true\n"
+    ))
+    .unwrap();
+    assert_eq!(config.pci, [pci("00:04.0"), pci("0000:00:1f.2"), pci("3a:00.7")]);
+    assert!(config.pci_unconfined_dma);
+    let config = parse(&format!("{MINIMAL}pci = []\npci_unconfined_dma = false\n")).unwrap();
+    assert_eq!((config.pci.len(), config.pci_unconfined_dma), (0, false));
+}
+
+#[test]
+fn bad_pci_addresses_name_the_key_and_say_why() {
+    let with = |list: &str| error(&format!("{MINIMAL}pci = {list}\n"));
+    assert_eq!(
+        with("[\"00:04\"]"),
+        "web.toml: pci: `00:04`: expected a PCI address such as 0000:00:04.0 or 00:04.0 (hexadecimal)"
+    );
+    assert_eq!(
+        with("[\"00:03.0\", \"0001:00:04.0\"]"),
+        "web.toml: pci: `0001:00:04.0`: only PCI segment 0000 is supported"
+    );
+    assert_eq!(
+        with("[\"00:20.0\"]"),
+        "web.toml: pci: `00:20.0`: the device number is at most 1f"
+    );
+    assert_eq!(
+        with("[\"00:04.8\"]"),
+        "web.toml: pci: `00:04.8`: the function number is at most 7"
+    );
+    assert_eq!(
+        with("[\"eth0\"]"),
+        "web.toml: pci: `eth0`: expected a PCI address such as 0000:00:04.0 or 00:04.0 (hexadecimal)"
+    );
+}
+
+#[test]
+fn a_pci_device_listed_twice_is_refused_whatever_its_spelling() {
+    assert_eq!(
+        error(&format!(
+            "{MINIMAL}pci = [\"00:04.0\", \"00:05.0\", \"0000:00:04.0\"]\n"
+        )),
+        "web.toml: pci: 0000:00:04.0 is listed twice"
+    );
+    assert_eq!(
+        error(&format!("{MINIMAL}pci = [\"00:0a.1\", \"00:0A.1\"]\n")),
+        "web.toml: pci: 0000:00:0a.1 is listed twice"
+    );
+}
+
+#[test]
+fn pci_keys_of_the_wrong_type_say_what_was_found() {
+    assert_eq!(
+        error(&format!("{MINIMAL}pci = \"00:04.0\"\n")),
+        "web.toml: pci: expected an array of PCI addresses such as [\"0000:00:04.0\"], found a string"
+    );
+    assert_eq!(
+        error(&format!("{MINIMAL}pci = [\"00:04.0\", 4]\n")),
+        "web.toml: pci: expected an array of PCI addresses such as [\"0000:00:04.0\"], found an integer in the array"
+    );
+    assert_eq!(
+        error(&format!("{MINIMAL}pci_unconfined_dma = \"yes\"\n")),
+        "web.toml: pci_unconfined_dma: expected true or false, found a string"
+    );
+    assert_eq!(
+        error(&format!("{MINIMAL}pci_unconfined_dma = 1\n")),
+        "web.toml: pci_unconfined_dma: expected true or false, found an integer"
+    );
+    assert_eq!(
+        error(&format!("{MINIMAL}pci_unconfined = true\n")),
+        "web.toml: unknown key `pci_unconfined`"
+    );
 }

@@ -1,6 +1,6 @@
 use std::path::{Path, PathBuf};
 
-use keel_abi::mgmt::{layout, Command, DomainState, ImageKind, Status};
+use keel_abi::mgmt::{layout, pci_flags, pci_function_flags, Command, DomainState, ImageKind, Status, VERSION};
 
 use super::fake::{FakeKeel, Load};
 use crate::client::Client;
@@ -285,4 +285,174 @@ fn a_missing_kernel_names_the_file_and_the_os_error() {
         error.to_string(),
         "web.toml: kernel: cannot read /nonexistent/bzImage: No such file or directory (os error 2)"
     );
+}
+
+fn pci_config(extra: &str) -> Config {
+    Config::parse(
+        &format!("name = \"web\"\nmemory = 128\nkernel = \"bzImage\"\n{extra}"),
+        "web.toml",
+        Path::new("/nonexistent"),
+    )
+    .unwrap()
+}
+
+/// Runs create_domain against `keel`: (result as text, notes).
+fn create_with(keel: &mut FakeKeel, config: &Config) -> (Result<u32, String>, String) {
+    let mut notes = Vec::new();
+    let result = {
+        let mut client = Client::connect(&mut *keel).unwrap();
+        create_domain(&mut client, config, images(b"k", b"i"), false, &mut notes)
+    };
+    (
+        result.map_err(|error| format!("{error:#}")),
+        String::from_utf8(notes).unwrap(),
+    )
+}
+
+#[test]
+fn pci_devices_are_attached_after_create_and_before_the_images_and_boot() {
+    let mut keel = FakeKeel::with_pci();
+    let config = pci_config("pci = [\"0000:00:03.0\"]\n");
+    let (result, notes) = create_with(&mut keel, &config);
+    assert_eq!((result, notes.as_str()), (Ok(1), ""));
+    // No PciList without pci_unconfined_dma: Keel decides.
+    assert_eq!(
+        keel.commands(),
+        [
+            Command::Hello,
+            Command::Create,
+            Command::PciAttach,
+            Command::LoadImage,
+            Command::LoadImage,
+            Command::LoadImage,
+            Command::Boot
+        ]
+    );
+    assert_eq!(keel.attaches(), [(1, "0000:00:03.0".to_string(), 0)]);
+    let nic = *keel.pci_function("00:03.0");
+    assert!(nic.has(pci_function_flags::ATTACHED));
+    assert_eq!(nic.owner, 1);
+}
+
+#[test]
+fn pci_unconfined_dma_sets_the_flag_and_warns_about_each_unconfined_device() {
+    let mut keel = FakeKeel::with_pci();
+    let config = pci_config("pci = [\"00:04.0\", \"00:03.0\"]\npci_unconfined_dma = true\n");
+    let (result, notes) = create_with(&mut keel, &config);
+    assert_eq!(result, Ok(1));
+    // The list comes before anything is created.
+    assert_eq!(
+        keel.commands()[..5],
+        [
+            Command::Hello,
+            Command::PciList,
+            Command::Create,
+            Command::PciAttach,
+            Command::PciAttach
+        ]
+    );
+    assert_eq!(
+        keel.attaches(),
+        [
+            (1, "0000:00:04.0".to_string(), pci_flags::UNCONFINED_DMA),
+            (1, "0000:00:03.0".to_string(), pci_flags::UNCONFINED_DMA)
+        ]
+    );
+    // 00:03.0 is behind an IOMMU: only 00:04.0 is worth a warning.
+    assert_eq!(
+        notes,
+        "keel: warning: 0000:00:04.0 is attached to web (id 1) with pci_unconfined_dma: no IOMMU confines its DMA, \
+         so the device can read and write all host memory, Keel's and other domains'\n"
+    );
+}
+
+#[test]
+fn a_device_no_iommu_confines_is_refused_and_the_domain_destroyed() {
+    let mut keel = FakeKeel::with_pci();
+    let config = pci_config("pci = [\"00:03.0\", \"00:04.0\"]\n");
+    let (result, notes) = create_with(&mut keel, &config);
+    assert_eq!(
+        result,
+        Err(
+            "domain web (id 1): cannot attach PCI device 0000:00:04.0: no IOMMU confines the device's DMA: \
+             0000:00:04.0 is behind no IOMMU; set pci_unconfined_dma = true in the config to force it \
+             (the device's DMA will not be confined: it can read and write all host memory)"
+                .to_string()
+        )
+    );
+    assert_eq!(notes, "keel: destroyed the half-built domain web (id 1)\n");
+    assert_eq!(
+        keel.commands()[1..],
+        [
+            Command::Create,
+            Command::PciAttach,
+            Command::PciAttach,
+            Command::Destroy
+        ]
+    );
+    assert!(!keel.domains.contains_key(&1));
+    // The device attached before the refusal went back with the domain.
+    let nic = *keel.pci_function("00:03.0");
+    assert!(!nic.has(pci_function_flags::ATTACHED));
+    assert!(nic.has(pci_function_flags::ASSIGNABLE));
+}
+
+#[test]
+fn other_attach_refusals_report_keels_message_and_clean_up() {
+    let mut keel = FakeKeel::with_pci();
+    let other = keel.add("db", DomainState::Running, 64);
+    let nic = keel.pci_function("00:03.0");
+    nic.flags |= pci_function_flags::ATTACHED;
+    nic.owner = other;
+    for (address, expected) in [
+        (
+            "00:03.0",
+            "cannot attach PCI device 0000:00:03.0: the device is attached to another domain: domain 1 has it",
+        ),
+        (
+            "00:1f.2",
+            "cannot attach PCI device 0000:00:1f.2: not permitted: 0000:00:1f.2 is not assignable",
+        ),
+        (
+            "00:05.0",
+            "cannot attach PCI device 0000:00:05.0: no such PCI device: no function 0000:00:05.0",
+        ),
+    ] {
+        let config = pci_config(&format!("pci = [\"{address}\"]\n"));
+        let (result, notes) = create_with(&mut keel, &config);
+        let id = keel.next_id - 1;
+        assert_eq!(result, Err(format!("domain web (id {id}): {expected}")));
+        assert_eq!(notes, format!("keel: destroyed the half-built domain web (id {id})\n"));
+        assert_eq!(*keel.commands().last().unwrap(), Command::Destroy);
+        assert_eq!(keel.domains.len(), 2, "only Dom0 and db are left");
+    }
+    assert_eq!(keel.pci_function("00:03.0").owner, other);
+    assert_eq!(keel.count(Command::Boot), 0);
+    assert_eq!(keel.count(Command::LoadImage), 0);
+}
+
+#[test]
+fn a_keel_without_pci_passthrough_is_named_before_anything_is_created() {
+    let mut keel = FakeKeel::with_pci();
+    keel.version = VERSION - 1;
+    let config = pci_config("pci = [\"00:03.0\"]\npci_unconfined_dma = true\n");
+    let (result, _) = create_with(&mut keel, &config);
+    assert_eq!(
+        result,
+        Err(
+            "cannot list the host's PCI devices: Keel speaks management ABI 1.1, which has no PCI passthrough \
+             (1.2 added it): use the hypervisor built with this tool"
+                .to_string()
+        )
+    );
+    assert_eq!(keel.commands(), [Command::Hello]);
+
+    // Without the list, the attach says the same and the domain goes.
+    let config = pci_config("pci = [\"00:03.0\"]\n");
+    let (result, notes) = create_with(&mut keel, &config);
+    assert!(result.unwrap_err().contains("which has no PCI passthrough"));
+    assert_eq!(notes, "keel: destroyed the half-built domain web (id 1)\n");
+    // A config without pci works with the older Keel.
+    let (result, _) = create_with(&mut keel, &pci_config(""));
+    assert_eq!(result, Ok(2));
 }

@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, VecDeque};
 
 use anyhow::{ensure, Result};
 use keel_abi::mgmt::{
-    layout, regs, Command, CreateDomain, DomainId, DomainInfo, DomainState, HostInfo, ImageKind, LifecycleAction, Name,
-    Request, Response, Status, SHARED_BYTES, VERSION,
+    layout, pci_flags, pci_function_flags, regs, Command, CreateDomain, DomainId, DomainInfo, DomainState, HostInfo,
+    ImageKind, LifecycleAction, Name, PciAddress, PciFunction, Request, Response, Status, DOM0, SHARED_BYTES, VERSION,
 };
 
 use crate::transport::{Bars, Transport};
@@ -71,7 +71,21 @@ pub struct FakeKeel {
     /// Every request, in order.
     pub calls: Vec<Request>,
     pub loads: Vec<Load>,
+    /// The host's PCI functions.
+    pub pci: Vec<PciFunction>,
     failures: Vec<Failure>,
+}
+
+/// A host PCI function as PciList reports it, not attached.
+pub fn pci_function(address: &str, vendor: u16, device: u16, class: u32, flags: u32) -> PciFunction {
+    PciFunction {
+        address: PciAddress::parse(address).unwrap(),
+        vendor,
+        device,
+        class,
+        flags,
+        owner: 0,
+    }
 }
 
 fn name(text: &str) -> Name {
@@ -163,8 +177,50 @@ impl FakeKeel {
             dmesg: Vec::new(),
             calls: Vec::new(),
             loads: Vec::new(),
+            pci: Vec::new(),
             failures: Vec::new(),
         }
+    }
+
+    /// Keel with the PCI functions of a small host: the host bridge
+    /// (00:00.0), a NIC behind an IOMMU (00:03.0, assignable), a NIC no
+    /// IOMMU covers (00:04.0, assignable) and a disk controller
+    /// (00:1f.2, not assignable).
+    pub fn with_pci() -> Self {
+        let mut keel = Self::new();
+        keel.pci = vec![
+            pci_function("00:00.0", 0x8086, 0x29c0, 0x06_00_00, pci_function_flags::HOST_BRIDGE),
+            pci_function(
+                "00:03.0",
+                0x8086,
+                0x10d3,
+                0x02_00_00,
+                pci_function_flags::ASSIGNABLE | pci_function_flags::DMA_CONFINED,
+            ),
+            pci_function("00:04.0", 0x1af4, 0x1000, 0x02_00_00, pci_function_flags::ASSIGNABLE),
+            pci_function("00:1f.2", 0x8086, 0x2922, 0x01_06_01, pci_function_flags::DMA_CONFINED),
+        ];
+        keel
+    }
+
+    pub fn pci_function(&mut self, address: &str) -> &mut PciFunction {
+        let address = PciAddress::parse(address).unwrap();
+        self.pci
+            .iter_mut()
+            .find(|function| function.address == address)
+            .expect("fake PCI function")
+    }
+
+    /// The PciAttach calls as (domain, address, flags).
+    pub fn attaches(&self) -> Vec<(u64, String, u64)> {
+        self.calls
+            .iter()
+            .filter(|call| call.command == Command::PciAttach as u32)
+            .map(|call| {
+                let address = PciAddress::from_raw(call.args[1] as u32).unwrap();
+                (call.args[0], address.to_string(), call.args[2])
+            })
+            .collect()
     }
 
     /// Adds a running domain; returns its id.
@@ -228,6 +284,14 @@ impl FakeKeel {
                 None => self.execute(command, request.args, input),
             },
         };
+        // A domain that went away (destroyed, powered off) returns its
+        // devices: reset, still assignable.
+        for function in &mut self.pci {
+            if function.has(pci_function_flags::ATTACHED) && !self.domains.contains_key(&function.owner) {
+                function.flags &= !pci_function_flags::ATTACHED;
+                function.owner = 0;
+            }
+        }
         answer.unwrap_or_else(|(status, message)| {
             let data = message.into_bytes();
             (
@@ -408,6 +472,68 @@ impl FakeKeel {
                 ok([taken as u64, 0, 0, 0], Vec::new())
             }
             Command::Dmesg => ring(&self.dmesg, args[1], self.ring_bytes, self.read_limit),
+            Command::PciList => {
+                let mut data = vec![0; self.pci.len() * PciFunction::BYTES];
+                for (function, record) in self.pci.iter().zip(data.chunks_mut(PciFunction::BYTES)) {
+                    function.encode(record).unwrap();
+                }
+                ok([self.pci.len() as u64, 0, 0, 0], data)
+            }
+            Command::PciAssignable => {
+                let assignable = match args[1] {
+                    0 => false,
+                    1 => true,
+                    _ => return refuse(Status::InvalidArgument, "args[1]"),
+                };
+                let function = self.pci_at(args[0])?;
+                if function.has(pci_function_flags::HOST_BRIDGE) {
+                    return refuse(Status::NotPermitted, "a host bridge is never assignable");
+                }
+                if !assignable && function.has(pci_function_flags::ATTACHED) {
+                    return refuse(Status::BadState, format!("attached to domain {}", function.owner));
+                }
+                if assignable {
+                    function.flags |= pci_function_flags::ASSIGNABLE;
+                } else {
+                    function.flags &= !pci_function_flags::ASSIGNABLE;
+                }
+                ok([0; 4], Vec::new())
+            }
+            Command::PciAttach => {
+                let flags = args[2];
+                if flags & !pci_flags::ALL != 0 {
+                    return refuse(Status::InvalidArgument, "args[2]");
+                }
+                if id == u64::from(DOM0) {
+                    return refuse(Status::NotPermitted, "Dom0");
+                }
+                if self.live(id)?.info.state != DomainState::Building {
+                    return refuse(Status::BadState, "already booted");
+                }
+                let function = self.pci_at(args[1])?;
+                if !function.has(pci_function_flags::ASSIGNABLE) {
+                    return refuse(Status::NotPermitted, format!("{} is not assignable", function.address));
+                }
+                if function.has(pci_function_flags::ATTACHED) {
+                    return refuse(Status::Busy, format!("domain {} has it", function.owner));
+                }
+                if !function.has(pci_function_flags::DMA_CONFINED) && flags & pci_flags::UNCONFINED_DMA == 0 {
+                    return refuse(Status::NotConfined, format!("{} is behind no IOMMU", function.address));
+                }
+                function.flags |= pci_function_flags::ATTACHED;
+                function.owner = id as DomainId;
+                ok([0; 4], Vec::new())
+            }
+        }
+    }
+
+    fn pci_at(&mut self, arg: u64) -> Result<&mut PciFunction, (Status, String)> {
+        let Some(address) = u32::try_from(arg).ok().and_then(PciAddress::from_raw) else {
+            return refuse(Status::InvalidArgument, "PCI address");
+        };
+        match self.pci.iter_mut().find(|function| function.address == address) {
+            Some(function) => Ok(function),
+            None => refuse(Status::NoSuchDevice, format!("no function {address}")),
         }
     }
 }

@@ -140,3 +140,41 @@ fn info_json_includes_each_domains_memory() {
         ])
     );
 }
+
+#[test]
+fn the_pci_table_names_owners_by_name_or_id() {
+    use keel_abi::mgmt::{pci_function_flags as flags, PciAddress, PciFunction};
+
+    use crate::output::{pci_json, pci_table};
+
+    let function = |device, flag_bits, owner| PciFunction {
+        address: PciAddress::new(0, device, 0).unwrap(),
+        vendor: 0x1af4,
+        device: 0x1000,
+        class: 0x02_00_00,
+        flags: flag_bits,
+        owner,
+    };
+    let functions = [
+        function(3, flags::ASSIGNABLE | flags::ATTACHED | flags::DMA_CONFINED, 3),
+        // An owner List does not know (it went away in between).
+        function(4, flags::ASSIGNABLE | flags::ATTACHED, 9),
+    ];
+    assert_eq!(
+        pci_table(&functions, &domains()),
+        "Address       Device     Class   State                            DMA\n\
+         0000:00:03.0  1af4:1000  020000  attached to web-frontend (id 3)  dma confined\n\
+         0000:00:04.0  1af4:1000  020000  attached to id 9                 dma NOT confined\n"
+    );
+    assert_eq!(pci_table(&[], &[]), "Address       Device     Class   State  DMA\n");
+    let json: serde_json::Value = serde_json::from_str(&pci_json(&functions, &domains())).unwrap();
+    assert_eq!(
+        (json[0]["owner"].as_u64(), json[0]["owner_name"].as_str()),
+        (Some(3), Some("web-frontend"))
+    );
+    assert_eq!(
+        (json[1]["owner"].as_u64(), json[1]["owner_name"].as_str()),
+        (Some(9), None)
+    );
+    assert_eq!(pci_json(&[], &[]), "[]\n");
+}

@@ -14,11 +14,14 @@ pub const LAST_VECTOR: u8 = 0x4f;
 const COUNT: usize = (LAST_VECTOR - FIRST_VECTOR + 1) as usize;
 
 const XAPIC_BASE: u64 = 0xfee0_0000;
+const X2APIC_EOI: u32 = 0x80b;
 const XAPIC_EOI: u64 = 0xb0;
 const XAPIC_SPURIOUS: u64 = 0xf0;
 const APIC_SOFTWARE_ENABLE: u32 = 1 << 8;
 
 static ARRIVALS: [AtomicU64; COUNT] = [const { AtomicU64::new(0) }; COUNT];
+/// Vectors that arrived since the last [`take_pending`], one bit each.
+static PENDING: AtomicU64 = AtomicU64::new(0);
 
 global_asm!(
     r#"
@@ -74,13 +77,38 @@ pub fn handlers() -> impl Iterator<Item = (u8, u64)> {
 
 #[no_mangle]
 extern "C" fn keel_device_interrupt(vector: u64) {
-    if let Some(count) = vector
-        .checked_sub(u64::from(FIRST_VECTOR))
-        .and_then(|index| ARRIVALS.get(index as usize))
-    {
-        count.fetch_add(1, Ordering::Relaxed);
-    }
+    record(vector as u8);
     end_of_interrupt();
+}
+
+fn record(vector: u8) -> bool {
+    let Some(index) = vector
+        .checked_sub(FIRST_VECTOR)
+        .filter(|&index| usize::from(index) < COUNT)
+    else {
+        return false;
+    };
+    ARRIVALS[usize::from(index)].fetch_add(1, Ordering::Relaxed);
+    PENDING.fetch_or(1 << index, Ordering::Relaxed);
+    true
+}
+
+/// A host interrupt a VM exit acknowledged ("acknowledge interrupt on
+/// exit"): a device vector is recorded like one taken in Keel; every
+/// vector but the spurious one gets its EOI. Returns whether it was a
+/// device's.
+pub fn acknowledge(vector: u8) -> bool {
+    let device = record(vector);
+    if vector != super::host_timer::SPURIOUS_VECTOR {
+        end_of_interrupt();
+    }
+    device
+}
+
+/// Device vectors that arrived since the last call, as a bit set (bit `n`
+/// is vector [`FIRST_VECTOR`] + `n`).
+pub fn take_pending() -> u64 {
+    PENDING.swap(0, Ordering::Relaxed)
 }
 
 /// Whether the local APIC is in x2APIC mode (Keel's host timer turns it
@@ -94,7 +122,8 @@ pub fn x2apic() -> bool {
 
 fn end_of_interrupt() {
     if x2apic() {
-        super::host_timer::end_of_interrupt(FIRST_VECTOR);
+        // SAFETY: x2APIC mode is on; EOI only retires the interrupt in service.
+        unsafe { super::instructions::wrmsr(X2APIC_EOI, 0) };
     } else {
         // SAFETY: the xAPIC page is identity-mapped; writing EOI only
         // retires the interrupt in service.

@@ -108,14 +108,3 @@ pub fn sleep_until(deadline: u64) -> bool {
     }
     true
 }
-
-/// Ends a host interrupt that a VM exit acknowledged (the VMCS's
-/// "acknowledge interrupt on exit" control): the guest was interrupted by
-/// Keel's own timer, which fired late.
-pub fn end_of_interrupt(vector: u8) {
-    if AVAILABLE.load(Ordering::Relaxed) && vector != SPURIOUS_VECTOR {
-        // SAFETY: x2APIC mode is on (init); EOI only retires the interrupt
-        // in service.
-        unsafe { wrmsr(X2APIC_EOI, 0) };
-    }
-}

@@ -6,6 +6,7 @@ pub mod gdt;
 pub mod host_timer;
 pub mod idt;
 pub mod instructions;
+pub mod ioapic;
 pub mod pci;
 pub mod phys;
 pub mod rtc;

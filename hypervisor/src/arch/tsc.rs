@@ -13,6 +13,14 @@ const CALIBRATION_TICKS: u64 = PIT_HZ / 100;
 /// Gives up on a PIT that never counts down (about 100x the expected work).
 const MAX_POLLS: u64 = 50_000_000;
 
+/// What [`calibrate`] measured (0 until then, or when it failed).
+static HZ: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// The measured TSC frequency, once [`calibrate`] ran.
+pub fn hz() -> Option<u64> {
+    Some(HZ.load(core::sync::atomic::Ordering::Relaxed)).filter(|&hz| hz != 0)
+}
+
 pub fn read() -> u64 {
     // SAFETY: RDTSC has no side effects.
     unsafe { core::arch::x86_64::_rdtsc() }
@@ -41,5 +49,7 @@ pub fn calibrate() -> Option<u64> {
         outb(SPEAKER_CONTROL, control);
         end.wrapping_sub(start)
     };
-    Some(elapsed * PIT_HZ / CALIBRATION_TICKS)
+    let hz = elapsed * PIT_HZ / CALIBRATION_TICKS;
+    HZ.store(hz, core::sync::atomic::Ordering::Relaxed);
+    Some(hz)
 }

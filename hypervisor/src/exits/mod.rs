@@ -215,6 +215,10 @@ fn handle(domain: &mut Domain, vcpu: &mut impl Vcpu, exit: VcpuExit) -> Next {
                     if let Some(layout) = platform.take_management_move() {
                         domain.move_management(layout.shared);
                         vcpu.flush_guest_mappings();
+                    } else if (PCI_CONFIG_PORTS..PCI_CONFIG_PORTS + 8).contains(&access.port)
+                        && !domain.assigned.is_empty()
+                    {
+                        apply_passthrough_commands(domain);
                     }
                 }
                 None => emulate_debug_port(domain, vcpu.regs(), access),
@@ -248,6 +252,8 @@ fn handle(domain: &mut Domain, vcpu: &mut impl Vcpu, exit: VcpuExit) -> Next {
             }
         }
         VcpuExit::HostInterrupt | VcpuExit::InterruptWindow | VcpuExit::GuestException => {}
+        // The scheduler forwards it to its domain before anything else runs.
+        VcpuExit::DeviceInterrupt => return Next::Yield,
         VcpuExit::MemoryFault(fault) => return memory_fault(domain, vcpu, fault),
         VcpuExit::StringPort { port, write } => return string_port(domain, vcpu, port, write),
         VcpuExit::MsrRead { msr } => match msr::read(domain, vcpu, msr) {
@@ -350,6 +356,19 @@ fn memory_fault(domain: &mut Domain, vcpu: &mut impl Vcpu, fault: MemoryFault) -
             rip,
             reason,
         }),
+    }
+}
+
+const PCI_CONFIG_PORTS: u16 = 0xcf8;
+
+/// The guest changed an assigned device's command register.
+#[cold]
+fn apply_passthrough_commands(domain: &mut Domain) {
+    let Some(platform) = domain.platform.as_deref_mut() else {
+        return;
+    };
+    for (guest, write) in platform.take_passthrough_writes() {
+        crate::passthrough::apply_write(&domain.assigned, guest, write);
     }
 }
 

@@ -231,3 +231,109 @@ fn with_iommu<T>(f: impl FnOnce(&mut Iommu) -> T) -> Option<T> {
 
 /// The page size the IOMMU code maps in.
 const PAGE: u64 = PAGE_SIZE_4K;
+
+/// A device's DMA confined to a domain's memory: what [`release`] undoes.
+pub struct Confinement {
+    unit_base: u64,
+    source: keel_iommu::SourceId,
+    domain_id: u16,
+    tables: keel_iommu::tables::SecondLevelTables,
+}
+
+/// Whether an enabled remapping unit translates `source`'s DMA.
+pub fn covers(source: keel_iommu::SourceId) -> bool {
+    with_iommu(|iommu| unit_index_for(iommu, source).is_some()).unwrap_or(false)
+}
+
+fn unit_index_for(iommu: &Iommu, source: keel_iommu::SourceId) -> Option<usize> {
+    let dmar = parse_dmar(&iommu.dmar).ok()?;
+    let base = dmar
+        .unit_for(0, source, &keel_iommu::dmar::NoBridges)?
+        .register_base()
+        .as_u64();
+    iommu
+        .units
+        .iter()
+        .position(|unit| unit.base == base && unit.segment == 0)
+}
+
+/// Gives `source` a translation domain (`domain_id`) whose tables map
+/// exactly `runs` (guest-physical, host-physical, length), read-write: the
+/// device's DMA reaches that memory at those addresses and faults anywhere
+/// else. `None` when no enabled unit covers the device.
+pub fn confine(
+    source: keel_iommu::SourceId,
+    domain_id: u16,
+    runs: &[(u64, keel_memory::HostPhysAddr, u64)],
+) -> Option<Result<Confinement, alloc::string::String>> {
+    use keel_iommu::tables::{Access, ContextEntry, PageSize, SecondLevelTables, SlConfig};
+    use keel_iommu::unit::InvalidationScope;
+    use keel_memory::GuestPhysAddr;
+    with_iommu(|iommu| {
+        let index = unit_index_for(iommu, source)?;
+        let unit = &mut iommu.units[index];
+        Some((|| {
+            let highest = runs.iter().map(|&(gpa, _, len)| gpa + len).max().unwrap_or(0);
+            let bits = (64 - highest.saturating_sub(1).leading_zeros()).max(32) as u8;
+            let config = SlConfig::for_unit(unit.driver.capabilities(), unit.driver.extended_capabilities(), bits)
+                .ok_or("the IOMMU cannot translate that many address bits")?;
+            let mut tables = SecondLevelTables::new(config, &mut HostFrames, &mut unit.tables)
+                .map_err(|error| alloc::format!("IOMMU tables: {error}"))?;
+            for &(gpa, hpa, len) in runs {
+                let mut offset = 0;
+                while offset < len {
+                    let mapped = tables.map(
+                        GuestPhysAddr::new(gpa + offset),
+                        keel_memory::HostPhysAddr::new(hpa.as_u64() + offset),
+                        PageSize::Size4K,
+                        Access::READ_WRITE,
+                        &mut HostFrames,
+                        &mut unit.tables,
+                    );
+                    if let Err(error) = mapped {
+                        tables.destroy(&mut HostFrames, &unit.tables);
+                        return Err(alloc::format!("IOMMU mapping: {error}"));
+                    }
+                    offset += PAGE;
+                }
+            }
+            let context = ContextEntry::second_level(domain_id, tables.root(), config.agaw);
+            if let Err(error) = unit
+                .root
+                .set_context(source, &context, &mut HostFrames, &mut unit.tables)
+            {
+                tables.destroy(&mut HostFrames, &unit.tables);
+                return Err(alloc::format!("IOMMU context entry: {error}"));
+            }
+            unit.driver
+                .invalidate(InvalidationScope::Global, &mut unit.tables)
+                .map_err(|error| alloc::format!("IOMMU invalidation: {error}"))?;
+            Ok(Confinement {
+                unit_base: unit.base,
+                source,
+                domain_id,
+                tables,
+            })
+        })())
+    })
+    .flatten()
+}
+
+/// Blocks the device again and frees its tables (after its domain is gone:
+/// the device must be quiet or reset first).
+pub fn release(confinement: Confinement) {
+    use keel_iommu::unit::InvalidationScope;
+    with_iommu(|iommu| {
+        let Some(unit) = iommu.units.iter_mut().find(|unit| unit.base == confinement.unit_base) else {
+            return;
+        };
+        let _ = unit.root.clear_context(confinement.source, &mut unit.tables);
+        if let Err(error) = unit.driver.invalidate(InvalidationScope::Global, &mut unit.tables) {
+            log::warn!(
+                "iommu: invalidating after releasing domain {}: {error}",
+                confinement.domain_id
+            );
+        }
+        confinement.tables.destroy(&mut HostFrames, &unit.tables);
+    });
+}

@@ -1,6 +1,6 @@
 use super::*;
 use crate::console_ring::ConsoleRing;
-use keel_abi::mgmt::{layout, DomainState, LifecycleAction, Name, VERSION};
+use keel_abi::mgmt::{layout, pci_function_flags, DomainState, LifecycleAction, Name, VERSION};
 
 /// A domain table that records what it was asked.
 #[derive(Default)]
@@ -9,6 +9,9 @@ struct Fake {
     chunks: Vec<(DomainId, ImageKind, u64, u64, usize)>,
     destroyed: Vec<DomainId>,
     console: Option<ConsoleRing>,
+    pci: Vec<PciFunction>,
+    /// Every PciAttach that reached the domain table.
+    attached: Vec<(DomainId, PciAddress, bool)>,
 }
 
 impl DomainControl for Fake {
@@ -88,9 +91,89 @@ impl DomainControl for Fake {
         ring.extend(b"keel log");
         ring.read(cursor, out)
     }
+    fn pci_functions(&self) -> Vec<PciFunction> {
+        self.pci.clone()
+    }
+    fn pci_assignable(&mut self, address: PciAddress, assignable: bool) -> Outcome<()> {
+        let function = self
+            .pci
+            .iter_mut()
+            .find(|function| function.address == address)
+            .ok_or_else(|| Failure::new(Status::NoSuchDevice, "no such function"))?;
+        if function.has(pci_function_flags::ATTACHED) && !assignable {
+            return Err(Failure::new(Status::BadState, "attached"));
+        }
+        function.flags = if assignable {
+            function.flags | pci_function_flags::ASSIGNABLE
+        } else {
+            function.flags & !pci_function_flags::ASSIGNABLE
+        };
+        Ok(())
+    }
+    fn pci_attach(&mut self, domain: DomainId, address: PciAddress, unconfined_dma: bool) -> Outcome<()> {
+        let function = self
+            .pci
+            .iter_mut()
+            .find(|function| function.address == address)
+            .ok_or_else(|| Failure::new(Status::NoSuchDevice, "no such function"))?;
+        if !function.has(pci_function_flags::DMA_CONFINED) && !unconfined_dma {
+            return Err(Failure::new(Status::NotConfined, "no IOMMU"));
+        }
+        function.flags |= pci_function_flags::ATTACHED;
+        function.owner = domain;
+        self.attached.push((domain, address, unconfined_dma));
+        Ok(())
+    }
 }
 
-fn call(fake: &mut Fake, command: u32, args: [u64; 6], input: &[u8]) -> (Response, Vec<u8>) {
+/// A domain table that leaves the PCI methods to the trait's defaults (what
+/// Keel does until passthrough is built).
+#[derive(Default)]
+struct WithoutPci(Fake);
+
+impl DomainControl for WithoutPci {
+    fn host_info(&self) -> HostInfo {
+        self.0.host_info()
+    }
+    fn domains(&self) -> Vec<DomainInfo> {
+        self.0.domains()
+    }
+    fn create(&mut self, request: &CreateDomain) -> Outcome<DomainId> {
+        self.0.create(request)
+    }
+    fn load_image(&mut self, domain: DomainId, kind: ImageKind, offset: u64, total: u64, chunk: &[u8]) -> Outcome<()> {
+        self.0.load_image(domain, kind, offset, total, chunk)
+    }
+    fn boot(&mut self, domain: DomainId, paused: bool) -> Outcome<()> {
+        self.0.boot(domain, paused)
+    }
+    fn pause(&mut self, domain: DomainId) -> Outcome<()> {
+        self.0.pause(domain)
+    }
+    fn unpause(&mut self, domain: DomainId) -> Outcome<()> {
+        self.0.unpause(domain)
+    }
+    fn shutdown(&mut self, domain: DomainId) -> Outcome<()> {
+        self.0.shutdown(domain)
+    }
+    fn reboot(&mut self, domain: DomainId) -> Outcome<()> {
+        self.0.reboot(domain)
+    }
+    fn destroy(&mut self, domain: DomainId) -> Outcome<()> {
+        self.0.destroy(domain)
+    }
+    fn console_read(&mut self, domain: DomainId, cursor: u64, out: &mut [u8]) -> Outcome<ReadResult> {
+        self.0.console_read(domain, cursor, out)
+    }
+    fn console_write(&mut self, domain: DomainId, bytes: &[u8]) -> Outcome<usize> {
+        self.0.console_write(domain, bytes)
+    }
+    fn dmesg(&mut self, cursor: u64, out: &mut [u8]) -> ReadResult {
+        self.0.dmesg(cursor, out)
+    }
+}
+
+fn call(fake: &mut impl DomainControl, command: u32, args: [u64; 6], input: &[u8]) -> (Response, Vec<u8>) {
     let request = Request {
         command,
         data_len: input.len() as u32,
@@ -137,7 +220,7 @@ fn hello_accepts_the_same_major_and_refuses_others_with_a_message() {
 #[test]
 fn unknown_commands_get_a_clean_error() {
     let mut fake = Fake::default();
-    for command in [0, 15, 999, u32::MAX] {
+    for command in [0, 18, 999, u32::MAX] {
         let (response, message) = call(&mut fake, command, [0; 6], &[]);
         assert_eq!(response.status, Status::UnknownCommand as u32);
         assert!(!message.is_empty());
@@ -232,4 +315,171 @@ fn input_beyond_data_len_is_ignored() {
     let mut output = vec![0; 64];
     let response = dispatch(&request, b"abcdef", &mut output, &mut fake);
     assert_eq!(response.values[0], 2);
+}
+
+fn address(bus: u8, device: u8, function: u8) -> PciAddress {
+    PciAddress::new(bus, device, function).unwrap()
+}
+
+/// A host bridge, a NIC behind an IOMMU and one that is not.
+fn with_pci() -> Fake {
+    let function = |address, class, flags| PciFunction {
+        address,
+        vendor: 0x8086,
+        device: 0x1234,
+        class,
+        flags,
+        owner: 0,
+    };
+    Fake {
+        pci: vec![
+            function(address(0, 0, 0), 0x06_00_00, pci_function_flags::HOST_BRIDGE),
+            function(address(0, 3, 0), 0x02_00_00, pci_function_flags::DMA_CONFINED),
+            function(address(0, 4, 1), 0x02_00_00, 0),
+        ],
+        ..Fake::default()
+    }
+}
+
+fn status(response: &Response) -> Option<Status> {
+    Status::from_u32(response.status)
+}
+
+#[test]
+fn pci_list_encodes_one_record_per_function() {
+    let mut fake = with_pci();
+    let (response, output) = call(&mut fake, Command::PciList as u32, [0; 6], &[]);
+    assert_eq!(status(&response), Some(Status::Ok));
+    assert_eq!(response.values[0], 3);
+    assert_eq!(output.len(), 3 * PciFunction::BYTES);
+    let records: Vec<_> = output
+        .chunks(PciFunction::BYTES)
+        .map(|record| PciFunction::decode(record).unwrap())
+        .collect();
+    assert_eq!(records, fake.pci);
+
+    // No functions: no records.
+    let (response, output) = call(&mut Fake::default(), Command::PciList as u32, [0; 6], &[]);
+    assert_eq!(
+        (status(&response), response.values[0], output.len()),
+        (Some(Status::Ok), 0, 0)
+    );
+}
+
+#[test]
+fn pci_list_that_does_not_fit_the_data_area_is_an_error() {
+    let mut fake = with_pci();
+    let request = Request {
+        command: Command::PciList as u32,
+        data_len: 0,
+        args: [0; 6],
+    };
+    let mut output = vec![0; 2 * PciFunction::BYTES + 3];
+    let response = dispatch(&request, &[], &mut output, &mut fake);
+    assert_eq!(status(&response), Some(Status::InvalidArgument));
+    assert_eq!(response.values, [0; 4]);
+    let message = &output[..response.data_len as usize];
+    assert_eq!(message, &b"too many PCI functions for the data area"[..message.len()]);
+}
+
+#[test]
+fn pci_assignable_decodes_the_address_and_the_direction() {
+    let mut fake = with_pci();
+    let nic = address(0, 4, 1);
+    let (response, _) = call(
+        &mut fake,
+        Command::PciAssignable as u32,
+        [u64::from(nic.raw()), 1, 0, 0, 0, 0],
+        &[],
+    );
+    assert_eq!(status(&response), Some(Status::Ok));
+    assert!(fake.pci[2].has(pci_function_flags::ASSIGNABLE));
+    let (response, _) = call(&mut fake, Command::PciAssignable as u32, [0x21, 0, 0, 0, 0, 0], &[]);
+    assert_eq!(status(&response), Some(Status::Ok));
+    assert!(!fake.pci[2].has(pci_function_flags::ASSIGNABLE));
+
+    // The control's refusals come through.
+    let (response, message) = call(&mut fake, Command::PciAssignable as u32, [0x28, 1, 0, 0, 0, 0], &[]);
+    assert_eq!(status(&response), Some(Status::NoSuchDevice));
+    assert_eq!(message, b"no such function");
+
+    // Malformed arguments never reach it.
+    for (args, field) in [
+        ([0x1_0000, 1, 0, 0, 0, 0], "args[0]"),
+        ([1 << 40, 1, 0, 0, 0, 0], "args[0]"),
+        ([0x21, 2, 0, 0, 0, 0], "args[1]"),
+        ([0x21, u64::MAX, 0, 0, 0, 0], "args[1]"),
+    ] {
+        let before = fake.pci.clone();
+        let (response, message) = call(&mut fake, Command::PciAssignable as u32, args, &[]);
+        assert_eq!(status(&response), Some(Status::InvalidArgument), "{args:?}");
+        assert!(String::from_utf8(message).unwrap().starts_with(field), "{args:?}");
+        assert_eq!(fake.pci, before);
+    }
+}
+
+#[test]
+fn pci_attach_passes_the_domain_address_and_unconfined_flag() {
+    let mut fake = with_pci();
+    let attach = |fake: &mut Fake, args| call(fake, Command::PciAttach as u32, args, &[]);
+    let (response, _) = attach(&mut fake, [1, 0x18, 0, 0, 0, 0]);
+    assert_eq!(status(&response), Some(Status::Ok));
+    let (response, message) = attach(&mut fake, [2, 0x21, 0, 0, 0, 0]);
+    assert_eq!(status(&response), Some(Status::NotConfined));
+    assert_eq!(message, b"no IOMMU");
+    let (response, _) = attach(&mut fake, [2, 0x21, pci_flags::UNCONFINED_DMA, 0, 0, 0]);
+    assert_eq!(status(&response), Some(Status::Ok));
+    assert_eq!(
+        fake.attached,
+        [(1, address(0, 3, 0), false), (2, address(0, 4, 1), true)]
+    );
+    assert_eq!(
+        (fake.pci[2].owner, fake.pci[2].has(pci_function_flags::ATTACHED)),
+        (2, true)
+    );
+}
+
+#[test]
+fn pci_attach_refuses_malformed_arguments_and_dom0_before_the_control() {
+    let mut fake = with_pci();
+    for (args, expected, field) in [
+        ([1 << 32, 0x18, 0, 0, 0, 0], Status::InvalidArgument, "args[0]"),
+        ([1, 0x1_0000, 0, 0, 0, 0], Status::InvalidArgument, "args[1]"),
+        ([1, u64::MAX, 0, 0, 0, 0], Status::InvalidArgument, "args[1]"),
+        ([1, 0x18, 2, 0, 0, 0], Status::InvalidArgument, "args[2]"),
+        ([1, 0x18, 1 << 63 | 1, 0, 0, 0], Status::InvalidArgument, "args[2]"),
+        (
+            [0, 0x18, 0, 0, 0, 0],
+            Status::NotPermitted,
+            "devices are attached to DomUs",
+        ),
+    ] {
+        let (response, message) = call(&mut fake, Command::PciAttach as u32, args, &[]);
+        assert_eq!(status(&response), Some(expected), "{args:?}");
+        assert_eq!(response.values, [0; 4]);
+        let message = String::from_utf8(message).unwrap();
+        assert!(message.starts_with(field), "{args:?}: {message}");
+    }
+    assert!(fake.attached.is_empty());
+}
+
+#[test]
+fn without_pci_support_the_commands_say_so() {
+    let mut control = WithoutPci::default();
+    let (response, output) = call(&mut control, Command::PciList as u32, [0; 6], &[]);
+    assert_eq!(
+        (status(&response), response.values[0], output.len()),
+        (Some(Status::Ok), 0, 0)
+    );
+    for (command, args) in [
+        (Command::PciAssignable, [0x20, 1, 0, 0, 0, 0]),
+        (Command::PciAttach, [1, 0x20, 1, 0, 0, 0]),
+    ] {
+        let (response, message) = call(&mut control, command as u32, args, &[]);
+        assert_eq!(status(&response), Some(Status::Unsupported), "{command:?}");
+        assert_eq!(message, b"PCI assignment is not built yet");
+    }
+    // The rest of the table works as before.
+    let (response, _) = call(&mut control, Command::Create as u32, [0; 6], &create_bytes("web"));
+    assert_eq!(status(&response), Some(Status::Ok));
 }

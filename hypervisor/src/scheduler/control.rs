@@ -124,7 +124,119 @@ impl Scheduler<'_> {
     }
 }
 
+/// A management address as `keel-pci` names host functions.
+fn host_bdf(address: keel_abi::mgmt::PciAddress) -> Outcome<keel_pci::Bdf> {
+    keel_pci::Bdf::new(address.bus(), address.device(), address.function()).ok_or_else(|| {
+        Failure::new(
+            Status::InvalidArgument,
+            alloc::format!("{address} is not a PCI address"),
+        )
+    })
+}
+
 impl DomainControl for Scheduler<'_> {
+    fn pci_functions(&self) -> Vec<keel_abi::mgmt::PciFunction> {
+        use keel_abi::mgmt::{pci_function_flags as flags, PciAddress, PciFunction};
+        crate::passthrough::list()
+            .into_iter()
+            .filter_map(|listing| {
+                let bdf = listing.info.bdf;
+                let mut bits = 0;
+                if listing.assignable {
+                    bits |= flags::ASSIGNABLE;
+                }
+                if listing.owner.is_some() {
+                    bits |= flags::ATTACHED;
+                }
+                if listing.dma_confined {
+                    bits |= flags::DMA_CONFINED;
+                }
+                if listing.host_bridge {
+                    bits |= flags::HOST_BRIDGE;
+                }
+                Some(PciFunction {
+                    address: PciAddress::new(bdf.bus, bdf.device, bdf.function)?,
+                    vendor: listing.info.vendor,
+                    device: listing.info.device,
+                    class: listing.info.class & 0xff_ffff,
+                    flags: bits,
+                    owner: listing.owner.unwrap_or(0),
+                })
+            })
+            .collect()
+    }
+
+    fn pci_assignable(&mut self, address: keel_abi::mgmt::PciAddress, assignable: bool) -> Outcome<()> {
+        use crate::passthrough::AssignError;
+        let bdf = host_bdf(address)?;
+        crate::passthrough::set_assignable(bdf, assignable).map_err(|error| match error {
+            AssignError::NoSuchFunction => {
+                Failure::new(Status::NoSuchDevice, alloc::format!("no host function {address}"))
+            }
+            AssignError::Bridge => Failure::new(
+                Status::NotPermitted,
+                alloc::format!("{address} is a bridge: the devices behind it are not Dom0's to give away"),
+            ),
+            AssignError::Busy(owner) => Failure::new(
+                Status::BadState,
+                alloc::format!("{address} is attached to domain {owner}: destroy it first"),
+            ),
+            other => Failure::new(Status::InvalidArgument, alloc::format!("{address}: {other:?}")),
+        })?;
+        log::info!(
+            "pci: {address} {}",
+            if assignable {
+                "is assignable"
+            } else {
+                "is no longer assignable"
+            }
+        );
+        Ok(())
+    }
+
+    fn pci_attach(
+        &mut self,
+        domain: DomainId,
+        address: keel_abi::mgmt::PciAddress,
+        unconfined_dma: bool,
+    ) -> Outcome<()> {
+        use crate::passthrough::{AssignError, Assignment};
+        let bdf = host_bdf(address)?;
+        let entry = self.domu(domain)?;
+        if entry.state != DomainState::Building {
+            return Err(Failure::new(
+                Status::BadState,
+                "devices are attached before the domain boots",
+            ));
+        }
+        let assignment = Assignment {
+            host: bdf,
+            unconfined_dma,
+        };
+        crate::passthrough::attach(domain, assignment).map_err(|error| match error {
+            AssignError::NoSuchFunction => Failure::new(Status::NoSuchDevice, alloc::format!("no host function {address}")),
+            AssignError::NotAssignable | AssignError::Bridge => Failure::new(
+                Status::NotPermitted,
+                alloc::format!("{address} is not assignable: run `keel pci-assignable-add {address}` first"),
+            ),
+            AssignError::Busy(owner) => {
+                Failure::new(Status::Busy, alloc::format!("{address} is attached to domain {owner}"))
+            }
+            AssignError::NotConfined => Failure::new(
+                Status::NotConfined,
+                alloc::format!("{address}: no IOMMU confines its DMA (not confined); set pci_unconfined_dma = true to assign it anyway"),
+            ),
+            AssignError::Unsupported(why) => Failure::new(Status::Unsupported, why),
+        })?;
+        entry.assignments.push(assignment);
+        log::info!(
+            "domain {domain} ({}): {address} attached{}",
+            entry.name.as_str(),
+            if unconfined_dma { ", DMA unconfined allowed" } else { "" }
+        );
+        Ok(())
+    }
+
     fn host_info(&self) -> HostInfo {
         let free = memory::free_bytes();
         HostInfo {
@@ -227,6 +339,7 @@ impl DomainControl for Scheduler<'_> {
             console_input: Default::default(),
             tables_bytes: 0,
             run_cycles: 0,
+            assignments: Vec::new(),
         });
         log::info!(
             "domain {id} ({}): created, {} MiB",

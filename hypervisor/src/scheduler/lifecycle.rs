@@ -90,6 +90,16 @@ impl Scheduler<'_> {
             }
         };
         msr::pass_through_msrs(&mut vcpu);
+        for &assignment in &entry.assignments {
+            match crate::passthrough::wire(id, &mut domain, &mut vcpu, assignment) {
+                Ok(wired) => domain.assigned.push(wired),
+                Err(error) => {
+                    vcpu.destroy();
+                    domain.destroy();
+                    return Err(alloc::format!("assigning {}: {error}", assignment.host));
+                }
+            }
+        }
         entry.tables_bytes = free_before
             .saturating_sub(memory::free_bytes())
             .saturating_sub(entry.memory_bytes);

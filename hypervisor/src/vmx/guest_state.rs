@@ -231,6 +231,18 @@ impl VmxVcpu {
         read(F::GuestRflags)
     }
 
+    /// One iteration of a REP string instruction Keel performed while
+    /// RFLAGS.TF is set: the CPU would raise a single-step #DB after it,
+    /// with RIP still on the instruction.
+    pub fn single_step_iteration(&mut self) {
+        if read(F::GuestRflags) & RFLAGS_TF != 0 {
+            write(
+                F::GuestPendingDebugExceptions,
+                read(F::GuestPendingDebugExceptions) | PENDING_DEBUG_BS,
+            );
+        }
+    }
+
     /// Moves RIP past an instruction the hypervisor decoded itself.
     /// Completing an instruction also ends an STI or MOV-SS shadow it sat in.
     pub fn advance_rip(&mut self, len: u64) {

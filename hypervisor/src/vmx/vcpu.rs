@@ -312,10 +312,14 @@ impl VmxVcpu {
             }
             ExitReason::ExternalInterrupt => {
                 self.reinject_interrupted_event();
-                // Acknowledged on exit: retire it at the host's APIC.
+                // Acknowledged on exit: retire it at the host's APIC. A
+                // device's interrupt is for a guest: the scheduler forwards it.
                 let info = InterruptionInfo::from_raw(read(F::ExitInterruptionInfo) as u32);
-                crate::arch::host_timer::end_of_interrupt(info.vector);
-                VcpuExit::HostInterrupt
+                if crate::arch::device_interrupts::acknowledge(info.vector) {
+                    VcpuExit::DeviceInterrupt
+                } else {
+                    VcpuExit::HostInterrupt
+                }
             }
             ExitReason::EptViolation => {
                 let during_event_delivery = self.reinject_interrupted_event();
@@ -526,6 +530,18 @@ impl VmxVcpu {
         for (enabled, offset) in [(read, base), (write, base + 2048)] {
             if let Some(slot) = bitmap.get_mut(offset + byte).filter(|_| enabled) {
                 *slot &= !bit;
+            }
+        }
+    }
+
+    /// Lets the guest use ports `first..first + count` without exits (an
+    /// assigned device's registers).
+    pub fn pass_through_ports(&mut self, first: u16, count: u16) {
+        // SAFETY: the I/O bitmaps (A then B, 4 KiB each) belong to this vCPU.
+        let bitmap = unsafe { memory::block_bytes(self.io_bitmaps, IO_BITMAPS_SIZE) };
+        for port in first..first.saturating_add(count) {
+            if let Some(byte) = bitmap.get_mut(usize::from(port / 8)) {
+                *byte &= !(1 << (port % 8));
             }
         }
     }

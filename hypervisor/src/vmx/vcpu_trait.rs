@@ -25,6 +25,9 @@ impl Vcpu for VmxVcpu {
     fn skip_instruction(&mut self) {
         VmxVcpu::skip_instruction(self)
     }
+    fn single_step_iteration(&mut self) {
+        VmxVcpu::single_step_iteration(self)
+    }
     fn advance_rip(&mut self, len: u64) {
         VmxVcpu::advance_rip(self, len)
     }

@@ -78,6 +78,7 @@ fn launch_with_serial(machine: &Machine, iso: &Path, run_dir: &Path, tty: Option
             let config = bochs::bochsrc(bochs_machine, &iso, &run_dir, serial);
             fs::write(run_dir.join(bochs::BOCHSRC), config)?;
             fs::write(run_dir.join(bochs::DEBUGGER_RC), bochs::DEBUGGER_SCRIPT)?;
+            bochs::write_disk_image(bochs_machine, &run_dir)?;
             let console = run_dir.join(bochs::CONSOLE);
             (bochs::command(&run_dir), run_dir.join(bochs::LOG), console)
         }

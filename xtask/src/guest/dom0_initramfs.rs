@@ -14,6 +14,9 @@
 //! | `/etc/passwd`, `/etc/group` | root and nobody, so `su` can run `keel` unprivileged |
 //! | `/usr/lib/keel/domu-sched-test.sh`, `domu-faults-test.sh` | the DomU scheduling and fault checks `keel.test=domu-sched` / `keel.test=domu-faults` run, and `domu-lib.sh`, the functions they share |
 //! | `/etc/keel/domu-{spin,wrmsr,tick,probe,triple}.toml` | the configs of those checks' DomUs |
+//! | `/usr/lib/keel/hostile-test.sh`, `/etc/keel/domu-hostile.toml` | the hostile-guest checks `keel.test=hostile` runs, and its hostile DomU's config |
+//! | `/usr/lib/keel/passthrough-test.sh`, `/etc/keel/domu-disk{,-confined}.toml` | the PCI passthrough checks `keel.test=passthrough` runs, and the configs of their DomU (the host's IDE function, with and without `pci_unconfined_dma`) |
+//! | `/bin/keel-stress`, `/lib/modules/msr.ko` | the load generator (`guest-tools`, static) and the kernel's `msr` driver, for Dom0's own hostile run |
 //!
 //! The file is two archives back to back (`keel_initramfs::Archives`):
 //! everything but the DomU kernel and initramfs gzip-compressed, then those
@@ -50,6 +53,15 @@ const DOMU_WRMSR_CONFIG: &str = include_str!("../../guest/domu-wrmsr.toml");
 const DOMU_TICK_CONFIG: &str = include_str!("../../guest/domu-tick.toml");
 const DOMU_PROBE_CONFIG: &str = include_str!("../../guest/domu-probe.toml");
 const DOMU_TRIPLE_CONFIG: &str = include_str!("../../guest/domu-triple.toml");
+/// The hostile-guest checks (init.sh runs them with `keel.test=hostile`)
+/// and their hostile DomU's config.
+const HOSTILE_TEST_SCRIPT: &str = include_str!("../../guest/hostile-test.sh");
+const DOMU_HOSTILE_CONFIG: &str = include_str!("../../guest/domu-hostile.toml");
+/// The PCI passthrough checks (init.sh runs them with `keel.test=passthrough`)
+/// and their DomU's configs.
+const PASSTHROUGH_TEST_SCRIPT: &str = include_str!("../../guest/passthrough-test.sh");
+const DOMU_DISK_CONFIG: &str = include_str!("../../guest/domu-disk.toml");
+const DOMU_DISK_CONFINED_CONFIG: &str = include_str!("../../guest/domu-disk-confined.toml");
 /// busybox's `su` reads these itself; the DomU checks run `keel` as nobody.
 const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n";
 const GROUP: &str = "root:x:0:\nnogroup:x:65534:\n";
@@ -69,6 +81,14 @@ const DOMU_WRMSR_CONFIG_PATH: &str = "etc/keel/domu-wrmsr.toml";
 const DOMU_TICK_CONFIG_PATH: &str = "etc/keel/domu-tick.toml";
 const DOMU_PROBE_CONFIG_PATH: &str = "etc/keel/domu-probe.toml";
 const DOMU_TRIPLE_CONFIG_PATH: &str = "etc/keel/domu-triple.toml";
+const HOSTILE_TEST_PATH: &str = "usr/lib/keel/hostile-test.sh";
+const DOMU_HOSTILE_CONFIG_PATH: &str = "etc/keel/domu-hostile.toml";
+const PASSTHROUGH_TEST_PATH: &str = "usr/lib/keel/passthrough-test.sh";
+const DOMU_DISK_CONFIG_PATH: &str = "etc/keel/domu-disk.toml";
+const DOMU_DISK_CONFINED_CONFIG_PATH: &str = "etc/keel/domu-disk-confined.toml";
+/// Where Dom0's own hostile run finds its tools (the DomUs' paths too).
+const STRESS_PATH: &str = super::domu_initramfs::STRESS_PATH;
+const MODULES_DIR: &str = super::domu_initramfs::MODULES_DIR;
 
 /// The host files Dom0's initramfs carries besides busybox.
 pub struct Payload<'a> {
@@ -78,6 +98,10 @@ pub struct Payload<'a> {
     pub kernel: &'a Path,
     /// The DomU initramfs (`domu_initramfs::ensure`).
     pub domu_initrd: &'a Path,
+    /// The static `keel-stress` binary (`cargo::build_guest_tools`).
+    pub stress: &'a Path,
+    /// The kernel's `msr.ko` (`kernel::DOMU_MODULES`).
+    pub msr_module: &'a Path,
 }
 
 /// The same files, read.
@@ -86,6 +110,8 @@ struct Binaries {
     keel: Vec<u8>,
     kernel: Vec<u8>,
     domu_initrd: Vec<u8>,
+    stress: Vec<u8>,
+    msr_module: Vec<u8>,
 }
 
 fn read(path: &Path) -> Result<Vec<u8>> {
@@ -98,11 +124,16 @@ pub fn ensure(layout: &Layout, busybox: &Path, payload: &Payload) -> Result<Path
     let keel = read(payload.keel)?;
     elf::check_static_x86_64(&keel)
         .with_context(|| format!("{} cannot run in Dom0's initramfs", payload.keel.display()))?;
+    let stress = read(payload.stress)?;
+    elf::check_static_x86_64(&stress)
+        .with_context(|| format!("{} cannot run in Dom0's initramfs", payload.stress.display()))?;
     let binaries = Binaries {
         busybox: read(busybox)?,
         keel,
         kernel: read(payload.kernel)?,
         domu_initrd: read(payload.domu_initrd)?,
+        stress,
+        msr_module: read(payload.msr_module)?,
     };
     let initrd = layout.dom0_initrd();
     write_cached("Dom0 initramfs", &initrd, &dom0_initramfs(INIT_SCRIPT, binaries)?)?;
@@ -114,12 +145,16 @@ fn dom0_initramfs(init_script: &str, binaries: Binaries) -> Result<Initramfs> {
     image
         .directory("etc", 0o755)?
         .directory("etc/keel", 0o755)?
+        .directory("lib", 0o755)?
+        .directory(MODULES_DIR, 0o755)?
         // For /run/keel.lock, which serializes concurrent `keel` calls.
         .directory("run", 0o755)?
         .directory("usr", 0o755)?
         .directory("usr/lib", 0o755)?
         .directory("usr/lib/keel", 0o755)?
         .file(KEEL_PATH, 0o755, binaries.keel)?
+        .file(STRESS_PATH, 0o755, binaries.stress)?
+        .file(&super::domu_initramfs::module_path("msr"), 0o644, binaries.msr_module)?
         // Compressed already (LZ4 inside the bzImage, gzip): stored.
         .stored_file(DOMU_KERNEL_PATH, 0o644, binaries.kernel)?
         .stored_file(DOMU_INITRD_PATH, 0o644, binaries.domu_initrd)?
@@ -135,6 +170,15 @@ fn dom0_initramfs(init_script: &str, binaries: Binaries) -> Result<Initramfs> {
         .file(DOMU_TICK_CONFIG_PATH, 0o644, DOMU_TICK_CONFIG.as_bytes())?
         .file(DOMU_PROBE_CONFIG_PATH, 0o644, DOMU_PROBE_CONFIG.as_bytes())?
         .file(DOMU_TRIPLE_CONFIG_PATH, 0o644, DOMU_TRIPLE_CONFIG.as_bytes())?
+        .file(HOSTILE_TEST_PATH, 0o755, HOSTILE_TEST_SCRIPT.as_bytes())?
+        .file(DOMU_HOSTILE_CONFIG_PATH, 0o644, DOMU_HOSTILE_CONFIG.as_bytes())?
+        .file(PASSTHROUGH_TEST_PATH, 0o755, PASSTHROUGH_TEST_SCRIPT.as_bytes())?
+        .file(DOMU_DISK_CONFIG_PATH, 0o644, DOMU_DISK_CONFIG.as_bytes())?
+        .file(
+            DOMU_DISK_CONFINED_CONFIG_PATH,
+            0o644,
+            DOMU_DISK_CONFINED_CONFIG.as_bytes(),
+        )?
         .file("etc/passwd", 0o644, PASSWD.as_bytes())?
         .file("etc/group", 0o644, GROUP.as_bytes())?;
     Ok(image)
@@ -155,6 +199,8 @@ mod tests {
             keel: b"\x7fELF keel".to_vec(),
             kernel: b"bzImage".to_vec(),
             domu_initrd: b"\x1f\x8b domu".to_vec(),
+            stress: b"\x7fELF keel-stress".to_vec(),
+            msr_module: b"\x7fELF msr.ko".to_vec(),
         }
     }
 
@@ -168,12 +214,16 @@ mod tests {
             ("bin", DIRECTORY | 0o755),
             ("bin/busybox", REGULAR_FILE | 0o755),
             ("bin/keel", REGULAR_FILE | 0o755),
+            ("bin/keel-stress", REGULAR_FILE | 0o755),
             ("dev", DIRECTORY | 0o755),
             ("dev/console", CHAR_DEVICE | 0o600),
             ("dev/null", CHAR_DEVICE | 0o666),
             ("etc", DIRECTORY | 0o755),
             ("etc/group", REGULAR_FILE | 0o644),
             ("etc/keel", DIRECTORY | 0o755),
+            ("etc/keel/domu-disk-confined.toml", REGULAR_FILE | 0o644),
+            ("etc/keel/domu-disk.toml", REGULAR_FILE | 0o644),
+            ("etc/keel/domu-hostile.toml", REGULAR_FILE | 0o644),
             ("etc/keel/domu-poweroff.toml", REGULAR_FILE | 0o644),
             ("etc/keel/domu-probe.toml", REGULAR_FILE | 0o644),
             ("etc/keel/domu-spin.toml", REGULAR_FILE | 0o644),
@@ -183,6 +233,9 @@ mod tests {
             ("etc/keel/domu.toml", REGULAR_FILE | 0o644),
             ("etc/passwd", REGULAR_FILE | 0o644),
             ("init", REGULAR_FILE | 0o755),
+            ("lib", DIRECTORY | 0o755),
+            ("lib/modules", DIRECTORY | 0o755),
+            ("lib/modules/msr.ko", REGULAR_FILE | 0o644),
             ("proc", DIRECTORY | 0o555),
             ("root", DIRECTORY | 0o700),
             ("run", DIRECTORY | 0o755),
@@ -196,6 +249,8 @@ mod tests {
             ("usr/lib/keel/domu-lib.sh", REGULAR_FILE | 0o644),
             ("usr/lib/keel/domu-sched-test.sh", REGULAR_FILE | 0o755),
             ("usr/lib/keel/domu-test.sh", REGULAR_FILE | 0o755),
+            ("usr/lib/keel/hostile-test.sh", REGULAR_FILE | 0o755),
+            ("usr/lib/keel/passthrough-test.sh", REGULAR_FILE | 0o755),
             ("usr/lib/keel/vmlinuz", REGULAR_FILE | 0o644),
         ];
         let expected: Vec<(String, u32)> = expected.iter().map(|(name, mode)| (name.to_string(), *mode)).collect();
@@ -298,6 +353,8 @@ mod tests {
         on_poweroff: Option<String>,
         on_reboot: Option<String>,
         on_crash: Option<String>,
+        pci: Option<Vec<String>>,
+        pci_unconfined_dma: Option<bool>,
     }
 
     fn config(text: &str) -> DomainConfig {
@@ -343,11 +400,13 @@ mod tests {
         assert_eq!(one, print(INIT_SCRIPT, binaries()));
         assert_ne!(one, print("#!/bin/busybox sh\n", binaries()), "init");
         type Change = fn(&mut Binaries);
-        let changed: [(&str, Change); 4] = [
+        let changed: [(&str, Change); 6] = [
             ("busybox", |b| b.busybox.push(0)),
             ("keel", |b| b.keel.push(0)),
             ("kernel", |b| b.kernel.push(0)),
             ("domu initrd", |b| b.domu_initrd.push(0)),
+            ("keel-stress", |b| b.stress.push(0)),
+            ("msr.ko", |b| b.msr_module.push(0)),
         ];
         for (what, change) in changed {
             let mut other = binaries();
@@ -375,10 +434,14 @@ mod tests {
         let kernel = file("vmlinuz", b"bzImage");
         let domu_initrd = file("domu-initrd.gz", b"\x1f\x8b");
         let static_keel = file("keel", &keel);
+        let static_stress = file("keel-stress", &keel);
+        let msr_module = file("msr.ko", b"\x7fELF msr");
         let payload = Payload {
             keel: &static_keel,
             kernel: &kernel,
             domu_initrd: &domu_initrd,
+            stress: &static_stress,
+            msr_module: &msr_module,
         };
         let initrd = ensure(&layout, &busybox, &payload).unwrap();
         assert_eq!(initrd, layout.dom0_initrd());
@@ -410,6 +473,13 @@ mod tests {
         };
         let error = format!("{:#}", ensure(&layout, &busybox, &payload).unwrap_err());
         assert!(error.contains("keel-script cannot run in Dom0"), "{error}");
+        let payload = Payload {
+            keel: &static_keel,
+            stress: &script,
+            ..payload
+        };
+        let error = format!("{:#}", ensure(&layout, &busybox, &payload).unwrap_err());
+        assert!(error.contains("keel-script cannot run in Dom0"), "{error}");
         fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -430,9 +500,18 @@ mod tests {
 
     #[test]
     fn domu_scenarios_say_every_marker_their_boot_tests_know() {
-        use keel_boot_tests::cases::{DOMU_FAULTS_FAILURES, DOMU_FAULTS_STEPS, DOMU_SCHED_FAILURES, DOMU_SCHED_STEPS};
+        use keel_boot_tests::cases::{
+            DOMU_FAULTS_FAILURES, DOMU_FAULTS_STEPS, DOMU_SCHED_FAILURES, DOMU_SCHED_STEPS, HOSTILE_FAILURES,
+            HOSTILE_STEPS,
+        };
         says_every_marker_in_order(DOMU_SCHED_TEST_SCRIPT, DOMU_SCHED_STEPS, DOMU_SCHED_FAILURES);
         says_every_marker_in_order(DOMU_FAULTS_TEST_SCRIPT, DOMU_FAULTS_STEPS, DOMU_FAULTS_FAILURES);
+        says_every_marker_in_order(HOSTILE_TEST_SCRIPT, HOSTILE_STEPS, HOSTILE_FAILURES);
+        says_every_marker_in_order(
+            PASSTHROUGH_TEST_SCRIPT,
+            keel_boot_tests::cases::PASSTHROUGH_STEPS,
+            keel_boot_tests::cases::PASSTHROUGH_FAILURES,
+        );
         // The shared functions report through the kernel log as well.
         assert!(DOMU_LIB_SCRIPT.contains("> /dev/kmsg"));
     }
@@ -457,6 +536,116 @@ mod tests {
     }
 
     #[test]
+    fn the_hostile_checks_run_keel_stress_in_dom0_and_in_their_domu() {
+        use super::super::domu_initramfs::INIT_SCRIPT as DOMU_INIT;
+        use keel_boot_tests::cases::{HOSTILE_DOM0_SEED, HOSTILE_DOMU_SEED};
+        let image = image();
+        // Dom0's own run: the tool, the msr driver and the seed the boot test names.
+        for path in [
+            STRESS_PATH.to_string(),
+            super::super::domu_initramfs::module_path("msr"),
+        ] {
+            assert!(has(&image, &path), "{path}");
+        }
+        let script = HOSTILE_TEST_SCRIPT;
+        assert!(script.contains(&format!(
+            "MSR_MODULE=/{}\n",
+            super::super::domu_initramfs::module_path("msr")
+        )));
+        assert!(script.contains("insmod \"$MSR_MODULE\" allow_writes=on"));
+        assert!(script.contains(&format!("DOM0_SEED={HOSTILE_DOM0_SEED}\n")));
+        assert!(script.contains(
+            "keel-stress hostile --seed \"$DOM0_SEED\" --seconds \"$DOM0_SECONDS\" --skip \"$DOM0_SKIP\" 2>&1"
+        ));
+        // Every check counts in the boot test.
+        assert!(script.contains("\nDOM0_SKIP=\n"));
+        assert!(!DOMU_HOSTILE_CONFIG.contains("keel.hostile-skip="));
+        // The DomU's: its own seed on its command line, which its /init reads.
+        let cmdline = config(DOMU_HOSTILE_CONFIG).cmdline.unwrap();
+        let words: Vec<&str> = cmdline.split(' ').collect();
+        assert!(
+            words.contains(&format!("keel.hostile-seed={HOSTILE_DOMU_SEED}").as_str()),
+            "{cmdline}"
+        );
+        assert!(
+            words.iter().any(|word| word.starts_with("keel.hostile-seconds=")),
+            "{cmdline}"
+        );
+        assert_ne!(HOSTILE_DOM0_SEED, HOSTILE_DOMU_SEED);
+        for needed in [
+            "keel.hostile-seed=*) hostile_seed=${word#keel.hostile-seed=} ;;",
+            "keel.hostile-seconds=*) hostile_seconds=${word#keel.hostile-seconds=} ;;",
+            "keel.hostile-skip=*) hostile_skip=${word#keel.hostile-skip=} ;;",
+            "keel-stress hostile --seed \"$hostile_seed\" --seconds \"$hostile_seconds\" --skip \"$hostile_skip\" 2>&1",
+            "say \"domu: hostile done (keel-stress status",
+        ] {
+            assert!(DOMU_INIT.contains(needed), "{needed}");
+        }
+        // Dom0 waits for that line, and keeps the witness of domu-faults.
+        assert!(script.contains("HOSTILE_DONE='domu: hostile done'\n"));
+        assert!(script.contains(&format!("TICK_CONFIG=/{DOMU_TICK_CONFIG_PATH} ")));
+        // Keel stopping the DomU leaves it listed for Dom0 to see.
+        assert_eq!(config(DOMU_HOSTILE_CONFIG).on_crash.as_deref(), Some("preserve"));
+    }
+
+    #[test]
+    fn the_passthrough_checks_give_their_domu_the_host_function_and_know_its_disk() {
+        use super::super::domu_initramfs::INIT_SCRIPT as DOMU_INIT;
+        use keel_boot_tests::cases::{
+            PASSTHROUGH_DOMU_FAILURE, PASSTHROUGH_FAILURES, PASSTHROUGH_HOST_FUNCTION, PASSTHROUGH_STEPS,
+        };
+        use keel_boot_tests::emulator::bochs::PASSTHROUGH_SECTOR_MARKER;
+        let image = image();
+        let script = PASSTHROUGH_TEST_SCRIPT;
+        let disk = config(DOMU_DISK_CONFIG);
+        let confined = config(DOMU_DISK_CONFINED_CONFIG);
+        for (path, config, name, unconfined) in [
+            (DOMU_DISK_CONFIG_PATH, &disk, "domu-disk", Some(true)),
+            (DOMU_DISK_CONFINED_CONFIG_PATH, &confined, "domu-disk-confined", None),
+        ] {
+            assert_eq!(config.name, name);
+            assert_eq!(config.memory, u64::from(DOMU_MEMORY_MIB), "{name}");
+            assert_eq!(config.vcpus, Some(1));
+            assert_eq!(config.kernel, format!("/{DOMU_KERNEL_PATH}"));
+            assert_eq!(config.initrd, Some(format!("/{DOMU_INITRD_PATH}")));
+            assert_eq!(
+                config.pci.as_deref(),
+                Some(&[PASSTHROUGH_HOST_FUNCTION.to_string()][..])
+            );
+            assert_eq!(config.pci_unconfined_dma, unconfined, "{name}");
+            let cmdline = config.cmdline.as_deref().unwrap();
+            assert!(cmdline.starts_with("console=ttyS0 cryptomgr.notests"), "{cmdline}");
+            let words: Vec<&str> = cmdline.split(' ').collect();
+            // PIO only: nothing confines the device's DMA.
+            for word in ["keel.domu=disk", "libata.dma=0"] {
+                assert!(words.contains(&word), "{name}: {cmdline}");
+            }
+            assert!(has(&image, path), "{path}");
+            assert!(script.contains(&format!("=/{path} ")), "{path}");
+            assert!(script.contains(&format!("={name}\n")), "{name}");
+        }
+        // The script names the same function, the DomU's words and the disk's text.
+        assert!(script.contains(&format!("\nPCI_DEVICE={PASSTHROUGH_HOST_FUNCTION}\n")));
+        assert!(script.contains(&format!("\nDISK_FAILED='{PASSTHROUGH_DOMU_FAILURE}'\n")));
+        assert!(script.contains("\nDISK_DONE='domu: disk done'\n"));
+        assert!(DOMU_INIT.contains("say \"domu: disk done\""));
+        assert!(script.contains(&format!("\nDISK_MARKER={PASSTHROUGH_SECTOR_MARKER}\n")));
+        // Each refusal says why; the forced create comes after both.
+        let not_assignable = script.find("\"before keel pci-assignable-add\"").unwrap();
+        let add = script.find("run keel pci-assignable-add \"$PCI_DEVICE\"").unwrap();
+        let unconfined = script.find("\"not (be )?confined|no IOMMU confines\"").unwrap();
+        let create = script.find("if run keel create \"$DISK_CONFIG\"; then").unwrap();
+        let remove = script.find("run keel pci-assignable-remove \"$PCI_DEVICE\"").unwrap();
+        assert!(not_assignable < add && add < unconfined && unconfined < create && create < remove);
+        assert_eq!(PASSTHROUGH_STEPS.len(), 12);
+        assert!(PASSTHROUGH_FAILURES.iter().all(|failure| failure.ends_with(" failed")));
+        // The shared helpers it uses are in domu-lib.sh.
+        for helper in ["destroy_and_wait() {", "keel_refuses() {", "pci_list_line() {"] {
+            assert!(DOMU_LIB_SCRIPT.contains(helper), "{helper}");
+        }
+    }
+
+    #[test]
     fn the_bad_kernels_are_refused_with_a_reason() {
         for needed in [
             "kernel = \"/nonexistent/vmlinuz\"",
@@ -472,13 +661,15 @@ mod tests {
 
     #[test]
     fn init_runs_each_domu_scenario_before_the_domu_checks() {
-        use keel_boot_tests::dom0::{DOMU_FAULTS_TEST_FLAG, DOMU_SCHED_TEST_FLAG};
+        use keel_boot_tests::dom0::{DOMU_FAULTS_TEST_FLAG, DOMU_SCHED_TEST_FLAG, HOSTILE_TEST_FLAG};
         let domu = INIT_SCRIPT
             .find(&format!("grep -qwF '{DOMU_TEST_FLAG}' /proc/cmdline"))
             .unwrap();
         for (flag, path) in [
             (DOMU_SCHED_TEST_FLAG, DOMU_SCHED_TEST_PATH),
             (DOMU_FAULTS_TEST_FLAG, DOMU_FAULTS_TEST_PATH),
+            (HOSTILE_TEST_FLAG, HOSTILE_TEST_PATH),
+            (keel_boot_tests::dom0::PASSTHROUGH_TEST_FLAG, PASSTHROUGH_TEST_PATH),
         ] {
             let branch = format!("if grep -qwF '{flag}' /proc/cmdline; then\n    /{path}\n    poweroff -f\nfi\n");
             let at = INIT_SCRIPT
@@ -517,6 +708,13 @@ mod tests {
                 "triple",
                 "preserve",
             ),
+            (
+                DOMU_HOSTILE_CONFIG_PATH,
+                DOMU_HOSTILE_CONFIG,
+                "domu-hostile",
+                "hostile",
+                "preserve",
+            ),
         ];
         for (path, text, name, mode, on_crash) in configs {
             let config = config(text);
@@ -534,7 +732,7 @@ mod tests {
             );
             // DomU's /init knows the mode; the scripts name the file and the domain.
             assert!(DOMU_INIT.contains(&format!("    {mode})\n")), "{mode}");
-            let scripts = [DOMU_SCHED_TEST_SCRIPT, DOMU_FAULTS_TEST_SCRIPT];
+            let scripts = [DOMU_SCHED_TEST_SCRIPT, DOMU_FAULTS_TEST_SCRIPT, HOSTILE_TEST_SCRIPT];
             assert!(
                 scripts.iter().any(|script| script.contains(&format!("=/{path} "))),
                 "{path}"

@@ -2,16 +2,18 @@
 //! with its own `/init` (`xtask/guest/domu-init.sh`), which reports itself,
 //! sets up the ACPI power button (`keel shutdown`) and then, as `keel.domu=`
 //! on the kernel command line says, powers off, spins, writes an MSR in a
-//! loop, ticks, probes addresses outside its RAM, triple-faults, or starts a
-//! shell for `keel console`. Dom0's initramfs carries it as
-//! `/usr/lib/keel/domu-initrd.gz`. On top of the skeleton:
+//! loop, ticks, probes addresses outside its RAM, triple-faults, runs the
+//! hostile-guest load (`keel-stress hostile`), reads the disk of an assigned
+//! IDE controller (PCI passthrough), or starts a shell for `keel
+//! console`. Dom0's initramfs carries it as `/usr/lib/keel/domu-initrd.gz`. On top of the skeleton:
 //!
 //! | path in the DomU | what |
 //! |---|---|
-//! | `/bin/keel-stress` | the load generator (`guest-tools`, a static binary): `spin`, `wrmsr` |
+//! | `/bin/keel-stress` | the load generator (`guest-tools`, a static binary): `spin`, `wrmsr`, `hostile` |
 //! | `/lib/modules/msr.ko` | the kernel's `msr` driver (`/dev/cpu/0/msr`) |
 //! | `/lib/modules/evdev.ko` | input events as `/dev/input/event*`, which busybox acpid reads |
 //! | `/lib/modules/button.ko` | the ACPI power button driver (PNP0C0C) |
+//! | `/lib/modules/{scsi_common,scsi_mod,libata,ata_piix,sd_mod}.ko` | the IDE disk's drivers for PCI passthrough (`keel.domu=disk`): the PIIX3 IDE function's `ata_piix` on libata and the SCSI disk driver, in load order |
 //!
 //! The modules are the kernel's own (`kernel::DOMU_MODULES`, taken out of
 //! its Debian package with it); `/init` loads them with busybox `insmod`.
@@ -129,9 +131,14 @@ mod tests {
             ("init", REGULAR_FILE | 0o755),
             ("lib", DIRECTORY | 0o755),
             ("lib/modules", DIRECTORY | 0o755),
+            ("lib/modules/ata_piix.ko", REGULAR_FILE | 0o644),
             ("lib/modules/button.ko", REGULAR_FILE | 0o644),
             ("lib/modules/evdev.ko", REGULAR_FILE | 0o644),
+            ("lib/modules/libata.ko", REGULAR_FILE | 0o644),
             ("lib/modules/msr.ko", REGULAR_FILE | 0o644),
+            ("lib/modules/scsi_common.ko", REGULAR_FILE | 0o644),
+            ("lib/modules/scsi_mod.ko", REGULAR_FILE | 0o644),
+            ("lib/modules/sd_mod.ko", REGULAR_FILE | 0o644),
             ("proc", DIRECTORY | 0o555),
             ("root", DIRECTORY | 0o700),
             ("sys", DIRECTORY | 0o555),
@@ -167,12 +174,13 @@ mod tests {
             fingerprint(&domu_initramfs("#!/bin/busybox sh\n", binaries()).unwrap().archives())
         );
         type Change = fn(&mut Binaries);
-        let changed: [(&str, Change); 5] = [
+        let changed: [(&str, Change); 6] = [
             ("busybox", |b| b.busybox.push(0)),
             ("keel-stress", |b| b.stress.push(0)),
             ("msr.ko", |b| b.modules[0].1.push(0)),
             ("evdev.ko", |b| b.modules[1].1.push(0)),
             ("button.ko", |b| b.modules[2].1.push(0)),
+            ("sd_mod.ko", |b| b.modules.last_mut().unwrap().1.push(0)),
         ];
         for (what, change) in changed {
             let mut other = binaries();
@@ -212,6 +220,9 @@ mod tests {
         assert!(INIT_SCRIPT.contains("[ ! -c /dev/cpu/0/msr ]"));
         let stress = STRESS_PATH.rsplit('/').next().unwrap();
         assert!(INIT_SCRIPT.contains(&format!("\n            {stress} wrmsr 0x6e0 forever tsc+100000\n")));
+        // The hostile mode runs the same tool.
+        assert!(INIT_SCRIPT.contains("    hostile)\n        # "));
+        assert!(INIT_SCRIPT.contains(&format!("\n            {stress} hostile --seed ")));
         // The marker is said (through the kernel log), not echoed to the tty.
         assert!(INIT_SCRIPT.contains(&format!("say \"{DOMU_USERSPACE_MARKER}\"")));
     }
@@ -227,6 +238,35 @@ mod tests {
             "acpid -l /dev/kmsg",
             "domu: acpid started",
             DOMU_POWER_BUTTON_MARKER,
+        ] {
+            assert!(INIT_SCRIPT.contains(needed), "{needed}");
+        }
+    }
+
+    #[test]
+    fn disk_mode_loads_the_ide_drivers_in_order_and_reads_the_known_sectors() {
+        use crate::guest::kernel::DISK_MODULES;
+        use keel_boot_tests::emulator::bochs::{PASSTHROUGH_SECTOR_MARKER, PASSTHROUGH_TEXT_SECTORS};
+        assert!(INIT_SCRIPT.contains("    disk)\n        # "));
+        assert!(INIT_SCRIPT.contains(&format!("\nDISK_MODULES=\"{}\"\n", DISK_MODULES.join(" "))));
+        assert!(INIT_SCRIPT.contains("for module in $DISK_MODULES; do"));
+        assert!(INIT_SCRIPT.contains(&format!("\"/{MODULES_DIR}/$module.ko\" $(module_params \"$module\")")));
+        // The image has every one of them.
+        for module in DISK_MODULES {
+            assert!(has(&image(), &module_path(module)), "{module}");
+        }
+        // The disk's text, as the harness writes it, and the sectors read.
+        assert!(INIT_SCRIPT.contains(&format!("\nDISK_MARKER={PASSTHROUGH_SECTOR_MARKER}\n")));
+        let sectors: Vec<String> = PASSTHROUGH_TEXT_SECTORS.iter().map(u32::to_string).collect();
+        assert!(INIT_SCRIPT.contains(&format!("for sector in {}; do", sectors.join(" "))));
+        for needed in [
+            "say \"domu: disk sector $sector: $text\"",
+            "say \"domu: disk irqs $irqs (",
+            "say \"domu: disk pci $pci $(pci_function",
+            "say \"domu: disk done\"",
+            "say \"domu: disk FAILED: $*\"",
+            "echo 3 > /proc/sys/vm/drop_caches",
+            "/proc/interrupts",
         ] {
             assert!(INIT_SCRIPT.contains(needed), "{needed}");
         }

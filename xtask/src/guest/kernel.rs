@@ -23,8 +23,11 @@ const FLAVOUR_SUFFIX: &str = "-cloud-amd64";
 /// The kernel modules the DomU initramfs carries (as
 /// `/lib/modules/<name>.ko`; `xtask/guest/domu-init.sh` loads them), each
 /// with its path in the kernel package below `lib/modules/<release>/`.
-/// Debian's 6.1 packages hold them uncompressed, and none depends on
-/// another module (`depends=` empty: checked when they are taken out).
+/// Debian's 6.1 packages hold them uncompressed. Busybox's `insmod` resolves
+/// no dependencies, so the list is in load order: every module a module
+/// needs (its `depends=`, checked when they are taken out) comes earlier.
+/// What the kernel has built in (`crc-t10dif`, `t10-pi` for `sd_mod`)
+/// needs no module.
 pub const DOMU_MODULES: &[(&str, &str)] = &[
     // /dev/cpu/N/msr, for the WRMSR loop (keel.domu=wrmsr).
     ("msr", "kernel/arch/x86/kernel/msr.ko"),
@@ -32,7 +35,22 @@ pub const DOMU_MODULES: &[(&str, &str)] = &[
     ("evdev", "kernel/drivers/input/evdev.ko"),
     // The ACPI power button (PNP0C0C) `keel shutdown` presses (CONFIG_ACPI_BUTTON=m).
     ("button", "kernel/drivers/acpi/button.ko"),
+    // The IDE disk of PCI passthrough (keel.domu=disk): the PIIX3 IDE
+    // function's driver (CONFIG_ATA_PIIX=m) on libata (CONFIG_ATA=m, with
+    // the SFF and BMDMA helpers built into it), which drives the disk
+    // through the SCSI midlayer (CONFIG_SCSI=m) and its disk driver
+    // (CONFIG_BLK_DEV_SD=m): /dev/sdX.
+    ("scsi_common", "kernel/drivers/scsi/scsi_common.ko"),
+    ("scsi_mod", "kernel/drivers/scsi/scsi_mod.ko"),
+    ("libata", "kernel/drivers/ata/libata.ko"),
+    ("ata_piix", "kernel/drivers/ata/ata_piix.ko"),
+    ("sd_mod", "kernel/drivers/scsi/sd_mod.ko"),
 ];
+
+/// The modules `keel.domu=disk` loads (`xtask/guest/domu-init.sh`), in
+/// this order: the tail of [`DOMU_MODULES`] (the tests check both).
+#[cfg(test)]
+pub const DISK_MODULES: &[&str] = &["scsi_common", "scsi_mod", "libata", "ata_piix", "sd_mod"];
 
 /// The cached kernel and its DomU modules.
 pub struct Kernel {
@@ -177,8 +195,9 @@ fn check_fetched(kernel: &Kernel, release: &str, with_image: bool) -> Result<()>
         let image = read(&kernel.image)?;
         check_bzimage(&image).context("the kernel")?;
     }
-    for (name, module) in &kernel.modules {
-        check_module(&read(module)?, release).with_context(|| format!("{name}.ko"))?;
+    for (index, (name, module)) in kernel.modules.iter().enumerate() {
+        let loaded_before: Vec<&str> = kernel.modules[..index].iter().map(|(name, _)| *name).collect();
+        check_module(&read(module)?, name, release, &loaded_before).with_context(|| format!("{name}.ko"))?;
     }
     Ok(())
 }
@@ -212,10 +231,11 @@ fn package_and_version(origin: &str) -> Result<(&str, &str)> {
     }
 }
 
-/// A module the DomU's `insmod` can load into this kernel: an ELF file
-/// whose `vermagic` names `release`, needing no other module (busybox's
-/// insmod resolves no dependencies).
-fn check_module(module: &[u8], release: &str) -> Result<()> {
+/// A module the DomU's `insmod` can load into this kernel after the modules
+/// `loaded_before`: an ELF file named `name` whose `vermagic` names
+/// `release`, needing no module but those (busybox's insmod resolves no
+/// dependencies; `depends=` lists only modules, never what is built in).
+fn check_module(module: &[u8], name: &str, release: &str, loaded_before: &[&str]) -> Result<()> {
     if !module.starts_with(b"\x7fELF") {
         bail!("not an ELF file");
     }
@@ -223,10 +243,28 @@ fn check_module(module: &[u8], release: &str) -> Result<()> {
     if vermagic.split_whitespace().next() != Some(release) {
         bail!("built for `{vermagic}`, not {release}");
     }
-    match modinfo(module, "depends") {
-        Some(depends) if !depends.is_empty() => bail!("needs the modules {depends}"),
-        _ => Ok(()),
+    if let Some(own) = modinfo(module, "name") {
+        if own != name {
+            bail!("the module calls itself {own}, not {name}");
+        }
     }
+    let depends = modinfo(module, "depends").unwrap_or("");
+    let missing: Vec<&str> = depends
+        .split(',')
+        .filter(|dependency| !dependency.is_empty() && !loaded_before.contains(dependency))
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "needs the modules {} loaded before it (kernel::DOMU_MODULES loads {} first)",
+            missing.join(","),
+            if loaded_before.is_empty() {
+                "nothing".to_string()
+            } else {
+                loaded_before.join(",")
+            }
+        );
+    }
+    Ok(())
 }
 
 /// The value of `key=` in a module's `.modinfo` strings (NUL-terminated
@@ -304,6 +342,11 @@ mod tests {
                 "lib/modules/6.1.0-57-cloud-amd64/kernel/arch/x86/kernel/msr.ko",
                 "lib/modules/6.1.0-57-cloud-amd64/kernel/drivers/input/evdev.ko",
                 "lib/modules/6.1.0-57-cloud-amd64/kernel/drivers/acpi/button.ko",
+                "lib/modules/6.1.0-57-cloud-amd64/kernel/drivers/scsi/scsi_common.ko",
+                "lib/modules/6.1.0-57-cloud-amd64/kernel/drivers/scsi/scsi_mod.ko",
+                "lib/modules/6.1.0-57-cloud-amd64/kernel/drivers/ata/libata.ko",
+                "lib/modules/6.1.0-57-cloud-amd64/kernel/drivers/ata/ata_piix.ko",
+                "lib/modules/6.1.0-57-cloud-amd64/kernel/drivers/scsi/sd_mod.ko",
             ]
         );
         for bad in [
@@ -327,6 +370,11 @@ mod tests {
                 ("msr", PathBuf::from("/t/guest/modules/msr.ko")),
                 ("evdev", PathBuf::from("/t/guest/modules/evdev.ko")),
                 ("button", PathBuf::from("/t/guest/modules/button.ko")),
+                ("scsi_common", PathBuf::from("/t/guest/modules/scsi_common.ko")),
+                ("scsi_mod", PathBuf::from("/t/guest/modules/scsi_mod.ko")),
+                ("libata", PathBuf::from("/t/guest/modules/libata.ko")),
+                ("ata_piix", PathBuf::from("/t/guest/modules/ata_piix.ko")),
+                ("sd_mod", PathBuf::from("/t/guest/modules/sd_mod.ko")),
             ]
         );
     }
@@ -368,28 +416,89 @@ mod tests {
     }
 
     #[test]
-    fn a_module_must_match_the_release_and_need_no_other() {
+    fn a_module_must_match_its_name_and_the_release() {
         let release = "6.1.0-57-cloud-amd64";
         let good = module(
             "license=GPL;depends=;name=button;vermagic=6.1.0-57-cloud-amd64 SMP preempt mod_unload modversions ",
         );
-        check_module(&good, release).unwrap();
+        check_module(&good, "button", release, &[]).unwrap();
         assert_eq!(modinfo(&good, "name"), Some("button"));
         assert_eq!(modinfo(&good, "depends"), Some(""));
         assert_eq!(modinfo(&good, "missing"), None);
-        let other = module("depends=;vermagic=6.1.0-56-cloud-amd64 SMP preempt mod_unload ");
-        assert!(check_module(&other, release).is_err(), "another release");
-        let prefix = module("depends=;vermagic=6.1.0-57-cloud-amd64-rt SMP ");
-        assert!(check_module(&prefix, release).is_err(), "a longer release");
-        let needy = module("depends=input-core;vermagic=6.1.0-57-cloud-amd64 SMP ");
-        assert!(check_module(&needy, release).is_err(), "a dependency");
         assert!(
-            check_module(&module("depends=;name=msr"), release).is_err(),
+            check_module(&good, "evdev", release, &[]).is_err(),
+            "another module's file"
+        );
+        let other = module("depends=;vermagic=6.1.0-56-cloud-amd64 SMP preempt mod_unload ");
+        assert!(check_module(&other, "x", release, &[]).is_err(), "another release");
+        let prefix = module("depends=;vermagic=6.1.0-57-cloud-amd64-rt SMP ");
+        assert!(check_module(&prefix, "x", release, &[]).is_err(), "a longer release");
+        assert!(
+            check_module(&module("depends=;name=msr"), "msr", release, &[]).is_err(),
             "no vermagic"
         );
         let mut not_elf = good.clone();
         not_elf[0] = b'#';
-        assert!(check_module(&not_elf, release).is_err(), "not ELF");
+        assert!(check_module(&not_elf, "button", release, &[]).is_err(), "not ELF");
+    }
+
+    #[test]
+    fn a_module_needs_every_dependency_loaded_before_it() {
+        let release = "6.1.0-57-cloud-amd64";
+        let libata = module("depends=scsi_mod,scsi_common;name=libata;vermagic=6.1.0-57-cloud-amd64 SMP ");
+        check_module(&libata, "libata", release, &["msr", "scsi_common", "scsi_mod"]).unwrap();
+        let error = check_module(&libata, "libata", release, &["scsi_common"]).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("needs the modules scsi_mod loaded before it"),
+            "{error}"
+        );
+        let error = check_module(&libata, "libata", release, &[]).unwrap_err();
+        assert!(error.to_string().contains("scsi_mod,scsi_common"), "{error}");
+        assert!(error.to_string().contains("loads nothing first"), "{error}");
+        // A name is a whole entry of the list, not part of one.
+        assert!(check_module(&libata, "libata", release, &["scsi_common", "scsi"]).is_err());
+        let needy = module("depends=input-core;vermagic=6.1.0-57-cloud-amd64 SMP ");
+        assert!(
+            check_module(&needy, "x", release, &["evdev"]).is_err(),
+            "a module not in the list"
+        );
+    }
+
+    /// What `modinfo -F depends` says of each module in Debian's
+    /// linux-image-6.1.0-57-cloud-amd64 6.1.192-3 (the check at fetch time
+    /// reads the real files).
+    const DEBIAN_DEPENDS: &[(&str, &str)] = &[
+        ("msr", ""),
+        ("evdev", ""),
+        ("button", ""),
+        ("scsi_common", ""),
+        ("scsi_mod", "scsi_common"),
+        ("libata", "scsi_mod,scsi_common"),
+        ("ata_piix", "libata"),
+        ("sd_mod", "scsi_mod"),
+    ];
+
+    #[test]
+    fn the_domu_modules_load_in_dependency_order() {
+        let names: Vec<&str> = DOMU_MODULES.iter().map(|(name, _)| *name).collect();
+        assert_eq!(names, DEBIAN_DEPENDS.iter().map(|(name, _)| *name).collect::<Vec<_>>());
+        let release = "6.1.0-57-cloud-amd64";
+        for (index, (name, depends)) in DEBIAN_DEPENDS.iter().enumerate() {
+            let file = module(&format!("depends={depends};name={name};vermagic={release} SMP "));
+            check_module(&file, name, release, &names[..index]).unwrap();
+            // Loaded first, anything with dependencies fails.
+            if !depends.is_empty() {
+                assert!(check_module(&file, name, release, &[]).is_err(), "{name}");
+            }
+        }
+        // keel.domu=disk loads the tail of the list, in its order.
+        assert_eq!(&names[names.len() - DISK_MODULES.len()..], DISK_MODULES);
+        // Each path ends in the module's own name.
+        for (name, path) in DOMU_MODULES {
+            assert!(path.ends_with(&format!("/{name}.ko")), "{path}");
+        }
     }
 
     #[test]

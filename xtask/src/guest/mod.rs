@@ -21,8 +21,9 @@ use crate::{cargo, prerequisites};
 
 /// Fetches and builds whatever of Dom0's kernel and initramfs is missing or
 /// out of date (Dom0's `keel` tool and the DomU initramfs first: Dom0's
-/// initramfs carries them; the DomU initramfs in turn carries `keel-stress`
-/// and the kernel's DomU modules); afterwards `layout.dom0_kernel()`,
+/// initramfs carries them, and `keel-stress` and `msr.ko` for its own
+/// hostile run; the DomU initramfs in turn carries `keel-stress` and the
+/// kernel's DomU modules); afterwards `layout.dom0_kernel()`,
 /// `layout.domu_initrd()` and `layout.dom0_initrd()` exist.
 pub fn ensure_dom0_images(workspace: &Workspace) -> Result<()> {
     let layout = &workspace.layout;
@@ -41,10 +42,18 @@ pub fn ensure_dom0_images(workspace: &Workspace) -> Result<()> {
         kernel: &kernel,
     };
     let domu_initrd = domu_initramfs::ensure(layout, &busybox, &domu_payload)?;
+    let msr_module = kernel
+        .modules
+        .iter()
+        .find(|(name, _)| *name == "msr")
+        .map(|(_, path)| path.clone())
+        .context("msr.ko is not among the kernel's DomU modules")?;
     let payload = dom0_initramfs::Payload {
         keel: &keel,
         kernel: &kernel.image,
         domu_initrd: &domu_initrd,
+        stress: &stress,
+        msr_module: &msr_module,
     };
     dom0_initramfs::ensure(layout, &busybox, &payload)?;
     Ok(())

@@ -1,0 +1,132 @@
+//! Host interrupts Keel forwards to a guest (an assigned device's IRQs):
+//! which host GSI goes to which vector and on to which domain's GSI, and
+//! the host I/O APIC redirection entries that deliver them. The vectors are
+//! the device range of `arch::device_interrupts` above the IOMMU
+//! self-test's (0x40).
+
+use alloc::vec::Vec;
+
+pub const FIRST_VECTOR: u8 = 0x41;
+pub const LAST_VECTOR: u8 = 0x4f;
+
+/// One forwarded interrupt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Route {
+    pub host_gsi: u32,
+    pub vector: u8,
+    pub domain: u32,
+    pub guest_gsi: u32,
+    pub level_triggered: bool,
+    pub active_low: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RouteError {
+    /// Another route already takes this host GSI.
+    GsiInUse,
+    /// Every vector of the range is taken.
+    NoVector,
+}
+
+#[derive(Default)]
+pub struct Routes {
+    routes: Vec<Route>,
+}
+
+impl Routes {
+    /// Routes `host_gsi` to `domain`'s `guest_gsi` on a free vector.
+    pub fn add(
+        &mut self,
+        host_gsi: u32,
+        domain: u32,
+        guest_gsi: u32,
+        level_triggered: bool,
+        active_low: bool,
+    ) -> Result<Route, RouteError> {
+        if self.routes.iter().any(|route| route.host_gsi == host_gsi) {
+            return Err(RouteError::GsiInUse);
+        }
+        let vector = (FIRST_VECTOR..=LAST_VECTOR)
+            .find(|vector| self.routes.iter().all(|route| route.vector != *vector))
+            .ok_or(RouteError::NoVector)?;
+        let route = Route {
+            host_gsi,
+            vector,
+            domain,
+            guest_gsi,
+            level_triggered,
+            active_low,
+        };
+        self.routes.push(route);
+        Ok(route)
+    }
+
+    pub fn by_vector(&self, vector: u8) -> Option<Route> {
+        self.routes.iter().copied().find(|route| route.vector == vector)
+    }
+
+    /// Removes and returns every route of `domain`.
+    pub fn remove_domain(&mut self, domain: u32) -> Vec<Route> {
+        let (removed, kept) = self.routes.iter().partition(|route| route.domain == domain);
+        self.routes = kept;
+        removed
+    }
+}
+
+/// An I/O APIC redirection entry: fixed delivery, physical destination
+/// `apic_id` (bits 63:56), the vector, polarity (bit 13), trigger (bit 15)
+/// and mask (bit 16).
+pub const fn redirection_entry(route: &Route, apic_id: u8, masked: bool) -> u64 {
+    (route.vector as u64)
+        | (route.active_low as u64) << 13
+        | (route.level_triggered as u64) << 15
+        | (masked as u64) << 16
+        | (apic_id as u64) << 56
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_take_free_vectors_and_refuse_a_shared_gsi() {
+        let mut routes = Routes::default();
+        let ide_primary = routes.add(14, 3, 14, false, false).unwrap();
+        let ide_secondary = routes.add(15, 3, 15, false, false).unwrap();
+        assert_eq!((ide_primary.vector, ide_secondary.vector), (0x41, 0x42));
+        assert_eq!(routes.add(14, 4, 14, false, false), Err(RouteError::GsiInUse));
+        assert_eq!(routes.by_vector(0x42).map(|route| route.guest_gsi), Some(15));
+        let removed = routes.remove_domain(3);
+        assert_eq!(removed.len(), 2);
+        assert_eq!(routes.by_vector(0x41), None);
+        assert_eq!(
+            routes.add(14, 4, 14, false, false).unwrap().vector,
+            0x41,
+            "vectors are reused"
+        );
+        for gsi in 100..114 {
+            routes.add(gsi, 5, gsi, true, true).unwrap();
+        }
+        assert_eq!(routes.add(200, 5, 200, false, false), Err(RouteError::NoVector));
+    }
+
+    #[test]
+    fn redirection_entries_encode_vector_polarity_trigger_mask_and_destination() {
+        let route = Route {
+            host_gsi: 14,
+            vector: 0x41,
+            domain: 1,
+            guest_gsi: 14,
+            level_triggered: false,
+            active_low: false,
+        };
+        assert_eq!(redirection_entry(&route, 0, false), 0x41);
+        assert_eq!(redirection_entry(&route, 2, true), 0x0200_0000_0001_0041);
+        let level = Route {
+            level_triggered: true,
+            active_low: true,
+            ..route
+        };
+        assert_eq!(redirection_entry(&level, 0, false), 0xa041);
+    }
+}

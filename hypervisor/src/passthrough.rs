@@ -1,0 +1,605 @@
+//! Host PCI functions assigned to DomUs (PCI passthrough).
+//!
+//! At boot Keel lists the host's functions (`keel-pci`) and reads the
+//! firmware's MADT for its I/O APICs. Dom0 marks functions assignable and
+//! attaches them to a DomU before it boots; when the DomU boots, each one is
+//! wired:
+//! - the guest sees a type-0 header with the device's identity and BARs at
+//!   the host's addresses (`keel_devices::passthrough`) in a slot of its
+//!   PCI bus; memory BARs are mapped one to one, uncached, into its EPT,
+//!   and I/O BARs' ports (plus a legacy IDE controller's fixed ports) are
+//!   opened in its I/O bitmap, so it drives the registers without exits;
+//! - the device's DMA is confined to the DomU's RAM by an IOMMU domain
+//!   where an enabled VT-d unit covers it; otherwise only when Dom0 forced
+//!   it, with a warning that the device can reach any host memory;
+//! - its interrupts (today: a legacy IDE controller's ISA IRQs 14 and 15,
+//!   edge-triggered) are routed by the host I/O APIC to Keel's device
+//!   vectors and forwarded to the DomU's I/O APIC ([`forward_pending`]).
+//!   A DomU's firmware is hardware-reduced ACPI: it has no ISA IRQs, so a
+//!   legacy IDE controller is shown to it in native mode (programming
+//!   interface bits 0 and 2 set, BARs 0-3 at the legacy ports, INTA routed
+//!   like any slot's), and both host IRQs arrive on that INTx line.
+//!
+//! When the DomU stops, everything is undone and the function is
+//! assignable again. Level-triggered PCI INTx, MSI and MSI-X are not
+//! forwarded yet: a function that needs them is refused.
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use keel_acpi_tables::host_madt::HostMadt;
+use keel_devices::passthrough::{DeviceSpecific, PassthroughFunction, PassthroughWrite};
+use keel_devices::pci_config::{Bar as GuestBar, BarKind as GuestBarKind, PciIdentity};
+use keel_hypervisor::host_irq::{redirection_entry, Route, Routes};
+use keel_pci::bar::{Bar, BarKind};
+use keel_pci::enumerate::FunctionInfo;
+use keel_pci::{header, Bdf, ConfigAccess};
+use multiboot2::BootInformation;
+use spin::Mutex;
+
+use crate::arch::pci::HostConfig;
+use crate::domain::Domain;
+use crate::vmx::VmxVcpu;
+
+/// A legacy (compatibility-mode) IDE channel: its fixed ports and ISA IRQ.
+struct LegacyChannel {
+    command_block: u16,
+    control_port: u16,
+    irq: u8,
+    /// Programming-interface bit that says the channel is in native mode.
+    native_bit: u32,
+    /// The BARs a native-mode channel decodes through (command block,
+    /// control block).
+    bars: (u8, u8),
+}
+
+const LEGACY_IDE: [LegacyChannel; 2] = [
+    LegacyChannel {
+        command_block: 0x1f0,
+        control_port: 0x3f6,
+        irq: 14,
+        native_bit: 1 << 0,
+        bars: (0, 1),
+    },
+    LegacyChannel {
+        command_block: 0x170,
+        control_port: 0x376,
+        irq: 15,
+        native_bit: 1 << 2,
+        bars: (2, 3),
+    },
+];
+const IDE_CLASS: u32 = 0x0101;
+
+/// Ports Keel's own virtual devices decode for every DomU: an assigned
+/// device's I/O BAR may not cover them.
+const EMULATED_PORTS: [(u16, u16); 6] = [(0x20, 2), (0x60, 5), (0x70, 2), (0x3f8, 8), (0x600, 16), (0xcf8, 8)];
+
+/// A function attached to a domain, and whether Dom0 accepted unconfined DMA.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Assignment {
+    pub host: Bdf,
+    pub unconfined_dma: bool,
+}
+
+/// What wiring an assignment did, for [`unwire`].
+pub struct Wired {
+    host: Bdf,
+    /// Where the guest sees it.
+    guest: keel_devices::pci_host::PciAddress,
+    domain: u32,
+    confinement: Option<crate::iommu::Confinement>,
+}
+
+/// The guest wrote its view of the device's configuration: the command
+/// register's I/O, memory, bus-master and INTx-disable bits, and the
+/// device-specific registers outside capabilities, go to the real device.
+pub fn apply_write(assigned: &[Wired], guest: keel_devices::pci_host::PciAddress, write: PassthroughWrite) {
+    use keel_devices::passthrough::FORWARDED_COMMAND_BITS;
+    let Some(wired) = assigned.iter().find(|wired| wired.guest == guest) else {
+        return;
+    };
+    let config = &mut HostConfig;
+    match write {
+        PassthroughWrite::Command(command) => {
+            let old = config.read16(wired.host, header::COMMAND);
+            config.write16(
+                wired.host,
+                header::COMMAND,
+                (old & !FORWARDED_COMMAND_BITS) | (command & FORWARDED_COMMAND_BITS),
+            );
+        }
+        PassthroughWrite::Register { offset, value } => {
+            let dword = offset & !3;
+            let shift = (offset & 3) * 8;
+            let old = config.read32(wired.host, dword);
+            config.write32(wired.host, dword, (old & !(0xff << shift)) | u32::from(value) << shift);
+        }
+    }
+}
+
+/// The host's registers past the header, with its capability structures
+/// hidden (from each capability to the next, the last one to 64 bytes).
+fn device_specific(config: &mut HostConfig, bdf: Bdf) -> DeviceSpecific {
+    let mut registers = DeviceSpecific::default();
+    for (index, byte) in registers.bytes.iter_mut().enumerate() {
+        *byte = config.read8(bdf, 0x40 + index as u16);
+    }
+    let mut starts: Vec<u16> = keel_pci::capabilities::capabilities(config, bdf)
+        .map(|(_, at)| at)
+        .collect();
+    starts.sort_unstable();
+    for (position, &start) in starts.iter().enumerate() {
+        let end = starts.get(position + 1).copied().unwrap_or(start + 64).min(0x100);
+        for offset in start.max(0x40)..end {
+            registers.hidden[usize::from(offset - 0x40)] = true;
+        }
+    }
+    registers
+}
+
+pub struct HostDevices {
+    functions: Vec<FunctionInfo>,
+    assignable: Vec<Bdf>,
+    owners: Vec<(Bdf, u32)>,
+    madt: HostMadt,
+    routes: Routes,
+}
+
+static HOST_DEVICES: Mutex<Option<HostDevices>> = Mutex::new(None);
+
+/// Lists the host's functions and its I/O APICs.
+pub fn init(boot_info: &BootInformation, functions: Vec<FunctionInfo>) {
+    let madt = match crate::host_acpi::find(boot_info, *b"APIC") {
+        Ok(Some(table)) => keel_acpi_tables::host_madt::parse(&table).unwrap_or_else(|error| {
+            log::warn!("pci: the MADT is malformed ({error:?}): no device interrupts can be forwarded");
+            HostMadt::default()
+        }),
+        _ => HostMadt::default(),
+    };
+    for apic in &madt.io_apics {
+        log::info!(
+            "pci: host I/O APIC {} at {:#x}, GSIs from {}",
+            apic.id,
+            apic.address,
+            apic.gsi_base
+        );
+    }
+    *HOST_DEVICES.lock() = Some(HostDevices {
+        functions,
+        assignable: Vec::new(),
+        owners: Vec::new(),
+        madt,
+        routes: Routes::default(),
+    });
+}
+
+fn with<T>(f: impl FnOnce(&mut HostDevices) -> T) -> Option<T> {
+    HOST_DEVICES.lock().as_mut().map(f)
+}
+
+/// What `keel pci-assignable-list` shows of one function.
+pub struct Listing {
+    pub info: FunctionInfo,
+    pub assignable: bool,
+    pub owner: Option<u32>,
+    pub dma_confined: bool,
+    pub host_bridge: bool,
+}
+
+pub fn list() -> Vec<Listing> {
+    with(|devices| {
+        devices
+            .functions
+            .iter()
+            .map(|info| Listing {
+                info: *info,
+                assignable: devices.assignable.contains(&info.bdf),
+                owner: devices
+                    .owners
+                    .iter()
+                    .find(|(bdf, _)| *bdf == info.bdf)
+                    .map(|&(_, owner)| owner),
+                dma_confined: source_id(info.bdf).is_some_and(crate::iommu::covers),
+                host_bridge: is_bridge(info),
+            })
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+fn is_bridge(info: &FunctionInfo) -> bool {
+    info.class >> 16 == 0x06
+}
+
+fn source_id(bdf: Bdf) -> Option<keel_iommu::SourceId> {
+    keel_iommu::SourceId::new(bdf.bus, bdf.device, bdf.function)
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum AssignError {
+    NoSuchFunction,
+    /// Bridges (host, ISA, PCI-to-PCI) carry other devices: never assigned.
+    Bridge,
+    NotAssignable,
+    /// Attached to a domain already.
+    Busy(u32),
+    /// No IOMMU confines its DMA, and Dom0 did not force it.
+    NotConfined,
+    Unsupported(String),
+}
+
+/// Makes `bdf` assignable (or not).
+pub fn set_assignable(bdf: Bdf, assignable: bool) -> Result<(), AssignError> {
+    with(|devices| {
+        let info = devices
+            .functions
+            .iter()
+            .find(|info| info.bdf == bdf)
+            .ok_or(AssignError::NoSuchFunction)?;
+        if is_bridge(info) {
+            return Err(AssignError::Bridge);
+        }
+        if let Some(&(_, owner)) = devices.owners.iter().find(|(owned, _)| *owned == bdf) {
+            return Err(AssignError::Busy(owner));
+        }
+        devices.assignable.retain(|&listed| listed != bdf);
+        if assignable {
+            devices.assignable.push(bdf);
+        }
+        Ok(())
+    })
+    .unwrap_or(Err(AssignError::NoSuchFunction))
+}
+
+/// Reserves an assignable function for `domain` (booted later).
+pub fn attach(domain: u32, assignment: Assignment) -> Result<(), AssignError> {
+    let bdf = assignment.host;
+    with(|devices| {
+        if !devices.functions.iter().any(|info| info.bdf == bdf) {
+            return Err(AssignError::NoSuchFunction);
+        }
+        if let Some(&(_, owner)) = devices.owners.iter().find(|(owned, _)| *owned == bdf) {
+            return Err(AssignError::Busy(owner));
+        }
+        if !devices.assignable.contains(&bdf) {
+            return Err(AssignError::NotAssignable);
+        }
+        check_interrupts(bdf).map_err(AssignError::Unsupported)?;
+        let confined = source_id(bdf).is_some_and(crate::iommu::covers);
+        if !confined && !assignment.unconfined_dma {
+            return Err(AssignError::NotConfined);
+        }
+        devices.owners.push((bdf, domain));
+        Ok(())
+    })
+    .unwrap_or(Err(AssignError::NoSuchFunction))
+}
+
+/// The legacy IDE channels a function drives (compatibility mode).
+fn legacy_channels(class: u32) -> Vec<&'static LegacyChannel> {
+    if class >> 8 == IDE_CLASS {
+        LEGACY_IDE
+            .iter()
+            .filter(|channel| class & channel.native_bit == 0)
+            .collect()
+    } else {
+        Vec::new()
+    }
+}
+
+/// Whether Keel can forward the function's interrupts: ISA IRQs of a
+/// legacy IDE controller, or none at all.
+fn check_interrupts(bdf: Bdf) -> Result<(), String> {
+    let config = &mut HostConfig;
+    let class = config.read32(bdf, header::CLASS_REVISION) >> 8;
+    let pin = config.read8(bdf, header::INTERRUPT_PIN);
+    if legacy_channels(class).is_empty() && pin != 0 {
+        return Err(format!(
+            "{bdf} interrupts through INTx pin {pin}: forwarding level-triggered PCI interrupts (and MSI) is not built yet"
+        ));
+    }
+    Ok(())
+}
+
+/// Gives back every function `domain` held (it is destroyed).
+pub fn detach_all(domain: u32) {
+    with(|devices| devices.owners.retain(|&(_, owner)| owner != domain));
+}
+
+/// Hands `assignment`'s function to the booting `domain`. On error nothing
+/// stays wired.
+pub fn wire(domain_id: u32, domain: &mut Domain, vcpu: &mut VmxVcpu, assignment: Assignment) -> Result<Wired, String> {
+    let bdf = assignment.host;
+    let config = &mut HostConfig;
+    let bars = keel_pci::bar::probe(config, bdf).map_err(|error| format!("{bdf}: BARs: {error:?}"))?;
+    let class_revision = config.read32(bdf, header::CLASS_REVISION);
+    let class = class_revision >> 8;
+    let legacy = legacy_channels(class);
+    check_interrupts(bdf)?;
+    let pin = config.read8(bdf, header::INTERRUPT_PIN);
+    let io_ranges = io_ranges(&bars, &legacy)?;
+    let memory_bars: Vec<&Bar> = bars.iter().filter(|bar| bar.kind != BarKind::Io).collect();
+    // EPT maps whole pages: a smaller BAR would hand the guest whatever
+    // else shares its page.
+    if let Some(bar) = memory_bars
+        .iter()
+        .find(|bar| bar.size < 4096 || bar.address % 4096 != 0)
+    {
+        return Err(format!(
+            "{bdf}: memory BAR {} ({} bytes at {:#x}) shares a page with other registers",
+            bar.index, bar.size, bar.address
+        ));
+    }
+
+    // DMA first: the device must be confined before the guest can start it.
+    let confinement = match source_id(bdf)
+        .and_then(|source| crate::iommu::confine(source, domain_id as u16, &domain.ram_runs()))
+    {
+        Some(Ok(confinement)) => Some(confinement),
+        Some(Err(error)) => return Err(format!("{bdf}: {error}")),
+        None if assignment.unconfined_dma => {
+            log::warn!(
+                "domain {domain_id}: {bdf} assigned WITHOUT DMA confinement (no IOMMU covers it): its DMA can read and write any host memory"
+            );
+            None
+        }
+        None => return Err(format!("{bdf}: no IOMMU confines its DMA")),
+    };
+    let mut wired = Wired {
+        host: bdf,
+        guest: keel_devices::pci_host::PciAddress::HOST_BRIDGE,
+        domain: domain_id,
+        confinement,
+    };
+    let result = (|| {
+        let mut identity = identity(config, bdf, class_revision);
+        let mut shown_bars = guest_bars(&bars);
+        let mut shown_pin = pin;
+        if !legacy.is_empty() {
+            for channel in &legacy {
+                identity.class_code |= channel.native_bit;
+                shown_bars.push(legacy_bar(channel.bars.0, channel.command_block, 8));
+                shown_bars.push(legacy_bar(channel.bars.1, channel.control_port & !3, 4));
+            }
+            shown_pin = 1;
+        }
+        let function = PassthroughFunction::new(identity, &shown_bars, shown_pin, 0)
+            .map_err(|error| format!("{bdf}: {error}"))?
+            .with_device_specific(device_specific(config, bdf));
+        // Quiet until the guest's driver enables it.
+        let command = config.read16(bdf, header::COMMAND);
+        config.write16(
+            bdf,
+            header::COMMAND,
+            command & !(header::COMMAND_BUS_MASTER | header::COMMAND_IO | header::COMMAND_MEMORY),
+        );
+        for bar in &memory_bars {
+            domain
+                .map_device(bar.address, bar.size)
+                .map_err(|error| format!("{bdf}: BAR {} at {:#x}: {error}", bar.index, bar.address))?;
+        }
+        let platform = domain.platform.as_deref_mut().ok_or("the domain has no platform")?;
+        let guest_address = platform
+            .attach_passthrough(function)
+            .map_err(|error| format!("{bdf}: {error}"))?;
+        wired.guest = guest_address;
+        for &(first, count) in &io_ranges {
+            vcpu.pass_through_ports(first, count);
+        }
+        let guest_gsi = keel_hypervisor::platform_devices::PCI_ROOT
+            .intx_gsi(guest_address.device(), 1)
+            .ok_or("no INTx route for the device's slot")?;
+        route_interrupts(domain_id, &legacy, guest_gsi)?;
+        log::info!(
+            "domain {domain_id}: {bdf} assigned as {:02x}:{:02x}.{} ({} I/O range(s), {} memory BAR(s), IRQs {:?}, DMA {})",
+            guest_address.bus(),
+            guest_address.device(),
+            guest_address.function(),
+            io_ranges.len(),
+            memory_bars.len(),
+            legacy.iter().map(|channel| channel.irq).collect::<Vec<_>>(),
+            if wired.confinement.is_some() { "confined by the IOMMU" } else { "NOT confined" }
+        );
+        Ok(())
+    })();
+    match result {
+        Ok(()) => Ok(wired),
+        Err(error) => {
+            unwire(wired);
+            Err(error)
+        }
+    }
+}
+
+/// Undoes [`wire`]: interrupts masked and unrouted, the device quiet (and
+/// reset where it can be), its DMA blocked again.
+pub fn unwire(wired: Wired) {
+    let config = &mut HostConfig;
+    with(|devices| {
+        for route in devices.routes.remove_domain(wired.domain) {
+            program_route(&devices.madt, &route, true);
+            log::info!(
+                "domain {}: host GSI {}: {} interrupt(s) arrived for it",
+                wired.domain,
+                route.host_gsi,
+                crate::arch::device_interrupts::arrivals(route.vector)
+            );
+        }
+    });
+    config.write16(wired.host, header::COMMAND, 0);
+    if !function_level_reset(config, wired.host) {
+        log::info!("{}: no function-level reset; the device keeps its state", wired.host);
+    }
+    if let Some(confinement) = wired.confinement {
+        crate::iommu::release(confinement);
+    }
+}
+
+/// A PCI Express function-level reset where the device offers one.
+fn function_level_reset(config: &mut HostConfig, bdf: Bdf) -> bool {
+    const DEVICE_CAPABILITIES: u16 = 4;
+    const DEVICE_CONTROL: u16 = 8;
+    const FLR_CAPABLE: u32 = 1 << 28;
+    const INITIATE_FLR: u16 = 1 << 15;
+    let Some(express) = keel_pci::capabilities::find(config, bdf, keel_pci::capabilities::PCI_EXPRESS) else {
+        return false;
+    };
+    if config.read32(bdf, express + DEVICE_CAPABILITIES) & FLR_CAPABLE == 0 {
+        return false;
+    }
+    let control = config.read16(bdf, express + DEVICE_CONTROL);
+    config.write16(bdf, express + DEVICE_CONTROL, control | INITIATE_FLR);
+    // The spec gives the function 100 ms; Keel waits on the TSC.
+    let deadline = crate::arch::tsc::read().saturating_add(crate::arch::tsc::hz().unwrap_or(1_000_000_000) / 10);
+    while crate::arch::tsc::read() < deadline {
+        core::hint::spin_loop();
+    }
+    true
+}
+
+fn identity(config: &mut HostConfig, bdf: Bdf, class_revision: u32) -> PciIdentity {
+    let id = config.read32(bdf, header::VENDOR_ID);
+    let subsystem = config.read32(bdf, 0x2c);
+    PciIdentity {
+        vendor_id: id as u16,
+        device_id: (id >> 16) as u16,
+        class_code: class_revision >> 8,
+        revision: class_revision as u8,
+        subsystem_vendor_id: subsystem as u16,
+        subsystem_id: (subsystem >> 16) as u16,
+    }
+}
+
+/// A native-mode IDE BAR at a channel's legacy ports.
+fn legacy_bar(index: u8, address: u16, size: u64) -> (usize, GuestBar) {
+    (
+        usize::from(index),
+        GuestBar {
+            kind: GuestBarKind::Io,
+            size,
+            address: u64::from(address),
+        },
+    )
+}
+
+fn guest_bars(bars: &[Bar]) -> Vec<(usize, GuestBar)> {
+    bars.iter()
+        .map(|bar| {
+            let kind = match bar.kind {
+                BarKind::Io => GuestBarKind::Io,
+                BarKind::Memory32 => GuestBarKind::Memory32 {
+                    prefetchable: bar.prefetchable,
+                },
+                BarKind::Memory64 => GuestBarKind::Memory64 {
+                    prefetchable: bar.prefetchable,
+                },
+            };
+            (
+                usize::from(bar.index),
+                GuestBar {
+                    kind,
+                    size: bar.size,
+                    address: bar.address,
+                },
+            )
+        })
+        .collect()
+}
+
+/// Every port range the guest gets: I/O BARs and legacy IDE channels.
+fn io_ranges(bars: &[Bar], legacy: &[&LegacyChannel]) -> Result<Vec<(u16, u16)>, String> {
+    let mut ranges = Vec::new();
+    for bar in bars.iter().filter(|bar| bar.kind == BarKind::Io) {
+        let first = u16::try_from(bar.address).map_err(|_| format!("I/O BAR {} above 64 KiB", bar.index))?;
+        let count = u16::try_from(bar.size).map_err(|_| format!("I/O BAR {} too large", bar.index))?;
+        ranges.push((first, count));
+    }
+    for channel in legacy {
+        ranges.push((channel.command_block, 8));
+        ranges.push((channel.control_port, 1));
+    }
+    for &(first, count) in &ranges {
+        let end = u32::from(first) + u32::from(count);
+        if let Some((taken, _)) = EMULATED_PORTS
+            .iter()
+            .find(|&&(start, len)| u32::from(first) < u32::from(start) + u32::from(len) && u32::from(start) < end)
+        {
+            return Err(format!(
+                "ports {first:#x}+{count} overlap Keel's emulated ports at {taken:#x}"
+            ));
+        }
+    }
+    Ok(ranges)
+}
+
+/// Both channels' host IRQs go to the guest's INTx GSI of the function.
+fn route_interrupts(domain_id: u32, legacy: &[&LegacyChannel], guest_gsi: u32) -> Result<(), String> {
+    with(|devices| {
+        for channel in legacy {
+            let isa = devices.madt.isa_route(channel.irq);
+            let route = devices
+                .routes
+                .add(isa.gsi, domain_id, guest_gsi, isa.level_triggered, isa.active_low)
+                .map_err(|error| format!("IRQ {}: {error:?}", channel.irq))?;
+            if !program_route(&devices.madt, &route, false) {
+                return Err(format!("IRQ {}: no host I/O APIC has GSI {}", channel.irq, isa.gsi));
+            }
+            log::info!(
+                "domain {domain_id}: host IRQ {} (GSI {}{}) -> vector {:#x} -> guest GSI {guest_gsi}",
+                channel.irq,
+                isa.gsi,
+                if isa.level_triggered { ", level" } else { ", edge" },
+                route.vector
+            );
+        }
+        Ok(())
+    })
+    .unwrap_or(Err(String::from("host devices not initialized")))
+}
+
+/// Writes the host I/O APIC's redirection entry for `route`.
+fn program_route(madt: &HostMadt, route: &Route, masked: bool) -> bool {
+    let Some((apic, input)) = madt.io_apic_for(route.host_gsi) else {
+        return false;
+    };
+    let destination = crate::arch::device_interrupts::local_apic_id() as u8;
+    crate::arch::ioapic::write_redirection(
+        u64::from(apic.address),
+        input,
+        redirection_entry(route, destination, masked),
+    )
+}
+
+/// Hands the device interrupts that arrived to their domains' I/O APICs;
+/// returns the domains to wake.
+pub fn forward_pending(mut deliver: impl FnMut(u32, u32)) {
+    let pending = crate::arch::device_interrupts::take_pending();
+    if pending == 0 {
+        return;
+    }
+    let routes: Vec<Route> = with(|devices| {
+        (0..64u8)
+            .filter(|bit| pending & (1 << bit) != 0)
+            .filter_map(|bit| {
+                devices
+                    .routes
+                    .by_vector(crate::arch::device_interrupts::FIRST_VECTOR + bit)
+            })
+            .collect()
+    })
+    .unwrap_or_default();
+    for route in routes {
+        let count = crate::arch::device_interrupts::arrivals(route.vector);
+        if count <= 2 {
+            log::info!(
+                "domain {}: host GSI {} interrupt {count} forwarded to guest GSI {}",
+                route.domain,
+                route.host_gsi,
+                route.guest_gsi
+            );
+        }
+        deliver(route.domain, route.guest_gsi);
+    }
+}
