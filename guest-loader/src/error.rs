@@ -128,6 +128,9 @@ pub enum LoadError {
     BadPayload { offset: u32, length: u32, kernel_len: u64 },
     /// The setup header (0x202 + byte at 0x201) overruns its slot in `boot_params`.
     SetupHeaderTooLong { end: u64, max: u64 },
+    /// The setup header ends before the fields the loader reads from it, so
+    /// the copy in `boot_params` would lack them (the magic, the version...).
+    SetupHeaderTooShort { end: u64, min: u64 },
 
     /// Too many e820 entries for the `boot_params` table.
     TooManyE820Entries { max: usize },
@@ -231,6 +234,10 @@ impl fmt::Display for LoadError {
             Self::SetupHeaderTooLong { end, max } => write!(
                 f,
                 "setup header ends at {end:#x}, past its slot in boot_params (ends at {max:#x})"
+            ),
+            Self::SetupHeaderTooShort { end, min } => write!(
+                f,
+                "setup header ends at {end:#x}, before the fields the loader reads (up to {min:#x})"
             ),
             Self::TooManyE820Entries { max } => {
                 write!(f, "memory layout needs more than {max} e820 entries")

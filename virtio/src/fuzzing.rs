@@ -2,17 +2,8 @@
 //! crate's invariants checked with `assert!` along the way (a failed
 //! assertion is a finding).
 //!
-//! A libFuzzer target (the lead adds `fuzz/fuzz_targets/virtqueue.rs`) is:
-//!
-//! ```text
-//! fuzz_target!(|data: &[u8]| {
-//!     // The first 4 KiB (or less) is guest memory, the rest drives the queue.
-//!     let split = data.len().min(4096);
-//!     let mut memory = data[..split].to_vec();
-//!     keel_virtio::fuzzing::virtqueue(&mut memory, &data[split..]);
-//!     keel_virtio::fuzzing::pci_transport(data);
-//! });
-//! ```
+//! The libFuzzer targets are `fuzz/fuzz_targets/virtqueue.rs` (steps first,
+//! then the initial guest memory) and `fuzz/fuzz_targets/virtio_pci.rs`.
 //!
 //! Both functions are deterministic in their input and allocate nothing.
 

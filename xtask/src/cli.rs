@@ -69,14 +69,38 @@ pub enum Command {
         #[arg(long)]
         debug: bool,
     },
-    /// Host unit tests, then every boot test in the emulators.
+    /// Host unit tests, each fuzz target for a few seconds, then every boot test in the emulators.
     Test {
         /// Only boot tests whose name contains this.
         #[arg(long)]
         filter: Option<String>,
-        /// Skip the host unit tests.
+        /// Skip the host unit tests and the fuzz smoke run.
         #[arg(long)]
         no_host: bool,
+        /// Skip the fuzz smoke run (every fuzz target for a few seconds).
+        #[arg(long)]
+        no_fuzz: bool,
+    },
+    /// Fuzz a parser of untrusted input with libFuzzer (targets in fuzz/);
+    /// without a target, list them.
+    ///
+    /// Builds the targets with coverage instrumentation on the pinned stable
+    /// toolchain (no nightly or cargo-fuzz needed) into target/fuzz/, grows a
+    /// corpus in target/fuzz-corpus/<target>/ from the seeds in
+    /// fuzz/seeds/<target>/, and saves a crashing input in
+    /// target/fuzz-artifacts/<target>/.
+    Fuzz {
+        /// The target to fuzz.
+        target: Option<String>,
+        /// Fuzz every target, one after the other.
+        #[arg(long, conflicts_with = "target")]
+        all: bool,
+        /// How long to fuzz each target.
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+        seconds: u64,
+        /// Run the target once on this input (a saved crash) instead of fuzzing.
+        #[arg(long, requires = "target", conflicts_with_all = ["all", "seconds"])]
+        reproduce: Option<PathBuf>,
     },
     /// Measure the hypervisor in Bochs.
     Bench {
@@ -201,6 +225,49 @@ mod tests {
             assert_eq!(only, Some(part));
         }
         assert!(Cli::try_parse_from(["xtask", "bench", "boot", "--only", "bare"]).is_err());
+    }
+
+    #[test]
+    fn fuzz_takes_a_target_or_all_and_seconds() {
+        let parse = |args: &[&str]| {
+            let cli = Cli::try_parse_from([&["xtask", "fuzz"], args].concat())?;
+            let Command::Fuzz {
+                target,
+                all,
+                seconds,
+                reproduce,
+            } = cli.command
+            else {
+                panic!("parsed as another command");
+            };
+            Ok::<_, clap::Error>((target, all, seconds, reproduce))
+        };
+        assert_eq!(parse(&[]).unwrap(), (None, false, 60, None));
+        assert_eq!(
+            parse(&["bzimage", "--seconds", "3600"]).unwrap(),
+            (Some("bzimage".into()), false, 3600, None)
+        );
+        assert_eq!(parse(&["--all", "--seconds", "5"]).unwrap(), (None, true, 5, None));
+        assert_eq!(
+            parse(&["cmdline", "--reproduce", "crash-1"]).unwrap(),
+            (Some("cmdline".into()), false, 60, Some(PathBuf::from("crash-1")))
+        );
+        assert!(parse(&["--all", "bzimage"]).is_err());
+        assert!(parse(&["bzimage", "--seconds", "0"]).is_err());
+        assert!(parse(&["--reproduce", "crash-1"]).is_err(), "needs a target");
+    }
+
+    #[test]
+    fn test_can_skip_the_fuzz_smoke_run() {
+        let cli = Cli::try_parse_from(["xtask", "test", "--no-fuzz"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Test {
+                no_fuzz: true,
+                no_host: false,
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -51,7 +51,17 @@ fn main() -> ExitCode {
             let dom0 = (!no_dom0).then(|| Dom0Modules::with_linux_cmdline(&linux_cmdline));
             commands::run::run(&workspace, emulator, cmdline, dom0.as_ref(), debug)
         }
-        Command::Test { filter, no_host } => commands::test::run(&workspace, filter.as_deref(), no_host),
+        Command::Test {
+            filter,
+            no_host,
+            no_fuzz,
+        } => commands::test::run(&workspace, filter.as_deref(), no_host, no_fuzz),
+        Command::Fuzz {
+            target,
+            all,
+            seconds,
+            reproduce,
+        } => commands::fuzz::run(&workspace, target.as_deref(), all, seconds, reproduce.as_deref()),
         Command::Bench { benchmark } => commands::bench::run(&workspace, benchmark),
     };
     match result {

@@ -55,6 +55,9 @@ pub const BOCHS: &[Prerequisite] = &[
 
 pub const QEMU: &[Prerequisite] = &[program(qemu::BINARY, "qemu-system-x86")];
 
+/// libfuzzer-sys compiles libFuzzer (C++) for the fuzz targets.
+pub const FUZZ: &[Prerequisite] = &[program("c++", "g++")];
+
 /// What takes Dom0's kernel and busybox out of Debian packages.
 pub const DEBIAN_PACKAGE_TOOLS: &[Prerequisite] = &[
     program("apt-get", "apt"),

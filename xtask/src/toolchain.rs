@@ -142,7 +142,12 @@ pub fn ensure(workspace: &Workspace) -> Result<()> {
     if !rustup_available() {
         // A distribution's cargo: nothing xtask can add by itself.
         let sysroot_has = |target: &str| sysroot_has_target(workspace, target);
-        let absent: Vec<&String> = file.toolchain.targets.iter().filter(|target| !sysroot_has(target)).collect();
+        let absent: Vec<&String> = file
+            .toolchain
+            .targets
+            .iter()
+            .filter(|target| !sysroot_has(target))
+            .collect();
         if !absent.is_empty() {
             let names: Vec<&str> = absent.iter().map(|target| target.as_str()).collect();
             bail!(
@@ -159,7 +164,10 @@ pub fn ensure(workspace: &Workspace) -> Result<()> {
     let components = rustup_output(workspace, &["component", "list", "--installed"])?;
     let missing = missing(&file.toolchain, &host_triple(workspace)?, &targets, &components);
     for command in missing.rustup_commands() {
-        say!("the pinned toolchain lacks what rust-toolchain.toml names: rustup {}", command.join(" "));
+        say!(
+            "the pinned toolchain lacks what rust-toolchain.toml names: rustup {}",
+            command.join(" ")
+        );
         let status = Command::new("rustup")
             .args(&command)
             .current_dir(&workspace.root)
@@ -198,7 +206,11 @@ fn sysroot_has_target(workspace: &Workspace, target: &str) -> bool {
         return false;
     };
     let sysroot = String::from_utf8_lossy(&output.stdout).trim().to_string();
-    Path::new(&sysroot).join("lib/rustlib").join(target).join("lib").is_dir()
+    Path::new(&sysroot)
+        .join("lib/rustlib")
+        .join(target)
+        .join("lib")
+        .is_dir()
 }
 
 #[cfg(test)]
@@ -232,7 +244,10 @@ profile = "minimal"
         );
         assert_eq!(missing.targets, ["x86_64-unknown-none"]);
         assert!(missing.components.is_empty());
-        assert_eq!(missing.rustup_commands(), [vec!["target", "add", "x86_64-unknown-none"]]);
+        assert_eq!(
+            missing.rustup_commands(),
+            [vec!["target", "add", "x86_64-unknown-none"]]
+        );
     }
 
     #[test]
@@ -264,10 +279,22 @@ profile = "minimal"
     #[test]
     fn a_component_name_prefix_is_not_mistaken_for_the_component() {
         // `rust` is not installed just because `rust-std-...` is.
-        assert!(!component_installed("rust", HOST, &["rust-std-x86_64-unknown-linux-gnu"]));
-        assert!(component_installed("rust-std", HOST, &["rust-std-x86_64-unknown-linux-gnu"]));
+        assert!(!component_installed(
+            "rust",
+            HOST,
+            &["rust-std-x86_64-unknown-linux-gnu"]
+        ));
+        assert!(component_installed(
+            "rust-std",
+            HOST,
+            &["rust-std-x86_64-unknown-linux-gnu"]
+        ));
         assert!(!component_installed("clippy", HOST, &["clippy-preview"]));
-        assert!(!component_installed("clippy", HOST, &["clippy-aarch64-unknown-linux-gnu"]));
+        assert!(!component_installed(
+            "clippy",
+            HOST,
+            &["clippy-aarch64-unknown-linux-gnu"]
+        ));
     }
 
     #[test]

@@ -113,6 +113,14 @@ impl<'a> BzImage<'a> {
             });
         }
         let header_end = self.setup_header_end()?;
+        // The fields read above must be part of the header the kernel gets
+        // back in boot_params; a shorter one would hand it zeros for them.
+        if header_end < MIN_IMAGE_LEN as u64 {
+            return Err(LoadError::SetupHeaderTooShort {
+                end: header_end,
+                min: MIN_IMAGE_LEN as u64,
+            });
+        }
         let header_limit = (SETUP_HEADER_LIMIT as u64).min(setup_bytes);
         if header_end > header_limit {
             return Err(LoadError::SetupHeaderTooLong {

@@ -193,6 +193,26 @@ fn setup_header_overrunning_boot_params_is_rejected() {
     );
 }
 
+/// Found by the `bzimage` fuzz target: a jump offset of 0 (header ending
+/// at 0x202) was accepted, and `boot_params` got a header without the
+/// magic, the version or `loadflags` the loader had validated.
+#[test]
+fn setup_header_ending_before_the_fields_read_is_rejected() {
+    let mut image = SyntheticImage::new();
+    for jump in [0, 4, 0x61] {
+        image.set_u8(JUMP_OFFSET, jump);
+        assert_eq!(
+            parse(&image),
+            Err(LoadError::SetupHeaderTooShort {
+                end: 0x202 + u64::from(jump),
+                min: 0x264
+            })
+        );
+    }
+    image.set_u8(JUMP_OFFSET, 0x62);
+    assert!(parse(&image).is_ok(), "a header through init_size is enough");
+}
+
 #[test]
 fn errors_explain_themselves() {
     assert_eq!(

@@ -81,6 +81,9 @@ pub fn load_linux<M: GuestMemory + ?Sized>(
     for region in [kernel, zero_page, cmdline_region] {
         placement::check_below_4g(&kernel_image, region)?;
     }
+    // Alignment and the identity map's size, checked here too: a refusal
+    // from setup_long_mode would come after the kernel is written.
+    layout.long_mode.check(memory)?;
 
     let initrd_region = match initrd {
         Some(bytes) if !bytes.is_empty() => {

@@ -443,3 +443,32 @@ fn initrd_too_big_for_the_top_gap_goes_below_the_acpi_region() {
         Some(GuestRegion::new(RegionKind::Initrd, ACPI.start - 2 * MIB, 2 * MIB).unwrap())
     );
 }
+
+/// Found by the `bzimage` fuzz target: the long-mode layout's alignment and
+/// identity-map size used to be checked only by `setup_long_mode`, after the
+/// kernel, initrd, command line and zero page were written.
+#[test]
+fn a_bad_long_mode_layout_is_refused_before_anything_is_written() {
+    let image = SyntheticImage::new();
+    let initrd = initrd_bytes(0x1000);
+    let mut misaligned = layout();
+    misaligned.long_mode.page_tables_gpa = 0x9010;
+    let mut gdt_misaligned = layout();
+    gdt_misaligned.long_mode.gdt_gpa = 0x8004;
+    let mut too_large = layout();
+    too_large.long_mode.identity_map_bytes = crate::long_mode::MAX_IDENTITY_MAP_BYTES + 1;
+    // Its tables (sized as the maximum, 2 MiB) clear of the legacy hole.
+    too_large.long_mode.page_tables_gpa = 0x30_0000;
+    for bad in [misaligned, gdt_misaligned, too_large] {
+        let mut ram = ram();
+        let error = load_linux(&mut ram, &image.bytes, Some(&initrd), "quiet", &bad).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                LoadError::Misaligned { .. } | LoadError::IdentityMapTooLarge { .. }
+            ),
+            "{error}"
+        );
+        assert!(ram.iter().all(|&byte| byte == 0), "a failed load must not write");
+    }
+}

@@ -10,7 +10,7 @@ pub use gdt::{
 };
 pub use paging::{long_mode_tables_size, MAX_IDENTITY_MAP_BYTES};
 
-use keel_memory::GuestMemory;
+use keel_memory::{GuestMemory, GuestMemoryRead};
 
 use crate::error::{GuestRegion, LoadError, RegionKind};
 use crate::guest_memory::{check_aligned, check_backed, check_disjoint, write_guest, PAGE_SIZE};
@@ -57,6 +57,26 @@ impl LongModeLayout {
     pub fn gdt_region(&self) -> Result<GuestRegion, LoadError> {
         GuestRegion::new(RegionKind::Gdt, self.gdt_gpa, GDT_SIZE)
     }
+
+    /// Everything [`setup_long_mode`] checks before it writes: the regions
+    /// (aligned, backed by RAM in `memory`, disjoint) and the identity
+    /// map's size. Returns the page tables' and the GDT's regions.
+    pub fn check<M: GuestMemoryRead + ?Sized>(&self, memory: &M) -> Result<(GuestRegion, GuestRegion), LoadError> {
+        let tables = self.page_tables_region()?;
+        let gdt = self.gdt_region()?;
+        check_aligned(RegionKind::PageTables, tables.start, PAGE_SIZE)?;
+        check_aligned(RegionKind::Gdt, gdt.start, GDT_ALIGNMENT)?;
+        if self.identity_map_bytes > MAX_IDENTITY_MAP_BYTES {
+            return Err(LoadError::IdentityMapTooLarge {
+                requested: self.identity_map_bytes,
+                max: MAX_IDENTITY_MAP_BYTES,
+            });
+        }
+        check_backed(memory, tables)?;
+        check_backed(memory, gdt)?;
+        check_disjoint(&[tables, gdt])?;
+        Ok((tables, gdt))
+    }
 }
 
 /// Register values for entering the guest directly in 64-bit mode.
@@ -81,14 +101,7 @@ pub fn setup_long_mode<M: GuestMemory + ?Sized>(
     memory: &mut M,
     layout: &LongModeLayout,
 ) -> Result<LongModeState, LoadError> {
-    let tables = layout.page_tables_region()?;
-    let gdt = layout.gdt_region()?;
-    check_aligned(RegionKind::PageTables, tables.start, PAGE_SIZE)?;
-    check_aligned(RegionKind::Gdt, gdt.start, GDT_ALIGNMENT)?;
-    check_backed(memory, tables)?;
-    check_backed(memory, gdt)?;
-    check_disjoint(&[tables, gdt])?;
-
+    let (tables, gdt) = layout.check(memory)?;
     let cr3 = paging::write_identity_map(memory, tables.start, layout.identity_map_bytes)?;
     write_guest(memory, RegionKind::Gdt, gdt.start, &gdt::gdt_bytes())?;
 

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod build;
+pub mod fuzz;
 pub mod iso;
 pub mod run;
 pub mod test;

@@ -1,4 +1,5 @@
-//! `cargo xtask test`: host unit tests, then the boot tests.
+//! `cargo xtask test`: host unit tests, a few seconds of each fuzz target,
+//! then the boot tests.
 
 use std::sync::Mutex;
 
@@ -16,9 +17,12 @@ use crate::{cargo, guest, say};
 /// The machines have two cores, and each emulator keeps one busy.
 const PARALLEL_RUNS: usize = 2;
 
-pub fn run(workspace: &Workspace, filter: Option<&str>, no_host: bool) -> Result<()> {
+pub fn run(workspace: &Workspace, filter: Option<&str>, no_host: bool, no_fuzz: bool) -> Result<()> {
     if !no_host {
         cargo::test_host_crates(workspace)?;
+        if !no_fuzz {
+            crate::commands::fuzz::smoke(workspace)?;
+        }
     }
     let cases = select(all_boot_tests(), filter);
     if cases.is_empty() {
