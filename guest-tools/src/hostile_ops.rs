@@ -152,6 +152,22 @@ fn install_signal_handlers() -> io::Result<()> {
     Ok(())
 }
 
+/// One instruction with the fault guard armed: a signal it raises makes
+/// the handler resume right after it (at the address stored in the guard).
+macro_rules! guarded_asm {
+    ($instruction:literal, $($operands:tt)*) => {
+        asm!(
+            "lea {resume}, [rip + 2f]",
+            "mov qword ptr [{guard}], {resume}",
+            $instruction,
+            "2:",
+            guard = in(reg) guard(),
+            resume = out(reg) _,
+            $($operands)*
+        )
+    };
+}
+
 /// Takes the signal a guarded instruction raised, if any.
 fn take_guard_signal() -> Option<i32> {
     GUARD_RESUME.store(0, Ordering::SeqCst);
@@ -174,34 +190,10 @@ fn guard() -> *mut u64 {
 unsafe fn guarded_load(address: *const u8, size: u8) -> Result<u64, i32> {
     let value: u64;
     match size {
-        1 => asm!(
-            "lea {resume}, [rip + 2f]",
-            "mov qword ptr [{guard}], {resume}",
-            "movzx {value:e}, byte ptr [{address}]",
-            "2:",
-            address = in(reg) address, guard = in(reg) guard(), resume = out(reg) _, value = out(reg) value,
-        ),
-        2 => asm!(
-            "lea {resume}, [rip + 2f]",
-            "mov qword ptr [{guard}], {resume}",
-            "movzx {value:e}, word ptr [{address}]",
-            "2:",
-            address = in(reg) address, guard = in(reg) guard(), resume = out(reg) _, value = out(reg) value,
-        ),
-        4 => asm!(
-            "lea {resume}, [rip + 2f]",
-            "mov qword ptr [{guard}], {resume}",
-            "mov {value:e}, dword ptr [{address}]",
-            "2:",
-            address = in(reg) address, guard = in(reg) guard(), resume = out(reg) _, value = out(reg) value,
-        ),
-        _ => asm!(
-            "lea {resume}, [rip + 2f]",
-            "mov qword ptr [{guard}], {resume}",
-            "mov {value}, qword ptr [{address}]",
-            "2:",
-            address = in(reg) address, guard = in(reg) guard(), resume = out(reg) _, value = out(reg) value,
-        ),
+        1 => guarded_asm!("movzx {value:e}, byte ptr [{address}]", address = in(reg) address, value = out(reg) value),
+        2 => guarded_asm!("movzx {value:e}, word ptr [{address}]", address = in(reg) address, value = out(reg) value),
+        4 => guarded_asm!("mov {value:e}, dword ptr [{address}]", address = in(reg) address, value = out(reg) value),
+        _ => guarded_asm!("mov {value}, qword ptr [{address}]", address = in(reg) address, value = out(reg) value),
     }
     match take_guard_signal() {
         None => Ok(value),
@@ -215,34 +207,10 @@ unsafe fn guarded_load(address: *const u8, size: u8) -> Result<u64, i32> {
 /// As [`guarded_load`].
 unsafe fn guarded_store(address: *mut u8, size: u8, value: u64) -> Result<(), i32> {
     match size {
-        1 => asm!(
-            "lea {resume}, [rip + 2f]",
-            "mov qword ptr [{guard}], {resume}",
-            "mov byte ptr [{address}], {value:l}",
-            "2:",
-            address = in(reg) address, guard = in(reg) guard(), resume = out(reg) _, value = in(reg) value,
-        ),
-        2 => asm!(
-            "lea {resume}, [rip + 2f]",
-            "mov qword ptr [{guard}], {resume}",
-            "mov word ptr [{address}], {value:x}",
-            "2:",
-            address = in(reg) address, guard = in(reg) guard(), resume = out(reg) _, value = in(reg) value,
-        ),
-        4 => asm!(
-            "lea {resume}, [rip + 2f]",
-            "mov qword ptr [{guard}], {resume}",
-            "mov dword ptr [{address}], {value:e}",
-            "2:",
-            address = in(reg) address, guard = in(reg) guard(), resume = out(reg) _, value = in(reg) value,
-        ),
-        _ => asm!(
-            "lea {resume}, [rip + 2f]",
-            "mov qword ptr [{guard}], {resume}",
-            "mov qword ptr [{address}], {value}",
-            "2:",
-            address = in(reg) address, guard = in(reg) guard(), resume = out(reg) _, value = in(reg) value,
-        ),
+        1 => guarded_asm!("mov byte ptr [{address}], {value:l}", address = in(reg) address, value = in(reg) value),
+        2 => guarded_asm!("mov word ptr [{address}], {value:x}", address = in(reg) address, value = in(reg) value),
+        4 => guarded_asm!("mov dword ptr [{address}], {value:e}", address = in(reg) address, value = in(reg) value),
+        _ => guarded_asm!("mov qword ptr [{address}], {value}", address = in(reg) address, value = in(reg) value),
     }
     match take_guard_signal() {
         None => Ok(()),
@@ -257,14 +225,7 @@ fn guarded_vmcall(rax: u64, rdi: u64, rsi: u64, rdx: u64) -> Result<u64, i32> {
     // hypervisor may answer in, the caller-saved ones are declared
     // clobbered (Keel answers in RAX only).
     unsafe {
-        asm!(
-            "lea {resume}, [rip + 2f]",
-            "mov qword ptr [{guard}], {resume}",
-            "vmcall",
-            "2:",
-            guard = in(reg) guard(),
-            resume = out(reg) _,
-            inout("rax") rax => out,
+        guarded_asm!("vmcall", inout("rax") rax => out,
             inout("rdi") rdi => _,
             inout("rsi") rsi => _,
             inout("rdx") rdx => _,
@@ -529,13 +490,7 @@ fn misaligned_accesses() -> u64 {
 /// # Safety
 /// Both ranges must be mapped (faults on `source` are caught).
 unsafe fn guarded_rep_movsb(target: *mut u8, source: *const u8, len: usize) -> Result<(), i32> {
-    asm!(
-        "lea {resume}, [rip + 2f]",
-        "mov qword ptr [{guard}], {resume}",
-        "rep movsb",
-        "2:",
-        guard = in(reg) guard(), resume = out(reg) _,
-        inout("rdi") target => _, inout("rsi") source => _, inout("rcx") len => _,
+    guarded_asm!("rep movsb", inout("rdi") target => _, inout("rsi") source => _, inout("rcx") len => _,
     );
     take_guard_signal().map_or(Ok(()), Err)
 }
@@ -545,13 +500,7 @@ unsafe fn guarded_rep_movsb(target: *mut u8, source: *const u8, len: usize) -> R
 /// # Safety
 /// As [`guarded_rep_movsb`].
 unsafe fn guarded_rep_movsq(target: *mut u64, source: *const u64, count: usize) -> Result<(), i32> {
-    asm!(
-        "lea {resume}, [rip + 2f]",
-        "mov qword ptr [{guard}], {resume}",
-        "rep movsq",
-        "2:",
-        guard = in(reg) guard(), resume = out(reg) _,
-        inout("rdi") target => _, inout("rsi") source => _, inout("rcx") count => _,
+    guarded_asm!("rep movsq", inout("rdi") target => _, inout("rsi") source => _, inout("rcx") count => _,
     );
     take_guard_signal().map_or(Ok(()), Err)
 }
@@ -561,13 +510,7 @@ unsafe fn guarded_rep_movsq(target: *mut u64, source: *const u64, count: usize) 
 /// # Safety
 /// As [`guarded_rep_movsb`].
 unsafe fn guarded_rep_stosb(target: *mut u8, byte: u8, len: usize) -> Result<(), i32> {
-    asm!(
-        "lea {resume}, [rip + 2f]",
-        "mov qword ptr [{guard}], {resume}",
-        "rep stosb",
-        "2:",
-        guard = in(reg) guard(), resume = out(reg) _,
-        inout("rdi") target => _, in("al") byte, inout("rcx") len => _,
+    guarded_asm!("rep stosb", inout("rdi") target => _, in("al") byte, inout("rcx") len => _,
     );
     take_guard_signal().map_or(Ok(()), Err)
 }
@@ -578,28 +521,9 @@ fn guarded_in(port: u16, size: u8) -> Result<u32, i32> {
     // SAFETY: reads a port; no memory changes.
     unsafe {
         match size {
-            1 => asm!(
-                "xor eax, eax",
-                "lea {resume}, [rip + 2f]",
-                "mov qword ptr [{guard}], {resume}",
-                "in al, dx",
-                "2:",
-                guard = in(reg) guard(), resume = out(reg) _, in("dx") port, out("eax") value,
-            ),
-            2 => asm!(
-                "xor eax, eax",
-                "lea {resume}, [rip + 2f]",
-                "mov qword ptr [{guard}], {resume}",
-                "in ax, dx",
-                "2:",
-                guard = in(reg) guard(), resume = out(reg) _, in("dx") port, out("eax") value,
-            ),
-            _ => asm!(
-                "lea {resume}, [rip + 2f]",
-                "mov qword ptr [{guard}], {resume}",
-                "in eax, dx",
-                "2:",
-                guard = in(reg) guard(), resume = out(reg) _, in("dx") port, out("eax") value,
+            1 => guarded_asm!("in al, dx", in("dx") port, inout("eax") 0u32 => value),
+            2 => guarded_asm!("in ax, dx", in("dx") port, inout("eax") 0u32 => value),
+            _ => guarded_asm!("in eax, dx", in("dx") port, out("eax") value,
             ),
         }
     }
@@ -611,26 +535,11 @@ fn guarded_out(port: u16, size: u8, value: u32) -> Result<(), i32> {
     // SAFETY: writes a port; no memory changes.
     unsafe {
         match size {
-            1 => asm!(
-                "lea {resume}, [rip + 2f]",
-                "mov qword ptr [{guard}], {resume}",
-                "out dx, al",
-                "2:",
-                guard = in(reg) guard(), resume = out(reg) _, in("dx") port, in("eax") value,
+            1 => guarded_asm!("out dx, al", in("dx") port, in("eax") value,
             ),
-            2 => asm!(
-                "lea {resume}, [rip + 2f]",
-                "mov qword ptr [{guard}], {resume}",
-                "out dx, ax",
-                "2:",
-                guard = in(reg) guard(), resume = out(reg) _, in("dx") port, in("eax") value,
+            2 => guarded_asm!("out dx, ax", in("dx") port, in("eax") value,
             ),
-            _ => asm!(
-                "lea {resume}, [rip + 2f]",
-                "mov qword ptr [{guard}], {resume}",
-                "out dx, eax",
-                "2:",
-                guard = in(reg) guard(), resume = out(reg) _, in("dx") port, in("eax") value,
+            _ => guarded_asm!("out dx, eax", in("dx") port, in("eax") value,
             ),
         }
     }
@@ -642,13 +551,7 @@ fn guarded_inb(port: u16) -> Result<u8, i32> {
     let value: u8;
     // SAFETY: reads a port this process has permission for; no memory changes.
     unsafe {
-        asm!(
-            "lea {resume}, [rip + 2f]",
-            "mov qword ptr [{guard}], {resume}",
-            "in al, dx",
-            "2:",
-            guard = in(reg) guard(), resume = out(reg) _,
-            in("dx") port, out("al") value,
+        guarded_asm!("in al, dx", in("dx") port, out("al") value,
         );
     }
     take_guard_signal().map_or(Ok(value), Err)
@@ -658,13 +561,7 @@ fn guarded_inb(port: u16) -> Result<u8, i32> {
 fn guarded_rep_insb(port: u16, buffer: &mut [u8]) -> Result<(), i32> {
     // SAFETY: writes only `buffer`.
     unsafe {
-        asm!(
-            "lea {resume}, [rip + 2f]",
-            "mov qword ptr [{guard}], {resume}",
-            "rep insb",
-            "2:",
-            guard = in(reg) guard(), resume = out(reg) _,
-            in("dx") port, inout("rdi") buffer.as_mut_ptr() => _, inout("rcx") buffer.len() => _,
+        guarded_asm!("rep insb", in("dx") port, inout("rdi") buffer.as_mut_ptr() => _, inout("rcx") buffer.len() => _,
         );
     }
     take_guard_signal().map_or(Ok(()), Err)
@@ -674,13 +571,7 @@ fn guarded_rep_insb(port: u16, buffer: &mut [u8]) -> Result<(), i32> {
 fn guarded_rep_insd(port: u16, buffer: &mut [u32]) -> Result<(), i32> {
     // SAFETY: writes only `buffer`.
     unsafe {
-        asm!(
-            "lea {resume}, [rip + 2f]",
-            "mov qword ptr [{guard}], {resume}",
-            "rep insd",
-            "2:",
-            guard = in(reg) guard(), resume = out(reg) _,
-            in("dx") port, inout("rdi") buffer.as_mut_ptr() => _, inout("rcx") buffer.len() => _,
+        guarded_asm!("rep insd", in("dx") port, inout("rdi") buffer.as_mut_ptr() => _, inout("rcx") buffer.len() => _,
         );
     }
     take_guard_signal().map_or(Ok(()), Err)
@@ -691,13 +582,7 @@ fn guarded_ind(port: u16) -> Result<u32, i32> {
     let value: u32;
     // SAFETY: as guarded_inb.
     unsafe {
-        asm!(
-            "lea {resume}, [rip + 2f]",
-            "mov qword ptr [{guard}], {resume}",
-            "in eax, dx",
-            "2:",
-            guard = in(reg) guard(), resume = out(reg) _,
-            in("dx") port, out("eax") value,
+        guarded_asm!("in eax, dx", in("dx") port, out("eax") value,
         );
     }
     take_guard_signal().map_or(Ok(value), Err)
@@ -707,13 +592,7 @@ fn guarded_ind(port: u16) -> Result<u32, i32> {
 fn guarded_rep_outsb(port: u16, buffer: &[u8]) -> Result<(), i32> {
     // SAFETY: reads only `buffer`.
     unsafe {
-        asm!(
-            "lea {resume}, [rip + 2f]",
-            "mov qword ptr [{guard}], {resume}",
-            "rep outsb",
-            "2:",
-            guard = in(reg) guard(), resume = out(reg) _,
-            in("dx") port, inout("rsi") buffer.as_ptr() => _, inout("rcx") buffer.len() => _,
+        guarded_asm!("rep outsb", in("dx") port, inout("rsi") buffer.as_ptr() => _, inout("rcx") buffer.len() => _,
         );
     }
     take_guard_signal().map_or(Ok(()), Err)
