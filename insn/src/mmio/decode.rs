@@ -16,15 +16,7 @@ enum Extension {
 /// passed as is. The memory address itself is not decoded: the EPT-violation
 /// exit already reports the guest-physical address that was touched.
 pub fn decode_mmio(bytes: &[u8], bitness: CodeBitness) -> Result<MmioInstruction, DecodeError> {
-    let mut decoder =
-        Decoder::try_new(bitness.bits(), bytes, DecoderOptions::NONE).map_err(|_| DecodeError::Invalid)?;
-    let instruction = decoder.decode();
-    if instruction.is_invalid() {
-        return Err(match decoder.last_error() {
-            DecoderError::NoMoreBytes => DecodeError::Truncated,
-            _ => DecodeError::Invalid,
-        });
-    }
+    let instruction = decode_first(bytes, bitness)?;
     let mnemonic = instruction.mnemonic();
     let extension = match mnemonic {
         Mnemonic::Mov => None,
@@ -44,6 +36,21 @@ pub fn decode_mmio(bytes: &[u8], bitness: CodeBitness) -> Result<MmioInstruction
         size,
         kind,
     })
+}
+
+/// The first instruction in `bytes`, in `bitness` code: truncated bytes
+/// and invalid encodings are errors.
+pub(crate) fn decode_first(bytes: &[u8], bitness: CodeBitness) -> Result<Instruction, DecodeError> {
+    let mut decoder =
+        Decoder::try_new(bitness.bits(), bytes, DecoderOptions::NONE).map_err(|_| DecodeError::Invalid)?;
+    let instruction = decoder.decode();
+    if instruction.is_invalid() {
+        return Err(match decoder.last_error() {
+            DecoderError::NoMoreBytes => DecodeError::Truncated,
+            _ => DecodeError::Invalid,
+        });
+    }
+    Ok(instruction)
 }
 
 /// `mov` between memory and a register, or an immediate into memory.

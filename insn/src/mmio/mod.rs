@@ -14,6 +14,7 @@ mod instruction;
 mod register_update;
 
 pub use decode::decode_mmio;
+pub(crate) use decode::decode_first;
 pub use error::DecodeError;
 pub use gpr::Gpr;
 pub use iced_x86::Mnemonic;

@@ -1,4 +1,4 @@
-use iced_x86::{Decoder, DecoderError, DecoderOptions, Instruction, Mnemonic, OpKind, Register};
+use iced_x86::{Instruction, Mnemonic, OpKind, Register};
 
 use super::{AddressSize, Segment, StringInstruction, StringOp};
 use crate::mmio::{AccessSize, CodeBitness, DecodeError};
@@ -7,15 +7,7 @@ use crate::mmio::{AccessSize, CodeBitness, DecodeError};
 /// performs (MOVS, STOS, LODS, INS, OUTS). CMPS and SCAS are refused: no
 /// device register is compared against, and they only read.
 pub fn decode_string(bytes: &[u8], bitness: CodeBitness) -> Result<StringInstruction, DecodeError> {
-    let mut decoder =
-        Decoder::try_new(bitness.bits(), bytes, DecoderOptions::NONE).map_err(|_| DecodeError::Invalid)?;
-    let instruction = decoder.decode();
-    if instruction.is_invalid() {
-        return Err(match decoder.last_error() {
-            DecoderError::NoMoreBytes => DecodeError::Truncated,
-            _ => DecodeError::Invalid,
-        });
-    }
+    let instruction = crate::mmio::decode_first(bytes, bitness)?;
     let mnemonic = instruction.mnemonic();
     let (op, size) = operation(mnemonic).ok_or(DecodeError::Unsupported { mnemonic })?;
     let bad_operands = DecodeError::UnsupportedOperands { mnemonic };
