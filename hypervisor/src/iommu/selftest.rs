@@ -13,12 +13,11 @@
 
 use keel_iommu::dmar::NoBridges;
 use keel_iommu::irte::{Irte, RemappableMsi};
-use keel_iommu::tables::{Access, ContextEntry, PageSize, SecondLevelTables, SlConfig};
 use keel_iommu::unit::InvalidationScope;
 use keel_iommu::{parse_dmar, SourceId};
-use keel_memory::{FrameAllocator, GuestPhysAddr, HostPhysAddr};
+use keel_memory::{FrameAllocator, HostPhysAddr};
 
-use super::{report_faults, with_iommu, Unit, PAGE};
+use super::{report_faults, with_iommu, Iommu, Unit, PAGE};
 use keel_pci::{capabilities, enumerate::enumerate, header, Bdf, ConfigAccess};
 
 use crate::arch::device_interrupts;
@@ -53,42 +52,55 @@ const INTERRUPT_ENTRY: u16 = 0;
 
 /// Runs the self-test; returns whether it passed (it says why not).
 pub fn run(tsc_hz: Option<u64>) -> bool {
-    let verdict = with_iommu(|iommu| {
+    let verdict = (|| {
         let edu = enumerate(&mut HostConfig)
             .into_iter()
             .find(|function| (function.vendor, function.device) == (EDU_VENDOR, EDU_DEVICE))
             .ok_or("no edu device (QEMU -device edu)")?
             .bdf;
         let source = SourceId::new(edu.bus, edu.device, edu.function).ok_or("edu's address")?;
-        let dmar = parse_dmar(&iommu.dmar).map_err(|_| "the DMAR changed")?;
-        let base = dmar
-            .unit_for(0, source, &NoBridges)
-            .ok_or("no remapping unit covers edu")?
-            .register_base()
-            .as_u64();
-        let unit = iommu
-            .units
-            .iter_mut()
-            .find(|unit| unit.base == base && unit.segment == 0)
-            .ok_or("edu's remapping unit is not enabled")?;
+        let base = with_iommu(|iommu| unit_base(iommu, source))
+            .flatten()
+            .ok_or("no enabled remapping unit covers edu")?;
         log::info!("iommu selftest: edu at {source}, behind the unit at {base:#x}");
         let timeout = tsc_hz.unwrap_or(1_000_000_000).saturating_mul(5);
-        test_edu(unit, edu, source, timeout)
-    });
+        test_edu(edu, source, timeout)
+    })();
     match verdict {
-        Some(Ok(())) => {
+        Ok(()) => {
             log::info!("iommu selftest passed");
             true
         }
-        Some(Err(reason)) => {
+        Err(reason) => {
             log::info!("iommu selftest FAILED: {reason}");
             false
         }
-        None => {
-            log::info!("iommu selftest FAILED: no remapping unit was enabled");
-            false
-        }
     }
+}
+
+/// The register base of the enabled unit that covers `source`.
+fn unit_base(iommu: &Iommu, source: SourceId) -> Option<u64> {
+    let dmar = parse_dmar(&iommu.dmar).ok()?;
+    let base = dmar.unit_for(0, source, &NoBridges)?.register_base().as_u64();
+    iommu
+        .units
+        .iter()
+        .any(|unit| unit.base == base && unit.segment == 0)
+        .then_some(base)
+}
+
+/// Runs `f` on the unit that covers `source`.
+fn with_unit<T>(source: SourceId, f: impl FnOnce(&mut Unit) -> Result<T, &'static str>) -> Result<T, &'static str> {
+    with_iommu(|iommu| {
+        let base = unit_base(iommu, source).ok_or("edu's remapping unit is gone")?;
+        let unit = iommu
+            .units
+            .iter_mut()
+            .find(|unit| unit.base == base)
+            .ok_or("edu's remapping unit is gone")?;
+        f(unit)
+    })
+    .unwrap_or(Err("no remapping unit is enabled"))
 }
 
 /// Frames the test owns, freed on every path.
@@ -122,7 +134,7 @@ fn bytes(frame: HostPhysAddr) -> &'static mut [u8] {
     unsafe { core::slice::from_raw_parts_mut(frame.as_u64() as *mut u8, PAGE as usize) }
 }
 
-fn test_edu(unit: &mut Unit, edu: Bdf, source: SourceId, timeout: u64) -> Result<(), &'static str> {
+fn test_edu(edu: Bdf, source: SourceId, timeout: u64) -> Result<(), &'static str> {
     let config = &mut HostConfig;
     let bar = keel_pci::bar::probe(config, edu)
         .map_err(|_| "edu's BARs are malformed")?
@@ -147,38 +159,18 @@ fn test_edu(unit: &mut Unit, edu: Bdf, source: SourceId, timeout: u64) -> Result
     }
     bytes(canary).fill(0x5a);
 
-    let sl_config = SlConfig::for_unit(unit.driver.capabilities(), unit.driver.extended_capabilities(), 32)
-        .ok_or("the unit supports no usable address width")?;
-    let mut tables = SecondLevelTables::new(sl_config, &mut HostFrames, &mut unit.tables).map_err(|_| "tables")?;
+    // The same confinement a DomU's assigned device gets: tables that map
+    // exactly the given runs (here two pages at the addresses edu uses).
+    let runs = [
+        (SOURCE_IOVA, source_page, PAGE),
+        (DESTINATION_IOVA, destination_page, PAGE),
+    ];
+    let confinement = match crate::iommu::confine(source, DOMAIN, &runs) {
+        Some(Ok(confinement)) => confinement,
+        Some(Err(_)) => return Err("confining edu to its two pages failed"),
+        None => return Err("no enabled remapping unit covers edu"),
+    };
     let result = (|| {
-        tables
-            .map(
-                GuestPhysAddr::new(SOURCE_IOVA),
-                source_page,
-                PageSize::Size4K,
-                Access::READ,
-                &mut HostFrames,
-                &mut unit.tables,
-            )
-            .map_err(|_| "mapping the source page")?;
-        tables
-            .map(
-                GuestPhysAddr::new(DESTINATION_IOVA),
-                destination_page,
-                PageSize::Size4K,
-                Access::READ_WRITE,
-                &mut HostFrames,
-                &mut unit.tables,
-            )
-            .map_err(|_| "mapping the destination page")?;
-        let context = ContextEntry::second_level(DOMAIN, tables.root(), sl_config.agaw);
-        unit.root
-            .set_context(source, &context, &mut HostFrames, &mut unit.tables)
-            .map_err(|_| "installing edu's context entry")?;
-        unit.driver
-            .invalidate(InvalidationScope::Global, &mut unit.tables)
-            .map_err(|_| "invalidating the caches")?;
-
         // Mapped: RAM -> edu -> RAM.
         edu_mmio.dma(SOURCE_IOVA, EDU_BUFFER, false, timeout)?;
         edu_mmio.dma(EDU_BUFFER, DESTINATION_IOVA, true, timeout)?;
@@ -195,30 +187,34 @@ fn test_edu(unit: &mut Unit, edu: Bdf, source: SourceId, timeout: u64) -> Result
         log::info!("iommu selftest: mapped DMA ok: {moved} bytes through the device and back, sum {checksum:#x}");
 
         // Unmapped: to the canary's own address, which only an unconfined
-        // DMA could reach.
-        // Earlier faults (none are expected) must not count as this one.
-        report_faults(unit);
+        // DMA could reach. Earlier faults (none are expected) must not
+        // count as this one.
+        with_unit(source, |unit| {
+            report_faults(unit);
+            Ok(())
+        })?;
         edu_mmio.dma(EDU_BUFFER, canary.as_u64(), true, timeout)?;
         if bytes(canary).iter().any(|&byte| byte != 0x5a) {
             return Err("a DMA to an unmapped address reached memory");
         }
-        let mut recorded = false;
-        let base = unit.base;
-        unit.driver.take_faults(|record| {
-            log::info!("iommu: unit {base:#x}: DMA fault: {record}");
-            recorded |= record.source == source && record.fault_info & !0xfff == canary.as_u64();
-        });
+        let recorded = with_unit(source, |unit| {
+            let mut recorded = false;
+            let base = unit.base;
+            unit.driver.take_faults(|record| {
+                log::info!("iommu: unit {base:#x}: DMA fault: {record}");
+                recorded |= record.source == source && record.fault_info & !0xfff == canary.as_u64();
+            });
+            Ok(recorded)
+        })?;
         if !recorded {
             return Err("the blocked DMA was not recorded as edu's fault at that address");
         }
         log::info!("iommu selftest: unmapped DMA blocked and recorded with edu's source id");
 
-        interrupt_test(unit, edu, &mut edu_mmio, source, timeout)
+        with_unit(source, |unit| interrupt_test(unit, edu, &mut edu_mmio, source, timeout))
     })();
-    // Tear down: edu blocked again, its tables freed.
-    let _ = unit.root.clear_context(source, &mut unit.tables);
-    let _ = unit.driver.invalidate(InvalidationScope::Global, &mut unit.tables);
-    tables.destroy(&mut HostFrames, &unit.tables);
+    // Tear down as a destroyed DomU's device: blocked again, tables freed.
+    crate::iommu::release(confinement);
     config.write16(edu, header::COMMAND, command);
     result
 }
