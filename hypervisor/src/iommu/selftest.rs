@@ -104,26 +104,35 @@ fn with_unit<T>(source: SourceId, f: impl FnOnce(&mut Unit) -> Result<T, &'stati
 }
 
 /// Frames the test owns, freed on every path.
-struct Frames([Option<HostPhysAddr>; 3]);
+struct Frames([HostPhysAddr; 3]);
 
 impl Frames {
     fn allocate() -> Result<Self, &'static str> {
         let mut frames = [None; 3];
-        for slot in &mut frames {
-            *slot = Some(HostFrames.allocate_frame().ok_or("out of memory")?);
+        for index in 0..frames.len() {
+            match HostFrames.allocate_frame() {
+                Some(frame) => frames[index] = Some(frame),
+                None => {
+                    frames.iter().flatten().for_each(|&frame| HostFrames.free_frame(frame));
+                    return Err("out of memory");
+                }
+            }
         }
-        Ok(Self(frames))
+        let [Some(a), Some(b), Some(c)] = frames else {
+            return Err("out of memory");
+        };
+        Ok(Self([a, b, c]))
     }
 
     fn get(&self, index: usize) -> HostPhysAddr {
-        self.0[index].expect("allocated")
+        self.0[index]
     }
 }
 
 impl Drop for Frames {
     fn drop(&mut self) {
-        for frame in self.0.iter().flatten() {
-            HostFrames.free_frame(*frame);
+        for &frame in &self.0 {
+            HostFrames.free_frame(frame);
         }
     }
 }
