@@ -251,6 +251,10 @@ pub struct PciRootConfig {
     pub mmio_start: u32,
     /// Last byte (inclusive) of the MMIO window.
     pub mmio_end: u32,
+    /// A 64-bit MMIO window `[mmio64_start, mmio64_start + mmio64_len)`
+    /// above guest RAM for large prefetchable BARs; length 0: none.
+    pub mmio64_start: u64,
+    pub mmio64_len: u64,
     /// The GSI of INTA# of device 0. Device `d`'s pin `p` (INTA = 0) is wired
     /// to `intx_gsi_base + (d + p) % 4`, the swizzle a PCI-to-PCI bridge
     /// would apply, spreading slots over four level-triggered, active-low
@@ -260,12 +264,16 @@ pub struct PciRootConfig {
 
 impl PciRootConfig {
     /// Bus 0 only; MMIO from 3 GiB up to just below the I/O APIC at
-    /// 0xFEC00000 (the local APIC at 0xFEE00000 is above it too); INTx on
+    /// 0xFEC00000 (the local APIC at 0xFEE00000 is above it too), and 64 GiB
+    /// from 64 GiB up (the management function's memory window; any CPU
+    /// with 37 or more physical address bits reaches it); INTx on
     /// GSIs 16-19, the first I/O APIC inputs above the ISA range.
     pub const KEEL_DEFAULT: Self = Self {
         bus_end: 0,
         mmio_start: 0xC000_0000,
         mmio_end: 0xFEBF_FFFF,
+        mmio64_start: 64 << 30,
+        mmio64_len: 64 << 30,
         intx_gsi_base: 16,
     };
 

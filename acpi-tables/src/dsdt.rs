@@ -204,6 +204,10 @@ fn encode_pci_root(pci: &PciRootConfig, out: &mut Vec<u8>) -> Result<(), AmlErro
         resource::word_io_window(min, max, &mut resources);
     }
     resource::dword_memory_window(pci.mmio_start, pci.mmio_end, &mut resources);
+    if pci.mmio64_len != 0 {
+        let end = pci.mmio64_start.saturating_add(pci.mmio64_len - 1);
+        resource::qword_memory_window(pci.mmio64_start, end, &mut resources);
+    }
     resource::end(&mut resources);
 
     let routes: Vec<[DataObject<'_>; 4]> = (0..PCI_SLOTS)
@@ -346,12 +350,34 @@ mod tests {
             0x87, 0x17, 0x00, 0x00, 0x0c, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xc0, 0xff, 0xff, 0xbf, 0xfe,
             0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xc0, 0x3e, 0x79, 0x00,
         ];
-        let scope = pci_scope(&PciRootConfig::KEEL_DEFAULT);
+        let scope = pci_scope(&PciRootConfig {
+            mmio64_len: 0,
+            ..PciRootConfig::KEEL_DEFAULT
+        });
         assert_eq!(&scope[..1], &[0x10], "ScopeOp");
         let device = find(&scope, &[0x5b, 0x82]);
         let name = find(&scope, b"PCI0");
         assert!(name > device && name <= device + 6, "DeviceOp, PkgLength, PCI0");
         assert_eq!(&scope[name..name + expected.len()], expected);
+    }
+
+    #[test]
+    fn the_64_bit_window_matches_iasl() {
+        // iasl -p of QWordMemory (ResourceProducer, PosDecode, MinFixed, MaxFixed, Cacheable,
+        //   ReadWrite, 0, 0x1000000000, 0x1FFFFFFFFF, 0, 0x1000000000)
+        let expected: &[u8] = &[
+            0x8a, 0x2b, 0x00, 0x00, 0x0c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+            0x10, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0x1f, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+            0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x10, 0x00, 0x00, 0x00,
+        ];
+        let scope = pci_scope(&PciRootConfig::KEEL_DEFAULT);
+        let at = find(&scope, &expected[..4]);
+        assert_eq!(&scope[at..at + expected.len()], expected);
+        assert_eq!(
+            &scope[at + expected.len()..at + expected.len() + 2],
+            &[0x79, 0x00],
+            "EndTag"
+        );
     }
 
     #[test]
@@ -395,6 +421,8 @@ mod tests {
             bus_end: 0xFF,
             mmio_start: 0x8000_0000,
             mmio_end: 0xDFFF_FFFF,
+            mmio64_start: 0x10_0000_0000,
+            mmio64_len: 0x10_0000_0000,
             intx_gsi_base: 20,
         };
         let scope = pci_scope(&pci);
@@ -405,6 +433,12 @@ mod tests {
         assert_eq!(&window[..4], &0x8000_0000u32.to_le_bytes());
         assert_eq!(&window[4..8], &0xDFFF_FFFFu32.to_le_bytes());
         assert_eq!(&window[12..16], &0x6000_0000u32.to_le_bytes(), "length");
+        let memory64 = find(&scope, &[0x8a, 0x2b, 0x00, 0x00]);
+        assert_eq!(scope[memory64 + 5], 0x03, "read-write, cacheable");
+        let window64 = &scope[memory64 + 14..memory64 + 46];
+        assert_eq!(&window64[..8], &0x10_0000_0000u64.to_le_bytes());
+        assert_eq!(&window64[8..16], &0x1F_FFFF_FFFFu64.to_le_bytes());
+        assert_eq!(&window64[24..32], &0x10_0000_0000u64.to_le_bytes(), "length");
         let prt = find(&scope, b"_PRT") + 4;
         assert_eq!(
             &scope[prt + 4..prt + 14],

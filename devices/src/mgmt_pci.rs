@@ -7,6 +7,10 @@
 //!   hypervisor backs with RAM mapped through EPT (so Linux offers a
 //!   write-combining `resource2_wc` as well as `resource2`); this model only
 //!   tracks where it is;
+//! - BAR 4 (and 5): [`window::BYTES`] of 64-bit prefetchable memory, the
+//!   window through which Dom0's backends reach DomUs' RAM (ABI 1.3): the
+//!   hypervisor maps a DomU's RAM into a slot of it; this model only tracks
+//!   where it is and the slots' notification registers;
 //! - INTA#, driven to the GSI the DSDT's `_PRT` gives the function's slot.
 //!
 //! # How the hypervisor reaches it
@@ -43,6 +47,21 @@
 //!
 //! EVENT_MASK resets to 0: nothing interrupts until a tool asks for it.
 //!
+//! # Notifications for backends (ABI 1.3)
+//!
+//! Each window slot has pending bits ([`MgmtFunction::notify`] sets them,
+//! a read of its notification register returns and clears them) and an
+//! armed flag (its arm register). [`events::VIRTIO`] reads as set while
+//! some armed slot has bits pending; it is a level, so reading EVENTS does
+//! not clear it. When Dom0 sets Interrupt Disable while Interrupt Status is
+//! set (the interrupt was taken: `uio_pci_generic` masks it in its
+//! handler), every slot with bits pending is disarmed: the interrupt has
+//! woken its backend, and until that backend re-arms, the slot's bits must
+//! not raise the line again (another backend unmasking the shared line
+//! would otherwise take an interrupt storm while the first one catches
+//! up). A backend re-arms, then reads its bits, then sleeps: a
+//! notification in between finds the slot armed and raises the line.
+//!
 //! # Register access sizes
 //!
 //! Registers are 32 bits. An aligned 4-byte access reaches one register, an
@@ -51,7 +70,8 @@
 //! it never clears EVENTS) and its writes are ignored. Offsets without a
 //! register read 0 and ignore writes.
 
-use keel_abi::mgmt::{self, regs, REGISTER_BYTES, SHARED_BYTES};
+use keel_abi::mgmt::virtio::{notify_arm_register, notify_register, window};
+use keel_abi::mgmt::{self, events, regs, REGISTER_BYTES, SHARED_BYTES};
 
 use crate::pci_config::{Bar, BarKind, PciConfigError, PciIdentity, Type0Header, COMMAND_MEMORY, INTERRUPT_PIN_INTA};
 use crate::pci_host::PciFunction;
@@ -61,6 +81,10 @@ use crate::Platform;
 pub const REGISTERS_BAR: usize = 0;
 /// BAR index of the shared memory (a 64-bit BAR: slots 2 and 3).
 pub const SHARED_BAR: usize = 2;
+/// BAR index of the memory window (a 64-bit BAR: slots 4 and 5).
+pub const WINDOW_BAR: usize = window::BAR;
+/// Window slots, as an array length.
+const SLOTS: usize = window::SLOTS as usize;
 
 /// Where firmware (the hypervisor) puts the function's BARs at power-on and
 /// which GSI its INTA# reaches.
@@ -70,6 +94,8 @@ pub struct MgmtConfig {
     pub registers_gpa: u64,
     /// BAR 2: 2 MiB aligned.
     pub shared_gpa: u64,
+    /// BAR 4: aligned to [`window::BYTES`], inside the 64-bit PCI window.
+    pub window_gpa: u64,
     /// The GSI the DSDT's `_PRT` routes this slot's INTA# to.
     pub gsi: u32,
 }
@@ -84,33 +110,53 @@ pub struct MgmtLayout {
     pub registers: Option<u64>,
     /// Base of the shared memory ([`SHARED_BYTES`] bytes, 2 MiB aligned).
     pub shared: Option<u64>,
+    /// Base of the memory window ([`window::BYTES`] bytes).
+    pub window: Option<u64>,
 }
 
 impl MgmtLayout {
-    /// This layout with every BAR that does not lie wholly inside
-    /// `[window_start, window_end]` (inclusive, e.g. the DSDT's PCI MMIO
-    /// window) dropped, and both dropped if they overlap each other: the
-    /// hypervisor maps nothing at an address the guest was never given.
-    pub fn within(self, window_start: u64, window_end: u64) -> Self {
-        // Each BAR as an inclusive range, if it fits the window.
+    /// This layout with every BAR that does not lie wholly inside one of
+    /// `windows` (inclusive `(start, end)` pairs: the DSDT's 32-bit and
+    /// 64-bit PCI MMIO windows) dropped, and every pair of BARs that
+    /// overlap each other dropped: the hypervisor maps nothing at an
+    /// address the guest was never given.
+    pub fn within(self, windows: &[(u64, u64)]) -> Self {
+        // Each BAR as an inclusive range, if it fits a window.
         let inside = |base: Option<u64>, len: u64| {
             let base = base?;
             let end = base.checked_add(len - 1)?;
-            (base >= window_start && end <= window_end).then_some((base, end))
+            windows
+                .iter()
+                .any(|&(start, last)| base >= start && end <= last)
+                .then_some((base, end))
         };
-        let registers = inside(self.registers, REGISTER_BYTES);
-        let shared = inside(self.shared, SHARED_BYTES);
-        if let (Some((registers_base, registers_end)), Some((shared_base, shared_end))) = (registers, shared) {
-            if registers_base <= shared_end && shared_base <= registers_end {
-                return Self {
-                    registers: None,
-                    shared: None,
-                };
+        let mut bars = [
+            inside(self.registers, REGISTER_BYTES),
+            inside(self.shared, SHARED_BYTES),
+            inside(self.window, window::BYTES),
+        ];
+        let overlapping = |a: Option<(u64, u64)>, b: Option<(u64, u64)>| match (a, b) {
+            (Some((a_base, a_end)), Some((b_base, b_end))) => a_base <= b_end && b_base <= a_end,
+            _ => false,
+        };
+        let mut clash = [false; 3];
+        for first in 0..3 {
+            for second in first + 1..3 {
+                if overlapping(bars[first], bars[second]) {
+                    clash[first] = true;
+                    clash[second] = true;
+                }
+            }
+        }
+        for (bar, clash) in bars.iter_mut().zip(clash) {
+            if clash {
+                *bar = None;
             }
         }
         Self {
-            registers: registers.map(|(base, _)| base),
-            shared: shared.map(|(base, _)| base),
+            registers: bars[0].map(|(base, _)| base),
+            shared: bars[1].map(|(base, _)| base),
+            window: bars[2].map(|(base, _)| base),
         }
     }
 }
@@ -135,6 +181,10 @@ pub struct MgmtFunction {
     /// The layout [`Self::take_layout_change`] last reported (or the
     /// power-on layout).
     reported: MgmtLayout,
+    /// Each window slot's notifications not yet read.
+    notify_pending: [u32; SLOTS],
+    /// Bit `n`: slot `n` is armed.
+    notify_armed: u32,
 }
 
 impl MgmtFunction {
@@ -168,6 +218,14 @@ impl MgmtFunction {
                     address: config.shared_gpa,
                 },
             )?
+            .with_bar(
+                WINDOW_BAR,
+                Bar {
+                    kind: BarKind::Memory64 { prefetchable: true },
+                    size: window::BYTES,
+                    address: config.window_gpa,
+                },
+            )?
             .with_interrupt_pin(INTERRUPT_PIN_INTA)?
             .with_command(COMMAND_MEMORY);
         let mut function = Self {
@@ -179,7 +237,10 @@ impl MgmtFunction {
             reported: MgmtLayout {
                 registers: None,
                 shared: None,
+                window: None,
             },
+            notify_pending: [0; SLOTS],
+            notify_armed: 0,
         };
         // Firmware writes the interrupt it routed into Interrupt Line
         // (0xFF: "unknown" when it does not fit).
@@ -226,6 +287,7 @@ impl MgmtFunction {
         MgmtLayout {
             registers: self.header.decoded_bar(REGISTERS_BAR),
             shared: self.header.decoded_bar(SHARED_BAR),
+            window: self.header.decoded_bar(WINDOW_BAR),
         }
     }
 
@@ -242,7 +304,45 @@ impl MgmtFunction {
 
     /// Pending events (what a read of EVENTS would return).
     pub fn pending_events(&self) -> u32 {
-        self.events
+        self.events | self.virtio_level()
+    }
+
+    /// [`events::VIRTIO`] while an armed slot has notifications pending.
+    fn virtio_level(&self) -> u32 {
+        let armed_and_pending = self
+            .notify_pending
+            .iter()
+            .enumerate()
+            .any(|(slot, &bits)| bits != 0 && self.notify_armed & (1 << slot) != 0);
+        if armed_and_pending {
+            events::VIRTIO
+        } else {
+            0
+        }
+    }
+
+    /// Adds `bits` to window slot `slot`'s pending notifications (a slot
+    /// past the window is ignored); interrupts if the slot is armed and
+    /// [`events::VIRTIO`] is in EVENT_MASK.
+    pub fn notify(&mut self, slot: usize, bits: u32, platform: &mut dyn Platform) {
+        if let Some(pending) = self.notify_pending.get_mut(slot) {
+            *pending |= bits;
+            self.update_line(platform);
+        }
+    }
+
+    /// Forgets slot `slot` (its domain is gone): no bits, not armed.
+    pub fn clear_slot(&mut self, slot: usize, platform: &mut dyn Platform) {
+        if let Some(pending) = self.notify_pending.get_mut(slot) {
+            *pending = 0;
+            self.notify_armed &= !(1 << slot);
+            self.update_line(platform);
+        }
+    }
+
+    /// Slot `slot`'s pending bits (tests, diagnostics).
+    pub fn pending_notifications(&self, slot: usize) -> u32 {
+        self.notify_pending.get(slot).copied().unwrap_or(0)
     }
 
     pub fn event_mask(&self) -> u32 {
@@ -306,18 +406,26 @@ impl MgmtFunction {
             regs::MAGIC => regs::MAGIC_VALUE,
             regs::VERSION => mgmt::VERSION,
             regs::SHARED_SIZE => SHARED_BYTES as u32,
-            regs::EVENTS => self.events,
+            regs::EVENTS => self.events | self.virtio_level(),
             regs::EVENT_MASK => self.event_mask,
-            // DOORBELL reads 0, as does every offset without a register.
-            _ => 0,
+            offset => match notify_slot(offset) {
+                Some((slot, false)) => self.notify_pending[slot],
+                Some((slot, true)) => (self.notify_armed >> slot) & 1,
+                None => 0,
+            },
         }
     }
 
     fn read_register(&mut self, offset: u64, platform: &mut dyn Platform) -> u32 {
         if offset == regs::EVENTS {
-            let events = core::mem::take(&mut self.events);
+            let events = core::mem::take(&mut self.events) | self.virtio_level();
             self.update_line(platform);
             return events;
+        }
+        if let Some((slot, false)) = notify_slot(offset) {
+            let bits = core::mem::take(&mut self.notify_pending[slot]);
+            self.update_line(platform);
+            return bits;
         }
         self.peek_register(offset)
     }
@@ -330,14 +438,26 @@ impl MgmtFunction {
                 self.update_line(platform);
                 None
             }
-            // MAGIC, VERSION, SHARED_SIZE and EVENTS are read-only.
-            _ => None,
+            offset => {
+                // MAGIC, VERSION, SHARED_SIZE, EVENTS and the notification
+                // registers are read-only.
+                if let Some((slot, true)) = notify_slot(offset) {
+                    match value {
+                        0 => self.notify_armed &= !(1 << slot),
+                        1 => self.notify_armed |= 1 << slot,
+                        _ => {}
+                    }
+                    self.update_line(platform);
+                }
+                None
+            }
         }
     }
 
     /// Recomputes Interrupt Status and drives the line if its level changed.
     fn update_line(&mut self, platform: &mut dyn Platform) {
-        self.header.set_interrupt_status(self.events & self.event_mask != 0);
+        let events = self.events | self.virtio_level();
+        self.header.set_interrupt_status(events & self.event_mask != 0);
         let asserted = self.header.intx_asserted();
         if asserted != self.line_asserted {
             self.line_asserted = asserted;
@@ -352,10 +472,32 @@ impl PciFunction for MgmtFunction {
     }
 
     fn config_write(&mut self, offset: u16, size: u8, value: u32, platform: &mut dyn Platform) {
+        let was_masked = self.header.intx_disabled();
+        let was_pending = self.header.interrupt_status();
         self.header.write(offset, size, value);
+        if !was_masked && was_pending && self.header.intx_disabled() {
+            // The interrupt was taken: the backends it woke re-arm.
+            for (slot, &bits) in self.notify_pending.iter().enumerate() {
+                if bits != 0 {
+                    self.notify_armed &= !(1 << slot);
+                }
+            }
+        }
         // Interrupt Disable may have changed.
         self.update_line(platform);
     }
+}
+
+/// The window slot a BAR 0 offset's notification register belongs to, and
+/// whether it is the arm register (else the pending-bits register).
+fn notify_slot(offset: u64) -> Option<(usize, bool)> {
+    let slot_of = |base: u64| {
+        let relative = offset.checked_sub(base)?;
+        (relative % 4 == 0 && relative / 4 < window::SLOTS).then_some((relative / 4) as usize)
+    };
+    slot_of(notify_register(0))
+        .map(|slot| (slot, false))
+        .or_else(|| slot_of(notify_arm_register(0)).map(|slot| (slot, true)))
 }
 
 #[cfg(test)]

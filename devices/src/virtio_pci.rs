@@ -111,6 +111,14 @@ impl VirtioDevice {
     pub fn header(&self) -> &Type0Header {
         &self.header
     }
+
+    /// Brings the header's Interrupt Status up to the transport's INTx
+    /// level (ISR non-zero, MSI-X off) and answers whether the pin is
+    /// asserted (Interrupt Status set, Interrupt Disable clear).
+    pub fn sync_intx(&mut self) -> bool {
+        self.header.set_interrupt_status(self.function.intx_level());
+        self.header.intx_asserted()
+    }
 }
 
 impl PciFunction for VirtioDevice {

@@ -125,5 +125,7 @@ fn entry(images: Dom0Images, options: &Options) -> DomainEntry {
         tables_bytes: 0,
         run_cycles: 0,
         assignments: alloc::vec::Vec::new(),
+        virtio: alloc::vec::Vec::new(),
+        boots: 0,
     }
 }

@@ -14,6 +14,9 @@ use crate::vplatform::VirtualPlatform;
 use keel_hypervisor::console_line::ConsoleLine;
 use keel_hypervisor::cpuid_policy::GuestCpu;
 
+mod window;
+pub use window::RamRuns;
+
 /// Dom0's management shared memory: Keel's block, and where Dom0's BAR 2
 /// maps it now.
 #[derive(Clone, Copy)]
@@ -25,8 +28,14 @@ struct Management {
 
 #[derive(Debug)]
 pub enum DomainError {
-    OutOfMemory { bytes: u64 },
-    BadSize { bytes: u64 },
+    OutOfMemory {
+        bytes: u64,
+    },
+    BadSize {
+        bytes: u64,
+    },
+    /// A window slot that does not exist, or RAM that does not fit one.
+    WindowSlot(usize),
     Ept(EptError),
     Memory(MapError),
     NoPlatform,
@@ -38,6 +47,7 @@ impl core::fmt::Display for DomainError {
         match self {
             Self::OutOfMemory { bytes } => write!(f, "no {} MiB of host memory for guest RAM", bytes >> 20),
             Self::BadSize { bytes } => write!(f, "{bytes:#x} bytes of guest RAM is not a multiple of 4 KiB"),
+            Self::WindowSlot(slot) => write!(f, "window slot {slot} does not exist or cannot hold the RAM"),
             Self::Ept(error) => write!(f, "building EPT tables: {error:?}"),
             Self::Memory(error) => write!(f, "guest memory map: {error}"),
             Self::NoPlatform => f.write_str("the domain has no virtual platform"),
@@ -71,6 +81,8 @@ pub struct Domain {
     pub assigned: alloc::vec::Vec<crate::passthrough::Wired>,
     mmio_decodes: DecodeCache,
     management: Option<Management>,
+    /// Dom0's memory window onto DomUs' RAM.
+    window: window::Window,
 }
 
 impl Domain {
@@ -126,6 +138,7 @@ impl Domain {
             assigned: alloc::vec::Vec::new(),
             mmio_decodes: DecodeCache::default(),
             management: None,
+            window: window::Window::default(),
         })
     }
 
@@ -166,8 +179,11 @@ impl Domain {
         Some((self.platform.as_deref_mut()?, &mut self.mmio_decodes, &mut self.memory))
     }
 
-    /// Maps `len` bytes of host memory at `hpa` (Keel's, shared with the
-    /// guest) at guest-physical `gpa`, write-back cached. It is recorded as
+    /// Maps `len` bytes of host memory at `hpa` (Keel's shared memory, or a
+    /// DomU's RAM in Dom0's window, shared with the
+    /// guest) at guest-physical `gpa`, write-back cached whatever the
+    /// guest's PAT says (Linux maps BARs uncached; this is RAM, which Keel
+    /// and other guests access write-back). It is recorded as
     /// shared memory, not RAM: guest-memory accesses do not reach it, and
     /// it cannot overlap RAM or a device range.
     pub fn map_shared(&mut self, gpa: u64, hpa: HostPhysAddr, len: u64) -> Result<(), DomainError> {
@@ -178,7 +194,7 @@ impl Domain {
             start,
             hpa,
             len,
-            EptFlags::READ | EptFlags::WRITE,
+            EptFlags::READ | EptFlags::WRITE | EptFlags::IGNORE_PAT,
             MemoryType::WriteBack,
             PageSize::Size2M,
             &mut HostFrames,
@@ -216,7 +232,7 @@ impl Domain {
 
     /// The guest's RAM as (guest-physical, host-physical, length) runs, for
     /// an IOMMU domain that mirrors it.
-    pub fn ram_runs(&self) -> alloc::vec::Vec<(u64, HostPhysAddr, u64)> {
+    pub fn ram_runs(&self) -> RamRuns {
         self.memory
             .regions()
             .iter()
@@ -256,6 +272,7 @@ impl Domain {
             len,
             mapped_at: layout.shared,
         });
+        self.set_window_base(layout.window);
         Ok(())
     }
 

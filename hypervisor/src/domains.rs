@@ -186,6 +186,11 @@ pub struct DomainEntry {
     pub run_cycles: u64,
     /// Host PCI functions Dom0 attached, wired in at every boot.
     pub assignments: Vec<crate::passthrough::Assignment>,
+    /// Paravirtual devices Dom0 attached (their transports in reset
+    /// state), given a fresh copy at every boot.
+    pub virtio: Vec<keel_virtio::pci::VirtioPciFunction>,
+    /// Boots so far: paravirtual devices' generation (ABI 1.3).
+    pub boots: u32,
 }
 
 impl DomainEntry {

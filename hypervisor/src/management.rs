@@ -7,9 +7,10 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use keel_abi::mgmt::virtio::{complete_flags, device_type, MAX_CONFIG_BYTES, MAX_DEVICES, MAX_QUEUES};
 use keel_abi::mgmt::{
     pci_flags, Command, CreateDomain, DomainId, DomainInfo, HostInfo, ImageKind, PciAddress, PciFunction, Request,
-    Response, Status, DOM0, VERSION_MAJOR,
+    Response, Status, VirtioDeviceState, DOM0, VERSION_MAJOR,
 };
 
 use crate::console_ring::ReadResult;
@@ -31,6 +32,45 @@ impl Failure {
 }
 
 pub type Outcome<T> = Result<T, Failure>;
+
+/// A paravirtual device as `VirtioAttach` describes it (checked for shape;
+/// the transport model checks the features).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VirtioSpec<'a> {
+    pub device_type: u16,
+    pub features: u64,
+    pub num_queues: u16,
+    pub queue_max_size: u16,
+    pub config: &'a [u8],
+}
+
+/// Where `WindowMap` put a DomU's RAM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WindowGrant {
+    pub slot: u64,
+    /// Byte offset of the slot in the window BAR.
+    pub offset: u64,
+    /// Guest RAM bytes from guest-physical 0.
+    pub bytes: u64,
+}
+
+/// What `VirtioComplete` asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VirtioCompletion {
+    pub device: usize,
+    /// Bit `n`: queue `n` has used buffers.
+    pub queues: u32,
+    pub reset_done: bool,
+    pub needs_reset: bool,
+    pub generation: u32,
+}
+
+fn unsupported<T>() -> Outcome<T> {
+    Err(Failure::new(
+        Status::Unsupported,
+        "paravirtual devices are not built yet",
+    ))
+}
 
 /// The domain table as the management interface drives it.
 pub trait DomainControl {
@@ -74,6 +114,123 @@ pub trait DomainControl {
     fn pci_attach(&mut self, _domain: DomainId, _address: PciAddress, _unconfined_dma: bool) -> Outcome<()> {
         Err(Failure::new(Status::Unsupported, "PCI assignment is not built yet"))
     }
+
+    /// `VirtioAttach` (ABI 1.3): adds a paravirtual device to a DomU still
+    /// `Building`; returns its index. `dispatch` has refused Dom0 and
+    /// checked the shape.
+    fn virtio_attach(&mut self, _domain: DomainId, _spec: &VirtioSpec<'_>) -> Outcome<usize> {
+        unsupported()
+    }
+
+    /// `WindowMap`: maps the DomU's RAM into a window slot (the same one
+    /// again if it has one).
+    fn window_map(&mut self, _domain: DomainId) -> Outcome<WindowGrant> {
+        unsupported()
+    }
+
+    /// `VirtioState`: device `device`'s transport state.
+    fn virtio_state(&mut self, _domain: DomainId, _device: usize) -> Outcome<VirtioDeviceState> {
+        unsupported()
+    }
+
+    /// `VirtioComplete`.
+    fn virtio_complete(&mut self, _domain: DomainId, _completion: &VirtioCompletion) -> Outcome<()> {
+        unsupported()
+    }
+}
+
+/// `args[index]` as a device index of a DomU's paravirtual devices.
+fn device_arg(request: &Request, index: usize) -> Outcome<usize> {
+    usize::try_from(request.args[index])
+        .ok()
+        .filter(|&device| device < MAX_DEVICES)
+        .ok_or_else(|| {
+            Failure::new(
+                Status::InvalidArgument,
+                alloc::format!("args[{index}]: a device index is below {MAX_DEVICES}"),
+            )
+        })
+}
+
+/// The DomU `args[0]` names (paravirtual devices belong to DomUs).
+fn domu_arg(request: &Request) -> Outcome<DomainId> {
+    let domain = domain_arg(request)?;
+    if domain == DOM0 {
+        return Err(Failure::new(
+            Status::NotPermitted,
+            "paravirtual devices belong to DomUs; Dom0 has none",
+        ));
+    }
+    Ok(domain)
+}
+
+fn virtio_spec<'a>(request: &Request, input: &'a [u8]) -> Outcome<VirtioSpec<'a>> {
+    let device_type = u16::try_from(request.args[1])
+        .ok()
+        .filter(|kind| device_type::ALL.contains(kind))
+        .ok_or_else(|| {
+            Failure::new(
+                Status::InvalidArgument,
+                alloc::format!("args[1]: {} is not a virtio device type Keel offers", request.args[1]),
+            )
+        })?;
+    let shape = request.args[3];
+    let num_queues = (shape & 0xffff) as u16;
+    let queue_max_size = ((shape >> 16) & 0xffff) as u16;
+    if shape >> 32 != 0 || num_queues == 0 || usize::from(num_queues) > MAX_QUEUES {
+        return Err(Failure::new(
+            Status::InvalidArgument,
+            alloc::format!("args[3]: 1 to {MAX_QUEUES} queues in bits 15:0, the largest queue size in bits 31:16"),
+        ));
+    }
+    if !queue_max_size.is_power_of_two() {
+        return Err(Failure::new(
+            Status::InvalidArgument,
+            alloc::format!("args[3]: queue size {queue_max_size} is not a power of two"),
+        ));
+    }
+    if input.len() > MAX_CONFIG_BYTES {
+        return Err(Failure::new(
+            Status::InvalidArgument,
+            alloc::format!(
+                "device configuration of {} bytes: at most {MAX_CONFIG_BYTES}",
+                input.len()
+            ),
+        ));
+    }
+    Ok(VirtioSpec {
+        device_type,
+        features: request.args[2],
+        num_queues,
+        queue_max_size,
+        config: input,
+    })
+}
+
+fn virtio_completion(request: &Request) -> Outcome<VirtioCompletion> {
+    let device = device_arg(request, 1)?;
+    let queues = u32::try_from(request.args[2]).map_err(|_| {
+        Failure::new(
+            Status::InvalidArgument,
+            alloc::format!("args[2]: queue bits at or above {MAX_QUEUES}"),
+        )
+    })?;
+    let flags = request.args[3];
+    if flags & !complete_flags::ALL != 0 {
+        return Err(Failure::new(
+            Status::InvalidArgument,
+            alloc::format!("args[3]: unknown completion flags {:#x}", flags & !complete_flags::ALL),
+        ));
+    }
+    let generation = u32::try_from(request.args[4])
+        .map_err(|_| Failure::new(Status::InvalidArgument, "args[4]: not a generation"))?;
+    Ok(VirtioCompletion {
+        device,
+        queues,
+        reset_done: flags & complete_flags::RESET_DONE != 0,
+        needs_reset: flags & complete_flags::NEEDS_RESET != 0,
+        generation,
+    })
 }
 
 fn domain_arg(request: &Request) -> Outcome<DomainId> {
@@ -261,6 +418,29 @@ fn run(
                 ));
             }
             control.pci_attach(domain, address, flags & pci_flags::UNCONFINED_DMA != 0)?;
+            done([0; 4])
+        }
+        Command::VirtioAttach => {
+            let domain = domu_arg(request)?;
+            let spec = virtio_spec(request, input)?;
+            let index = control.virtio_attach(domain, &spec)?;
+            done([index as u64, 0, 0, 0])
+        }
+        Command::WindowMap => {
+            let grant = control.window_map(domu_arg(request)?)?;
+            done([grant.slot, grant.offset, grant.bytes, 0])
+        }
+        Command::VirtioState => {
+            let domain = domu_arg(request)?;
+            let state = control.virtio_state(domain, device_arg(request, 1)?)?;
+            let len = state
+                .encode(output)
+                .map_err(|_| Failure::new(Status::InvalidArgument, "no room for the answer"))?;
+            Ok(([0; 4], len))
+        }
+        Command::VirtioComplete => {
+            let domain = domu_arg(request)?;
+            control.virtio_complete(domain, &virtio_completion(request)?)?;
             done([0; 4])
         }
     }

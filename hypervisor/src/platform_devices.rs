@@ -20,11 +20,13 @@ use keel_devices::reset::{KeyboardControllerReset, KEYBOARD_CONTROLLER_BASE_PORT
 use keel_devices::uart16550::Uart16550;
 use keel_devices::virtio_pci::VirtioDevice;
 use keel_devices::{all_ones, Device, InterruptMessage, Platform, PowerAction};
-use keel_virtio::pci::{Effect, Interrupt as VirtioInterrupt, MsiMessage, VirtioPciFunction};
+use keel_virtio::pci::{Effect, MsiMessage, VirtioPciFunction};
 
 /// What the platform needs from the machine it runs on: the TSC (device
 /// timers count in TSC cycles) and the console (where the console domain's
 /// serial output goes). The hypervisor passes the real ones; tests a fake.
+mod paravirtual;
+
 pub trait PlatformHost {
     fn now_tsc(&self) -> u64;
     fn console_output(&mut self, byte: u8);
@@ -60,6 +62,8 @@ pub const MANAGEMENT_ADDRESS: PciAddress = match PciAddress::new(0, 1, 0) {
 };
 pub const MANAGEMENT_REGISTERS_GPA: u64 = PCI_ROOT.mmio_start as u64;
 pub const MANAGEMENT_SHARED_GPA: u64 = PCI_ROOT.mmio_start as u64 + (2 << 20);
+/// The memory window (ABI 1.3): the whole 64-bit PCI MMIO window.
+pub const MANAGEMENT_WINDOW_GPA: u64 = PCI_ROOT.mmio64_start;
 /// Assigned host functions and paravirtual devices take slots from here
 /// up, function 0 each.
 pub const PASSTHROUGH_FIRST_SLOT: u8 = 4;
@@ -131,7 +135,8 @@ pub struct VirtualPlatform<H> {
     pci: DeviceId,
     /// Where the management function's BARs decode (Dom0 only).
     management: Option<MgmtLayout>,
-    /// The shared-memory BAR moved: the hypervisor must remap it.
+    /// The shared-memory or window BAR moved: the hypervisor must remap
+    /// them.
     management_moved: Option<MgmtLayout>,
     uart: Uart16550,
     power_button: PowerButton,
@@ -162,6 +167,8 @@ struct VirtioSlot {
     address: PciAddress,
     mmio: Option<(u64, u64)>,
     notify: Option<(u64, u64)>,
+    /// The INTx level last driven (MSI-X off: ISR non-zero).
+    intx: bool,
 }
 
 #[derive(Debug)]
@@ -259,6 +266,7 @@ impl<H: PlatformHost> VirtualPlatform<H> {
         let function = MgmtFunction::new(MgmtConfig {
             registers_gpa: MANAGEMENT_REGISTERS_GPA,
             shared_gpa: MANAGEMENT_SHARED_GPA,
+            window_gpa: MANAGEMENT_WINDOW_GPA,
             gsi,
         })
         .map_err(|_| PlatformError::Management("BAR placement refused"))?;
@@ -284,10 +292,19 @@ impl<H: PlatformHost> VirtualPlatform<H> {
         if self.management.is_none() {
             return;
         }
-        let window = (u64::from(PCI_ROOT.mmio_start), u64::from(PCI_ROOT.mmio_end));
+        let windows = [
+            (u64::from(PCI_ROOT.mmio_start), u64::from(PCI_ROOT.mmio_end)),
+            (
+                PCI_ROOT.mmio64_start,
+                PCI_ROOT
+                    .mmio64_start
+                    .saturating_add(PCI_ROOT.mmio64_len.saturating_sub(1)),
+            ),
+        ];
         if let Some(change) = self.management_function().and_then(MgmtFunction::take_layout_change) {
-            let layout = change.within(window.0, window.1);
-            if self.management.map(|old| old.shared) != Some(layout.shared) {
+            let layout = change.within(&windows);
+            let moved = |old: MgmtLayout| old.shared != layout.shared || old.window != layout.window;
+            if self.management.is_none_or(moved) {
                 self.management_moved = Some(layout);
             }
             self.management = Some(layout);
@@ -326,6 +343,7 @@ impl<H: PlatformHost> VirtualPlatform<H> {
             address,
             mmio: None,
             notify: None,
+            intx: false,
         });
         self.refresh_virtio_windows();
         Ok(address)
@@ -376,6 +394,10 @@ impl<H: PlatformHost> VirtualPlatform<H> {
         for message in released {
             self.deliver_msi(message);
         }
+        for effect in &effects {
+            self.deliver_effect_interrupt(address, effect);
+        }
+        self.sync_virtio_intx(address);
         self.virtio_effects
             .extend(effects.into_iter().map(|effect| (address, effect)));
     }
@@ -395,18 +417,7 @@ impl<H: PlatformHost> VirtualPlatform<H> {
         else {
             return false;
         };
-        match interrupt {
-            VirtioInterrupt::Msi(message) => self.deliver_msi(message),
-            VirtioInterrupt::Intx => {
-                let line = self
-                    .virtio_device(address)
-                    .map(|device| u32::from(device.header().interrupt_line()));
-                if let Some(gsi) = line {
-                    self.effects.irq_lines.push((gsi, true));
-                }
-            }
-        }
-        self.settle();
+        self.deliver_virtio_interrupt(address, interrupt);
         true
     }
 
@@ -1001,7 +1012,7 @@ mod tests {
         .unwrap();
         let address = platform.attach_virtio(function).unwrap();
         let config = |register: u32| u64::from(0x8000_0000 | u32::from(address.device()) << 11 | register);
-        let mut cfg_read = |platform: &mut VirtualPlatform<FakeHost>, register: u32, size: u8| {
+        let cfg_read = |platform: &mut VirtualPlatform<FakeHost>, register: u32, size: u8| {
             platform.port_write(0xcf8, 4, config(register & !3));
             platform.port_read(0xcfc + (register & 3) as u16, size)
         };
@@ -1063,6 +1074,79 @@ mod tests {
         platform.mmio_write(LOCAL_APIC_BASE + 0xf0, 4, 0x1ff);
         assert!(platform.signal_virtio_queue(address, 0));
         assert_eq!(platform.pending_interrupt(), Some(0x51));
+    }
+
+    #[test]
+    fn a_backend_slot_interrupts_dom0_only_when_armed_and_unmasked() {
+        use keel_abi::mgmt::virtio::{notify_arm_register, notify_register};
+        let (mut platform, _host) = platform();
+        let layout = platform.attach_management().unwrap();
+        assert_eq!(layout.window, Some(MANAGEMENT_WINDOW_GPA));
+        assert_eq!(platform.management_window(), Some(MANAGEMENT_WINDOW_GPA));
+        let gsi = PCI_ROOT.intx_gsi(MANAGEMENT_ADDRESS.device(), 1).unwrap();
+        route(&mut platform, gsi, 0x61);
+        let regs = MANAGEMENT_REGISTERS_GPA;
+        platform.mmio_write(regs + keel_abi::mgmt::regs::EVENT_MASK, 4, 1 << 2);
+        platform.notify_backend(2, 1);
+        assert_eq!(platform.pending_interrupt(), None, "slot 2 is not armed");
+        platform.mmio_write(regs + notify_arm_register(2), 4, 1);
+        assert_eq!(platform.pending_interrupt(), Some(0x61));
+        assert_eq!(platform.mmio_read(regs + notify_register(2), 4), 1);
+        // The slot's domain goes away: nothing of it remains.
+        platform.notify_backend(2, 1 << 16);
+        platform.clear_backend_slot(2);
+        assert_eq!(platform.mmio_read(regs + notify_register(2), 4), 0);
+        assert_eq!(platform.mmio_read(regs + notify_arm_register(2), 4), 0);
+    }
+
+    #[test]
+    fn without_msi_x_a_virtio_device_interrupts_on_intx_until_the_isr_is_read() {
+        use keel_virtio::features::KEEL_TRANSPORT_FEATURES;
+        use keel_virtio::pci::{common, FunctionConfig, ISR_OFFSET};
+        use keel_virtio::status::{ACKNOWLEDGE, DRIVER, DRIVER_OK, FEATURES_OK};
+        let (mut platform, _host) = platform();
+        let function = VirtioPciFunction::new(
+            FunctionConfig {
+                device_type: keel_virtio::device_id::BLOCK,
+                device_features: KEEL_TRANSPORT_FEATURES,
+                num_queues: 1,
+                queue_max_size: 128,
+                msix_vectors: 2,
+                notify_off_multiplier: 0,
+            },
+            &[0; 60],
+        )
+        .unwrap();
+        let address = platform.attach_virtio(function).unwrap();
+        assert_eq!(platform.virtio_index(address), Some(0));
+        assert_eq!(platform.virtio_count(), 1);
+        let gsi = PCI_ROOT.intx_gsi(address.device(), 1).unwrap();
+        route(&mut platform, gsi, 0x62);
+        platform.port_write(0xcf8, 4, u64::from(0x8000_0004 | u32::from(address.device()) << 11));
+        platform.port_write(0xcfc, 2, 0x3);
+        let bar0 = VIRTIO_MMIO_BASE;
+        let features_ok = u64::from(ACKNOWLEDGE | DRIVER | FEATURES_OK);
+        platform.mmio_write(bar0 + common::DRIVER_FEATURE_SELECT, 4, 1);
+        platform.mmio_write(bar0 + common::DRIVER_FEATURE, 4, 1);
+        platform.mmio_write(bar0 + common::DEVICE_STATUS, 1, features_ok);
+        platform.mmio_write(bar0 + common::DEVICE_STATUS, 1, features_ok | u64::from(DRIVER_OK));
+        assert!(platform.has_virtio_effects());
+        let _ = platform.take_virtio_effects();
+        assert!(platform.signal_virtio(0, 0));
+        assert_eq!(platform.pending_interrupt(), Some(0x62));
+        platform.start_delivery(0x62);
+        platform.mmio_write(LOCAL_APIC_BASE + 0xb0, 4, 0);
+        // The ISR read clears the level: no second interrupt.
+        assert_eq!(platform.mmio_read(bar0 + ISR_OFFSET, 1), 1);
+        assert_eq!(platform.pending_interrupt(), None);
+        // The line fell with the read, so the next completion is a new
+        // edge (the route is edge-triggered).
+        assert!(platform.signal_virtio(0, 0));
+        assert_eq!(platform.pending_interrupt(), Some(0x62));
+        assert!(!platform.signal_virtio(1, 0), "no device 1");
+        // A backend's report of a broken queue: DEVICE_NEEDS_RESET.
+        platform.virtio_needs_reset(0);
+        assert_ne!(platform.virtio_transport(0).unwrap().status() & 0x40, 0);
     }
 
     #[test]

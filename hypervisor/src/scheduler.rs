@@ -16,6 +16,7 @@ use crate::vmx::{VmxCpu, VmxVcpu};
 
 mod control;
 mod lifecycle;
+mod paravirtual;
 
 /// How long the idle loop waits before it looks at the console again, in
 /// TSC cycles: a person typing at Dom0's shell gets an answer quickly, and
@@ -37,6 +38,8 @@ pub struct Scheduler<'a> {
     total_memory: u64,
     /// Dom0 crashes since its last clean boot (see `lifecycle::on_dom0_stop`).
     dom0_crashes: u32,
+    /// The DomU whose RAM each slot of Dom0's memory window maps.
+    window_slots: paravirtual::WindowSlots,
 }
 
 fn vcpu_id(domain: DomainId) -> VcpuId {
@@ -57,6 +60,7 @@ impl<'a> Scheduler<'a> {
             management: control::ManagementArea::new().ok_or("no memory for the management interface")?,
             total_memory,
             dom0_crashes: 0,
+            window_slots: Default::default(),
         })
     }
 
@@ -165,6 +169,7 @@ impl<'a> Scheduler<'a> {
             };
             match exits::run(domain, cpu) {
                 Next::Serve => self.serve_management(),
+                Next::Notify => self.route_virtio(id),
                 Next::Resume => {}
                 next => break next,
             }
@@ -242,6 +247,7 @@ impl<'a> Scheduler<'a> {
     fn remove_domain(&mut self, id: DomainId) {
         let _ = self.queue.remove(vcpu_id(id));
         crate::passthrough::detach_all(id);
+        self.free_window_slot(id);
         if let Some(mut entry) = self.table.remove(id) {
             entry.state = DomainState::Dying;
             entry.release();

@@ -23,10 +23,12 @@
 mod codec;
 pub mod payload;
 pub mod pci;
+pub mod virtio;
 
 pub use codec::{Reader, Writer};
 pub use payload::*;
 pub use pci::*;
+pub use virtio::{VirtioDeviceState, VirtioQueueState};
 
 /// PCI identity of the management function. 0x4b45 ("KE") is not a
 /// PCI-SIG-assigned vendor id; the function exists only inside Dom0.
@@ -37,7 +39,7 @@ pub const PCI_CLASS: u32 = 0x08_80_00;
 
 /// ABI version: a major change breaks callers, a minor one only adds.
 pub const VERSION_MAJOR: u16 = 1;
-pub const VERSION_MINOR: u16 = 2;
+pub const VERSION_MINOR: u16 = 3;
 pub const VERSION: u32 = ((VERSION_MAJOR as u32) << 16) | VERSION_MINOR as u32;
 
 /// Size of BAR 0 (registers) and BAR 2 (shared memory).
@@ -64,6 +66,8 @@ pub mod regs {
     pub const EVENTS: u64 = 0x10;
     /// Events that raise the interrupt (write a mask of [`super::events`]).
     pub const EVENT_MASK: u64 = 0x14;
+    // 0x100.. and 0x200..: the notification registers of window slots
+    // (`super::virtio::notify_register`, `notify_arm_register`).
 }
 
 /// Event bits in [`regs::EVENTS`].
@@ -72,6 +76,10 @@ pub mod events {
     pub const CONSOLE_OUTPUT: u32 = 1 << 0;
     /// A domain changed state (shut down, crashed, ...).
     pub const DOMAIN_STATE: u32 = 1 << 1;
+    /// An armed window slot has notifications pending (a level, not an
+    /// edge: reading EVENTS does not clear it; reading the slots'
+    /// notification registers does). Since ABI 1.3.
+    pub const VIRTIO: u32 = 1 << 2;
 }
 
 /// Offsets in shared memory (BAR 2).
@@ -154,10 +162,35 @@ pub enum Command {
     /// [`Status::NotConfined`] unless [`pci_flags::UNCONFINED_DMA`] is
     /// set. Since ABI 1.2.
     PciAttach = 17,
+    /// `args[0]` = a DomU in [`DomainState::Building`], `args[1]` = a
+    /// virtio device type ([`virtio::device_type`]), `args[2]` = the
+    /// features the device offers (VIRTIO_F_VERSION_1 required),
+    /// `args[3]` = [`virtio::queue_shape`]; input: the device
+    /// configuration bytes (at most [`virtio::MAX_CONFIG_BYTES`]). Output:
+    /// `values[0]` = the device's index in the domain (0, 1, ... in attach
+    /// order; at most [`virtio::MAX_DEVICES`]). The function appears at
+    /// every boot of the domain. Since ABI 1.3.
+    VirtioAttach = 18,
+    /// `args[0]` = a DomU: maps its RAM into a slot of the memory window
+    /// (the same slot again if it is mapped). Output: `values[0]` = the
+    /// slot, `values[1]` = the slot's byte offset in the window BAR,
+    /// `values[2]` = the guest RAM bytes mapped (guest-physical 0 up).
+    /// The mapping lasts until the domain is destroyed. Since ABI 1.3.
+    WindowMap = 19,
+    /// `args[0]` = a DomU, `args[1]` = a device index: output
+    /// [`VirtioDeviceState`]. Since ABI 1.3.
+    VirtioState = 20,
+    /// `args[0]` = a DomU, `args[1]` = a device index, `args[2]` = a bit
+    /// mask of queues whose interrupt to send (as the driver asked for
+    /// them), `args[3]` = [`virtio::complete_flags`], `args[4]` = the
+    /// generation ([`VirtioDeviceState::generation`]) the backend served:
+    /// a stale one gets [`Status::BadState`] and changes nothing. Since
+    /// ABI 1.3.
+    VirtioComplete = 21,
 }
 
 impl Command {
-    pub const ALL: [Self; 17] = [
+    pub const ALL: [Self; 21] = [
         Self::Hello,
         Self::Info,
         Self::List,
@@ -175,6 +208,10 @@ impl Command {
         Self::PciList,
         Self::PciAssignable,
         Self::PciAttach,
+        Self::VirtioAttach,
+        Self::WindowMap,
+        Self::VirtioState,
+        Self::VirtioComplete,
     ];
 
     pub fn from_u32(value: u32) -> Option<Self> {

@@ -302,12 +302,16 @@ fn malformed_pci_function_records_are_refused() {
 }
 
 #[test]
-fn abi_1_2_adds_the_pci_commands_and_statuses() {
-    assert_eq!(VERSION, 1 << 16 | 2);
+fn abi_1_2_and_1_3_add_the_pci_and_virtio_commands() {
+    assert_eq!(VERSION, 1 << 16 | 3);
     assert_eq!(Command::from_u32(15), Some(Command::PciList));
     assert_eq!(Command::from_u32(16), Some(Command::PciAssignable));
     assert_eq!(Command::from_u32(17), Some(Command::PciAttach));
-    assert_eq!(Command::from_u32(18), None);
+    assert_eq!(Command::from_u32(18), Some(Command::VirtioAttach));
+    assert_eq!(Command::from_u32(19), Some(Command::WindowMap));
+    assert_eq!(Command::from_u32(20), Some(Command::VirtioState));
+    assert_eq!(Command::from_u32(21), Some(Command::VirtioComplete));
+    assert_eq!(Command::from_u32(22), None);
     assert_eq!(Status::from_u32(12), Some(Status::Busy));
     assert_eq!(Status::from_u32(13), Some(Status::NotConfined));
     assert_eq!(Status::from_u32(14), Some(Status::NoSuchDevice));

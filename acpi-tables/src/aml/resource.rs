@@ -11,10 +11,12 @@ const INTERRUPT_ACTIVE_LOW: u8 = 1 << 2;
 const END_TAG: [u8; 2] = [0x79, 0x00];
 const WORD_ADDRESS_SPACE_DESCRIPTOR: u8 = 0x88;
 const DWORD_ADDRESS_SPACE_DESCRIPTOR: u8 = 0x87;
+const QWORD_ADDRESS_SPACE_DESCRIPTOR: u8 = 0x8A;
 /// Bytes after the 3-byte header of a Word / DWord Address Space
 /// Descriptor without a resource source.
 const WORD_ADDRESS_SPACE_LEN: u16 = 0x0D;
 const DWORD_ADDRESS_SPACE_LEN: u16 = 0x17;
+const QWORD_ADDRESS_SPACE_LEN: u16 = 0x2B;
 /// Address space descriptor resource types.
 const RESOURCE_TYPE_MEMORY: u8 = 0;
 const RESOURCE_TYPE_IO: u8 = 1;
@@ -86,6 +88,20 @@ pub fn dword_memory_window(min: u32, max: u32, out: &mut Vec<u8>) {
     ]);
     let len = max.wrapping_sub(min).wrapping_add(1);
     // Granularity, minimum, maximum, translation offset, length.
+    for field in [0, min, max, 0, len] {
+        out.extend_from_slice(&field.to_le_bytes());
+    }
+}
+
+/// `QWordMemory (ResourceProducer, PosDecode, MinFixed, MaxFixed, Cacheable, ReadWrite,
+/// 0, min, max, 0, len)`: a 64-bit MMIO window for prefetchable BARs above 4 GiB.
+pub fn qword_memory_window(min: u64, max: u64, out: &mut Vec<u8>) {
+    /// ReadWrite, Cacheable (bits 2:1 = 1): prefetchable BARs go here.
+    const MEMORY_READ_WRITE_CACHEABLE: u8 = 1 << 0 | 1 << 1;
+    out.push(QWORD_ADDRESS_SPACE_DESCRIPTOR);
+    out.extend_from_slice(&QWORD_ADDRESS_SPACE_LEN.to_le_bytes());
+    out.extend_from_slice(&[RESOURCE_TYPE_MEMORY, PRODUCER_FIXED_WINDOW, MEMORY_READ_WRITE_CACHEABLE]);
+    let len = max.wrapping_sub(min).wrapping_add(1);
     for field in [0, min, max, 0, len] {
         out.extend_from_slice(&field.to_le_bytes());
     }

@@ -9,11 +9,15 @@ use keel_abi::mgmt::events;
 const GSI: u32 = 17;
 const REGISTERS_GPA: u64 = 0xC000_0000;
 const SHARED_GPA: u64 = 0xC020_0000;
+const WINDOW_GPA: u64 = 64 << 30;
 const CONFIG: MgmtConfig = MgmtConfig {
     registers_gpa: REGISTERS_GPA,
     shared_gpa: SHARED_GPA,
+    window_gpa: WINDOW_GPA,
     gsi: GSI,
 };
+/// The 32-bit and 64-bit PCI MMIO windows of Keel's DSDT.
+const WINDOWS: [(u64, u64); 2] = [(0xC000_0000, 0xFEBF_FFFF), (64 << 30, (128 << 30) - 1)];
 const SLOT: u8 = 1;
 const ALL_EVENTS: u32 = events::CONSOLE_OUTPUT | events::DOMAIN_STATE;
 
@@ -111,8 +115,12 @@ fn linux_enumeration_finds_the_contract_and_keeps_firmware_bars() {
         "64-bit prefetchable"
     );
     assert_eq!(conf.read(0x1C, 4), 0, "below 4 GiB");
-    assert_eq!(linux_read_base(&mut conf, 0x20), (0, 0));
-    assert_eq!(linux_read_base(&mut conf, 0x24), (0, 0));
+    assert_eq!(
+        linux_read_base(&mut conf, 0x20),
+        (0x0C, window::BYTES),
+        "64-bit prefetchable window"
+    );
+    assert_eq!(conf.read(0x24, 4), (WINDOW_GPA >> 32) as u32, "above 4 GiB");
     // pci_read_bases also sizes the ROM BAR: nothing there.
     conf.write(0x30, 4, 0xFFFF_F800);
     assert_eq!(conf.read(0x30, 4), 0);
@@ -123,6 +131,7 @@ fn linux_enumeration_finds_the_contract_and_keeps_firmware_bars() {
         MgmtLayout {
             registers: Some(REGISTERS_GPA),
             shared: Some(SHARED_GPA),
+            window: Some(WINDOW_GPA),
         }
     );
     assert_eq!(conf.mgmt().take_layout_change(), None);
@@ -163,10 +172,12 @@ fn sizing_never_exposes_the_size_mask_as_a_decoding_address() {
     let off = MgmtLayout {
         registers: None,
         shared: None,
+        window: None,
     };
     let on = MgmtLayout {
         registers: Some(REGISTERS_GPA),
         shared: Some(SHARED_GPA),
+        window: Some(WINDOW_GPA),
     };
     assert_eq!(seen, vec![off, on]);
 }
@@ -183,13 +194,15 @@ fn linux_moving_a_bar_is_reported_once_decoding_is_back() {
         function.take_layout_change(),
         Some(MgmtLayout {
             registers: None,
-            shared: None
+            shared: None,
+            window: None,
         })
     );
     function.config_write(0x04, 2, u32::from(COMMAND_MEMORY | COMMAND_BUS_MASTER), &mut platform);
     let moved = MgmtLayout {
         registers: Some(REGISTERS_GPA),
         shared: Some(0xD000_0000),
+        window: Some(WINDOW_GPA),
     };
     assert_eq!(function.take_layout_change(), Some(moved));
     assert_eq!(function.take_layout_change(), None);
@@ -200,6 +213,7 @@ fn linux_moving_a_bar_is_reported_once_decoding_is_back() {
         Some(MgmtLayout {
             registers: Some(0xC010_0000),
             shared: Some(0xD000_0000),
+            window: Some(WINDOW_GPA),
         })
     );
     // Bus master and I/O Space do not touch the memory layout.
@@ -209,31 +223,140 @@ fn linux_moving_a_bar_is_reported_once_decoding_is_back() {
 
 #[test]
 fn layout_within_keeps_only_bars_inside_the_window_and_apart() {
-    let (start, end) = (0xC000_0000, 0xFEBF_FFFF);
-    let layout = |registers, shared| MgmtLayout { registers, shared };
+    let windows = &WINDOWS[..1];
+    let layout = |registers, shared| MgmtLayout {
+        registers,
+        shared,
+        window: None,
+    };
     let fine = layout(Some(0xC000_0000), Some(0xC020_0000));
-    assert_eq!(fine.within(start, end), fine);
+    assert_eq!(fine.within(windows), fine);
     assert_eq!(
-        layout(Some(0xBFFF_F000), Some(0xFEA0_0000)).within(start, end),
+        layout(Some(0xBFFF_F000), Some(0xFEA0_0000)).within(windows),
         layout(None, Some(0xFEA0_0000)),
         "registers below the window; shared ends exactly at its top"
     );
     assert_eq!(
-        layout(Some(0xFEBF_F000), Some(0xFEC0_0000)).within(start, end),
+        layout(Some(0xFEBF_F000), Some(0xFEC0_0000)).within(windows),
         layout(Some(0xFEBF_F000), None),
         "shared would cover the I/O APIC"
     );
     assert_eq!(
-        layout(Some(0xC010_0000), Some(0xC000_0000)).within(start, end),
+        layout(Some(0xC010_0000), Some(0xC000_0000)).within(windows),
         layout(None, None),
         "registers inside shared memory"
     );
     assert_eq!(
-        layout(Some(!0xFFF), Some(!0x1F_FFFF)).within(0, u64::MAX),
+        layout(Some(!0xFFF), Some(!0x1F_FFFF)).within(&[(0, u64::MAX)]),
         layout(None, None),
         "overlapping at the top of the address space, no overflow"
     );
-    assert_eq!(layout(None, None).within(start, end), layout(None, None));
+    assert_eq!(layout(None, None).within(windows), layout(None, None));
+    // The memory window fits only the 64-bit window; shared memory may
+    // move there too, but not on top of the window.
+    let with_window = |shared, window| MgmtLayout {
+        registers: Some(REGISTERS_GPA),
+        shared,
+        window,
+    };
+    assert_eq!(
+        with_window(Some(SHARED_GPA), Some(WINDOW_GPA)).within(&WINDOWS),
+        with_window(Some(SHARED_GPA), Some(WINDOW_GPA))
+    );
+    assert_eq!(
+        with_window(Some(SHARED_GPA), Some(WINDOW_GPA)).within(windows),
+        with_window(Some(SHARED_GPA), None),
+        "no 64-bit window"
+    );
+    assert_eq!(
+        with_window(Some(SHARED_GPA), Some(96 << 30)).within(&WINDOWS),
+        with_window(Some(SHARED_GPA), None),
+        "the window would end past the 64-bit window"
+    );
+    assert_eq!(
+        with_window(Some(WINDOW_GPA + (2 << 20)), Some(WINDOW_GPA)).within(&WINDOWS),
+        with_window(None, None),
+        "shared memory inside the window"
+    );
+}
+
+/// Writes 1 to slot `slot`'s arm register.
+fn arm(function: &mut MgmtFunction, slot: u64, platform: &mut RecordingPlatform) {
+    let effect = function.register_write(notify_arm_register(slot), 4, 1, platform);
+    assert_eq!(effect, None);
+}
+
+#[test]
+fn notifications_raise_the_line_only_for_armed_slots_and_reads_clear_them() {
+    let mut function = function();
+    let mut platform = RecordingPlatform::default();
+    let _ = function.register_write(regs::EVENT_MASK, 4, u64::from(events::VIRTIO), &mut platform);
+    function.notify(3, 0b101, &mut platform);
+    assert!(!function.intx_asserted(), "slot 3 is not armed");
+    assert_eq!(function.register_read(regs::EVENTS, 4, &mut platform), 0);
+    arm(&mut function, 3, &mut platform);
+    assert!(function.intx_asserted());
+    assert_eq!(platform.irq_lines, vec![(GSI, true)]);
+    assert_eq!(function.register_read(notify_arm_register(3), 4, &mut platform), 1);
+    // EVENTS shows the level and does not clear it.
+    assert_eq!(
+        function.register_read(regs::EVENTS, 4, &mut platform),
+        u64::from(events::VIRTIO)
+    );
+    assert!(function.intx_asserted());
+    // Narrow reads have no side effect.
+    assert_eq!(function.register_read(notify_register(3), 1, &mut platform), 0b101);
+    assert_eq!(function.pending_notifications(3), 0b101);
+    assert_eq!(function.register_read(notify_register(3), 4, &mut platform), 0b101);
+    assert_eq!(function.pending_notifications(3), 0);
+    assert!(!function.intx_asserted());
+    assert_eq!(platform.irq_lines, vec![(GSI, true), (GSI, false)]);
+    // Out-of-range slots and writes to the bits register are ignored.
+    function.notify(window::SLOTS as usize, 1, &mut platform);
+    let _ = function.register_write(notify_register(3), 4, 0xFF, &mut platform);
+    assert_eq!(function.register_read(notify_register(3), 4, &mut platform), 0);
+    // Disarming by writing 0; clearing a slot forgets it.
+    let _ = function.register_write(notify_arm_register(3), 4, 0, &mut platform);
+    function.notify(3, 1, &mut platform);
+    assert!(!function.intx_asserted());
+    arm(&mut function, 3, &mut platform);
+    assert!(function.intx_asserted());
+    function.clear_slot(3, &mut platform);
+    assert!(!function.intx_asserted());
+    assert_eq!(function.register_read(notify_arm_register(3), 4, &mut platform), 0);
+}
+
+#[test]
+fn masking_a_taken_interrupt_disarms_the_slots_it_woke() {
+    let mut function = function();
+    let mut platform = RecordingPlatform::default();
+    let _ = function.register_write(regs::EVENT_MASK, 4, u64::from(events::VIRTIO), &mut platform);
+    arm(&mut function, 0, &mut platform);
+    arm(&mut function, 1, &mut platform);
+    function.notify(0, 1, &mut platform);
+    assert!(function.intx_asserted());
+    // uio_pci_generic's handler: pci_check_and_mask_intx.
+    let command = function.config_read(0x04, 2);
+    function.config_write(0x04, 2, command | u32::from(COMMAND_INTX_DISABLE), &mut platform);
+    assert!(!function.intx_asserted());
+    // Slot 0 (pending) is disarmed, slot 1 (idle) stays armed.
+    assert_eq!(function.register_read(notify_arm_register(0), 4, &mut platform), 0);
+    assert_eq!(function.register_read(notify_arm_register(1), 4, &mut platform), 1);
+    // Another backend unmasks: slot 0's bits wait for their backend
+    // without raising the line again.
+    function.config_write(0x04, 2, command, &mut platform);
+    assert!(!function.intx_asserted());
+    // Slot 1 gets work: the line rises for it.
+    function.notify(1, 1 << 16, &mut platform);
+    assert!(function.intx_asserted());
+    // Slot 0's backend re-arms, then reads its bits.
+    arm(&mut function, 0, &mut platform);
+    assert_eq!(function.register_read(notify_register(0), 4, &mut platform), 1);
+    assert_eq!(function.register_read(notify_register(1), 4, &mut platform), 1 << 16);
+    assert!(!function.intx_asserted());
+    // Masking while nothing is pending disarms nothing.
+    function.config_write(0x04, 2, command | u32::from(COMMAND_INTX_DISABLE), &mut platform);
+    assert_eq!(function.register_read(notify_arm_register(0), 4, &mut platform), 1);
 }
 
 #[test]
@@ -246,7 +369,7 @@ fn register_page_reads_identify_the_abi() {
     assert_eq!(read(regs::SHARED_SIZE, 4), SHARED_BYTES);
     assert_eq!(read(regs::DOORBELL, 4), 0);
     assert_eq!(read(regs::EVENT_MASK, 4), 0, "nothing interrupts until asked");
-    for offset in [0x18, 0x100, 0xFFC, REGISTER_BYTES, !3] {
+    for offset in [0x18, 0x100, 0x200, 0xFFC, REGISTER_BYTES, !3] {
         assert_eq!(read(offset, 4), 0, "{offset:#x}");
     }
     // Narrow and wide reads assemble the registers' bytes.
@@ -506,6 +629,7 @@ fn reset_restores_firmware_state_and_releases_the_line() {
         Some(MgmtLayout {
             registers: Some(REGISTERS_GPA),
             shared: Some(SHARED_GPA),
+            window: Some(WINDOW_GPA),
         })
     );
     // Resetting a quiet function drives nothing.

@@ -121,6 +121,9 @@ pub enum Next {
     /// Dom0 rang the management doorbell: the scheduler serves the call
     /// (it needs the whole domain table) and lets Dom0 go on.
     Serve,
+    /// A DomU's access left work for its paravirtual devices' backends:
+    /// the scheduler passes it to Dom0 and lets the DomU go on.
+    Notify,
     Stop(StopReason),
 }
 
@@ -151,7 +154,7 @@ pub fn run_until_stopped(
                 crate::console::pump();
                 vcpu.start_slice(slice_tsc);
             }
-            Next::Resume | Next::Block { .. } | Next::Serve => {}
+            Next::Resume | Next::Block { .. } | Next::Serve | Next::Notify => {}
         }
     };
     let total = crate::arch::tsc::read().wrapping_sub(start);
@@ -209,11 +212,14 @@ fn handle(domain: &mut Domain, vcpu: &mut impl Vcpu, exit: VcpuExit) -> Next {
             vcpu.skip_instruction();
         }
         VcpuExit::Port(access) => {
+            let mut notify = false;
             match domain.platform.as_deref_mut() {
                 Some(platform) => {
                     port_io(platform, vcpu.regs(), access);
+                    notify = platform.has_virtio_effects();
                     if let Some(layout) = platform.take_management_move() {
                         domain.move_management(layout.shared);
+                        domain.move_window(layout.window);
                         vcpu.flush_guest_mappings();
                     } else if (PCI_CONFIG_PORTS..PCI_CONFIG_PORTS + 8).contains(&access.port)
                         && !domain.assigned.is_empty()
@@ -224,6 +230,9 @@ fn handle(domain: &mut Domain, vcpu: &mut impl Vcpu, exit: VcpuExit) -> Next {
                 None => emulate_debug_port(domain, vcpu.regs(), access),
             }
             vcpu.skip_instruction();
+            if notify {
+                return Next::Notify;
+            }
         }
         VcpuExit::CacheFlush => vcpu.skip_instruction(),
         VcpuExit::Hypercall => {
@@ -346,6 +355,7 @@ fn memory_fault(domain: &mut Domain, vcpu: &mut impl Vcpu, fault: MemoryFault) -
     };
     match result {
         Ok(()) if platform.take_doorbell() => Next::Serve,
+        Ok(()) if platform.has_virtio_effects() => Next::Notify,
         Ok(()) => Next::Resume,
         Err(StringError::Fault(guest_fault)) => {
             vcpu.inject_fault(guest_fault);

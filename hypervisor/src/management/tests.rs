@@ -12,6 +12,9 @@ struct Fake {
     pci: Vec<PciFunction>,
     /// Every PciAttach that reached the domain table.
     attached: Vec<(DomainId, PciAddress, bool)>,
+    /// Every VirtioAttach (type, features, queues, max size, config).
+    virtio: Vec<(DomainId, u16, u64, u16, u16, Vec<u8>)>,
+    completions: Vec<(DomainId, VirtioCompletion)>,
 }
 
 impl DomainControl for Fake {
@@ -124,6 +127,117 @@ impl DomainControl for Fake {
         self.attached.push((domain, address, unconfined_dma));
         Ok(())
     }
+    fn virtio_attach(&mut self, domain: DomainId, spec: &VirtioSpec<'_>) -> Outcome<usize> {
+        self.virtio.push((
+            domain,
+            spec.device_type,
+            spec.features,
+            spec.num_queues,
+            spec.queue_max_size,
+            spec.config.to_vec(),
+        ));
+        Ok(self.virtio.len() - 1)
+    }
+    fn window_map(&mut self, domain: DomainId) -> Outcome<WindowGrant> {
+        Ok(WindowGrant {
+            slot: 2,
+            offset: 2 * keel_abi::mgmt::virtio::window::SLOT_BYTES,
+            bytes: u64::from(domain) << 20,
+        })
+    }
+    fn virtio_state(&mut self, _domain: DomainId, device: usize) -> Outcome<VirtioDeviceState> {
+        Ok(VirtioDeviceState {
+            device_type: keel_abi::mgmt::virtio::device_type::BLOCK,
+            num_queues: 1,
+            generation: device as u32,
+            ..Default::default()
+        })
+    }
+    fn virtio_complete(&mut self, domain: DomainId, completion: &VirtioCompletion) -> Outcome<()> {
+        self.completions.push((domain, *completion));
+        Ok(())
+    }
+}
+
+#[test]
+fn virtio_attach_checks_the_shape_and_refuses_dom0() {
+    use keel_abi::mgmt::virtio::{device_type, queue_shape};
+    let mut fake = Fake::default();
+    let attach = Command::VirtioAttach as u32;
+    let (response, _) = call(
+        &mut fake,
+        attach,
+        [3, u64::from(device_type::BLOCK), 1 << 32, queue_shape(1, 256), 0, 0],
+        &[7; 60],
+    );
+    assert_eq!(response.status, Status::Ok as u32);
+    assert_eq!(response.values[0], 0);
+    assert_eq!(fake.virtio, [(3, device_type::BLOCK, 1 << 32, 1, 256, vec![7; 60])]);
+    let refused = [
+        ([0, 2, 0, queue_shape(1, 256), 0, 0], 0, Status::NotPermitted),
+        ([3, 0, 0, queue_shape(1, 256), 0, 0], 0, Status::InvalidArgument),
+        ([3, 99, 0, queue_shape(1, 256), 0, 0], 0, Status::InvalidArgument),
+        ([3, 2, 0, queue_shape(0, 256), 0, 0], 0, Status::InvalidArgument),
+        ([3, 2, 0, queue_shape(33, 256), 0, 0], 0, Status::InvalidArgument),
+        ([3, 2, 0, queue_shape(1, 100), 0, 0], 0, Status::InvalidArgument),
+        (
+            [3, 2, 0, queue_shape(1, 256) | 1 << 32, 0, 0],
+            0,
+            Status::InvalidArgument,
+        ),
+        ([3, 2, 0, queue_shape(1, 256), 0, 0], 257, Status::InvalidArgument),
+    ];
+    for (args, config_len, status) in refused {
+        let (response, message) = call(&mut fake, attach, args, &vec![0; config_len]);
+        assert_eq!(response.status, status as u32, "{args:x?}");
+        assert!(!message.is_empty());
+    }
+    assert_eq!(fake.virtio.len(), 1, "nothing refused reached the table");
+}
+
+#[test]
+fn window_state_and_complete_reach_the_table_with_checked_arguments() {
+    use keel_abi::mgmt::virtio::complete_flags;
+    let mut fake = Fake::default();
+    let (response, _) = call(&mut fake, Command::WindowMap as u32, [5, 0, 0, 0, 0, 0], &[]);
+    assert_eq!(response.status, Status::Ok as u32);
+    assert_eq!(response.values[..3], [2, 2 * (4 << 30), 5 << 20]);
+    let (response, _) = call(&mut fake, Command::WindowMap as u32, [0; 6], &[]);
+    assert_eq!(response.status, Status::NotPermitted as u32);
+
+    let (response, bytes) = call(&mut fake, Command::VirtioState as u32, [5, 3, 0, 0, 0, 0], &[]);
+    assert_eq!(response.status, Status::Ok as u32);
+    let state = VirtioDeviceState::decode(&bytes).unwrap();
+    assert_eq!((state.num_queues, state.generation), (1, 3));
+    let (response, _) = call(&mut fake, Command::VirtioState as u32, [5, 16, 0, 0, 0, 0], &[]);
+    assert_eq!(response.status, Status::InvalidArgument as u32, "device index past 15");
+
+    let complete = Command::VirtioComplete as u32;
+    let (response, _) = call(&mut fake, complete, [5, 1, 0b11, complete_flags::ALL, 9, 0], &[]);
+    assert_eq!(response.status, Status::Ok as u32);
+    assert_eq!(
+        fake.completions,
+        [(
+            5,
+            VirtioCompletion {
+                device: 1,
+                queues: 0b11,
+                reset_done: true,
+                needs_reset: true,
+                generation: 9,
+            }
+        )]
+    );
+    for args in [
+        [5, 1, 1 << 32, 0, 9, 0],
+        [5, 1, 1, 4, 9, 0],
+        [5, 1, 1, 0, 1 << 32, 0],
+        [5, 99, 1, 0, 9, 0],
+    ] {
+        let (response, _) = call(&mut fake, complete, args, &[]);
+        assert_eq!(response.status, Status::InvalidArgument as u32, "{args:x?}");
+    }
+    assert_eq!(fake.completions.len(), 1);
 }
 
 /// A domain table that leaves the PCI methods to the trait's defaults (what
@@ -220,7 +334,7 @@ fn hello_accepts_the_same_major_and_refuses_others_with_a_message() {
 #[test]
 fn unknown_commands_get_a_clean_error() {
     let mut fake = Fake::default();
-    for command in [0, 18, 999, u32::MAX] {
+    for command in [0, 22, 999, u32::MAX] {
         let (response, message) = call(&mut fake, command, [0; 6], &[]);
         assert_eq!(response.status, Status::UnknownCommand as u32);
         assert!(!message.is_empty());

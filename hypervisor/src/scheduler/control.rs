@@ -10,7 +10,9 @@ use keel_abi::mgmt::{
     DOM0, SHARED_BYTES, VERSION,
 };
 use keel_hypervisor::console_ring::ReadResult;
-use keel_hypervisor::management::{dispatch, DomainControl, Failure, Outcome};
+use keel_hypervisor::management::{
+    dispatch, DomainControl, Failure, Outcome, VirtioCompletion, VirtioSpec, WindowGrant,
+};
 use keel_memory::{HostPhysAddr, PAGE_SIZE_2M};
 use keel_vmx::ExitReason;
 
@@ -89,7 +91,7 @@ impl Scheduler<'_> {
     }
 
     /// The DomU `id`, which Dom0 may act on.
-    fn domu(&mut self, id: DomainId) -> Outcome<&mut DomainEntry> {
+    pub(super) fn domu(&mut self, id: DomainId) -> Outcome<&mut DomainEntry> {
         if id == DOM0 {
             return Err(Failure::new(Status::NotPermitted, "Dom0 cannot do that to itself"));
         }
@@ -237,6 +239,22 @@ impl DomainControl for Scheduler<'_> {
         Ok(())
     }
 
+    fn virtio_attach(&mut self, domain: DomainId, spec: &VirtioSpec<'_>) -> Outcome<usize> {
+        self.attach_virtio(domain, spec)
+    }
+
+    fn window_map(&mut self, domain: DomainId) -> Outcome<WindowGrant> {
+        self.map_window(domain)
+    }
+
+    fn virtio_state(&mut self, domain: DomainId, device: usize) -> Outcome<keel_abi::mgmt::VirtioDeviceState> {
+        self.virtio_device_state(domain, device)
+    }
+
+    fn virtio_complete(&mut self, domain: DomainId, completion: &VirtioCompletion) -> Outcome<()> {
+        self.complete_virtio(domain, completion)
+    }
+
     fn host_info(&self) -> HostInfo {
         let free = memory::free_bytes();
         HostInfo {
@@ -340,6 +358,8 @@ impl DomainControl for Scheduler<'_> {
             tables_bytes: 0,
             run_cycles: 0,
             assignments: Vec::new(),
+            virtio: Vec::new(),
+            boots: 0,
         });
         log::info!(
             "domain {id} ({}): created, {} MiB",

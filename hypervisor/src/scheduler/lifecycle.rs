@@ -53,6 +53,11 @@ impl Scheduler<'_> {
         if self.live_state_owner == Some(id) {
             self.live_state_owner = None;
         }
+        // Dom0's window must not map RAM that goes back to the host.
+        self.revoke_window(id);
+        if id == DOM0 {
+            self.forget_window_slots();
+        }
         let entry = self.table.get_mut(id).ok_or("no such domain")?;
         entry.release();
         let free_before = memory::free_bytes();
@@ -100,6 +105,19 @@ impl Scheduler<'_> {
                 }
             }
         }
+        for function in &entry.virtio {
+            let attached = domain
+                .platform
+                .as_deref_mut()
+                .map(|platform| platform.attach_virtio(function.clone()));
+            if let Some(Err(error)) = attached {
+                vcpu.destroy();
+                domain.destroy();
+                return Err(alloc::format!("{error}"));
+            }
+        }
+        entry.boots = entry.boots.wrapping_add(1);
+        let devices = entry.virtio.len();
         entry.tables_bytes = free_before
             .saturating_sub(memory::free_bytes())
             .saturating_sub(entry.memory_bytes);
@@ -114,7 +132,13 @@ impl Scheduler<'_> {
         };
         self.queue
             .add(vcpu_id(id), paused)
-            .map_err(|error| alloc::format!("queueing its vCPU: {error:?}"))
+            .map_err(|error| alloc::format!("queueing its vCPU: {error:?}"))?;
+        if devices != 0 {
+            self.grant_window(id);
+            // A new generation of every device: the backend starts over.
+            self.notify_backends_of_boot(id, devices);
+        }
+        Ok(())
     }
 
     /// Domain `id` stopped for `reason`. Returns the host's outcome when
@@ -163,6 +187,7 @@ impl Scheduler<'_> {
     /// Keeps the domain listed in `state`, without its vCPU and memory.
     fn preserve(&mut self, id: DomainId, state: DomainState) {
         let _ = self.queue.remove(vcpu_id(id));
+        self.revoke_window(id);
         if let Some(entry) = self.table.get_mut(id) {
             entry.release();
             entry.state = state;

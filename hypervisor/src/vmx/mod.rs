@@ -252,3 +252,14 @@ fn on_off(enabled: bool) -> &'static str {
         "off"
     }
 }
+
+/// Drops the translations the CPU caches for the EPT tables of `eptp`,
+/// whichever VMCS is current (e.g. Dom0's window after a DomU's RAM left
+/// it while the DomU's VMCS was loaded).
+pub fn invalidate_ept(eptp: u64) {
+    // SAFETY: Keel is in VMX root operation from `enable` on (domains exist
+    // only after it), and `enable` checked single-context INVEPT support.
+    if let Err(fail) = unsafe { instructions::invept(instructions::InveptKind::SingleContext, eptp) } {
+        log::error!("INVEPT of {eptp:#x} failed ({fail:?})");
+    }
+}
