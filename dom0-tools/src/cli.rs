@@ -7,6 +7,8 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use keel_abi::mgmt::PciAddress;
 
+use crate::backend::BackendArgs;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "keel",
@@ -40,6 +42,7 @@ Keys:
   on_crash = \"destroy\"      default \"destroy\"
   pci = [\"0000:00:04.0\"]    optional; host PCI devices to give the domain (see `keel pci-assignable-list`)
   pci_unconfined_dma = false default false; true attaches a device even without an IOMMU confining its DMA
+  disk = [\"root.img,rw\"]    optional; virtio-blk disks, each \"<path>,rw\" or \"<path>,ro\" (at most 16)
 
 The on_* keys take \"destroy\" (free the domain), \"restart\" (boot it again) or \
 \"preserve\" (keep it, shut down or crashed, until `keel destroy`). Relative \
@@ -50,7 +53,25 @@ Each pci device must first be made assignable (`keel pci-assignable-add`); it is
 handed to the domain when it boots and returned to the host (reset, still \
 assignable) when it is destroyed. Keel refuses a device that no IOMMU confines \
 unless pci_unconfined_dma = true: such a device's DMA can read and write all \
-host memory, Keel's and other domains', and keel create warns about it.";
+host memory, Keel's and other domains', and keel create warns about it.
+
+Each disk is a raw image file or a block device; relative paths are taken from \
+the configuration file's directory, and the mode (rw or ro) is required. The \
+guest sees them as virtio-blk disks in the order listed (vda, vdb, ...); a \
+read-only disk is offered as such. keel create starts a backend process for \
+the domain's disks (log in /run/keel/backend-<id>.log) and boots the domain \
+once it serves them; keel destroy stops it.";
+
+const BLOCK_LIST_HELP: &str = "\
+List a domain's virtio-blk disks.
+
+Columns: the device index (the guest's vda is 0), the mode (rw or ro), the \
+device status the guest's driver set (reset, acknowledge, driver, \
+features-ok, driver-ok, or needs-reset / failed when something went wrong) \
+and the image. A note on stderr says when no backend serves the disks.";
+
+const DISKS_AT_CREATE: &str = "disks are attached when a domain is created, not while it runs, in this version: \
+list them in its configuration (disk = [\"<path>,rw\", \"<path>,ro\"]) and create it again";
 
 const PCI_LIST_HELP: &str = "\
 List the host's PCI devices and whether they can be given to DomUs.
@@ -166,6 +187,32 @@ pub enum Command {
         #[arg(value_parser = pci_address)]
         address: PciAddress,
     },
+    /// List a domain's virtio-blk disks: index, mode, driver status, image
+    #[command(long_about = BLOCK_LIST_HELP)]
+    BlockList {
+        /// Domain id or name
+        domain: String,
+        /// Print a JSON array, one object per disk
+        #[arg(long)]
+        json: bool,
+    },
+    /// Not supported yet: disks are attached at create time (config `disk = [...]`)
+    BlockAttach {
+        /// Domain id or name
+        domain: String,
+        /// The disk, as PATH,rw or PATH,ro
+        disk: String,
+    },
+    /// Not supported yet: disks go away with their domain
+    BlockDetach {
+        /// Domain id or name
+        domain: String,
+        /// The disk's index (see `keel block-list`)
+        index: String,
+    },
+    /// Serve a domain's virtio-blk disks (started by `keel create`)
+    #[command(hide = true)]
+    Backend(BackendArgs),
     /// Show per-domain CPU use and VM exit rates, refreshed every second
     #[command(long_about = TOP_HELP)]
     Top {
@@ -192,4 +239,9 @@ pub fn seconds(text: &str) -> Result<Duration, String> {
 /// A PCI address argument.
 pub fn pci_address(text: &str) -> Result<PciAddress, String> {
     PciAddress::parse(text).map_err(|error| format!("`{text}`: {error}"))
+}
+
+/// Why `keel block-attach` and `keel block-detach` refuse.
+pub fn disks_at_create_only() -> &'static str {
+    DISKS_AT_CREATE
 }

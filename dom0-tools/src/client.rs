@@ -4,9 +4,10 @@
 use std::fmt;
 
 use anyhow::{anyhow, bail, ensure, Result};
+use keel_abi::mgmt::virtio::{complete_flags, window, MAX_CONFIG_BYTES, MAX_DEVICES};
 use keel_abi::mgmt::{
     layout, pci_flags, Command, CreateDomain, DomainId, DomainInfo, HostInfo, ImageKind, PciAddress, PciFunction,
-    Request, Response, Status, VERSION,
+    Request, Response, Status, VirtioDeviceState, VERSION,
 };
 
 use crate::transport::Transport;
@@ -67,6 +68,16 @@ fn message_text(bytes: &[u8]) -> String {
         .chars()
         .map(|c| if c.is_control() { '?' } else { c })
         .collect()
+}
+
+/// Where [`Client::window_map`] put a DomU's RAM in the memory window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowSlot {
+    pub slot: u64,
+    /// Byte offset of the slot in the window BAR (`resource4`).
+    pub offset: u64,
+    /// Guest RAM bytes mapped, from guest-physical 0.
+    pub ram_bytes: u64,
 }
 
 pub struct Client<T> {
@@ -310,6 +321,106 @@ impl<T: Transport> Client<T> {
         self.call(
             Command::PciAttach,
             [u64::from(id), u64::from(address.raw()), flags, 0, 0, 0],
+            &[],
+        )?;
+        Ok(())
+    }
+
+    /// Paravirtual devices came with ABI 1.3.
+    pub fn require_virtio(&self) -> Result<()> {
+        ensure!(
+            self.keel_version >> 16 != 1 || self.keel_version & 0xffff >= 3,
+            "Keel speaks management ABI {}, which has no virtio devices (1.3 added them): use the hypervisor built with this tool",
+            version_string(self.keel_version)
+        );
+        Ok(())
+    }
+
+    /// Gives domain `id` (still building) a virtio device of `device_type`
+    /// offering `features`, with [`keel_abi::mgmt::virtio::queue_shape`]
+    /// `queue_shape` and configuration bytes `config`; returns the device's
+    /// index in the domain.
+    pub fn virtio_attach(
+        &mut self,
+        id: DomainId,
+        device_type: u16,
+        features: u64,
+        queue_shape: u64,
+        config: &[u8],
+    ) -> Result<usize> {
+        self.require_virtio()?;
+        ensure!(
+            config.len() <= MAX_CONFIG_BYTES,
+            "a virtio configuration of {} bytes is larger than Keel takes ({MAX_CONFIG_BYTES})",
+            config.len()
+        );
+        let (response, _) = self.call(
+            Command::VirtioAttach,
+            [u64::from(id), u64::from(device_type), features, queue_shape, 0, 0],
+            config,
+        )?;
+        let index = response.values[0];
+        ensure!(
+            index < MAX_DEVICES as u64,
+            "Keel answered VirtioAttach with device index {index} (at most {} expected)",
+            MAX_DEVICES - 1
+        );
+        Ok(index as usize)
+    }
+
+    /// Maps domain `id`'s RAM into the memory window (again the same slot
+    /// if it is mapped already).
+    pub fn window_map(&mut self, id: DomainId) -> Result<WindowSlot> {
+        self.require_virtio()?;
+        let (response, _) = self.call(Command::WindowMap, [u64::from(id), 0, 0, 0, 0, 0], &[])?;
+        let [slot, offset, ram_bytes, _] = response.values;
+        ensure!(
+            slot < window::SLOTS
+                && offset == slot * window::SLOT_BYTES
+                && ram_bytes > 0
+                && ram_bytes <= window::SLOT_BYTES,
+            "Keel's WindowMap answer is malformed: slot {slot}, offset {offset:#x}, {ram_bytes:#x} bytes"
+        );
+        Ok(WindowSlot {
+            slot,
+            offset,
+            ram_bytes,
+        })
+    }
+
+    /// The transport state of device `device` of domain `id`.
+    pub fn virtio_state(&mut self, id: DomainId, device: usize) -> Result<VirtioDeviceState> {
+        self.require_virtio()?;
+        let (_, data) = self.call(Command::VirtioState, [u64::from(id), device as u64, 0, 0, 0, 0], &[])?;
+        VirtioDeviceState::decode(&data).map_err(|error| anyhow!("Keel's virtio device state is malformed: {error}"))
+    }
+
+    /// Sends the interrupts of the queues in `queue_mask`, and with `flags`
+    /// ([`complete_flags`]) acknowledges a reset or marks the device
+    /// broken, for transport generation `generation`.
+    pub fn virtio_complete(
+        &mut self,
+        id: DomainId,
+        device: usize,
+        queue_mask: u32,
+        flags: u64,
+        generation: u32,
+    ) -> Result<()> {
+        self.require_virtio()?;
+        ensure!(
+            flags & !complete_flags::ALL == 0,
+            "unknown VirtioComplete flags {flags:#x}"
+        );
+        self.call(
+            Command::VirtioComplete,
+            [
+                u64::from(id),
+                device as u64,
+                u64::from(queue_mask),
+                flags,
+                u64::from(generation),
+                0,
+            ],
             &[],
         )?;
         Ok(())

@@ -4,10 +4,12 @@
 use std::io::{IsTerminal, Read, Write};
 use std::sync::mpsc::{self, Receiver};
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use keel_abi::mgmt::DomainId;
 
-use crate::cli::Command;
+use crate::backend::supervisor::Backends;
+use crate::block;
+use crate::cli::{disks_at_create_only, Command};
 use crate::client::Client;
 use crate::config::Config;
 use crate::console::{self, ConsoleEnd, ConsoleOptions};
@@ -54,11 +56,13 @@ pub struct Streams<'a> {
 
 /// Runs `command`. `connect` opens the device and says Hello; it is called
 /// only after the arguments were checked, so a bad config file is reported
-/// the same on any machine.
+/// the same on any machine. `backends` starts and stops the domains' disk
+/// backends.
 pub fn execute<T: Transport>(
     command: Command,
     connect: impl FnOnce() -> Result<Client<T>>,
     streams: Streams,
+    backends: &mut dyn Backends,
 ) -> Result<()> {
     let Streams { out, err } = streams;
     match command {
@@ -68,9 +72,12 @@ pub fn execute<T: Transport>(
             console,
         } => {
             let config = Config::load(&path)?;
-            let images = create::open_images(&config, &path.display().to_string())?;
+            let file = path.display().to_string();
+            let images = create::open_images(&config, &file)?;
+            let disks = create::open_disks(&config, &file)?;
             let mut client = connect()?;
-            let id = create::create_domain(&mut client, &config, images, paused, err)?;
+            let staging = create::Staging { images, disks, paused };
+            let id = create::create_domain(&mut client, &config, staging, backends, err)?;
             writeln!(out, "Created domain {} (id {id})", config.name)?;
             out.flush()?;
             if console {
@@ -90,7 +97,22 @@ pub fn execute<T: Transport>(
             };
             out.write_all(text.as_bytes())?;
         }
-        Command::Destroy { domain } => lifecycle(connect()?, &domain, "destroy", Client::destroy)?,
+        Command::Destroy { domain } => {
+            let mut client = connect()?;
+            let target = resolve(&mut client, &domain)?;
+            // The backend first: it must stop touching the domain's memory
+            // and disks before they go. A missing one is fine.
+            if let Err(error) = backends.stop(target.id) {
+                writeln!(
+                    err,
+                    "keel: warning: cannot stop the disk backend of {}: {error:#}",
+                    target.label
+                )?;
+            }
+            client
+                .destroy(target.id)
+                .with_context(|| format!("cannot destroy domain {}", target.label))?;
+        }
         Command::Shutdown { domain } => lifecycle(connect()?, &domain, "shut down", Client::shutdown)?,
         Command::Reboot { domain } => lifecycle(connect()?, &domain, "reboot", Client::reboot)?,
         Command::Pause { domain } => lifecycle(connect()?, &domain, "pause", Client::pause)?,
@@ -129,6 +151,19 @@ pub fn execute<T: Transport>(
         Command::PciAssignableRemove { address } => connect()?
             .pci_assignable(address, false)
             .with_context(|| format!("cannot give {address} back to the host"))?,
+        Command::BlockList { domain, json } => {
+            let mut client = connect()?;
+            let target = resolve(&mut client, &domain)?;
+            let disks = block::list(&mut client, target.id, backends, err, &target.label)?;
+            let text = if json {
+                block::json(&disks)
+            } else {
+                block::table(&disks)
+            };
+            out.write_all(text.as_bytes())?;
+        }
+        Command::BlockAttach { .. } | Command::BlockDetach { .. } => bail!(disks_at_create_only()),
+        Command::Backend(args) => crate::backend::run(&args, err)?,
         Command::Top { delay, iterations } => {
             let batch = iterations.is_some() || !std::io::stdout().is_terminal();
             top::run(&mut connect()?, delay, iterations, batch, out)?;

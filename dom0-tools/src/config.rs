@@ -9,6 +9,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use keel_abi::mgmt::virtio::MAX_DEVICES;
 use keel_abi::mgmt::{CreateDomain, ImageKind, LifecycleAction, Name, PciAddress, NAME_MAX};
 use toml::{Table, Value};
 
@@ -16,7 +17,7 @@ pub const MIN_MEMORY_MIB: i64 = 16;
 pub const MAX_MEMORY_MIB: i64 = 1 << 20;
 pub const DEFAULT_CMDLINE: &str = "console=ttyS0";
 
-const KEYS: [&str; 11] = [
+const KEYS: [&str; 12] = [
     "name",
     "memory",
     "vcpus",
@@ -28,7 +29,54 @@ const KEYS: [&str; 11] = [
     "on_crash",
     "pci",
     "pci_unconfined_dma",
+    "disk",
 ];
+
+/// A virtio-blk disk: a raw image file (or block device) and its mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Disk {
+    pub path: PathBuf,
+    pub read_only: bool,
+}
+
+impl Disk {
+    /// `"rw"` or `"ro"`.
+    pub fn mode(&self) -> &'static str {
+        if self.read_only {
+            "ro"
+        } else {
+            "rw"
+        }
+    }
+
+    /// The `<path>,<mode>` form the config and `keel backend --disk` take.
+    pub fn spec(&self) -> String {
+        format!("{},{}", self.path.display(), self.mode())
+    }
+
+    /// Parses `<path>,rw` or `<path>,ro` (the mode is required; the path
+    /// is everything before the last comma, so it may contain commas).
+    /// Relative paths are taken from `base`.
+    pub fn parse(text: &str, base: &Path) -> Result<Self, String> {
+        let Some((path, mode)) = text.rsplit_once(',') else {
+            return Err(format!(
+                "`{text}`: expected \"<path>,rw\" or \"<path>,ro\" (the mode is required)"
+            ));
+        };
+        let read_only = match mode {
+            "rw" => false,
+            "ro" => true,
+            _ => return Err(format!("`{text}`: the mode must be rw or ro, got `{mode}`")),
+        };
+        if path.is_empty() {
+            return Err(format!("`{text}`: the path must not be empty"));
+        }
+        Ok(Self {
+            path: base.join(path),
+            read_only,
+        })
+    }
+}
 
 /// A checked configuration; paths are resolved against the file's directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +94,9 @@ pub struct Config {
     pub pci: Vec<PciAddress>,
     /// Attach them even when no IOMMU confines their DMA.
     pub pci_unconfined_dma: bool,
+    /// virtio-blk disks, in the file's order (the guest sees them in this
+    /// order: vda, vdb, ...).
+    pub disks: Vec<Disk>,
 }
 
 /// `<file>: <key>: <reason>` (or `<file>: <reason>` for file-wide problems).
@@ -166,6 +217,7 @@ impl Config {
             on_crash: action("on_crash", LifecycleAction::Destroy)?,
             pci: pci(table.get("pci"))?,
             pci_unconfined_dma: boolean("pci_unconfined_dma", table.get("pci_unconfined_dma"), false)?,
+            disks: disks(table.get("disk"), base)?,
         })
     }
 
@@ -272,6 +324,36 @@ fn pci(value: Option<&Value>) -> Result<Vec<PciAddress>, Problem> {
         addresses.push(address);
     }
     Ok(addresses)
+}
+
+/// `disk = ["images/root.img,rw", "/srv/iso.img,ro"]`: each a path and a
+/// required mode, at most [`MAX_DEVICES`], no file twice.
+fn disks(value: Option<&Value>, base: &Path) -> Result<Vec<Disk>, Problem> {
+    let Some(value) = value else {
+        return Ok(Vec::new());
+    };
+    let expected = "expected an array of disks such as [\"root.img,rw\", \"data.img,ro\"]";
+    let items = value
+        .as_array()
+        .ok_or_else(|| problem("disk", format!("{expected}, {}", found(value))))?;
+    if items.len() > MAX_DEVICES {
+        return Err(problem(
+            "disk",
+            format!("{} disks listed, a domain can have at most {MAX_DEVICES}", items.len()),
+        ));
+    }
+    let mut disks: Vec<Disk> = Vec::with_capacity(items.len());
+    for item in items {
+        let text = item
+            .as_str()
+            .ok_or_else(|| problem("disk", format!("{expected}, found {} in the array", a_kind(item))))?;
+        let disk = Disk::parse(text, base).map_err(|reason| problem("disk", reason))?;
+        if disks.iter().any(|other| other.path == disk.path) {
+            return Err(problem("disk", format!("{} is listed twice", disk.path.display())));
+        }
+        disks.push(disk);
+    }
+    Ok(disks)
 }
 
 fn boolean(key: &'static str, value: Option<&Value>, default: bool) -> Result<bool, Problem> {

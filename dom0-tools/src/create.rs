@@ -1,16 +1,22 @@
 //! `keel create`: Create, PciAttach (each of the config's `pci` devices),
 //! LoadImage (kernel, initrd, command line, in chunks that fit the data
-//! area), Boot; a half-built domain is destroyed when any step after
-//! Create fails.
+//! area), VirtioAttach (each of the config's disks), the disk backend
+//! started and ready, Boot; a half-built domain is destroyed (its backend
+//! stopped first) when any step after Create fails.
 
 use std::fs::File;
 use std::io::{Read, Write};
+use std::path::PathBuf;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, ensure, Context, Result};
+use keel_abi::mgmt::virtio::{device_type, queue_shape};
 use keel_abi::mgmt::{layout, pci_function_flags, DomainId, ImageKind, PciAddress, Status};
+use keel_virtio::blk::QUEUE_SIZE;
 
+use crate::backend::blk::{disk_model, open_image};
+use crate::backend::supervisor::Backends;
 use crate::client::{is_status, Client};
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, Disk};
 use crate::transport::Transport;
 
 /// An image to stage, streamed so that a large initrd need not fit in
@@ -84,6 +90,72 @@ pub fn open_images(config: &Config, file: &str) -> Result<Vec<Image>, ConfigErro
     Ok(images)
 }
 
+/// A disk checked before anything is created: opened in its mode, at least
+/// a sector long; its path made absolute (the backend runs elsewhere).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenDisk {
+    pub disk: Disk,
+    pub len: u64,
+}
+
+/// Opens each of the config's disks as the backend will (a missing file, a
+/// directory, or a rw disk on a file that cannot be written is refused
+/// here, before anything is created).
+pub fn open_disks(config: &Config, file: &str) -> Result<Vec<OpenDisk>, ConfigError> {
+    let fail = |reason: String| ConfigError {
+        file: file.to_string(),
+        key: Some("disk".to_string()),
+        reason,
+    };
+    let mut disks: Vec<OpenDisk> = Vec::with_capacity(config.disks.len());
+    for disk in &config.disks {
+        let (_, len) = open_image(&disk.path, disk.read_only).map_err(fail)?;
+        let path: PathBuf = std::fs::canonicalize(&disk.path)
+            .map_err(|error| fail(format!("cannot resolve {}: {error}", disk.path.display())))?;
+        if path.to_str().is_none() {
+            return Err(fail(format!("{} is not a UTF-8 path", path.display())));
+        }
+        if let Some(at) = disks.iter().position(|other| other.disk.path == path) {
+            return Err(fail(format!(
+                "{} and {} are the same file",
+                config.disks[at].path.display(),
+                disk.path.display()
+            )));
+        }
+        disks.push(OpenDisk {
+            disk: Disk {
+                path,
+                read_only: disk.read_only,
+            },
+            len,
+        });
+    }
+    Ok(disks)
+}
+
+/// Gives domain `id` a virtio-blk device per disk, in order: disk `n` must
+/// be device `n`, as the backend serves them.
+pub fn attach_disks<T: Transport>(client: &mut Client<T>, id: DomainId, disks: &[OpenDisk]) -> Result<()> {
+    for (number, open) in disks.iter().enumerate() {
+        let model = disk_model(number, open.len, open.disk.read_only);
+        let index = client
+            .virtio_attach(
+                id,
+                device_type::BLOCK,
+                model.device_features(),
+                queue_shape(1, QUEUE_SIZE),
+                &model.config(),
+            )
+            .with_context(|| format!("cannot attach disk {}", open.disk.path.display()))?;
+        ensure!(
+            index == number,
+            "Keel gave disk {} device index {index}, expected {number}",
+            open.disk.path.display()
+        );
+    }
+    Ok(())
+}
+
 /// Sends `image` in chunks of at most the data area's size.
 pub fn load_image<T: Transport>(client: &mut Client<T>, id: DomainId, image: Image) -> Result<()> {
     let Image {
@@ -147,26 +219,55 @@ fn unconfined_devices<T: Transport>(client: &mut Client<T>, config: &Config) -> 
         .collect())
 }
 
-/// Creates, attaches devices, stages and boots the domain; returns its id.
-/// `notes` gets what happened to a half-built domain, and a warning for
-/// each device whose DMA no IOMMU confines.
+/// What `keel create` checked and opened before calling Keel.
+pub struct Staging {
+    pub images: Vec<Image>,
+    pub disks: Vec<OpenDisk>,
+    /// Leave the domain paused after Boot.
+    pub paused: bool,
+}
+
+/// Creates, attaches devices, stages, starts the disk backend and boots the
+/// domain; returns its id. `notes` gets what happened to a half-built
+/// domain, and a warning for each device whose DMA no IOMMU confines.
 pub fn create_domain<T: Transport>(
     client: &mut Client<T>,
     config: &Config,
-    images: Vec<Image>,
-    paused: bool,
+    staging: Staging,
+    backends: &mut dyn Backends,
     notes: &mut dyn Write,
 ) -> Result<DomainId> {
+    let Staging { images, disks, paused } = staging;
     let name = &config.name;
     let unconfined = unconfined_devices(client, config)?;
+    if !disks.is_empty() {
+        client.require_virtio()?;
+    }
     let id = client
         .create(&config.create_request())
         .with_context(|| format!("cannot create domain {name}"))?;
     let staged = attach_devices(client, id, config)
         .and_then(|()| images.into_iter().try_for_each(|image| load_image(client, id, image)))
+        .and_then(|()| attach_disks(client, id, &disks))
+        .and_then(|()| {
+            if disks.is_empty() {
+                return Ok(());
+            }
+            let list: Vec<Disk> = disks.iter().map(|open| open.disk.clone()).collect();
+            backends.start(id, &list).context("cannot start the disk backend")
+        })
         .and_then(|()| client.boot(id, paused).context("cannot boot it"))
         .with_context(|| format!("domain {name} (id {id})"));
     if let Err(error) = staged {
+        // The backend first: it maps the domain's memory.
+        if !disks.is_empty() {
+            if let Err(stop) = backends.stop(id) {
+                let _ = writeln!(
+                    notes,
+                    "keel: could not stop the disk backend of {name} (id {id}): {stop:#}"
+                );
+            }
+        }
         // Leave nothing behind: a Building domain holds its memory until
         // destroyed, and its name would block the next attempt.
         let _ = match client.destroy(id) {

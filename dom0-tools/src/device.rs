@@ -57,6 +57,13 @@ fn access_error(path: &Path, error: io::Error) -> anyhow::Error {
 }
 
 fn map_resource(dir: &Path, name: &str, len: u64) -> Result<Mapping> {
+    map_resource_at(dir, name, 0, len)
+}
+
+/// Maps `len` bytes of the function's `name` resource file from `offset`
+/// (the disk backend maps BAR 0 again for the notification registers, and
+/// its domain's slot of the memory window in BAR 4).
+pub(crate) fn map_resource_at(dir: &Path, name: &str, offset: u64, len: u64) -> Result<Mapping> {
     let path = dir.join(name);
     // O_SYNC: device memory must never be cached. Linux maps sysfs
     // `resourceN` files uncached anyway; the flag states the intent.
@@ -67,13 +74,15 @@ fn map_resource(dir: &Path, name: &str, len: u64) -> Result<Mapping> {
         .open(&path)
         .map_err(|error| access_error(&path, error))?;
     let size = file.metadata().map_err(|error| access_error(&path, error))?.len();
-    if size < len {
+    let end = offset.saturating_add(len);
+    if size < end {
         bail!(
-            "{}: the BAR is {size:#x} bytes, the management ABI needs {len:#x}",
+            "{}: the BAR is {size:#x} bytes, the management ABI needs {end:#x}",
             path.display()
         );
     }
-    Mapping::new(&file, len as usize).map_err(|error| anyhow!("mapping {}: {error}", path.display()))
+    let len = usize::try_from(len).map_err(|_| anyhow!("{}: {len:#x} bytes do not fit in memory", path.display()))?;
+    Mapping::new_at(&file, offset, len).map_err(|error| anyhow!("mapping {}: {error}", path.display()))
 }
 
 /// BAR 0 and BAR 2 mapped into this process.
@@ -104,6 +113,7 @@ impl Bars for PciBars {
 pub struct Device {
     transport: MmioTransport<PciBars>,
     lock: File,
+    dir: PathBuf,
 }
 
 impl Device {
@@ -116,7 +126,12 @@ impl Device {
         };
         let transport = MmioTransport::new(bars, &dir.display().to_string())?;
         let lock = open_lock(Path::new(LOCK_FILE))?;
-        Ok(Self { transport, lock })
+        Ok(Self { transport, lock, dir })
+    }
+
+    /// The function's sysfs directory (`/sys/bus/pci/devices/<bdf>`).
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 }
 

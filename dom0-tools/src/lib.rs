@@ -1,12 +1,16 @@
 //! `keel`, Dom0's management tool for the Keel hypervisor.
 //!
 //! Layers, bottom up: `sys` (the only unsafe code: mmap, volatile register
-//! access, termios), [`device`] (finding and opening the PCI function),
-//! [`transport`] (the shared-memory call protocol), [`client`] (typed
-//! calls, statuses as errors), then the commands ([`create`], [`console`],
-//! [`top`], [`output`], [`commands`]) and the command line ([`cli`]).
+//! and window access, termios, signals, poll, setsid), [`device`] (finding
+//! and opening the PCI function), [`transport`] (the shared-memory call
+//! protocol), [`client`] (typed calls, statuses as errors), then the
+//! commands ([`create`], [`console`], [`top`], [`output`], [`block`],
+//! [`commands`]), the virtio-blk backend process ([`backend`]) and the
+//! command line ([`cli`]).
 #![deny(unsafe_code)]
 
+pub mod backend;
+pub mod block;
 pub mod cli;
 pub mod client;
 pub mod commands;
@@ -38,7 +42,8 @@ pub fn main() -> ExitCode {
         err: &mut stderr,
     };
     let connect = || client::Client::connect(device::Device::open()?);
-    match commands::execute(cli.command, connect, streams) {
+    let mut backends = backend::supervisor::Supervisor::system();
+    match commands::execute(cli.command, connect, streams, &mut backends) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             // {:#}: the whole chain, "context: cause: cause".

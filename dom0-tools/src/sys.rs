@@ -1,13 +1,17 @@
 //! The only module with `unsafe`: mapped PCI BARs (mmap, volatile register
-//! access) and the terminal's raw mode (termios). Everything here checks its
-//! bounds itself so callers stay in safe code.
+//! and window access), the terminal's raw mode (termios), and the few
+//! process calls the disk backend needs (signals, poll, setsid). Everything
+//! here checks its bounds itself so callers stay in safe code.
 #![allow(unsafe_code)]
 
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::process::Command;
 use std::ptr::NonNull;
-use std::sync::atomic::{fence, Ordering};
+use std::sync::atomic::{fence, AtomicBool, Ordering};
+use std::time::Duration;
 
 /// A shared, read-write mapping of a sysfs PCI resource file.
 pub struct Mapping {
@@ -19,6 +23,16 @@ impl Mapping {
     /// Maps the first `len` bytes of `file` (a `resourceN` file opened
     /// read-write), shared so that stores reach the device.
     pub fn new(file: &File, len: usize) -> io::Result<Self> {
+        Self::new_at(file, 0, len)
+    }
+
+    /// Maps `len` bytes of `file` from `offset` (a multiple of the page
+    /// size), shared and read-write.
+    pub fn new_at(file: &File, offset: u64, len: usize) -> io::Result<Self> {
+        let offset = libc::off_t::try_from(offset).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+        if len == 0 {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
         // SAFETY: a fresh mapping at an address the kernel picks; it aliases
         // no Rust object. The fd stays valid for the call; the mapping keeps
         // its own reference to the file afterwards.
@@ -29,7 +43,7 @@ impl Mapping {
                 libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_SHARED,
                 file.as_raw_fd(),
-                0,
+                offset,
             )
         };
         if base == libc::MAP_FAILED {
@@ -82,6 +96,82 @@ impl Mapping {
         // SAFETY: as in `copy_in`, with source and destination swapped.
         unsafe { std::ptr::copy_nonoverlapping(self.base.as_ptr().add(offset), out.as_mut_ptr(), out.len()) };
     }
+
+    /// Length of the mapping in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Copies from memory another party writes concurrently (a DomU's RAM
+    /// in the window): volatile loads the compiler cannot merge, repeat or
+    /// drop, each of the largest naturally aligned size that fits
+    /// ([`access_size`]), so an aligned ring field (a `u16` index, a `u32`,
+    /// a `u64` address) is read by one load and never torn.
+    pub fn read_volatile(&self, offset: usize, out: &mut [u8]) {
+        self.check(offset, out.len(), 1);
+        let mut at = 0;
+        while at < out.len() {
+            let size = access_size(offset + at, out.len() - at);
+            // SAFETY: `offset + at .. + size` is inside the mapping (checked
+            // above for the whole range) and aligned to `size` (the base is
+            // page-aligned, `access_size` aligned the offset); the memory is
+            // a live shared mapping no Rust reference covers.
+            let bytes: [u8; 8] = unsafe {
+                let pointer = self.base.as_ptr().add(offset + at);
+                match size {
+                    8 => pointer.cast::<u64>().read_volatile().to_ne_bytes(),
+                    4 => widen(&pointer.cast::<u32>().read_volatile().to_ne_bytes()),
+                    2 => widen(&pointer.cast::<u16>().read_volatile().to_ne_bytes()),
+                    _ => [pointer.read_volatile(), 0, 0, 0, 0, 0, 0, 0],
+                }
+            };
+            out[at..at + size].copy_from_slice(&bytes[..size]);
+            at += size;
+        }
+    }
+
+    /// Copies into memory another party reads concurrently, as
+    /// [`Self::read_volatile`] does the other way (an aligned `u16` ring
+    /// index is written by one store).
+    pub fn write_volatile(&mut self, offset: usize, data: &[u8]) {
+        self.check(offset, data.len(), 1);
+        let mut at = 0;
+        while at < data.len() {
+            let size = access_size(offset + at, data.len() - at);
+            let mut bytes = [0u8; 8];
+            bytes[..size].copy_from_slice(&data[at..at + size]);
+            let [b0, b1, b2, b3, ..] = bytes;
+            // SAFETY: as in `read_volatile`.
+            unsafe {
+                let pointer = self.base.as_ptr().add(offset + at);
+                match size {
+                    8 => pointer.cast::<u64>().write_volatile(u64::from_ne_bytes(bytes)),
+                    4 => pointer
+                        .cast::<u32>()
+                        .write_volatile(u32::from_ne_bytes([b0, b1, b2, b3])),
+                    2 => pointer.cast::<u16>().write_volatile(u16::from_ne_bytes([b0, b1])),
+                    _ => pointer.write_volatile(b0),
+                }
+            }
+            at += size;
+        }
+    }
+}
+
+/// The access for the next bytes of a copy at `offset` with `left` bytes
+/// to go: the largest of 8, 4, 2 and 1 that `offset` is aligned to and
+/// that does not pass the end.
+pub fn access_size(offset: usize, left: usize) -> usize {
+    [8, 4, 2]
+        .into_iter()
+        .find(|&size| offset.is_multiple_of(size) && left >= size)
+        .unwrap_or(1)
+}
+
+fn widen<const N: usize>(bytes: &[u8; N]) -> [u8; 8] {
+    let mut wide = [0; 8];
+    wide[..N].copy_from_slice(bytes);
+    wide
 }
 
 impl Drop for Mapping {
@@ -89,6 +179,110 @@ impl Drop for Mapping {
         // SAFETY: `base`/`len` describe a mapping this object created and
         // nothing borrows it any more. A failure leaves it mapped until exit.
         unsafe { libc::munmap(self.base.as_ptr().cast(), self.len) };
+    }
+}
+
+/// Set by the handler [`install_stop_handler`] installs.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_stop_signal(_: libc::c_int) {
+    // Only an atomic store: async-signal-safe.
+    STOP.store(true, Ordering::SeqCst);
+}
+
+/// Makes SIGTERM, SIGINT and SIGHUP set a flag ([`stop_requested`])
+/// instead of killing the process. Without SA_RESTART, a blocking `poll`
+/// returns EINTR so the caller sees the flag at once.
+pub fn install_stop_handler() -> io::Result<()> {
+    for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+        // SAFETY: an all-zero sigaction is a valid value (no flags, empty
+        // mask) that sigemptyset and the handler field then complete.
+        let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+        action.sa_sigaction = on_stop_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        // SAFETY: initializes the mask of a sigaction this function owns.
+        unsafe { libc::sigemptyset(&mut action.sa_mask) };
+        // SAFETY: a valid sigaction whose handler only stores to an atomic.
+        if unsafe { libc::sigaction(signal, &action, std::ptr::null_mut()) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Whether a stop signal arrived since [`install_stop_handler`].
+pub fn stop_requested() -> bool {
+    STOP.load(Ordering::SeqCst)
+}
+
+/// What [`poll_readable`] saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Polled {
+    Readable,
+    TimedOut,
+    /// A signal arrived (EINTR).
+    Interrupted,
+}
+
+/// Waits until `file` is readable or `timeout` passes.
+pub fn poll_readable(file: &File, timeout: Duration) -> io::Result<Polled> {
+    let mut fds = libc::pollfd {
+        fd: file.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let millis = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
+    // SAFETY: one valid pollfd for an fd `file` keeps open during the call.
+    match unsafe { libc::poll(&mut fds, 1, millis) } {
+        0 => Ok(Polled::TimedOut),
+        n if n > 0 => Ok(Polled::Readable),
+        _ => {
+            let error = io::Error::last_os_error();
+            if error.kind() == io::ErrorKind::Interrupted {
+                Ok(Polled::Interrupted)
+            } else {
+                Err(error)
+            }
+        }
+    }
+}
+
+/// Signals [`send_signal`] sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    Term,
+    Kill,
+}
+
+/// Sends `signal` to process `pid`. Refuses pids below 2: 0 and -1 would
+/// signal whole groups, 1 is init.
+pub fn send_signal(pid: i32, signal: Signal) -> io::Result<()> {
+    if pid < 2 {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    let number = match signal {
+        Signal::Term => libc::SIGTERM,
+        Signal::Kill => libc::SIGKILL,
+    };
+    // SAFETY: kill takes plain integers; `pid` names one process.
+    if unsafe { libc::kill(pid, number) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Makes the program `command` runs start a new session (setsid), so that
+/// it outlives the terminal and the process group that started it.
+pub fn new_session_on_exec(command: &mut Command) {
+    // SAFETY: the closure runs between fork and exec, where only
+    // async-signal-safe calls are allowed: it calls setsid (which is) and
+    // allocates nothing.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
     }
 }
 
@@ -165,6 +359,83 @@ mod tests {
         assert_eq!(contents[4..8], 0xdead_beef_u32.to_le_bytes());
         assert_eq!(&contents[4096..4103], b"request");
         std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn access_sizes_are_aligned_and_stop_at_the_end() {
+        assert_eq!(access_size(0, 16), 8);
+        assert_eq!(access_size(8, 7), 4);
+        assert_eq!(access_size(2, 2), 2);
+        assert_eq!(access_size(2, 8), 2);
+        assert_eq!(access_size(4, 8), 4);
+        assert_eq!(access_size(3, 8), 1);
+        assert_eq!(access_size(0, 1), 1);
+        assert_eq!(access_size(6, 1), 1);
+    }
+
+    #[test]
+    fn volatile_copies_move_every_byte_at_any_alignment() {
+        let (path, mut file) = scratch_file(8192);
+        {
+            let mut mapping = Mapping::new_at(&file, 4096, 4096).unwrap();
+            assert_eq!(mapping.len(), 4096);
+            let pattern: Vec<u8> = (0..64).map(|byte| byte * 3 + 1).collect();
+            for offset in 0..9 {
+                for len in 0..40 {
+                    let data = &pattern[..len];
+                    mapping.write_volatile(100 + offset, data);
+                    let mut out = vec![0; len];
+                    mapping.read_volatile(100 + offset, &mut out);
+                    assert_eq!(out, data, "offset {offset} len {len}");
+                }
+            }
+            mapping.write_volatile(4094, &[0xaa, 0xbb]);
+        }
+        // The second page of the file, at the mapping's offset.
+        let mut contents = Vec::new();
+        file.rewind().unwrap();
+        file.read_to_end(&mut contents).unwrap();
+        assert_eq!(
+            contents[4096 + 108..4096 + 108 + 39],
+            (0..39).map(|b| b * 3 + 1).collect::<Vec<u8>>()
+        );
+        assert_eq!(contents[8190..], [0xaa, 0xbb]);
+        assert!(contents[..4096].iter().all(|&byte| byte == 0));
+        std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    #[should_panic(expected = "outside the mapping")]
+    fn volatile_copies_past_the_mapping_panic() {
+        let (path, file) = scratch_file(4096);
+        let mapping = Mapping::new(&file, 4096).unwrap();
+        std::fs::remove_file(path).unwrap();
+        mapping.read_volatile(4090, &mut [0; 7]);
+    }
+
+    #[test]
+    fn signals_are_refused_for_process_groups_and_init() {
+        for pid in [-1, 0, 1] {
+            assert_eq!(
+                send_signal(pid, Signal::Term).unwrap_err().raw_os_error(),
+                Some(libc::EINVAL)
+            );
+        }
+    }
+
+    #[test]
+    fn poll_times_out_on_a_silent_pipe_and_sees_a_readable_one() {
+        let (reader, mut writer) = std::io::pipe().unwrap();
+        let reader = File::from(std::os::fd::OwnedFd::from(reader));
+        assert_eq!(
+            poll_readable(&reader, Duration::from_millis(10)).unwrap(),
+            Polled::TimedOut
+        );
+        writer.write_all(b"x").unwrap();
+        assert_eq!(
+            poll_readable(&reader, Duration::from_secs(5)).unwrap(),
+            Polled::Readable
+        );
     }
 
     #[test]

@@ -15,7 +15,8 @@
 
 use keel_abi::mgmt::{
     pci_function_flags, Command, CreateDomain, DecodeError, DomainId, DomainInfo, DomainState, HostInfo, ImageKind,
-    LifecycleAction, Name, PciAddress, PciFunction, Request, Response, Status, DOM0, NAME_MAX, VERSION,
+    LifecycleAction, Name, PciAddress, PciFunction, Request, Response, Status, VirtioDeviceState, DOM0, NAME_MAX,
+    VERSION,
 };
 use keel_fuzz::mgmt::calls;
 use keel_hypervisor::console_ring::{ConsoleRing, ReadResult};
@@ -77,6 +78,13 @@ fn decoders(data: &[u8]) {
     round_trip!(PciFunction, data, 20..24);
     if let Ok(request) = Request::decode(data) {
         assert!(request.data_len as usize <= keel_abi::mgmt::layout::DATA_BYTES);
+    }
+    // Variable length: a header and `num_queues` queue records.
+    if let Ok(state) = VirtioDeviceState::decode(data) {
+        let mut encoded = vec![0u8; VirtioDeviceState::bytes(state.num_queues)];
+        assert_eq!(state.encode(&mut encoded), Ok(encoded.len()));
+        assert_eq!(VirtioDeviceState::decode(&encoded), Ok(state));
+        assert!(encoded.len() <= data.len());
     }
 
     let word = |at: usize| {

@@ -992,13 +992,12 @@ mod tests {
         assert_eq!(platform.pending_interrupt(), None, "and only once");
     }
 
-    #[test]
-    fn a_virtio_device_is_probed_kicked_and_interrupts_through_msi_x() {
-        use keel_virtio::features::{KEEL_TRANSPORT_FEATURES, VIRTIO_F_VERSION_1};
-        use keel_virtio::pci::{common, FunctionConfig, CAP_MSIX, MSIX_TABLE_OFFSET};
-        use keel_virtio::status::{ACKNOWLEDGE, DRIVER, DRIVER_OK, FEATURES_OK};
-        let (mut platform, _host) = platform();
-        let function = VirtioPciFunction::new(
+    /// A virtio-blk transport: one queue of up to 128 entries, two MSI-X
+    /// vectors, 60 bytes of configuration.
+    fn blk_transport() -> VirtioPciFunction {
+        use keel_virtio::features::KEEL_TRANSPORT_FEATURES;
+        use keel_virtio::pci::FunctionConfig;
+        VirtioPciFunction::new(
             FunctionConfig {
                 device_type: keel_virtio::device_id::BLOCK,
                 device_features: KEEL_TRANSPORT_FEATURES,
@@ -1009,7 +1008,16 @@ mod tests {
             },
             &[0; 60],
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn a_virtio_device_is_probed_kicked_and_interrupts_through_msi_x() {
+        use keel_virtio::features::VIRTIO_F_VERSION_1;
+        use keel_virtio::pci::{common, CAP_MSIX, MSIX_TABLE_OFFSET};
+        use keel_virtio::status::{ACKNOWLEDGE, DRIVER, DRIVER_OK, FEATURES_OK};
+        let (mut platform, _host) = platform();
+        let function = blk_transport();
         let address = platform.attach_virtio(function).unwrap();
         let config = |register: u32| u64::from(0x8000_0000 | u32::from(address.device()) << 11 | register);
         let cfg_read = |platform: &mut VirtualPlatform<FakeHost>, register: u32, size: u8| {
@@ -1101,22 +1109,10 @@ mod tests {
 
     #[test]
     fn without_msi_x_a_virtio_device_interrupts_on_intx_until_the_isr_is_read() {
-        use keel_virtio::features::KEEL_TRANSPORT_FEATURES;
-        use keel_virtio::pci::{common, FunctionConfig, ISR_OFFSET};
+        use keel_virtio::pci::{common, ISR_OFFSET};
         use keel_virtio::status::{ACKNOWLEDGE, DRIVER, DRIVER_OK, FEATURES_OK};
         let (mut platform, _host) = platform();
-        let function = VirtioPciFunction::new(
-            FunctionConfig {
-                device_type: keel_virtio::device_id::BLOCK,
-                device_features: KEEL_TRANSPORT_FEATURES,
-                num_queues: 1,
-                queue_max_size: 128,
-                msix_vectors: 2,
-                notify_off_multiplier: 0,
-            },
-            &[0; 60],
-        )
-        .unwrap();
+        let function = blk_transport();
         let address = platform.attach_virtio(function).unwrap();
         assert_eq!(platform.virtio_index(address), Some(0));
         assert_eq!(platform.virtio_count(), 1);

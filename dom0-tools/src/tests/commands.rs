@@ -3,13 +3,27 @@
 use clap::{CommandFactory, Parser};
 use keel_abi::mgmt::{pci_function_flags, Command as Call, DomainState, ImageKind, PciAddress};
 
-use super::fake::FakeKeel;
+use keel_abi::mgmt::virtio::{device_type, queue_shape};
+
+use super::fake::{BackendEvent, FakeBackends, FakeKeel, FAKE_BACKEND_PID};
+use crate::backend::blk::disk_model;
+use crate::backend::supervisor::Backends;
 use crate::cli::{seconds, Cli, Command};
 use crate::client::Client;
 use crate::commands::{execute, resolve, Streams, Target};
+use crate::config::Disk;
 
 /// Runs `keel <args>` against `keel`: (result as `keel: ...` text, stdout, stderr).
 fn keel_run(keel: &mut FakeKeel, args: &[&str]) -> (Result<(), String>, String, String) {
+    keel_run_with(keel, &mut FakeBackends::default(), args)
+}
+
+/// [`keel_run`] with the backends a test watches.
+pub fn keel_run_with(
+    keel: &mut FakeKeel,
+    backends: &mut FakeBackends,
+    args: &[&str],
+) -> (Result<(), String>, String, String) {
     let cli = Cli::try_parse_from(std::iter::once("keel").chain(args.iter().copied())).unwrap();
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let result = execute(
@@ -19,6 +33,7 @@ fn keel_run(keel: &mut FakeKeel, args: &[&str]) -> (Result<(), String>, String, 
             out: &mut out,
             err: &mut err,
         },
+        backends,
     );
     (
         result.map_err(|error| format!("keel: {error:#}")),
@@ -404,4 +419,166 @@ fn pci_addresses_on_the_command_line_are_checked_by_the_parser() {
         .render_long_help()
         .to_string();
     assert!(help.contains("pci_unconfined_dma"), "{help}");
+}
+
+#[test]
+fn destroy_stops_the_backend_first_and_a_missing_one_is_fine() {
+    let mut keel = FakeKeel::new();
+    let web = keel.add("web", DomainState::Running, 64);
+    let mut backends = FakeBackends::default();
+    backends.start(web, &[]).unwrap();
+    assert_eq!(
+        keel_run_with(&mut keel, &mut backends, &["destroy", "web"]),
+        (Ok(()), String::new(), String::new())
+    );
+    assert_eq!(backends.events[1..], [BackendEvent::Stop(web)]);
+    assert!(backends.running.is_empty());
+    assert!(!keel.domains.contains_key(&web));
+
+    // No backend: destroyed all the same, silently.
+    let db = keel.add("db", DomainState::Running, 64);
+    assert_eq!(
+        keel_run_with(&mut keel, &mut backends, &["destroy", "db"]),
+        (Ok(()), String::new(), String::new())
+    );
+    assert!(!keel.domains.contains_key(&db));
+
+    // A backend that cannot be stopped: a warning, and the domain still goes.
+    let app = keel.add("app", DomainState::Running, 64);
+    backends.fail_stop = Some("pid 99 does not exit".into());
+    let (result, _, err) = keel_run_with(&mut keel, &mut backends, &["destroy", "app"]);
+    assert_eq!(result, Ok(()));
+    assert_eq!(
+        err,
+        "keel: warning: cannot stop the disk backend of app (id 3): pid 99 does not exit\n"
+    );
+    assert!(!keel.domains.contains_key(&app));
+}
+
+/// A running domain with two disks (as `keel create` leaves it) and its
+/// backend's ready file; the first disk's driver is up.
+fn domain_with_disks(keel: &mut FakeKeel, backends: &mut FakeBackends) -> u32 {
+    let id = keel.add("web", DomainState::Building, 64);
+    {
+        let mut client = Client::connect(&mut *keel).unwrap();
+        for read_only in [false, true] {
+            let model = disk_model(0, 4096, read_only);
+            client
+                .virtio_attach(
+                    id,
+                    device_type::BLOCK,
+                    model.device_features(),
+                    queue_shape(1, 256),
+                    &model.config(),
+                )
+                .unwrap();
+        }
+    }
+    keel.domain(id).info.state = DomainState::Running;
+    keel.virtio(id, 0).state.status = 0x0f;
+    keel.virtio(id, 1).state.status = 0x01;
+    let disks = [
+        Disk {
+            path: "/srv/web/root.img".into(),
+            read_only: false,
+        },
+        Disk {
+            path: "/srv/iso/debian.iso".into(),
+            read_only: true,
+        },
+    ];
+    backends.start(id, &disks).unwrap();
+    id
+}
+
+#[test]
+fn block_list_shows_each_disk_with_its_mode_and_driver_status() {
+    let mut keel = FakeKeel::new();
+    let mut backends = FakeBackends::default();
+    let id = domain_with_disks(&mut keel, &mut backends);
+    let (result, out, err) = keel_run_with(&mut keel, &mut backends, &["block-list", "web"]);
+    assert_eq!((result, err.as_str()), (Ok(()), ""));
+    assert_eq!(
+        out,
+        "Index  Mode  Status              Path\n\
+         0      rw    driver-ok (0x0f)    /srv/web/root.img\n\
+         1      ro    acknowledge (0x01)  /srv/iso/debian.iso\n"
+    );
+    let (_, out, _) = keel_run_with(&mut keel, &mut backends, &["block-list", &id.to_string(), "--json"]);
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(json[0]["path"], "/srv/web/root.img");
+    assert_eq!(json[0]["mode"], "rw");
+    assert_eq!(json[0]["status"], "driver-ok");
+    assert_eq!(json[0]["status_bits"], 15);
+    assert_eq!(json[0]["backend_pid"], FAKE_BACKEND_PID);
+    assert_eq!(json[1]["read_only"], true);
+    assert_eq!(json[1]["generation"], 1);
+}
+
+#[test]
+fn block_list_without_a_backend_still_shows_keels_devices() {
+    let mut keel = FakeKeel::new();
+    let mut backends = FakeBackends::default();
+    let id = domain_with_disks(&mut keel, &mut backends);
+    backends.running.clear();
+    keel.virtio(id, 0).state.status |= 0x40;
+    let (result, out, err) = keel_run_with(&mut keel, &mut backends, &["block-list", "web"]);
+    assert_eq!(result, Ok(()));
+    assert_eq!(
+        out,
+        "Index  Mode  Status              Path\n\
+         0      ?     needs-reset (0x4f)  ?\n\
+         1      ?     acknowledge (0x01)  ?\n"
+    );
+    assert_eq!(
+        err,
+        "keel: no disk backend runs for web (id 1): its disks are not served\n"
+    );
+    // A domain without disks: just the header, no note.
+    keel.add("db", DomainState::Running, 64);
+    let (result, out, err) = keel_run_with(&mut keel, &mut backends, &["block-list", "db"]);
+    assert_eq!((result, out.lines().count(), err.as_str()), (Ok(()), 1, ""));
+    // An unknown domain is an error.
+    let (result, _, _) = keel_run_with(&mut keel, &mut backends, &["block-list", "9"]);
+    assert_eq!(result, Err("keel: no such domain: no domain 9".to_string()));
+}
+
+#[test]
+fn disks_cannot_be_attached_or_detached_at_run_time_yet() {
+    let mut keel = FakeKeel::new();
+    for args in [
+        &["block-attach", "web", "/srv/data.img,rw"][..],
+        &["block-detach", "web", "1"],
+    ] {
+        let (result, _, _) = keel_run(&mut keel, args);
+        assert_eq!(
+            result,
+            Err(
+                "keel: disks are attached when a domain is created, not while it runs, in this version: list them \
+                 in its configuration (disk = [\"<path>,rw\", \"<path>,ro\"]) and create it again"
+                    .to_string()
+            )
+        );
+    }
+    assert!(keel.calls.is_empty(), "refused before connecting");
+}
+
+#[test]
+fn the_backend_command_is_hidden_but_parses() {
+    let parse = |args: &[&str]| Cli::try_parse_from(std::iter::once("keel").chain(args.iter().copied()));
+    match parse(&["backend", "3", "--disk", "/a.img,rw", "--disk", "/b,c.img,ro"])
+        .unwrap()
+        .command
+    {
+        Command::Backend(args) => {
+            assert_eq!(args.domain, 3);
+            assert_eq!(args.disks, ["/a.img,rw", "/b,c.img,ro"]);
+            assert_eq!(args.run_dir, std::path::Path::new("/run/keel"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(parse(&["backend", "3"]).is_err(), "at least one disk");
+    let help = Cli::command().render_help().to_string();
+    assert!(!help.contains("backend"), "{help}");
+    assert!(help.contains("block-list"), "{help}");
 }

@@ -2,7 +2,7 @@ use std::path::{Path, PathBuf};
 
 use keel_abi::mgmt::{LifecycleAction, PciAddress};
 
-use crate::config::{Config, DEFAULT_CMDLINE};
+use crate::config::{Config, Disk, DEFAULT_CMDLINE};
 
 const MINIMAL: &str = "name = \"web\"\nmemory = 512\nkernel = \"bzImage\"\n";
 
@@ -31,6 +31,7 @@ fn a_minimal_config_takes_every_default() {
             on_crash: LifecycleAction::Destroy,
             pci: Vec::new(),
             pci_unconfined_dma: false,
+            disks: Vec::new(),
         }
     );
     assert_eq!(config.cmdline, DEFAULT_CMDLINE);
@@ -181,8 +182,8 @@ fn unknown_keys_are_refused_before_anything_else() {
         "web.toml: unknown key `memroy`"
     );
     assert_eq!(
-        error(&format!("{MINIMAL}[disk]\npath = \"x\"\n")),
-        "web.toml: unknown key `disk`"
+        error(&format!("{MINIMAL}[disks]\npath = \"x\"\n")),
+        "web.toml: unknown key `disks`"
     );
 }
 
@@ -315,5 +316,76 @@ fn pci_keys_of_the_wrong_type_say_what_was_found() {
     assert_eq!(
         error(&format!("{MINIMAL}pci_unconfined = true\n")),
         "web.toml: unknown key `pci_unconfined`"
+    );
+}
+
+fn disk(path: &str, read_only: bool) -> Disk {
+    Disk {
+        path: PathBuf::from(path),
+        read_only,
+    }
+}
+
+#[test]
+fn disks_take_a_path_and_a_required_mode_in_order() {
+    let config = parse(&format!(
+        "{MINIMAL}disk = [\"images/root.img,rw\", \"/srv/iso,v1.img,ro\"]\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        config.disks,
+        [
+            // Relative to the file's directory, like kernel.
+            disk("/etc/keel/images/root.img", false),
+            // The mode is after the last comma: paths may hold commas.
+            disk("/srv/iso,v1.img", true),
+        ]
+    );
+    assert_eq!(config.disks[0].spec(), "/etc/keel/images/root.img,rw");
+    assert_eq!(config.disks[1].mode(), "ro");
+    assert_eq!(parse(&format!("{MINIMAL}disk = []\n")).unwrap().disks, []);
+}
+
+#[test]
+fn bad_disks_say_what_is_wrong() {
+    let disks = |value: &str| error(&format!("{MINIMAL}disk = {value}\n"));
+    assert_eq!(
+        disks("\"root.img,rw\""),
+        "web.toml: disk: expected an array of disks such as [\"root.img,rw\", \"data.img,ro\"], found a string"
+    );
+    assert_eq!(
+        disks("[1]"),
+        "web.toml: disk: expected an array of disks such as [\"root.img,rw\", \"data.img,ro\"], found an integer \
+         in the array"
+    );
+    assert_eq!(
+        disks("[\"root.img\"]"),
+        "web.toml: disk: `root.img`: expected \"<path>,rw\" or \"<path>,ro\" (the mode is required)"
+    );
+    assert_eq!(
+        disks("[\"root.img,w\"]"),
+        "web.toml: disk: `root.img,w`: the mode must be rw or ro, got `w`"
+    );
+    assert_eq!(
+        disks("[\"root.img,RO\"]"),
+        "web.toml: disk: `root.img,RO`: the mode must be rw or ro, got `RO`"
+    );
+    assert_eq!(disks("[\",rw\"]"), "web.toml: disk: `,rw`: the path must not be empty");
+    assert_eq!(
+        disks("[\"a.img,rw\", \"/etc/keel/a.img,ro\"]"),
+        "web.toml: disk: /etc/keel/a.img is listed twice"
+    );
+}
+
+#[test]
+fn at_most_sixteen_disks() {
+    let list = |count: usize| {
+        let items: Vec<String> = (0..count).map(|n| format!("\"d{n}.img,ro\"")).collect();
+        format!("{MINIMAL}disk = [{}]\n", items.join(", "))
+    };
+    assert_eq!(parse(&list(16)).unwrap().disks.len(), 16);
+    assert_eq!(
+        error(&list(17)),
+        "web.toml: disk: 17 disks listed, a domain can have at most 16"
     );
 }

@@ -1,11 +1,18 @@
 use std::path::{Path, PathBuf};
 
-use keel_abi::mgmt::{layout, pci_flags, pci_function_flags, Command, DomainState, ImageKind, Status, VERSION};
+use keel_abi::mgmt::{layout, pci_flags, pci_function_flags, Command, DomainState, ImageKind, Status};
 
 use super::fake::{FakeKeel, Load};
 use crate::client::Client;
 use crate::config::Config;
-use crate::create::{create_domain, open_images, Image};
+use keel_abi::mgmt::virtio::{device_type, queue_shape};
+use keel_virtio::blk::VIRTIO_BLK_F_RO;
+
+use super::fake::{BackendEvent, FakeBackends};
+use crate::backend::blk::disk_model;
+use crate::config::Disk;
+use crate::create::{create_domain, open_disks, open_images, Image, OpenDisk, Staging};
+use crate::transport::Transport;
 
 fn config() -> Config {
     Config::parse(
@@ -14,6 +21,25 @@ fn config() -> Config {
         Path::new("/nonexistent"),
     )
     .unwrap()
+}
+
+/// create_domain without disks (no backend to start).
+fn create<T: Transport>(
+    client: &mut Client<T>,
+    config: &Config,
+    images: Vec<Image>,
+    paused: bool,
+    notes: &mut dyn std::io::Write,
+) -> anyhow::Result<u32> {
+    let staging = Staging {
+        images,
+        disks: Vec::new(),
+        paused,
+    };
+    let mut backends = FakeBackends::default();
+    let id = create_domain(client, config, staging, &mut backends, notes);
+    assert_eq!(backends.events, [], "no disks, no backend");
+    id
 }
 
 /// A recognizable pattern, so misplaced chunks show.
@@ -37,7 +63,7 @@ fn images_larger_than_the_data_area_go_in_chunks_with_offsets_and_the_total() {
     let mut notes = Vec::new();
     let id = {
         let mut client = Client::connect(&mut keel).unwrap();
-        create_domain(&mut client, &config(), images(&kernel, &initrd), false, &mut notes).unwrap()
+        create(&mut client, &config(), images(&kernel, &initrd), false, &mut notes).unwrap()
     };
     let total = kernel.len() as u64;
     let chunk = layout::DATA_BYTES;
@@ -125,7 +151,7 @@ fn paused_sets_boot_args_1() {
     let mut keel = FakeKeel::new();
     let id = {
         let mut client = Client::connect(&mut keel).unwrap();
-        create_domain(
+        create(
             &mut client,
             &config(),
             images(b"kernel", b"initrd"),
@@ -151,7 +177,7 @@ fn a_failed_load_destroys_the_half_built_domain() {
     let error = {
         let mut client = Client::connect(&mut keel).unwrap();
         let kernel = pattern(layout::DATA_BYTES + 1, 1);
-        create_domain(&mut client, &config(), images(&kernel, b"initrd"), false, &mut notes).unwrap_err()
+        create(&mut client, &config(), images(&kernel, b"initrd"), false, &mut notes).unwrap_err()
     };
     assert_eq!(
         format!("{error:#}"),
@@ -181,7 +207,7 @@ fn a_failed_boot_destroys_the_half_built_domain() {
     let mut notes = Vec::new();
     let error = {
         let mut client = Client::connect(&mut keel).unwrap();
-        create_domain(&mut client, &config(), images(b"k", b"i"), false, &mut notes).unwrap_err()
+        create(&mut client, &config(), images(b"k", b"i"), false, &mut notes).unwrap_err()
     };
     assert_eq!(
         format!("{error:#}"),
@@ -203,7 +229,7 @@ fn a_failed_destroy_after_a_failure_says_what_to_do() {
     let mut notes = Vec::new();
     let error = {
         let mut client = Client::connect(&mut keel).unwrap();
-        create_domain(&mut client, &config(), images(b"k", b"i"), false, &mut notes).unwrap_err()
+        create(&mut client, &config(), images(b"k", b"i"), false, &mut notes).unwrap_err()
     };
     assert_eq!(
         format!("{error:#}"),
@@ -222,7 +248,7 @@ fn a_failed_create_destroys_nothing() {
     keel.add("web", DomainState::Running, 64);
     let error = {
         let mut client = Client::connect(&mut keel).unwrap();
-        create_domain(&mut client, &config(), images(b"k", b"i"), false, &mut Vec::new()).unwrap_err()
+        create(&mut client, &config(), images(b"k", b"i"), false, &mut Vec::new()).unwrap_err()
     };
     assert_eq!(
         format!("{error:#}"),
@@ -270,7 +296,7 @@ fn images_are_opened_from_the_config_and_checked_first() {
     let mut keel = FakeKeel::new();
     let id = {
         let mut client = Client::connect(&mut keel).unwrap();
-        create_domain(&mut client, &config, images, false, &mut Vec::new()).unwrap()
+        create(&mut client, &config, images, false, &mut Vec::new()).unwrap()
     };
     assert_eq!(keel.domain(id).image(ImageKind::Kernel), Some(&b"KERNEL"[..]));
     assert_eq!(keel.domain(id).image(ImageKind::Cmdline), None);
@@ -301,7 +327,7 @@ fn create_with(keel: &mut FakeKeel, config: &Config) -> (Result<u32, String>, St
     let mut notes = Vec::new();
     let result = {
         let mut client = Client::connect(&mut *keel).unwrap();
-        create_domain(&mut client, config, images(b"k", b"i"), false, &mut notes)
+        create(&mut client, config, images(b"k", b"i"), false, &mut notes)
     };
     (
         result.map_err(|error| format!("{error:#}")),
@@ -434,7 +460,7 @@ fn other_attach_refusals_report_keels_message_and_clean_up() {
 #[test]
 fn a_keel_without_pci_passthrough_is_named_before_anything_is_created() {
     let mut keel = FakeKeel::with_pci();
-    keel.version = VERSION - 1;
+    keel.version = (1 << 16) | 1;
     let config = pci_config("pci = [\"00:03.0\"]\npci_unconfined_dma = true\n");
     let (result, _) = create_with(&mut keel, &config);
     assert_eq!(
@@ -455,4 +481,275 @@ fn a_keel_without_pci_passthrough_is_named_before_anything_is_created() {
     // A config without pci works with the older Keel.
     let (result, _) = create_with(&mut keel, &pci_config(""));
     assert_eq!(result, Ok(2));
+}
+
+/// A directory with a kernel and disk images of `sectors` sectors each.
+fn disk_dir(name: &str, disks: &[(&str, usize)]) -> PathBuf {
+    let dir = scratch(name);
+    std::fs::write(dir.join("bzImage"), b"KERNEL").unwrap();
+    for (file, sectors) in disks {
+        std::fs::write(dir.join(file), vec![0u8; sectors * 512]).unwrap();
+    }
+    dir
+}
+
+fn disk_config(dir: &Path, disks: &str) -> Config {
+    let text = format!("name = \"web\"\nmemory = 64\nkernel = \"bzImage\"\ndisk = {disks}\n");
+    Config::parse(&text, "web.toml", dir).unwrap()
+}
+
+/// Opens the config's images and disks and runs create_domain.
+fn create_with_disks(
+    keel: &mut FakeKeel,
+    backends: &mut FakeBackends,
+    config: &Config,
+) -> (Result<u32, String>, String) {
+    let staging = Staging {
+        images: open_images(config, "web.toml").unwrap(),
+        disks: open_disks(config, "web.toml").unwrap(),
+        paused: false,
+    };
+    let mut notes = Vec::new();
+    let result = {
+        let mut client = Client::connect(&mut *keel).unwrap();
+        create_domain(&mut client, config, staging, backends, &mut notes)
+    };
+    (
+        result.map_err(|error| format!("{error:#}")),
+        String::from_utf8(notes).unwrap(),
+    )
+}
+
+#[test]
+fn disks_are_attached_in_order_and_served_before_boot() {
+    let dir = disk_dir("disks", &[("root.img", 2048), ("iso.img", 9)]);
+    let config = disk_config(&dir, "[\"root.img,rw\", \"iso.img,ro\"]");
+    let (mut keel, mut backends) = (FakeKeel::new(), FakeBackends::default());
+    let (result, notes) = create_with_disks(&mut keel, &mut backends, &config);
+    assert_eq!((result, notes.as_str()), (Ok(1), ""));
+    assert_eq!(
+        keel.commands()[1..],
+        [
+            Command::Create,
+            Command::LoadImage,
+            Command::LoadImage,
+            Command::VirtioAttach,
+            Command::VirtioAttach,
+            Command::Boot
+        ]
+    );
+    let attach = keel
+        .calls
+        .iter()
+        .find(|call| call.command == Command::VirtioAttach as u32)
+        .unwrap();
+    assert_eq!(
+        attach.args[..4],
+        [1, u64::from(device_type::BLOCK), attach.args[2], queue_shape(1, 256)]
+    );
+    let root = keel.virtio(1, 0).clone();
+    let iso = keel.virtio(1, 1).clone();
+    assert_eq!(root.features, disk_model(0, 2048 * 512, false).device_features());
+    assert_eq!(iso.features & VIRTIO_BLK_F_RO, VIRTIO_BLK_F_RO);
+    assert_eq!(root.features & VIRTIO_BLK_F_RO, 0);
+    assert_eq!((root.queue_max_size, root.state.num_queues), (256, 1));
+    // Capacity in sectors at offset 0 of the configuration.
+    assert_eq!(root.config.len(), 60);
+    assert_eq!(root.config[..8], 2048u64.to_le_bytes());
+    assert_eq!(iso.config[..8], 9u64.to_le_bytes());
+    // The backend got absolute paths in device order, and started before
+    // Boot (the fake refuses Boot otherwise: see the next test).
+    let canonical = dir.canonicalize().unwrap();
+    assert_eq!(
+        backends.events,
+        [BackendEvent::Start(
+            1,
+            vec![
+                Disk {
+                    path: canonical.join("root.img"),
+                    read_only: false
+                },
+                Disk {
+                    path: canonical.join("iso.img"),
+                    read_only: true
+                }
+            ]
+        )]
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_backend_that_fails_to_start_leaves_no_domain_and_no_backend() {
+    let dir = disk_dir("backend-fails", &[("root.img", 8)]);
+    let config = disk_config(&dir, "[\"root.img,rw\"]");
+    let (mut keel, mut backends) = (FakeKeel::new(), FakeBackends::default());
+    backends.fail_start = Some("the disk backend exited before it was ready (exit status: 1)".into());
+    let (result, notes) = create_with_disks(&mut keel, &mut backends, &config);
+    assert_eq!(
+        result,
+        Err(
+            "domain web (id 1): cannot start the disk backend: the disk backend exited before it was ready \
+             (exit status: 1)"
+                .to_string()
+        )
+    );
+    assert_eq!(notes, "keel: destroyed the half-built domain web (id 1)\n");
+    assert_eq!(
+        keel.commands()[4..],
+        [Command::VirtioAttach, Command::Destroy],
+        "never booted"
+    );
+    assert!(matches!(
+        backends.events[..],
+        [BackendEvent::Start(1, _), BackendEvent::Stop(1)]
+    ));
+    assert!(!keel.domains.contains_key(&1));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_failed_boot_stops_the_backend_before_destroying_the_domain() {
+    let dir = disk_dir("boot-fails", &[("root.img", 8)]);
+    let config = disk_config(&dir, "[\"root.img,rw\"]");
+    let (mut keel, mut backends) = (FakeKeel::new(), FakeBackends::default());
+    keel.fail(Command::Boot, 0, Status::OutOfMemory, "page tables");
+    backends.fail_stop = Some("pid 77 does not exit".into());
+    let (result, notes) = create_with_disks(&mut keel, &mut backends, &config);
+    assert_eq!(
+        result,
+        Err("domain web (id 1): cannot boot it: not enough free memory: page tables".to_string())
+    );
+    assert_eq!(
+        notes,
+        "keel: could not stop the disk backend of web (id 1): pid 77 does not exit\n\
+         keel: destroyed the half-built domain web (id 1)\n"
+    );
+    assert_eq!(backends.events.last(), Some(&BackendEvent::Stop(1)));
+    assert_eq!(*keel.commands().last().unwrap(), Command::Destroy);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_refused_virtio_attach_destroys_the_domain() {
+    let dir = disk_dir("attach-refused", &[("root.img", 8)]);
+    let config = disk_config(&dir, "[\"root.img,rw\"]");
+    let (mut keel, mut backends) = (FakeKeel::new(), FakeBackends::default());
+    keel.fail(
+        Command::VirtioAttach,
+        0,
+        Status::OutOfMemory,
+        "no room for the function",
+    );
+    let (result, notes) = create_with_disks(&mut keel, &mut backends, &config);
+    assert_eq!(
+        result,
+        Err(format!(
+            "domain web (id 1): cannot attach disk {}: not enough free memory: no room for the function",
+            dir.canonicalize().unwrap().join("root.img").display()
+        ))
+    );
+    assert_eq!(notes, "keel: destroyed the half-built domain web (id 1)\n");
+    // Nothing was started; stopping nothing is harmless.
+    assert_eq!(backends.events, [BackendEvent::Stop(1)]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_keel_without_virtio_is_named_before_anything_is_created() {
+    let dir = disk_dir("old-keel", &[("root.img", 8)]);
+    let config = disk_config(&dir, "[\"root.img,rw\"]");
+    let (mut keel, mut backends) = (FakeKeel::new(), FakeBackends::default());
+    keel.version = (1 << 16) | 2;
+    let (result, notes) = create_with_disks(&mut keel, &mut backends, &config);
+    assert_eq!(
+        result,
+        Err(
+            "Keel speaks management ABI 1.2, which has no virtio devices (1.3 added them): use the hypervisor \
+             built with this tool"
+                .to_string()
+        )
+    );
+    // Said before anything was created.
+    assert_eq!((notes.as_str(), keel.commands()), ("", vec![Command::Hello]));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn disk_files_are_checked_before_anything_is_created() {
+    let dir = disk_dir("disk-files", &[("root.img", 8), ("tiny.img", 0)]);
+    std::fs::write(dir.join("tiny.img"), [0u8; 511]).unwrap();
+    std::fs::create_dir(dir.join("folder")).unwrap();
+    let error = |disks: &str| {
+        open_disks(&disk_config(&dir, disks), "web.toml")
+            .unwrap_err()
+            .to_string()
+    };
+    let path = |name: &str| dir.join(name).display().to_string();
+    assert_eq!(
+        error("[\"gone.img,rw\"]"),
+        format!(
+            "web.toml: disk: cannot open {}: No such file or directory (os error 2)",
+            path("gone.img")
+        )
+    );
+    assert_eq!(
+        error("[\"tiny.img,ro\"]"),
+        format!(
+            "web.toml: disk: {} is 511 bytes, less than one 512-byte sector",
+            path("tiny.img")
+        )
+    );
+    assert_eq!(
+        error("[\"folder,ro\"]"),
+        format!(
+            "web.toml: disk: {} is not a regular file or a block device",
+            path("folder")
+        )
+    );
+    std::os::unix::fs::symlink(dir.join("root.img"), dir.join("alias.img")).unwrap();
+    assert_eq!(
+        error("[\"root.img,rw\", \"alias.img,ro\"]"),
+        format!(
+            "web.toml: disk: {} and {} are the same file",
+            path("root.img"),
+            path("alias.img")
+        )
+    );
+    let disks = open_disks(&disk_config(&dir, "[\"alias.img,ro\"]"), "web.toml").unwrap();
+    assert_eq!(
+        disks,
+        [OpenDisk {
+            disk: Disk {
+                path: dir.canonicalize().unwrap().join("root.img"),
+                read_only: true
+            },
+            len: 4096
+        }]
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_rw_disk_on_a_file_that_cannot_be_written_is_refused() {
+    let dir = disk_dir("read-only-file", &[("root.img", 8)]);
+    let image = dir.join("root.img");
+    std::fs::set_permissions(&image, std::os::unix::fs::PermissionsExt::from_mode(0o444)).unwrap();
+    if std::fs::OpenOptions::new().write(true).open(&image).is_ok() {
+        // Root writes read-only files: nothing to check here.
+        eprintln!("skipped: this user can write a mode 0444 file");
+        std::fs::remove_dir_all(&dir).unwrap();
+        return;
+    }
+    let error = open_disks(&disk_config(&dir, "[\"root.img,rw\"]"), "web.toml").unwrap_err();
+    let label = image.display();
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "web.toml: disk: {label} cannot be opened for writing (Permission denied (os error 13)); make it \
+             writable or attach it as \"{label},ro\""
+        )
+    );
+    assert!(open_disks(&disk_config(&dir, "[\"root.img,ro\"]"), "web.toml").is_ok());
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -5,11 +5,16 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use anyhow::{ensure, Result};
+use keel_abi::mgmt::virtio::{complete_flags, device_type, window, MAX_CONFIG_BYTES, MAX_DEVICES, MAX_QUEUES};
 use keel_abi::mgmt::{
     layout, pci_flags, pci_function_flags, regs, Command, CreateDomain, DomainId, DomainInfo, DomainState, HostInfo,
-    ImageKind, LifecycleAction, Name, PciAddress, PciFunction, Request, Response, Status, DOM0, SHARED_BYTES, VERSION,
+    ImageKind, LifecycleAction, Name, PciAddress, PciFunction, Request, Response, Status, VirtioDeviceState, DOM0,
+    SHARED_BYTES, VERSION,
 };
 
+use crate::backend::runfiles::{DiskRecord, ReadyInfo};
+use crate::backend::supervisor::{BackendStatus, Backends};
+use crate::config::Disk;
 use crate::transport::{Bars, Transport};
 
 pub const MIB: u64 = 1 << 20;
@@ -36,6 +41,28 @@ pub struct FakeDomain {
     pub typed: Vec<u8>,
     /// Destroyed after this many more ConsoleReads (the guest powers off).
     pub vanish_after_reads: Option<usize>,
+    /// Its virtio devices, by index.
+    pub virtio: Vec<FakeVirtio>,
+}
+
+/// A virtio device as VirtioAttach made it; tests drive `state` as a
+/// driver would.
+#[derive(Debug, Clone)]
+pub struct FakeVirtio {
+    pub features: u64,
+    pub queue_max_size: u16,
+    pub config: Vec<u8>,
+    pub state: VirtioDeviceState,
+}
+
+/// One VirtioComplete as Keel saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Complete {
+    pub id: DomainId,
+    pub device: usize,
+    pub queue_mask: u32,
+    pub flags: u64,
+    pub generation: u32,
 }
 
 /// One LoadImage chunk as Keel saw it.
@@ -73,6 +100,10 @@ pub struct FakeKeel {
     pub loads: Vec<Load>,
     /// The host's PCI functions.
     pub pci: Vec<PciFunction>,
+    /// Window slots of mapped domains.
+    pub windows: BTreeMap<DomainId, u64>,
+    /// Every VirtioComplete that Keel accepted, in order.
+    pub completes: Vec<Complete>,
     failures: Vec<Failure>,
 }
 
@@ -122,6 +153,7 @@ impl FakeDomain {
             script: VecDeque::new(),
             typed: Vec::new(),
             vanish_after_reads: None,
+            virtio: Vec::new(),
         }
     }
 
@@ -178,6 +210,8 @@ impl FakeKeel {
             calls: Vec::new(),
             loads: Vec::new(),
             pci: Vec::new(),
+            windows: BTreeMap::new(),
+            completes: Vec::new(),
             failures: Vec::new(),
         }
     }
@@ -221,6 +255,11 @@ impl FakeKeel {
                 (call.args[0], address.to_string(), call.args[2])
             })
             .collect()
+    }
+
+    /// Device `device` of domain `id`.
+    pub fn virtio(&mut self, id: DomainId, device: usize) -> &mut FakeVirtio {
+        &mut self.domain(id).virtio[device]
     }
 
     /// Adds a running domain; returns its id.
@@ -292,6 +331,8 @@ impl FakeKeel {
                 function.owner = 0;
             }
         }
+        let domains = &self.domains;
+        self.windows.retain(|id, _| domains.contains_key(id));
         answer.unwrap_or_else(|(status, message)| {
             let data = message.into_bytes();
             (
@@ -524,6 +565,115 @@ impl FakeKeel {
                 function.owner = id as DomainId;
                 ok([0; 4], Vec::new())
             }
+            Command::VirtioAttach | Command::WindowMap | Command::VirtioState | Command::VirtioComplete => {
+                self.virtio_command(command, args, input)
+            }
+        }
+    }
+
+    fn virtio_command(&mut self, command: Command, args: [u64; 6], input: &[u8]) -> Answer {
+        let id = args[0];
+        if id == u64::from(DOM0) {
+            return refuse(Status::NotPermitted, "Dom0");
+        }
+        match command {
+            Command::VirtioAttach => {
+                let domain = self.live(id)?;
+                if domain.info.state != DomainState::Building {
+                    return refuse(Status::BadState, "already booted");
+                }
+                let Some(kind) = u16::try_from(args[1])
+                    .ok()
+                    .filter(|kind| device_type::ALL.contains(kind))
+                else {
+                    return refuse(Status::InvalidArgument, "device type");
+                };
+                let (features, num_queues, queue_max_size) = (args[2], args[3] as u16, (args[3] >> 16) as u16);
+                if features & (1 << 32) == 0 {
+                    return refuse(Status::InvalidArgument, "VIRTIO_F_VERSION_1 not offered");
+                }
+                if num_queues == 0 || usize::from(num_queues) > MAX_QUEUES || args[3] >> 32 != 0 {
+                    return refuse(Status::InvalidArgument, "queue count");
+                }
+                if !queue_max_size.is_power_of_two() {
+                    return refuse(Status::InvalidArgument, "queue size");
+                }
+                if input.len() > MAX_CONFIG_BYTES {
+                    return refuse(Status::InvalidArgument, "configuration too large");
+                }
+                if domain.virtio.len() >= MAX_DEVICES {
+                    return refuse(Status::InvalidArgument, "too many virtio devices");
+                }
+                domain.virtio.push(FakeVirtio {
+                    features,
+                    queue_max_size,
+                    config: input.to_vec(),
+                    state: VirtioDeviceState {
+                        device_type: kind,
+                        num_queues,
+                        generation: 1,
+                        ..Default::default()
+                    },
+                });
+                ok([domain.virtio.len() as u64 - 1, 0, 0, 0], Vec::new())
+            }
+            Command::WindowMap => {
+                let ram = self.live(id)?.info.memory_bytes;
+                let id = id as DomainId;
+                let slot = match self.windows.get(&id) {
+                    Some(&slot) => slot,
+                    None => {
+                        let Some(slot) = (0..window::SLOTS).find(|slot| !self.windows.values().any(|s| s == slot))
+                        else {
+                            return refuse(Status::Busy, "every window slot is in use");
+                        };
+                        self.windows.insert(id, slot);
+                        slot
+                    }
+                };
+                ok([slot, slot * window::SLOT_BYTES, ram, 0], Vec::new())
+            }
+            Command::VirtioState => {
+                let domain = self.live(id)?;
+                let Some(device) = usize::try_from(args[1]).ok().and_then(|at| domain.virtio.get(at)) else {
+                    return refuse(Status::InvalidArgument, "no such virtio device");
+                };
+                let mut data = vec![0; VirtioDeviceState::bytes(device.state.num_queues)];
+                device.state.encode(&mut data).unwrap();
+                ok([0; 4], data)
+            }
+            Command::VirtioComplete => {
+                let domain = self.live(id)?;
+                let Some(device) = usize::try_from(args[1]).ok().and_then(|at| domain.virtio.get_mut(at)) else {
+                    return refuse(Status::InvalidArgument, "no such virtio device");
+                };
+                let (mask, flags) = (args[2], args[3]);
+                if flags & !complete_flags::ALL != 0 || mask >> device.state.num_queues != 0 {
+                    return refuse(Status::InvalidArgument, "flags or queue mask");
+                }
+                if args[4] != u64::from(device.state.generation) {
+                    return refuse(Status::BadState, "stale generation");
+                }
+                if flags & complete_flags::RESET_DONE != 0 {
+                    if !device.state.reset_pending {
+                        return refuse(Status::BadState, "no reset pending");
+                    }
+                    device.state.reset_pending = false;
+                    device.state.status = 0;
+                }
+                if flags & complete_flags::NEEDS_RESET != 0 {
+                    device.state.status |= 0x40;
+                }
+                self.completes.push(Complete {
+                    id: id as DomainId,
+                    device: args[1] as usize,
+                    queue_mask: mask as u32,
+                    flags,
+                    generation: args[4] as u32,
+                });
+                ok([0; 4], Vec::new())
+            }
+            _ => unreachable!("not a virtio command"),
         }
     }
 
@@ -612,5 +762,74 @@ impl Bars for FakeBars {
 
     fn read_shared(&self, offset: usize, out: &mut [u8]) {
         out.copy_from_slice(&self.shared[offset..offset + out.len()]);
+    }
+}
+
+/// What a [`FakeBackends`] was asked to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackendEvent {
+    Start(DomainId, Vec<Disk>),
+    Stop(DomainId),
+}
+
+/// Backends without processes: records starts and stops; a started one
+/// "runs" (pid 4242) with a ready file listing its disks.
+#[derive(Default)]
+pub struct FakeBackends {
+    pub events: Vec<BackendEvent>,
+    pub running: BTreeMap<DomainId, BackendStatus>,
+    /// The next start fails with this message.
+    pub fail_start: Option<String>,
+    /// Every stop fails with this message.
+    pub fail_stop: Option<String>,
+}
+
+pub const FAKE_BACKEND_PID: i32 = 4242;
+
+impl Backends for FakeBackends {
+    fn start(&mut self, id: DomainId, disks: &[Disk]) -> Result<()> {
+        self.events.push(BackendEvent::Start(id, disks.to_vec()));
+        if let Some(message) = self.fail_start.take() {
+            anyhow::bail!(message);
+        }
+        let ready = ReadyInfo {
+            domain: id,
+            pid: FAKE_BACKEND_PID as u32,
+            slot: 0,
+            notifications: "uio".into(),
+            disks: disks
+                .iter()
+                .enumerate()
+                .map(|(index, disk)| DiskRecord {
+                    index,
+                    path: disk.path.display().to_string(),
+                    read_only: disk.read_only,
+                    sectors: 8,
+                })
+                .collect(),
+        };
+        self.running.insert(
+            id,
+            BackendStatus {
+                running: Some(FAKE_BACKEND_PID),
+                ready: Some(ready),
+            },
+        );
+        Ok(())
+    }
+
+    fn stop(&mut self, id: DomainId) -> Result<bool> {
+        self.events.push(BackendEvent::Stop(id));
+        if let Some(message) = &self.fail_stop {
+            anyhow::bail!(message.clone());
+        }
+        Ok(self.running.remove(&id).is_some())
+    }
+
+    fn status(&mut self, id: DomainId) -> Result<BackendStatus> {
+        Ok(self.running.get(&id).cloned().unwrap_or(BackendStatus {
+            running: None,
+            ready: None,
+        }))
     }
 }

@@ -1,6 +1,7 @@
 //! Host tests; everything that talks to Keel runs against [`fake`], a
 //! small in-memory Keel.
 
+mod backend;
 mod client;
 mod commands;
 mod config;

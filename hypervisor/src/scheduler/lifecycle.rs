@@ -133,8 +133,8 @@ impl Scheduler<'_> {
         self.queue
             .add(vcpu_id(id), paused)
             .map_err(|error| alloc::format!("queueing its vCPU: {error:?}"))?;
+        self.grant_window(id);
         if devices != 0 {
-            self.grant_window(id);
             // A new generation of every device: the backend starts over.
             self.notify_backends_of_boot(id, devices);
         }

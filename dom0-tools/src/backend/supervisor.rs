@@ -1,0 +1,365 @@
+//! Starting and stopping disk backends from `keel create` and
+//! `keel destroy` ([`Backends`]; the real one is [`Supervisor`]).
+//!
+//! A backend is this same binary run as `keel backend <id> --run-dir <dir>
+//! --disk <path>,<mode> ...`, in a new session (setsid), stdin and stdout
+//! on /dev/null, stderr in `<dir>/backend-<id>.log`. `keel create` boots
+//! the domain once the ready file appears; see [`super::runfiles`].
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use keel_abi::mgmt::DomainId;
+
+use super::runfiles::{create_run_dir, holder, Holder, ReadyInfo, RunFiles, RUN_DIR};
+use crate::config::Disk;
+use crate::sys::{new_session_on_exec, send_signal, Signal};
+
+/// A domain's backend as `keel block-list` sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendStatus {
+    /// Its pid while it runs.
+    pub running: Option<i32>,
+    /// What its ready file says (also after it died: the disks are still
+    /// the domain's).
+    pub ready: Option<ReadyInfo>,
+}
+
+/// What `keel create`, `keel destroy` and `keel block-list` need from
+/// backends.
+pub trait Backends {
+    /// Starts domain `id`'s backend for `disks` (device `n` is
+    /// `disks[n]`) and returns once it serves them.
+    fn start(&mut self, id: DomainId, disks: &[Disk]) -> Result<()>;
+    /// Stops domain `id`'s backend; `false` when none was running.
+    fn stop(&mut self, id: DomainId) -> Result<bool>;
+    fn status(&mut self, id: DomainId) -> Result<BackendStatus>;
+}
+
+pub struct Supervisor {
+    pub run_dir: PathBuf,
+    /// The program and the arguments before `backend`: this binary, or a
+    /// stand-in in tests.
+    pub program: PathBuf,
+    pub prefix: Vec<String>,
+    pub ready_timeout: Duration,
+    /// How long SIGTERM has before SIGKILL, and SIGKILL before giving up.
+    pub term_timeout: Duration,
+    pub kill_timeout: Duration,
+}
+
+const POLL: Duration = Duration::from_millis(20);
+
+impl Supervisor {
+    /// This binary, `/run/keel`, 10 s to get ready, 3 s to stop.
+    pub fn system() -> Self {
+        Self {
+            run_dir: PathBuf::from(RUN_DIR),
+            program: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe")),
+            prefix: Vec::new(),
+            ready_timeout: Duration::from_secs(10),
+            term_timeout: Duration::from_secs(3),
+            kill_timeout: Duration::from_secs(2),
+        }
+    }
+
+    fn files(&self, id: DomainId) -> RunFiles {
+        RunFiles::new(&self.run_dir, id)
+    }
+
+    /// The backend's command line.
+    pub fn command(&self, id: DomainId, disks: &[Disk]) -> Command {
+        let mut command = Command::new(&self.program);
+        command
+            .args(&self.prefix)
+            .arg("backend")
+            .arg(id.to_string())
+            .arg("--run-dir")
+            .arg(&self.run_dir);
+        for disk in disks {
+            command.arg("--disk").arg(disk.spec());
+        }
+        command
+    }
+
+    /// " (the log says: ...; see <log>)" for error messages.
+    fn log_note(&self, files: &RunFiles) -> String {
+        match files.log_tail(3) {
+            tail if tail.is_empty() => format!(" (see {})", files.log().display()),
+            tail => format!(": {tail} (see {})", files.log().display()),
+        }
+    }
+
+    /// Waits until nobody holds the pid file; false if `timeout` passed.
+    fn wait_gone(&self, files: &RunFiles, timeout: Duration) -> Result<bool> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if holder(&files.pid())? == Holder::Nobody {
+                return Ok(true);
+            }
+            if Instant::now() >= deadline {
+                return Ok(false);
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+}
+
+impl Backends for Supervisor {
+    fn start(&mut self, id: DomainId, disks: &[Disk]) -> Result<()> {
+        create_run_dir(&self.run_dir)?;
+        let files = self.files(id);
+        if let Holder::Backend(pid) = holder(&files.pid())? {
+            let pid = pid.map_or_else(|| "?".to_string(), |pid| pid.to_string());
+            bail!("a disk backend (pid {pid}) already serves domain {id}");
+        }
+        files.remove();
+        let log = File::create(files.log()).with_context(|| format!("cannot create {}", files.log().display()))?;
+        let mut command = self.command(id, disks);
+        command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
+        new_session_on_exec(&mut command);
+        let mut child = command
+            .spawn()
+            .with_context(|| format!("cannot start the disk backend ({})", self.program.display()))?;
+        let deadline = Instant::now() + self.ready_timeout;
+        loop {
+            if files.ready().exists() {
+                // Not waited for: it outlives this process (init reaps it).
+                return Ok(());
+            }
+            if let Some(status) = child.try_wait()? {
+                files.remove();
+                bail!(
+                    "the disk backend exited before it was ready ({status}){}",
+                    self.log_note(&files)
+                );
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                files.remove();
+                bail!(
+                    "the disk backend was not ready after {} s{}",
+                    self.ready_timeout.as_secs_f64(),
+                    self.log_note(&files)
+                );
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    fn stop(&mut self, id: DomainId) -> Result<bool> {
+        let files = self.files(id);
+        let mut pid = match holder(&files.pid())? {
+            Holder::Nobody => {
+                // Files a dead backend left, if any.
+                files.remove();
+                return Ok(false);
+            }
+            Holder::Backend(pid) => pid,
+        };
+        // Locked but empty: the backend is just starting; give it a moment.
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while pid.is_none() && Instant::now() < deadline {
+            std::thread::sleep(POLL);
+            match holder(&files.pid())? {
+                Holder::Nobody => return Ok(false),
+                Holder::Backend(now) => pid = now,
+            }
+        }
+        let Some(pid) = pid else {
+            bail!("{} is locked but holds no pid", files.pid().display());
+        };
+        // ESRCH: it exited meanwhile; the wait below confirms.
+        let _ = send_signal(pid, Signal::Term);
+        if !self.wait_gone(&files, self.term_timeout)? {
+            let _ = send_signal(pid, Signal::Kill);
+            if !self.wait_gone(&files, self.kill_timeout)? {
+                bail!("the disk backend of domain {id} (pid {pid}) does not exit");
+            }
+        }
+        files.remove();
+        Ok(true)
+    }
+
+    fn status(&mut self, id: DomainId) -> Result<BackendStatus> {
+        let files = self.files(id);
+        let running = match holder(&files.pid())? {
+            Holder::Nobody => None,
+            Holder::Backend(pid) => pid,
+        };
+        Ok(BackendStatus {
+            running,
+            ready: files.read_ready()?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    const FLOCK: &str = "/usr/bin/flock";
+
+    /// A supervisor whose "backend" is `sh -c script`: `$1` is `backend`,
+    /// `$2` the domain id, `$4` the run directory.
+    fn supervisor(name: &str, script: &str) -> Supervisor {
+        let dir = std::env::temp_dir().join(format!("keel-tools-supervisor-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        Supervisor {
+            run_dir: dir,
+            program: PathBuf::from("/bin/sh"),
+            prefix: vec!["-c".into(), script.into(), "keel".into()],
+            ready_timeout: Duration::from_secs(5),
+            term_timeout: Duration::from_millis(500),
+            kill_timeout: Duration::from_secs(2),
+        }
+    }
+
+    /// Locks the pid file as the backend does, writes the pid and the
+    /// ready file, then sleeps as that same process (`exec` keeps fd 9).
+    const SERVING: &str = "exec 9>>\"$4/backend-$2.pid\"; /usr/bin/flock -x 9; echo $$ > \"$4/backend-$2.pid\"; \
+        echo '{\"domain\":'$2',\"pid\":'$$',\"slot\":0,\"notifications\":\"polling\",\"disks\":[]}' \
+        > \"$4/backend-$2.ready\"; exec sleep 30";
+
+    fn disks() -> Vec<Disk> {
+        vec![
+            Disk::parse("/srv/root.img,rw", Path::new("")).unwrap(),
+            Disk::parse("/srv/a,b.iso,ro", Path::new("")).unwrap(),
+        ]
+    }
+
+    #[test]
+    fn the_command_line_names_the_domain_the_run_dir_and_each_disk() {
+        let supervisor = Supervisor {
+            program: PathBuf::from("/usr/sbin/keel"),
+            prefix: Vec::new(),
+            ..supervisor("command", "")
+        };
+        let command = supervisor.command(5, &disks());
+        assert_eq!(command.get_program(), "/usr/sbin/keel");
+        let args: Vec<_> = command.get_args().map(|arg| arg.to_str().unwrap()).collect();
+        let dir = supervisor.run_dir.to_str().unwrap();
+        assert_eq!(
+            args,
+            [
+                "backend",
+                "5",
+                "--run-dir",
+                dir,
+                "--disk",
+                "/srv/root.img,rw",
+                "--disk",
+                "/srv/a,b.iso,ro"
+            ]
+        );
+    }
+
+    fn session_of(pid: i32) -> i32 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        // pid (comm) state ppid pgrp session ...
+        let fields: Vec<_> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+        fields[3].parse().unwrap()
+    }
+
+    #[test]
+    fn a_backend_starts_detached_and_stops_on_sigterm() {
+        if !Path::new(FLOCK).exists() {
+            eprintln!("skipped: no {FLOCK}");
+            return;
+        }
+        let mut supervisor = supervisor("term", SERVING);
+        supervisor.start(3, &disks()).unwrap();
+        let status = supervisor.status(3).unwrap();
+        let pid = status.running.expect("running");
+        assert_eq!(status.ready.unwrap().pid, pid as u32);
+        assert_eq!(session_of(pid), pid, "setsid");
+        // A second start for the same domain is refused.
+        assert!(supervisor
+            .start(3, &disks())
+            .unwrap_err()
+            .to_string()
+            .starts_with("a disk backend (pid "));
+        let started = Instant::now();
+        assert!(supervisor.stop(3).unwrap());
+        assert!(started.elapsed() < Duration::from_millis(500), "SIGTERM was enough");
+        let files = supervisor.files(3);
+        assert!(!files.pid().exists() && !files.ready().exists());
+        assert!(files.log().exists(), "the log stays");
+        // Stopping again: nothing runs, not an error.
+        assert!(!supervisor.stop(3).unwrap());
+        assert_eq!(
+            supervisor.status(3).unwrap(),
+            BackendStatus {
+                running: None,
+                ready: None
+            }
+        );
+        std::fs::remove_dir_all(&supervisor.run_dir).unwrap();
+    }
+
+    #[test]
+    fn a_backend_ignoring_sigterm_gets_sigkill() {
+        if !Path::new(FLOCK).exists() {
+            eprintln!("skipped: no {FLOCK}");
+            return;
+        }
+        let mut supervisor = supervisor("kill", &format!("trap '' TERM; {SERVING}"));
+        supervisor.start(4, &[]).unwrap();
+        let started = Instant::now();
+        assert!(supervisor.stop(4).unwrap());
+        assert!(started.elapsed() >= supervisor.term_timeout);
+        assert_eq!(supervisor.status(4).unwrap().running, None);
+        std::fs::remove_dir_all(&supervisor.run_dir).unwrap();
+    }
+
+    #[test]
+    fn a_backend_that_fails_reports_its_log() {
+        let mut supervisor = supervisor("fail", "echo 'keel: cannot map window slot 0' >&2; exit 1");
+        let error = supervisor.start(6, &disks()).unwrap_err().to_string();
+        let log = supervisor.files(6).log();
+        assert_eq!(
+            error,
+            format!(
+                "the disk backend exited before it was ready (exit status: 1): keel: cannot map window slot 0 (see {})",
+                log.display()
+            )
+        );
+        std::fs::remove_dir_all(&supervisor.run_dir).unwrap();
+    }
+
+    #[test]
+    fn a_backend_that_never_gets_ready_is_killed() {
+        let mut supervisor = supervisor("slow", "echo starting >&2; exec sleep 30");
+        supervisor.ready_timeout = Duration::from_millis(300);
+        let error = supervisor.start(7, &[]).unwrap_err().to_string();
+        assert!(
+            error.starts_with("the disk backend was not ready after 0.3 s: starting (see "),
+            "{error}"
+        );
+        std::fs::remove_dir_all(&supervisor.run_dir).unwrap();
+    }
+
+    #[test]
+    fn stale_files_of_a_dead_backend_are_nobodys() {
+        let mut supervisor = supervisor("stale", "");
+        let files = supervisor.files(8);
+        create_run_dir(&supervisor.run_dir).unwrap();
+        std::fs::write(files.pid(), "999999\n").unwrap();
+        std::fs::write(
+            files.ready(),
+            "{\"domain\":8,\"pid\":999999,\"slot\":0,\"notifications\":\"uio\",\"disks\":[]}",
+        )
+        .unwrap();
+        let status = supervisor.status(8).unwrap();
+        assert_eq!((status.running, status.ready.unwrap().pid), (None, 999999));
+        assert!(!supervisor.stop(8).unwrap());
+        assert!(!files.pid().exists() && !files.ready().exists());
+        std::fs::remove_dir_all(&supervisor.run_dir).unwrap();
+    }
+}
