@@ -13,11 +13,14 @@ use crate::machine::{BochsDisk, ExtraAcpiTable, Machine, QemuMachine};
 /// ones early keeps the whole suite short. Measured on the 2-core
 /// development machine, two at once: bochs-domu-faults 321 s, bochs-domu
 /// 248 s, bochs-domu-sched 121 s; bochs-hostile 160-170 s with one other
-/// emulator running; bochs-passthrough 82 s alone (Dom0's clock: 245 s);
+/// emulator running; bochs-split-blk 284 s alone (Dom0's clock: 886 s;
+/// measured before its DomU compared its 4 MiB file with cmp instead of
+/// summing it twice); bochs-passthrough 82 s alone (Dom0's clock: 245 s);
 /// then the Dom0 boots and the short self-contained guests.
 pub const BOOT_TESTS: &[fn() -> TestCase] = &[
     bochs_domu_faults,
     bochs_domu,
+    bochs_split_blk,
     bochs_hostile,
     bochs_passthrough,
     bochs_domu_sched,
@@ -681,6 +684,127 @@ pub fn passthrough_machine() -> Machine {
     dom0_machine().with_bochs_disk(BochsDisk::Passthrough)
 }
 
+/// What Dom0's split block device checks (`xtask/guest/split-blk-test.sh`)
+/// say when a step passes, in this order.
+pub const SPLIT_BLK_STEPS: &[&str] = &[
+    "dom0: split-blk uio modules loaded",
+    "dom0: split-blk images ready",
+    "dom0: split-blk created domu-split-blk",
+    "dom0: split-blk backend running",
+    "dom0: split-blk first boot checked both disks",
+    "dom0: split-blk writes reached split-rw.ext4",
+    "dom0: split-blk rebooted domu-split-blk",
+    "dom0: split-blk second boot found the write persisted",
+    "dom0: split-blk kernels clean",
+    "dom0: split-blk destroyed domu-split-blk, memory restored",
+    "dom0: split-blk no backend left",
+    "dom0: split-blk read-only image unchanged",
+    "dom0: split-blk checks done",
+];
+
+/// What they say (at the start of a line's text) when a step fails.
+pub const SPLIT_BLK_FAILURES: &[&str] = &[
+    "dom0: split-blk info failed",
+    "dom0: split-blk uio modules missing",
+    "dom0: split-blk images wrong",
+    "dom0: split-blk create failed",
+    "dom0: split-blk backend not running",
+    "dom0: split-blk first boot failed",
+    "dom0: split-blk writes not in the image",
+    "dom0: split-blk reboot failed",
+    "dom0: split-blk persistence failed",
+    "dom0: split-blk kernel problems",
+    "dom0: split-blk destroy failed",
+    "dom0: split-blk memory leak",
+    "dom0: split-blk backend left behind",
+    "dom0: split-blk read-only image changed",
+];
+
+/// What the split block device DomU's /init says when a check fails.
+pub const SPLIT_BLK_DOMU_FAILURE: &str = "domu: split-blk FAILED";
+
+/// What Dom0's /init says when it cannot load a module the virtio backends
+/// need (`uio`, `uio_pci_generic`).
+pub const DOM0_MODULE_FAILURE: &str = "dom0: cannot load module";
+
+/// The split block device DomU's disks as it sees them: sectors of
+/// `/dev/vda` (the 16 MiB ext4 image, read-write) and `/dev/vdb` (the
+/// read-only image of 1 MiB and 300 bytes: its partial sector is not
+/// there). `xtask/src/guest/split_disks.rs` makes the images to match.
+pub const SPLIT_BLK_RW_SECTORS: u64 = 32768;
+pub const SPLIT_BLK_RO_SECTORS: u64 = 2048;
+
+/// The DomU's lines of one boot of `domu-split-blk` that passes every
+/// check, as its kernel logged them (Dom0 shows them from its console):
+/// the disks are modern virtio-pci block functions (1af4:1042, class
+/// 010000, `docs/virtio.md`) driven by virtio-pci; `first` boots find a
+/// fresh image and write to it, later ones find that write.
+fn split_blk_domu_lines(first: bool) -> Vec<String> {
+    let function =
+        r"virtio[0-9]+ behind PCI function 0000:00:[0-9a-f]{2}\.[0-7] 1af4:1042 class 010000 driver virtio-pci";
+    let mut lines = vec![
+        r"\] domu: split-blk drivers loaded: virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk\r?$".to_string(),
+        format!(r"\] domu: split-blk vda: {SPLIT_BLK_RW_SECTORS} sectors, ro=0, {function}"),
+        format!(r"\] domu: split-blk vdb: {SPLIT_BLK_RO_SECTORS} sectors, ro=1, {function}"),
+        r"\] domu: split-blk mounted vda \(ext4\)".to_string(),
+        r"\] domu: split-blk data\.bin matches data\.sha256: [0-9a-f]{64}  data\.bin".to_string(),
+    ];
+    lines.push(if first {
+        r"\] domu: split-blk wrote persist\.txt \(boot-1\), synced".to_string()
+    } else {
+        r"\] domu: split-blk persisted boot-1\r?$".to_string()
+    });
+    lines.extend([
+        r"\] domu: split-blk big\.bin \(4 MiB\) read back intact after drop_caches: [1-9][0-9]* write requests \([0-9]+ sectors\), [1-9][0-9]* read requests".to_string(),
+        r"\] domu: split-blk unmounted vda".to_string(),
+        format!(r"\] domu: split-blk vdb is read-only with {SPLIT_BLK_RO_SECTORS} sectors"),
+        r"\] domu: split-blk vdb matches ro\.sha256: [0-9a-f]{64}  -".to_string(),
+        r"\] domu: split-blk vdb write refused \(.*\), contents unchanged".to_string(),
+        r"\] domu: split-blk done".to_string(),
+    ]);
+    lines
+}
+
+/// Split drivers (`keel.test=split-blk`): `domu-split-blk` gets two
+/// paravirtual disks from its config's `disk = [...]`, each an image file in
+/// Dom0 served by a backend process `keel create` starts (Dom0's /init loads
+/// `uio` and `uio_pci_generic` for them). The DomU's own virtio-blk driver
+/// finds `/dev/vda` (read-write ext4, 32768 sectors) and `/dev/vdb`
+/// (read-only, 2048 sectors: its image's 300-byte tail is no sector) on
+/// modern virtio-pci functions, checks the files and sectors against the
+/// sums xtask wrote, writes a token and 4 MiB (read back intact after
+/// dropping its page cache), and sees a write to vdb refused. The writes
+/// reach Dom0's file (the superblock's mount count and lifetime writes);
+/// after `keel reboot` the second boot finds the token; kernels stay clean;
+/// destroying the DomU gives all memory back, leaves no backend and the
+/// read-only image as it was.
+pub fn bochs_split_blk() -> TestCase {
+    let first_boot = split_blk_domu_lines(true);
+    let second_boot = split_blk_domu_lines(false);
+    let first_boot: Vec<&str> = first_boot.iter().map(String::as_str).collect();
+    let second_boot: Vec<&str> = second_boot.iter().map(String::as_str).collect();
+    domu_scenario(
+        "bochs-split-blk",
+        Dom0Modules::split_blk_test(),
+        // Dom0's boot and two DomU boots (create, then keel reboot) with
+        // their disk checks on the one emulated CPU, each DomU boot bounded
+        // by 600 s of Dom0's clock in the script. Measured once: 284 s alone
+        // (Dom0's clock 886 s), when the DomU still summed its 4 MiB file
+        // twice (about 170 s of its clock per boot, cmp now); three times
+        // that, like bochs-domu's two Linux boots.
+        Duration::from_secs(900),
+        SPLIT_BLK_STEPS,
+        &[
+            // The DomU's own lines, as Dom0 shows them from its console.
+            ("dom0: split-blk backend running", &first_boot),
+            ("dom0: split-blk rebooted domu-split-blk", &second_boot),
+        ],
+        SPLIT_BLK_FAILURES,
+    )
+    .forbid_text(SPLIT_BLK_DOMU_FAILURE)
+    .forbid_text(DOM0_MODULE_FAILURE)
+}
+
 /// The prompt of Dom0's busybox shell: root, in `/`.
 pub const DOM0_SHELL_PROMPT: &str = "/ # ";
 
@@ -892,6 +1016,7 @@ mod tests {
             [
                 "bochs-domu-faults",
                 "bochs-domu",
+                "bochs-split-blk",
                 "bochs-hostile",
                 "bochs-passthrough",
                 "bochs-domu-sched",
@@ -914,12 +1039,13 @@ mod tests {
 
     #[test]
     fn no_domu_marker_hides_in_another() {
-        let scenarios: [(&[&str], &[&str]); 5] = [
+        let scenarios: [(&[&str], &[&str]); 6] = [
             (DOMU_STEPS, DOMU_FAILURES),
             (DOMU_SCHED_STEPS, DOMU_SCHED_FAILURES),
             (DOMU_FAULTS_STEPS, DOMU_FAULTS_FAILURES),
             (HOSTILE_STEPS, HOSTILE_FAILURES),
             (PASSTHROUGH_STEPS, PASSTHROUGH_FAILURES),
+            (SPLIT_BLK_STEPS, SPLIT_BLK_FAILURES),
         ];
         for (steps, failures) in scenarios {
             for step in steps {
@@ -1201,6 +1327,178 @@ keel: dom0 finished
         assert_eq!(image.len(), PASSTHROUGH_DISK_GEOMETRY.bytes());
     }
 
+    #[test]
+    fn the_split_blk_test_runs_on_the_dom0_machine_with_its_flag() {
+        let case = bochs_split_blk();
+        assert_eq!(case.dom0, Some(Dom0Modules::split_blk_test()));
+        assert_eq!(case.machine, dom0_machine());
+        assert_eq!(case.cmdline, "guest=dom0 exit=emulator");
+        assert!(case.console_input.is_empty());
+        // The disks are image files in Dom0, not emulator disks.
+        let Machine::Bochs(machine) = &case.machine else {
+            panic!("split-blk runs in Bochs");
+        };
+        assert_eq!(machine.disk, None);
+    }
+
+    /// One boot's lines of the split-blk DomU as Dom0 shows them.
+    fn split_blk_boot(at: u32, first: bool, boot_id: &str) -> String {
+        let function = |slot: u32, virtio: u32| {
+            format!("virtio{virtio} behind PCI function 0000:00:0{slot}.0 1af4:1042 class 010000 driver virtio-pci")
+        };
+        let persist = if first {
+            "wrote persist.txt (boot-1), synced"
+        } else {
+            "persisted boot-1"
+        };
+        format!(
+            "\
+--- split-blk: its virtio disks ---
+[   {at}.100000] virtio_blk virtio0: [vda] 32768 512-byte logical blocks (16.8 MB/16.0 MiB)
+[   {at}.110000] virtio_blk virtio1: [vdb] 2048 512-byte logical blocks (1.05 MB/1.00 MiB)
+[   {at}.120000] EXT4-fs (vda): mounted filesystem with ordered data mode. Quota mode: none.
+--- [{at}.9] domu-split-blk's console, its own report lines (boot {boot_id}) ---
+[   {at}.000000] domu: boot id {boot_id}
+[   {at}.200000] domu: split-blk drivers loaded: virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk\r
+[   {at}.210000] domu: split-blk vda: 32768 sectors, ro=0, {vda}\r
+[   {at}.220000] domu: split-blk vdb: 2048 sectors, ro=1, {vdb}\r
+[   {at}.230000] domu: split-blk mounted vda (ext4): data.bin data.sha256 lost+found ro.sha256\r
+[   {at}.240000] domu: split-blk data.bin matches data.sha256: {sum}  data.bin\r
+[   {at}.250000] domu: split-blk {persist}\r
+[   {at}.260000] domu: split-blk big.bin (4 MiB) read back intact after drop_caches: 12 write requests (8300 sectors), 40 read requests\r
+[   {at}.270000] domu: split-blk unmounted vda\r
+[   {at}.280000] domu: split-blk vdb is read-only with 2048 sectors\r
+[   {at}.290000] domu: split-blk vdb matches ro.sha256: {sum}  -\r
+[   {at}.300000] domu: split-blk vdb write refused (dd: error writing '/dev/vdb': Operation not permitted), contents unchanged\r
+[   {at}.310000] domu: split-blk done\r
+---
+",
+            vda = function(4, 0),
+            vdb = function(5, 1),
+            sum = "ab".repeat(32),
+        )
+    }
+
+    /// What bochs-split-blk's serial log shows when it passes (abridged).
+    fn split_blk_log() -> String {
+        format!(
+            "\
+keel: VMX root mode entered (VMCS revision 0x2b)
+keel: dom0: loading Linux (13857 KiB kernel, 20000 KiB initrd, 256 MiB RAM): console=ttyS0 cryptomgr.notests keel.test=split-blk
+[   61.000000] dom0: userspace started
+[   61.500000] dom0: split-blk free memory before: 758951936 bytes
+[   61.600000] dom0: split-blk uio modules loaded: uio uio_pci_generic
+[   62.000000] dom0: split-blk images ready: /var/lib/keel/split-rw.ext4 16777216 bytes (never mounted, 1176 KiB written by mkfs), /var/lib/keel/split-ro.img 1048876 bytes
+dom0# keel create /etc/keel/domu-split-blk.toml
+keel: domain 1 (domu-split-blk): created, 96 MiB
+[   63.000000] dom0: split-blk created domu-split-blk (id 1)
+[   63.500000] dom0: split-blk backend running: 2 keel process(es): 120: /bin/keel backend blk 1 0
+{first}[  180.000000] dom0: split-blk first boot checked both disks: big.bin (4 MiB) read back intact after drop_caches: 12 write requests (8300 sectors), 40 read requests
+[  181.000000] dom0: split-blk writes reached split-rw.ext4: mount count 0 -> 1, lifetime writes 1176 -> 5400 KiB
+dom0# keel reboot domu-split-blk
+keel: domain 1: rebooting
+[  182.000000] dom0: split-blk rebooted domu-split-blk (boot id 1111)
+{second}[  300.000000] dom0: split-blk second boot found the write persisted: boot id 1111 then 2222, 'domu: split-blk persisted boot-1', every check passed again
+[  301.000000] dom0: split-blk kernels clean: dom0 and domu-split-blk
+dom0# keel destroy domu-split-blk
+keel: domain 1: destroyed
+[  302.000000] dom0: split-blk destroyed domu-split-blk, memory restored
+[  303.000000] dom0: split-blk no backend left
+[  304.000000] dom0: split-blk read-only image unchanged: /var/lib/keel/split-ro.img as before keel create (1048876 bytes)
+[  305.000000] dom0: split-blk checks done
+keel: dom0 powered off
+keel: domain 0 stopped: powered off
+keel: dom0 finished
+",
+            first = split_blk_boot(90, true, "1111"),
+            second = split_blk_boot(95, false, "2222"),
+        )
+    }
+
+    #[test]
+    fn the_split_blk_test_accepts_its_documented_output_and_needs_both_boots() {
+        let case = bochs_split_blk();
+        let log = split_blk_log();
+        assert_eq!(judge(&case, &outcome(&log, Some(1))), vec![]);
+        let second_boot = log.find("dom0: split-blk rebooted").unwrap();
+        for (what, from, to) in [
+            (
+                "the drivers",
+                "split-blk drivers loaded",
+                "split-blk drivers not loaded",
+            ),
+            ("vda's size", "vda: 32768 sectors", "vda: 32769 sectors"),
+            ("vda read-only", "vda: 32768 sectors, ro=0", "vda: 32768 sectors, ro=1"),
+            ("vdb's partial sector", "vdb: 2048 sectors", "vdb: 2049 sectors"),
+            ("vdb writable", "vdb: 2048 sectors, ro=1", "vdb: 2048 sectors, ro=0"),
+            ("a transitional device", "1af4:1042", "1af4:1001"),
+            ("another driver", "driver virtio-pci", "driver uio_pci_generic"),
+            ("no ext4", "mounted vda (ext4)", "mount of vda failed"),
+            (
+                "data.bin",
+                "data.bin matches data.sha256",
+                "data.bin differs from data.sha256",
+            ),
+            (
+                "the big file",
+                "big.bin (4 MiB) read back intact",
+                "big.bin (4 MiB) read back wrong",
+            ),
+            (
+                "no write requests",
+                "drop_caches: 12 write requests",
+                "drop_caches: 0 write requests",
+            ),
+            ("vdb's sum", "vdb matches ro.sha256", "vdb differs from ro.sha256"),
+            ("vdb written", "vdb write refused", "vdb write accepted"),
+            ("not unmounted", "split-blk unmounted vda", "split-blk umount failed"),
+            (
+                "the DomU's failure",
+                "domu: split-blk done",
+                "domu: split-blk FAILED: mount",
+            ),
+            (
+                "Dom0's words for the DomU's line",
+                "[   90.310000] domu: split-blk done",
+                "quoting domu: split-blk done",
+            ),
+            (
+                "a module Dom0 could not load",
+                "dom0: userspace started",
+                "dom0: cannot load module uio",
+            ),
+        ] {
+            assert!(log.contains(from), "{what}: {from}");
+            let broken = log.replacen(from, to, 1);
+            assert!(!judge(&case, &outcome(&broken, Some(1))).is_empty(), "{what}");
+        }
+        // The second boot must find the first boot's write, and say so
+        // after the reboot.
+        let (before, after) = log.split_at(second_boot);
+        let unpersisted = format!(
+            "{before}{}",
+            after.replace(
+                "split-blk persisted boot-1",
+                "split-blk wrote persist.txt (boot-1), synced"
+            )
+        );
+        assert!(!judge(&case, &outcome(&unpersisted, Some(1))).is_empty());
+        let second_failed = format!(
+            "{before}{}",
+            after.replacen("domu: split-blk done", "domu: split-blk not done", 1)
+        );
+        assert!(!judge(&case, &outcome(&second_failed, Some(1))).is_empty());
+        // The first boot must write: a fresh image has no token.
+        let unwritten = format!(
+            "{}{after}",
+            before.replace(
+                "split-blk wrote persist.txt (boot-1), synced",
+                "split-blk persisted boot-1"
+            )
+        );
+        assert!(!judge(&case, &outcome(&unwritten, Some(1))).is_empty());
+    }
+
     const DOMU_SCHED_LOG: &str = "\
 keel: VMX root mode entered (VMCS revision 0x2b)
 keel: dom0: loading Linux (13857 KiB kernel, 14042 KiB initrd, 256 MiB RAM): console=ttyS0 keel.test=domu-sched
@@ -1291,8 +1589,10 @@ keel: dom0 finished
             &'static [&'static str],
         );
         let passthrough_log: &'static str = Box::leak(passthrough_log().into_boxed_str());
-        let scenarios: [Scenario; 4] = [
+        let split_blk_log: &'static str = Box::leak(split_blk_log().into_boxed_str());
+        let scenarios: [Scenario; 5] = [
             (bochs_domu_sched, DOMU_SCHED_LOG, DOMU_SCHED_STEPS, DOMU_SCHED_FAILURES),
+            (bochs_split_blk, split_blk_log, SPLIT_BLK_STEPS, SPLIT_BLK_FAILURES),
             (bochs_hostile, HOSTILE_LOG, HOSTILE_STEPS, HOSTILE_FAILURES),
             (
                 bochs_passthrough,

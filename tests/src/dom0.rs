@@ -49,6 +49,11 @@ pub const HOSTILE_TEST_FLAG: &str = "keel.test=hostile";
 /// to a DomU, whose driver reads the disk behind it) and power off.
 pub const PASSTHROUGH_TEST_FLAG: &str = "keel.test=passthrough";
 
+/// Tells Dom0's /init to run the split block device checks
+/// (`/usr/lib/keel/split-blk-test.sh`: a DomU's virtio-blk disks served by
+/// backend processes in Dom0 from image files) and power off.
+pub const SPLIT_BLK_TEST_FLAG: &str = "keel.test=split-blk";
+
 /// Dom0's Linux command line in boot tests and benchmarks.
 pub fn test_linux_cmdline() -> String {
     format!("{LINUX_CMDLINE} {TEST_FLAG}")
@@ -147,6 +152,11 @@ impl Dom0Modules {
     /// The real kernel and initramfs with Dom0 running the PCI passthrough checks.
     pub fn passthrough_test() -> Self {
         Self::with_linux_cmdline(&format!("{LINUX_CMDLINE} {PASSTHROUGH_TEST_FLAG}"))
+    }
+
+    /// The real kernel and initramfs with Dom0 running the split block device checks.
+    pub fn split_blk_test() -> Self {
+        Self::with_linux_cmdline(&format!("{LINUX_CMDLINE} {SPLIT_BLK_TEST_FLAG}"))
     }
 
     /// The real kernel and initramfs with Dom0 dropping to a shell.
@@ -330,6 +340,28 @@ mod tests {
         ] {
             // /init's grep -w of one flag must not find another.
             assert!(!PASSTHROUGH_TEST_FLAG.contains(other) && !other.contains(PASSTHROUGH_TEST_FLAG));
+        }
+    }
+
+    #[test]
+    fn the_split_blk_checks_have_their_own_flag() {
+        let modules = Dom0Modules::split_blk_test();
+        assert_eq!(
+            modules.linux_cmdline,
+            "console=ttyS0 cryptomgr.notests keel.test=split-blk"
+        );
+        assert_eq!(modules.kernel, KernelImage::Real);
+        assert!(modules.with_initrd);
+        for other in [
+            TEST_FLAG,
+            DOMU_TEST_FLAG,
+            DOMU_SCHED_TEST_FLAG,
+            DOMU_FAULTS_TEST_FLAG,
+            HOSTILE_TEST_FLAG,
+            PASSTHROUGH_TEST_FLAG,
+        ] {
+            // /init's grep -w of one flag must not find another.
+            assert!(!SPLIT_BLK_TEST_FLAG.contains(other) && !other.contains(SPLIT_BLK_TEST_FLAG));
         }
     }
 

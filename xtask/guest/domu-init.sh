@@ -24,6 +24,14 @@
 #                       and say what they hold, what the function is and how
 #                       many of its interrupts came, then "domu: disk done"
 #                       (or "domu: disk FAILED: ..."), then idle
+#   keel.domu=split-blk the split block device: load the virtio drivers, find
+#                       the two virtio-blk disks Dom0's backends serve
+#                       (/dev/vda read-write ext4, /dev/vdb read-only), check
+#                       their contents against the sums on vda, write and read
+#                       back through vda, see a write to vdb refused; one
+#                       "domu: split-blk ..." line per check, then
+#                       "domu: split-blk done" (or "domu: split-blk FAILED:
+#                       ..."), then idle
 #   (none)              a busybox shell on the console, for `keel console`;
 #                       the domain powers off when the shell exits
 # Dom0's checks (xtask/guest/domu-*test.sh) wait for the lines these say.
@@ -294,6 +302,182 @@ read_disk() {
     say "domu: disk done"
 }
 
+# The split block device (keel.domu=split-blk; Dom0's split-blk-test.sh
+# watches it): virtio-blk disks whose requests a Dom0 backend process
+# serves from image files (xtask/src/guest/split_disks.rs makes them). The
+# virtio drivers, in load order (kernel::DOMU_MODULES: each after the
+# modules it needs); only this mode loads them.
+SPLIT_BLK_MODULES="virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk"
+# Seconds to wait for /dev/vda and /dev/vdb once virtio_blk is loaded.
+SPLIT_BLK_WAIT=60
+# vda: the 16 MiB ext4 file system, read-write; vdb: read-only, 2048 whole
+# sectors (its image's last 300 bytes are no whole sector).
+SPLIT_RW_SECTORS=32768
+SPLIT_RO_SECTORS=2048
+# What the first boot writes to vda's persist.txt; a later boot finds it.
+SPLIT_BLK_TOKEN=boot-1
+# MiB written to vda and read back after dropping the page cache.
+SPLIT_BLK_BIG_MIB=4
+
+# The failure line, then what the kernel said about the disks.
+split_blk_failed() {
+    say "domu: split-blk FAILED: $*"
+    dmesg | grep -E 'virtio|vd[a-z]|EXT4|blk_update|I/O error|Buffer I/O' | grep -v 'domu: ' | tail -n 12 \
+        | while IFS= read -r line; do
+            say "domu: split-blk kernel: $line"
+        done
+}
+
+# Field $2 of /sys/block/$1/stat (1: reads, 3: sectors read, 5: writes,
+# 7: sectors written).
+disk_stat() {
+    awk -v field="$2" '{ print $field }' "/sys/block/$1/stat"
+}
+
+# "virtio1 behind PCI function 0000:00:05.0 1af4:1042 class 010000 driver
+# virtio-pci": where disk $1 sits.
+virtio_disk_place() {
+    path=$(readlink -f "/sys/block/$1")
+    pci=$(echo "$path" | grep -oE '[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]' | tail -n 1)
+    virtio=$(echo "$path" | grep -oE 'virtio[0-9]+' | tail -n 1)
+    if [ -n "$pci" ]; then
+        echo "${virtio:-no virtio device} behind PCI function $pci $(pci_function "/sys/bus/pci/devices/$pci")"
+    else
+        echo "${virtio:-no virtio device} behind no PCI function ($path)"
+    fi
+}
+
+# Reads the first $2 sectors of /dev/$1 into the file $3 in one go, with
+# O_DIRECT (from the device, not the page cache; busybox dd's buffer is
+# page-aligned); fails unless they all came.
+read_sectors() {
+    rm -f "$3"
+    dd if="/dev/$1" of="$3" bs=$(($2 * 512)) count=1 iflag=direct 2> /dev/null || return 1
+    [ "$(stat -c %s "$3")" -eq $(($2 * 512)) ]
+}
+
+split_blk() {
+    for module in $SPLIT_BLK_MODULES; do
+        if ! insmod "/lib/modules/$module.ko"; then
+            split_blk_failed "insmod /lib/modules/$module.ko"
+            return
+        fi
+    done
+    say "domu: split-blk drivers loaded: $SPLIT_BLK_MODULES"
+    waited=0
+    while [ ! -b /dev/vda ] || [ ! -b /dev/vdb ]; do
+        if [ "$waited" -ge "$SPLIT_BLK_WAIT" ]; then
+            split_blk_failed "no /dev/vda and /dev/vdb ${SPLIT_BLK_WAIT} s after loading virtio_blk (disks: $(ls /sys/block | tr '\n' ' '); virtio devices: $(ls /sys/bus/virtio/devices 2> /dev/null | tr '\n' ' '))"
+            return
+        fi
+        sleep 1
+        waited=$((waited + 1))
+    done
+    # In the config's order: the read-write ext4 disk, then the read-only one.
+    for disk in vda vdb; do
+        say "domu: split-blk $disk: $(cat "/sys/block/$disk/size") sectors, ro=$(cat "/sys/block/$disk/ro"), $(virtio_disk_place "$disk")"
+    done
+    if [ "$(cat /sys/block/vda/size)" != "$SPLIT_RW_SECTORS" ] || [ "$(cat /sys/block/vda/ro)" != 0 ]; then
+        split_blk_failed "vda is not the read-write $SPLIT_RW_SECTORS-sector disk: $(cat /sys/block/vda/size) sectors, ro=$(cat /sys/block/vda/ro)"
+        return
+    fi
+
+    # --- vda: the ext4 file system -------------------------------------------
+    mkdir -p /mnt
+    if ! mount -t ext4 /dev/vda /mnt; then
+        split_blk_failed "mount -t ext4 /dev/vda /mnt"
+        return
+    fi
+    say "domu: split-blk mounted vda (ext4): $(ls /mnt | tr '\n' ' ')"
+    if ! (cd /mnt && sha256sum -c -s data.sha256); then
+        split_blk_failed "data.bin does not match data.sha256 ($(cd /mnt && sha256sum data.bin), expected $(cat /mnt/data.sha256))"
+        umount /mnt
+        return
+    fi
+    say "domu: split-blk data.bin matches data.sha256: $(cat /mnt/data.sha256)"
+    ro_sum=$(cat /mnt/ro.sha256 2> /dev/null)
+    if [ -e /mnt/persist.txt ]; then
+        say "domu: split-blk persisted $(cat /mnt/persist.txt)"
+    else
+        if ! echo "$SPLIT_BLK_TOKEN" > /mnt/persist.txt || ! sync; then
+            split_blk_failed "cannot write persist.txt to vda"
+            umount /mnt
+            return
+        fi
+        say "domu: split-blk wrote persist.txt ($SPLIT_BLK_TOKEN), synced"
+    fi
+    # Large writes: the block layer merges them into requests of many
+    # segments. Compared with the original (in /tmp, RAM the page cache
+    # cannot drop) once read back from the disk: cmp costs far less than
+    # summing 8 MiB, minutes of Bochs' time.
+    if ! dd if=/dev/urandom of=/tmp/split-blk-big bs=1048576 count="$SPLIT_BLK_BIG_MIB" iflag=fullblock 2> /dev/null; then
+        split_blk_failed "cannot take $SPLIT_BLK_BIG_MIB MiB from /dev/urandom"
+        umount /mnt
+        return
+    fi
+    writes_before=$(disk_stat vda 5)
+    written_before=$(disk_stat vda 7)
+    if ! cp /tmp/split-blk-big /mnt/big.bin || ! sync; then
+        split_blk_failed "cannot write big.bin ($SPLIT_BLK_BIG_MIB MiB) to vda"
+        umount /mnt
+        return
+    fi
+    writes=$(($(disk_stat vda 5) - writes_before))
+    sectors=$(($(disk_stat vda 7) - written_before))
+    echo 3 > /proc/sys/vm/drop_caches
+    reads_before=$(disk_stat vda 1)
+    if ! cmp -s /tmp/split-blk-big /mnt/big.bin; then
+        split_blk_failed "big.bin read back after drop_caches differs from what was written: $(cmp /tmp/split-blk-big /mnt/big.bin 2>&1 | head -n 1)"
+        umount /mnt
+        return
+    fi
+    reads=$(($(disk_stat vda 1) - reads_before))
+    rm -f /tmp/split-blk-big
+    say "domu: split-blk big.bin ($SPLIT_BLK_BIG_MIB MiB) read back intact after drop_caches: $writes write requests ($sectors sectors), $reads read requests"
+    rm -f /mnt/big.bin
+    if ! umount /mnt; then
+        split_blk_failed "umount /mnt"
+        return
+    fi
+    say "domu: split-blk unmounted vda"
+
+    # --- vdb: read-only, its whole sectors only --------------------------------
+    ro=$(cat /sys/block/vdb/ro)
+    size=$(cat /sys/block/vdb/size)
+    if [ "$ro" != 1 ] || [ "$size" != "$SPLIT_RO_SECTORS" ]; then
+        split_blk_failed "vdb is not a read-only $SPLIT_RO_SECTORS-sector disk: ro=$ro, $size sectors"
+        return
+    fi
+    say "domu: split-blk vdb is read-only with $size sectors"
+    if ! read_sectors vdb "$SPLIT_RO_SECTORS" /tmp/split-blk-vdb; then
+        split_blk_failed "cannot read vdb's $SPLIT_RO_SECTORS sectors"
+        return
+    fi
+    first=$(sha256sum < /tmp/split-blk-vdb)
+    if [ -z "$ro_sum" ] || [ "$first" != "$ro_sum" ]; then
+        split_blk_failed "vdb's $SPLIT_RO_SECTORS sectors sum to '$first', ro.sha256 says '$ro_sum'"
+        return
+    fi
+    say "domu: split-blk vdb matches ro.sha256: $first"
+    if dd if=/dev/zero of=/dev/vdb bs=512 count=1 conv=notrunc oflag=direct 2> /tmp/split-blk-write; then
+        split_blk_failed "a write to the read-only vdb succeeded"
+        return
+    fi
+    # dd's error, not its record counts.
+    refusal=$(grep -v ' records ' /tmp/split-blk-write | head -n 1)
+    if ! read_sectors vdb "$SPLIT_RO_SECTORS" /tmp/split-blk-vdb-after; then
+        split_blk_failed "cannot read vdb's $SPLIT_RO_SECTORS sectors after its refused write"
+        return
+    fi
+    if ! cmp -s /tmp/split-blk-vdb /tmp/split-blk-vdb-after; then
+        split_blk_failed "vdb changed after its refused write: $(cmp /tmp/split-blk-vdb /tmp/split-blk-vdb-after 2>&1 | head -n 1)"
+        return
+    fi
+    rm -f /tmp/split-blk-vdb /tmp/split-blk-vdb-after
+    say "domu: split-blk vdb write refused (${refusal:-dd failed}), contents unchanged"
+    say "domu: split-blk done"
+}
+
 case "$mode" in
     poweroff)
         say "domu: powering off (keel.domu=poweroff)"
@@ -365,6 +549,14 @@ case "$mode" in
         # PCI passthrough (Dom0's passthrough-test.sh watches it): the
         # PIIX3 IDE function's own driver on the real device.
         read_disk
+        while :; do
+            sleep 60
+        done
+        ;;
+    split-blk)
+        # The split block device (Dom0's split-blk-test.sh watches it, and
+        # reboots the domain with `keel reboot`).
+        split_blk
         while :; do
             sleep 60
         done

@@ -6,8 +6,8 @@
 # and powers off; with `keel.test=domu` it runs the DomU checks
 # (/usr/lib/keel/domu-test.sh: create, watch, list and destroy DomUs with
 # /bin/keel) and powers off; with `keel.test=domu-sched`, `domu-faults`,
-# `hostile` or `passthrough` it runs those checks (/usr/lib/keel/*-test.sh)
-# and powers off;
+# `hostile`, `passthrough` or `split-blk` it runs those checks
+# (/usr/lib/keel/*-test.sh) and powers off;
 # with `keel.test=domu-bench` it times one DomU
 # boot for `bench boot` and powers off; otherwise it starts a shell on the
 # console.
@@ -30,6 +30,16 @@ say() {
 }
 
 say "dom0: userspace started"
+
+# The modules the virtio backends `keel create` starts need
+# (kernel::DOM0_MODULES, in load order): uio, and uio_pci_generic, which a
+# backend binds Keel's management function to. Loaded before any keel
+# command; only the backends need them, so a failure is reported, not fatal.
+for module in uio uio_pci_generic; do
+    if ! insmod "/lib/modules/$module.ko"; then
+        say "dom0: cannot load module $module (insmod /lib/modules/$module.ko failed); the virtio backends need it"
+    fi
+done
 
 # "yes" when the first CPU's flags line lists $1.
 cpu_flag() {
@@ -104,6 +114,13 @@ fi
 # goes to a DomU, whose own driver reads the disk behind it.
 if grep -qwF 'keel.test=passthrough' /proc/cmdline; then
     /usr/lib/keel/passthrough-test.sh
+    poweroff -f
+fi
+
+# The split block device checks (split-blk-test.sh): a DomU's virtio-blk
+# disks, served by backend processes in Dom0 from image files.
+if grep -qwF 'keel.test=split-blk' /proc/cmdline; then
+    /usr/lib/keel/split-blk-test.sh
     poweroff -f
 fi
 

@@ -58,6 +58,16 @@ pub const QEMU: &[Prerequisite] = &[program(qemu::BINARY, "qemu-system-x86")];
 /// libfuzzer-sys compiles libFuzzer (C++) for the fuzz targets.
 pub const FUZZ: &[Prerequisite] = &[program("c++", "g++")];
 
+/// mkfs.ext4 makes the ext4 disk of the split block device test
+/// (`guest::split_disks`). xtask runs it by this path: Debian's e2fsprogs
+/// puts it in /sbin (/usr/sbin), which an ordinary user's PATH lacks.
+pub const MKFS_EXT4: &str = "/sbin/mkfs.ext4";
+pub const EXT4_TOOLS: &[Prerequisite] = &[path(MKFS_EXT4, "e2fsprogs")];
+
+/// sha256sum sums the split block device test's disk contents
+/// (`guest::split_disks`) for the checks inside the DomU.
+pub const CHECKSUM_TOOLS: &[Prerequisite] = &[program("sha256sum", "coreutils")];
+
 /// What takes Dom0's kernel and busybox out of Debian packages.
 pub const DEBIAN_PACKAGE_TOOLS: &[Prerequisite] = &[
     program("apt-get", "apt"),
@@ -177,6 +187,15 @@ mod tests {
         let missing = missing_packages(&[BOCHS, QEMU], |check| check != Check::Path(bochs::VGA_BIOS_IMAGE));
         assert_eq!(missing, ["vgabios"]);
         assert_eq!(install_command(&missing), "apt-get install -y vgabios");
+    }
+
+    #[test]
+    fn the_split_disk_tools_come_from_debian_packages() {
+        assert_eq!(
+            missing_packages(&[EXT4_TOOLS, CHECKSUM_TOOLS], |_| false),
+            ["e2fsprogs", "coreutils"]
+        );
+        assert_eq!(EXT4_TOOLS[0].check, Check::Path("/sbin/mkfs.ext4"));
     }
 
     #[test]

@@ -17,14 +17,20 @@
 //! | `/usr/lib/keel/hostile-test.sh`, `/etc/keel/domu-hostile.toml` | the hostile-guest checks `keel.test=hostile` runs, and its hostile DomU's config |
 //! | `/usr/lib/keel/passthrough-test.sh`, `/etc/keel/domu-disk{,-confined}.toml` | the PCI passthrough checks `keel.test=passthrough` runs, and the configs of their DomU (the host's IDE function, with and without `pci_unconfined_dma`) |
 //! | `/bin/keel-stress`, `/lib/modules/msr.ko` | the load generator (`guest-tools`, static) and the kernel's `msr` driver, for Dom0's own hostile run |
+//! | `/lib/modules/{uio,uio_pci_generic}.ko` | the kernel's modules for the virtio backends (`kernel::DOM0_MODULES`), which `/init` loads |
+//! | `/usr/lib/keel/split-blk-test.sh`, `/etc/keel/domu-split-blk.toml` | the split block device checks `keel.test=split-blk` runs, and the config of their DomU (two disks) |
+//! | `/var/lib/keel/split-rw.ext4`, `/var/lib/keel/split-ro.img` | that DomU's disk images (`split_disks`) |
 //!
 //! The file is two archives back to back (`keel_initramfs::Archives`):
-//! everything but the DomU kernel and initramfs gzip-compressed, then those
-//! two, compressed already, in an uncompressed archive (after zero padding
-//! to a 4-byte boundary, where Linux's unpacker looks for it). Gunzipping
-//! them again cost Dom0 about a minute of Bochs' guest time at boot;
-//! copying them costs little. Their directory, `/usr/lib/keel`, comes in the
-//! first archive: the unpacker creates no missing parents.
+//! everything but the DomU kernel and initramfs and the read-only split
+//! disk gzip-compressed, then those three, compressed already (or, the
+//! disk, pseudo-random bytes gzip cannot shrink), in an uncompressed
+//! archive (after zero padding to a 4-byte boundary, where Linux's unpacker
+//! looks for it). Gunzipping them again cost Dom0 about a minute of Bochs'
+//! guest time at boot; copying them costs little. Their directories,
+//! `/usr/lib/keel` and `/var/lib/keel`, come in the first archive: the
+//! unpacker creates no missing parents. The ext4 disk is mostly zeros and
+//! shrinks from 16 MiB to about 1 MiB compressed.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -62,6 +68,10 @@ const DOMU_HOSTILE_CONFIG: &str = include_str!("../../guest/domu-hostile.toml");
 const PASSTHROUGH_TEST_SCRIPT: &str = include_str!("../../guest/passthrough-test.sh");
 const DOMU_DISK_CONFIG: &str = include_str!("../../guest/domu-disk.toml");
 const DOMU_DISK_CONFINED_CONFIG: &str = include_str!("../../guest/domu-disk-confined.toml");
+/// The split block device checks (init.sh runs them with
+/// `keel.test=split-blk`) and their DomU's config.
+const SPLIT_BLK_TEST_SCRIPT: &str = include_str!("../../guest/split-blk-test.sh");
+const DOMU_SPLIT_BLK_CONFIG: &str = include_str!("../../guest/domu-split-blk.toml");
 /// busybox's `su` reads these itself; the DomU checks run `keel` as nobody.
 const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n";
 const GROUP: &str = "root:x:0:\nnogroup:x:65534:\n";
@@ -86,6 +96,11 @@ const DOMU_HOSTILE_CONFIG_PATH: &str = "etc/keel/domu-hostile.toml";
 const PASSTHROUGH_TEST_PATH: &str = "usr/lib/keel/passthrough-test.sh";
 const DOMU_DISK_CONFIG_PATH: &str = "etc/keel/domu-disk.toml";
 const DOMU_DISK_CONFINED_CONFIG_PATH: &str = "etc/keel/domu-disk-confined.toml";
+const SPLIT_BLK_TEST_PATH: &str = "usr/lib/keel/split-blk-test.sh";
+const DOMU_SPLIT_BLK_CONFIG_PATH: &str = "etc/keel/domu-split-blk.toml";
+/// The split-blk DomU's disk images (its config names these paths).
+const SPLIT_RW_DISK_PATH: &str = super::split_disks::RW_IMAGE_PATH;
+const SPLIT_RO_DISK_PATH: &str = super::split_disks::RO_IMAGE_PATH;
 /// Where Dom0's own hostile run finds its tools (the DomUs' paths too).
 const STRESS_PATH: &str = super::domu_initramfs::STRESS_PATH;
 const MODULES_DIR: &str = super::domu_initramfs::MODULES_DIR;
@@ -102,6 +117,11 @@ pub struct Payload<'a> {
     pub stress: &'a Path,
     /// The kernel's `msr.ko` (`kernel::DOMU_MODULES`).
     pub msr_module: &'a Path,
+    /// `(name, path)` of the kernel's Dom0 modules (`kernel::DOM0_MODULES`).
+    pub dom0_modules: &'a [(&'static str, PathBuf)],
+    /// The split-blk DomU's disk images (`split_disks::ensure`).
+    pub split_rw_disk: &'a Path,
+    pub split_ro_disk: &'a Path,
 }
 
 /// The same files, read.
@@ -112,6 +132,10 @@ struct Binaries {
     domu_initrd: Vec<u8>,
     stress: Vec<u8>,
     msr_module: Vec<u8>,
+    /// `(name, contents)` of each module, in `kernel::DOM0_MODULES`' order.
+    dom0_modules: Vec<(&'static str, Vec<u8>)>,
+    split_rw_disk: Vec<u8>,
+    split_ro_disk: Vec<u8>,
 }
 
 fn read(path: &Path) -> Result<Vec<u8>> {
@@ -134,6 +158,13 @@ pub fn ensure(layout: &Layout, busybox: &Path, payload: &Payload) -> Result<Path
         domu_initrd: read(payload.domu_initrd)?,
         stress,
         msr_module: read(payload.msr_module)?,
+        dom0_modules: payload
+            .dom0_modules
+            .iter()
+            .map(|(name, path)| Ok((*name, read(path)?)))
+            .collect::<Result<Vec<_>>>()?,
+        split_rw_disk: read(payload.split_rw_disk)?,
+        split_ro_disk: read(payload.split_ro_disk)?,
     };
     let initrd = layout.dom0_initrd();
     write_cached("Dom0 initramfs", &initrd, &dom0_initramfs(INIT_SCRIPT, binaries)?)?;
@@ -152,6 +183,9 @@ fn dom0_initramfs(init_script: &str, binaries: Binaries) -> Result<Initramfs> {
         .directory("usr", 0o755)?
         .directory("usr/lib", 0o755)?
         .directory("usr/lib/keel", 0o755)?
+        .directory("var", 0o755)?
+        .directory("var/lib", 0o755)?
+        .directory("var/lib/keel", 0o755)?
         .file(KEEL_PATH, 0o755, binaries.keel)?
         .file(STRESS_PATH, 0o755, binaries.stress)?
         .file(&super::domu_initramfs::module_path("msr"), 0o644, binaries.msr_module)?
@@ -179,8 +213,17 @@ fn dom0_initramfs(init_script: &str, binaries: Binaries) -> Result<Initramfs> {
             0o644,
             DOMU_DISK_CONFINED_CONFIG.as_bytes(),
         )?
+        .file(SPLIT_BLK_TEST_PATH, 0o755, SPLIT_BLK_TEST_SCRIPT.as_bytes())?
+        .file(DOMU_SPLIT_BLK_CONFIG_PATH, 0o644, DOMU_SPLIT_BLK_CONFIG.as_bytes())?
+        // Mostly zeros: gzip shrinks it to about 1 MiB.
+        .file(SPLIT_RW_DISK_PATH, 0o644, binaries.split_rw_disk)?
+        // Pseudo-random bytes gzip cannot shrink: stored.
+        .stored_file(SPLIT_RO_DISK_PATH, 0o644, binaries.split_ro_disk)?
         .file("etc/passwd", 0o644, PASSWD.as_bytes())?
         .file("etc/group", 0o644, GROUP.as_bytes())?;
+    for (name, module) in binaries.dom0_modules {
+        image.file(&super::domu_initramfs::module_path(name), 0o644, module)?;
+    }
     Ok(image)
 }
 
@@ -189,6 +232,7 @@ mod tests {
     use super::*;
     use crate::guest::initramfs::fingerprint;
     use crate::guest::initramfs::inspect::*;
+    use crate::guest::kernel::DOM0_MODULES;
     use keel_boot_tests::cases::{DOMU_FAILURES, DOMU_MEMORY_MIB, DOMU_STEPS, DOMU_USERSPACE_MARKER};
     use keel_boot_tests::dom0::{DOMU_TEST_FLAG, TEST_FLAG};
     use serde::Deserialize;
@@ -201,6 +245,12 @@ mod tests {
             domu_initrd: b"\x1f\x8b domu".to_vec(),
             stress: b"\x7fELF keel-stress".to_vec(),
             msr_module: b"\x7fELF msr.ko".to_vec(),
+            dom0_modules: DOM0_MODULES
+                .iter()
+                .map(|(name, _)| (*name, format!("\x7fELF {name}.ko").into_bytes()))
+                .collect(),
+            split_rw_disk: b"ext4 image".to_vec(),
+            split_ro_disk: b"read-only image".to_vec(),
         }
     }
 
@@ -227,6 +277,7 @@ mod tests {
             ("etc/keel/domu-poweroff.toml", REGULAR_FILE | 0o644),
             ("etc/keel/domu-probe.toml", REGULAR_FILE | 0o644),
             ("etc/keel/domu-spin.toml", REGULAR_FILE | 0o644),
+            ("etc/keel/domu-split-blk.toml", REGULAR_FILE | 0o644),
             ("etc/keel/domu-tick.toml", REGULAR_FILE | 0o644),
             ("etc/keel/domu-triple.toml", REGULAR_FILE | 0o644),
             ("etc/keel/domu-wrmsr.toml", REGULAR_FILE | 0o644),
@@ -236,6 +287,8 @@ mod tests {
             ("lib", DIRECTORY | 0o755),
             ("lib/modules", DIRECTORY | 0o755),
             ("lib/modules/msr.ko", REGULAR_FILE | 0o644),
+            ("lib/modules/uio.ko", REGULAR_FILE | 0o644),
+            ("lib/modules/uio_pci_generic.ko", REGULAR_FILE | 0o644),
             ("proc", DIRECTORY | 0o555),
             ("root", DIRECTORY | 0o700),
             ("run", DIRECTORY | 0o755),
@@ -251,31 +304,39 @@ mod tests {
             ("usr/lib/keel/domu-test.sh", REGULAR_FILE | 0o755),
             ("usr/lib/keel/hostile-test.sh", REGULAR_FILE | 0o755),
             ("usr/lib/keel/passthrough-test.sh", REGULAR_FILE | 0o755),
+            ("usr/lib/keel/split-blk-test.sh", REGULAR_FILE | 0o755),
             ("usr/lib/keel/vmlinuz", REGULAR_FILE | 0o644),
+            ("var", DIRECTORY | 0o755),
+            ("var/lib", DIRECTORY | 0o755),
+            ("var/lib/keel", DIRECTORY | 0o755),
+            ("var/lib/keel/split-ro.img", REGULAR_FILE | 0o644),
+            ("var/lib/keel/split-rw.ext4", REGULAR_FILE | 0o644),
         ];
         let expected: Vec<(String, u32)> = expected.iter().map(|(name, mode)| (name.to_string(), *mode)).collect();
-        assert_eq!(members(&image()), expected);
+        let mut found = members(&image());
+        found.sort();
+        assert_eq!(found, expected);
     }
 
+    /// What goes into the uncompressed archive: what gzip cannot shrink.
+    const STORED: [&str; 3] = [DOMU_INITRD_PATH, DOMU_KERNEL_PATH, SPLIT_RO_DISK_PATH];
+
     #[test]
-    fn only_the_domu_images_are_stored_uncompressed() {
+    fn only_the_domu_images_and_the_read_only_disk_are_stored_uncompressed() {
         let image = image();
-        assert_eq!(
-            names(&stored_members(&image)),
-            [DOMU_INITRD_PATH, DOMU_KERNEL_PATH],
-            "the stored archive"
-        );
+        assert_eq!(names(&stored_members(&image)), STORED, "the stored archive");
         // Every other member is in the compressed archive, with the
         // directories the stored files need.
         let compressed = compressed_members(&image);
         let all = members(&image);
         let rest: Vec<_> = all
             .iter()
-            .filter(|(name, _)| name != DOMU_KERNEL_PATH && name != DOMU_INITRD_PATH)
+            .filter(|(name, _)| !STORED.contains(&name.as_str()))
             .cloned()
             .collect();
         assert_eq!(compressed, rest);
-        for directory in ["usr", "usr/lib", "usr/lib/keel"] {
+        assert!(has(&image, SPLIT_RW_DISK_PATH));
+        for directory in ["usr", "usr/lib", "usr/lib/keel", "var", "var/lib", "var/lib/keel"] {
             assert!(
                 compressed.contains(&(directory.to_string(), DIRECTORY | 0o755)),
                 "{directory}"
@@ -355,6 +416,7 @@ mod tests {
         on_crash: Option<String>,
         pci: Option<Vec<String>>,
         pci_unconfined_dma: Option<bool>,
+        disk: Option<Vec<String>>,
     }
 
     fn config(text: &str) -> DomainConfig {
@@ -400,13 +462,17 @@ mod tests {
         assert_eq!(one, print(INIT_SCRIPT, binaries()));
         assert_ne!(one, print("#!/bin/busybox sh\n", binaries()), "init");
         type Change = fn(&mut Binaries);
-        let changed: [(&str, Change); 6] = [
+        let changed: [(&str, Change); 10] = [
             ("busybox", |b| b.busybox.push(0)),
             ("keel", |b| b.keel.push(0)),
             ("kernel", |b| b.kernel.push(0)),
             ("domu initrd", |b| b.domu_initrd.push(0)),
             ("keel-stress", |b| b.stress.push(0)),
             ("msr.ko", |b| b.msr_module.push(0)),
+            ("uio.ko", |b| b.dom0_modules[0].1.push(0)),
+            ("uio_pci_generic.ko", |b| b.dom0_modules[1].1.push(0)),
+            ("the ext4 disk", |b| b.split_rw_disk.push(0)),
+            ("the read-only disk", |b| b.split_ro_disk.push(0)),
         ];
         for (what, change) in changed {
             let mut other = binaries();
@@ -436,12 +502,21 @@ mod tests {
         let static_keel = file("keel", &keel);
         let static_stress = file("keel-stress", &keel);
         let msr_module = file("msr.ko", b"\x7fELF msr");
+        let dom0_modules: Vec<(&'static str, PathBuf)> = DOM0_MODULES
+            .iter()
+            .map(|(name, _)| (*name, file(&format!("{name}.ko"), b"\x7fELF module")))
+            .collect();
+        let split_rw_disk = file("split-rw.ext4", b"ext4");
+        let split_ro_disk = file("split-ro.img", b"\x5a read-only disk");
         let payload = Payload {
             keel: &static_keel,
             kernel: &kernel,
             domu_initrd: &domu_initrd,
             stress: &static_stress,
             msr_module: &msr_module,
+            dom0_modules: &dom0_modules,
+            split_rw_disk: &split_rw_disk,
+            split_ro_disk: &split_ro_disk,
         };
         let initrd = ensure(&layout, &busybox, &payload).unwrap();
         assert_eq!(initrd, layout.dom0_initrd());
@@ -453,13 +528,10 @@ mod tests {
         let offset = read.stored_offset.expect("a stored archive");
         assert_eq!(offset, read.gzip_len.next_multiple_of(4));
         assert!(bytes[read.gzip_len..offset].iter().all(|&byte| byte == 0));
-        assert_eq!(
-            names(&list_newc(&read.archives.stored)),
-            [DOMU_INITRD_PATH, DOMU_KERNEL_PATH]
-        );
+        assert_eq!(names(&list_newc(&read.archives.stored)), STORED);
         let stored = &bytes[offset..];
         assert!(stored.starts_with(b"070701"));
-        for payload in [&b"bzImage"[..], &b"\x1f\x8b"[..]] {
+        for payload in [&b"bzImage"[..], &b"\x1f\x8b"[..], &b"\x5a read-only disk"[..]] {
             assert!(stored.windows(payload.len()).any(|window| window == payload));
         }
         let compressed = list_newc(&read.archives.compressed);
@@ -511,6 +583,11 @@ mod tests {
             PASSTHROUGH_TEST_SCRIPT,
             keel_boot_tests::cases::PASSTHROUGH_STEPS,
             keel_boot_tests::cases::PASSTHROUGH_FAILURES,
+        );
+        says_every_marker_in_order(
+            SPLIT_BLK_TEST_SCRIPT,
+            keel_boot_tests::cases::SPLIT_BLK_STEPS,
+            keel_boot_tests::cases::SPLIT_BLK_FAILURES,
         );
         // The shared functions report through the kernel log as well.
         assert!(DOMU_LIB_SCRIPT.contains("> /dev/kmsg"));
@@ -646,6 +723,115 @@ mod tests {
     }
 
     #[test]
+    fn the_split_blk_checks_give_their_domu_both_disks_and_know_them() {
+        use super::super::domu_initramfs::INIT_SCRIPT as DOMU_INIT;
+        use super::super::kernel::SPLIT_BLK_MODULES;
+        use super::super::split_disks::{
+            DATA_FILE, DATA_SUM_FILE, RO_IMAGE_BYTES, RO_SECTORS, RO_SUM_FILE, RW_IMAGE_BYTES, RW_SECTORS,
+        };
+        use keel_boot_tests::cases::{
+            SPLIT_BLK_DOMU_FAILURE, SPLIT_BLK_FAILURES, SPLIT_BLK_RO_SECTORS, SPLIT_BLK_RW_SECTORS, SPLIT_BLK_STEPS,
+        };
+        let image = image();
+        let script = SPLIT_BLK_TEST_SCRIPT;
+        let config = config(DOMU_SPLIT_BLK_CONFIG);
+        assert_eq!(config.name, "domu-split-blk");
+        assert_eq!(config.memory, u64::from(DOMU_MEMORY_MIB));
+        assert_eq!(config.vcpus, Some(1));
+        assert_eq!(config.kernel, format!("/{DOMU_KERNEL_PATH}"));
+        assert_eq!(config.initrd, Some(format!("/{DOMU_INITRD_PATH}")));
+        assert_eq!(config.on_poweroff.as_deref(), Some("destroy"));
+        assert_eq!(config.pci, None);
+        assert_eq!(
+            config.cmdline.as_deref(),
+            Some("console=ttyS0 cryptomgr.notests keel.domu=split-blk")
+        );
+        // vda read-write, vdb read-only, in that order; the files are Dom0's.
+        assert_eq!(
+            config.disk.as_deref(),
+            Some(&[format!("/{SPLIT_RW_DISK_PATH},rw"), format!("/{SPLIT_RO_DISK_PATH},ro")][..])
+        );
+        for path in [SPLIT_RW_DISK_PATH, SPLIT_RO_DISK_PATH, DOMU_SPLIT_BLK_CONFIG_PATH] {
+            assert!(has(&image, path), "{path}");
+        }
+        // The script names the same files, sizes and domain.
+        assert!(script.contains(&format!("\nSPLIT_CONFIG=/{DOMU_SPLIT_BLK_CONFIG_PATH} ")));
+        assert!(script.contains(&format!("\nSPLIT_DOMU={}\n", config.name)));
+        assert!(script.contains(&format!("\nRW_IMAGE=/{SPLIT_RW_DISK_PATH}\n")));
+        assert!(script.contains(&format!("\nRO_IMAGE=/{SPLIT_RO_DISK_PATH}\n")));
+        assert!(script.contains(&format!("\nRW_IMAGE_BYTES={RW_IMAGE_BYTES}\n")));
+        assert!(script.contains(&format!("\nRO_IMAGE_BYTES={RO_IMAGE_BYTES}\n")));
+        let dom0_modules: Vec<&str> = DOM0_MODULES.iter().map(|(name, _)| *name).collect();
+        assert!(script.contains(&format!("\nUIO_MODULES=\"{}\"\n", dom0_modules.join(" "))));
+        // The DomU's words the script waits for, which its /init says.
+        assert!(script.contains(&format!("\nSPLIT_FAILED='{SPLIT_BLK_DOMU_FAILURE}'\n")));
+        assert!(DOMU_INIT.contains(&format!("say \"{SPLIT_BLK_DOMU_FAILURE}: $*\"")));
+        for (variable, said) in [
+            ("SPLIT_DONE='domu: split-blk done'", "say \"domu: split-blk done\""),
+            (
+                "SPLIT_WROTE='domu: split-blk wrote persist.txt (boot-1)'",
+                "say \"domu: split-blk wrote persist.txt ($SPLIT_BLK_TOKEN), synced\"",
+            ),
+            (
+                "SPLIT_PERSISTED='domu: split-blk persisted boot-1'",
+                "say \"domu: split-blk persisted $(cat /mnt/persist.txt)\"",
+            ),
+        ] {
+            assert!(script.contains(&format!("\n{variable}\n")), "{variable}");
+            assert!(DOMU_INIT.contains(said), "{said}");
+        }
+        assert!(DOMU_INIT.contains("\nSPLIT_BLK_TOKEN=boot-1\n"));
+        // The DomU's mode: the virtio drivers in load order, only there; the
+        // disks' sizes and the files xtask puts on vda.
+        assert!(DOMU_INIT.contains("    split-blk)\n        # "));
+        assert!(DOMU_INIT.contains(&format!("\nSPLIT_BLK_MODULES=\"{}\"\n", SPLIT_BLK_MODULES.join(" "))));
+        assert_eq!(
+            DOMU_INIT.matches("$SPLIT_BLK_MODULES").count(),
+            2,
+            "loaded in split_blk only"
+        );
+        assert_eq!((RW_SECTORS, RO_SECTORS), (SPLIT_BLK_RW_SECTORS, SPLIT_BLK_RO_SECTORS));
+        assert!(DOMU_INIT.contains(&format!("\nSPLIT_RW_SECTORS={RW_SECTORS}\n")));
+        assert!(DOMU_INIT.contains(&format!("\nSPLIT_RO_SECTORS={RO_SECTORS}\n")));
+        assert_eq!(
+            (DATA_FILE, DATA_SUM_FILE, RO_SUM_FILE),
+            ("data.bin", "data.sha256", "ro.sha256")
+        );
+        for needed in [
+            "sha256sum -c -s data.sha256",
+            "ro_sum=$(cat /mnt/ro.sha256 2> /dev/null)",
+            "echo 3 > /proc/sys/vm/drop_caches",
+            "dd if=/dev/zero of=/dev/vdb bs=512 count=1 conv=notrunc oflag=direct",
+            "iflag=direct",
+            "umount /mnt",
+        ] {
+            assert!(DOMU_INIT.contains(needed), "{needed}");
+        }
+        // Dom0's /init loads the backends' modules, in order, before any test runs.
+        let loads = INIT_SCRIPT
+            .find(&format!("for module in {}; do", dom0_modules.join(" ")))
+            .unwrap();
+        assert!(INIT_SCRIPT.contains("insmod \"/lib/modules/$module.ko\""));
+        assert!(loads < INIT_SCRIPT.find("if grep -qwF 'keel.test=1' /proc/cmdline").unwrap());
+        assert!(INIT_SCRIPT.contains(&format!("say \"{}", keel_boot_tests::cases::DOM0_MODULE_FAILURE)));
+        for module in &dom0_modules {
+            assert!(
+                has(&image, &super::super::domu_initramfs::module_path(module)),
+                "{module}"
+            );
+        }
+        // Create, then the first boot, the reboot and destroy, in that order.
+        let create = script.find("if run keel create \"$SPLIT_CONFIG\"; then").unwrap();
+        let reboot = script.find("if run keel reboot \"$SPLIT_DOMU\"; then").unwrap();
+        let destroy = script.find("destroy_domain \"$SPLIT_DOMU\"").unwrap();
+        assert!(create < reboot && reboot < destroy);
+        assert_eq!(SPLIT_BLK_STEPS.len(), 13);
+        assert!(SPLIT_BLK_FAILURES
+            .iter()
+            .all(|failure| failure.starts_with("dom0: split-blk ")));
+    }
+
+    #[test]
     fn the_bad_kernels_are_refused_with_a_reason() {
         for needed in [
             "kernel = \"/nonexistent/vmlinuz\"",
@@ -670,6 +856,7 @@ mod tests {
             (DOMU_FAULTS_TEST_FLAG, DOMU_FAULTS_TEST_PATH),
             (HOSTILE_TEST_FLAG, HOSTILE_TEST_PATH),
             (keel_boot_tests::dom0::PASSTHROUGH_TEST_FLAG, PASSTHROUGH_TEST_PATH),
+            (keel_boot_tests::dom0::SPLIT_BLK_TEST_FLAG, SPLIT_BLK_TEST_PATH),
         ] {
             let branch = format!("if grep -qwF '{flag}' /proc/cmdline; then\n    /{path}\n    poweroff -f\nfi\n");
             let at = INIT_SCRIPT

@@ -4,8 +4,8 @@
 //! on the kernel command line says, powers off, spins, writes an MSR in a
 //! loop, ticks, probes addresses outside its RAM, triple-faults, runs the
 //! hostile-guest load (`keel-stress hostile`), reads the disk of an assigned
-//! IDE controller (PCI passthrough), or starts a shell for `keel
-//! console`. Dom0's initramfs carries it as `/usr/lib/keel/domu-initrd.gz`. On top of the skeleton:
+//! IDE controller (PCI passthrough), checks its virtio-blk disks (the split
+//! block device), or starts a shell for `keel console`. Dom0's initramfs carries it as `/usr/lib/keel/domu-initrd.gz`. On top of the skeleton:
 //!
 //! | path in the DomU | what |
 //! |---|---|
@@ -14,6 +14,7 @@
 //! | `/lib/modules/evdev.ko` | input events as `/dev/input/event*`, which busybox acpid reads |
 //! | `/lib/modules/button.ko` | the ACPI power button driver (PNP0C0C) |
 //! | `/lib/modules/{scsi_common,scsi_mod,libata,ata_piix,sd_mod}.ko` | the IDE disk's drivers for PCI passthrough (`keel.domu=disk`): the PIIX3 IDE function's `ata_piix` on libata and the SCSI disk driver, in load order |
+//! | `/lib/modules/{virtio_ring,virtio,virtio_pci_legacy_dev,virtio_pci_modern_dev,virtio_pci,virtio_blk}.ko` | the virtio-blk driver on virtio-pci for the split block device (`keel.domu=split-blk`), in load order |
 //!
 //! The modules are the kernel's own (`kernel::DOMU_MODULES`, taken out of
 //! its Debian package with it); `/init` loads them with busybox `insmod`.
@@ -139,6 +140,12 @@ mod tests {
             ("lib/modules/scsi_common.ko", REGULAR_FILE | 0o644),
             ("lib/modules/scsi_mod.ko", REGULAR_FILE | 0o644),
             ("lib/modules/sd_mod.ko", REGULAR_FILE | 0o644),
+            ("lib/modules/virtio.ko", REGULAR_FILE | 0o644),
+            ("lib/modules/virtio_blk.ko", REGULAR_FILE | 0o644),
+            ("lib/modules/virtio_pci.ko", REGULAR_FILE | 0o644),
+            ("lib/modules/virtio_pci_legacy_dev.ko", REGULAR_FILE | 0o644),
+            ("lib/modules/virtio_pci_modern_dev.ko", REGULAR_FILE | 0o644),
+            ("lib/modules/virtio_ring.ko", REGULAR_FILE | 0o644),
             ("proc", DIRECTORY | 0o555),
             ("root", DIRECTORY | 0o700),
             ("sys", DIRECTORY | 0o555),
@@ -180,7 +187,7 @@ mod tests {
             ("msr.ko", |b| b.modules[0].1.push(0)),
             ("evdev.ko", |b| b.modules[1].1.push(0)),
             ("button.ko", |b| b.modules[2].1.push(0)),
-            ("sd_mod.ko", |b| b.modules.last_mut().unwrap().1.push(0)),
+            ("virtio_blk.ko", |b| b.modules.last_mut().unwrap().1.push(0)),
         ];
         for (what, change) in changed {
             let mut other = binaries();

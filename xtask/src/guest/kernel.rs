@@ -1,10 +1,11 @@
 //! Dom0's kernel: the current Debian cloud kernel (LZ4-compressed, about
 //! 10 s to userspace in Bochs, where the generic flavour's XZ needs a minute),
 //! cached as `target/guest/vmlinuz`, and the few of its modules the DomUs
-//! load ([`DOMU_MODULES`]), cached next to it in `target/guest/modules/`.
-//! Both come out of the one download of the kernel's Debian package, and
-//! each file's `.origin` note names the package version it came from: a
-//! module is used only with a note that names the kernel's own version.
+//! load ([`DOMU_MODULES`]) and Dom0 loads ([`DOM0_MODULES`]), cached next to
+//! it in `target/guest/modules/`. All come out of the one download of the
+//! kernel's Debian package, and each file's `.origin` note names the package
+//! version it came from: a module is used only with a note that names the
+//! kernel's own version.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -45,19 +46,60 @@ pub const DOMU_MODULES: &[(&str, &str)] = &[
     ("libata", "kernel/drivers/ata/libata.ko"),
     ("ata_piix", "kernel/drivers/ata/ata_piix.ko"),
     ("sd_mod", "kernel/drivers/scsi/sd_mod.ko"),
+    // The split block device (keel.domu=split-blk): virtio-blk disks behind
+    // virtio-pci functions (CONFIG_VIRTIO=m, CONFIG_VIRTIO_PCI=m with its
+    // legacy and modern device helpers, CONFIG_VIRTIO_BLK=m): /dev/vdX.
+    // The virtio core needs the ring code (virtio.ko: depends=virtio_ring).
+    ("virtio_ring", "kernel/drivers/virtio/virtio_ring.ko"),
+    ("virtio", "kernel/drivers/virtio/virtio.ko"),
+    (
+        "virtio_pci_legacy_dev",
+        "kernel/drivers/virtio/virtio_pci_legacy_dev.ko",
+    ),
+    (
+        "virtio_pci_modern_dev",
+        "kernel/drivers/virtio/virtio_pci_modern_dev.ko",
+    ),
+    ("virtio_pci", "kernel/drivers/virtio/virtio_pci.ko"),
+    ("virtio_blk", "kernel/drivers/block/virtio_blk.ko"),
+];
+
+/// The kernel modules Dom0's initramfs carries besides `msr` (which it
+/// takes from [`DOMU_MODULES`]), as `/lib/modules/<name>.ko`, in load order
+/// like those; Dom0's `/init` (`xtask/guest/init.sh`) loads them early. The
+/// virtio backends `keel create` starts drive Keel's management function
+/// from userspace: `uio` (CONFIG_UIO=m) and `uio_pci_generic`, which a
+/// backend binds the function to (its interrupt as /dev/uioN).
+pub const DOM0_MODULES: &[(&str, &str)] = &[
+    ("uio", "kernel/drivers/uio/uio.ko"),
+    ("uio_pci_generic", "kernel/drivers/uio/uio_pci_generic.ko"),
 ];
 
 /// The modules `keel.domu=disk` loads (`xtask/guest/domu-init.sh`), in
-/// this order: the tail of [`DOMU_MODULES`] (the tests check both).
+/// this order: a run of [`DOMU_MODULES`] (the tests check both).
 #[cfg(test)]
 pub const DISK_MODULES: &[&str] = &["scsi_common", "scsi_mod", "libata", "ata_piix", "sd_mod"];
 
-/// The cached kernel and its DomU modules.
+/// The modules `keel.domu=split-blk` loads (`xtask/guest/domu-init.sh`), in
+/// this order: the tail of [`DOMU_MODULES`] (the tests check both).
+#[cfg(test)]
+pub const SPLIT_BLK_MODULES: &[&str] = &[
+    "virtio_ring",
+    "virtio",
+    "virtio_pci_legacy_dev",
+    "virtio_pci_modern_dev",
+    "virtio_pci",
+    "virtio_blk",
+];
+
+/// The cached kernel and its modules.
 pub struct Kernel {
     /// `target/guest/vmlinuz`.
     pub image: PathBuf,
     /// `(name, target/guest/modules/<name>.ko)`, in [`DOMU_MODULES`]' order.
     pub modules: Vec<(&'static str, PathBuf)>,
+    /// The same for [`DOM0_MODULES`].
+    pub dom0_modules: Vec<(&'static str, PathBuf)>,
 }
 
 /// `target/guest/modules/`.
@@ -65,19 +107,26 @@ fn modules_dir(layout: &Layout) -> PathBuf {
     layout.guest_dir().join("modules")
 }
 
-fn module_paths(layout: &Layout) -> Vec<(&'static str, PathBuf)> {
+/// `(name, target/guest/modules/<name>.ko)` of each module in `list`.
+fn module_paths(layout: &Layout, list: &[(&'static str, &str)]) -> Vec<(&'static str, PathBuf)> {
     let dir = modules_dir(layout);
-    DOMU_MODULES
-        .iter()
+    list.iter()
         .map(|(name, _)| (*name, dir.join(format!("{name}.ko"))))
         .collect()
 }
 
-/// The cached kernel's origin, when it and every DomU module are cached
-/// from that same package version.
+/// Both lists' modules: the DomUs', then Dom0's.
+fn all_module_paths(layout: &Layout) -> Vec<(&'static str, PathBuf)> {
+    let mut paths = module_paths(layout, DOMU_MODULES);
+    paths.extend(module_paths(layout, DOM0_MODULES));
+    paths
+}
+
+/// The cached kernel's origin, when it and every module (the DomUs' and
+/// Dom0's) are cached from that same package version.
 fn cached(layout: &Layout) -> Option<String> {
     let origin = cached_origin(&layout.dom0_kernel())?;
-    module_paths(layout)
+    all_module_paths(layout)
         .iter()
         .all(|(_, module)| cached_origin(module).as_deref() == Some(origin.as_str()))
         .then_some(origin)
@@ -88,19 +137,21 @@ pub fn is_cached(layout: &Layout) -> bool {
     cached(layout).is_some()
 }
 
-/// Fetches the kernel and its DomU modules unless they are cached; returns
-/// their paths. A kernel cached without its modules (a cache from before
-/// xtask kept them) gets them from exactly its own package version.
+/// Fetches the kernel and its modules unless they are cached; returns
+/// their paths. A kernel cached without all of its modules (a cache from
+/// before xtask kept them, or before a module joined a list) gets them from
+/// exactly its own package version.
 pub fn ensure(layout: &Layout) -> Result<Kernel> {
     let kernel = Kernel {
         image: layout.dom0_kernel(),
-        modules: module_paths(layout),
+        modules: module_paths(layout, DOMU_MODULES),
+        dom0_modules: module_paths(layout, DOM0_MODULES),
     };
     fs::create_dir_all(modules_dir(layout))
         .with_context(|| format!("cannot create {}", modules_dir(layout).display()))?;
     if let Some(origin) = cached(layout) {
         say!(
-            "Dom0 kernel: {origin} (cached in {}, its DomU modules in {})",
+            "Dom0 kernel: {origin} (cached in {}, its DomU and Dom0 modules in {})",
             kernel.image.display(),
             modules_dir(layout).display()
         );
@@ -108,10 +159,10 @@ pub fn ensure(layout: &Layout) -> Result<Kernel> {
     }
     if let Some(origin) = cached_origin(&kernel.image) {
         let (package, version) = package_and_version(&origin)?;
-        say!("Dom0 kernel: {origin} is cached, its DomU modules are not: taking them from the same package");
+        say!("Dom0 kernel: {origin} is cached, not all of its modules are: taking them from the same package");
         fetch(layout, &kernel, package, Some(version), false).with_context(|| {
             format!(
-                "cannot get the DomU modules of the cached kernel {origin}; delete {} to fetch the current kernel \
+                "cannot get the modules of the cached kernel {origin}; delete {} to fetch the current kernel \
                  and its modules",
                 kernel.image.display()
             )
@@ -131,21 +182,25 @@ pub fn ensure(layout: &Layout) -> Result<Kernel> {
     Ok(kernel)
 }
 
-/// Takes the DomU modules, and the kernel itself when `with_image`, out of
-/// one download of `package` (`version`, when given), checks them and
-/// writes their origin notes.
+/// Takes the modules (the DomUs' and Dom0's), and the kernel itself when
+/// `with_image`, out of one download of `package` (`version`, when given),
+/// checks them and writes their origin notes.
 fn fetch(layout: &Layout, kernel: &Kernel, package: &str, version: Option<&str>, with_image: bool) -> Result<()> {
     let release = release_of(package)?;
     let image_in_package = format!("boot/vmlinuz-{release}");
     let modules_in_package: Vec<String> = DOMU_MODULES
         .iter()
+        .chain(DOM0_MODULES)
         .map(|(_, path)| module_in_package(release, path))
         .collect();
     let mut files: Vec<(&str, &Path)> = Vec::new();
     if with_image {
         files.push((&image_in_package, &kernel.image));
     }
-    for (in_package, (_, module)) in modules_in_package.iter().zip(&kernel.modules) {
+    for (in_package, (_, module)) in modules_in_package
+        .iter()
+        .zip(kernel.modules.iter().chain(&kernel.dom0_modules))
+    {
         files.push((in_package, module));
     }
     // No note survives a fetch that does not finish.
@@ -164,13 +219,16 @@ fn fetch(layout: &Layout, kernel: &Kernel, package: &str, version: Option<&str>,
     for (_, file) in &files {
         write_origin(file, &extracted.origin)?;
     }
-    let module_bytes: u64 = kernel
-        .modules
-        .iter()
-        .filter_map(|(_, module)| fs::metadata(module).ok())
-        .map(|metadata| metadata.len())
-        .sum();
-    let names: Vec<&str> = kernel.modules.iter().map(|(name, _)| *name).collect();
+    let module_bytes = |modules: &[(&str, PathBuf)]| -> u64 {
+        modules
+            .iter()
+            .filter_map(|(_, module)| fs::metadata(module).ok())
+            .map(|metadata| metadata.len())
+            .sum()
+    };
+    let names = |modules: &[(&str, PathBuf)]| -> String {
+        modules.iter().map(|(name, _)| *name).collect::<Vec<_>>().join(", ")
+    };
     if with_image {
         let image_bytes = fs::metadata(&kernel.image).map(|metadata| metadata.len()).unwrap_or(0);
         say!(
@@ -181,9 +239,11 @@ fn fetch(layout: &Layout, kernel: &Kernel, package: &str, version: Option<&str>,
         );
     }
     say!(
-        "DomU modules {} ({} KiB) of {} in {}",
-        names.join(", "),
-        module_bytes >> 10,
+        "DomU modules {} ({} KiB) and Dom0 modules {} ({} KiB) of {} in {}",
+        names(&kernel.modules),
+        module_bytes(&kernel.modules) >> 10,
+        names(&kernel.dom0_modules),
+        module_bytes(&kernel.dom0_modules) >> 10,
         extracted.origin,
         modules_dir(layout).display()
     );
@@ -195,9 +255,16 @@ fn check_fetched(kernel: &Kernel, release: &str, with_image: bool) -> Result<()>
         let image = read(&kernel.image)?;
         check_bzimage(&image).context("the kernel")?;
     }
-    for (index, (name, module)) in kernel.modules.iter().enumerate() {
-        let loaded_before: Vec<&str> = kernel.modules[..index].iter().map(|(name, _)| *name).collect();
-        check_module(&read(module)?, name, release, &loaded_before).with_context(|| format!("{name}.ko"))?;
+    // Each list is loaded by itself, in its own order (`insmod`, one by one).
+    for (list, modules) in [
+        ("DOMU_MODULES", &kernel.modules),
+        ("DOM0_MODULES", &kernel.dom0_modules),
+    ] {
+        for (index, (name, module)) in modules.iter().enumerate() {
+            let loaded_before: Vec<&str> = modules[..index].iter().map(|(name, _)| *name).collect();
+            check_module(&read(module)?, name, release, &loaded_before)
+                .with_context(|| format!("{name}.ko (kernel::{list})"))?;
+        }
     }
     Ok(())
 }
@@ -231,10 +298,11 @@ fn package_and_version(origin: &str) -> Result<(&str, &str)> {
     }
 }
 
-/// A module the DomU's `insmod` can load into this kernel after the modules
-/// `loaded_before`: an ELF file named `name` whose `vermagic` names
-/// `release`, needing no module but those (busybox's insmod resolves no
-/// dependencies; `depends=` lists only modules, never what is built in).
+/// A module a guest's `insmod` can load into this kernel after the modules
+/// `loaded_before` (those before it in its list): an ELF file named `name`
+/// whose `vermagic` names `release`, needing no module but those (busybox's
+/// insmod resolves no dependencies; `depends=` lists only modules, never
+/// what is built in).
 fn check_module(module: &[u8], name: &str, release: &str, loaded_before: &[&str]) -> Result<()> {
     if !module.starts_with(b"\x7fELF") {
         bail!("not an ELF file");
@@ -255,7 +323,7 @@ fn check_module(module: &[u8], name: &str, release: &str, loaded_before: &[&str]
         .collect();
     if !missing.is_empty() {
         bail!(
-            "needs the modules {} loaded before it (kernel::DOMU_MODULES loads {} first)",
+            "needs the modules {} loaded before it (its list loads {} first)",
             missing.join(","),
             if loaded_before.is_empty() {
                 "nothing".to_string()
@@ -334,6 +402,7 @@ mod tests {
         let release = release_of(package).unwrap();
         let paths: Vec<String> = DOMU_MODULES
             .iter()
+            .chain(DOM0_MODULES)
             .map(|(_, path)| module_in_package(release, path))
             .collect();
         assert_eq!(
@@ -347,6 +416,14 @@ mod tests {
                 "lib/modules/6.1.0-57-cloud-amd64/kernel/drivers/ata/libata.ko",
                 "lib/modules/6.1.0-57-cloud-amd64/kernel/drivers/ata/ata_piix.ko",
                 "lib/modules/6.1.0-57-cloud-amd64/kernel/drivers/scsi/sd_mod.ko",
+                "lib/modules/6.1.0-57-cloud-amd64/kernel/drivers/virtio/virtio_ring.ko",
+                "lib/modules/6.1.0-57-cloud-amd64/kernel/drivers/virtio/virtio.ko",
+                "lib/modules/6.1.0-57-cloud-amd64/kernel/drivers/virtio/virtio_pci_legacy_dev.ko",
+                "lib/modules/6.1.0-57-cloud-amd64/kernel/drivers/virtio/virtio_pci_modern_dev.ko",
+                "lib/modules/6.1.0-57-cloud-amd64/kernel/drivers/virtio/virtio_pci.ko",
+                "lib/modules/6.1.0-57-cloud-amd64/kernel/drivers/block/virtio_blk.ko",
+                "lib/modules/6.1.0-57-cloud-amd64/kernel/drivers/uio/uio.ko",
+                "lib/modules/6.1.0-57-cloud-amd64/kernel/drivers/uio/uio_pci_generic.ko",
             ]
         );
         for bad in [
@@ -363,7 +440,7 @@ mod tests {
     #[test]
     fn the_modules_are_cached_under_guest_modules() {
         let layout = Layout::new(PathBuf::from("/t"));
-        let paths = module_paths(&layout);
+        let paths = module_paths(&layout, DOMU_MODULES);
         assert_eq!(
             paths,
             [
@@ -375,8 +452,31 @@ mod tests {
                 ("libata", PathBuf::from("/t/guest/modules/libata.ko")),
                 ("ata_piix", PathBuf::from("/t/guest/modules/ata_piix.ko")),
                 ("sd_mod", PathBuf::from("/t/guest/modules/sd_mod.ko")),
+                ("virtio_ring", PathBuf::from("/t/guest/modules/virtio_ring.ko")),
+                ("virtio", PathBuf::from("/t/guest/modules/virtio.ko")),
+                (
+                    "virtio_pci_legacy_dev",
+                    PathBuf::from("/t/guest/modules/virtio_pci_legacy_dev.ko")
+                ),
+                (
+                    "virtio_pci_modern_dev",
+                    PathBuf::from("/t/guest/modules/virtio_pci_modern_dev.ko")
+                ),
+                ("virtio_pci", PathBuf::from("/t/guest/modules/virtio_pci.ko")),
+                ("virtio_blk", PathBuf::from("/t/guest/modules/virtio_blk.ko")),
             ]
         );
+        assert_eq!(
+            module_paths(&layout, DOM0_MODULES),
+            [
+                ("uio", PathBuf::from("/t/guest/modules/uio.ko")),
+                ("uio_pci_generic", PathBuf::from("/t/guest/modules/uio_pci_generic.ko")),
+            ]
+        );
+        // No module is in both lists: one file each.
+        for (name, _) in DOM0_MODULES {
+            assert!(!DOMU_MODULES.iter().any(|(domu, _)| domu == name), "{name}");
+        }
     }
 
     #[test]
@@ -389,12 +489,23 @@ mod tests {
         fs::write(layout.dom0_kernel(), b"bzImage").unwrap();
         write_origin(&layout.dom0_kernel(), origin).unwrap();
         assert!(!is_cached(&layout), "no modules yet");
-        for (_, module) in module_paths(&layout) {
+        for (_, module) in all_module_paths(&layout) {
             fs::write(&module, b"\x7fELF").unwrap();
             write_origin(&module, origin).unwrap();
         }
         assert_eq!(cached(&layout).as_deref(), Some(origin));
-        let (_, msr) = &module_paths(&layout)[0];
+        // A cache from before Dom0's modules (or a new DomU module) joined
+        // the lists: not cached, so `ensure` takes them from this version.
+        for (_, module) in [
+            module_paths(&layout, DOM0_MODULES).pop().unwrap(),
+            module_paths(&layout, DOMU_MODULES).pop().unwrap(),
+        ] {
+            fs::remove_file(origin_path(&module)).unwrap();
+            assert!(!is_cached(&layout), "{} without its note", module.display());
+            write_origin(&module, origin).unwrap();
+            assert!(is_cached(&layout));
+        }
+        let (_, msr) = &module_paths(&layout, DOMU_MODULES)[0];
         write_origin(msr, "linux-image-6.1.0-57-cloud-amd64 6.1.192-2").unwrap();
         assert!(!is_cached(&layout), "a module of another version");
         write_origin(msr, origin).unwrap();
@@ -478,27 +589,70 @@ mod tests {
         ("libata", "scsi_mod,scsi_common"),
         ("ata_piix", "libata"),
         ("sd_mod", "scsi_mod"),
+        ("virtio_ring", ""),
+        ("virtio", "virtio_ring"),
+        ("virtio_pci_legacy_dev", ""),
+        ("virtio_pci_modern_dev", ""),
+        (
+            "virtio_pci",
+            "virtio_ring,virtio_pci_modern_dev,virtio_pci_legacy_dev,virtio",
+        ),
+        ("virtio_blk", "virtio,virtio_ring"),
     ];
+
+    /// The same for Dom0's modules.
+    const DEBIAN_DOM0_DEPENDS: &[(&str, &str)] = &[("uio", ""), ("uio_pci_generic", "uio")];
+
+    const RELEASE: &str = "6.1.0-57-cloud-amd64";
+
+    /// A module file as Debian's, for `name`.
+    fn debian_module(name: &str) -> Vec<u8> {
+        let (_, depends) = DEBIAN_DEPENDS
+            .iter()
+            .chain(DEBIAN_DOM0_DEPENDS)
+            .find(|(module, _)| *module == name)
+            .unwrap_or_else(|| panic!("{name} is not among Debian's modules here"));
+        module(&format!("depends={depends};name={name};vermagic={RELEASE} SMP "))
+    }
+
+    /// Every module of `list` (in `depends`' order) loads after those before it.
+    fn loads_in_dependency_order(list: &[(&str, &str)], depends: &[(&str, &str)]) {
+        let names: Vec<&str> = list.iter().map(|(name, _)| *name).collect();
+        assert_eq!(names, depends.iter().map(|(name, _)| *name).collect::<Vec<_>>());
+        for (index, (name, depends)) in depends.iter().enumerate() {
+            let file = debian_module(name);
+            check_module(&file, name, RELEASE, &names[..index]).unwrap();
+            // Loaded first, anything with dependencies fails.
+            if !depends.is_empty() {
+                assert!(check_module(&file, name, RELEASE, &[]).is_err(), "{name}");
+            }
+        }
+        // Each path ends in the module's own name.
+        for (name, path) in list {
+            assert!(path.ends_with(&format!("/{name}.ko")), "{path}");
+        }
+    }
 
     #[test]
     fn the_domu_modules_load_in_dependency_order() {
+        loads_in_dependency_order(DOMU_MODULES, DEBIAN_DEPENDS);
         let names: Vec<&str> = DOMU_MODULES.iter().map(|(name, _)| *name).collect();
-        assert_eq!(names, DEBIAN_DEPENDS.iter().map(|(name, _)| *name).collect::<Vec<_>>());
-        let release = "6.1.0-57-cloud-amd64";
-        for (index, (name, depends)) in DEBIAN_DEPENDS.iter().enumerate() {
-            let file = module(&format!("depends={depends};name={name};vermagic={release} SMP "));
-            check_module(&file, name, release, &names[..index]).unwrap();
-            // Loaded first, anything with dependencies fails.
-            if !depends.is_empty() {
-                assert!(check_module(&file, name, release, &[]).is_err(), "{name}");
+        // keel.domu=disk and keel.domu=split-blk each load a run of the
+        // list, in its order and by itself: each module after every module
+        // it needs within that run.
+        for mode in [DISK_MODULES, SPLIT_BLK_MODULES] {
+            let start = names.iter().position(|name| *name == mode[0]).unwrap();
+            assert_eq!(&names[start..start + mode.len()], mode);
+            for (index, name) in mode.iter().enumerate() {
+                check_module(&debian_module(name), name, RELEASE, &mode[..index]).unwrap();
             }
         }
-        // keel.domu=disk loads the tail of the list, in its order.
-        assert_eq!(&names[names.len() - DISK_MODULES.len()..], DISK_MODULES);
-        // Each path ends in the module's own name.
-        for (name, path) in DOMU_MODULES {
-            assert!(path.ends_with(&format!("/{name}.ko")), "{path}");
-        }
+        assert_eq!(&names[names.len() - SPLIT_BLK_MODULES.len()..], SPLIT_BLK_MODULES);
+    }
+
+    #[test]
+    fn the_dom0_modules_load_in_dependency_order() {
+        loads_in_dependency_order(DOM0_MODULES, DEBIAN_DOM0_DEPENDS);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The guest images, cached in `target/guest/`: the Debian cloud kernel
-//! (with the few modules DomUs load, in `target/guest/modules/`), busybox,
-//! the DomU initramfs, and Dom0's initramfs, built around busybox, our
-//! /init and Dom0's `keel` tool with what DomUs boot from.
+//! (with the few modules DomUs and Dom0 load, in `target/guest/modules/`),
+//! busybox, the DomU initramfs, the split block device test's disk images,
+//! and Dom0's initramfs, built around busybox, our /init and Dom0's `keel`
+//! tool with what DomUs boot from.
 
 mod busybox;
 mod debian;
@@ -10,6 +11,7 @@ mod domu_initramfs;
 mod elf;
 mod initramfs;
 mod kernel;
+mod split_disks;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -20,9 +22,10 @@ use crate::workspace::Workspace;
 use crate::{cargo, prerequisites};
 
 /// Fetches and builds whatever of Dom0's kernel and initramfs is missing or
-/// out of date (Dom0's `keel` tool and the DomU initramfs first: Dom0's
-/// initramfs carries them, and `keel-stress` and `msr.ko` for its own
-/// hostile run; the DomU initramfs in turn carries `keel-stress` and the
+/// out of date (Dom0's `keel` tool, the DomU initramfs and the split block
+/// device test's disks first: Dom0's initramfs carries them, and
+/// `keel-stress` and `msr.ko` for its own hostile run and the kernel's Dom0
+/// modules; the DomU initramfs in turn carries `keel-stress` and the
 /// kernel's DomU modules); afterwards `layout.dom0_kernel()`,
 /// `layout.domu_initrd()` and `layout.dom0_initrd()` exist.
 pub fn ensure_dom0_images(workspace: &Workspace) -> Result<()> {
@@ -48,12 +51,16 @@ pub fn ensure_dom0_images(workspace: &Workspace) -> Result<()> {
         .find(|(name, _)| *name == "msr")
         .map(|(_, path)| path.clone())
         .context("msr.ko is not among the kernel's DomU modules")?;
+    let split_disks = split_disks::ensure(layout)?;
     let payload = dom0_initramfs::Payload {
         keel: &keel,
         kernel: &kernel.image,
         domu_initrd: &domu_initrd,
         stress: &stress,
         msr_module: &msr_module,
+        dom0_modules: &kernel.dom0_modules,
+        split_rw_disk: &split_disks.rw,
+        split_ro_disk: &split_disks.ro,
     };
     dom0_initramfs::ensure(layout, &busybox, &payload)?;
     Ok(())
