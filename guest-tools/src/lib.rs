@@ -6,6 +6,9 @@
 //! keel-stress wrmsr MSR COUNT|forever [VALUE]      write MSR in a tight loop
 //! keel-stress hostile --seed N [--seconds S] [--rounds R] [--skip GROUPS]
 //!                                                  a hostile guest (see [`hostile`])
+//! keel-stress virtio-hostile PCI-ADDRESS [--wait S] [--seed N]
+//!                                                  a misbehaving virtio-blk frontend
+//!                                                  (see [`virtio_hostile`])
 //! ```
 //!
 //! `wrmsr` writes through the `msr` driver (`/dev/cpu/0/msr`, module
@@ -28,6 +31,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 pub mod hostile;
+pub mod virtio_hostile;
 
 /// The `msr` driver's device for the first CPU.
 pub const MSR_DEVICE: &str = "/dev/cpu/0/msr";
@@ -36,13 +40,18 @@ pub const USAGE: &str = "\
 usage: keel-stress spin [SECONDS]
        keel-stress wrmsr MSR COUNT|forever [VALUE|tsc+CYCLES]
        keel-stress hostile --seed N [--seconds S] [--rounds R] [--skip GROUP,...]
+       keel-stress virtio-hostile PCI-ADDRESS [--wait S] [--seed N]
 MSR, VALUE and CYCLES are decimal or 0x hex; wrmsr needs /dev/cpu/0/msr (insmod msr.ko).
 hostile runs for S seconds (default 60) or R rounds, whichever ends first; its
 GROUPs are cpuid, msr, port, mem, vmcall, tf, tf-string, ac, db and string; it needs
-root, /dev/cpu/0/msr (msr.ko), iopl (else /dev/port) and /dev/mem.";
+root, /dev/cpu/0/msr (msr.ko), iopl (else /dev/port) and /dev/mem.
+virtio-hostile drives the virtio-blk function at PCI-ADDRESS (0000:00:05.0) from
+user space with broken requests and rings, and checks that the device recovers;
+it needs root, unbinds the function's driver and waits at most S seconds (default
+10) for each answer; N seeds its ring rewrite.";
 
 /// What to do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mode {
     /// Keep the CPU busy, forever or for this long.
     Spin { duration: Option<Duration> },
@@ -50,6 +59,8 @@ pub enum Mode {
     Wrmsr { msr: u32, count: Option<u64>, value: Value },
     /// Misbehave against the hypervisor (`hostile`).
     Hostile(hostile::Options),
+    /// Misbehave against a virtio-blk backend (`virtio-hostile`).
+    VirtioHostile(virtio_hostile::Options),
 }
 
 /// What each write stores.
@@ -137,6 +148,9 @@ pub fn parse(args: &[String]) -> Result<Mode, UsageError> {
             Ok(Mode::Wrmsr { msr, count, value })
         }
         ["hostile", rest @ ..] => hostile::Options::parse(rest).map(Mode::Hostile).map_err(usage),
+        ["virtio-hostile", rest @ ..] => virtio_hostile::Options::parse(rest)
+            .map(Mode::VirtioHostile)
+            .map_err(usage),
         [] => Err(usage("no mode given")),
         [mode, ..] => Err(usage(format!("unknown mode or wrong arguments: `{mode}`"))),
     }
@@ -272,6 +286,39 @@ mod tests {
         );
         assert!(parse(&args("hostile")).is_err());
         assert!(parse(&args("hostile --seed 1 --skip nothing")).is_err());
+    }
+
+    #[test]
+    fn virtio_hostile_takes_a_pci_address() {
+        let options = |device: &str, wait: u64, seed: u64| {
+            Ok(Mode::VirtioHostile(virtio_hostile::Options {
+                device: device.to_string(),
+                wait: Duration::from_secs(wait),
+                seed,
+            }))
+        };
+        assert_eq!(
+            parse(&args("virtio-hostile 0000:00:05.0")),
+            options("0000:00:05.0", 10, 1)
+        );
+        assert_eq!(parse(&args("virtio-hostile 00:1F.7")), options("0000:00:1f.7", 10, 1));
+        assert_eq!(
+            parse(&args("virtio-hostile --wait 60 0000:00:04.0 --seed 0x10")),
+            options("0000:00:04.0", 60, 16)
+        );
+        for bad in [
+            "virtio-hostile",
+            "virtio-hostile 0000:00:05",
+            "virtio-hostile 0000:00:20.0",
+            "virtio-hostile 0000:00:05.8",
+            "virtio-hostile 0:00:05.0",
+            "virtio-hostile 0000:00:05.0 0000:00:06.0",
+            "virtio-hostile 0000:00:05.0 --wait 0",
+            "virtio-hostile 0000:00:05.0 --wait",
+            "virtio-hostile 0000:00:05.0 --rounds 3",
+        ] {
+            assert!(parse(&args(bad)).is_err(), "{bad}");
+        }
     }
 
     #[test]

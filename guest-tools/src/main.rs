@@ -7,6 +7,8 @@ use std::process::ExitCode;
 use keel_guest_tools::{open_msr_device, parse, spin, wrmsr_loop, Mode, MSR_DEVICE, USAGE};
 
 mod hostile_ops;
+mod mapped;
+mod virtio_hostile_ops;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -55,6 +57,11 @@ fn main() -> ExitCode {
         }
         Mode::Hostile(options) => {
             if !hostile_ops::run(options, &say) {
+                return ExitCode::FAILURE;
+            }
+        }
+        Mode::VirtioHostile(options) => {
+            if !virtio_hostile_ops::run(&options, &say) {
                 return ExitCode::FAILURE;
             }
         }

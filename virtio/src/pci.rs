@@ -976,7 +976,11 @@ impl VirtioPciFunction {
     }
 
     fn reset(&mut self) {
-        self.resetting = Some(self.status);
+        // From status 0 there is nothing a backend could be using (queues
+        // are enabled only after FEATURES_OK): the reset is complete at
+        // once. Linux's probe resets a fresh device and goes straight on to
+        // ACKNOWLEDGE, which a pending reset would ignore.
+        self.resetting = (self.status != 0).then_some(self.status);
         self.status = 0;
         self.device_feature_select = 0;
         self.driver_feature_select = 0;

@@ -367,6 +367,17 @@ fn reset_waits_for_the_backend() {
 }
 
 #[test]
+fn a_reset_from_status_0_is_complete_at_once() {
+    // Linux's probe: reset a fresh device, then ACKNOWLEDGE right away.
+    let mut f = function();
+    assert_eq!(write(&mut f, common::DEVICE_STATUS, 1, 0), Effect::Reset);
+    assert!(!f.reset_pending());
+    assert_eq!(read(&mut f, common::DEVICE_STATUS, 1), 0);
+    write(&mut f, common::DEVICE_STATUS, 1, u64::from(ACKNOWLEDGE));
+    assert_eq!(read(&mut f, common::DEVICE_STATUS, 1), u64::from(ACKNOWLEDGE));
+}
+
+#[test]
 fn queue_registers() {
     let mut f = function();
     negotiate(&mut f, FEATURES);
