@@ -19,6 +19,7 @@ pub mod console;
 pub mod create;
 pub mod device;
 pub mod output;
+pub mod switch;
 mod sys;
 pub mod top;
 pub mod transport;

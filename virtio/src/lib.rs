@@ -24,6 +24,7 @@ pub mod blk;
 pub mod chain;
 pub mod fuzzing;
 pub mod memory;
+pub mod net;
 pub mod pci;
 pub mod queue;
 #[cfg(test)]
