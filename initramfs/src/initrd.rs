@@ -113,7 +113,8 @@ pub fn read_initrd(initrd: &[u8]) -> io::Result<InitrdLayout> {
 }
 
 /// `data` gzip-compressed at the best level (reproducible: no name, no time).
-pub(crate) fn gzip(data: &[u8]) -> io::Result<Vec<u8>> {
+/// `data` as one gzip stream (best compression).
+pub fn gzip(data: &[u8]) -> io::Result<Vec<u8>> {
     let mut encoder = GzEncoder::new(Vec::new(), Compression::best());
     encoder.write_all(data)?;
     encoder.finish()

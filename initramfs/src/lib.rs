@@ -32,5 +32,5 @@ mod path;
 
 pub use archive::{Initramfs, DEFAULT_DIRECTORY_MODE};
 pub use error::InitramfsError;
-pub use initrd::{read_initrd, Archives, InitrdLayout, ARCHIVE_ALIGNMENT};
+pub use initrd::{gzip, read_initrd, Archives, InitrdLayout, ARCHIVE_ALIGNMENT};
 pub use path::MAX_PATH_LEN;

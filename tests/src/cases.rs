@@ -692,6 +692,7 @@ pub const SPLIT_BLK_STEPS: &[&str] = &[
     "dom0: split-blk created domu-split-blk",
     "dom0: split-blk backend running",
     "dom0: split-blk first boot checked both disks",
+    "dom0: split-blk backend survived the hostile frontend",
     "dom0: split-blk writes reached split-rw.ext4",
     "dom0: split-blk rebooted domu-split-blk",
     "dom0: split-blk second boot found the write persisted",
@@ -710,6 +711,7 @@ pub const SPLIT_BLK_FAILURES: &[&str] = &[
     "dom0: split-blk create failed",
     "dom0: split-blk backend not running",
     "dom0: split-blk first boot failed",
+    "dom0: split-blk backend did not survive the hostile frontend",
     "dom0: split-blk writes not in the image",
     "dom0: split-blk reboot failed",
     "dom0: split-blk persistence failed",
@@ -760,8 +762,15 @@ fn split_blk_domu_lines(first: bool) -> Vec<String> {
         format!(r"\] domu: split-blk vdb is read-only with {SPLIT_BLK_RO_SECTORS} sectors"),
         r"\] domu: split-blk vdb matches ro\.sha256: [0-9a-f]{64}  -".to_string(),
         r"\] domu: split-blk vdb write refused \(.*\), contents unchanged".to_string(),
-        r"\] domu: split-blk done".to_string(),
     ]);
+    if first {
+        lines.extend([
+            r"\] domu: split-blk hostile frontend on vdb \(0000:00:[0-9a-f]{2}\.[0-7]\): 9 scenarios survived, 9 ok"
+                .to_string(),
+            r"\] domu: split-blk vda still served after the hostile frontend".to_string(),
+        ]);
+    }
+    lines.push(r"\] domu: split-blk done".to_string());
     lines
 }
 
@@ -1351,6 +1360,14 @@ keel: dom0 finished
         } else {
             "persisted boot-1"
         };
+        let hostile = if first {
+            format!(
+                "[   {at}.303000] domu: split-blk hostile frontend on vdb (0000:00:05.0): 9 scenarios survived, 9 ok\r\n\
+                 [   {at}.306000] domu: split-blk vda still served after the hostile frontend\r\n"
+            )
+        } else {
+            String::new()
+        };
         format!(
             "\
 --- split-blk: its virtio disks ---
@@ -1370,7 +1387,7 @@ keel: dom0 finished
 [   {at}.280000] domu: split-blk vdb is read-only with 2048 sectors\r
 [   {at}.290000] domu: split-blk vdb matches ro.sha256: {sum}  -\r
 [   {at}.300000] domu: split-blk vdb write refused (dd: error writing '/dev/vdb': Operation not permitted), contents unchanged\r
-[   {at}.310000] domu: split-blk done\r
+{hostile}[   {at}.310000] domu: split-blk done\r
 ---
 ",
             vda = function(4, 0),
@@ -1394,6 +1411,7 @@ keel: domain 1 (domu-split-blk): created, 96 MiB
 [   63.000000] dom0: split-blk created domu-split-blk (id 1)
 [   63.500000] dom0: split-blk backend running: 2 keel process(es): 120: /bin/keel backend blk 1 0
 {first}[  180.000000] dom0: split-blk first boot checked both disks: big.bin (4 MiB) read back intact after drop_caches: 12 write requests (8300 sectors), 40 read requests
+[  180.500000] dom0: split-blk backend survived the hostile frontend: hostile frontend on vdb (0000:00:05.0): 9 scenarios survived, 9 ok
 [  181.000000] dom0: split-blk writes reached split-rw.ext4: mount count 0 -> 1, lifetime writes 1176 -> 5400 KiB
 dom0# keel reboot domu-split-blk
 keel: domain 1: rebooting

@@ -405,6 +405,7 @@ split_blk() {
             return
         fi
         say "domu: split-blk wrote persist.txt ($SPLIT_BLK_TOKEN), synced"
+        split_blk_first_boot=1
     fi
     # Large writes: the block layer merges them into requests of many
     # segments. Compared with the original (in /tmp, RAM the page cache
@@ -475,7 +476,41 @@ split_blk() {
     fi
     rm -f /tmp/split-blk-vdb /tmp/split-blk-vdb-after
     say "domu: split-blk vdb write refused (${refusal:-dd failed}), contents unchanged"
+    if [ -n "$split_blk_first_boot" ]; then
+        split_blk_hostile || return
+    fi
     say "domu: split-blk done"
+}
+
+# A misbehaving frontend (first boot only): `keel-stress virtio-hostile`
+# takes vdb's function from its driver and hands the device malformed
+# chains (loops, indices and addresses out of range, indirect tables it
+# did not negotiate, a ring rewritten under the backend, a write to the
+# read-only disk), checking after each that a reset brings the device back;
+# then vda, on the same backend, must still serve its data.
+split_blk_hostile() {
+    vdb_pci=$(readlink -f /sys/block/vdb | grep -oE '[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]' | tail -n 1)
+    if ! keel-stress virtio-hostile "$vdb_pci" > /tmp/split-blk-hostile 2>&1; then
+        while IFS= read -r line; do
+            say "domu: split-blk hostile: $line"
+        done < /tmp/split-blk-hostile
+        split_blk_failed "keel-stress virtio-hostile $vdb_pci: $(grep -m 1 FAILED /tmp/split-blk-hostile)"
+        return 1
+    fi
+    scenarios=$(grep -cE 'virtio-hostile [a-z-]+ (ok|skipped)' /tmp/split-blk-hostile)
+    say "domu: split-blk hostile frontend on vdb ($vdb_pci): $scenarios scenarios survived, $(grep -c 'virtio-hostile [a-z-]* ok' /tmp/split-blk-hostile) ok"
+    if ! mount -t ext4 -o ro /dev/vda /mnt; then
+        split_blk_failed "mount -o ro /dev/vda after the hostile frontend"
+        return 1
+    fi
+    echo 3 > /proc/sys/vm/drop_caches
+    if ! (cd /mnt && sha256sum -c data.sha256 > /dev/null 2>&1); then
+        umount /mnt
+        split_blk_failed "vda's data.bin no longer matches after the hostile frontend"
+        return 1
+    fi
+    umount /mnt
+    say "domu: split-blk vda still served after the hostile frontend"
 }
 
 case "$mode" in
@@ -561,6 +596,7 @@ case "$mode" in
             sleep 60
         done
         ;;
+    bench-io) /lib/keel/domu-bench-io.sh ;;
     "") ;;
     *)
         say "domu: unknown keel.domu=$mode, starting a shell"

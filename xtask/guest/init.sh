@@ -9,8 +9,9 @@
 # `hostile`, `passthrough` or `split-blk` it runs those checks
 # (/usr/lib/keel/*-test.sh) and powers off;
 # with `keel.test=domu-bench` it times one DomU
-# boot for `bench boot` and powers off; otherwise it starts a shell on the
-# console.
+# boot for `bench boot`, with `keel.test=bench-io` it measures the split
+# block driver for `bench io` (/usr/lib/keel/bench-io.sh), and powers off;
+# otherwise it starts a shell on the console.
 
 # --install needs /proc/self/exe to find the binary its links point to.
 /bin/busybox mount -t proc proc /proc
@@ -157,6 +158,14 @@ if grep -qwF 'keel.test=domu-bench' /proc/cmdline; then
         say "dom0: domu-bench failed: keel create status $?"
     fi
     say "dom0: domu-bench done"
+    poweroff -f
+fi
+
+# `cargo xtask bench io` (xtask/src/commands/bench/io.rs): sequential reads
+# of one image file natively and from a DomU through virtio-blk, with Keel's
+# exit counters around the DomU's read (bench-io.sh).
+if grep -qwF 'keel.test=bench-io' /proc/cmdline; then
+    /usr/lib/keel/bench-io.sh
     poweroff -f
 fi
 

@@ -135,6 +135,11 @@ pub enum Benchmark {
         #[arg(long, value_enum)]
         only: Option<BootPart>,
     },
+    /// Sequential reads of one image file from a DomU through the split
+    /// block driver (virtio-blk, Dom0's backend) and natively in Dom0:
+    /// prints the `split-blk` and `split-net` lines (one boot, several
+    /// minutes in Bochs).
+    Io,
 }
 
 /// The parts of `bench boot`.
@@ -203,6 +208,18 @@ mod tests {
         };
         assert!(dom0);
         assert_eq!(linux_cmdline, "quiet");
+    }
+
+    #[test]
+    fn bench_io_parses() {
+        let cli = Cli::try_parse_from(["xtask", "bench", "io"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Bench {
+                benchmark: Benchmark::Io
+            }
+        ));
+        assert!(Cli::try_parse_from(["xtask", "bench", "io", "--only", "domu"]).is_err());
     }
 
     #[test]

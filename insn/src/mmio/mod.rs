@@ -13,8 +13,8 @@ mod gpr;
 mod instruction;
 mod register_update;
 
-pub use decode::decode_mmio;
 pub(crate) use decode::decode_first;
+pub use decode::decode_mmio;
 pub use error::DecodeError;
 pub use gpr::Gpr;
 pub use iced_x86::Mnemonic;

@@ -19,7 +19,8 @@
 //! | `/bin/keel-stress`, `/lib/modules/msr.ko` | the load generator (`guest-tools`, static) and the kernel's `msr` driver, for Dom0's own hostile run |
 //! | `/lib/modules/{uio,uio_pci_generic}.ko` | the kernel's modules for the virtio backends (`kernel::DOM0_MODULES`), which `/init` loads |
 //! | `/usr/lib/keel/split-blk-test.sh`, `/etc/keel/domu-split-blk.toml` | the split block device checks `keel.test=split-blk` runs, and the config of their DomU (two disks) |
-//! | `/var/lib/keel/split-rw.ext4`, `/var/lib/keel/split-ro.img` | that DomU's disk images (`split_disks`) |
+//! | `/usr/lib/keel/bench-io.sh`, `/etc/keel/domu-bench-io.toml` | `cargo xtask bench io`'s Dom0 side, which `keel.test=bench-io` runs, and its DomU's config (the ext4 image read-only) |
+//! | `/var/lib/keel/split-rw.ext4.gz`, `/var/lib/keel/split-ro.img` | that DomU's disk images (`split_disks`); the ext4 image gzip-compressed as a file, which split-blk-test.sh unpacks, so that the other tests' Dom0s do not pay for unpacking 16 MiB |
 //!
 //! The file is two archives back to back (`keel_initramfs::Archives`):
 //! everything but the DomU kernel and initramfs and the read-only split
@@ -72,6 +73,10 @@ const DOMU_DISK_CONFINED_CONFIG: &str = include_str!("../../guest/domu-disk-conf
 /// `keel.test=split-blk`) and their DomU's config.
 const SPLIT_BLK_TEST_SCRIPT: &str = include_str!("../../guest/split-blk-test.sh");
 const DOMU_SPLIT_BLK_CONFIG: &str = include_str!("../../guest/domu-split-blk.toml");
+/// `bench io`'s Dom0 side (init.sh runs it with `keel.test=bench-io`) and
+/// its DomU's config.
+const BENCH_IO_SCRIPT: &str = include_str!("../../guest/bench-io.sh");
+const DOMU_BENCH_IO_CONFIG: &str = include_str!("../../guest/domu-bench-io.toml");
 /// busybox's `su` reads these itself; the DomU checks run `keel` as nobody.
 const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n";
 const GROUP: &str = "root:x:0:\nnogroup:x:65534:\n";
@@ -98,9 +103,14 @@ const DOMU_DISK_CONFIG_PATH: &str = "etc/keel/domu-disk.toml";
 const DOMU_DISK_CONFINED_CONFIG_PATH: &str = "etc/keel/domu-disk-confined.toml";
 const SPLIT_BLK_TEST_PATH: &str = "usr/lib/keel/split-blk-test.sh";
 const DOMU_SPLIT_BLK_CONFIG_PATH: &str = "etc/keel/domu-split-blk.toml";
+const BENCH_IO_PATH: &str = "usr/lib/keel/bench-io.sh";
+const DOMU_BENCH_IO_CONFIG_PATH: &str = "etc/keel/domu-bench-io.toml";
 /// The split-blk DomU's disk images (its config names these paths).
+#[cfg(test)]
 const SPLIT_RW_DISK_PATH: &str = super::split_disks::RW_IMAGE_PATH;
 const SPLIT_RO_DISK_PATH: &str = super::split_disks::RO_IMAGE_PATH;
+/// Where the read-write image travels, compressed.
+const SPLIT_RW_DISK_GZ_PATH: &str = "var/lib/keel/split-rw.ext4.gz";
 /// Where Dom0's own hostile run finds its tools (the DomUs' paths too).
 const STRESS_PATH: &str = super::domu_initramfs::STRESS_PATH;
 const MODULES_DIR: &str = super::domu_initramfs::MODULES_DIR;
@@ -134,7 +144,8 @@ struct Binaries {
     msr_module: Vec<u8>,
     /// `(name, contents)` of each module, in `kernel::DOM0_MODULES`' order.
     dom0_modules: Vec<(&'static str, Vec<u8>)>,
-    split_rw_disk: Vec<u8>,
+    /// The read-write image, gzip-compressed.
+    split_rw_disk_gz: Vec<u8>,
     split_ro_disk: Vec<u8>,
 }
 
@@ -163,7 +174,8 @@ pub fn ensure(layout: &Layout, busybox: &Path, payload: &Payload) -> Result<Path
             .iter()
             .map(|(name, path)| Ok((*name, read(path)?)))
             .collect::<Result<Vec<_>>>()?,
-        split_rw_disk: read(payload.split_rw_disk)?,
+        split_rw_disk_gz: keel_initramfs::gzip(&read(payload.split_rw_disk)?)
+            .context("compressing the split-blk ext4 image")?,
         split_ro_disk: read(payload.split_ro_disk)?,
     };
     let initrd = layout.dom0_initrd();
@@ -215,8 +227,11 @@ fn dom0_initramfs(init_script: &str, binaries: Binaries) -> Result<Initramfs> {
         )?
         .file(SPLIT_BLK_TEST_PATH, 0o755, SPLIT_BLK_TEST_SCRIPT.as_bytes())?
         .file(DOMU_SPLIT_BLK_CONFIG_PATH, 0o644, DOMU_SPLIT_BLK_CONFIG.as_bytes())?
-        // Mostly zeros: gzip shrinks it to about 1 MiB.
-        .file(SPLIT_RW_DISK_PATH, 0o644, binaries.split_rw_disk)?
+        .file(BENCH_IO_PATH, 0o755, BENCH_IO_SCRIPT.as_bytes())?
+        .file(DOMU_BENCH_IO_CONFIG_PATH, 0o644, DOMU_BENCH_IO_CONFIG.as_bytes())?
+        // Mostly zeros: gzip shrinks it to about 1 MiB; a gzip file, not
+        // an archive member, so that only the test that needs it unpacks it.
+        .stored_file(SPLIT_RW_DISK_GZ_PATH, 0o644, binaries.split_rw_disk_gz)?
         // Pseudo-random bytes gzip cannot shrink: stored.
         .stored_file(SPLIT_RO_DISK_PATH, 0o644, binaries.split_ro_disk)?
         .file("etc/passwd", 0o644, PASSWD.as_bytes())?
@@ -249,7 +264,7 @@ mod tests {
                 .iter()
                 .map(|(name, _)| (*name, format!("\x7fELF {name}.ko").into_bytes()))
                 .collect(),
-            split_rw_disk: b"ext4 image".to_vec(),
+            split_rw_disk_gz: b"ext4 image".to_vec(),
             split_ro_disk: b"read-only image".to_vec(),
         }
     }
@@ -271,6 +286,7 @@ mod tests {
             ("etc", DIRECTORY | 0o755),
             ("etc/group", REGULAR_FILE | 0o644),
             ("etc/keel", DIRECTORY | 0o755),
+            ("etc/keel/domu-bench-io.toml", REGULAR_FILE | 0o644),
             ("etc/keel/domu-disk-confined.toml", REGULAR_FILE | 0o644),
             ("etc/keel/domu-disk.toml", REGULAR_FILE | 0o644),
             ("etc/keel/domu-hostile.toml", REGULAR_FILE | 0o644),
@@ -297,6 +313,7 @@ mod tests {
             ("usr", DIRECTORY | 0o755),
             ("usr/lib", DIRECTORY | 0o755),
             ("usr/lib/keel", DIRECTORY | 0o755),
+            ("usr/lib/keel/bench-io.sh", REGULAR_FILE | 0o755),
             ("usr/lib/keel/domu-faults-test.sh", REGULAR_FILE | 0o755),
             ("usr/lib/keel/domu-initrd.gz", REGULAR_FILE | 0o644),
             ("usr/lib/keel/domu-lib.sh", REGULAR_FILE | 0o644),
@@ -310,7 +327,7 @@ mod tests {
             ("var/lib", DIRECTORY | 0o755),
             ("var/lib/keel", DIRECTORY | 0o755),
             ("var/lib/keel/split-ro.img", REGULAR_FILE | 0o644),
-            ("var/lib/keel/split-rw.ext4", REGULAR_FILE | 0o644),
+            ("var/lib/keel/split-rw.ext4.gz", REGULAR_FILE | 0o644),
         ];
         let expected: Vec<(String, u32)> = expected.iter().map(|(name, mode)| (name.to_string(), *mode)).collect();
         let mut found = members(&image());
@@ -319,7 +336,12 @@ mod tests {
     }
 
     /// What goes into the uncompressed archive: what gzip cannot shrink.
-    const STORED: [&str; 3] = [DOMU_INITRD_PATH, DOMU_KERNEL_PATH, SPLIT_RO_DISK_PATH];
+    const STORED: [&str; 4] = [
+        DOMU_INITRD_PATH,
+        DOMU_KERNEL_PATH,
+        SPLIT_RO_DISK_PATH,
+        SPLIT_RW_DISK_GZ_PATH,
+    ];
 
     #[test]
     fn only_the_domu_images_and_the_read_only_disk_are_stored_uncompressed() {
@@ -335,7 +357,7 @@ mod tests {
             .cloned()
             .collect();
         assert_eq!(compressed, rest);
-        assert!(has(&image, SPLIT_RW_DISK_PATH));
+        assert!(has(&image, SPLIT_RW_DISK_GZ_PATH));
         for directory in ["usr", "usr/lib", "usr/lib/keel", "var", "var/lib", "var/lib/keel"] {
             assert!(
                 compressed.contains(&(directory.to_string(), DIRECTORY | 0o755)),
@@ -471,7 +493,7 @@ mod tests {
             ("msr.ko", |b| b.msr_module.push(0)),
             ("uio.ko", |b| b.dom0_modules[0].1.push(0)),
             ("uio_pci_generic.ko", |b| b.dom0_modules[1].1.push(0)),
-            ("the ext4 disk", |b| b.split_rw_disk.push(0)),
+            ("the ext4 disk", |b| b.split_rw_disk_gz.push(0)),
             ("the read-only disk", |b| b.split_ro_disk.push(0)),
         ];
         for (what, change) in changed {
@@ -751,7 +773,7 @@ mod tests {
             config.disk.as_deref(),
             Some(&[format!("/{SPLIT_RW_DISK_PATH},rw"), format!("/{SPLIT_RO_DISK_PATH},ro")][..])
         );
-        for path in [SPLIT_RW_DISK_PATH, SPLIT_RO_DISK_PATH, DOMU_SPLIT_BLK_CONFIG_PATH] {
+        for path in [SPLIT_RW_DISK_GZ_PATH, SPLIT_RO_DISK_PATH, DOMU_SPLIT_BLK_CONFIG_PATH] {
             assert!(has(&image, path), "{path}");
         }
         // The script names the same files, sizes and domain.
@@ -825,7 +847,7 @@ mod tests {
         let reboot = script.find("if run keel reboot \"$SPLIT_DOMU\"; then").unwrap();
         let destroy = script.find("destroy_domain \"$SPLIT_DOMU\"").unwrap();
         assert!(create < reboot && reboot < destroy);
-        assert_eq!(SPLIT_BLK_STEPS.len(), 13);
+        assert_eq!(SPLIT_BLK_STEPS.len(), 14);
         assert!(SPLIT_BLK_FAILURES
             .iter()
             .all(|failure| failure.starts_with("dom0: split-blk ")));
@@ -938,5 +960,93 @@ mod tests {
             .unwrap()
             .split(' ')
             .any(|word| word == "reboot=t"));
+    }
+
+    #[test]
+    fn the_bench_io_scripts_agree_on_the_domu_its_disk_and_the_image() {
+        use super::super::domu_initramfs::{
+            module_path, BENCH_IO_PATH as DOMU_BENCH_IO_PATH, BENCH_IO_SCRIPT as DOMU_BENCH_IO_SCRIPT,
+            INIT_SCRIPT as DOMU_INIT,
+        };
+        use super::super::kernel::SPLIT_BLK_MODULES;
+        use super::super::split_disks::{RW_IMAGE_BYTES, RW_SECTORS};
+        let image = image();
+        let script = BENCH_IO_SCRIPT;
+        assert!(script.starts_with("#!/bin/busybox sh\n"));
+        assert!(DOMU_BENCH_IO_SCRIPT.starts_with("#!/bin/busybox sh\n"));
+        // The DomU: one disk, Dom0's ext4 image read-only, and the bench-io mode.
+        let config = config(DOMU_BENCH_IO_CONFIG);
+        assert_eq!(config.name, "domu-bench-io");
+        assert_eq!(config.memory, u64::from(DOMU_MEMORY_MIB));
+        assert_eq!(config.vcpus, Some(1));
+        assert_eq!(config.kernel, format!("/{DOMU_KERNEL_PATH}"));
+        assert_eq!(config.initrd, Some(format!("/{DOMU_INITRD_PATH}")));
+        assert_eq!(config.on_poweroff.as_deref(), Some("destroy"));
+        assert_eq!(
+            config.cmdline.as_deref(),
+            Some("console=ttyS0 cryptomgr.notests keel.domu=bench-io")
+        );
+        assert_eq!(config.disk.as_deref(), Some(&[format!("/{SPLIT_RW_DISK_PATH},ro")][..]));
+        for path in [BENCH_IO_PATH, DOMU_BENCH_IO_CONFIG_PATH] {
+            assert!(has(&image, path), "{path}");
+        }
+        assert_eq!(mode_of(&image, BENCH_IO_PATH), REGULAR_FILE | 0o755);
+        // Dom0's script names the same config, domain, image and size.
+        assert!(script.contains(&format!("\nBENCH_CONFIG=/{DOMU_BENCH_IO_CONFIG_PATH} ")));
+        assert!(script.contains(&format!("\nBENCH_DOMU={}\n", config.name)));
+        assert!(script.contains(&format!("\nIMAGE=/{SPLIT_RW_DISK_PATH}\n")));
+        assert!(script.contains(&format!("\nIMAGE_BYTES={RW_IMAGE_BYTES}\n")));
+        // The image may come gzip-compressed; the script unpacks it then.
+        assert!(script.contains("gunzip -c \"$IMAGE.gz\" > \"$IMAGE\""));
+        assert!(script.contains(". /usr/lib/keel/domu-lib.sh\n"));
+        // The DomU's side: the virtio drivers in load order, the disk's size,
+        // the same block size and pause; the DomU's /init can run it.
+        assert!(DOMU_BENCH_IO_SCRIPT.contains(&format!("\nBENCH_IO_MODULES=\"{}\"\n", SPLIT_BLK_MODULES.join(" "))));
+        assert!(DOMU_BENCH_IO_SCRIPT.contains(&format!("insmod \"/{}\"", module_path("$module"))));
+        assert!(DOMU_BENCH_IO_SCRIPT.contains(&format!("\nBENCH_IO_SECTORS={RW_SECTORS}\n")));
+        for (dom0, domu) in [("BLOCK", "BENCH_IO_BLOCK"), ("BENCH_IO_PAUSE", "BENCH_IO_PAUSE")] {
+            let value = |text: &str, name: &str| {
+                text.lines()
+                    .find_map(|line| line.strip_prefix(&format!("{name}=")))
+                    .map(str::to_string)
+                    .unwrap_or_else(|| panic!("no {name}="))
+            };
+            assert_eq!(value(script, dom0), value(DOMU_BENCH_IO_SCRIPT, domu), "{dom0}");
+        }
+        assert_eq!(
+            DOMU_BENCH_IO_PATH, "lib/keel/domu-bench-io.sh",
+            "the path the bench-io branch of domu-init.sh runs"
+        );
+        if DOMU_INIT.contains("bench-io)") {
+            assert!(DOMU_INIT.contains(&format!("/{DOMU_BENCH_IO_PATH}")));
+        }
+        // Each line Dom0 waits for or types, the DomU says or waits for.
+        for (variable, said) in [
+            (
+                "READY='domu: bench-io ready'",
+                "say \"domu: bench-io ready warmup_bytes=",
+            ),
+            ("GO='domu: bench-io go'", "say \"domu: bench-io go\""),
+            ("RESULT='domu: bench-io result'", "say \"domu: bench-io result bytes="),
+            (
+                "DOMU_FAILED='domu: bench-io FAILED'",
+                "say \"domu: bench-io FAILED: $*\"",
+            ),
+            (
+                "OFF='domu: bench-io powering off'",
+                "say \"domu: bench-io powering off\"",
+            ),
+        ] {
+            assert!(script.contains(&format!("\n{variable}\n")), "{variable}");
+            assert!(DOMU_BENCH_IO_SCRIPT.contains(said), "{said}");
+        }
+        assert!(script.contains("printf 'go\\n' | keel console \"$BENCH_DOMU\" --until \"$GO\""));
+        assert!(DOMU_BENCH_IO_SCRIPT.contains("bench_io_wait_line go\n"));
+        assert!(script.contains("printf 'off\\n' | keel console \"$BENCH_DOMU\" --until \"$OFF\""));
+        assert!(DOMU_BENCH_IO_SCRIPT.contains("bench_io_wait_line off\n"));
+        // Dom0's /init runs it, by its whole flag.
+        let branch = "if grep -qwF 'keel.test=bench-io' /proc/cmdline; then\n    /usr/lib/keel/bench-io.sh\n    poweroff -f\nfi\n";
+        assert!(INIT_SCRIPT.contains(branch));
+        assert_eq!(format!("/{BENCH_IO_PATH}"), "/usr/lib/keel/bench-io.sh");
     }
 }

@@ -15,6 +15,7 @@
 //! | `/lib/modules/button.ko` | the ACPI power button driver (PNP0C0C) |
 //! | `/lib/modules/{scsi_common,scsi_mod,libata,ata_piix,sd_mod}.ko` | the IDE disk's drivers for PCI passthrough (`keel.domu=disk`): the PIIX3 IDE function's `ata_piix` on libata and the SCSI disk driver, in load order |
 //! | `/lib/modules/{virtio_ring,virtio,virtio_pci_legacy_dev,virtio_pci_modern_dev,virtio_pci,virtio_blk}.ko` | the virtio-blk driver on virtio-pci for the split block device (`keel.domu=split-blk`), in load order |
+//! | `/lib/keel/domu-bench-io.sh` | the DomU side of `cargo xtask bench io` (`xtask/guest/domu-bench-io.sh`), which `/init` runs with `keel.domu=bench-io` |
 //!
 //! The modules are the kernel's own (`kernel::DOMU_MODULES`, taken out of
 //! its Debian package with it); `/init` loads them with busybox `insmod`.
@@ -32,10 +33,13 @@ use super::kernel::Kernel;
 
 /// DomU's /init.
 pub const INIT_SCRIPT: &str = include_str!("../../guest/domu-init.sh");
+/// The DomU side of `bench io`; /init runs it with `keel.domu=bench-io`.
+pub const BENCH_IO_SCRIPT: &str = include_str!("../../guest/domu-bench-io.sh");
 
 /// Where the DomU files lie (domu-init.sh names these paths).
 pub const STRESS_PATH: &str = "bin/keel-stress";
 pub const MODULES_DIR: &str = "lib/modules";
+pub const BENCH_IO_PATH: &str = "lib/keel/domu-bench-io.sh";
 
 /// `lib/modules/<name>.ko`.
 pub fn module_path(name: &str) -> String {
@@ -90,6 +94,8 @@ fn domu_initramfs(init_script: &str, binaries: Binaries) -> Result<Initramfs> {
     image
         .directory("lib", 0o755)?
         .directory(MODULES_DIR, 0o755)?
+        .directory("lib/keel", 0o755)?
+        .file(BENCH_IO_PATH, 0o755, BENCH_IO_SCRIPT.as_bytes())?
         .file(STRESS_PATH, 0o755, binaries.stress)?;
     for (name, module) in binaries.modules {
         image.file(&module_path(name), 0o644, module)?;
@@ -131,6 +137,8 @@ mod tests {
             ("dev/null", CHAR_DEVICE | 0o666),
             ("init", REGULAR_FILE | 0o755),
             ("lib", DIRECTORY | 0o755),
+            ("lib/keel", DIRECTORY | 0o755),
+            ("lib/keel/domu-bench-io.sh", REGULAR_FILE | 0o755),
             ("lib/modules", DIRECTORY | 0o755),
             ("lib/modules/ata_piix.ko", REGULAR_FILE | 0o644),
             ("lib/modules/button.ko", REGULAR_FILE | 0o644),

@@ -30,6 +30,8 @@ use crate::{prerequisites, say};
 
 /// Where Dom0 has the images (`xtask/guest/domu-split-blk.toml` and
 /// `split-blk-test.sh` name these paths).
+/// (Unpacked there by the scripts from `RW_IMAGE_PATH.gz`.)
+#[cfg(test)]
 pub const RW_IMAGE_PATH: &str = "var/lib/keel/split-rw.ext4";
 pub const RO_IMAGE_PATH: &str = "var/lib/keel/split-ro.img";
 

@@ -179,24 +179,24 @@ fn bare_linux_cmdline(linux_cmdline: &str, tsc_mhz: f64) -> String {
     format!("{linux_cmdline} tsc_early_khz={}", (tsc_mhz * 1000.0).round() as u64)
 }
 
-/// One measured boot.
-struct Run<'a> {
-    name: &'static str,
-    machine: Machine,
-    timeout: Duration,
+/// One measured boot (`bench io` boots through it too).
+pub(super) struct Run<'a> {
+    pub name: &'static str,
+    pub machine: Machine,
+    pub timeout: Duration,
     /// Stop as soon as this appears (else when the emulator exits).
-    finish: Option<&'a Marker>,
+    pub finish: Option<&'a Marker>,
     /// The run counts only if this appeared: the guest got to its end.
-    done: &'a str,
+    pub done: &'a str,
     /// Fail the run, besides `FAILURE_MARKERS`.
-    failures: &'a [&'a str],
+    pub failures: &'a [&'a str],
 }
 
 impl Run<'_> {
     /// Boots `iso` until the emulator exits (bare Bochs on ACPI power-off,
     /// Keel with `exit=emulator`), `finish` appears, a failure marker
     /// appears, or the time-out; the emulator is stopped in every case.
-    fn boot(&self, layout: &Layout, iso: &Path) -> Result<RunOutcome> {
+    pub fn boot(&self, layout: &Layout, iso: &Path) -> Result<RunOutcome> {
         let name = self.name;
         say!(
             "booting {name} in {} (timeout {} s)",
@@ -233,7 +233,7 @@ impl Run<'_> {
 }
 
 /// An error naming the run's problem, after the end of its serial log.
-fn failure(outcome: &RunOutcome, name: &str, problem: &str) -> anyhow::Error {
+pub(super) fn failure(outcome: &RunOutcome, name: &str, problem: &str) -> anyhow::Error {
     for line in tail_lines(&outcome.serial_log, 40) {
         eprintln!("  | {line}");
     }

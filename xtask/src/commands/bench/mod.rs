@@ -3,6 +3,7 @@
 
 mod boot;
 mod exits;
+mod io;
 mod serial;
 
 use anyhow::Result;
@@ -14,5 +15,6 @@ pub fn run(workspace: &Workspace, benchmark: Benchmark) -> Result<()> {
     match benchmark {
         Benchmark::Exits { iterations } => exits::run(workspace, iterations),
         Benchmark::Boot { only } => boot::run(workspace, only),
+        Benchmark::Io => io::run(workspace),
     }
 }
