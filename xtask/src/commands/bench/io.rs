@@ -54,7 +54,7 @@ const DONE_MARKER: &str = "dom0: bench-io done";
 /// The exit kinds `keel list --json` counts besides the total.
 const EXIT_KINDS: [&str; 5] = ["io", "mmio", "msr", "halt", "timer"];
 /// Printed after the split-blk line: there is no paravirtual network yet.
-const SPLIT_NET_LINE: &str = "split-net: not measured (virtio-net is not built yet)";
+const SPLIT_NET_LINE: &str = "split-net: not measured (no virtio-net backend in Dom0 yet)";
 
 /// Dom0's Linux command line for the measurement.
 fn linux_cmdline() -> String {
@@ -659,7 +659,7 @@ domu-bench-io: domu: bench-io ready warmup_bytes=2097152 warmup_ns=3000000000 st
 
     #[test]
     fn the_split_net_line_says_why_there_is_no_figure() {
-        assert_eq!(SPLIT_NET_LINE, "split-net: not measured (virtio-net is not built yet)");
+        assert_eq!(SPLIT_NET_LINE, "split-net: not measured (no virtio-net backend in Dom0 yet)");
     }
 
     #[test]
