@@ -770,6 +770,10 @@ fn split_blk_domu_lines(first: bool) -> Vec<String> {
             r"\] domu: split-blk vda still served after the hostile frontend".to_string(),
         ]);
     }
+    if !first {
+        // Dom0 destroys it with requests in flight.
+        lines.push(r"\] domu: split-blk reading vda until destroyed".to_string());
+    }
     lines.push(r"\] domu: split-blk done".to_string());
     lines
 }
@@ -1360,6 +1364,11 @@ keel: dom0 finished
         } else {
             "persisted boot-1"
         };
+        let reading = if first {
+            String::new()
+        } else {
+            format!("[   {at}.308000] domu: split-blk reading vda until destroyed\r\n")
+        };
         let hostile = if first {
             format!(
                 "[   {at}.303000] domu: split-blk hostile frontend on vdb (0000:00:05.0): 9 scenarios survived, 9 ok\r\n\
@@ -1387,7 +1396,7 @@ keel: dom0 finished
 [   {at}.280000] domu: split-blk vdb is read-only with 2048 sectors\r
 [   {at}.290000] domu: split-blk vdb matches ro.sha256: {sum}  -\r
 [   {at}.300000] domu: split-blk vdb write refused (dd: error writing '/dev/vdb': Operation not permitted), contents unchanged\r
-{hostile}[   {at}.310000] domu: split-blk done\r
+{hostile}{reading}[   {at}.310000] domu: split-blk done\r
 ---
 ",
             vda = function(4, 0),

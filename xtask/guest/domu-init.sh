@@ -478,6 +478,9 @@ split_blk() {
     say "domu: split-blk vdb write refused (${refusal:-dd failed}), contents unchanged"
     if [ -n "$split_blk_first_boot" ]; then
         split_blk_hostile || return
+    else
+        (while :; do dd if=/dev/vda of=/dev/null bs=65536 iflag=direct 2> /dev/null; done) &
+        say "domu: split-blk reading vda until destroyed"
     fi
     say "domu: split-blk done"
 }
@@ -590,7 +593,9 @@ case "$mode" in
         ;;
     split-blk)
         # The split block device (Dom0's split-blk-test.sh watches it, and
-        # reboots the domain with `keel reboot`).
+        # reboots the domain with `keel reboot`; after the second boot the
+        # DomU keeps reading vda, so Dom0 destroys it with requests in
+        # flight).
         split_blk
         while :; do
             sleep 60

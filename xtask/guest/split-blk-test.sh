@@ -39,7 +39,8 @@
 #             then passes every check again;
 #  kernels    Dom0's dmesg and the DomU's console show no BUG, Oops, panic,
 #             WARNING or lockup;
-#  destroy    destroying domu-split-blk gives all memory back and leaves no
+#  destroy    destroying domu-split-blk (while its second boot keeps reading
+#             vda: requests in flight) gives all memory back and leaves no
 #             backend behind; the read-only image file is unchanged.
 #
 # Every step says one `dom0: split-blk ...` line through the kernel log,
