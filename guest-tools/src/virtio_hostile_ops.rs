@@ -215,7 +215,12 @@ fn prepare_config(path: &Path) -> Result<Capabilities, String> {
     let caps = parse_capabilities(&bytes)?;
     if let Some(msix) = caps.msix {
         let at = usize::from(msix) + MSIX_CONTROL;
-        let control = u16::from_le_bytes([bytes[at], bytes[at + 1]]);
+        let Some(&[low, high]) = bytes.get(at..at + 2) else {
+            return Err(format!(
+                "the MSI-X capability at {msix:#x} runs past configuration space"
+            ));
+        };
+        let control = u16::from_le_bytes([low, high]);
         if control & MSIX_ENABLE != 0 {
             write(at, control & !MSIX_ENABLE)?;
         }

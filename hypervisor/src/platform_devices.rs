@@ -1013,6 +1013,7 @@ mod tests {
 
     #[test]
     fn a_virtio_device_is_probed_kicked_and_interrupts_through_msi_x() {
+        use keel_abi::mgmt::virtio::{control_bit, kick_bit};
         use keel_virtio::features::VIRTIO_F_VERSION_1;
         use keel_virtio::pci::{common, CAP_MSIX, MSIX_TABLE_OFFSET};
         use keel_virtio::status::{ACKNOWLEDGE, DRIVER, DRIVER_OK, FEATURES_OK};
@@ -1082,6 +1083,29 @@ mod tests {
         platform.mmio_write(LOCAL_APIC_BASE + 0xf0, 4, 0x1ff);
         assert!(platform.signal_virtio_queue(address, 0));
         assert_eq!(platform.pending_interrupt(), Some(0x51));
+        // As the backend sees them: two kicks coalesce into device 0's kick
+        // bit; nothing is left for the next call.
+        platform.port_write(VIRTIO_NOTIFY_PORT_BASE, 2, 0);
+        platform.port_write(VIRTIO_NOTIFY_PORT_BASE, 2, 0);
+        assert!(platform.has_virtio_effects());
+        assert_eq!(platform.take_virtio_notifications(true), kick_bit(0));
+        assert!(!platform.has_virtio_effects());
+        assert_eq!(platform.take_virtio_notifications(true), 0);
+        // A reset is a control bit and waits for the backend...
+        platform.mmio_write(common(common::DEVICE_STATUS), 1, 0);
+        assert_eq!(platform.take_virtio_notifications(true), control_bit(0));
+        assert!(platform.virtio_transport(0).unwrap().reset_pending());
+        platform.virtio_transport(0).unwrap().complete_reset();
+        // ...unless there is none: then it completes at once.
+        let features_ok = u64::from(ACKNOWLEDGE | DRIVER | FEATURES_OK);
+        platform.mmio_write(common(common::DRIVER_FEATURE_SELECT), 4, 1);
+        platform.mmio_write(common(common::DRIVER_FEATURE), 4, VIRTIO_F_VERSION_1 >> 32);
+        platform.mmio_write(common(common::DEVICE_STATUS), 1, features_ok);
+        let _ = platform.take_virtio_notifications(false);
+        platform.mmio_write(common(common::DEVICE_STATUS), 1, 0);
+        assert_eq!(platform.take_virtio_notifications(false), 0);
+        assert!(!platform.virtio_transport(0).unwrap().reset_pending());
+        assert_eq!(platform.mmio_read(common(common::DEVICE_STATUS), 1), 0);
     }
 
     #[test]

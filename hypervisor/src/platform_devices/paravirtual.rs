@@ -3,6 +3,7 @@
 //! the backend's state queries and completions; in Dom0, the management
 //! function's memory window and its notification slots.
 
+use keel_abi::mgmt::virtio::{control_bit, kick_bit, MAX_DEVICES};
 use keel_devices::mgmt_pci::MgmtFunction;
 use keel_devices::pci_host::PciAddress;
 use keel_virtio::pci::{Effect, Interrupt as VirtioInterrupt, VirtioPciFunction};
@@ -14,6 +15,37 @@ impl<H: PlatformHost> VirtualPlatform<H> {
     /// (checked after every port and MMIO exit: one length compare).
     pub fn has_virtio_effects(&self) -> bool {
         !self.virtio_effects.is_empty()
+    }
+
+    /// What the guest's accesses asked of its paravirtual devices, as
+    /// notification bits for their backend (ABI 1.3: kick bit `d` for a
+    /// queue kick of device `d`, control bit `16 + d` for a transport
+    /// change). Without a backend (`has_backend` false) a reset completes
+    /// at once: nothing else can be using the queues. Effects no backend
+    /// needs (configuration writes, released interrupts) are dropped. The
+    /// list keeps its capacity: a kick allocates nothing.
+    pub fn take_virtio_notifications(&mut self, has_backend: bool) -> u32 {
+        let mut bits = 0;
+        for index in 0..self.virtio_effects.len() {
+            let (address, effect) = self.virtio_effects[index];
+            let Some(device) = self.virtio_index(address).filter(|&device| device < MAX_DEVICES) else {
+                continue;
+            };
+            match effect {
+                Effect::QueueNotify(_) => bits |= kick_bit(device),
+                Effect::None | Effect::DeviceConfigWrite { .. } | Effect::InterruptsReleased => {}
+                Effect::Reset if !has_backend => {
+                    if let Some(transport) = self.virtio_transport(device) {
+                        transport.complete_reset();
+                    }
+                }
+                Effect::QueueEnabled(_) | Effect::StatusChanged { .. } | Effect::Reset | Effect::NeedsReset(_) => {
+                    bits |= control_bit(device);
+                }
+            }
+        }
+        self.virtio_effects.clear();
+        bits
     }
 
     /// How many paravirtual devices the domain has.

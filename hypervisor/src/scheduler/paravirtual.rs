@@ -5,10 +5,10 @@
 //! armed); a backend's completion becomes the DomU's MSI-X interrupt; the
 //! DomU's RAM appears in Dom0's memory window while the DomU holds it.
 
-use keel_abi::mgmt::virtio::{control_bit, kick_bit, window, MAX_DEVICES};
+use keel_abi::mgmt::virtio::{control_bit, window, MAX_DEVICES};
 use keel_abi::mgmt::{DomainId, DomainState, Status, VirtioDeviceState, VirtioQueueState, DOM0};
 use keel_hypervisor::management::{Failure, Outcome, VirtioCompletion, VirtioSpec, WindowGrant};
-use keel_virtio::pci::{Effect, FunctionConfig, VirtioPciFunction, MAX_MSIX_VECTORS};
+use keel_virtio::pci::{FunctionConfig, VirtioPciFunction, MAX_MSIX_VECTORS};
 
 use super::{vcpu_id, Scheduler};
 use crate::vplatform::VirtualPlatform;
@@ -29,32 +29,13 @@ impl Scheduler<'_> {
     }
 
     /// Passes what DomU `id`'s last access asked of its paravirtual
-    /// devices to their backend: kicks and transport changes as
-    /// notification bits. Without a backend (no window slot), a reset
-    /// completes at once: nothing else can be using the queues.
+    /// devices to their backend (`VirtualPlatform::take_virtio_notifications`).
     pub(super) fn route_virtio(&mut self, id: DomainId) {
         let slot = self.window_slot_of(id);
         let Some(platform) = self.platform_of(id) else {
             return;
         };
-        let mut bits = 0u32;
-        for (address, effect) in platform.take_virtio_effects() {
-            let Some(index) = platform.virtio_index(address).filter(|&index| index < MAX_DEVICES) else {
-                continue;
-            };
-            match effect {
-                Effect::QueueNotify(_) => bits |= kick_bit(index),
-                Effect::None | Effect::DeviceConfigWrite { .. } | Effect::InterruptsReleased => {}
-                Effect::Reset if slot.is_none() => {
-                    if let Some(transport) = platform.virtio_transport(index) {
-                        transport.complete_reset();
-                    }
-                }
-                Effect::QueueEnabled(_) | Effect::StatusChanged { .. } | Effect::Reset | Effect::NeedsReset(_) => {
-                    bits |= control_bit(index);
-                }
-            }
-        }
+        let bits = platform.take_virtio_notifications(slot.is_some());
         if let Some(slot) = slot.filter(|_| bits != 0) {
             self.notify_backend(slot, bits);
         }
