@@ -41,6 +41,8 @@
 # console when it has one), which fails the bench.
 
 . /usr/lib/keel/domu-lib.sh
+# tsc_hz: the rate Dom0's clock runs at.
+. /usr/lib/keel/tsc-hz.sh
 
 BENCH_CONFIG=/etc/keel/domu-bench-io.toml # domu-bench-io: keel.domu=bench-io, the image read-only
 BENCH_DOMU=domu-bench-io
@@ -75,30 +77,6 @@ failed() {
 # /proc/timer_list, "now at N nsecs"; shell builtins only, no process).
 stamp() {
     { read -r _ && read -r _ && read -r _ _ stamp_ns _; } < /proc/timer_list
-}
-
-# The TSC rate Dom0's clock runs at, in Hz (as domu-bench-io.sh finds it).
-tsc_hz() {
-    dmesg | awk '
-        /tsc: Refined TSC clocksource calibration: [0-9.]+ MHz/ {
-            refined = $0
-            sub(/.*calibration: /, "", refined)
-            sub(/ MHz.*/, "", refined)
-        }
-        /tsc: Detected [0-9.]+ MHz TSC/ && tsc == "" {
-            tsc = $0
-            sub(/.*Detected /, "", tsc)
-            sub(/ MHz.*/, "", tsc)
-        }
-        /tsc: Detected [0-9.]+ MHz processor/ && processor == "" {
-            processor = $0
-            sub(/.*Detected /, "", processor)
-            sub(/ MHz.*/, "", processor)
-        }
-        END {
-            mhz = refined != "" ? refined : (tsc != "" ? tsc : processor)
-            printf "%.0f\n", mhz * 1000000
-        }'
 }
 
 # Dom0's and the DomU's counters in the `keel list --json` output $1, one

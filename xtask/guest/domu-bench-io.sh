@@ -39,6 +39,9 @@
 
 export PATH=/bin
 
+# tsc_hz: the rate this kernel's clock runs at.
+. /lib/keel/tsc-hz.sh
+
 say() {
     echo "$*" > /dev/kmsg
 }
@@ -79,32 +82,6 @@ bench_io_stamp() {
 # (fields 1 and 3 of /sys/block/vda/stat: reads completed, sectors read).
 bench_io_stat() {
     read -r bench_io_reads _ bench_io_sectors _ < "/sys/block/$BENCH_IO_DISK/stat"
-}
-
-# The TSC rate the kernel's clock runs at, in Hz: its refined calibration if
-# it made one, else the TSC rate it detected, else the processor's; 0 when
-# the log holds none.
-bench_io_tsc_hz() {
-    dmesg | awk '
-        /tsc: Refined TSC clocksource calibration: [0-9.]+ MHz/ {
-            refined = $0
-            sub(/.*calibration: /, "", refined)
-            sub(/ MHz.*/, "", refined)
-        }
-        /tsc: Detected [0-9.]+ MHz TSC/ && tsc == "" {
-            tsc = $0
-            sub(/.*Detected /, "", tsc)
-            sub(/ MHz.*/, "", tsc)
-        }
-        /tsc: Detected [0-9.]+ MHz processor/ && processor == "" {
-            processor = $0
-            sub(/.*Detected /, "", processor)
-            sub(/ MHz.*/, "", processor)
-        }
-        END {
-            mhz = refined != "" ? refined : (tsc != "" ? tsc : processor)
-            printf "%.0f\n", mhz * 1000000
-        }'
 }
 
 # Reads the disk: $1 blocks of BENCH_IO_BLOCK bytes, O_DIRECT (count=0
@@ -153,7 +130,7 @@ start=$bench_io_ns
 bench_io_dd 0 || bench_io_failed "dd count=0: $(cat /tmp/bench-io-dd)"
 bench_io_stamp
 startup_ns=$((bench_io_ns - start))
-tsc_hz=$(bench_io_tsc_hz)
+tsc_hz=$(tsc_hz)
 say "domu: bench-io ready warmup_bytes=$((BENCH_IO_WARMUP_BLOCKS * BENCH_IO_BLOCK)) warmup_ns=$warmup_ns startup_ns=$startup_ns tsc_hz=$tsc_hz"
 
 # --- the measured read ----------------------------------------------------------------------

@@ -19,6 +19,7 @@
 //! | `/bin/keel-stress`, `/lib/modules/msr.ko` | the load generator (`guest-tools`, static) and the kernel's `msr` driver, for Dom0's own hostile run |
 //! | `/lib/modules/{uio,uio_pci_generic}.ko` | the kernel's modules for the virtio backends (`kernel::DOM0_MODULES`), which `/init` loads |
 //! | `/usr/lib/keel/split-blk-test.sh`, `/etc/keel/domu-split-blk.toml` | the split block device checks `keel.test=split-blk` runs, and the config of their DomU (two disks) |
+//! | `/usr/lib/keel/tsc-hz.sh` | `tsc_hz`, sourced by `bench-io.sh` (the DomU has the same file) |
 //! | `/usr/lib/keel/bench-io.sh`, `/etc/keel/domu-bench-io.toml` | `cargo xtask bench io`'s Dom0 side, which `keel.test=bench-io` runs, and its DomU's config (the ext4 image read-only) |
 //! | `/var/lib/keel/split-rw.ext4.gz`, `/var/lib/keel/split-ro.img` | that DomU's disk images (`split_disks`); the ext4 image gzip-compressed as a file, which split-blk-test.sh unpacks, so that the other tests' Dom0s do not pay for unpacking 16 MiB |
 //!
@@ -104,6 +105,8 @@ const DOMU_DISK_CONFINED_CONFIG_PATH: &str = "etc/keel/domu-disk-confined.toml";
 const SPLIT_BLK_TEST_PATH: &str = "usr/lib/keel/split-blk-test.sh";
 const DOMU_SPLIT_BLK_CONFIG_PATH: &str = "etc/keel/domu-split-blk.toml";
 const BENCH_IO_PATH: &str = "usr/lib/keel/bench-io.sh";
+/// The DomU's copy lives in /lib/keel (`domu_initramfs::TSC_HZ_PATH`).
+const TSC_HZ_PATH: &str = "usr/lib/keel/tsc-hz.sh";
 const DOMU_BENCH_IO_CONFIG_PATH: &str = "etc/keel/domu-bench-io.toml";
 /// The split-blk DomU's disk images (its config names these paths).
 #[cfg(test)]
@@ -228,6 +231,8 @@ fn dom0_initramfs(init_script: &str, binaries: Binaries) -> Result<Initramfs> {
         .file(SPLIT_BLK_TEST_PATH, 0o755, SPLIT_BLK_TEST_SCRIPT.as_bytes())?
         .file(DOMU_SPLIT_BLK_CONFIG_PATH, 0o644, DOMU_SPLIT_BLK_CONFIG.as_bytes())?
         .file(BENCH_IO_PATH, 0o755, BENCH_IO_SCRIPT.as_bytes())?
+        // Sourced, not run.
+        .file(TSC_HZ_PATH, 0o644, super::domu_initramfs::TSC_HZ_SCRIPT.as_bytes())?
         .file(DOMU_BENCH_IO_CONFIG_PATH, 0o644, DOMU_BENCH_IO_CONFIG.as_bytes())?
         // Mostly zeros: gzip shrinks it to about 1 MiB; a gzip file, not
         // an archive member, so that only the test that needs it unpacks it.
@@ -322,6 +327,7 @@ mod tests {
             ("usr/lib/keel/hostile-test.sh", REGULAR_FILE | 0o755),
             ("usr/lib/keel/passthrough-test.sh", REGULAR_FILE | 0o755),
             ("usr/lib/keel/split-blk-test.sh", REGULAR_FILE | 0o755),
+            ("usr/lib/keel/tsc-hz.sh", REGULAR_FILE | 0o644),
             ("usr/lib/keel/vmlinuz", REGULAR_FILE | 0o644),
             ("var", DIRECTORY | 0o755),
             ("var/lib", DIRECTORY | 0o755),

@@ -15,6 +15,7 @@
 //! | `/lib/modules/button.ko` | the ACPI power button driver (PNP0C0C) |
 //! | `/lib/modules/{scsi_common,scsi_mod,libata,ata_piix,sd_mod}.ko` | the IDE disk's drivers for PCI passthrough (`keel.domu=disk`): the PIIX3 IDE function's `ata_piix` on libata and the SCSI disk driver, in load order |
 //! | `/lib/modules/{virtio_ring,virtio,virtio_pci_legacy_dev,virtio_pci_modern_dev,virtio_pci,virtio_blk}.ko` | the virtio-blk driver on virtio-pci for the split block device (`keel.domu=split-blk`), in load order |
+//! | `/lib/keel/tsc-hz.sh` | `tsc_hz`, the clock rate helper both sides of `bench io` source (`xtask/guest/tsc-hz.sh`) |
 //! | `/lib/keel/domu-bench-io.sh` | the DomU side of `cargo xtask bench io` (`xtask/guest/domu-bench-io.sh`), which `/init` runs with `keel.domu=bench-io` |
 //!
 //! The modules are the kernel's own (`kernel::DOMU_MODULES`, taken out of
@@ -40,6 +41,9 @@ pub const BENCH_IO_SCRIPT: &str = include_str!("../../guest/domu-bench-io.sh");
 pub const STRESS_PATH: &str = "bin/keel-stress";
 pub const MODULES_DIR: &str = "lib/modules";
 pub const BENCH_IO_PATH: &str = "lib/keel/domu-bench-io.sh";
+/// `tsc_hz`, which the bench-io scripts of both sides source.
+pub const TSC_HZ_SCRIPT: &str = include_str!("../../guest/tsc-hz.sh");
+pub const TSC_HZ_PATH: &str = "lib/keel/tsc-hz.sh";
 
 /// `lib/modules/<name>.ko`.
 pub fn module_path(name: &str) -> String {
@@ -96,6 +100,8 @@ fn domu_initramfs(init_script: &str, binaries: Binaries) -> Result<Initramfs> {
         .directory(MODULES_DIR, 0o755)?
         .directory("lib/keel", 0o755)?
         .file(BENCH_IO_PATH, 0o755, BENCH_IO_SCRIPT.as_bytes())?
+        // Sourced, not run.
+        .file(TSC_HZ_PATH, 0o644, TSC_HZ_SCRIPT.as_bytes())?
         .file(STRESS_PATH, 0o755, binaries.stress)?;
     for (name, module) in binaries.modules {
         image.file(&module_path(name), 0o644, module)?;
@@ -139,6 +145,7 @@ mod tests {
             ("lib", DIRECTORY | 0o755),
             ("lib/keel", DIRECTORY | 0o755),
             ("lib/keel/domu-bench-io.sh", REGULAR_FILE | 0o755),
+            ("lib/keel/tsc-hz.sh", REGULAR_FILE | 0o644),
             ("lib/modules", DIRECTORY | 0o755),
             ("lib/modules/ata_piix.ko", REGULAR_FILE | 0o644),
             ("lib/modules/button.ko", REGULAR_FILE | 0o644),

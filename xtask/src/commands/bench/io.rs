@@ -659,7 +659,10 @@ domu-bench-io: domu: bench-io ready warmup_bytes=2097152 warmup_ns=3000000000 st
 
     #[test]
     fn the_split_net_line_says_why_there_is_no_figure() {
-        assert_eq!(SPLIT_NET_LINE, "split-net: not measured (no virtio-net backend in Dom0 yet)");
+        assert_eq!(
+            SPLIT_NET_LINE,
+            "split-net: not measured (no virtio-net backend in Dom0 yet)"
+        );
     }
 
     #[test]
