@@ -126,6 +126,20 @@ fn calls(keel: &mut FakeKeel, id: DomainId) -> DomainCalls<&mut FakeKeel> {
     }
 }
 
+/// An image of `sectors` sectors (`scratch_image`), a DomU with one disk of
+/// that size (`domain_with_disk`) and the backend's device over the image.
+fn disk_of_a_domain(
+    name: &str,
+    sectors: usize,
+    read_only: bool,
+) -> (PathBuf, FakeKeel, DomainId, DiskDevice<ImageFile>) {
+    let path = scratch_image(name, sectors);
+    let mut keel = FakeKeel::new();
+    let id = domain_with_disk(&mut keel, sectors as u64, read_only);
+    let disk = device(&path, read_only);
+    (path, keel, id, disk)
+}
+
 fn device(path: &Path, read_only: bool) -> DiskDevice<ImageFile> {
     let (file, len) = open_image(path, read_only).unwrap();
     DiskDevice::new(0, disk_model(0, len, read_only), ImageFile::new(file, len), 1)
@@ -145,10 +159,7 @@ const FEATURES: u64 = VIRTIO_F_VERSION_1 | VIRTIO_BLK_F_FLUSH;
 
 #[test]
 fn nothing_is_served_before_driver_ok_then_everything_at_once() {
-    let path = scratch_image("driver-ok", 8);
-    let mut keel = FakeKeel::new();
-    let id = domain_with_disk(&mut keel, 8, false);
-    let mut disk = device(&path, false);
+    let (path, mut keel, id, mut disk) = disk_of_a_domain("driver-ok", 8, false);
     let mut memory = memory();
     // The driver publishes a request before DRIVER_OK (Linux may).
     publish(&mut memory, 0, VIRTIO_BLK_T_IN, 3);
@@ -183,10 +194,7 @@ fn nothing_is_served_before_driver_ok_then_everything_at_once() {
 
 #[test]
 fn with_event_idx_the_driver_decides_about_interrupts() {
-    let path = scratch_image("event-idx", 8);
-    let mut keel = FakeKeel::new();
-    let id = domain_with_disk(&mut keel, 8, false);
-    let mut disk = device(&path, false);
+    let (path, mut keel, id, mut disk) = disk_of_a_domain("event-idx", 8, false);
     let mut memory = memory();
     // used_event = 5: no interrupt wanted for the first completion.
     memory.write_u16(AVAIL + 4 + 2 * u64::from(SIZE), 5).unwrap();
@@ -200,10 +208,7 @@ fn with_event_idx_the_driver_decides_about_interrupts() {
 
 #[test]
 fn a_read_only_disk_refuses_writes_and_keeps_its_image() {
-    let path = scratch_image("ro", 4);
-    let mut keel = FakeKeel::new();
-    let id = domain_with_disk(&mut keel, 4, true);
-    let mut disk = device(&path, true);
+    let (path, mut keel, id, mut disk) = disk_of_a_domain("ro", 4, true);
     let mut memory = memory();
     memory.write(0x8000 + 0x200, &[0xcd; 512]).unwrap();
     publish(&mut memory, 0, VIRTIO_BLK_T_OUT, 1);
@@ -216,10 +221,7 @@ fn a_read_only_disk_refuses_writes_and_keeps_its_image() {
 
 #[test]
 fn a_driver_reset_drops_the_queues_and_is_acknowledged() {
-    let path = scratch_image("reset", 8);
-    let mut keel = FakeKeel::new();
-    let id = domain_with_disk(&mut keel, 8, false);
-    let mut disk = device(&path, false);
+    let (path, mut keel, id, mut disk) = disk_of_a_domain("reset", 8, false);
     let mut memory = memory();
     publish(&mut memory, 0, VIRTIO_BLK_T_IN, 1);
     driver_ok(&mut keel, id, FEATURES);
@@ -247,10 +249,7 @@ fn a_driver_reset_drops_the_queues_and_is_acknowledged() {
 
 #[test]
 fn a_reboot_is_a_new_generation_with_new_queues() {
-    let path = scratch_image("reboot", 8);
-    let mut keel = FakeKeel::new();
-    let id = domain_with_disk(&mut keel, 8, false);
-    let mut disk = device(&path, false);
+    let (path, mut keel, id, mut disk) = disk_of_a_domain("reboot", 8, false);
     let mut memory = memory();
     publish(&mut memory, 0, VIRTIO_BLK_T_IN, 1);
     driver_ok(&mut keel, id, FEATURES);
@@ -287,10 +286,7 @@ fn a_reboot_is_a_new_generation_with_new_queues() {
 
 #[test]
 fn a_broken_queue_asks_for_a_reset_once_and_serves_nothing_until_then() {
-    let path = scratch_image("broken", 8);
-    let mut keel = FakeKeel::new();
-    let id = domain_with_disk(&mut keel, 8, false);
-    let mut disk = device(&path, false);
+    let (path, mut keel, id, mut disk) = disk_of_a_domain("broken", 8, false);
     let mut memory = memory();
     driver_ok(&mut keel, id, FEATURES);
     disk.on_control(&mut calls(&mut keel, id), &mut memory).unwrap();
@@ -326,10 +322,7 @@ fn a_broken_queue_asks_for_a_reset_once_and_serves_nothing_until_then() {
 
 #[test]
 fn rings_outside_guest_ram_break_the_queue_not_the_backend() {
-    let path = scratch_image("outside", 8);
-    let mut keel = FakeKeel::new();
-    let id = domain_with_disk(&mut keel, 8, false);
-    let mut disk = device(&path, false);
+    let (path, mut keel, id, mut disk) = disk_of_a_domain("outside", 8, false);
     let mut memory = memory();
     driver_ok(&mut keel, id, FEATURES);
     keel.virtio(id, 0).state.queues[0].driver = MEMORY as u64;
@@ -341,10 +334,7 @@ fn rings_outside_guest_ram_break_the_queue_not_the_backend() {
 
 #[test]
 fn a_vanished_domain_is_reported_as_such() {
-    let path = scratch_image("gone", 8);
-    let mut keel = FakeKeel::new();
-    let id = domain_with_disk(&mut keel, 8, false);
-    let mut disk = device(&path, false);
+    let (path, mut keel, id, mut disk) = disk_of_a_domain("gone", 8, false);
     keel.domains.remove(&id);
     let error = disk.on_control(&mut calls(&mut keel, id), &mut memory()).unwrap_err();
     assert!(is_status(&error, Status::NoSuchDomain));
