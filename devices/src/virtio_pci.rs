@@ -99,9 +99,11 @@ impl VirtioDevice {
         }
     }
 
-    /// What the guest asked for since the last call.
-    pub fn take_effects(&mut self) -> Vec<Effect> {
-        core::mem::take(&mut self.effects)
+    /// Moves what the guest asked for since the last call to the end of
+    /// `out`, tagged with `tag`; both lists keep their capacity (the kick
+    /// path allocates nothing once they have grown).
+    pub fn drain_effects_into<T: Copy>(&mut self, tag: T, out: &mut Vec<(T, Effect)>) {
+        out.extend(self.effects.drain(..).map(|effect| (tag, effect)));
     }
 
     pub fn function_mut(&mut self) -> &mut VirtioPciFunction {

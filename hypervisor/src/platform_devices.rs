@@ -383,23 +383,26 @@ impl<H: PlatformHost> VirtualPlatform<H> {
     /// Moves a device's effects to the platform's list and delivers the
     /// interrupts its transport released.
     fn collect_virtio(&mut self, address: PciAddress) {
-        let Some(device) = self.virtio_device(address) else {
+        let first = self.virtio_effects.len();
+        let Some(device) = self
+            .ports
+            .device_as::<PciHost>(self.pci)
+            .and_then(|host| host.function_as::<VirtioDevice>(address))
+        else {
             return;
         };
-        let effects = device.take_effects();
-        let mut released = Vec::new();
-        while let Some(message) = device.function_mut().next_released_interrupt() {
-            released.push(message);
-        }
-        for message in released {
+        device.drain_effects_into(address, &mut self.virtio_effects);
+        while let Some(message) = self
+            .virtio_device(address)
+            .and_then(|device| device.function_mut().next_released_interrupt())
+        {
             self.deliver_msi(message);
         }
-        for effect in &effects {
-            self.deliver_effect_interrupt(address, effect);
+        for index in first..self.virtio_effects.len() {
+            let (_, effect) = self.virtio_effects[index];
+            self.deliver_effect_interrupt(address, &effect);
         }
         self.sync_virtio_intx(address);
-        self.virtio_effects
-            .extend(effects.into_iter().map(|effect| (address, effect)));
     }
 
     /// What the guest asked of its paravirtual devices (queue kicks,
