@@ -74,31 +74,45 @@ pub fn list<T: Transport>(
             }
         }
         None => {
-            for index in 0..MAX_DEVICES {
-                let state = match client.virtio_state(id, index) {
-                    Ok(state) => state,
-                    Err(error) if is_status(&error, Status::NoSuchDomain) => return Err(error),
-                    // Past the last device (or none at all).
-                    Err(error) if error.downcast_ref::<CallError>().is_some() => break,
-                    Err(error) => return Err(error),
-                };
-                if state.device_type == device_type::BLOCK {
-                    rows.push(BlockRow {
-                        index,
-                        path: None,
-                        read_only: None,
-                        sectors: None,
-                        state,
-                        backend_pid: None,
-                    });
-                }
+            for (index, state) in devices_of_type(client, id, device_type::BLOCK)? {
+                rows.push(BlockRow {
+                    index,
+                    path: None,
+                    read_only: None,
+                    sectors: None,
+                    state,
+                    backend_pid: None,
+                });
             }
         }
     }
     if backend.running.is_none() && !rows.is_empty() {
-        writeln!(err, "keel: no disk backend runs for {label}: its disks are not served")?;
+        writeln!(err, "keel: no backend runs for {label}: its disks are not served")?;
     }
     Ok(rows)
+}
+
+/// Domain `id`'s virtio devices of type `kind`, found by asking Keel for
+/// indices 0, 1, ... until it refuses one (when no ready file names them).
+pub fn devices_of_type<T: Transport>(
+    client: &mut Client<T>,
+    id: DomainId,
+    kind: u16,
+) -> Result<Vec<(usize, VirtioDeviceState)>> {
+    let mut found = Vec::new();
+    for index in 0..MAX_DEVICES {
+        let state = match client.virtio_state(id, index) {
+            Ok(state) => state,
+            Err(error) if is_status(&error, Status::NoSuchDomain) => return Err(error),
+            // Past the last device (or none at all).
+            Err(error) if error.downcast_ref::<CallError>().is_some() => break,
+            Err(error) => return Err(error),
+        };
+        if state.device_type == kind {
+            found.push((index, state));
+        }
+    }
+    Ok(found)
 }
 
 fn mode(row: &BlockRow) -> &'static str {

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use keel_abi::mgmt::PciAddress;
 
 use crate::backend::BackendArgs;
+use crate::switch_daemon::SwitchArgs;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -72,6 +73,18 @@ and the image. A note on stderr says when no backend serves the disks.";
 
 const DISKS_AT_CREATE: &str = "disks are attached when a domain is created, not while it runs, in this version: \
 list them in its configuration (disk = [\"<path>,rw\", \"<path>,ro\"]) and create it again";
+
+const NETWORK_LIST_HELP: &str = "\
+List a domain's virtio-net interfaces.
+
+Columns: the device index (interfaces follow the disks; the guest's eth0 is \
+the first), the MAC address, the MTU offered (1500 when none is), and the \
+device status the guest's driver set. Every interface is a port of Dom0's \
+switch (`keel switch`), which Dom0 itself reaches through the TAP keel0. A \
+note on stderr says when no backend serves the interfaces.";
+
+const NICS_AT_CREATE: &str = "interfaces are attached when a domain is created, not while it runs, in this version: \
+list them in its configuration (vif = [\"mac=02:4b:45:00:00:0a\", \"\"]) and create it again";
 
 const PCI_LIST_HELP: &str = "\
 List the host's PCI devices and whether they can be given to DomUs.
@@ -210,9 +223,35 @@ pub enum Command {
         /// The disk's index (see `keel block-list`)
         index: String,
     },
-    /// Serve a domain's virtio-blk disks (started by `keel create`)
+    /// List a domain's virtio-net interfaces: index, MAC, MTU, driver status
+    #[command(long_about = NETWORK_LIST_HELP)]
+    NetworkList {
+        /// Domain id or name
+        domain: String,
+        /// Print a JSON array, one object per interface
+        #[arg(long)]
+        json: bool,
+    },
+    /// Not supported yet: interfaces are attached at create time (config `vif = [...]`)
+    NetworkAttach {
+        /// Domain id or name
+        domain: String,
+        /// The interface, as mac=MAC[,mtu=MTU] or ""
+        vif: String,
+    },
+    /// Not supported yet: interfaces go away with their domain
+    NetworkDetach {
+        /// Domain id or name
+        domain: String,
+        /// The interface's index (see `keel network-list`)
+        index: String,
+    },
+    /// Serve a domain's virtio disks and interfaces (started by `keel create`)
     #[command(hide = true)]
     Backend(BackendArgs),
+    /// Switch frames between the DomUs' interfaces and Dom0's TAP (started by `keel create`)
+    #[command(hide = true)]
+    Switch(SwitchArgs),
     /// Show per-domain CPU use and VM exit rates, refreshed every second
     #[command(long_about = TOP_HELP)]
     Top {
@@ -239,6 +278,11 @@ pub fn seconds(text: &str) -> Result<Duration, String> {
 /// A PCI address argument.
 pub fn pci_address(text: &str) -> Result<PciAddress, String> {
     PciAddress::parse(text).map_err(|error| format!("`{text}`: {error}"))
+}
+
+/// Why `keel network-attach` and `keel network-detach` refuse.
+pub fn nics_at_create_only() -> &'static str {
+    NICS_AT_CREATE
 }
 
 /// Why `keel block-attach` and `keel block-detach` refuse.

@@ -9,11 +9,12 @@ use keel_abi::mgmt::DomainId;
 
 use crate::backend::supervisor::Backends;
 use crate::block;
-use crate::cli::{disks_at_create_only, Command};
+use crate::cli::{disks_at_create_only, nics_at_create_only, Command};
 use crate::client::Client;
 use crate::config::Config;
 use crate::console::{self, ConsoleEnd, ConsoleOptions};
 use crate::create;
+use crate::network;
 use crate::output;
 use crate::sys::RawTerminal;
 use crate::top;
@@ -76,7 +77,13 @@ pub fn execute<T: Transport>(
             let images = create::open_images(&config, &file)?;
             let disks = create::open_disks(&config, &file)?;
             let mut client = connect()?;
-            let staging = create::Staging { images, disks, paused };
+            let nics = create::resolve_nics(&config);
+            let staging = create::Staging {
+                images,
+                disks,
+                nics,
+                paused,
+            };
             let id = create::create_domain(&mut client, &config, staging, backends, err)?;
             writeln!(out, "Created domain {} (id {id})", config.name)?;
             out.flush()?;
@@ -105,7 +112,7 @@ pub fn execute<T: Transport>(
             if let Err(error) = backends.stop(target.id) {
                 writeln!(
                     err,
-                    "keel: warning: cannot stop the disk backend of {}: {error:#}",
+                    "keel: warning: cannot stop the backend of {}: {error:#}",
                     target.label
                 )?;
             }
@@ -163,7 +170,20 @@ pub fn execute<T: Transport>(
             out.write_all(text.as_bytes())?;
         }
         Command::BlockAttach { .. } | Command::BlockDetach { .. } => bail!(disks_at_create_only()),
+        Command::NetworkList { domain, json } => {
+            let mut client = connect()?;
+            let target = resolve(&mut client, &domain)?;
+            let nics = network::list(&mut client, target.id, backends, err, &target.label)?;
+            let text = if json {
+                network::json(&nics)
+            } else {
+                network::table(&nics)
+            };
+            out.write_all(text.as_bytes())?;
+        }
+        Command::NetworkAttach { .. } | Command::NetworkDetach { .. } => bail!(nics_at_create_only()),
         Command::Backend(args) => crate::backend::run(&args, err)?,
+        Command::Switch(args) => crate::switch_daemon::run(&args, err)?,
         Command::Top { delay, iterations } => {
             let batch = iterations.is_some() || !std::io::stdout().is_terminal();
             top::run(&mut connect()?, delay, iterations, batch, out)?;

@@ -13,11 +13,13 @@ use keel_abi::mgmt::virtio::MAX_DEVICES;
 use keel_abi::mgmt::{CreateDomain, ImageKind, LifecycleAction, Name, PciAddress, NAME_MAX};
 use toml::{Table, Value};
 
+use crate::vif::{MacText, Vif};
+
 pub const MIN_MEMORY_MIB: i64 = 16;
 pub const MAX_MEMORY_MIB: i64 = 1 << 20;
 pub const DEFAULT_CMDLINE: &str = "console=ttyS0";
 
-const KEYS: [&str; 12] = [
+const KEYS: [&str; 13] = [
     "name",
     "memory",
     "vcpus",
@@ -30,6 +32,7 @@ const KEYS: [&str; 12] = [
     "pci",
     "pci_unconfined_dma",
     "disk",
+    "vif",
 ];
 
 /// A virtio-blk disk: a raw image file (or block device) and its mode.
@@ -97,6 +100,9 @@ pub struct Config {
     /// virtio-blk disks, in the file's order (the guest sees them in this
     /// order: vda, vdb, ...).
     pub disks: Vec<Disk>,
+    /// virtio-net interfaces, in the file's order (eth0, eth1, ... in a
+    /// Linux guest), after the disks among the domain's virtio devices.
+    pub vifs: Vec<Vif>,
 }
 
 /// `<file>: <key>: <reason>` (or `<file>: <reason>` for file-wide problems).
@@ -205,6 +211,18 @@ impl Config {
             LifecycleAction::from_name(text).ok_or_else(|| problem(key, format!("{expected}, got \"{text}\"")))
         };
 
+        let disks = disks(table.get("disk"), base)?;
+        let vifs = vifs(table.get("vif"))?;
+        if disks.len() + vifs.len() > MAX_DEVICES {
+            return Err(problem(
+                "vif",
+                format!(
+                    "{} disks and {} interfaces: a domain can have at most {MAX_DEVICES} virtio devices",
+                    disks.len(),
+                    vifs.len()
+                ),
+            ));
+        }
         Ok(Self {
             name: name(table.get("name"))?,
             memory_mib: memory(table.get("memory"))?,
@@ -217,7 +235,8 @@ impl Config {
             on_crash: action("on_crash", LifecycleAction::Destroy)?,
             pci: pci(table.get("pci"))?,
             pci_unconfined_dma: boolean("pci_unconfined_dma", table.get("pci_unconfined_dma"), false)?,
-            disks: disks(table.get("disk"), base)?,
+            disks,
+            vifs,
         })
     }
 
@@ -354,6 +373,30 @@ fn disks(value: Option<&Value>, base: &Path) -> Result<Vec<Disk>, Problem> {
         disks.push(disk);
     }
     Ok(disks)
+}
+
+/// `vif = ["mac=02:4b:45:00:00:0a", ""]`: each entry's settings (see
+/// [`crate::vif`]), no address twice.
+fn vifs(value: Option<&Value>) -> Result<Vec<Vif>, Problem> {
+    let Some(value) = value else {
+        return Ok(Vec::new());
+    };
+    let expected = "expected an array of interfaces such as [\"mac=02:4b:45:00:00:0a\", \"\"]";
+    let items = value
+        .as_array()
+        .ok_or_else(|| problem("vif", format!("{expected}, {}", found(value))))?;
+    let mut vifs: Vec<Vif> = Vec::with_capacity(items.len());
+    for item in items {
+        let text = item
+            .as_str()
+            .ok_or_else(|| problem("vif", format!("{expected}, found {} in the array", a_kind(item))))?;
+        let vif = Vif::parse(text).map_err(|reason| problem("vif", reason))?;
+        if let Some(mac) = vif.mac.filter(|mac| vifs.iter().any(|other| other.mac == Some(*mac))) {
+            return Err(problem("vif", format!("{} is given to two interfaces", MacText(&mac))));
+        }
+        vifs.push(vif);
+    }
+    Ok(vifs)
 }
 
 fn boolean(key: &'static str, value: Option<&Value>, default: bool) -> Result<bool, Problem> {

@@ -1,7 +1,7 @@
 //! `keel create`: Create, PciAttach (each of the config's `pci` devices),
 //! LoadImage (kernel, initrd, command line, in chunks that fit the data
-//! area), VirtioAttach (each of the config's disks), the disk backend
-//! started and ready, Boot; a half-built domain is destroyed (its backend
+//! area), VirtioAttach (each of the config's disks, then each vif), the
+//! backend (and for vifs the switch) started and ready, Boot; a half-built domain is destroyed (its backend
 //! stopped first) when any step after Create fails.
 
 use std::fs::File;
@@ -12,12 +12,15 @@ use anyhow::{anyhow, ensure, Context, Result};
 use keel_abi::mgmt::virtio::{device_type, queue_shape};
 use keel_abi::mgmt::{layout, pci_function_flags, DomainId, ImageKind, PciAddress, Status};
 use keel_virtio::blk::QUEUE_SIZE;
+use keel_virtio::net::{NUM_QUEUES as NET_QUEUES, QUEUE_SIZE as NET_QUEUE_SIZE};
 
 use crate::backend::blk::{disk_model, open_image};
-use crate::backend::supervisor::Backends;
+use crate::backend::net::nic_model;
+use crate::backend::supervisor::{BackendDevices, Backends};
 use crate::client::{is_status, Client};
 use crate::config::{Config, ConfigError, Disk};
 use crate::transport::Transport;
+use crate::vif::{MacText, Nic};
 
 /// An image to stage, streamed so that a large initrd need not fit in
 /// Dom0's memory at once.
@@ -156,6 +159,41 @@ pub fn attach_disks<T: Transport>(client: &mut Client<T>, id: DomainId, disks: &
     Ok(())
 }
 
+/// The config's interfaces with their addresses decided (generated ones
+/// from the domain's name and the vif's position).
+pub fn resolve_nics(config: &Config) -> Vec<Nic> {
+    config
+        .vifs
+        .iter()
+        .enumerate()
+        .map(|(position, vif)| vif.resolve(&config.name, position))
+        .collect()
+}
+
+/// Gives domain `id` a virtio-net device per interface, in order, after
+/// its `first` disks: interface `m` must be device `first + m`.
+pub fn attach_nics<T: Transport>(client: &mut Client<T>, id: DomainId, first: usize, nics: &[Nic]) -> Result<()> {
+    for (position, nic) in nics.iter().enumerate() {
+        let model = nic_model(nic);
+        let index = client
+            .virtio_attach(
+                id,
+                device_type::NET,
+                model.device_features(),
+                queue_shape(NET_QUEUES, NET_QUEUE_SIZE),
+                &model.config(),
+            )
+            .with_context(|| format!("cannot attach interface {}", MacText(&nic.mac)))?;
+        ensure!(
+            index == first + position,
+            "Keel gave interface {} device index {index}, expected {}",
+            MacText(&nic.mac),
+            first + position
+        );
+    }
+    Ok(())
+}
+
 /// Sends `image` in chunks of at most the data area's size.
 pub fn load_image<T: Transport>(client: &mut Client<T>, id: DomainId, image: Image) -> Result<()> {
     let Image {
@@ -223,11 +261,13 @@ fn unconfined_devices<T: Transport>(client: &mut Client<T>, config: &Config) -> 
 pub struct Staging {
     pub images: Vec<Image>,
     pub disks: Vec<OpenDisk>,
+    /// The interfaces ([`resolve_nics`]).
+    pub nics: Vec<Nic>,
     /// Leave the domain paused after Boot.
     pub paused: bool,
 }
 
-/// Creates, attaches devices, stages, starts the disk backend and boots the
+/// Creates, attaches devices, stages, starts the backend and boots the
 /// domain; returns its id. `notes` gets what happened to a half-built
 /// domain, and a warning for each device whose DMA no IOMMU confines.
 pub fn create_domain<T: Transport>(
@@ -237,10 +277,19 @@ pub fn create_domain<T: Transport>(
     backends: &mut dyn Backends,
     notes: &mut dyn Write,
 ) -> Result<DomainId> {
-    let Staging { images, disks, paused } = staging;
+    let Staging {
+        images,
+        disks,
+        nics,
+        paused,
+    } = staging;
     let name = &config.name;
     let unconfined = unconfined_devices(client, config)?;
-    if !disks.is_empty() {
+    let devices = BackendDevices {
+        disks: disks.iter().map(|open| open.disk.clone()).collect(),
+        nics,
+    };
+    if !devices.is_empty() {
         client.require_virtio()?;
     }
     let id = client
@@ -249,23 +298,20 @@ pub fn create_domain<T: Transport>(
     let staged = attach_devices(client, id, config)
         .and_then(|()| images.into_iter().try_for_each(|image| load_image(client, id, image)))
         .and_then(|()| attach_disks(client, id, &disks))
+        .and_then(|()| attach_nics(client, id, disks.len(), &devices.nics))
         .and_then(|()| {
-            if disks.is_empty() {
+            if devices.is_empty() {
                 return Ok(());
             }
-            let list: Vec<Disk> = disks.iter().map(|open| open.disk.clone()).collect();
-            backends.start(id, &list).context("cannot start the disk backend")
+            backends.start(id, &devices).context("cannot start the backend")
         })
         .and_then(|()| client.boot(id, paused).context("cannot boot it"))
         .with_context(|| format!("domain {name} (id {id})"));
     if let Err(error) = staged {
         // The backend first: it maps the domain's memory.
-        if !disks.is_empty() {
+        if !devices.is_empty() {
             if let Err(stop) = backends.stop(id) {
-                let _ = writeln!(
-                    notes,
-                    "keel: could not stop the disk backend of {name} (id {id}): {stop:#}"
-                );
+                let _ = writeln!(notes, "keel: could not stop the backend of {name} (id {id}): {stop:#}");
             }
         }
         // Leave nothing behind: a Building domain holds its memory until

@@ -61,7 +61,7 @@ fn map_resource(dir: &Path, name: &str, len: u64) -> Result<Mapping> {
 }
 
 /// Maps `len` bytes of the function's `name` resource file from `offset`
-/// (the disk backend maps BAR 0 again for the notification registers, and
+/// (the backend maps BAR 0 again for the notification registers, and
 /// its domain's slot of the memory window in BAR 4).
 pub(crate) fn map_resource_at(dir: &Path, name: &str, offset: u64, len: u64) -> Result<Mapping> {
     let path = dir.join(name);

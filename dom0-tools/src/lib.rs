@@ -5,8 +5,9 @@
 //! and opening the PCI function), [`transport`] (the shared-memory call
 //! protocol), [`client`] (typed calls, statuses as errors), then the
 //! commands ([`create`], [`console`], [`top`], [`output`], [`block`],
-//! [`commands`]), the virtio-blk backend process ([`backend`]) and the
-//! command line ([`cli`]).
+//! [`network`], [`commands`]), the virtio backend process ([`backend`]),
+//! the network switch process ([`switch_daemon`], deciding with
+//! [`switch`]), and the command line ([`cli`]).
 #![deny(unsafe_code)]
 
 pub mod backend;
@@ -18,11 +19,14 @@ pub mod config;
 pub mod console;
 pub mod create;
 pub mod device;
+pub mod network;
 pub mod output;
 pub mod switch;
+pub mod switch_daemon;
 mod sys;
 pub mod top;
 pub mod transport;
+pub mod vif;
 
 #[cfg(test)]
 mod tests;

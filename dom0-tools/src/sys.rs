@@ -1,6 +1,6 @@
 //! The only module with `unsafe`: mapped PCI BARs (mmap, volatile register
 //! and window access), the terminal's raw mode (termios), and the few
-//! process calls the disk backend needs (signals, poll, setsid). Everything
+//! process calls the backend needs (signals, poll, setsid). Everything
 //! here checks its bounds itself so callers stay in safe code.
 #![allow(unsafe_code)]
 
@@ -245,31 +245,44 @@ pub fn stop_requested() -> bool {
     STOP.load(Ordering::SeqCst)
 }
 
-/// What [`poll_readable`] saw.
+/// How [`poll_any`] ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Polled {
-    Readable,
+pub enum PolledAny {
     TimedOut,
-    /// A signal arrived (EINTR).
     Interrupted,
+    /// Bit `n` set: `fds[n]` is readable (or hung up: a read says which).
+    Readable(u64),
 }
 
-/// Waits until `file` is readable or `timeout` passes.
-pub fn poll_readable(file: &File, timeout: Duration) -> io::Result<Polled> {
-    let mut fds = libc::pollfd {
-        fd: file.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
+/// Waits up to `timeout` until one of `fds` (at most 64) is readable.
+pub fn poll_any(fds: &[RawFd], timeout: Duration) -> io::Result<PolledAny> {
+    if fds.len() > 64 {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    let mut entries: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
     let millis = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
-    // SAFETY: one valid pollfd for an fd `file` keeps open during the call.
-    match unsafe { libc::poll(&mut fds, 1, millis) } {
-        0 => Ok(Polled::TimedOut),
-        n if n > 0 => Ok(Polled::Readable),
+    // SAFETY: `entries` is a valid array of `entries.len()` pollfds for the
+    // duration of the call; poll only writes their `revents`.
+    match unsafe { libc::poll(entries.as_mut_ptr(), entries.len() as libc::nfds_t, millis) } {
+        0 => Ok(PolledAny::TimedOut),
+        n if n > 0 => Ok(PolledAny::Readable(
+            entries
+                .iter()
+                .enumerate()
+                .filter(|(_, entry)| entry.revents != 0)
+                .fold(0, |mask, (at, _)| mask | 1 << at),
+        )),
         _ => {
             let error = io::Error::last_os_error();
             if error.kind() == io::ErrorKind::Interrupted {
-                Ok(Polled::Interrupted)
+                Ok(PolledAny::Interrupted)
             } else {
                 Err(error)
             }
@@ -458,14 +471,13 @@ mod tests {
     fn poll_times_out_on_a_silent_pipe_and_sees_a_readable_one() {
         let (reader, mut writer) = std::io::pipe().unwrap();
         let reader = File::from(std::os::fd::OwnedFd::from(reader));
-        assert_eq!(
-            poll_readable(&reader, Duration::from_millis(10)).unwrap(),
-            Polled::TimedOut
-        );
+        let (other, _other_writer) = std::io::pipe().unwrap();
+        let fds = [other.as_raw_fd(), reader.as_raw_fd()];
+        assert_eq!(poll_any(&fds, Duration::from_millis(10)).unwrap(), PolledAny::TimedOut);
         writer.write_all(b"x").unwrap();
         assert_eq!(
-            poll_readable(&reader, Duration::from_secs(5)).unwrap(),
-            Polled::Readable
+            poll_any(&fds, Duration::from_secs(5)).unwrap(),
+            PolledAny::Readable(0b10)
         );
     }
 

@@ -54,6 +54,12 @@ pub const PASSTHROUGH_TEST_FLAG: &str = "keel.test=passthrough";
 /// backend processes in Dom0 from image files) and power off.
 pub const SPLIT_BLK_TEST_FLAG: &str = "keel.test=split-blk";
 
+/// Tells Dom0's /init to run the split network device checks
+/// (`/usr/lib/keel/split-net-test.sh`: two DomUs' virtio-net NICs served by
+/// backend processes in Dom0, joined by a switch with a port for Dom0) and
+/// power off.
+pub const SPLIT_NET_TEST_FLAG: &str = "keel.test=split-net";
+
 /// Dom0's Linux command line in boot tests and benchmarks.
 pub fn test_linux_cmdline() -> String {
     format!("{LINUX_CMDLINE} {TEST_FLAG}")
@@ -157,6 +163,11 @@ impl Dom0Modules {
     /// The real kernel and initramfs with Dom0 running the split block device checks.
     pub fn split_blk_test() -> Self {
         Self::with_linux_cmdline(&format!("{LINUX_CMDLINE} {SPLIT_BLK_TEST_FLAG}"))
+    }
+
+    /// The real kernel and initramfs with Dom0 running the split network device checks.
+    pub fn split_net_test() -> Self {
+        Self::with_linux_cmdline(&format!("{LINUX_CMDLINE} {SPLIT_NET_TEST_FLAG}"))
     }
 
     /// The real kernel and initramfs with Dom0 dropping to a shell.
@@ -362,6 +373,29 @@ mod tests {
         ] {
             // /init's grep -w of one flag must not find another.
             assert!(!SPLIT_BLK_TEST_FLAG.contains(other) && !other.contains(SPLIT_BLK_TEST_FLAG));
+        }
+    }
+
+    #[test]
+    fn the_split_net_checks_have_their_own_flag() {
+        let modules = Dom0Modules::split_net_test();
+        assert_eq!(
+            modules.linux_cmdline,
+            "console=ttyS0 cryptomgr.notests keel.test=split-net"
+        );
+        assert_eq!(modules.kernel, KernelImage::Real);
+        assert!(modules.with_initrd);
+        for other in [
+            TEST_FLAG,
+            DOMU_TEST_FLAG,
+            DOMU_SCHED_TEST_FLAG,
+            DOMU_FAULTS_TEST_FLAG,
+            HOSTILE_TEST_FLAG,
+            PASSTHROUGH_TEST_FLAG,
+            SPLIT_BLK_TEST_FLAG,
+        ] {
+            // /init's grep -w of one flag must not find another.
+            assert!(!SPLIT_NET_TEST_FLAG.contains(other) && !other.contains(SPLIT_NET_TEST_FLAG));
         }
     }
 

@@ -32,6 +32,15 @@
 #                       "domu: split-blk ..." line per check, then
 #                       "domu: split-blk done" (or "domu: split-blk FAILED:
 #                       ..."), then idle
+#   keel.domu=split-net the split network device: load the virtio drivers
+#                       and virtio_net, bring the NIC up with the address
+#                       keel.net-ip= (/24), ping the other DomU (keel.net-peer=)
+#                       and Dom0 (10.0.0.1, on keel0) until they answer, then
+#                       as keel.net-role=server receive a TCP stream (busybox
+#                       nc) or as keel.net-role=client send one; one
+#                       "domu: split-net ..." line per step, then
+#                       "domu: split-net done" (or "domu: split-net FAILED:
+#                       ..."), then idle
 #   (none)              a busybox shell on the console, for `keel console`;
 #                       the domain powers off when the shell exits
 # Dom0's checks (xtask/guest/domu-*test.sh) wait for the lines these say.
@@ -62,12 +71,18 @@ mode=
 hostile_seed=2
 hostile_seconds=45
 hostile_skip=
+net_ip=
+net_peer=
+net_role=
 for word in $(cat /proc/cmdline); do
     case "$word" in
         keel.domu=*) mode=${word#keel.domu=} ;;
         keel.hostile-seed=*) hostile_seed=${word#keel.hostile-seed=} ;;
         keel.hostile-seconds=*) hostile_seconds=${word#keel.hostile-seconds=} ;;
         keel.hostile-skip=*) hostile_skip=${word#keel.hostile-skip=} ;;
+        keel.net-ip=*) net_ip=${word#keel.net-ip=} ;;
+        keel.net-peer=*) net_peer=${word#keel.net-peer=} ;;
+        keel.net-role=*) net_role=${word#keel.net-role=} ;;
     esac
 done
 
@@ -335,9 +350,9 @@ disk_stat() {
 }
 
 # "virtio1 behind PCI function 0000:00:05.0 1af4:1042 class 010000 driver
-# virtio-pci": where disk $1 sits.
-virtio_disk_place() {
-    path=$(readlink -f "/sys/block/$1")
+# virtio-pci": where the device whose sysfs directory is $1 sits.
+virtio_place() {
+    path=$(readlink -f "$1")
     pci=$(echo "$path" | grep -oE '[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]' | tail -n 1)
     virtio=$(echo "$path" | grep -oE 'virtio[0-9]+' | tail -n 1)
     if [ -n "$pci" ]; then
@@ -345,6 +360,11 @@ virtio_disk_place() {
     else
         echo "${virtio:-no virtio device} behind no PCI function ($path)"
     fi
+}
+
+# The same for disk $1.
+virtio_disk_place() {
+    virtio_place "/sys/block/$1"
 }
 
 # Reads the first $2 sectors of /dev/$1 into the file $3 in one go, with
@@ -516,6 +536,226 @@ split_blk_hostile() {
     say "domu: split-blk vda still served after the hostile frontend"
 }
 
+# The split network device (keel.domu=split-net; Dom0's split-net-test.sh
+# watches two of these, a server and a client): a virtio-net NIC whose
+# frames a Dom0 backend process carries to Dom0's switch (`keel switch`),
+# which joins it to the other DomU's NIC and to Dom0's TAP interface keel0.
+# The virtio transport (split-blk's drivers but virtio_blk), then virtio_net
+# and what it needs, in load order (kernel::DOMU_MODULES: each after the
+# modules it needs); only this mode loads them.
+SPLIT_NET_MODULES="virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci failover net_failover virtio_net"
+# Seconds to wait for the NIC once virtio_net is loaded (it binds within
+# insmod; this is slack).
+SPLIT_NET_WAIT=30
+# Dom0's address on keel0 (split-net-test.sh gives it): the /24 both DomUs
+# are on.
+SPLIT_NET_DOM0=10.0.0.1
+SPLIT_NET_PREFIX=24
+# Seconds of this DomU's clock to keep pinging an address until it answers:
+# the other DomU boots on the same emulated CPU meanwhile.
+SPLIT_NET_PING_WAIT=600
+# The transfer: TCP port, MiB of /dev/urandom the client sends (summing
+# costs Bochs about 20 s of the DomU's clock per MiB, on each side).
+SPLIT_NET_PORT=5001
+SPLIT_NET_MIB=2
+# Seconds the server waits for the connection and the client keeps trying
+# to connect, and seconds one transfer may take once connected.
+SPLIT_NET_CONNECT_WAIT=600
+SPLIT_NET_TRANSFER_WAIT=600
+# The files: what the client sends, what the server received, nc's errors,
+# and the FIFO the server's nc reads as its standard input.
+SPLIT_NET_SEND=/tmp/split-net-send
+SPLIT_NET_RECV=/tmp/split-net-recv
+SPLIT_NET_ERRORS=/tmp/split-net-nc
+SPLIT_NET_HOLD=/tmp/split-net-hold
+
+# Seconds since this DomU booted (10 ms resolution).
+split_net_now() {
+    read -r seconds _idle < /proc/uptime
+    echo "$seconds"
+}
+
+# Seconds from $1 (a split_net_now) to now, two decimals.
+split_net_since() {
+    awk -v start="$1" -v end="$(split_net_now)" 'BEGIN { printf "%.2f", end - start }'
+}
+
+# Whether $2 seconds have passed since $1.
+split_net_expired() {
+    awk -v start="$1" -v end="$(split_net_now)" -v limit="$2" 'BEGIN { exit !(end - start >= limit) }'
+}
+
+# The failure line, then what the kernel said about the NIC, its counters
+# and the neighbours it knows.
+split_net_failed() {
+    say "domu: split-net FAILED: $*"
+    dmesg | grep -E 'virtio|eth[0-9]|NETDEV|failover' | grep -v 'domu: ' | tail -n 12 \
+        | while IFS= read -r line; do
+            say "domu: split-net kernel: $line"
+        done
+    if [ -n "$split_net_iface" ] && [ -d "/sys/class/net/$split_net_iface/statistics" ]; then
+        counters=
+        for counter in rx_packets rx_bytes rx_dropped rx_errors tx_packets tx_bytes tx_dropped tx_errors; do
+            counters="$counters $counter=$(cat "/sys/class/net/$split_net_iface/statistics/$counter")"
+        done
+        say "domu: split-net $split_net_iface counters:$counters, operstate $(cat "/sys/class/net/$split_net_iface/operstate")"
+    fi
+    ip neigh 2> /dev/null | while IFS= read -r line; do
+        say "domu: split-net neighbour: $line"
+    done
+}
+
+# The virtio-net interface: the one whose device virtio_net drives, else
+# the first that is not lo; empty when there is none.
+split_net_find_interface() {
+    for dev in /sys/class/net/*; do
+        driver=$(readlink "$dev/device/driver" 2> /dev/null)
+        if [ "${driver##*/}" = virtio_net ]; then
+            echo "${dev##*/}"
+            return
+        fi
+    done
+    for dev in /sys/class/net/*; do
+        if [ -e "$dev" ] && [ "${dev##*/}" != lo ]; then
+            echo "${dev##*/}"
+            return
+        fi
+    done
+}
+
+# Pings $1 ($2 says who that is) once every second or two until it answers,
+# for up to SPLIT_NET_PING_WAIT s; says the round trip, or fails.
+split_net_ping() {
+    ping_start=$(split_net_now)
+    tries=0
+    while :; do
+        tries=$((tries + 1))
+        if ping -c 1 -W 2 "$1" > /tmp/split-net-ping 2>&1; then
+            rtt=$(grep -oE 'time=[0-9.]+ ms' /tmp/split-net-ping | head -n 1 | sed 's/^time=//')
+            say "domu: split-net ping $1 ok rtt ${rtt:-?} ($2, at try $tries, $(split_net_since "$ping_start") s)"
+            return 0
+        fi
+        if split_net_expired "$ping_start" "$SPLIT_NET_PING_WAIT"; then
+            split_net_failed "no answer from $1 ($2) within $SPLIT_NET_PING_WAIT s ($tries pings; the last said: $(grep -v '^$' /tmp/split-net-ping | tail -n 1))"
+            return 1
+        fi
+        sleep 1
+    done
+}
+
+# The server: accepts one connection on SPLIT_NET_PORT and keeps what
+# arrives until the client closes it.
+split_net_server() {
+    rm -f "$SPLIT_NET_RECV" "$SPLIT_NET_HOLD"
+    if ! mkfifo "$SPLIT_NET_HOLD"; then
+        split_net_failed "mkfifo $SPLIT_NET_HOLD"
+        return 1
+    fi
+    say "domu: split-net listening on port $SPLIT_NET_PORT"
+    # busybox nc (1.35, without the netcat-1.10 options) copies its
+    # standard input to the connection too, and at that input's end shuts
+    # its sending side down: the client's nc then ends at once, whatever it
+    # had left to send. Its input is therefore a FIFO opened read-write,
+    # which never ends. nc ends when the client closes the connection
+    # (after all its data); -w bounds only the wait for the connection.
+    start=$(split_net_now)
+    timeout "$((SPLIT_NET_CONNECT_WAIT + SPLIT_NET_TRANSFER_WAIT))" \
+        nc -w "$SPLIT_NET_CONNECT_WAIT" -l -p "$SPLIT_NET_PORT" <> "$SPLIT_NET_HOLD" > "$SPLIT_NET_RECV" 2> "$SPLIT_NET_ERRORS"
+    status=$?
+    if [ "$status" != 0 ]; then
+        split_net_failed "nc -l -p $SPLIT_NET_PORT ended with status $status after $(split_net_since "$start") s (143: still running after $((SPLIT_NET_CONNECT_WAIT + SPLIT_NET_TRANSFER_WAIT)) s): $(head -n 1 "$SPLIT_NET_ERRORS") ($(stat -c %s "$SPLIT_NET_RECV" 2> /dev/null) bytes received)"
+        return 1
+    fi
+    bytes=$(stat -c %s "$SPLIT_NET_RECV")
+    sum=$(sha256sum < "$SPLIT_NET_RECV" | cut -d ' ' -f 1)
+    say "domu: split-net received $bytes bytes sha256 $sum (nc ended after $(split_net_since "$start") s)"
+    if [ "$bytes" != $((SPLIT_NET_MIB * 1048576)) ]; then
+        split_net_failed "received $bytes bytes, not the $((SPLIT_NET_MIB * 1048576)) the client sends"
+        return 1
+    fi
+}
+
+# The client: SPLIT_NET_MIB MiB of /dev/urandom to the server's port,
+# trying again while the server is not listening yet (busybox nc ends with
+# status 1 on a refused connection, after -w s when nothing answers).
+split_net_client() {
+    if ! dd if=/dev/urandom of="$SPLIT_NET_SEND" bs=1048576 count="$SPLIT_NET_MIB" iflag=fullblock 2> /dev/null; then
+        split_net_failed "cannot take $SPLIT_NET_MIB MiB from /dev/urandom"
+        return 1
+    fi
+    bytes=$(stat -c %s "$SPLIT_NET_SEND")
+    sum=$(sha256sum < "$SPLIT_NET_SEND" | cut -d ' ' -f 1)
+    say "domu: split-net sending $bytes bytes sha256 $sum to $net_peer port $SPLIT_NET_PORT"
+    connect_start=$(split_net_now)
+    tries=0
+    while :; do
+        tries=$((tries + 1))
+        start=$(split_net_now)
+        # At its input's end nc shuts its sending side down and waits for
+        # the server to close the connection: all data has arrived then.
+        timeout "$SPLIT_NET_TRANSFER_WAIT" nc -w 10 "$net_peer" "$SPLIT_NET_PORT" \
+            < "$SPLIT_NET_SEND" > /dev/null 2> "$SPLIT_NET_ERRORS"
+        status=$?
+        [ "$status" = 0 ] && break
+        if split_net_expired "$connect_start" "$SPLIT_NET_CONNECT_WAIT"; then
+            split_net_failed "nc $net_peer $SPLIT_NET_PORT: status $status at try $tries, ${SPLIT_NET_CONNECT_WAIT} s after the first (143: still running after $SPLIT_NET_TRANSFER_WAIT s): $(head -n 1 "$SPLIT_NET_ERRORS")"
+            return 1
+        fi
+        sleep 2
+    done
+    say "domu: split-net sent $bytes bytes in $(split_net_since "$start") s (connected at try $tries)"
+}
+
+split_net() {
+    case "$net_role" in
+        server | client) ;;
+        *)
+            split_net_failed "keel.net-role= must be server or client, not '$net_role'"
+            return
+            ;;
+    esac
+    if [ -z "$net_ip" ] || [ -z "$net_peer" ]; then
+        split_net_failed "keel.net-ip= and keel.net-peer= are needed (got '$net_ip' and '$net_peer')"
+        return
+    fi
+    for module in $SPLIT_NET_MODULES; do
+        if ! insmod "/lib/modules/$module.ko"; then
+            split_net_failed "insmod /lib/modules/$module.ko"
+            return
+        fi
+    done
+    say "domu: split-net drivers loaded: $SPLIT_NET_MODULES"
+    waited=0
+    while :; do
+        split_net_iface=$(split_net_find_interface)
+        [ -n "$split_net_iface" ] && break
+        if [ "$waited" -ge "$SPLIT_NET_WAIT" ]; then
+            split_net_failed "no network interface but lo ${SPLIT_NET_WAIT} s after loading virtio_net (virtio devices: $(ls /sys/bus/virtio/devices 2> /dev/null | tr '\n' ' '))"
+            return
+        fi
+        sleep 1
+        waited=$((waited + 1))
+    done
+    say "domu: split-net $split_net_iface mac $(cat "/sys/class/net/$split_net_iface/address"), $(virtio_place "/sys/class/net/$split_net_iface")"
+    # IPv6 off on the NIC: no router solicitations or duplicate address
+    # probes on the switch, only the test's own traffic.
+    { echo 1 > "/proc/sys/net/ipv6/conf/$split_net_iface/disable_ipv6"; } 2> /dev/null
+    if ! ip link set lo up || ! ip addr add "$net_ip/$SPLIT_NET_PREFIX" dev "$split_net_iface" \
+        || ! ip link set "$split_net_iface" up; then
+        split_net_failed "cannot bring $split_net_iface up with $net_ip/$SPLIT_NET_PREFIX"
+        return
+    fi
+    say "domu: split-net $split_net_iface up: $net_ip/$SPLIT_NET_PREFIX, the $net_role, peer $net_peer, mtu $(cat "/sys/class/net/$split_net_iface/mtu")"
+    split_net_ping "$net_peer" "the other DomU" || return
+    split_net_ping "$SPLIT_NET_DOM0" "Dom0 on keel0" || return
+    if [ "$net_role" = server ]; then
+        split_net_server || return
+    else
+        split_net_client || return
+    fi
+    say "domu: split-net done"
+}
+
 case "$mode" in
     poweroff)
         say "domu: powering off (keel.domu=poweroff)"
@@ -597,6 +837,15 @@ case "$mode" in
         # DomU keeps reading vda, so Dom0 destroys it with requests in
         # flight).
         split_blk
+        while :; do
+            sleep 60
+        done
+        ;;
+    split-net)
+        # The split network device (Dom0's split-net-test.sh watches two,
+        # then pings both through keel0 and destroys them): the NIC stays
+        # up while the domain idles.
+        split_net
         while :; do
             sleep 60
         done

@@ -6,7 +6,7 @@
 # and powers off; with `keel.test=domu` it runs the DomU checks
 # (/usr/lib/keel/domu-test.sh: create, watch, list and destroy DomUs with
 # /bin/keel) and powers off; with `keel.test=domu-sched`, `domu-faults`,
-# `hostile`, `passthrough` or `split-blk` it runs those checks
+# `hostile`, `passthrough`, `split-blk` or `split-net` it runs those checks
 # (/usr/lib/keel/*-test.sh) and powers off;
 # with `keel.test=domu-bench` it times one DomU
 # boot for `bench boot`, with `keel.test=bench-io` it measures the split
@@ -34,9 +34,11 @@ say "dom0: userspace started"
 
 # The modules the virtio backends `keel create` starts need
 # (kernel::DOM0_MODULES, in load order): uio, and uio_pci_generic, which a
-# backend binds Keel's management function to. Loaded before any keel
-# command; only the backends need them, so a failure is reported, not fatal.
-for module in uio uio_pci_generic; do
+# backend binds Keel's management function to; tun, through which the
+# network backends' switch (`keel switch`) gives Dom0 its port, the TAP
+# interface keel0. Loaded before any keel command; only the backends need
+# them, so a failure is reported, not fatal.
+for module in uio uio_pci_generic tun; do
     if ! insmod "/lib/modules/$module.ko"; then
         say "dom0: cannot load module $module (insmod /lib/modules/$module.ko failed); the virtio backends need it"
     fi
@@ -122,6 +124,14 @@ fi
 # disks, served by backend processes in Dom0 from image files.
 if grep -qwF 'keel.test=split-blk' /proc/cmdline; then
     /usr/lib/keel/split-blk-test.sh
+    poweroff -f
+fi
+
+# The split network device checks (split-net-test.sh): two DomUs' virtio-net
+# NICs, served by backend processes in Dom0 and joined by a switch with a
+# port for Dom0 (keel0).
+if grep -qwF 'keel.test=split-net' /proc/cmdline; then
+    /usr/lib/keel/split-net-test.sh
     poweroff -f
 fi
 

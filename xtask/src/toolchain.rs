@@ -54,10 +54,6 @@ pub struct Missing {
 }
 
 impl Missing {
-    pub fn is_empty(&self) -> bool {
-        self.targets.is_empty() && self.components.is_empty()
-    }
-
     /// The rustup commands that add what is missing, as argument lists.
     pub fn rustup_commands(&self) -> Vec<Vec<String>> {
         let mut commands = Vec::new();
@@ -259,7 +255,7 @@ profile = "minimal"
             "x86_64-unknown-linux-gnu\nx86_64-unknown-none\n",
             "clippy\nrustfmt-x86_64-unknown-linux-gnu\n",
         );
-        assert!(missing.is_empty());
+        assert_eq!(missing, Missing::default());
         assert!(missing.rustup_commands().is_empty());
     }
 

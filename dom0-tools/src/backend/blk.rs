@@ -10,13 +10,12 @@ use std::path::Path;
 
 use anyhow::Result;
 use keel_abi::mgmt::virtio::complete_flags;
-use keel_abi::mgmt::{DomainId, VirtioDeviceState};
+use keel_abi::mgmt::VirtioDeviceState;
 use keel_virtio::blk::{BackendError, Blk, BlkOptions, BlockBackend, QUEUE_SIZE, SECTOR_SIZE};
-use keel_virtio::status::{DEVICE_NEEDS_RESET, DRIVER_OK, FEATURES_OK};
-use keel_virtio::{GuestMemory, Queue, QueueConfig, QueueError, QueueFeatures};
+use keel_virtio::{GuestMemory, QueueError};
 
-use crate::client::Client;
-use crate::transport::Transport;
+use super::calls::{on_control, VirtioCalls};
+use super::queues::{QueueSet, Sync};
 
 /// Requests served per queue before the other devices get their turn.
 pub const BUDGET: usize = 128;
@@ -112,47 +111,14 @@ impl BlockBackend for ImageFile {
     }
 }
 
-/// The calls a device makes; [`DomainCalls`] makes them on Keel.
-pub trait VirtioCalls {
-    fn state(&mut self, device: usize) -> Result<VirtioDeviceState>;
-    fn complete(&mut self, device: usize, queue_mask: u32, flags: u64, generation: u32) -> Result<()>;
-}
-
-/// A client bound to one domain.
-pub struct DomainCalls<T> {
-    pub client: Client<T>,
-    pub id: DomainId,
-}
-
-impl<T: Transport> VirtioCalls for DomainCalls<T> {
-    fn state(&mut self, device: usize) -> Result<VirtioDeviceState> {
-        self.client.virtio_state(self.id, device)
-    }
-
-    fn complete(&mut self, device: usize, queue_mask: u32, flags: u64, generation: u32) -> Result<()> {
-        self.client
-            .virtio_complete(self.id, device, queue_mask, flags, generation)
-    }
-}
-
-/// Whether a Keel refusal is [`keel_abi::mgmt::Status::BadState`]: the
-/// generation moved on (the domain rebooted) under the backend.
-fn stale(error: &anyhow::Error) -> bool {
-    crate::client::is_status(error, keel_abi::mgmt::Status::BadState)
-}
-
 /// One virtio-blk device of the domain.
 pub struct DiskDevice<B> {
     index: usize,
     blk: Blk,
     image: B,
-    /// The transport generation the queues belong to.
-    generation: Option<u32>,
     /// Built when the driver enabled them and the device went DRIVER_OK;
     /// dropped on reset.
-    queues: Vec<Option<Queue>>,
-    /// NEEDS_RESET sent: nothing is served until the driver resets.
-    broken: bool,
+    queues: QueueSet,
     /// A queue's budget ran out with requests left.
     more: bool,
     /// What happened worth a line in the log.
@@ -165,9 +131,7 @@ impl<B: BlockBackend> DiskDevice<B> {
             index,
             blk,
             image,
-            generation: None,
-            queues: vec![None; num_queues],
-            broken: false,
+            queues: QueueSet::new(num_queues),
             more: false,
             notes: Vec::new(),
         }
@@ -189,108 +153,60 @@ impl<B: BlockBackend> DiskDevice<B> {
 
     /// Queues built (being served).
     pub fn live_queues(&self) -> usize {
-        self.queues.iter().flatten().count()
+        self.queues.live()
     }
 
     pub fn is_broken(&self) -> bool {
-        self.broken
+        self.queues.is_broken()
     }
 
     pub fn take_notes(&mut self) -> Vec<String> {
         std::mem::take(&mut self.notes)
     }
 
-    fn drop_queues(&mut self) {
-        self.queues.iter_mut().for_each(|queue| *queue = None);
-        self.broken = false;
-        self.more = false;
-    }
-
     /// A transport change (and once at start): fetches the state and acts
-    /// on it. A completion refused as stale means the domain rebooted
-    /// meanwhile: the state is fetched again (a few times at most).
+    /// on it ([`on_control`]).
     pub fn on_control<C: VirtioCalls, M: GuestMemory>(&mut self, keel: &mut C, memory: &mut M) -> Result<()> {
-        let mut tries = 0;
-        loop {
-            let state = keel.state(self.index)?;
-            match self.apply(&state, keel, memory) {
-                Err(error) if stale(&error) && tries < 3 => tries += 1,
-                other => return other,
-            }
-        }
+        on_control(self.index, keel, |state, keel| self.apply(state, keel, memory))
     }
 
-    /// What a state means for the device:
-    ///
-    /// - a new generation, or status 0: the queues go;
-    /// - a reset pending: the queues go and RESET_DONE lets the driver
-    ///   see status 0;
-    /// - FEATURES_OK and DRIVER_OK without DEVICE_NEEDS_RESET: the
-    ///   negotiated features apply, each enabled queue not built yet is
-    ///   built, and every queue is served once (the driver may have
-    ///   published buffers before DRIVER_OK).
+    /// What a state means for the device ([`QueueSet::sync`]); once ready,
+    /// the negotiated features apply and every queue is served once (the
+    /// driver may have published requests before DRIVER_OK).
     pub fn apply<C: VirtioCalls, M: GuestMemory>(
         &mut self,
         state: &VirtioDeviceState,
         keel: &mut C,
         memory: &mut M,
     ) -> Result<()> {
-        if self.generation != Some(state.generation) || state.status == 0 {
-            self.drop_queues();
-            self.generation = Some(state.generation);
-        }
-        if state.reset_pending {
-            self.drop_queues();
-            return keel.complete(self.index, 0, complete_flags::RESET_DONE, state.generation);
-        }
-        let ready = FEATURES_OK | DRIVER_OK;
-        if state.status & ready != ready || state.status & DEVICE_NEEDS_RESET != 0 || self.broken {
-            return Ok(());
-        }
         self.blk.set_negotiated(state.driver_features);
-        let features = QueueFeatures::from_negotiated(state.driver_features);
-        let count = usize::from(state.num_queues).min(self.queues.len());
-        for (number, (slot, queue)) in self.queues.iter_mut().zip(&state.queues[..count]).enumerate() {
-            if !queue.enabled || slot.is_some() {
-                continue;
-            }
-            let config = QueueConfig {
-                size: queue.size,
-                desc_table: queue.desc,
-                avail_ring: queue.driver,
-                used_ring: queue.device,
-            };
-            match Queue::new(config, QUEUE_SIZE, features, self.blk.max_segments()) {
-                Ok(built) => *slot = Some(built),
-                Err(error) => {
-                    // Keel validated the layout; a refusal here is a
-                    // mismatch worth a reset, never a panic.
-                    self.notes
-                        .push(format!("device {}: queue {number} refused: {error:?}", self.index));
-                    self.broken = true;
-                }
-            }
+        let (sync, dropped) = self
+            .queues
+            .sync(state, QUEUE_SIZE, self.blk.max_segments(), &mut self.notes, self.index);
+        if dropped {
+            self.more = false;
         }
-        if self.broken {
-            return keel.complete(self.index, 0, complete_flags::NEEDS_RESET, state.generation);
+        match sync {
+            Sync::ResetDone => keel.complete(self.index, 0, complete_flags::RESET_DONE, state.generation),
+            Sync::Waiting => Ok(()),
+            Sync::Broken => keel.complete(self.index, 0, complete_flags::NEEDS_RESET, state.generation),
+            Sync::Ready => self.serve(keel, memory),
         }
-        self.serve(keel, memory)
     }
 
     /// A kick (or work left over): serves every built queue, then one
     /// VirtioComplete with the queues whose driver asked for an interrupt
     /// (and NEEDS_RESET the first time a queue breaks).
     pub fn serve<C: VirtioCalls, M: GuestMemory>(&mut self, keel: &mut C, memory: &mut M) -> Result<()> {
-        let Some(generation) = self.generation else {
+        let Some(generation) = self.queues.generation() else {
             return Ok(());
         };
-        if self.broken {
+        if self.queues.is_broken() {
             return Ok(());
         }
         let (mut notify, mut broke) = (0u32, false);
         self.more = false;
-        for (number, slot) in self.queues.iter_mut().enumerate() {
-            let Some(queue) = slot else { continue };
+        for (number, queue) in self.queues.iter_mut() {
             match self.blk.process_queue(queue, memory, &mut self.image, BUDGET) {
                 Ok(processed) => {
                     if processed.notify {
@@ -312,7 +228,7 @@ impl<B: BlockBackend> DiskDevice<B> {
         }
         let mut flags = 0;
         if broke {
-            self.broken = true;
+            self.queues.mark_broken();
             self.more = false;
             flags = complete_flags::NEEDS_RESET;
         }

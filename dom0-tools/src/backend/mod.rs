@@ -1,20 +1,26 @@
-//! The virtio-blk backend: `keel backend <domain> --disk <path>,<mode> ...`
+//! The virtio backend: `keel backend <domain> --disk <path>,<mode> ... --vif mac=<mac> ...`
 //! (hidden; `keel create` starts it, `keel destroy` stops it).
 //!
 //! It maps the DomU's RAM through the memory window ([`window`]), waits
-//! for notifications ([`notify`], [`uio`]) and serves each disk with
-//! keel-virtio's device model ([`blk`]). Its run files are described in
+//! for notifications ([`notify`], [`uio`]) and for frames from the switch
+//! ([`crate::switch_daemon`]), and serves each disk ([`blk`]) and network
+//! interface ([`net`]) with keel-virtio's device models; the transport
+//! state both share is in [`queues`] and [`calls`]. Its run files are described in
 //! [`runfiles`]; how it is started and stopped in [`supervisor`]. It
 //! exits on SIGTERM and when the domain is gone.
 
 pub mod blk;
+pub mod calls;
+pub mod net;
 pub mod notify;
+pub mod queues;
 pub mod runfiles;
 pub mod supervisor;
 pub mod uio;
 pub mod window;
 
 use std::io::Write;
+use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, ensure, Context, Result};
@@ -23,25 +29,105 @@ use keel_abi::mgmt::{DomainId, Status};
 use keel_virtio::blk::BlockBackend;
 use keel_virtio::GuestMemory;
 
-use self::blk::{disk_model, open_image, DiskDevice, DomainCalls, ImageFile, VirtioCalls};
+use self::blk::{disk_model, open_image, DiskDevice, ImageFile};
+use self::calls::{DomainCalls, VirtioCalls};
+use self::net::{nic_model, FramePort, NicDevice};
 use self::notify::{Notifier, Wakeup, IDLE};
-use self::runfiles::{create_run_dir, DiskRecord, PidLock, ReadyInfo, RunFiles, RUN_DIR};
+use self::runfiles::{create_run_dir, DiskRecord, NicRecord, PidLock, ReadyInfo, RunFiles, RUN_DIR};
 use self::uio::{SlotHw, Sysfs};
 use crate::client::{is_status, Client};
 use crate::config::Disk;
 use crate::device::Device;
+use crate::switch_daemon::SwitchPort;
 use crate::sys;
+use crate::vif::{MacText, Nic};
 
 #[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+#[command(group(clap::ArgGroup::new("devices").required(true).multiple(true).args(["disks", "vifs"])))]
 pub struct BackendArgs {
     /// The DomU's id
     pub domain: DomainId,
     /// A disk as PATH,rw or PATH,ro; the n-th is the domain's virtio device n
-    #[arg(long = "disk", value_name = "PATH,MODE", required = true)]
+    #[arg(long = "disk", value_name = "PATH,MODE")]
     pub disks: Vec<String>,
-    /// Where the pid, ready and log files are
+    /// A network interface as mac=MAC[,mtu=MTU]; they follow the disks
+    #[arg(long = "vif", value_name = "mac=MAC")]
+    pub vifs: Vec<String>,
+    /// Where the pid, ready and log files are (and the switch's socket)
     #[arg(long, value_name = "DIR", default_value = RUN_DIR)]
     pub run_dir: PathBuf,
+}
+
+/// One device the backend serves, whatever its type: what the loop needs.
+pub trait Served<C: VirtioCalls, M: GuestMemory> {
+    fn index(&self) -> usize;
+    /// Work is left: serve again without sleeping.
+    fn has_more(&self) -> bool;
+    fn on_control(&mut self, keel: &mut C, memory: &mut M) -> Result<()>;
+    fn serve(&mut self, keel: &mut C, memory: &mut M) -> Result<()>;
+    /// A descriptor whose readability means input for the device (a
+    /// switch port), while it can take input.
+    fn input_fd(&self) -> Option<RawFd> {
+        None
+    }
+    fn on_input(&mut self, _keel: &mut C, _memory: &mut M) -> Result<()> {
+        Ok(())
+    }
+    fn take_notes(&mut self) -> Vec<String>;
+}
+
+impl<C: VirtioCalls, M: GuestMemory, B: BlockBackend> Served<C, M> for DiskDevice<B> {
+    fn index(&self) -> usize {
+        DiskDevice::index(self)
+    }
+    fn has_more(&self) -> bool {
+        DiskDevice::has_more(self)
+    }
+    fn on_control(&mut self, keel: &mut C, memory: &mut M) -> Result<()> {
+        DiskDevice::on_control(self, keel, memory)
+    }
+    fn serve(&mut self, keel: &mut C, memory: &mut M) -> Result<()> {
+        DiskDevice::serve(self, keel, memory)
+    }
+    fn take_notes(&mut self) -> Vec<String> {
+        DiskDevice::take_notes(self)
+    }
+}
+
+impl<C: VirtioCalls, M: GuestMemory, P: FramePort> Served<C, M> for NicDevice<P> {
+    fn index(&self) -> usize {
+        NicDevice::index(self)
+    }
+    fn has_more(&self) -> bool {
+        NicDevice::has_more(self)
+    }
+    fn on_control(&mut self, keel: &mut C, memory: &mut M) -> Result<()> {
+        NicDevice::on_control(self, keel, memory)
+    }
+    fn serve(&mut self, keel: &mut C, memory: &mut M) -> Result<()> {
+        NicDevice::serve(self, keel, memory)
+    }
+    fn input_fd(&self) -> Option<RawFd> {
+        NicDevice::input_fd(self)
+    }
+    fn on_input(&mut self, keel: &mut C, memory: &mut M) -> Result<()> {
+        NicDevice::on_input(self, keel, memory)
+    }
+    fn take_notes(&mut self) -> Vec<String> {
+        NicDevice::take_notes(self)
+    }
+}
+
+impl FramePort for SwitchPort {
+    fn send(&mut self, frame: &[u8]) -> std::io::Result<bool> {
+        SwitchPort::send(self, frame)
+    }
+    fn recv(&mut self, buf: &mut [u8]) -> std::io::Result<Option<usize>> {
+        SwitchPort::recv(self, buf)
+    }
+    fn raw_fd(&self) -> Option<RawFd> {
+        Some(SwitchPort::as_raw_fd(self))
+    }
 }
 
 /// Runs the backend until it is stopped or the domain is gone; `log` is
@@ -54,16 +140,33 @@ pub fn run(args: &BackendArgs, log: &mut dyn Write) -> Result<()> {
         .map(|spec| Disk::parse(spec, Path::new("")))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|reason| anyhow!("--disk {reason}"))?;
-    ensure!(disks.len() <= MAX_DEVICES, "at most {MAX_DEVICES} disks");
+    let nics = args
+        .vifs
+        .iter()
+        .map(|spec| Nic::parse(spec))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|reason| anyhow!("--vif {reason}"))?;
+    ensure!(
+        !disks.is_empty() || !nics.is_empty(),
+        "no --disk and no --vif: nothing to serve"
+    );
+    ensure!(disks.len() + nics.len() <= MAX_DEVICES, "at most {MAX_DEVICES} devices");
     create_run_dir(&args.run_dir)?;
     let files = RunFiles::new(&args.run_dir, id);
     let _pid = PidLock::acquire(&files)?;
-    let result = serve(id, &disks, &files, log);
+    let result = serve(id, &disks, &nics, &args.run_dir, &files, log);
     let _ = std::fs::remove_file(files.ready());
     result
 }
 
-fn serve(id: DomainId, disks: &[Disk], files: &RunFiles, log: &mut dyn Write) -> Result<()> {
+fn serve(
+    id: DomainId,
+    disks: &[Disk],
+    nics: &[Nic],
+    run_dir: &Path,
+    files: &RunFiles,
+    log: &mut dyn Write,
+) -> Result<()> {
     let mut images = Vec::new();
     for disk in disks {
         let (file, len) = open_image(&disk.path, disk.read_only).map_err(|reason| anyhow!(reason))?;
@@ -80,19 +183,33 @@ fn serve(id: DomainId, disks: &[Disk], files: &RunFiles, log: &mut dyn Write) ->
         .window_map(id)
         .with_context(|| format!("cannot map domain {id}'s memory"))?;
     let mut memory = window::map_window(&dir, &slot)?;
-    let mut devices = Vec::new();
+    let mut devices: Vec<Box<dyn Served<_, _>>> = Vec::new();
+    let mut disk_records = Vec::new();
     for (index, (disk, image)) in disks.iter().zip(images).enumerate() {
-        let state = keel
-            .state(index)
-            .with_context(|| format!("cannot read virtio device {index} of domain {id}"))?;
-        ensure!(
-            state.device_type == device_type::BLOCK && state.num_queues >= 1,
-            "virtio device {index} of domain {id} is not a block device with a queue (type {}, {} queues)",
-            state.device_type,
-            state.num_queues
-        );
+        expect_type(&mut keel, index, device_type::BLOCK, "a block device")?;
+        let state = keel.state(index)?;
         let model = disk_model(index, image.len(), disk.read_only);
-        devices.push(DiskDevice::new(index, model, image, usize::from(state.num_queues)));
+        let device = DiskDevice::new(index, model, image, usize::from(state.num_queues));
+        disk_records.push(DiskRecord {
+            index,
+            path: disk.path.display().to_string(),
+            read_only: disk.read_only,
+            sectors: device.capacity(),
+        });
+        devices.push(Box::new(device));
+    }
+    let mut nic_records = Vec::new();
+    for (position, nic) in nics.iter().enumerate() {
+        let index = disks.len() + position;
+        expect_type(&mut keel, index, device_type::NET, "a network interface")?;
+        let port = SwitchPort::connect(run_dir, id, index, nic.mac)
+            .with_context(|| format!("cannot connect interface {index} to the switch"))?;
+        devices.push(Box::new(NicDevice::new(index, nic_model(nic), port)));
+        nic_records.push(NicRecord {
+            index,
+            mac: MacText(&nic.mac).to_string(),
+            mtu: nic.mtu,
+        });
     }
     let (hw, nap) = SlotHw::open(&dir, slot.slot, &Sysfs::system(), log)?;
     let notifications = hw.mode().to_string();
@@ -103,21 +220,14 @@ fn serve(id: DomainId, disks: &[Disk], files: &RunFiles, log: &mut dyn Write) ->
         pid: std::process::id(),
         slot: slot.slot,
         notifications: notifications.clone(),
-        disks: disks
-            .iter()
-            .zip(&devices)
-            .map(|(disk, device)| DiskRecord {
-                index: device.index(),
-                path: disk.path.display().to_string(),
-                read_only: disk.read_only,
-                sectors: device.capacity(),
-            })
-            .collect(),
+        disks: disk_records,
+        nics: nic_records,
     })?;
     writeln!(
         log,
-        "keel backend {id}: serving {} disk(s); window slot {}, {} MiB; {notifications} notifications",
-        devices.len(),
+        "keel backend {id}: serving {} disk(s) and {} interface(s); window slot {}, {} MiB; {notifications} notifications",
+        disks.len(),
+        nics.len(),
         slot.slot,
         slot.ram_bytes >> 20
     )?;
@@ -126,8 +236,26 @@ fn serve(id: DomainId, disks: &[Disk], files: &RunFiles, log: &mut dyn Write) ->
     Ok(())
 }
 
+/// Checks that Keel's device `index` of the domain has type `kind`.
+fn expect_type<C: VirtioCalls>(keel: &mut C, index: usize, kind: u16, what: &str) -> Result<()> {
+    let state = keel
+        .state(index)
+        .with_context(|| format!("cannot read virtio device {index}"))?;
+    ensure!(
+        state.device_type == kind && state.num_queues >= 1,
+        "virtio device {index} is not {what} with a queue (type {}, {} queues)",
+        state.device_type,
+        state.num_queues
+    );
+    Ok(())
+}
+
 /// Logs a device's notes and a failed call; `Some` when the domain is gone.
-fn outcome<B: BlockBackend>(result: Result<()>, device: &mut DiskDevice<B>, log: &mut dyn Write) -> Option<String> {
+fn outcome<C: VirtioCalls, M: GuestMemory>(
+    result: Result<()>,
+    device: &mut dyn Served<C, M>,
+    log: &mut dyn Write,
+) -> Option<String> {
     for note in device.take_notes() {
         let _ = writeln!(log, "keel backend: {note}");
     }
@@ -141,32 +269,35 @@ fn outcome<B: BlockBackend>(result: Result<()>, device: &mut DiskDevice<B>, log:
     }
 }
 
-pub(crate) fn serve_loop<C, M, B, H>(
+pub(crate) fn serve_loop<C, M, H>(
     keel: &mut C,
     memory: &mut M,
-    devices: &mut [DiskDevice<B>],
+    devices: &mut [Box<dyn Served<C, M> + '_>],
     notifier: &mut Notifier<H>,
     log: &mut dyn Write,
 ) -> Result<String>
 where
     C: VirtioCalls,
     M: GuestMemory,
-    B: BlockBackend,
     H: notify::NotifyHw,
 {
     // The driver may have set the device up before the backend started.
     for device in devices.iter_mut() {
         let result = device.on_control(keel, memory);
-        if let Some(reason) = outcome(result, device, log) {
+        if let Some(reason) = outcome(result, device.as_mut(), log) {
             return Ok(reason);
         }
     }
+    let mut inputs: Vec<RawFd> = Vec::new();
     loop {
-        let bits = if devices.iter().any(DiskDevice::has_more) {
+        inputs.clear();
+        inputs.extend(devices.iter().filter_map(|device| device.input_fd()));
+        let bits = if devices.iter().any(|device| device.has_more()) {
             notifier.poll()?
         } else {
-            match notifier.wait(sys::stop_requested)? {
+            match notifier.wait(sys::stop_requested, &inputs)? {
                 Wakeup::Pending(bits) => bits,
+                Wakeup::Input => 0,
                 Wakeup::Stop => return Ok("stopped by a signal".to_string()),
                 Wakeup::Idle => {
                     // Quiet for a while: is the domain still there?
@@ -190,10 +321,13 @@ where
                 device.on_control(keel, memory)
             } else if bits & kick_bit(index) != 0 || device.has_more() {
                 device.serve(keel, memory)
+            } else if device.input_fd().is_some() {
+                // Cheap when nothing waits: one refused non-blocking read.
+                device.on_input(keel, memory)
             } else {
                 continue;
             };
-            if let Some(reason) = outcome(result, device, log) {
+            if let Some(reason) = outcome(result, device.as_mut(), log) {
                 return Ok(reason);
             }
         }

@@ -28,6 +28,15 @@ pub struct DiskRecord {
     pub sectors: u64,
 }
 
+/// One network interface in the ready file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NicRecord {
+    pub index: usize,
+    /// `02:4b:45:00:00:0a`.
+    pub mac: String,
+    pub mtu: Option<u16>,
+}
+
 /// The ready file's contents.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReadyInfo {
@@ -38,6 +47,9 @@ pub struct ReadyInfo {
     /// "uio" or "polling".
     pub notifications: String,
     pub disks: Vec<DiskRecord>,
+    /// Absent in the files of backends from before network interfaces.
+    #[serde(default)]
+    pub nics: Vec<NicRecord>,
 }
 
 /// The run files of domain `id`'s backend.
@@ -259,6 +271,11 @@ mod tests {
                 path: "/srv/root.img".into(),
                 read_only: false,
                 sectors: 2048,
+            }],
+            nics: vec![NicRecord {
+                index: 1,
+                mac: "02:4b:45:00:00:0a".into(),
+                mtu: Some(9000),
             }],
         };
         files.write_ready(&info).unwrap();

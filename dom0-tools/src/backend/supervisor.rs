@@ -1,8 +1,8 @@
-//! Starting and stopping disk backends from `keel create` and
+//! Starting and stopping backends from `keel create` and
 //! `keel destroy` ([`Backends`]; the real one is [`Supervisor`]).
 //!
 //! A backend is this same binary run as `keel backend <id> --run-dir <dir>
-//! --disk <path>,<mode> ...`, in a new session (setsid), stdin and stdout
+//! --disk <path>,<mode> ... --vif mac=<mac> ...`, in a new session (setsid), stdin and stdout
 //! on /dev/null, stderr in `<dir>/backend-<id>.log`. `keel create` boots
 //! the domain once the ready file appears; see [`super::runfiles`].
 
@@ -16,7 +16,9 @@ use keel_abi::mgmt::DomainId;
 
 use super::runfiles::{create_run_dir, holder, Holder, ReadyInfo, RunFiles, RUN_DIR};
 use crate::config::Disk;
+use crate::switch_daemon;
 use crate::sys::{new_session_on_exec, send_signal, Signal};
+use crate::vif::Nic;
 
 /// A domain's backend as `keel block-list` sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,12 +30,26 @@ pub struct BackendStatus {
     pub ready: Option<ReadyInfo>,
 }
 
-/// What `keel create`, `keel destroy` and `keel block-list` need from
-/// backends.
+/// What a domain's backend serves: its disks, then its network interfaces
+/// (device `n` is `disks[n]`, device `disks.len() + m` is `nics[m]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BackendDevices {
+    pub disks: Vec<Disk>,
+    pub nics: Vec<Nic>,
+}
+
+impl BackendDevices {
+    pub fn is_empty(&self) -> bool {
+        self.disks.is_empty() && self.nics.is_empty()
+    }
+}
+
+/// What `keel create`, `keel destroy`, `keel block-list` and
+/// `keel network-list` need from backends.
 pub trait Backends {
-    /// Starts domain `id`'s backend for `disks` (device `n` is
-    /// `disks[n]`) and returns once it serves them.
-    fn start(&mut self, id: DomainId, disks: &[Disk]) -> Result<()>;
+    /// Starts domain `id`'s backend for `devices` (and the switch first
+    /// when there are interfaces) and returns once it serves them.
+    fn start(&mut self, id: DomainId, devices: &BackendDevices) -> Result<()>;
     /// Stops domain `id`'s backend; `false` when none was running.
     fn stop(&mut self, id: DomainId) -> Result<bool>;
     fn status(&mut self, id: DomainId) -> Result<BackendStatus>;
@@ -71,7 +87,7 @@ impl Supervisor {
     }
 
     /// The backend's command line.
-    pub fn command(&self, id: DomainId, disks: &[Disk]) -> Command {
+    pub fn command(&self, id: DomainId, devices: &BackendDevices) -> Command {
         let mut command = Command::new(&self.program);
         command
             .args(&self.prefix)
@@ -79,8 +95,11 @@ impl Supervisor {
             .arg(id.to_string())
             .arg("--run-dir")
             .arg(&self.run_dir);
-        for disk in disks {
+        for disk in &devices.disks {
             command.arg("--disk").arg(disk.spec());
+        }
+        for nic in &devices.nics {
+            command.arg("--vif").arg(nic.spec());
         }
         command
     }
@@ -109,21 +128,25 @@ impl Supervisor {
 }
 
 impl Backends for Supervisor {
-    fn start(&mut self, id: DomainId, disks: &[Disk]) -> Result<()> {
+    fn start(&mut self, id: DomainId, devices: &BackendDevices) -> Result<()> {
         create_run_dir(&self.run_dir)?;
+        if !devices.nics.is_empty() {
+            switch_daemon::ensure_running(&self.run_dir, &self.program, &self.prefix)
+                .context("cannot start the network switch")?;
+        }
         let files = self.files(id);
         if let Holder::Backend(pid) = holder(&files.pid())? {
             let pid = pid.map_or_else(|| "?".to_string(), |pid| pid.to_string());
-            bail!("a disk backend (pid {pid}) already serves domain {id}");
+            bail!("a backend (pid {pid}) already serves domain {id}");
         }
         files.remove();
         let log = File::create(files.log()).with_context(|| format!("cannot create {}", files.log().display()))?;
-        let mut command = self.command(id, disks);
+        let mut command = self.command(id, devices);
         command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
         new_session_on_exec(&mut command);
         let mut child = command
             .spawn()
-            .with_context(|| format!("cannot start the disk backend ({})", self.program.display()))?;
+            .with_context(|| format!("cannot start the backend ({})", self.program.display()))?;
         let deadline = Instant::now() + self.ready_timeout;
         loop {
             if files.ready().exists() {
@@ -133,7 +156,7 @@ impl Backends for Supervisor {
             if let Some(status) = child.try_wait()? {
                 files.remove();
                 bail!(
-                    "the disk backend exited before it was ready ({status}){}",
+                    "the backend exited before it was ready ({status}){}",
                     self.log_note(&files)
                 );
             }
@@ -142,7 +165,7 @@ impl Backends for Supervisor {
                 let _ = child.wait();
                 files.remove();
                 bail!(
-                    "the disk backend was not ready after {} s{}",
+                    "the backend was not ready after {} s{}",
                     self.ready_timeout.as_secs_f64(),
                     self.log_note(&files)
                 );
@@ -178,7 +201,7 @@ impl Backends for Supervisor {
         if !self.wait_gone(&files, self.term_timeout)? {
             let _ = send_signal(pid, Signal::Kill);
             if !self.wait_gone(&files, self.kill_timeout)? {
-                bail!("the disk backend of domain {id} (pid {pid}) does not exit");
+                bail!("the backend of domain {id} (pid {pid}) does not exit");
             }
         }
         files.remove();
@@ -227,21 +250,26 @@ mod tests {
         echo '{\"domain\":'$2',\"pid\":'$$',\"slot\":0,\"notifications\":\"polling\",\"disks\":[]}' \
         > \"$4/backend-$2.ready\"; exec sleep 30";
 
-    fn disks() -> Vec<Disk> {
-        vec![
-            Disk::parse("/srv/root.img,rw", Path::new("")).unwrap(),
-            Disk::parse("/srv/a,b.iso,ro", Path::new("")).unwrap(),
-        ]
+    fn disks() -> BackendDevices {
+        BackendDevices {
+            disks: vec![
+                Disk::parse("/srv/root.img,rw", Path::new("")).unwrap(),
+                Disk::parse("/srv/a,b.iso,ro", Path::new("")).unwrap(),
+            ],
+            nics: Vec::new(),
+        }
     }
 
     #[test]
-    fn the_command_line_names_the_domain_the_run_dir_and_each_disk() {
+    fn the_command_line_names_the_domain_the_run_dir_each_disk_and_each_interface() {
         let supervisor = Supervisor {
             program: PathBuf::from("/usr/sbin/keel"),
             prefix: Vec::new(),
             ..supervisor("command", "")
         };
-        let command = supervisor.command(5, &disks());
+        let mut devices = disks();
+        devices.nics.push(Nic::parse("mac=02:4b:45:00:00:0a,mtu=9000").unwrap());
+        let command = supervisor.command(5, &devices);
         assert_eq!(command.get_program(), "/usr/sbin/keel");
         let args: Vec<_> = command.get_args().map(|arg| arg.to_str().unwrap()).collect();
         let dir = supervisor.run_dir.to_str().unwrap();
@@ -255,7 +283,9 @@ mod tests {
                 "--disk",
                 "/srv/root.img,rw",
                 "--disk",
-                "/srv/a,b.iso,ro"
+                "/srv/a,b.iso,ro",
+                "--vif",
+                "mac=02:4b:45:00:00:0a,mtu=9000"
             ]
         );
     }
@@ -284,7 +314,7 @@ mod tests {
             .start(3, &disks())
             .unwrap_err()
             .to_string()
-            .starts_with("a disk backend (pid "));
+            .starts_with("a backend (pid "));
         let started = Instant::now();
         assert!(supervisor.stop(3).unwrap());
         assert!(started.elapsed() < Duration::from_millis(500), "SIGTERM was enough");
@@ -310,7 +340,7 @@ mod tests {
             return;
         }
         let mut supervisor = supervisor("kill", &format!("trap '' TERM; {SERVING}"));
-        supervisor.start(4, &[]).unwrap();
+        supervisor.start(4, &BackendDevices::default()).unwrap();
         let started = Instant::now();
         assert!(supervisor.stop(4).unwrap());
         assert!(started.elapsed() >= supervisor.term_timeout);
@@ -326,7 +356,7 @@ mod tests {
         assert_eq!(
             error,
             format!(
-                "the disk backend exited before it was ready (exit status: 1): keel: cannot map window slot 0 (see {})",
+                "the backend exited before it was ready (exit status: 1): keel: cannot map window slot 0 (see {})",
                 log.display()
             )
         );
@@ -337,9 +367,9 @@ mod tests {
     fn a_backend_that_never_gets_ready_is_killed() {
         let mut supervisor = supervisor("slow", "echo starting >&2; exec sleep 30");
         supervisor.ready_timeout = Duration::from_millis(300);
-        let error = supervisor.start(7, &[]).unwrap_err().to_string();
+        let error = supervisor.start(7, &BackendDevices::default()).unwrap_err().to_string();
         assert!(
-            error.starts_with("the disk backend was not ready after 0.3 s: starting (see "),
+            error.starts_with("the backend was not ready after 0.3 s: starting (see "),
             "{error}"
         );
         std::fs::remove_dir_all(&supervisor.run_dir).unwrap();

@@ -10,6 +10,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -20,7 +21,7 @@ use keel_abi::mgmt::{events, regs, PCI_DEVICE_ID, PCI_VENDOR_ID, REGISTER_BYTES}
 
 use super::notify::{NotifyHw, Slept, POLL_PERIOD};
 use crate::device::map_resource_at;
-use crate::sys::{poll_readable, Mapping, Polled};
+use crate::sys::{poll_any, Mapping, PolledAny};
 
 pub const UIO_DRIVER: &str = "uio_pci_generic";
 /// How long a uio poll lasts at most (the loop's idle check comes anyway).
@@ -242,20 +243,28 @@ impl NotifyHw for SlotHw {
         self.bar0.read32(notify_register(self.slot) as usize)
     }
 
-    fn sleep(&mut self, timeout: Duration) -> io::Result<Slept> {
-        let Some(Interrupt { uio, .. }) = &mut self.interrupt else {
+    fn sleep(&mut self, timeout: Duration, inputs: &[RawFd]) -> io::Result<Slept> {
+        let mut fds: Vec<RawFd> = Vec::with_capacity(inputs.len() + 1);
+        if let Some(Interrupt { uio, .. }) = &self.interrupt {
+            fds.push(uio.as_raw_fd());
+        }
+        fds.extend_from_slice(inputs);
+        if fds.is_empty() {
             std::thread::sleep(timeout);
             return Ok(Slept::TimedOut);
-        };
-        match poll_readable(uio, timeout)? {
-            Polled::TimedOut => Ok(Slept::TimedOut),
-            Polled::Interrupted => Ok(Slept::Signal),
-            Polled::Readable => {
-                // The interrupt count; reading it consumes the wakeup.
-                let mut count = [0; 4];
-                uio.read_exact(&mut count)?;
-                Ok(Slept::Interrupt)
-            }
+        }
+        match poll_any(&fds, timeout)? {
+            PolledAny::TimedOut => Ok(Slept::TimedOut),
+            PolledAny::Interrupted => Ok(Slept::Signal),
+            PolledAny::Readable(ready) => match &mut self.interrupt {
+                Some(Interrupt { uio, .. }) if ready & 1 != 0 => {
+                    // The interrupt count; reading it consumes the wakeup.
+                    let mut count = [0; 4];
+                    uio.read_exact(&mut count)?;
+                    Ok(Slept::Interrupt)
+                }
+                _ => Ok(Slept::Input),
+            },
         }
     }
 }

@@ -1,4 +1,4 @@
-//! The DomU's RAM as the disk backend sees it: its slot of the management
+//! The DomU's RAM as the backend sees it: its slot of the management
 //! function's memory window (BAR 4, `resource4`), mapped shared, behind a
 //! bounds-checked [`GuestMemory`].
 //!

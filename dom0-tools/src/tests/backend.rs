@@ -13,10 +13,11 @@ use keel_virtio::features::{VIRTIO_F_EVENT_IDX, VIRTIO_F_VERSION_1};
 use keel_virtio::GuestMemory;
 
 use super::fake::{Complete, FakeKeel};
-use crate::backend::blk::{disk_model, open_image, DiskDevice, DomainCalls, ImageFile};
+use crate::backend::blk::{disk_model, open_image, DiskDevice, ImageFile};
+use crate::backend::calls::DomainCalls;
 use crate::backend::notify::{Notifier, NotifyHw, Slept};
-use crate::backend::serve_loop;
 use crate::backend::window::WindowMemory;
+use crate::backend::{serve_loop, Served};
 use crate::client::{is_status, Client};
 
 const DESC: u64 = 0x1000;
@@ -363,7 +364,7 @@ impl NotifyHw for ScriptedHw {
         }
     }
 
-    fn sleep(&mut self, timeout: Duration) -> std::io::Result<Slept> {
+    fn sleep(&mut self, timeout: Duration, _inputs: &[std::os::fd::RawFd]) -> std::io::Result<Slept> {
         self.elapsed += timeout;
         Ok(Slept::TimedOut)
     }
@@ -384,7 +385,7 @@ fn the_loop_serves_at_start_and_on_control_bits_and_ends_with_the_domain() {
     // State reads: the start, the control bit, then the idle check finds
     // the domain gone.
     keel.fail(Command::VirtioState, 2, Status::NoSuchDomain, "no domain");
-    let mut devices = vec![device(&path, false)];
+    let mut devices: Vec<Box<dyn Served<_, _>>> = vec![Box::new(device(&path, false))];
     let hw = ScriptedHw {
         bits: vec![control_bit(0)],
         start: Instant::now(),
@@ -400,6 +401,7 @@ fn the_loop_serves_at_start_and_on_control_bits_and_ends_with_the_domain() {
         &mut log,
     )
     .unwrap();
+    drop(devices);
     assert_eq!(reason, "the domain is gone");
     assert_eq!((used_idx(&memory), data(&memory, 0)), (1, vec![7; 512]));
     assert_eq!(keel.completes, [complete(id, 1, 0, 1)]);

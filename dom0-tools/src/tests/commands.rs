@@ -7,7 +7,7 @@ use keel_abi::mgmt::virtio::{device_type, queue_shape};
 
 use super::fake::{BackendEvent, FakeBackends, FakeKeel, FAKE_BACKEND_PID};
 use crate::backend::blk::disk_model;
-use crate::backend::supervisor::Backends;
+use crate::backend::supervisor::{BackendDevices, Backends};
 use crate::cli::{seconds, Cli, Command};
 use crate::client::Client;
 use crate::commands::{execute, resolve, Streams, Target};
@@ -426,7 +426,7 @@ fn destroy_stops_the_backend_first_and_a_missing_one_is_fine() {
     let mut keel = FakeKeel::new();
     let web = keel.add("web", DomainState::Running, 64);
     let mut backends = FakeBackends::default();
-    backends.start(web, &[]).unwrap();
+    backends.start(web, &BackendDevices::default()).unwrap();
     assert_eq!(
         keel_run_with(&mut keel, &mut backends, &["destroy", "web"]),
         (Ok(()), String::new(), String::new())
@@ -450,7 +450,7 @@ fn destroy_stops_the_backend_first_and_a_missing_one_is_fine() {
     assert_eq!(result, Ok(()));
     assert_eq!(
         err,
-        "keel: warning: cannot stop the disk backend of app (id 3): pid 99 does not exit\n"
+        "keel: warning: cannot stop the backend of app (id 3): pid 99 does not exit\n"
     );
     assert!(!keel.domains.contains_key(&app));
 }
@@ -477,7 +477,7 @@ fn domain_with_disks(keel: &mut FakeKeel, backends: &mut FakeBackends) -> u32 {
     keel.domain(id).info.state = DomainState::Running;
     keel.virtio(id, 0).state.status = 0x0f;
     keel.virtio(id, 1).state.status = 0x01;
-    let disks = [
+    let disks = vec![
         Disk {
             path: "/srv/web/root.img".into(),
             read_only: false,
@@ -487,7 +487,15 @@ fn domain_with_disks(keel: &mut FakeKeel, backends: &mut FakeBackends) -> u32 {
             read_only: true,
         },
     ];
-    backends.start(id, &disks).unwrap();
+    backends
+        .start(
+            id,
+            &BackendDevices {
+                disks,
+                nics: Vec::new(),
+            },
+        )
+        .unwrap();
     id
 }
 
@@ -530,10 +538,7 @@ fn block_list_without_a_backend_still_shows_keels_devices() {
          0      ?     needs-reset (0x4f)  ?\n\
          1      ?     acknowledge (0x01)  ?\n"
     );
-    assert_eq!(
-        err,
-        "keel: no disk backend runs for web (id 1): its disks are not served\n"
-    );
+    assert_eq!(err, "keel: no backend runs for web (id 1): its disks are not served\n");
     // A domain without disks: just the header, no note.
     keel.add("db", DomainState::Running, 64);
     let (result, out, err) = keel_run_with(&mut keel, &mut backends, &["block-list", "db"]);
@@ -577,8 +582,21 @@ fn the_backend_command_is_hidden_but_parses() {
         }
         other => panic!("{other:?}"),
     }
-    assert!(parse(&["backend", "3"]).is_err(), "at least one disk");
+    assert!(parse(&["backend", "3"]).is_err(), "at least one device");
+    match parse(&["backend", "4", "--vif", "mac=02:4b:45:00:00:0a"])
+        .unwrap()
+        .command
+    {
+        Command::Backend(args) => assert_eq!((args.disks.len(), args.vifs.len()), (0, 1)),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        parse(&["switch", "--no-tap"]).unwrap().command,
+        Command::Switch(_)
+    ));
     let help = Cli::command().render_help().to_string();
     assert!(!help.contains("backend"), "{help}");
+    assert!(!help.contains("\n  switch"), "{help}");
+    assert!(help.contains("network-list"), "{help}");
     assert!(help.contains("block-list"), "{help}");
 }

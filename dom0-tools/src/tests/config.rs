@@ -3,6 +3,7 @@ use std::path::{Path, PathBuf};
 use keel_abi::mgmt::{LifecycleAction, PciAddress};
 
 use crate::config::{Config, Disk, DEFAULT_CMDLINE};
+use crate::vif::Vif;
 
 const MINIMAL: &str = "name = \"web\"\nmemory = 512\nkernel = \"bzImage\"\n";
 
@@ -32,6 +33,7 @@ fn a_minimal_config_takes_every_default() {
             pci: Vec::new(),
             pci_unconfined_dma: false,
             disks: Vec::new(),
+            vifs: Vec::new(),
         }
     );
     assert_eq!(config.cmdline, DEFAULT_CMDLINE);
@@ -387,5 +389,79 @@ fn at_most_sixteen_disks() {
     assert_eq!(
         error(&list(17)),
         "web.toml: disk: 17 disks listed, a domain can have at most 16"
+    );
+}
+
+#[test]
+fn vifs_are_read_in_order_and_checked() {
+    let config = parse(&format!(
+        "{MINIMAL}vif = [\"mac=02:4b:45:00:00:0a\", \"\", \"mtu=9000\"]\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        config.vifs,
+        [
+            Vif {
+                mac: Some([2, 0x4b, 0x45, 0, 0, 0x0a]),
+                mtu: None
+            },
+            Vif::default(),
+            Vif {
+                mac: None,
+                mtu: Some(9000)
+            }
+        ]
+    );
+    let cases = [
+        (
+            "vif = \"mac=02:4b:45:00:00:0a\"",
+            "vif: expected an array of interfaces",
+        ),
+        (
+            "vif = [1]",
+            "vif: expected an array of interfaces such as [\"mac=02:4b:45:00:00:0a\", \"\"], found an integer",
+        ),
+        (
+            "vif = [\"bridge=xenbr0\"]",
+            "vif: `bridge=xenbr0`: every vif is on Dom0's one switch",
+        ),
+        (
+            "vif = [\"mac=02:4b:45:00:00:0a\", \"mac=02:4B:45:00:00:0A\"]",
+            "vif: 02:4b:45:00:00:0a is given to two interfaces",
+        ),
+    ];
+    for (line, expected) in cases {
+        let message = error(&format!("{MINIMAL}{line}\n"));
+        assert!(
+            message.starts_with(&format!("web.toml: {expected}")),
+            "{line}: {message}"
+        );
+    }
+}
+
+#[test]
+fn disks_and_vifs_share_the_sixteen_devices() {
+    let disks: Vec<String> = (0..10).map(|n| format!("\"d{n}.img,rw\"")).collect();
+    let vifs = ["\"\""; 7];
+    let message = error(&format!(
+        "{MINIMAL}disk = [{}]\nvif = [{}]\n",
+        disks.join(", "),
+        vifs.join(", ")
+    ));
+    assert_eq!(
+        message,
+        "web.toml: vif: 10 disks and 7 interfaces: a domain can have at most 16 virtio devices"
+    );
+    let vifs = ["\"\""; 6];
+    assert_eq!(
+        parse(&format!(
+            "{MINIMAL}disk = [{}]\nvif = [{}]\n",
+            disks.join(", "),
+            vifs.join(", ")
+        ))
+        .unwrap()
+        .vifs
+        .len(),
+        6
     );
 }

@@ -11,7 +11,7 @@ use keel_virtio::blk::VIRTIO_BLK_F_RO;
 use super::fake::{BackendEvent, FakeBackends};
 use crate::backend::blk::disk_model;
 use crate::config::Disk;
-use crate::create::{create_domain, open_disks, open_images, Image, OpenDisk, Staging};
+use crate::create::{create_domain, open_disks, open_images, resolve_nics, Image, OpenDisk, Staging};
 use crate::transport::Transport;
 
 fn config() -> Config {
@@ -34,6 +34,7 @@ fn create<T: Transport>(
     let staging = Staging {
         images,
         disks: Vec::new(),
+        nics: Vec::new(),
         paused,
     };
     let mut backends = FakeBackends::default();
@@ -507,6 +508,7 @@ fn create_with_disks(
     let staging = Staging {
         images: open_images(config, "web.toml").unwrap(),
         disks: open_disks(config, "web.toml").unwrap(),
+        nics: resolve_nics(config),
         paused: false,
     };
     let mut notes = Vec::new();
@@ -584,12 +586,12 @@ fn a_backend_that_fails_to_start_leaves_no_domain_and_no_backend() {
     let dir = disk_dir("backend-fails", &[("root.img", 8)]);
     let config = disk_config(&dir, "[\"root.img,rw\"]");
     let (mut keel, mut backends) = (FakeKeel::new(), FakeBackends::default());
-    backends.fail_start = Some("the disk backend exited before it was ready (exit status: 1)".into());
+    backends.fail_start = Some("the backend exited before it was ready (exit status: 1)".into());
     let (result, notes) = create_with_disks(&mut keel, &mut backends, &config);
     assert_eq!(
         result,
         Err(
-            "domain web (id 1): cannot start the disk backend: the disk backend exited before it was ready \
+            "domain web (id 1): cannot start the backend: the backend exited before it was ready \
              (exit status: 1)"
                 .to_string()
         )
@@ -622,7 +624,7 @@ fn a_failed_boot_stops_the_backend_before_destroying_the_domain() {
     );
     assert_eq!(
         notes,
-        "keel: could not stop the disk backend of web (id 1): pid 77 does not exit\n\
+        "keel: could not stop the backend of web (id 1): pid 77 does not exit\n\
          keel: destroyed the half-built domain web (id 1)\n"
     );
     assert_eq!(backends.events.last(), Some(&BackendEvent::Stop(1)));

@@ -12,10 +12,11 @@ use keel_abi::mgmt::{
     SHARED_BYTES, VERSION,
 };
 
-use crate::backend::runfiles::{DiskRecord, ReadyInfo};
-use crate::backend::supervisor::{BackendStatus, Backends};
+use crate::backend::runfiles::{DiskRecord, NicRecord, ReadyInfo};
+use crate::backend::supervisor::{BackendDevices, BackendStatus, Backends};
 use crate::config::Disk;
 use crate::transport::{Bars, Transport};
+use crate::vif::MacText;
 
 pub const MIB: u64 = 1 << 20;
 
@@ -787,7 +788,8 @@ pub struct FakeBackends {
 pub const FAKE_BACKEND_PID: i32 = 4242;
 
 impl Backends for FakeBackends {
-    fn start(&mut self, id: DomainId, disks: &[Disk]) -> Result<()> {
+    fn start(&mut self, id: DomainId, devices: &BackendDevices) -> Result<()> {
+        let disks = &devices.disks;
         self.events.push(BackendEvent::Start(id, disks.to_vec()));
         if let Some(message) = self.fail_start.take() {
             anyhow::bail!(message);
@@ -805,6 +807,16 @@ impl Backends for FakeBackends {
                     path: disk.path.display().to_string(),
                     read_only: disk.read_only,
                     sectors: 8,
+                })
+                .collect(),
+            nics: devices
+                .nics
+                .iter()
+                .enumerate()
+                .map(|(position, nic)| NicRecord {
+                    index: disks.len() + position,
+                    mac: MacText(&nic.mac).to_string(),
+                    mtu: nic.mtu,
                 })
                 .collect(),
         };

@@ -2,6 +2,7 @@
 //! small in-memory Keel.
 
 mod backend;
+mod backend_net;
 mod client;
 mod commands;
 mod config;

@@ -17,8 +17,9 @@
 //! | `/usr/lib/keel/hostile-test.sh`, `/etc/keel/domu-hostile.toml` | the hostile-guest checks `keel.test=hostile` runs, and its hostile DomU's config |
 //! | `/usr/lib/keel/passthrough-test.sh`, `/etc/keel/domu-disk{,-confined}.toml` | the PCI passthrough checks `keel.test=passthrough` runs, and the configs of their DomU (the host's IDE function, with and without `pci_unconfined_dma`) |
 //! | `/bin/keel-stress`, `/lib/modules/msr.ko` | the load generator (`guest-tools`, static) and the kernel's `msr` driver, for Dom0's own hostile run |
-//! | `/lib/modules/{uio,uio_pci_generic}.ko` | the kernel's modules for the virtio backends (`kernel::DOM0_MODULES`), which `/init` loads |
+//! | `/lib/modules/{uio,uio_pci_generic,tun}.ko` | the kernel's modules for the virtio backends and the network switch's TAP interface (`kernel::DOM0_MODULES`), which `/init` loads |
 //! | `/usr/lib/keel/split-blk-test.sh`, `/etc/keel/domu-split-blk.toml` | the split block device checks `keel.test=split-blk` runs, and the config of their DomU (two disks) |
+//! | `/usr/lib/keel/split-net-test.sh`, `/etc/keel/domu-split-net-{a,b}.toml` | the split network device checks `keel.test=split-net` runs, and the configs of their two DomUs (one NIC each: the server with a configured MAC, the client with a generated one) |
 //! | `/usr/lib/keel/tsc-hz.sh` | `tsc_hz`, sourced by `bench-io.sh` (the DomU has the same file) |
 //! | `/usr/lib/keel/bench-io.sh`, `/etc/keel/domu-bench-io.toml` | `cargo xtask bench io`'s Dom0 side, which `keel.test=bench-io` runs, and its DomU's config (the ext4 image read-only) |
 //! | `/var/lib/keel/split-rw.ext4.gz`, `/var/lib/keel/split-ro.img` | that DomU's disk images (`split_disks`); the ext4 image gzip-compressed as a file, which split-blk-test.sh unpacks, so that the other tests' Dom0s do not pay for unpacking 16 MiB |
@@ -74,6 +75,11 @@ const DOMU_DISK_CONFINED_CONFIG: &str = include_str!("../../guest/domu-disk-conf
 /// `keel.test=split-blk`) and their DomU's config.
 const SPLIT_BLK_TEST_SCRIPT: &str = include_str!("../../guest/split-blk-test.sh");
 const DOMU_SPLIT_BLK_CONFIG: &str = include_str!("../../guest/domu-split-blk.toml");
+/// The split network device checks (init.sh runs them with
+/// `keel.test=split-net`) and their two DomUs' configs.
+const SPLIT_NET_TEST_SCRIPT: &str = include_str!("../../guest/split-net-test.sh");
+const DOMU_SPLIT_NET_A_CONFIG: &str = include_str!("../../guest/domu-split-net-a.toml");
+const DOMU_SPLIT_NET_B_CONFIG: &str = include_str!("../../guest/domu-split-net-b.toml");
 /// `bench io`'s Dom0 side (init.sh runs it with `keel.test=bench-io`) and
 /// its DomU's config.
 const BENCH_IO_SCRIPT: &str = include_str!("../../guest/bench-io.sh");
@@ -104,6 +110,9 @@ const DOMU_DISK_CONFIG_PATH: &str = "etc/keel/domu-disk.toml";
 const DOMU_DISK_CONFINED_CONFIG_PATH: &str = "etc/keel/domu-disk-confined.toml";
 const SPLIT_BLK_TEST_PATH: &str = "usr/lib/keel/split-blk-test.sh";
 const DOMU_SPLIT_BLK_CONFIG_PATH: &str = "etc/keel/domu-split-blk.toml";
+const SPLIT_NET_TEST_PATH: &str = "usr/lib/keel/split-net-test.sh";
+const DOMU_SPLIT_NET_A_CONFIG_PATH: &str = "etc/keel/domu-split-net-a.toml";
+const DOMU_SPLIT_NET_B_CONFIG_PATH: &str = "etc/keel/domu-split-net-b.toml";
 const BENCH_IO_PATH: &str = "usr/lib/keel/bench-io.sh";
 /// The DomU's copy lives in /lib/keel (`domu_initramfs::TSC_HZ_PATH`).
 const TSC_HZ_PATH: &str = "usr/lib/keel/tsc-hz.sh";
@@ -230,6 +239,9 @@ fn dom0_initramfs(init_script: &str, binaries: Binaries) -> Result<Initramfs> {
         )?
         .file(SPLIT_BLK_TEST_PATH, 0o755, SPLIT_BLK_TEST_SCRIPT.as_bytes())?
         .file(DOMU_SPLIT_BLK_CONFIG_PATH, 0o644, DOMU_SPLIT_BLK_CONFIG.as_bytes())?
+        .file(SPLIT_NET_TEST_PATH, 0o755, SPLIT_NET_TEST_SCRIPT.as_bytes())?
+        .file(DOMU_SPLIT_NET_A_CONFIG_PATH, 0o644, DOMU_SPLIT_NET_A_CONFIG.as_bytes())?
+        .file(DOMU_SPLIT_NET_B_CONFIG_PATH, 0o644, DOMU_SPLIT_NET_B_CONFIG.as_bytes())?
         .file(BENCH_IO_PATH, 0o755, BENCH_IO_SCRIPT.as_bytes())?
         // Sourced, not run.
         .file(TSC_HZ_PATH, 0o644, super::domu_initramfs::TSC_HZ_SCRIPT.as_bytes())?
@@ -299,6 +311,8 @@ mod tests {
             ("etc/keel/domu-probe.toml", REGULAR_FILE | 0o644),
             ("etc/keel/domu-spin.toml", REGULAR_FILE | 0o644),
             ("etc/keel/domu-split-blk.toml", REGULAR_FILE | 0o644),
+            ("etc/keel/domu-split-net-a.toml", REGULAR_FILE | 0o644),
+            ("etc/keel/domu-split-net-b.toml", REGULAR_FILE | 0o644),
             ("etc/keel/domu-tick.toml", REGULAR_FILE | 0o644),
             ("etc/keel/domu-triple.toml", REGULAR_FILE | 0o644),
             ("etc/keel/domu-wrmsr.toml", REGULAR_FILE | 0o644),
@@ -308,6 +322,7 @@ mod tests {
             ("lib", DIRECTORY | 0o755),
             ("lib/modules", DIRECTORY | 0o755),
             ("lib/modules/msr.ko", REGULAR_FILE | 0o644),
+            ("lib/modules/tun.ko", REGULAR_FILE | 0o644),
             ("lib/modules/uio.ko", REGULAR_FILE | 0o644),
             ("lib/modules/uio_pci_generic.ko", REGULAR_FILE | 0o644),
             ("proc", DIRECTORY | 0o555),
@@ -327,6 +342,7 @@ mod tests {
             ("usr/lib/keel/hostile-test.sh", REGULAR_FILE | 0o755),
             ("usr/lib/keel/passthrough-test.sh", REGULAR_FILE | 0o755),
             ("usr/lib/keel/split-blk-test.sh", REGULAR_FILE | 0o755),
+            ("usr/lib/keel/split-net-test.sh", REGULAR_FILE | 0o755),
             ("usr/lib/keel/tsc-hz.sh", REGULAR_FILE | 0o644),
             ("usr/lib/keel/vmlinuz", REGULAR_FILE | 0o644),
             ("var", DIRECTORY | 0o755),
@@ -445,6 +461,7 @@ mod tests {
         pci: Option<Vec<String>>,
         pci_unconfined_dma: Option<bool>,
         disk: Option<Vec<String>>,
+        vif: Option<Vec<String>>,
     }
 
     fn config(text: &str) -> DomainConfig {
@@ -490,7 +507,7 @@ mod tests {
         assert_eq!(one, print(INIT_SCRIPT, binaries()));
         assert_ne!(one, print("#!/bin/busybox sh\n", binaries()), "init");
         type Change = fn(&mut Binaries);
-        let changed: [(&str, Change); 10] = [
+        let changed: [(&str, Change); 11] = [
             ("busybox", |b| b.busybox.push(0)),
             ("keel", |b| b.keel.push(0)),
             ("kernel", |b| b.kernel.push(0)),
@@ -499,6 +516,7 @@ mod tests {
             ("msr.ko", |b| b.msr_module.push(0)),
             ("uio.ko", |b| b.dom0_modules[0].1.push(0)),
             ("uio_pci_generic.ko", |b| b.dom0_modules[1].1.push(0)),
+            ("tun.ko", |b| b.dom0_modules[2].1.push(0)),
             ("the ext4 disk", |b| b.split_rw_disk_gz.push(0)),
             ("the read-only disk", |b| b.split_ro_disk.push(0)),
         ];
@@ -616,6 +634,11 @@ mod tests {
             SPLIT_BLK_TEST_SCRIPT,
             keel_boot_tests::cases::SPLIT_BLK_STEPS,
             keel_boot_tests::cases::SPLIT_BLK_FAILURES,
+        );
+        says_every_marker_in_order(
+            SPLIT_NET_TEST_SCRIPT,
+            keel_boot_tests::cases::SPLIT_NET_STEPS,
+            keel_boot_tests::cases::SPLIT_NET_FAILURES,
         );
         // The shared functions report through the kernel log as well.
         assert!(DOMU_LIB_SCRIPT.contains("> /dev/kmsg"));
@@ -790,7 +813,14 @@ mod tests {
         assert!(script.contains(&format!("\nRW_IMAGE_BYTES={RW_IMAGE_BYTES}\n")));
         assert!(script.contains(&format!("\nRO_IMAGE_BYTES={RO_IMAGE_BYTES}\n")));
         let dom0_modules: Vec<&str> = DOM0_MODULES.iter().map(|(name, _)| *name).collect();
-        assert!(script.contains(&format!("\nUIO_MODULES=\"{}\"\n", dom0_modules.join(" "))));
+        // The backends' own modules (the switch needs tun too).
+        let uio_modules: Vec<&str> = dom0_modules
+            .iter()
+            .copied()
+            .filter(|name| name.starts_with("uio"))
+            .collect();
+        assert_eq!(uio_modules, ["uio", "uio_pci_generic"]);
+        assert!(script.contains(&format!("\nUIO_MODULES=\"{}\"\n", uio_modules.join(" "))));
         // The DomU's words the script waits for, which its /init says.
         assert!(script.contains(&format!("\nSPLIT_FAILED='{SPLIT_BLK_DOMU_FAILURE}'\n")));
         assert!(DOMU_INIT.contains(&format!("say \"{SPLIT_BLK_DOMU_FAILURE}: $*\"")));
@@ -860,6 +890,144 @@ mod tests {
     }
 
     #[test]
+    fn the_split_net_checks_give_their_domus_one_nic_each_and_know_them() {
+        use super::super::domu_initramfs::{module_path, INIT_SCRIPT as DOMU_INIT};
+        use super::super::kernel::SPLIT_NET_MODULES;
+        use keel_boot_tests::cases::{
+            SPLIT_NET_BYTES, SPLIT_NET_DOMU_FAILURE, SPLIT_NET_FAILURES, SPLIT_NET_SERVER_MAC, SPLIT_NET_STEPS,
+        };
+        let image = image();
+        let script = SPLIT_NET_TEST_SCRIPT;
+        let server = config(DOMU_SPLIT_NET_A_CONFIG);
+        let client = config(DOMU_SPLIT_NET_B_CONFIG);
+        // Two DomUs like the others, each with one NIC and no disk: the
+        // server's MAC configured, the client's generated (an empty entry).
+        for (config, path, name, vif) in [
+            (
+                &server,
+                DOMU_SPLIT_NET_A_CONFIG_PATH,
+                "domu-split-net-a",
+                format!("mac={SPLIT_NET_SERVER_MAC}"),
+            ),
+            (&client, DOMU_SPLIT_NET_B_CONFIG_PATH, "domu-split-net-b", String::new()),
+        ] {
+            assert_eq!(config.name, name);
+            assert_eq!(config.memory, u64::from(DOMU_MEMORY_MIB), "{name}");
+            assert_eq!(config.vcpus, Some(1));
+            assert_eq!(config.kernel, format!("/{DOMU_KERNEL_PATH}"));
+            assert_eq!(config.initrd, Some(format!("/{DOMU_INITRD_PATH}")));
+            assert_eq!(config.on_poweroff.as_deref(), Some("destroy"));
+            assert_eq!((config.pci.as_ref(), config.disk.as_ref()), (None, None), "{name}");
+            assert_eq!(config.vif.as_deref(), Some(&[vif][..]), "{name}");
+            assert!(has(&image, path), "{path}");
+            assert_eq!(mode_of(&image, path), REGULAR_FILE | 0o644);
+            // The script names the file and the domain.
+            assert!(script.contains(&format!("_CONFIG=/{path} ")), "{path}");
+            assert!(script.contains(&format!("_DOMU={name}\n")), "{name}");
+        }
+        assert!(script.contains(&format!("\nSERVER_CONFIG=/{DOMU_SPLIT_NET_A_CONFIG_PATH} ")));
+        assert!(script.contains(&format!("\nCLIENT_CONFIG=/{DOMU_SPLIT_NET_B_CONFIG_PATH} ")));
+        assert_eq!(mode_of(&image, SPLIT_NET_TEST_PATH), REGULAR_FILE | 0o755);
+        // Each knows its address, the other's and its role, on a /24 with Dom0.
+        assert_eq!(
+            server.cmdline.as_deref(),
+            Some("console=ttyS0 cryptomgr.notests keel.domu=split-net keel.net-ip=10.0.0.2 keel.net-peer=10.0.0.3 keel.net-role=server")
+        );
+        assert_eq!(
+            client.cmdline.as_deref(),
+            Some("console=ttyS0 cryptomgr.notests keel.domu=split-net keel.net-ip=10.0.0.3 keel.net-peer=10.0.0.2 keel.net-role=client")
+        );
+        for needed in [
+            "\nSERVER_IP=10.0.0.2\n",
+            "\nCLIENT_IP=10.0.0.3\n",
+            &format!("\nSERVER_MAC={SPLIT_NET_SERVER_MAC}\n"),
+            "\nSWITCH_PORT=keel0\n",
+            "\nDOM0_ADDRESS=10.0.0.1/24\n",
+        ] {
+            assert!(script.contains(needed), "{needed}");
+        }
+        for needed in [
+            "\nSPLIT_NET_DOM0=10.0.0.1\n",
+            "\nSPLIT_NET_PREFIX=24\n",
+            "keel.net-ip=*) net_ip=${word#keel.net-ip=} ;;",
+            "keel.net-peer=*) net_peer=${word#keel.net-peer=} ;;",
+            "keel.net-role=*) net_role=${word#keel.net-role=} ;;",
+        ] {
+            assert!(DOMU_INIT.contains(needed), "{needed}");
+        }
+        // Dom0 has the modules the backends and the switch need, loaded by
+        // /init (the backends' and tun).
+        let dom0_modules: Vec<&str> = DOM0_MODULES.iter().map(|(name, _)| *name).collect();
+        assert!(dom0_modules.contains(&"tun"));
+        assert!(script.contains(&format!("\nDOM0_MODULES=\"{}\"\n", dom0_modules.join(" "))));
+        assert!(INIT_SCRIPT.contains(&format!("for module in {}; do", dom0_modules.join(" "))));
+        // The DomU's mode: the virtio transport and virtio_net in load order,
+        // only there; the image has every one of them.
+        assert!(DOMU_INIT.contains("    split-net)\n        # "));
+        assert!(DOMU_INIT.contains(&format!("\nSPLIT_NET_MODULES=\"{}\"\n", SPLIT_NET_MODULES.join(" "))));
+        assert_eq!(
+            DOMU_INIT.matches("$SPLIT_NET_MODULES").count(),
+            2,
+            "loaded in split_net only"
+        );
+        assert!(DOMU_INIT.contains(&format!("insmod \"/{}\"", module_path("$module"))));
+        // The DomU's words the script waits for and reads, which its /init says.
+        assert!(script.contains(&format!("\nNET_FAILED='{SPLIT_NET_DOMU_FAILURE}'\n")));
+        assert!(DOMU_INIT.contains(&format!("say \"{SPLIT_NET_DOMU_FAILURE}: $*\"")));
+        assert!(script.contains("\nNET_DONE='domu: split-net done'\n"));
+        assert!(DOMU_INIT.contains("say \"domu: split-net done\""));
+        for (dom0, domu) in [
+            (
+                "transfer_of \"$CLIENT_DOMU\" sending",
+                "say \"domu: split-net sending $bytes bytes sha256 $sum to",
+            ),
+            (
+                "transfer_of \"$SERVER_DOMU\" received",
+                "say \"domu: split-net received $bytes bytes sha256 $sum ",
+            ),
+            (
+                "grep -qF 'domu: split-net sent '",
+                "say \"domu: split-net sent $bytes bytes in ",
+            ),
+            (
+                "grep -oE 'domu: split-net [a-z0-9]+ mac [0-9a-f:]{17}'",
+                "say \"domu: split-net $split_net_iface mac $(cat ",
+            ),
+        ] {
+            assert!(script.contains(dom0), "{dom0}");
+            assert!(DOMU_INIT.contains(domu), "{domu}");
+        }
+        assert!(script.contains("\"domu: split-net $2 [0-9]+ bytes sha256 [0-9a-f]{64}\""));
+        // What the client sends, as the boot test expects it.
+        assert!(DOMU_INIT.contains(&format!("\nSPLIT_NET_MIB={}\n", SPLIT_NET_BYTES >> 20)));
+        assert_eq!(SPLIT_NET_BYTES % (1 << 20), 0);
+        // busybox nc shuts its sending side down at its input's end, and the
+        // client's nc then stops wherever it is: the server's input never ends.
+        assert!(
+            DOMU_INIT.contains("nc -w \"$SPLIT_NET_CONNECT_WAIT\" -l -p \"$SPLIT_NET_PORT\" <> \"$SPLIT_NET_HOLD\"")
+        );
+        assert!(DOMU_INIT.contains("mkfifo \"$SPLIT_NET_HOLD\""));
+        // Backends and the switch are told apart by their command lines
+        // (`keel backend <id> ...`, `keel switch`): the switch outlives them.
+        assert!(script
+            .contains("[ \"$(command_word \"$pid\" 2)\" = backend ] && [ \"$(command_word \"$pid\" 3)\" = \"$1\" ]"));
+        assert!(script.contains("keel_processes switch"));
+        assert!(script.contains("while [ -n \"$(keel_processes backend)\" ]; do"));
+        // The server first, then the client, keel0's address, then destroy.
+        let server_create = script.find("if run keel create \"$SERVER_CONFIG\"; then").unwrap();
+        let client_create = script.find("if run keel create \"$CLIENT_CONFIG\"; then").unwrap();
+        let address = script
+            .find("run ip addr add \"$DOM0_ADDRESS\" dev \"$SWITCH_PORT\"")
+            .unwrap();
+        let destroy = script.find("destroy_domain \"$SERVER_DOMU\"").unwrap();
+        assert!(server_create < client_create && client_create < address && address < destroy);
+        assert_eq!(SPLIT_NET_STEPS.len(), 12);
+        assert!(SPLIT_NET_FAILURES
+            .iter()
+            .all(|failure| failure.starts_with("dom0: split-net ")));
+    }
+
+    #[test]
     fn the_bad_kernels_are_refused_with_a_reason() {
         for needed in [
             "kernel = \"/nonexistent/vmlinuz\"",
@@ -885,6 +1053,7 @@ mod tests {
             (HOSTILE_TEST_FLAG, HOSTILE_TEST_PATH),
             (keel_boot_tests::dom0::PASSTHROUGH_TEST_FLAG, PASSTHROUGH_TEST_PATH),
             (keel_boot_tests::dom0::SPLIT_BLK_TEST_FLAG, SPLIT_BLK_TEST_PATH),
+            (keel_boot_tests::dom0::SPLIT_NET_TEST_FLAG, SPLIT_NET_TEST_PATH),
         ] {
             let branch = format!("if grep -qwF '{flag}' /proc/cmdline; then\n    /{path}\n    poweroff -f\nfi\n");
             let at = INIT_SCRIPT

@@ -5,7 +5,8 @@
 //! loop, ticks, probes addresses outside its RAM, triple-faults, runs the
 //! hostile-guest load (`keel-stress hostile`), reads the disk of an assigned
 //! IDE controller (PCI passthrough), checks its virtio-blk disks (the split
-//! block device), or starts a shell for `keel console`. Dom0's initramfs carries it as `/usr/lib/keel/domu-initrd.gz`. On top of the skeleton:
+//! block device), talks to another DomU and Dom0 through its virtio-net NIC
+//! (the split network device), or starts a shell for `keel console`. Dom0's initramfs carries it as `/usr/lib/keel/domu-initrd.gz`. On top of the skeleton:
 //!
 //! | path in the DomU | what |
 //! |---|---|
@@ -15,6 +16,7 @@
 //! | `/lib/modules/button.ko` | the ACPI power button driver (PNP0C0C) |
 //! | `/lib/modules/{scsi_common,scsi_mod,libata,ata_piix,sd_mod}.ko` | the IDE disk's drivers for PCI passthrough (`keel.domu=disk`): the PIIX3 IDE function's `ata_piix` on libata and the SCSI disk driver, in load order |
 //! | `/lib/modules/{virtio_ring,virtio,virtio_pci_legacy_dev,virtio_pci_modern_dev,virtio_pci,virtio_blk}.ko` | the virtio-blk driver on virtio-pci for the split block device (`keel.domu=split-blk`), in load order |
+//! | `/lib/modules/{failover,net_failover,virtio_net}.ko` | the virtio-net driver (on the same virtio-pci modules, loaded first) for the split network device (`keel.domu=split-net`), in load order |
 //! | `/lib/keel/tsc-hz.sh` | `tsc_hz`, the clock rate helper both sides of `bench io` source (`xtask/guest/tsc-hz.sh`) |
 //! | `/lib/keel/domu-bench-io.sh` | the DomU side of `cargo xtask bench io` (`xtask/guest/domu-bench-io.sh`), which `/init` runs with `keel.domu=bench-io` |
 //!
@@ -150,13 +152,16 @@ mod tests {
             ("lib/modules/ata_piix.ko", REGULAR_FILE | 0o644),
             ("lib/modules/button.ko", REGULAR_FILE | 0o644),
             ("lib/modules/evdev.ko", REGULAR_FILE | 0o644),
+            ("lib/modules/failover.ko", REGULAR_FILE | 0o644),
             ("lib/modules/libata.ko", REGULAR_FILE | 0o644),
             ("lib/modules/msr.ko", REGULAR_FILE | 0o644),
+            ("lib/modules/net_failover.ko", REGULAR_FILE | 0o644),
             ("lib/modules/scsi_common.ko", REGULAR_FILE | 0o644),
             ("lib/modules/scsi_mod.ko", REGULAR_FILE | 0o644),
             ("lib/modules/sd_mod.ko", REGULAR_FILE | 0o644),
             ("lib/modules/virtio.ko", REGULAR_FILE | 0o644),
             ("lib/modules/virtio_blk.ko", REGULAR_FILE | 0o644),
+            ("lib/modules/virtio_net.ko", REGULAR_FILE | 0o644),
             ("lib/modules/virtio_pci.ko", REGULAR_FILE | 0o644),
             ("lib/modules/virtio_pci_legacy_dev.ko", REGULAR_FILE | 0o644),
             ("lib/modules/virtio_pci_modern_dev.ko", REGULAR_FILE | 0o644),
@@ -196,13 +201,17 @@ mod tests {
             fingerprint(&domu_initramfs("#!/bin/busybox sh\n", binaries()).unwrap().archives())
         );
         type Change = fn(&mut Binaries);
-        let changed: [(&str, Change); 6] = [
+        let changed: [(&str, Change); 7] = [
             ("busybox", |b| b.busybox.push(0)),
             ("keel-stress", |b| b.stress.push(0)),
             ("msr.ko", |b| b.modules[0].1.push(0)),
             ("evdev.ko", |b| b.modules[1].1.push(0)),
             ("button.ko", |b| b.modules[2].1.push(0)),
-            ("virtio_blk.ko", |b| b.modules.last_mut().unwrap().1.push(0)),
+            ("virtio_blk.ko", |b| {
+                let (_, module) = b.modules.iter_mut().find(|(name, _)| *name == "virtio_blk").unwrap();
+                module.push(0);
+            }),
+            ("virtio_net.ko", |b| b.modules.last_mut().unwrap().1.push(0)),
         ];
         for (what, change) in changed {
             let mut other = binaries();

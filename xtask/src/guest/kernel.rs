@@ -62,6 +62,14 @@ pub const DOMU_MODULES: &[(&str, &str)] = &[
     ),
     ("virtio_pci", "kernel/drivers/virtio/virtio_pci.ko"),
     ("virtio_blk", "kernel/drivers/block/virtio_blk.ko"),
+    // The split network device (keel.domu=split-net): a virtio-net NIC
+    // behind a virtio-pci function (CONFIG_VIRTIO_NET=m): eth0. virtio_net
+    // needs net_failover (CONFIG_NET_FAILOVER=m, its standby-device
+    // support), which needs failover (CONFIG_FAILOVER=m); both load
+    // without a second device and do nothing then.
+    ("failover", "kernel/net/core/failover.ko"),
+    ("net_failover", "kernel/drivers/net/net_failover.ko"),
+    ("virtio_net", "kernel/drivers/net/virtio_net.ko"),
 ];
 
 /// The kernel modules Dom0's initramfs carries besides `msr` (which it
@@ -69,10 +77,13 @@ pub const DOMU_MODULES: &[(&str, &str)] = &[
 /// like those; Dom0's `/init` (`xtask/guest/init.sh`) loads them early. The
 /// virtio backends `keel create` starts drive Keel's management function
 /// from userspace: `uio` (CONFIG_UIO=m) and `uio_pci_generic`, which a
-/// backend binds the function to (its interrupt as /dev/uioN).
+/// backend binds the function to (its interrupt as /dev/uioN). The network
+/// backends' switch (`keel switch`) gives Dom0 its port as a TAP interface
+/// (`keel0`, through /dev/net/tun): `tun` (CONFIG_TUN=m).
 pub const DOM0_MODULES: &[(&str, &str)] = &[
     ("uio", "kernel/drivers/uio/uio.ko"),
     ("uio_pci_generic", "kernel/drivers/uio/uio_pci_generic.ko"),
+    ("tun", "kernel/drivers/net/tun.ko"),
 ];
 
 /// The modules `keel.domu=disk` loads (`xtask/guest/domu-init.sh`), in
@@ -81,7 +92,7 @@ pub const DOM0_MODULES: &[(&str, &str)] = &[
 pub const DISK_MODULES: &[&str] = &["scsi_common", "scsi_mod", "libata", "ata_piix", "sd_mod"];
 
 /// The modules `keel.domu=split-blk` loads (`xtask/guest/domu-init.sh`), in
-/// this order: the tail of [`DOMU_MODULES`] (the tests check both).
+/// this order: a run of [`DOMU_MODULES`] (the tests check both).
 #[cfg(test)]
 pub const SPLIT_BLK_MODULES: &[&str] = &[
     "virtio_ring",
@@ -90,6 +101,21 @@ pub const SPLIT_BLK_MODULES: &[&str] = &[
     "virtio_pci_modern_dev",
     "virtio_pci",
     "virtio_blk",
+];
+
+/// The modules `keel.domu=split-net` loads (`xtask/guest/domu-init.sh`), in
+/// this order: split-blk's virtio transport without `virtio_blk`, then the
+/// tail of [`DOMU_MODULES`] (the tests check both).
+#[cfg(test)]
+pub const SPLIT_NET_MODULES: &[&str] = &[
+    "virtio_ring",
+    "virtio",
+    "virtio_pci_legacy_dev",
+    "virtio_pci_modern_dev",
+    "virtio_pci",
+    "failover",
+    "net_failover",
+    "virtio_net",
 ];
 
 /// The cached kernel and its modules.
@@ -422,8 +448,12 @@ mod tests {
                 "lib/modules/6.1.0-57-cloud-amd64/kernel/drivers/virtio/virtio_pci_modern_dev.ko",
                 "lib/modules/6.1.0-57-cloud-amd64/kernel/drivers/virtio/virtio_pci.ko",
                 "lib/modules/6.1.0-57-cloud-amd64/kernel/drivers/block/virtio_blk.ko",
+                "lib/modules/6.1.0-57-cloud-amd64/kernel/net/core/failover.ko",
+                "lib/modules/6.1.0-57-cloud-amd64/kernel/drivers/net/net_failover.ko",
+                "lib/modules/6.1.0-57-cloud-amd64/kernel/drivers/net/virtio_net.ko",
                 "lib/modules/6.1.0-57-cloud-amd64/kernel/drivers/uio/uio.ko",
                 "lib/modules/6.1.0-57-cloud-amd64/kernel/drivers/uio/uio_pci_generic.ko",
+                "lib/modules/6.1.0-57-cloud-amd64/kernel/drivers/net/tun.ko",
             ]
         );
         for bad in [
@@ -464,6 +494,9 @@ mod tests {
                 ),
                 ("virtio_pci", PathBuf::from("/t/guest/modules/virtio_pci.ko")),
                 ("virtio_blk", PathBuf::from("/t/guest/modules/virtio_blk.ko")),
+                ("failover", PathBuf::from("/t/guest/modules/failover.ko")),
+                ("net_failover", PathBuf::from("/t/guest/modules/net_failover.ko")),
+                ("virtio_net", PathBuf::from("/t/guest/modules/virtio_net.ko")),
             ]
         );
         assert_eq!(
@@ -471,6 +504,7 @@ mod tests {
             [
                 ("uio", PathBuf::from("/t/guest/modules/uio.ko")),
                 ("uio_pci_generic", PathBuf::from("/t/guest/modules/uio_pci_generic.ko")),
+                ("tun", PathBuf::from("/t/guest/modules/tun.ko")),
             ]
         );
         // No module is in both lists: one file each.
@@ -598,10 +632,13 @@ mod tests {
             "virtio_ring,virtio_pci_modern_dev,virtio_pci_legacy_dev,virtio",
         ),
         ("virtio_blk", "virtio,virtio_ring"),
+        ("failover", ""),
+        ("net_failover", "failover"),
+        ("virtio_net", "virtio_ring,virtio,net_failover"),
     ];
 
     /// The same for Dom0's modules.
-    const DEBIAN_DOM0_DEPENDS: &[(&str, &str)] = &[("uio", ""), ("uio_pci_generic", "uio")];
+    const DEBIAN_DOM0_DEPENDS: &[(&str, &str)] = &[("uio", ""), ("uio_pci_generic", "uio"), ("tun", "")];
 
     const RELEASE: &str = "6.1.0-57-cloud-amd64";
 
@@ -643,11 +680,20 @@ mod tests {
         for mode in [DISK_MODULES, SPLIT_BLK_MODULES] {
             let start = names.iter().position(|name| *name == mode[0]).unwrap();
             assert_eq!(&names[start..start + mode.len()], mode);
+        }
+        // keel.domu=split-net loads the virtio transport (split-blk's run
+        // without virtio_blk), then the list's tail: the list's order too.
+        let transport = &SPLIT_BLK_MODULES[..SPLIT_BLK_MODULES.len() - 1];
+        assert_eq!(SPLIT_BLK_MODULES.last(), Some(&"virtio_blk"));
+        assert_eq!(&SPLIT_NET_MODULES[..transport.len()], transport);
+        let net = &SPLIT_NET_MODULES[transport.len()..];
+        assert_eq!(net, ["failover", "net_failover", "virtio_net"]);
+        assert_eq!(&names[names.len() - net.len()..], net);
+        for mode in [DISK_MODULES, SPLIT_BLK_MODULES, SPLIT_NET_MODULES] {
             for (index, name) in mode.iter().enumerate() {
                 check_module(&debian_module(name), name, RELEASE, &mode[..index]).unwrap();
             }
         }
-        assert_eq!(&names[names.len() - SPLIT_BLK_MODULES.len()..], SPLIT_BLK_MODULES);
     }
 
     #[test]

@@ -1,0 +1,134 @@
+//! The part of a device's state machine every device type shares: which
+//! transport generation its queues belong to, building the queues the
+//! driver enabled once it is ready, dropping them on a reset, and the
+//! "broken" mark that stops serving until the driver resets.
+
+use keel_abi::mgmt::VirtioDeviceState;
+use keel_virtio::status::{DEVICE_NEEDS_RESET, DRIVER_OK, FEATURES_OK};
+use keel_virtio::{Queue, QueueConfig, QueueFeatures};
+
+/// What a transport state means for the device ([`QueueSet::sync`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sync {
+    /// The driver reset the device: the queues are gone; the caller sends
+    /// RESET_DONE.
+    ResetDone,
+    /// Not (or no longer) ready, or broken: nothing to serve.
+    Waiting,
+    /// A queue could not be built: the device is broken now; the caller
+    /// sends NEEDS_RESET.
+    Broken,
+    /// Ready: every enabled queue is built; the caller serves them.
+    Ready,
+}
+
+/// A device's queues for the current transport generation.
+pub struct QueueSet {
+    generation: Option<u32>,
+    queues: Vec<Option<Queue>>,
+    broken: bool,
+}
+
+impl QueueSet {
+    pub fn new(num_queues: usize) -> Self {
+        Self {
+            generation: None,
+            queues: vec![None; num_queues],
+            broken: false,
+        }
+    }
+
+    /// The generation the queues belong to (None before the first state).
+    pub fn generation(&self) -> Option<u32> {
+        self.generation
+    }
+
+    pub fn is_broken(&self) -> bool {
+        self.broken
+    }
+
+    /// Stops serving until the driver resets.
+    pub fn mark_broken(&mut self) {
+        self.broken = true;
+    }
+
+    /// Queues built (being served).
+    pub fn live(&self) -> usize {
+        self.queues.iter().flatten().count()
+    }
+
+    pub fn get_mut(&mut self, number: usize) -> Option<&mut Queue> {
+        self.queues.get_mut(number)?.as_mut()
+    }
+
+    /// The built queues with their numbers.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (usize, &mut Queue)> {
+        self.queues
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(number, queue)| Some((number, queue.as_mut()?)))
+    }
+
+    fn drop_queues(&mut self) {
+        self.queues.iter_mut().for_each(|queue| *queue = None);
+        self.broken = false;
+    }
+
+    /// Applies a transport state:
+    ///
+    /// - a new generation, or status 0: the queues go (`dropped` is true
+    ///   then, so the caller forgets what it kept for them);
+    /// - a reset pending: the queues go, [`Sync::ResetDone`];
+    /// - FEATURES_OK and DRIVER_OK without DEVICE_NEEDS_RESET, not broken:
+    ///   each enabled queue not built yet is built with `max_size` and
+    ///   `max_segments`, [`Sync::Ready`] (or [`Sync::Broken`] with a note
+    ///   if Keel's validated layout is refused here: a mismatch worth a
+    ///   reset, never a panic).
+    pub fn sync(
+        &mut self,
+        state: &VirtioDeviceState,
+        max_size: u16,
+        max_segments: usize,
+        notes: &mut Vec<String>,
+        device: usize,
+    ) -> (Sync, bool) {
+        let mut dropped = false;
+        if self.generation != Some(state.generation) || state.status == 0 {
+            self.drop_queues();
+            self.generation = Some(state.generation);
+            dropped = true;
+        }
+        if state.reset_pending {
+            self.drop_queues();
+            return (Sync::ResetDone, true);
+        }
+        let ready = FEATURES_OK | DRIVER_OK;
+        if state.status & ready != ready || state.status & DEVICE_NEEDS_RESET != 0 || self.broken {
+            return (Sync::Waiting, dropped);
+        }
+        let features = QueueFeatures::from_negotiated(state.driver_features);
+        let count = usize::from(state.num_queues).min(self.queues.len());
+        for (number, (slot, queue)) in self.queues.iter_mut().zip(&state.queues[..count]).enumerate() {
+            if !queue.enabled || slot.is_some() {
+                continue;
+            }
+            let config = QueueConfig {
+                size: queue.size,
+                desc_table: queue.desc,
+                avail_ring: queue.driver,
+                used_ring: queue.device,
+            };
+            match Queue::new(config, max_size, features, max_segments) {
+                Ok(built) => *slot = Some(built),
+                Err(error) => {
+                    notes.push(format!("device {device}: queue {number} refused: {error:?}"));
+                    self.broken = true;
+                }
+            }
+        }
+        if self.broken {
+            return (Sync::Broken, dropped);
+        }
+        (Sync::Ready, dropped)
+    }
+}
