@@ -84,9 +84,11 @@ impl Vif {
                 "mac" if vif.mac.is_none() => vif.mac = Some(parse_mac(value.trim())?),
                 "mtu" if vif.mtu.is_none() => vif.mtu = Some(parse_mtu(value.trim())?),
                 "mac" | "mtu" => return Err(format!("`{text}`: {} is given twice", key.trim())),
-                "bridge" | "script" => return Err(format!(
+                "bridge" | "script" => {
+                    return Err(format!(
                     "`{setting}`: every vif is on Dom0's one switch (keel0 reaches Dom0); only mac= and mtu= are taken"
-                )),
+                ))
+                }
                 other => return Err(format!("`{setting}`: unknown setting `{other}` (mac=..., mtu=...)")),
             }
         }

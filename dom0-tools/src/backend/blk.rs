@@ -15,7 +15,7 @@ use keel_virtio::blk::{BackendError, Blk, BlkOptions, BlockBackend, QUEUE_SIZE, 
 use keel_virtio::{GuestMemory, QueueError};
 
 use super::calls::{on_control, VirtioCalls};
-use super::queues::{QueueSet, Sync};
+use super::queues::QueueSet;
 
 /// Requests served per queue before the other devices get their turn.
 pub const BUDGET: usize = 128;
@@ -186,12 +186,10 @@ impl<B: BlockBackend> DiskDevice<B> {
         if dropped {
             self.more = false;
         }
-        match sync {
-            Sync::ResetDone => keel.complete(self.index, 0, complete_flags::RESET_DONE, state.generation),
-            Sync::Waiting => Ok(()),
-            Sync::Broken => keel.complete(self.index, 0, complete_flags::NEEDS_RESET, state.generation),
-            Sync::Ready => self.serve(keel, memory),
+        if sync.answer(keel, self.index, state.generation)? {
+            self.serve(keel, memory)?;
         }
+        Ok(())
     }
 
     /// A kick (or work left over): serves every built queue, then one

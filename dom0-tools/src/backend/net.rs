@@ -21,7 +21,7 @@ use keel_virtio::net::{FrameSink, Net, NetOptions, RxOutcome, NUM_QUEUES, QUEUE_
 use keel_virtio::{GuestMemory, QueueError};
 
 use super::calls::{on_control, VirtioCalls};
-use super::queues::{QueueSet, Sync};
+use super::queues::QueueSet;
 use crate::vif::Nic;
 
 /// Chains served per queue per turn before the other devices get theirs.
@@ -175,12 +175,10 @@ impl<P: FramePort> NicDevice<P> {
             self.held_len = 0;
             self.starved = false;
         }
-        match sync {
-            Sync::ResetDone => keel.complete(self.index, 0, complete_flags::RESET_DONE, state.generation),
-            Sync::Waiting => Ok(()),
-            Sync::Broken => keel.complete(self.index, 0, complete_flags::NEEDS_RESET, state.generation),
-            Sync::Ready => self.serve(keel, memory),
+        if sync.answer(keel, self.index, state.generation)? {
+            self.serve(keel, memory)?;
         }
+        Ok(())
     }
 
     /// A kick (or work left over): transmits what the driver queued, then

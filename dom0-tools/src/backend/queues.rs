@@ -3,9 +3,13 @@
 //! driver enabled once it is ready, dropping them on a reset, and the
 //! "broken" mark that stops serving until the driver resets.
 
+use anyhow::Result;
+use keel_abi::mgmt::virtio::complete_flags;
 use keel_abi::mgmt::VirtioDeviceState;
 use keel_virtio::status::{DEVICE_NEEDS_RESET, DRIVER_OK, FEATURES_OK};
 use keel_virtio::{Queue, QueueConfig, QueueFeatures};
+
+use super::calls::VirtioCalls;
 
 /// What a transport state means for the device ([`QueueSet::sync`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,6 +24,22 @@ pub enum Sync {
     Broken,
     /// Ready: every enabled queue is built; the caller serves them.
     Ready,
+}
+
+impl Sync {
+    /// Tells Keel what the driver must see (RESET_DONE after a reset,
+    /// NEEDS_RESET for a broken device) for device `device`; true when the
+    /// device is ready and the caller serves it.
+    pub fn answer<C: VirtioCalls>(self, keel: &mut C, device: usize, generation: u32) -> Result<bool> {
+        let flags = match self {
+            Self::Ready => return Ok(true),
+            Self::Waiting => return Ok(false),
+            Self::ResetDone => complete_flags::RESET_DONE,
+            Self::Broken => complete_flags::NEEDS_RESET,
+        };
+        keel.complete(device, 0, flags, generation)?;
+        Ok(false)
+    }
 }
 
 /// A device's queues for the current transport generation.

@@ -124,8 +124,9 @@ pub fn create_run_dir(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))
 }
 
-/// The backend's hold on its pid file: released (and the file removed)
-/// when dropped, or by the kernel when the process dies.
+/// A process's hold on its pid file (a backend's, the switch's): released
+/// (and the file removed) when dropped, or by the kernel when the process
+/// dies.
 pub struct PidLock {
     file: File,
     path: PathBuf,
@@ -133,12 +134,21 @@ pub struct PidLock {
 
 impl PidLock {
     /// Locks `files.pid()` and writes this process's pid into it; refused
-    /// while another process holds it.
+    /// while another backend holds it.
     pub fn acquire(files: &RunFiles) -> Result<Self> {
+        let id = files.id;
+        Self::acquire_at(&files.pid(), |pid| {
+            format!("a backend (pid {pid}) already serves domain {id}")
+        })
+    }
+
+    /// Locks `path` and writes this process's pid into it; while another
+    /// process holds it, the error is `busy(its pid or "?")`.
+    pub fn acquire_at(path: &Path, busy: impl Fn(&str) -> String) -> Result<Self> {
         // A stopper that found the file before we locked it took it for a
-        // dead backend's and removed it: then lock a new one.
+        // dead process's and removed it: then lock a new one.
         for _ in 0..3 {
-            let mut lock = Self::try_acquire(files)?;
+            let mut lock = Self::try_acquire(path, &busy)?;
             let path_inode = std::fs::metadata(&lock.path).map(|meta| meta.ino()).ok();
             if path_inode == Some(lock.file.metadata()?.ino()) {
                 return Ok(lock);
@@ -146,31 +156,33 @@ impl PidLock {
             // Not ours to remove any more.
             lock.path = PathBuf::new();
         }
-        bail!("{} keeps disappearing", files.pid().display())
+        bail!("{} keeps disappearing", path.display())
     }
 
-    fn try_acquire(files: &RunFiles) -> Result<Self> {
-        let path = files.pid();
+    fn try_acquire(path: &Path, busy: &impl Fn(&str) -> String) -> Result<Self> {
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
             .mode(0o644)
-            .open(&path)
+            .open(path)
             .with_context(|| format!("cannot open {}", path.display()))?;
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
                 let pid = read_pid(&mut file).map_or_else(|| "?".to_string(), |pid| pid.to_string());
-                bail!("a backend (pid {pid}) already serves domain {}", files.id);
+                bail!(busy(&pid));
             }
             Err(TryLockError::Error(error)) => bail!("cannot lock {}: {error}", path.display()),
         }
         file.set_len(0)?;
         file.seek(SeekFrom::Start(0))?;
         writeln!(file, "{}", std::process::id()).with_context(|| format!("writing {}", path.display()))?;
-        Ok(Self { file, path })
+        Ok(Self {
+            file,
+            path: path.to_path_buf(),
+        })
     }
 }
 

@@ -11,15 +11,13 @@
 //! - `switch.log`: its stderr when [`super::ensure_running`] started it
 //!   (appended to, kept after it exits).
 
-use std::fs::{File, OpenOptions, TryLockError};
-use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Result};
 use keel_abi::mgmt::DomainId;
 
 use super::protocol::{mac_text, parse_mac};
+use crate::backend::runfiles::PidLock;
 use crate::switch::{Mac, Port};
 
 /// The paths of a switch's files.
@@ -50,70 +48,21 @@ impl SwitchFiles {
     }
 }
 
-/// The switch's hold on its pid file: released (and the file removed)
-/// when dropped, or by the kernel when the process dies.
+/// The switch's hold on its pid file ([`PidLock`]).
 pub struct SwitchLock {
-    file: File,
-    path: PathBuf,
+    _held: PidLock,
 }
 
 impl SwitchLock {
     /// Locks the pid file and writes this process's pid into it; refused
-    /// while another process holds it.
+    /// while another switch holds it.
     pub fn acquire(files: &SwitchFiles) -> Result<Self> {
-        // Someone who found the file before we locked it may have taken it
-        // for a dead switch's and removed it: then lock a new one.
-        for _ in 0..3 {
-            let mut lock = Self::try_acquire(files)?;
-            let path_inode = std::fs::metadata(&lock.path).map(|meta| meta.ino()).ok();
-            if path_inode == Some(lock.file.metadata()?.ino()) {
-                return Ok(lock);
-            }
-            lock.path = PathBuf::new();
-        }
-        bail!("{} keeps disappearing", files.pid().display())
+        let dir = files.dir.display().to_string();
+        let held = PidLock::acquire_at(&files.pid(), |pid| {
+            format!("a switch (pid {pid}) already runs in {dir}")
+        })?;
+        Ok(Self { _held: held })
     }
-
-    fn try_acquire(files: &SwitchFiles) -> Result<Self> {
-        let path = files.pid();
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o644)
-            .open(&path)
-            .with_context(|| format!("cannot open {}", path.display()))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                let pid = read_pid(&mut file).map_or_else(|| "?".to_string(), |pid| pid.to_string());
-                bail!("a switch (pid {pid}) already runs in {}", files.dir.display());
-            }
-            Err(TryLockError::Error(error)) => bail!("cannot lock {}: {error}", path.display()),
-        }
-        file.set_len(0)?;
-        file.seek(SeekFrom::Start(0))?;
-        writeln!(file, "{}", std::process::id()).with_context(|| format!("writing {}", path.display()))?;
-        Ok(Self { file, path })
-    }
-}
-
-impl Drop for SwitchLock {
-    fn drop(&mut self) {
-        // Removed while still locked: a reader never sees our file unlocked.
-        if !self.path.as_os_str().is_empty() {
-            let _ = std::fs::remove_file(&self.path);
-        }
-        let _ = self.file.unlock();
-    }
-}
-
-fn read_pid(file: &mut File) -> Option<i32> {
-    let mut text = String::new();
-    file.seek(SeekFrom::Start(0)).ok()?;
-    file.read_to_string(&mut text).ok()?;
-    text.trim().parse().ok().filter(|&pid| pid > 1)
 }
 
 /// Dom0's TAP port, as `switch.ports` lists it.
