@@ -172,6 +172,9 @@ pub enum Command {
         /// Exit 1 if SECONDS pass first (fractions allowed)
         #[arg(long, value_name = "SECONDS", value_parser = seconds)]
         timeout: Option<Duration>,
+        /// The domain's virtio console (its hvc0, config `virtio_console = true`) instead of its UART
+        #[arg(long)]
+        hvc: bool,
     },
     /// Show the host: versions, CPUs, memory, TSC, features, domains
     Info {

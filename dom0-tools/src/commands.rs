@@ -14,6 +14,7 @@ use crate::client::Client;
 use crate::config::Config;
 use crate::console::{self, ConsoleEnd, ConsoleOptions};
 use crate::create;
+use crate::hvc::HvcConsole;
 use crate::network;
 use crate::output;
 use crate::sys::RawTerminal;
@@ -92,7 +93,8 @@ pub fn execute<T: Transport>(
                     id,
                     label: format!("{} (id {id})", config.name),
                 };
-                attach_terminal(&mut client, &target, None, None, out, err)?;
+                let mut console = console::KeelConsole::new(&mut client, target.id);
+                attach_terminal(&mut console, &target, None, None, out, err)?;
             }
         }
         Command::List { json } => {
@@ -124,10 +126,22 @@ pub fn execute<T: Transport>(
         Command::Reboot { domain } => lifecycle(connect()?, &domain, "reboot", Client::reboot)?,
         Command::Pause { domain } => lifecycle(connect()?, &domain, "pause", Client::pause)?,
         Command::Unpause { domain } => lifecycle(connect()?, &domain, "unpause", Client::unpause)?,
-        Command::Console { domain, until, timeout } => {
+        Command::Console {
+            domain,
+            until,
+            timeout,
+            hvc,
+        } => {
             let mut client = connect()?;
             let target = resolve(&mut client, &domain)?;
-            attach_terminal(&mut client, &target, until, timeout, out, err)?;
+            if hvc {
+                let socket = hvc_socket(backends, &target)?;
+                let mut console = HvcConsole::connect(&socket)?;
+                attach_terminal(&mut console, &target, until, timeout, out, err)?;
+            } else {
+                let mut console = console::KeelConsole::new(&mut client, target.id);
+                attach_terminal(&mut console, &target, until, timeout, out, err)?;
+            }
         }
         Command::Info { json } => {
             let mut client = connect()?;
@@ -193,6 +207,22 @@ pub fn execute<T: Transport>(
     Ok(())
 }
 
+/// The socket of `target`'s virtio console, from its backend's ready file.
+fn hvc_socket(backends: &mut dyn Backends, target: &Target) -> Result<std::path::PathBuf> {
+    let status = backends.status(target.id)?;
+    let ready = status.ready.filter(|ready| ready.domain == target.id);
+    let Some(console) = ready.and_then(|ready| ready.console) else {
+        bail!(
+            "{} has no virtio console (it needs virtio_console = true in its config)",
+            target.label
+        );
+    };
+    if status.running.is_none() {
+        bail!("no backend runs for {}: its virtio console is not served", target.label);
+    }
+    Ok(console.socket.into())
+}
+
 fn lifecycle<T: Transport>(
     mut client: Client<T>,
     spec: &str,
@@ -229,8 +259,8 @@ fn stdin_channel() -> Receiver<Vec<u8>> {
 /// The console on this process's terminal: raw mode while attached when
 /// stdin is a terminal (restored on every way out, errors included, by
 /// the guard's drop).
-fn attach_terminal<T: Transport>(
-    client: &mut Client<T>,
+fn attach_terminal(
+    console: &mut dyn console::Endpoint,
     target: &Target,
     until: Option<String>,
     timeout: Option<std::time::Duration>,
@@ -251,15 +281,7 @@ fn attach_terminal<T: Transport>(
         interactive,
         poll: console::POLL,
     };
-    let ended = console::attach(
-        client,
-        target.id,
-        &target.label,
-        &options,
-        Some(stdin_channel()),
-        out,
-        err,
-    );
+    let ended = console::attach(console, &target.label, &options, Some(stdin_channel()), out, err);
     drop(raw);
     match ended? {
         ConsoleEnd::Detached => writeln!(err, "\nkeel: detached from {}", target.label)?,

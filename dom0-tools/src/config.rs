@@ -19,7 +19,7 @@ pub const MIN_MEMORY_MIB: i64 = 16;
 pub const MAX_MEMORY_MIB: i64 = 1 << 20;
 pub const DEFAULT_CMDLINE: &str = "console=ttyS0";
 
-const KEYS: [&str; 13] = [
+const KEYS: [&str; 14] = [
     "name",
     "memory",
     "vcpus",
@@ -33,6 +33,7 @@ const KEYS: [&str; 13] = [
     "pci_unconfined_dma",
     "disk",
     "vif",
+    "virtio_console",
 ];
 
 /// A virtio-blk disk: a raw image file (or block device) and its mode.
@@ -103,6 +104,9 @@ pub struct Config {
     /// virtio-net interfaces, in the file's order (eth0, eth1, ... in a
     /// Linux guest), after the disks among the domain's virtio devices.
     pub vifs: Vec<Vif>,
+    /// A virtio console (the guest's hvc0) besides the UART, after the
+    /// interfaces among the domain's virtio devices.
+    pub virtio_console: bool,
 }
 
 /// `<file>: <key>: <reason>` (or `<file>: <reason>` for file-wide problems).
@@ -213,13 +217,15 @@ impl Config {
 
         let disks = disks(table.get("disk"), base)?;
         let vifs = vifs(table.get("vif"))?;
-        if disks.len() + vifs.len() > MAX_DEVICES {
+        let virtio_console = boolean("virtio_console", table.get("virtio_console"), false)?;
+        if disks.len() + vifs.len() + usize::from(virtio_console) > MAX_DEVICES {
             return Err(problem(
                 "vif",
                 format!(
-                    "{} disks and {} interfaces: a domain can have at most {MAX_DEVICES} virtio devices",
+                    "{} disks, {} interfaces{}: a domain can have at most {MAX_DEVICES} virtio devices",
                     disks.len(),
-                    vifs.len()
+                    vifs.len(),
+                    if virtio_console { " and a console" } else { "" }
                 ),
             ));
         }
@@ -237,6 +243,7 @@ impl Config {
             pci_unconfined_dma: boolean("pci_unconfined_dma", table.get("pci_unconfined_dma"), false)?,
             disks,
             vifs,
+            virtio_console,
         })
     }
 

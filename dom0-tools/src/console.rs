@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 use keel_abi::mgmt::{DomainId, Status};
 
-use crate::client::{is_status, Client, RingChunk};
+use crate::client::{is_status, Client};
 use crate::transport::Transport;
 
 /// Ctrl-]: leaves an interactive console (as in xl and telnet).
@@ -73,8 +73,7 @@ impl Matcher {
 }
 
 /// Writes a lost-bytes note when the ring dropped output we had not read.
-fn note_loss(chunk: &RingChunk, cursor: u64, what: &str, eol: &str, notes: &mut dyn Write) {
-    let lost = chunk.lost_since(cursor);
+fn note_loss(lost: u64, what: &str, eol: &str, notes: &mut dyn Write) {
     if lost > 0 {
         let _ = write!(
             notes,
@@ -83,12 +82,80 @@ fn note_loss(chunk: &RingChunk, cursor: u64, what: &str, eol: &str, notes: &mut 
     }
 }
 
-/// Follows domain `id`'s console from its first byte: prints output to
-/// `out`, forwards bytes from `input` (None when there is no input), and
-/// ends as [`ConsoleEnd`] says. `label` names the domain in messages.
-pub fn attach<T: Transport>(
-    client: &mut Client<T>,
-    id: DomainId,
+/// What a console endpoint gave.
+pub enum Output {
+    /// New output (possibly none), and how many bytes were lost before it.
+    Bytes { bytes: Vec<u8>, lost: u64 },
+    /// The domain (or the console's backend) is gone.
+    Gone,
+}
+
+/// What became of typed bytes.
+pub enum Input {
+    /// The first `n` were taken.
+    Taken(usize),
+    /// Dropped, with the reason for a note.
+    Dropped(String),
+    Gone,
+}
+
+/// A console to follow: Keel's console ring of a domain ([`KeelConsole`])
+/// or its virtio console's socket ([`crate::hvc::HvcConsole`]).
+pub trait Endpoint {
+    fn read(&mut self) -> Result<Output>;
+    fn write(&mut self, bytes: &[u8]) -> Result<Input>;
+    /// Wait up to `poll` for output (after a read that found none).
+    fn wait(&mut self, poll: Duration) {
+        std::thread::sleep(poll);
+    }
+}
+
+/// Domain `id`'s console as Keel keeps it (the UART's ring).
+pub struct KeelConsole<'a, T> {
+    pub client: &'a mut Client<T>,
+    pub id: DomainId,
+    cursor: u64,
+}
+
+impl<'a, T: Transport> KeelConsole<'a, T> {
+    /// From the ring's first byte.
+    pub fn new(client: &'a mut Client<T>, id: DomainId) -> Self {
+        Self { client, id, cursor: 0 }
+    }
+}
+
+impl<T: Transport> Endpoint for KeelConsole<'_, T> {
+    fn read(&mut self) -> Result<Output> {
+        let chunk = match self.client.console_read(self.id, self.cursor) {
+            Ok(chunk) => chunk,
+            Err(error) if is_status(&error, Status::NoSuchDomain) => return Ok(Output::Gone),
+            Err(error) => return Err(error),
+        };
+        let lost = chunk.lost_since(self.cursor);
+        self.cursor = chunk.end;
+        Ok(Output::Bytes {
+            bytes: chunk.bytes,
+            lost,
+        })
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<Input> {
+        match self.client.console_write(self.id, bytes) {
+            Ok(taken) => Ok(Input::Taken(taken)),
+            Err(error) if is_status(&error, Status::NoSuchDomain) => Ok(Input::Gone),
+            // E.g. a preserved, shut-down domain: its output is still
+            // worth showing, the typed bytes are not worth keeping.
+            Err(error) if is_status(&error, Status::BadState) => Ok(Input::Dropped(error.to_string())),
+            Err(error) => Err(error),
+        }
+    }
+}
+
+/// Follows a console from its first byte: prints output to `out`,
+/// forwards bytes from `input` (None when there is no input), and ends as
+/// [`ConsoleEnd`] says. `label` names the domain in messages.
+pub fn attach(
+    console: &mut dyn Endpoint,
     label: &str,
     options: &ConsoleOptions,
     mut input: Option<Receiver<Vec<u8>>>,
@@ -98,8 +165,7 @@ pub fn attach<T: Transport>(
     let eol = if options.interactive { "\r\n" } else { "\n" };
     let started = Instant::now();
     let mut matcher = options.until.as_deref().map(Matcher::new);
-    let mut cursor = 0;
-    // Typed bytes the guest's UART has not taken yet.
+    // Typed bytes the guest has not taken yet.
     let mut pending: Vec<u8> = Vec::new();
     let mut detach = false;
     let gone = |notes: &mut dyn Write| -> Result<ConsoleEnd> {
@@ -121,21 +187,19 @@ pub fn attach<T: Transport>(
             }
         }
 
-        let chunk = match client.console_read(id, cursor) {
-            Ok(chunk) => chunk,
-            Err(error) if is_status(&error, Status::NoSuchDomain) => return gone(notes),
-            Err(error) => return Err(error),
+        let (bytes, lost) = match console.read()? {
+            Output::Bytes { bytes, lost } => (bytes, lost),
+            Output::Gone => return gone(notes),
         };
-        note_loss(&chunk, cursor, "console output", eol, notes);
-        if let Some(matcher) = matcher.as_mut().filter(|_| chunk.lost_since(cursor) > 0) {
+        note_loss(lost, "console output", eol, notes);
+        if let Some(matcher) = matcher.as_mut().filter(|_| lost > 0) {
             matcher.gap();
         }
-        cursor = chunk.end;
-        if !chunk.bytes.is_empty() {
-            out.write_all(&chunk.bytes)?;
+        if !bytes.is_empty() {
+            out.write_all(&bytes)?;
             out.flush()?;
         }
-        if matcher.as_mut().is_some_and(|matcher| matcher.feed(&chunk.bytes)) {
+        if matcher.as_mut().is_some_and(|matcher| matcher.feed(&bytes)) {
             return Ok(ConsoleEnd::Matched);
         }
 
@@ -144,15 +208,15 @@ pub fn attach<T: Transport>(
             // to take it, which in turn stalls the reader of stdin.
             while pending.len() < PENDING_MAX {
                 match receiver.try_recv() {
-                    Ok(bytes) => {
-                        let detach_at = bytes.iter().position(|&byte| byte == DETACH);
+                    Ok(typed) => {
+                        let detach_at = typed.iter().position(|&byte| byte == DETACH);
                         match detach_at.filter(|_| options.interactive) {
                             Some(at) => {
-                                pending.extend_from_slice(&bytes[..at]);
+                                pending.extend_from_slice(&typed[..at]);
                                 detach = true;
                                 break;
                             }
-                            None => pending.extend_from_slice(&bytes),
+                            None => pending.extend_from_slice(&typed),
                         }
                     }
                     Err(TryRecvError::Empty) => break,
@@ -165,24 +229,21 @@ pub fn attach<T: Transport>(
             }
         }
         if !pending.is_empty() {
-            match client.console_write(id, &pending) {
-                Ok(taken) => drop(pending.drain(..taken)),
-                Err(error) if is_status(&error, Status::NoSuchDomain) => return gone(notes),
-                // E.g. a preserved, shut-down domain: its output is still
-                // worth showing, the typed bytes are not worth keeping.
-                Err(error) if is_status(&error, Status::BadState) => {
-                    let _ = write!(notes, "keel: input dropped: {error}{eol}");
+            match console.write(&pending)? {
+                Input::Taken(taken) => drop(pending.drain(..taken.min(pending.len()))),
+                Input::Gone => return gone(notes),
+                Input::Dropped(reason) => {
+                    let _ = write!(notes, "keel: input dropped: {reason}{eol}");
                     pending.clear();
                 }
-                Err(error) => return Err(error),
             }
         }
         if detach {
             return Ok(ConsoleEnd::Detached);
         }
         // A full answer may mean more is waiting: poll again at once.
-        if chunk.bytes.is_empty() {
-            std::thread::sleep(options.poll);
+        if bytes.is_empty() {
+            console.wait(options.poll);
         }
     }
 }
@@ -192,7 +253,7 @@ pub fn dmesg<T: Transport>(client: &mut Client<T>, out: &mut dyn Write, notes: &
     let mut cursor = 0;
     loop {
         let chunk = client.dmesg(cursor)?;
-        note_loss(&chunk, cursor, "Keel's log", "\n", notes);
+        note_loss(chunk.lost_since(cursor), "Keel's log", "\n", notes);
         if chunk.bytes.is_empty() {
             break;
         }

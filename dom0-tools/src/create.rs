@@ -1,8 +1,9 @@
 //! `keel create`: Create, PciAttach (each of the config's `pci` devices),
 //! LoadImage (kernel, initrd, command line, in chunks that fit the data
-//! area), VirtioAttach (each of the config's disks, then each vif), the
-//! backend (and for vifs the switch) started and ready, Boot; a half-built domain is destroyed (its backend
-//! stopped first) when any step after Create fails.
+//! area), VirtioAttach (each of the config's disks, each vif, the
+//! console), the backend (and for vifs the switch) started and ready,
+//! Boot; a half-built domain is destroyed (its backend stopped first) when
+//! any step after Create fails.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -12,9 +13,11 @@ use anyhow::{anyhow, ensure, Context, Result};
 use keel_abi::mgmt::virtio::{device_type, queue_shape};
 use keel_abi::mgmt::{layout, pci_function_flags, DomainId, ImageKind, PciAddress, Status};
 use keel_virtio::blk::QUEUE_SIZE;
+use keel_virtio::console::{NUM_QUEUES as CONSOLE_QUEUES, QUEUE_SIZE as CONSOLE_QUEUE_SIZE};
 use keel_virtio::net::{NUM_QUEUES as NET_QUEUES, QUEUE_SIZE as NET_QUEUE_SIZE};
 
 use crate::backend::blk::{disk_model, open_image};
+use crate::backend::console::console_model;
 use crate::backend::net::nic_model;
 use crate::backend::supervisor::{BackendDevices, Backends};
 use crate::client::{is_status, Client};
@@ -194,6 +197,25 @@ pub fn attach_nics<T: Transport>(client: &mut Client<T>, id: DomainId, first: us
     Ok(())
 }
 
+/// Gives domain `id` its virtio console as device `index` (the last).
+pub fn attach_console<T: Transport>(client: &mut Client<T>, id: DomainId, index: usize) -> Result<()> {
+    let model = console_model();
+    let given = client
+        .virtio_attach(
+            id,
+            device_type::CONSOLE,
+            model.device_features(),
+            queue_shape(CONSOLE_QUEUES, CONSOLE_QUEUE_SIZE),
+            &model.config(),
+        )
+        .context("cannot attach the virtio console")?;
+    ensure!(
+        given == index,
+        "Keel gave the console device index {given}, expected {index}"
+    );
+    Ok(())
+}
+
 /// Sends `image` in chunks of at most the data area's size.
 pub fn load_image<T: Transport>(client: &mut Client<T>, id: DomainId, image: Image) -> Result<()> {
     let Image {
@@ -288,6 +310,7 @@ pub fn create_domain<T: Transport>(
     let devices = BackendDevices {
         disks: disks.iter().map(|open| open.disk.clone()).collect(),
         nics,
+        console: config.virtio_console,
     };
     if !devices.is_empty() {
         client.require_virtio()?;
@@ -299,6 +322,12 @@ pub fn create_domain<T: Transport>(
         .and_then(|()| images.into_iter().try_for_each(|image| load_image(client, id, image)))
         .and_then(|()| attach_disks(client, id, &disks))
         .and_then(|()| attach_nics(client, id, disks.len(), &devices.nics))
+        .and_then(|()| {
+            if !devices.console {
+                return Ok(());
+            }
+            attach_console(client, id, devices.count() - 1)
+        })
         .and_then(|()| {
             if devices.is_empty() {
                 return Ok(());

@@ -19,6 +19,7 @@ pub mod config;
 pub mod console;
 pub mod create;
 pub mod device;
+pub mod hvc;
 pub mod network;
 pub mod output;
 pub mod switch;

@@ -11,6 +11,7 @@
 //! - [`chain`]: validated descriptor chains and byte-stream readers/writers
 //!   over them, so device code never handles a guest address;
 //! - [`blk`]: virtio-blk request handling over a [`blk::BlockBackend`];
+//! - [`console`]: virtio-console (one port) to a [`console::ConsoleSink`];
 //! - [`pci`]: the virtio-pci modern transport's registers, capabilities
 //!   and MSI-X table as a state machine that reports effects;
 //! - [`fuzzing`]: entry points for the fuzz targets.
@@ -22,6 +23,7 @@
 
 pub mod blk;
 pub mod chain;
+pub mod console;
 pub mod fuzzing;
 pub mod memory;
 pub mod net;

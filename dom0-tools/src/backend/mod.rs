@@ -1,16 +1,19 @@
-//! The virtio backend: `keel backend <domain> --disk <path>,<mode> ... --vif mac=<mac> ...`
+//! The virtio backend: `keel backend <domain> --disk <path>,<mode> ... --vif mac=<mac> ... [--console]`
 //! (hidden; `keel create` starts it, `keel destroy` stops it).
 //!
 //! It maps the DomU's RAM through the memory window ([`window`]), waits
 //! for notifications ([`notify`], [`uio`]) and for frames from the switch
-//! ([`crate::switch_daemon`]), and serves each disk ([`blk`]) and network
-//! interface ([`net`]) with keel-virtio's device models; the transport
+//! ([`crate::switch_daemon`]) and console clients ([`console_link`]), and
+//! serves each disk ([`blk`]), network interface ([`net`]) and console
+//! ([`console`]) with keel-virtio's device models; the transport
 //! state both share is in [`queues`] and [`calls`]. Its run files are described in
 //! [`runfiles`]; how it is started and stopped in [`supervisor`]. It
 //! exits on SIGTERM and when the domain is gone.
 
 pub mod blk;
 pub mod calls;
+pub mod console;
+pub mod console_link;
 pub mod net;
 pub mod notify;
 pub mod queues;
@@ -31,9 +34,12 @@ use keel_virtio::GuestMemory;
 
 use self::blk::{disk_model, open_image, DiskDevice, ImageFile};
 use self::calls::{DomainCalls, VirtioCalls};
+use self::console::{console_model, ConsoleDevice, ConsoleLink};
+use self::console_link::SocketLink;
 use self::net::{nic_model, FramePort, NicDevice};
 use self::notify::{Notifier, Wakeup, IDLE};
-use self::runfiles::{create_run_dir, DiskRecord, NicRecord, PidLock, ReadyInfo, RunFiles, RUN_DIR};
+use self::runfiles::{create_run_dir, ConsoleRecord, DiskRecord, NicRecord, PidLock, ReadyInfo, RunFiles, RUN_DIR};
+use self::supervisor::BackendDevices;
 use self::uio::{SlotHw, Sysfs};
 use crate::client::{is_status, Client};
 use crate::config::Disk;
@@ -43,7 +49,7 @@ use crate::sys;
 use crate::vif::{MacText, Nic};
 
 #[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
-#[command(group(clap::ArgGroup::new("devices").required(true).multiple(true).args(["disks", "vifs"])))]
+#[command(group(clap::ArgGroup::new("devices").required(true).multiple(true).args(["disks", "vifs", "console"])))]
 pub struct BackendArgs {
     /// The DomU's id
     pub domain: DomainId,
@@ -53,6 +59,9 @@ pub struct BackendArgs {
     /// A network interface as mac=MAC[,mtu=MTU]; they follow the disks
     #[arg(long = "vif", value_name = "mac=MAC")]
     pub vifs: Vec<String>,
+    /// A virtio console (the guest's hvc0), after the interfaces
+    #[arg(long)]
+    pub console: bool,
     /// Where the pid, ready and log files are (and the switch's socket)
     #[arg(long, value_name = "DIR", default_value = RUN_DIR)]
     pub run_dir: PathBuf,
@@ -65,11 +74,9 @@ pub trait Served<C: VirtioCalls, M: GuestMemory> {
     fn has_more(&self) -> bool;
     fn on_control(&mut self, keel: &mut C, memory: &mut M) -> Result<()>;
     fn serve(&mut self, keel: &mut C, memory: &mut M) -> Result<()>;
-    /// A descriptor whose readability means input for the device (a
-    /// switch port), while it can take input.
-    fn input_fd(&self) -> Option<RawFd> {
-        None
-    }
+    /// Adds the descriptors whose readability means input for the device
+    /// (a switch port, a console socket) while it can take input.
+    fn input_fds(&self, _fds: &mut Vec<RawFd>) {}
     fn on_input(&mut self, _keel: &mut C, _memory: &mut M) -> Result<()> {
         Ok(())
     }
@@ -107,14 +114,38 @@ impl<C: VirtioCalls, M: GuestMemory, P: FramePort> Served<C, M> for NicDevice<P>
     fn serve(&mut self, keel: &mut C, memory: &mut M) -> Result<()> {
         NicDevice::serve(self, keel, memory)
     }
-    fn input_fd(&self) -> Option<RawFd> {
-        NicDevice::input_fd(self)
+    fn input_fds(&self, fds: &mut Vec<RawFd>) {
+        fds.extend(NicDevice::input_fd(self));
     }
     fn on_input(&mut self, keel: &mut C, memory: &mut M) -> Result<()> {
         NicDevice::on_input(self, keel, memory)
     }
     fn take_notes(&mut self) -> Vec<String> {
         NicDevice::take_notes(self)
+    }
+}
+
+impl<C: VirtioCalls, M: GuestMemory, L: ConsoleLink> Served<C, M> for ConsoleDevice<L> {
+    fn index(&self) -> usize {
+        ConsoleDevice::index(self)
+    }
+    fn has_more(&self) -> bool {
+        ConsoleDevice::has_more(self)
+    }
+    fn on_control(&mut self, keel: &mut C, memory: &mut M) -> Result<()> {
+        ConsoleDevice::on_control(self, keel, memory)
+    }
+    fn serve(&mut self, keel: &mut C, memory: &mut M) -> Result<()> {
+        ConsoleDevice::serve(self, keel, memory)
+    }
+    fn input_fds(&self, fds: &mut Vec<RawFd>) {
+        ConsoleDevice::input_fds(self, fds)
+    }
+    fn on_input(&mut self, keel: &mut C, memory: &mut M) -> Result<()> {
+        ConsoleDevice::on_input(self, keel, memory)
+    }
+    fn take_notes(&mut self) -> Vec<String> {
+        ConsoleDevice::take_notes(self)
     }
 }
 
@@ -146,27 +177,23 @@ pub fn run(args: &BackendArgs, log: &mut dyn Write) -> Result<()> {
         .map(|spec| Nic::parse(spec))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|reason| anyhow!("--vif {reason}"))?;
-    ensure!(
-        !disks.is_empty() || !nics.is_empty(),
-        "no --disk and no --vif: nothing to serve"
-    );
-    ensure!(disks.len() + nics.len() <= MAX_DEVICES, "at most {MAX_DEVICES} devices");
+    let devices = BackendDevices {
+        disks,
+        nics,
+        console: args.console,
+    };
+    ensure!(!devices.is_empty(), "no --disk, --vif or --console: nothing to serve");
+    ensure!(devices.count() <= MAX_DEVICES, "at most {MAX_DEVICES} devices");
     create_run_dir(&args.run_dir)?;
     let files = RunFiles::new(&args.run_dir, id);
     let _pid = PidLock::acquire(&files)?;
-    let result = serve(id, &disks, &nics, &args.run_dir, &files, log);
+    let result = serve(id, &devices, &args.run_dir, &files, log);
     let _ = std::fs::remove_file(files.ready());
     result
 }
 
-fn serve(
-    id: DomainId,
-    disks: &[Disk],
-    nics: &[Nic],
-    run_dir: &Path,
-    files: &RunFiles,
-    log: &mut dyn Write,
-) -> Result<()> {
+fn serve(id: DomainId, devices: &BackendDevices, run_dir: &Path, files: &RunFiles, log: &mut dyn Write) -> Result<()> {
+    let BackendDevices { disks, nics, console } = devices;
     let mut images = Vec::new();
     for disk in disks {
         let (file, len) = open_image(&disk.path, disk.read_only).map_err(|reason| anyhow!(reason))?;
@@ -211,6 +238,17 @@ fn serve(
             mtu: nic.mtu,
         });
     }
+    let mut console_record = None;
+    if *console {
+        let index = disks.len() + nics.len();
+        expect_type(&mut keel, index, device_type::CONSOLE, "a console")?;
+        let link = SocketLink::bind(run_dir, id)?;
+        console_record = Some(ConsoleRecord {
+            index,
+            socket: link.path().display().to_string(),
+        });
+        devices.push(Box::new(ConsoleDevice::new(index, console_model(), link)));
+    }
     let (hw, nap) = SlotHw::open(&dir, slot.slot, &Sysfs::system(), log)?;
     let notifications = hw.mode().to_string();
     let mut notifier = Notifier::new(hw, nap, IDLE);
@@ -222,12 +260,14 @@ fn serve(
         notifications: notifications.clone(),
         disks: disk_records,
         nics: nic_records,
+        console: console_record,
     })?;
     writeln!(
         log,
-        "keel backend {id}: serving {} disk(s) and {} interface(s); window slot {}, {} MiB; {notifications} notifications",
+        "keel backend {id}: serving {} disk(s), {} interface(s){}; window slot {}, {} MiB; {notifications} notifications",
         disks.len(),
         nics.len(),
+        if *console { " and a console" } else { "" },
         slot.slot,
         slot.ram_bytes >> 20
     )?;
@@ -289,9 +329,14 @@ where
         }
     }
     let mut inputs: Vec<RawFd> = Vec::new();
+    let mut takes_input = [false; MAX_DEVICES];
     loop {
         inputs.clear();
-        inputs.extend(devices.iter().filter_map(|device| device.input_fd()));
+        for device in devices.iter() {
+            let before = inputs.len();
+            device.input_fds(&mut inputs);
+            takes_input[device.index() % MAX_DEVICES] = inputs.len() > before;
+        }
         let bits = if devices.iter().any(|device| device.has_more()) {
             notifier.poll()?
         } else {
@@ -321,8 +366,8 @@ where
                 device.on_control(keel, memory)
             } else if bits & kick_bit(index) != 0 || device.has_more() {
                 device.serve(keel, memory)
-            } else if device.input_fd().is_some() {
-                // Cheap when nothing waits: one refused non-blocking read.
+            } else if takes_input[index % MAX_DEVICES] {
+                // Cheap when nothing waits: a refused non-blocking read.
                 device.on_input(keel, memory)
             } else {
                 continue;

@@ -37,6 +37,14 @@ pub struct NicRecord {
     pub mtu: Option<u16>,
 }
 
+/// The virtio console in the ready file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsoleRecord {
+    pub index: usize,
+    /// The socket `keel console --hvc` connects to.
+    pub socket: String,
+}
+
 /// The ready file's contents.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReadyInfo {
@@ -50,6 +58,8 @@ pub struct ReadyInfo {
     /// Absent in the files of backends from before network interfaces.
     #[serde(default)]
     pub nics: Vec<NicRecord>,
+    #[serde(default)]
+    pub console: Option<ConsoleRecord>,
 }
 
 /// The run files of domain `id`'s backend.
@@ -289,6 +299,10 @@ mod tests {
                 mac: "02:4b:45:00:00:0a".into(),
                 mtu: Some(9000),
             }],
+            console: Some(ConsoleRecord {
+                index: 2,
+                socket: "/run/keel/console-4.sock".into(),
+            }),
         };
         files.write_ready(&info).unwrap();
         assert_eq!(files.read_ready().unwrap(), Some(info));

@@ -30,17 +30,25 @@ pub struct BackendStatus {
     pub ready: Option<ReadyInfo>,
 }
 
-/// What a domain's backend serves: its disks, then its network interfaces
-/// (device `n` is `disks[n]`, device `disks.len() + m` is `nics[m]`).
+/// What a domain's backend serves: its disks, then its network interfaces,
+/// then its console (device `n` is `disks[n]`, device `disks.len() + m` is
+/// `nics[m]`, the console is the last).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BackendDevices {
     pub disks: Vec<Disk>,
     pub nics: Vec<Nic>,
+    /// A virtio console, the last device.
+    pub console: bool,
 }
 
 impl BackendDevices {
+    /// Devices in all.
+    pub fn count(&self) -> usize {
+        self.disks.len() + self.nics.len() + usize::from(self.console)
+    }
+
     pub fn is_empty(&self) -> bool {
-        self.disks.is_empty() && self.nics.is_empty()
+        self.count() == 0
     }
 }
 
@@ -100,6 +108,9 @@ impl Supervisor {
         }
         for nic in &devices.nics {
             command.arg("--vif").arg(nic.spec());
+        }
+        if devices.console {
+            command.arg("--console");
         }
         command
     }
@@ -257,6 +268,7 @@ mod tests {
                 Disk::parse("/srv/a,b.iso,ro", Path::new("")).unwrap(),
             ],
             nics: Vec::new(),
+            console: false,
         }
     }
 
@@ -269,6 +281,7 @@ mod tests {
         };
         let mut devices = disks();
         devices.nics.push(Nic::parse("mac=02:4b:45:00:00:0a,mtu=9000").unwrap());
+        devices.console = true;
         let command = supervisor.command(5, &devices);
         assert_eq!(command.get_program(), "/usr/sbin/keel");
         let args: Vec<_> = command.get_args().map(|arg| arg.to_str().unwrap()).collect();
@@ -285,7 +298,8 @@ mod tests {
                 "--disk",
                 "/srv/a,b.iso,ro",
                 "--vif",
-                "mac=02:4b:45:00:00:0a,mtu=9000"
+                "mac=02:4b:45:00:00:0a,mtu=9000",
+                "--console"
             ]
         );
     }

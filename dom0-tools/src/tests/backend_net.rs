@@ -18,19 +18,19 @@ use crate::backend::window::WindowMemory;
 use crate::client::Client;
 use crate::vif::Nic;
 
-const MEMORY: usize = 0x40000;
-const SIZE: u16 = 8;
+pub(super) const MEMORY: usize = 0x40000;
+pub(super) const SIZE: u16 = 8;
 /// Queue q's rings at 0x1000 + q × 0x3000 (descriptors, avail, used).
-const fn ring(queue: u16) -> (u64, u64, u64) {
+pub(super) const fn ring(queue: u16) -> (u64, u64, u64) {
     let base = 0x1000 + queue as u64 * 0x3000;
     (base, base + 0x1000, base + 0x2000)
 }
-const RX: u16 = 0;
-const TX: u16 = 1;
+pub(super) const RX: u16 = 0;
+pub(super) const TX: u16 = 1;
 const MAC: [u8; 6] = [0x02, 0x4b, 0x45, 0, 0, 0x0a];
 const PEER: [u8; 6] = [0x02, 0x4b, 0x45, 0, 0, 0x0b];
 
-type Memory = WindowMemory<Vec<u8>>;
+pub(super) type Memory = WindowMemory<Vec<u8>>;
 
 /// Frames the device sent, frames waiting for it, and the fd it reports.
 #[derive(Default)]
@@ -64,13 +64,13 @@ impl FramePort for FakePort {
 
 /// The driver's side of both queues: the next free descriptor and avail
 /// index of each.
-struct Driver {
-    next: [u16; 2],
+pub(super) struct Driver {
+    pub(super) next: [u16; 2],
 }
 
 impl Driver {
     /// Publishes one single-buffer chain on `queue`.
-    fn publish(&mut self, memory: &mut Memory, queue: u16, addr: u64, len: u32, writable: bool) {
+    pub(super) fn publish(&mut self, memory: &mut Memory, queue: u16, addr: u64, len: u32, writable: bool) {
         let (desc, avail, _) = ring(queue);
         let n = self.next[usize::from(queue)];
         let slot = n % SIZE;
@@ -85,7 +85,7 @@ impl Driver {
     }
 
     /// A receive buffer of 1530 bytes (as Linux posts) at `addr`.
-    fn post_rx(&mut self, memory: &mut Memory, addr: u64) {
+    pub(super) fn post_rx(&mut self, memory: &mut Memory, addr: u64) {
         self.publish(memory, RX, addr, 1530, true);
     }
 
@@ -97,12 +97,12 @@ impl Driver {
     }
 }
 
-fn used_idx(memory: &Memory, queue: u16) -> u16 {
+pub(super) fn used_idx(memory: &Memory, queue: u16) -> u16 {
     memory.read_u16(ring(queue).2 + 2).unwrap()
 }
 
 /// The used length of used entry `n` of `queue`.
-fn used_len(memory: &Memory, queue: u16, n: u16) -> u32 {
+pub(super) fn used_len(memory: &Memory, queue: u16, n: u16) -> u32 {
     let mut bytes = [0u8; 4];
     memory
         .read(ring(queue).2 + 4 + 8 * u64::from(n % SIZE) + 4, &mut bytes)
@@ -158,14 +158,14 @@ fn setup() -> (FakeKeel, DomainId, Memory, Driver, NicDevice<FakePort>) {
     (keel, id, memory, Driver { next: [0; 2] }, device)
 }
 
-fn calls(keel: &mut FakeKeel, id: DomainId) -> DomainCalls<&mut FakeKeel> {
+pub(super) fn calls(keel: &mut FakeKeel, id: DomainId) -> DomainCalls<&mut FakeKeel> {
     DomainCalls {
         client: Client::connect(keel).unwrap(),
         id,
     }
 }
 
-fn complete(id: DomainId, queue_mask: u32, flags: u64) -> Complete {
+pub(super) fn complete(id: DomainId, queue_mask: u32, flags: u64) -> Complete {
     Complete {
         id,
         device: 0,

@@ -232,13 +232,23 @@ fn the_command_line_parses_as_documented() {
         .unwrap()
         .command
     {
-        Command::Console { domain, until, timeout } => {
+        Command::Console {
+            domain,
+            until,
+            timeout,
+            hvc,
+        } => {
             assert_eq!(domain, "web");
             assert_eq!(until.as_deref(), Some("login:"));
             assert_eq!(timeout, Some(std::time::Duration::from_millis(1500)));
+            assert!(!hvc);
         }
         other => panic!("{other:?}"),
     }
+    assert!(matches!(
+        parse(&["console", "web", "--hvc"]).unwrap().command,
+        Command::Console { hvc: true, .. }
+    ));
     match parse(&["top"]).unwrap().command {
         Command::Top { delay, iterations } => assert_eq!((delay.as_secs(), iterations), (1, None)),
         other => panic!("{other:?}"),
@@ -493,6 +503,7 @@ fn domain_with_disks(keel: &mut FakeKeel, backends: &mut FakeBackends) -> u32 {
             &BackendDevices {
                 disks,
                 nics: Vec::new(),
+                console: false,
             },
         )
         .unwrap();
@@ -599,4 +610,27 @@ fn the_backend_command_is_hidden_but_parses() {
     assert!(!help.contains("\n  switch"), "{help}");
     assert!(help.contains("network-list"), "{help}");
     assert!(help.contains("block-list"), "{help}");
+}
+
+#[test]
+fn console_hvc_needs_a_virtio_console_and_its_backend() {
+    let mut keel = FakeKeel::new();
+    keel.add("web", DomainState::Running, 64);
+    let mut backends = FakeBackends::default();
+    let (result, _, _) = keel_run_with(&mut keel, &mut backends, &["console", "web", "--hvc"]);
+    assert_eq!(
+        result,
+        Err("keel: web (id 1) has no virtio console (it needs virtio_console = true in its config)".to_string())
+    );
+    let devices = BackendDevices {
+        console: true,
+        ..BackendDevices::default()
+    };
+    backends.start(1, &devices).unwrap();
+    backends.running.get_mut(&1).unwrap().running = None;
+    let (result, _, _) = keel_run_with(&mut keel, &mut backends, &["console", "web", "--hvc"]);
+    assert_eq!(
+        result,
+        Err("keel: no backend runs for web (id 1): its virtio console is not served".to_string())
+    );
 }

@@ -34,6 +34,7 @@ fn a_minimal_config_takes_every_default() {
             pci_unconfined_dma: false,
             disks: Vec::new(),
             vifs: Vec::new(),
+            virtio_console: false,
         }
     );
     assert_eq!(config.cmdline, DEFAULT_CMDLINE);
@@ -450,9 +451,26 @@ fn disks_and_vifs_share_the_sixteen_devices() {
     ));
     assert_eq!(
         message,
-        "web.toml: vif: 10 disks and 7 interfaces: a domain can have at most 16 virtio devices"
+        "web.toml: vif: 10 disks, 7 interfaces: a domain can have at most 16 virtio devices"
     );
     let vifs = ["\"\""; 6];
+    assert_eq!(
+        error(&format!(
+            "{MINIMAL}disk = [{}]\nvif = [{}]\nvirtio_console = true\n",
+            disks.join(", "),
+            vifs.join(", ")
+        )),
+        "web.toml: vif: 10 disks, 6 interfaces and a console: a domain can have at most 16 virtio devices"
+    );
+    assert!(
+        parse(&format!("{MINIMAL}virtio_console = true\n"))
+            .unwrap()
+            .virtio_console
+    );
+    assert_eq!(
+        error(&format!("{MINIMAL}virtio_console = \"yes\"\n")),
+        "web.toml: virtio_console: expected true or false, found a string"
+    );
     assert_eq!(
         parse(&format!(
             "{MINIMAL}disk = [{}]\nvif = [{}]\n",

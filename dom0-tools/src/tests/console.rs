@@ -5,7 +5,7 @@ use keel_abi::mgmt::{Command, DomainState, Status};
 
 use super::fake::FakeKeel;
 use crate::client::Client;
-use crate::console::{attach, dmesg, ConsoleEnd, ConsoleOptions, Matcher, DETACH};
+use crate::console::{attach, dmesg, ConsoleEnd, ConsoleOptions, KeelConsole, Matcher, DETACH};
 
 fn options(until: Option<&str>, timeout_ms: Option<u64>) -> ConsoleOptions {
     ConsoleOptions {
@@ -25,7 +25,14 @@ fn session(
 ) -> (anyhow::Result<ConsoleEnd>, String, String) {
     let (mut out, mut notes) = (Vec::new(), Vec::new());
     let mut client = Client::connect(keel).unwrap();
-    let end = attach(&mut client, id, "web (id 1)", options, input, &mut out, &mut notes);
+    let end = attach(
+        &mut KeelConsole::new(&mut client, id),
+        "web (id 1)",
+        options,
+        input,
+        &mut out,
+        &mut notes,
+    );
     (end, String::from_utf8(out).unwrap(), String::from_utf8(notes).unwrap())
 }
 

@@ -12,7 +12,7 @@ use keel_abi::mgmt::{
     SHARED_BYTES, VERSION,
 };
 
-use crate::backend::runfiles::{DiskRecord, NicRecord, ReadyInfo};
+use crate::backend::runfiles::{ConsoleRecord, DiskRecord, NicRecord, ReadyInfo};
 use crate::backend::supervisor::{BackendDevices, BackendStatus, Backends};
 use crate::config::Disk;
 use crate::transport::{Bars, Transport};
@@ -819,6 +819,10 @@ impl Backends for FakeBackends {
                     mtu: nic.mtu,
                 })
                 .collect(),
+            console: devices.console.then(|| ConsoleRecord {
+                index: devices.count() - 1,
+                socket: format!("/run/keel/console-{id}.sock"),
+            }),
         };
         self.running.insert(
             id,

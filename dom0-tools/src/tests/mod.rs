@@ -2,6 +2,7 @@
 //! small in-memory Keel.
 
 mod backend;
+mod backend_console;
 mod backend_net;
 mod client;
 mod commands;

@@ -1,0 +1,258 @@
+//! A DomU's virtio-console (its `/dev/hvc0`) as the backend serves it
+//! ([`ConsoleDevice`]): what the driver transmits goes to the console's
+//! link, what a client types goes into the receive queue's buffers.
+//!
+//! The link ([`ConsoleLink`], really [`super::console_link::SocketLink`])
+//! is a Unix socket in the run directory that `keel console --hvc`
+//! connects to; output is kept (the last 64 KiB) while nobody is connected
+//! and replayed to the next client, like Keel's own console ring.
+//!
+//! Input waits in a small buffer until the driver posts receive buffers;
+//! while that buffer is full or the driver has none, the client is not
+//! read (its bytes wait in the socket: a client that types faster than the
+//! guest reads is slowed down, never served out of order).
+
+use std::os::fd::RawFd;
+
+use anyhow::Result;
+use keel_abi::mgmt::virtio::complete_flags;
+use keel_abi::mgmt::VirtioDeviceState;
+use keel_virtio::console::{Console, ConsoleOptions, ConsoleSink, NUM_QUEUES, QUEUE_SIZE, RX_QUEUE, TX_QUEUE};
+use keel_virtio::{GuestMemory, QueueError};
+
+use super::calls::{on_control, VirtioCalls};
+use super::queues::QueueSet;
+
+/// Chains served per turn before the other devices get theirs.
+pub const BUDGET: usize = 64;
+/// Typed bytes held for the driver at most.
+const INPUT_MAX: usize = 4096;
+
+/// The device model; the same in `keel create` and the backend.
+pub fn console_model() -> Console {
+    Console::new(ConsoleOptions::default())
+}
+
+/// Where a console's bytes go and come from.
+pub trait ConsoleLink {
+    /// Bytes the guest wrote.
+    fn output(&mut self, bytes: &[u8]);
+    /// Takes what a client sent, without blocking, appending at most
+    /// `max` bytes to `input`.
+    fn input(&mut self, input: &mut Vec<u8>, max: usize);
+    /// Accepts a new client, sends what it has not seen yet; called on
+    /// every wakeup.
+    fn service(&mut self);
+    /// The descriptors to poll: the listener always, the client when
+    /// `reading`.
+    fn fds(&self, reading: bool, fds: &mut Vec<RawFd>);
+}
+
+struct LinkSink<'a, L>(&'a mut L);
+
+impl<L: ConsoleLink> ConsoleSink for LinkSink<'_, L> {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.output(bytes);
+    }
+}
+
+/// One virtio-console device of the domain.
+pub struct ConsoleDevice<L> {
+    index: usize,
+    console: Console,
+    link: L,
+    queues: QueueSet,
+    more: bool,
+    /// Typed bytes not in the driver's buffers yet.
+    input: Vec<u8>,
+    /// The driver has no receive buffer: no input until it kicks.
+    starved: bool,
+    notes: Vec<String>,
+}
+
+impl<L: ConsoleLink> ConsoleDevice<L> {
+    pub fn new(index: usize, console: Console, link: L) -> Self {
+        Self {
+            index,
+            console,
+            link,
+            queues: QueueSet::new(usize::from(NUM_QUEUES)),
+            more: false,
+            input: Vec::with_capacity(INPUT_MAX),
+            starved: false,
+            notes: Vec::new(),
+        }
+    }
+
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    pub fn link(&self) -> &L {
+        &self.link
+    }
+
+    pub fn link_mut(&mut self) -> &mut L {
+        &mut self.link
+    }
+
+    pub fn has_more(&self) -> bool {
+        self.more
+    }
+
+    pub fn is_broken(&self) -> bool {
+        self.queues.is_broken()
+    }
+
+    pub fn take_notes(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.notes)
+    }
+
+    /// Whether typed input can be taken now.
+    fn reading(&self) -> bool {
+        !self.queues.is_broken()
+            && self.queues.live() > usize::from(RX_QUEUE)
+            && !self.starved
+            && self.input.len() < INPUT_MAX
+    }
+
+    pub fn input_fds(&self, fds: &mut Vec<RawFd>) {
+        self.link.fds(self.reading(), fds);
+    }
+
+    pub fn on_control<C: VirtioCalls, M: GuestMemory>(&mut self, keel: &mut C, memory: &mut M) -> Result<()> {
+        on_control(self.index, keel, |state, keel| self.apply(state, keel, memory))
+    }
+
+    /// What a state means ([`QueueSet::sync`]); typed input not delivered
+    /// yet is dropped with the queues (the guest's tty was reset too).
+    pub fn apply<C: VirtioCalls, M: GuestMemory>(
+        &mut self,
+        state: &VirtioDeviceState,
+        keel: &mut C,
+        memory: &mut M,
+    ) -> Result<()> {
+        self.console.set_negotiated(state.driver_features);
+        let (sync, dropped) = self.queues.sync(
+            state,
+            QUEUE_SIZE,
+            self.console.max_segments(),
+            &mut self.notes,
+            self.index,
+        );
+        if dropped {
+            self.more = false;
+            self.input.clear();
+            self.starved = false;
+        }
+        if sync.answer(keel, self.index, state.generation)? {
+            self.serve(keel, memory)?;
+        }
+        Ok(())
+    }
+
+    /// A kick: the guest's output first (Linux waits for it), then input.
+    pub fn serve<C: VirtioCalls, M: GuestMemory>(&mut self, keel: &mut C, memory: &mut M) -> Result<()> {
+        self.starved = false;
+        self.more = false;
+        let mut notify = 0;
+        let mut broke = self.transmit(memory, &mut notify);
+        self.link.service();
+        broke |= self.receive(memory, &mut notify);
+        self.finish(keel, notify, broke)
+    }
+
+    /// A wakeup: a client may have connected or typed.
+    pub fn on_input<C: VirtioCalls, M: GuestMemory>(&mut self, keel: &mut C, memory: &mut M) -> Result<()> {
+        self.link.service();
+        let mut notify = 0;
+        let broke = self.receive(memory, &mut notify);
+        self.finish(keel, notify, broke)
+    }
+
+    fn finish<C: VirtioCalls>(&mut self, keel: &mut C, notify: u32, broke: bool) -> Result<()> {
+        let Some(generation) = self.queues.generation() else {
+            return Ok(());
+        };
+        let mut flags = 0;
+        if broke {
+            self.queues.mark_broken();
+            self.more = false;
+            flags = complete_flags::NEEDS_RESET;
+        }
+        if notify == 0 && flags == 0 {
+            return Ok(());
+        }
+        keel.complete(self.index, notify, flags, generation)
+    }
+
+    fn broken_queue(&mut self, number: u16, error: QueueError) -> bool {
+        let broke = error.needs_reset() || error == QueueError::Broken;
+        self.notes.push(if broke {
+            format!(
+                "device {}: the driver broke queue {number} ({error:?}): device needs reset",
+                self.index
+            )
+        } else {
+            format!("device {}: queue {number}: {error:?}", self.index)
+        });
+        broke
+    }
+
+    fn transmit<M: GuestMemory>(&mut self, memory: &mut M, notify: &mut u32) -> bool {
+        if self.queues.is_broken() {
+            return false;
+        }
+        let Some(queue) = self.queues.get_mut(usize::from(TX_QUEUE)) else {
+            return false;
+        };
+        match self
+            .console
+            .process_tx(queue, memory, &mut LinkSink(&mut self.link), BUDGET)
+        {
+            Ok(processed) => {
+                if processed.notify {
+                    *notify |= 1 << TX_QUEUE;
+                }
+                self.more |= processed.more;
+                false
+            }
+            Err(error) => self.broken_queue(TX_QUEUE, error),
+        }
+    }
+
+    /// Reads what the client typed (while there is room) and gives the
+    /// driver as much as its buffers hold; true if the driver broke the
+    /// queue.
+    fn receive<M: GuestMemory>(&mut self, memory: &mut M, notify: &mut u32) -> bool {
+        if !self.reading() && self.input.is_empty() {
+            return false;
+        }
+        if self.reading() {
+            let room = INPUT_MAX - self.input.len();
+            self.link.input(&mut self.input, room);
+        }
+        if self.input.is_empty() || self.queues.is_broken() {
+            return false;
+        }
+        let Some(queue) = self.queues.get_mut(usize::from(RX_QUEUE)) else {
+            return false;
+        };
+        match self.console.receive(queue, memory, &self.input) {
+            Ok(outcome) => {
+                self.input.drain(..outcome.consumed.min(self.input.len()));
+                if outcome.notify {
+                    *notify |= 1 << RX_QUEUE;
+                }
+                self.starved = outcome.starved;
+                // Stopped by the per-call bound: more next turn.
+                self.more |= !outcome.starved && !self.input.is_empty();
+                false
+            }
+            Err(error) => {
+                self.input.clear();
+                self.broken_queue(RX_QUEUE, error)
+            }
+        }
+    }
+}
