@@ -3,9 +3,12 @@
 //! assertion is a finding).
 //!
 //! The libFuzzer targets are `fuzz/fuzz_targets/virtqueue.rs` (steps first,
-//! then the initial guest memory) and `fuzz/fuzz_targets/virtio_pci.rs`.
+//! then the initial guest memory) and `fuzz/fuzz_targets/virtio_pci.rs`;
+//! the devices' own entry points (`net::fuzz_net`, `console::fuzz_console`,
+//! targets `virtio_net` and `virtio_console`) share the input reader and
+//! queue harness here ([`Input`], [`queue_config`], [`Side`]).
 //!
-//! Both functions are deterministic in their input and allocate nothing.
+//! Every function is deterministic in its input and allocates nothing.
 
 use crate::blk::{BackendError, Blk, BlkOptions, BlockBackend};
 use crate::chain::MAX_CHAIN_SEGMENTS;
@@ -16,16 +19,17 @@ use crate::queue::{Queue, QueueConfig, QueueError, QueueFeatures};
 use crate::status::{DRIVER_OK, FEATURES_OK};
 
 /// Bytes consumed one field at a time; reads past the end give zeros.
-struct Input<'a> {
-    bytes: &'a [u8],
+/// Shared by every device's fuzzing entry point.
+pub(crate) struct Input<'a> {
+    pub(crate) bytes: &'a [u8],
 }
 
 impl Input<'_> {
-    fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.bytes.is_empty()
     }
 
-    fn u8(&mut self) -> u8 {
+    pub(crate) fn u8(&mut self) -> u8 {
         match self.bytes.split_first() {
             Some((&first, rest)) => {
                 self.bytes = rest;
@@ -35,16 +39,56 @@ impl Input<'_> {
         }
     }
 
-    fn u16(&mut self) -> u16 {
+    pub(crate) fn u16(&mut self) -> u16 {
         u16::from_le_bytes([self.u8(), self.u8()])
     }
 
-    fn u32(&mut self) -> u32 {
+    pub(crate) fn u32(&mut self) -> u32 {
         u32::from_le_bytes([self.u8(), self.u8(), self.u8(), self.u8()])
     }
 
-    fn u64(&mut self) -> u64 {
+    pub(crate) fn u64(&mut self) -> u64 {
         u64::from(self.u32()) | u64::from(self.u32()) << 32
+    }
+}
+
+/// A queue configuration from 7 input bytes: a power-of-two size below
+/// `2^max_log2`, ring addresses anywhere in the first 1 MiB, 128 KiB and
+/// 256 KiB.
+pub(crate) fn queue_config(input: &mut Input<'_>, max_log2: u8) -> QueueConfig {
+    QueueConfig {
+        size: 1 << (input.u8() % max_log2),
+        desc_table: u64::from(input.u16()) * 16,
+        avail_ring: u64::from(input.u16()) * 2,
+        used_ring: u64::from(input.u16()) * 4,
+    }
+}
+
+/// One queue under test in a device harness, and what it knows about it.
+pub(crate) struct Side {
+    pub(crate) queue: Queue,
+    pub(crate) broken: bool,
+}
+
+impl Side {
+    /// Checks a queue call's result: success leaves the queue usable, a
+    /// driver-caused error breaks it for good.
+    pub(crate) fn check<T>(&mut self, memory: &mut SliceMemory<'_>, result: Result<T, QueueError>) -> Option<T> {
+        match result {
+            Ok(value) => {
+                assert!(!self.broken && !self.queue.is_broken());
+                Some(value)
+            }
+            Err(QueueError::NotInFlight { .. }) => unreachable!("the device completes every chain it takes"),
+            Err(error) => {
+                assert!(self.queue.is_broken());
+                assert!(error == QueueError::Broken || error.needs_reset());
+                assert!(error != QueueError::Broken || self.broken);
+                assert_eq!(self.queue.pop(memory), Err(QueueError::Broken));
+                self.broken = true;
+                None
+            }
+        }
     }
 }
 

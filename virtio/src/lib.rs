@@ -11,13 +11,14 @@
 //! - [`chain`]: validated descriptor chains and byte-stream readers/writers
 //!   over them, so device code never handles a guest address;
 //! - [`blk`]: virtio-blk request handling over a [`blk::BlockBackend`];
+//! - [`net`]: virtio-net (one queue pair) to a [`net::FrameSink`];
 //! - [`console`]: virtio-console (one port) to a [`console::ConsoleSink`];
 //! - [`pci`]: the virtio-pci modern transport's registers, capabilities
 //!   and MSI-X table as a state machine that reports effects;
 //! - [`fuzzing`]: entry points for the fuzz targets.
 //!
 //! See `docs/virtio.md` for the layout, the validation rules and the error
-//! policy, and for what is not here yet (the hypervisor and Dom0 wiring).
+//! policy, and for how Keel and Dom0's backends use it.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 

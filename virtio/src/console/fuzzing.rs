@@ -7,37 +7,13 @@ use super::{
     CONFIG_MAX_NR_PORTS, CONFIG_ROWS, MAX_TX_CHAIN_LEN, QUEUE_SIZE, TX_CHUNK_LEN, VIRTIO_CONSOLE_F_SIZE,
 };
 use crate::features::{VIRTIO_F_EVENT_IDX, VIRTIO_F_INDIRECT_DESC};
+use crate::fuzzing::{queue_config, Input, Side};
 use crate::memory::{GuestMemory, SliceMemory};
-use crate::queue::{Queue, QueueConfig, QueueError, QueueFeatures};
+use crate::queue::{Queue, QueueFeatures};
 
 /// The longest input one receive step offers: more than a page, so a
 /// step can fill several of Linux-sized buffers.
 const MAX_INPUT: usize = 6000;
-
-/// Bytes consumed one field at a time; reads past the end give zeros.
-struct Input<'a> {
-    bytes: &'a [u8],
-}
-
-impl Input<'_> {
-    fn is_empty(&self) -> bool {
-        self.bytes.is_empty()
-    }
-
-    fn u8(&mut self) -> u8 {
-        match self.bytes.split_first() {
-            Some((&first, rest)) => {
-                self.bytes = rest;
-                first
-            }
-            None => 0,
-        }
-    }
-
-    fn u16(&mut self) -> u16 {
-        u16::from_le_bytes([self.u8(), self.u8()])
-    }
-}
 
 /// Counts what it is given and checks every chunk's length.
 struct CheckingSink {
@@ -48,45 +24,6 @@ impl ConsoleSink for CheckingSink {
     fn write(&mut self, bytes: &[u8]) {
         assert!((1..=TX_CHUNK_LEN).contains(&bytes.len()));
         self.bytes += bytes.len() as u64;
-    }
-}
-
-/// A queue configuration from 7 input bytes: size up to [`QUEUE_SIZE`],
-/// ring addresses anywhere in the first 1 MiB, 128 KiB and 256 KiB.
-fn queue_config(input: &mut Input<'_>) -> QueueConfig {
-    QueueConfig {
-        size: 1 << (input.u8() % 8),
-        desc_table: u64::from(input.u16()) * 16,
-        avail_ring: u64::from(input.u16()) * 2,
-        used_ring: u64::from(input.u16()) * 4,
-    }
-}
-
-/// One queue under test and what the harness knows about it.
-struct Side {
-    queue: Queue,
-    broken: bool,
-}
-
-impl Side {
-    /// Checks a queue call's result: success leaves the queue usable, a
-    /// driver-caused error breaks it for good.
-    fn check<T>(&mut self, memory: &mut SliceMemory<'_>, result: Result<T, QueueError>) -> Option<T> {
-        match result {
-            Ok(value) => {
-                assert!(!self.broken && !self.queue.is_broken());
-                Some(value)
-            }
-            Err(QueueError::NotInFlight { .. }) => unreachable!("the device completes every chain it takes"),
-            Err(error) => {
-                assert!(self.queue.is_broken());
-                assert!(error == QueueError::Broken || error.needs_reset());
-                assert!(error != QueueError::Broken || self.broken);
-                assert_eq!(self.queue.pop(memory), Err(QueueError::Broken));
-                self.broken = true;
-                None
-            }
-        }
     }
 }
 
@@ -121,8 +58,8 @@ pub fn fuzz_console(memory: &mut [u8], ops: &[u8]) {
     console.set_negotiated(features);
     assert_eq!(console.negotiated() & !console.device_features(), 0);
     let queue_features = QueueFeatures::from_negotiated(features);
-    let rx_config = queue_config(&mut input);
-    let tx_config = queue_config(&mut input);
+    let rx_config = queue_config(&mut input, 8);
+    let tx_config = queue_config(&mut input, 8);
     let (Ok(rx), Ok(tx)) = (
         Queue::new(rx_config, QUEUE_SIZE, queue_features, console.max_segments()),
         Queue::new(tx_config, QUEUE_SIZE, queue_features, console.max_segments()),
