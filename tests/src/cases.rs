@@ -832,6 +832,7 @@ pub const SPLIT_NET_STEPS: &[&str] = &[
     "dom0: split-net both domus done",
     "dom0: split-net transfer intact",
     "dom0: split-net dom0 reached both domus",
+    "dom0: split-net virtio console answered",
     "dom0: split-net kernels clean",
     "dom0: split-net destroyed both, memory restored",
     "dom0: split-net no backend left",
@@ -851,6 +852,7 @@ pub const SPLIT_NET_FAILURES: &[&str] = &[
     "dom0: split-net transfer broken",
     "dom0: split-net dom0 ping failed",
     "dom0: split-net wrong mac",
+    "dom0: split-net virtio console failed",
     "dom0: split-net kernel problems",
     "dom0: split-net destroy failed",
     "dom0: split-net memory leak",
@@ -893,12 +895,18 @@ fn split_net_domu_lines(server: bool) -> Vec<String> {
         )
     };
     let mut lines = vec![
-        r"\] domu: split-net drivers loaded: virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci failover net_failover virtio_net\r?$".to_string(),
+        r"\] domu: split-net drivers loaded: virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci failover net_failover virtio_net virtio_console\r?$".to_string(),
         format!(r"\] domu: split-net eth0 mac {mac}, {function}"),
         format!(r"\] domu: split-net eth0 up: {address}/24, the {role}, peer {peer}, mtu 1500\r?$"),
+    ];
+    if server {
+        // Only the server's config has virtio_console = true.
+        lines.push(r"\] domu: split-net hvc0 answering: said hello, answers each line\r?$".to_string());
+    }
+    lines.extend([
         format!(r"\] domu: split-net ping {peer} ok rtt [0-9.]+ ms \(the other DomU, "),
         r"\] domu: split-net ping 10\.0\.0\.1 ok rtt [0-9.]+ ms \(Dom0 on keel0, ".to_string(),
-    ];
+    ]);
     if server {
         lines.extend([
             r"\] domu: split-net listening on port 5001\r?$".to_string(),
@@ -927,7 +935,9 @@ fn split_net_domu_lines(server: bool) -> Vec<String> {
 /// virtio-pci function, brings it up, pings the other DomU and Dom0; the
 /// client sends 2 MiB over TCP (busybox nc) and the server receives them:
 /// the size and sha256 both say must match. Dom0 pings both through keel0
-/// and finds their MACs; kernels stay clean; destroying both gives all
+/// and finds their MACs; it talks to the server's virtio console (`keel
+/// console --hvc`: the DomU's hello kept by the backend, then a live
+/// answer to a typed line); kernels stay clean; destroying both gives all
 /// memory back and leaves no backend (the switch may stay).
 pub fn bochs_split_net() -> TestCase {
     let server = split_net_domu_lines(true);
@@ -1693,9 +1703,10 @@ keel: dom0 finished
 [   80.100000] virtio_net virtio0 eth0: renamed from eth%d
 --- [900.0] domu-split-net-a's console, its own report lines ---
 [   70.000000] domu: userspace started
-[   80.200000] domu: split-net drivers loaded: virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci failover net_failover virtio_net\r
+[   80.200000] domu: split-net drivers loaded: virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci failover net_failover virtio_net virtio_console\r
 [   80.300000] domu: split-net eth0 mac 02:4b:45:00:00:0a, {server_function}\r
 [   80.400000] domu: split-net eth0 up: 10.0.0.2/24, the server, peer 10.0.0.3, mtu 1500\r
+[   80.450000] domu: split-net hvc0 answering: said hello, answers each line\r
 [  190.000000] domu: split-net ping 10.0.0.3 ok rtt 12.345 ms (the other DomU, at try 70, 109.60 s)\r
 [  191.000000] domu: split-net ping 10.0.0.1 ok rtt 8.100 ms (Dom0 on keel0, at try 1, 0.90 s)\r
 [  191.100000] domu: split-net listening on port 5001\r
@@ -1705,7 +1716,7 @@ keel: dom0 finished
 --- domu-split-net-b's console: its virtio NIC ---
 --- [900.5] domu-split-net-b's console, its own report lines ---
 [   75.000000] domu: userspace started
-[   85.200000] domu: split-net drivers loaded: virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci failover net_failover virtio_net\r
+[   85.200000] domu: split-net drivers loaded: virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci failover net_failover virtio_net virtio_console\r
 [   85.300000] domu: split-net eth0 mac 36:fd:18:b4:1a:11, {client_function}\r
 [   85.400000] domu: split-net eth0 up: 10.0.0.3/24, the client, peer 10.0.0.2, mtu 1500\r
 [   86.000000] domu: split-net ping 10.0.0.2 ok rtt 10.500 ms (the other DomU, at try 1, 0.60 s)\r
@@ -1747,6 +1758,7 @@ dom0# ping -c 3 -W 5 10.0.0.2
 3 packets transmitted, 3 packets received, 0% packet loss
 [  910.000000] dom0: split-net dom0 reached both domus through keel0: 10.0.0.2 3/3 (rtt 5.0/6.0/7.0 ms) at 02:4b:45:00:00:0a, 10.0.0.3 3/3 (rtt 5.0/6.0/7.0 ms) at 36:fd:18:b4:1a:11
 dom0# keel network-list domu-split-net-a
+[  911.000000] dom0: split-net virtio console answered: 'domu: hvc0 hello' kept, 'domu: hvc0 polo marco' live
 [  912.000000] dom0: split-net kernels clean: dom0, domu-split-net-a and domu-split-net-b
 dom0# keel destroy domu-split-net-a
 keel: domain 1: destroyed

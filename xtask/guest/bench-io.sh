@@ -39,6 +39,36 @@
 #            powers off (on_poweroff = "destroy"); "dom0: bench-io done".
 # Any problem says "dom0: bench-io failed: <why>" (after showing the DomU's
 # console when it has one), which fails the bench.
+#
+# Then the split network driver (bench_net): two DomUs, each with one
+# virtio-net NIC on Dom0's switch (`keel switch`; docs/testing.md, "Split
+# network device"), in keel.domu=split-net mode with keel.net-bench=1
+# (domu-init.sh's split_net_bench_*): domu-bench-net-a the server
+# (10.0.0.2), domu-bench-net-b the client (10.0.0.3). In order:
+#  create    `keel create` of the server, then the client; keel0 up with
+#            10.0.0.1/24 (the DomUs ping Dom0 too);
+#  ready     the DomUs ping each other and Dom0, the client sends the server
+#            a warm-up and says "domu: split-net bench ready
+#            warmup_bytes=... warmup_ns=... bytes=... tsc_hz=..." (looked
+#            for every LOOK_INTERVAL s);
+#  window    snapshot A; "go" on the client's console (`keel console`
+#            ends once it says "domu: split-net bench go"; it idles
+#            NET_PAUSE s before sending); sleep as long as the warm-up's pace
+#            says the transfer of `bytes` takes, 10% and 1 s more; look for
+#            "domu: split-net bench sent" every LOOK_WAIT s; snapshot B;
+#  idle      sleep IDLE_SECONDS, snapshot C (all three domains idle);
+#  rtt       "rtt" on the client's console: it idles NET_PAUSE s, pings
+#            the server NET_PINGS times every NET_INTERVAL s and says
+#            "domu: split-net bench result rtt_min_ms=... rtt_avg_ms=...
+#            rtt_max_ms=... pings=... bytes=... ns=... tx_packets=...
+#            rx_packets=... tx_bytes=... tsc_hz=...";
+#  report    "dom0: bench-io net snapshot <a|b|c> ns=<Dom0's clock>
+#            dom0.<field>=... server.<field>=... client.<field>=...", both
+#            DomUs' split-net lines, then destroy both; "dom0: bench-io net
+#            done".
+# A problem there says "dom0: bench-io net failed: <why>": not a failure
+# marker of the boot, so the split-blk figures still come; io.rs fails the
+# bench on it afterwards.
 
 . /usr/lib/keel/domu-lib.sh
 # tsc_hz: the rate Dom0's clock runs at.
@@ -68,6 +98,37 @@ READ_TIMEOUT=900
 LOOK_WAIT=2
 # The idle window after B.
 IDLE_SECONDS=10
+
+# The network part: the DomUs' configs and names (the server's MAC is the
+# configured one, the client's generated).
+NET_SERVER_CONFIG=/etc/keel/domu-bench-net-a.toml # domu-bench-net-a: keel.net-role=server keel.net-bench=1
+NET_SERVER_DOMU=domu-bench-net-a
+NET_CLIENT_CONFIG=/etc/keel/domu-bench-net-b.toml # domu-bench-net-b: keel.net-role=client keel.net-bench=1
+NET_CLIENT_DOMU=domu-bench-net-b
+# Dom0's port on the switch and its address (the DomUs ping it).
+SWITCH_PORT=keel0
+DOM0_ADDRESS=10.0.0.1/24
+# Dom0 seconds for keel0 to appear once `keel create` returned.
+SWITCH_WAIT=10
+# What the client says (domu-init.sh's split_net_bench_client), and what
+# either says when a step failed.
+NET_READY='domu: split-net bench ready'
+NET_GO='domu: split-net bench go'
+NET_SENT='domu: split-net bench sent'
+NET_PINGING='domu: split-net bench pinging'
+NET_RESULT='domu: split-net bench result'
+NET_DOMU_FAILED='domu: split-net FAILED'
+# Seconds the client idles after "go" and after "rtt" (SPLIT_NET_BENCH_PAUSE),
+# its pings and their interval (SPLIT_NET_BENCH_PINGS, SPLIT_NET_BENCH_INTERVAL).
+NET_PAUSE=2
+NET_PINGS=20
+NET_INTERVAL=0.2
+# Dom0 seconds for both DomUs to boot, find each other and warm up (they
+# boot at once on the one emulated CPU), for the transfer past its expected
+# end, and for the pings.
+NET_BOOT_TIMEOUT=1500
+NET_TRANSFER_TIMEOUT=900
+NET_PING_TIMEOUT=300
 
 failed() {
     say "dom0: bench-io failed: $*"
@@ -277,5 +338,224 @@ bench() {
     fi
 }
 
+net_failed() {
+    say "dom0: bench-io net failed: $*"
+}
+
+# Dom0's and both bench-net DomUs' counters in the `keel list --json`
+# output $1, one line: "dom0.cpu_time_ns=... dom0.exits=... ...
+# server.exits=... ... client.exits=... ..." (one awk, as counters).
+net_counters() {
+    echo "$1" | awk -v server="$NET_SERVER_DOMU" -v client="$NET_CLIENT_DOMU" '
+        /[{]/ { who = "" }
+        /"name"[[:space:]]*:/ {
+            name = $0
+            sub(/^[^:]*:[[:space:]]*"/, "", name)
+            sub(/".*/, "", name)
+            who = name == "Domain-0" ? "dom0" : (name == server ? "server" : (name == client ? "client" : ""))
+            next
+        }
+        who != "" && /"(cpu_time_ns|exits[a-z_]*)"[[:space:]]*:/ {
+            key = $0
+            sub(/^[[:space:]]*"/, "", key)
+            sub(/".*/, "", key)
+            value = $0
+            sub(/^[^:]*:[[:space:]]*/, "", value)
+            gsub(/[",[:space:]]/, "", value)
+            printf "%s%s.%s=%s", separator, who, key, value
+            separator = " "
+        }
+        END { print "" }'
+}
+
+# Waits up to $2 s for the client's console to say $1, looking every $3 s.
+# Returns 1 when either DomU said NET_DOMU_FAILED, 2 when one stopped
+# running, 3 on time-out.
+net_wait_for() {
+    wait_start=$(now)
+    while :; do
+        console_has "$NET_CLIENT_DOMU" "$1" && return 0
+        for domu in "$NET_CLIENT_DOMU" "$NET_SERVER_DOMU"; do
+            console_has "$domu" "$NET_DOMU_FAILED" && return 1
+        done
+        for domu in "$NET_CLIENT_DOMU" "$NET_SERVER_DOMU"; do
+            case "$(domain_state "$domu")" in
+                running | blocked) ;;
+                *) return 2 ;;
+            esac
+        done
+        holds "waited >= limit" -v waited="$(since "$wait_start")" -v limit="$2" && return 3
+        sleep "$3"
+    done
+}
+
+# Why net_wait_for returned $1, for a failure line.
+net_wait_failure() {
+    case $1 in
+        1)
+            for domu in "$NET_CLIENT_DOMU" "$NET_SERVER_DOMU"; do
+                failure=$(console_now "$domu" | grep -oE "$NET_DOMU_FAILED.*" | head -n 1)
+                [ -n "$failure" ] && echo "$domu: $failure" && return
+            done
+            ;;
+        2) echo "a DomU stopped: $NET_SERVER_DOMU $(domain_state "$NET_SERVER_DOMU"), $NET_CLIENT_DOMU $(domain_state "$NET_CLIENT_DOMU")" ;;
+        *) echo "timed out" ;;
+    esac
+}
+
+# Both DomUs' split-net lines, and their whole consoles when $1 is "all",
+# and the backends' and the switch's logs.
+show_net_domus() {
+    for domu in "$NET_SERVER_DOMU" "$NET_CLIENT_DOMU"; do
+        if [ "$1" = all ]; then
+            echo "--- $domu's whole console ---"
+            console_now "$domu"
+        else
+            echo "--- $domu's split-net lines ---"
+            console_now "$domu" | grep -F 'domu: split-net'
+        fi
+    done
+    if [ "$1" = all ]; then
+        for log in /run/keel/*.log; do
+            [ -e "$log" ] || continue
+            echo "--- $log (last 20 lines) ---"
+            tail -n 20 "$log"
+        done
+    fi
+    echo "---"
+}
+
+# Looks for text $1 on the client's console every LOOK_WAIT s for up to $2
+# s; says why not (net_failed) and returns 1 when it does not come.
+net_look_for() {
+    look_start=$(now)
+    looks=0
+    while :; do
+        looks=$((looks + 1))
+        console_has "$NET_CLIENT_DOMU" "$1" && return 0
+        for domu in "$NET_CLIENT_DOMU" "$NET_SERVER_DOMU"; do
+            if console_has "$domu" "$NET_DOMU_FAILED"; then
+                show_net_domus all
+                net_failed "$domu: $(console_now "$domu" | grep -oE "$NET_DOMU_FAILED.*" | head -n 1)"
+                return 1
+            fi
+        done
+        if holds "waited >= limit" -v waited="$(since "$look_start")" -v limit="$2"; then
+            show_net_domus all
+            net_failed "no '$1' from $NET_CLIENT_DOMU $2 s after its expected time"
+            return 1
+        fi
+        sleep "$LOOK_WAIT"
+    done
+}
+
+# The split network driver between two DomUs: see the header.
+bench_net() {
+    # --- create: the server, then the client; keel0 -----------------------------------------
+    if ! run keel create "$NET_SERVER_CONFIG"; then
+        net_failed "keel create $NET_SERVER_CONFIG"
+        return
+    fi
+    if ! run keel create "$NET_CLIENT_CONFIG"; then
+        net_failed "keel create $NET_CLIENT_CONFIG"
+        return
+    fi
+    waited=0
+    while [ ! -d "/sys/class/net/$SWITCH_PORT" ] && [ "$waited" -lt "$SWITCH_WAIT" ]; do
+        sleep 1
+        waited=$((waited + 1))
+    done
+    if ! run ip link set "$SWITCH_PORT" up || ! run ip addr add "$DOM0_ADDRESS" dev "$SWITCH_PORT"; then
+        ip link
+        net_failed "cannot bring $SWITCH_PORT up with $DOM0_ADDRESS"
+        return
+    fi
+
+    # --- both boot, find each other, warm up -------------------------------------------------
+    net_wait_for "$NET_READY" "$NET_BOOT_TIMEOUT" "$LOOK_INTERVAL"
+    waited=$?
+    if [ "$waited" != 0 ]; then
+        show_net_domus all
+        net_failed "no '$NET_READY' from $NET_CLIENT_DOMU: $(net_wait_failure "$waited")"
+        return
+    fi
+    ready=$(console_now "$NET_CLIENT_DOMU" | grep -oE "$NET_READY .*" | head -n 1)
+    echo "$NET_CLIENT_DOMU: $ready"
+    # As for the read: the warm-up's pace for the whole transfer, 10% more,
+    # the pause and 1 s.
+    sleep_seconds=$(echo "$ready" | awk -v pause="$NET_PAUSE" '{
+        for (i = 1; i <= NF; i++) {
+            split($i, pair, "=")
+            value[pair[1]] = pair[2]
+        }
+        if (value["warmup_bytes"] <= 0 || value["warmup_ns"] <= 0 || value["bytes"] <= 0) { print ""; exit }
+        printf "%.1f\n", value["warmup_ns"] * value["bytes"] / value["warmup_bytes"] * 1.1 / 1e9 + pause + 1
+    }')
+    if [ -z "$sleep_seconds" ]; then
+        show_net_domus all
+        net_failed "unreadable ready line from $NET_CLIENT_DOMU: '$ready'"
+        return
+    fi
+
+    # --- the measured window: A, go, sleep, sent, B ---------------------------------------------
+    stamp
+    a_ns=$stamp_ns
+    a_json=$(keel list --json)
+    if ! printf 'go\n' | keel console "$NET_CLIENT_DOMU" --until "$NET_GO" --timeout 60 > /dev/null; then
+        show_net_domus all
+        net_failed "$NET_CLIENT_DOMU did not say '$NET_GO' within 60 s of typing go"
+        return
+    fi
+    sleep "$sleep_seconds"
+    net_look_for "$NET_SENT" "$NET_TRANSFER_TIMEOUT" || return
+    stamp
+    b_ns=$stamp_ns
+    b_json=$(keel list --json)
+    sent_looks=$looks
+
+    # --- the idle window: B to C ------------------------------------------------------------
+    sleep "$IDLE_SECONDS"
+    stamp
+    c_ns=$stamp_ns
+    c_json=$(keel list --json)
+
+    # --- the round trips ----------------------------------------------------------------------
+    if ! printf 'rtt\n' | keel console "$NET_CLIENT_DOMU" --until "$NET_PINGING" --timeout 60 > /dev/null; then
+        show_net_domus all
+        net_failed "$NET_CLIENT_DOMU did not say '$NET_PINGING' within 60 s of typing rtt"
+        return
+    fi
+    # Through the pings without a look: the pause, the pings and 2 s.
+    sleep "$(awk -v n="$NET_PINGS" -v i="$NET_INTERVAL" -v pause="$NET_PAUSE" 'BEGIN { printf "%.1f\n", pause + n * i + 2 }')"
+    net_look_for "$NET_RESULT" "$NET_PING_TIMEOUT" || return
+
+    # --- report ---------------------------------------------------------------------------------
+    echo "slept $sleep_seconds s through the transfer, then $sent_looks look(s) for its end"
+    for snapshot in a b c; do
+        eval "snapshot_ns=\$${snapshot}_ns snapshot_json=\$${snapshot}_json"
+        # shellcheck disable=SC2154 # set by the eval
+        line=$(net_counters "$snapshot_json")
+        for who in dom0 server client; do
+            case " $line" in
+                *" $who.exits="*) ;;
+                *)
+                    echo "$snapshot_json"
+                    net_failed "snapshot $snapshot lacks $who's exits in keel list --json (Domain-0, $NET_SERVER_DOMU, $NET_CLIENT_DOMU)"
+                    return
+                    ;;
+            esac
+        done
+        # shellcheck disable=SC2154
+        say "dom0: bench-io net snapshot $snapshot ns=$snapshot_ns $line"
+    done
+    show_net_domus lines
+}
+
 bench
+bench_net
+# Both DomUs go (after a failure too); no backend may stay.
+for domu in "$NET_SERVER_DOMU" "$NET_CLIENT_DOMU"; do
+    destroy_and_wait "$domu" || net_failed "$domu still listed after keel destroy"
+done
+say "dom0: bench-io net done"
 say "dom0: bench-io done"

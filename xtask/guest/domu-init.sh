@@ -543,7 +543,7 @@ split_blk_hostile() {
 # The virtio transport (split-blk's drivers but virtio_blk), then virtio_net
 # and what it needs, in load order (kernel::DOMU_MODULES: each after the
 # modules it needs); only this mode loads them.
-SPLIT_NET_MODULES="virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci failover net_failover virtio_net"
+SPLIT_NET_MODULES="virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci failover net_failover virtio_net virtio_console"
 # Seconds to wait for the NIC once virtio_net is loaded (it binds within
 # insmod; this is slack).
 SPLIT_NET_WAIT=30
@@ -568,6 +568,24 @@ SPLIT_NET_SEND=/tmp/split-net-send
 SPLIT_NET_RECV=/tmp/split-net-recv
 SPLIT_NET_ERRORS=/tmp/split-net-nc
 SPLIT_NET_HOLD=/tmp/split-net-hold
+# `cargo xtask bench io`'s network part (keel.net-bench=1 on the command
+# line, domu-bench-net-{a,b}.toml; Dom0's bench-io.sh drives the client
+# through its console): after the pings the client sends a warm-up of
+# SPLIT_NET_BENCH_WARMUP_KIB KiB, says "domu: split-net bench ready ...",
+# waits for "go", idles SPLIT_NET_BENCH_PAUSE s, sends SPLIT_NET_BENCH_MIB
+# MiB of zeros (no sums: the time is the network path's) timed on its clock,
+# says "domu: split-net bench sent ...", waits for "rtt", idles the pause
+# again, pings the server SPLIT_NET_BENCH_PINGS times every
+# SPLIT_NET_BENCH_INTERVAL s and says "domu: split-net bench result ...".
+# The server takes both connections into /dev/null.
+SPLIT_NET_BENCH_MIB=4
+SPLIT_NET_BENCH_WARMUP_KIB=512
+SPLIT_NET_BENCH_PAUSE=2
+SPLIT_NET_BENCH_PINGS=20
+SPLIT_NET_BENCH_INTERVAL=0.2
+SPLIT_NET_BENCH_SEND=/tmp/split-net-bench-send
+SPLIT_NET_BENCH_WARMUP=/tmp/split-net-bench-warmup
+SPLIT_NET_BENCH_PING=/tmp/split-net-bench-ping
 
 # Seconds since this DomU booted (10 ms resolution).
 split_net_now() {
@@ -706,6 +724,178 @@ split_net_client() {
     say "domu: split-net sent $bytes bytes in $(split_net_since "$start") s (connected at try $tries)"
 }
 
+# Whether this is `bench io`'s run (keel.net-bench=1 on the command line).
+split_net_bench_enabled() {
+    for word in $(cat /proc/cmdline); do
+        [ "$word" = keel.net-bench=1 ] && return 0
+    done
+    return 1
+}
+
+# Sets split_net_ns to the monotonic clock in nanoseconds (the third line
+# of /proc/timer_list, "now at N nsecs"; shell builtins only, no process),
+# as domu-bench-io.sh takes its times.
+split_net_stamp() {
+    { read -r _ && read -r _ && read -r _ _ split_net_ns _; } < /proc/timer_list
+}
+
+# Sets split_net_tx, split_net_rx (packets) and split_net_tx_bytes from the
+# NIC's counters.
+split_net_counts() {
+    read -r split_net_tx < "/sys/class/net/$split_net_iface/statistics/tx_packets"
+    read -r split_net_rx < "/sys/class/net/$split_net_iface/statistics/rx_packets"
+    read -r split_net_tx_bytes < "/sys/class/net/$split_net_iface/statistics/tx_bytes"
+}
+
+# Waits for a console line containing $1 (Dom0 types it); fails when the
+# console ends.
+split_net_bench_wait_line() {
+    while :; do
+        if ! read -r line; then
+            split_net_failed "the console ended while waiting for '$1'"
+            return 1
+        fi
+        case "$line" in
+            *"$1"*) return 0 ;;
+        esac
+    done
+}
+
+# Sends file $1 to the server as split_net_client does (trying again while
+# the server is not listening); sets split_net_bench_ns (the successful
+# nc, on this DomU's clock), split_net_bench_tx and split_net_bench_rx (the
+# NIC's packets sent and received meanwhile), split_net_bench_tx_bytes and
+# split_net_bench_tries.
+split_net_bench_send() {
+    connect_start=$(split_net_now)
+    split_net_bench_tries=0
+    while :; do
+        split_net_bench_tries=$((split_net_bench_tries + 1))
+        split_net_counts
+        tx_before=$split_net_tx
+        rx_before=$split_net_rx
+        tx_bytes_before=$split_net_tx_bytes
+        split_net_stamp
+        start_ns=$split_net_ns
+        timeout "$SPLIT_NET_TRANSFER_WAIT" nc -w 10 "$net_peer" "$SPLIT_NET_PORT" \
+            < "$1" > /dev/null 2> "$SPLIT_NET_ERRORS"
+        status=$?
+        split_net_stamp
+        split_net_counts
+        [ "$status" = 0 ] && break
+        if split_net_expired "$connect_start" "$SPLIT_NET_CONNECT_WAIT"; then
+            split_net_failed "bench: nc $net_peer $SPLIT_NET_PORT < $1: status $status at try $split_net_bench_tries, ${SPLIT_NET_CONNECT_WAIT} s after the first (143: still running after $SPLIT_NET_TRANSFER_WAIT s): $(head -n 1 "$SPLIT_NET_ERRORS")"
+            return 1
+        fi
+        sleep 2
+    done
+    split_net_bench_ns=$((split_net_ns - start_ns))
+    split_net_bench_tx=$((split_net_tx - tx_before))
+    split_net_bench_rx=$((split_net_rx - rx_before))
+    split_net_bench_tx_bytes=$((split_net_tx_bytes - tx_bytes_before))
+}
+
+# The bench's server: two connections (the warm-up and the measured one),
+# each into /dev/null, with split_net_server's FIFO as nc's input.
+split_net_bench_server() {
+    rm -f "$SPLIT_NET_HOLD"
+    if ! mkfifo "$SPLIT_NET_HOLD"; then
+        split_net_failed "mkfifo $SPLIT_NET_HOLD"
+        return 1
+    fi
+    say "domu: split-net listening on port $SPLIT_NET_PORT"
+    for transfer in warm-up measured; do
+        split_net_counts
+        rx_before=$split_net_rx
+        read -r rx_bytes_before < "/sys/class/net/$split_net_iface/statistics/rx_bytes"
+        start=$(split_net_now)
+        timeout "$((SPLIT_NET_CONNECT_WAIT + SPLIT_NET_TRANSFER_WAIT))" \
+            nc -w "$SPLIT_NET_CONNECT_WAIT" -l -p "$SPLIT_NET_PORT" <> "$SPLIT_NET_HOLD" > /dev/null 2> "$SPLIT_NET_ERRORS"
+        status=$?
+        if [ "$status" != 0 ]; then
+            split_net_failed "bench: nc -l -p $SPLIT_NET_PORT for the $transfer transfer ended with status $status after $(split_net_since "$start") s: $(head -n 1 "$SPLIT_NET_ERRORS")"
+            return 1
+        fi
+        split_net_counts
+        read -r rx_bytes < "/sys/class/net/$split_net_iface/statistics/rx_bytes"
+        say "domu: split-net bench received the $transfer transfer: rx_packets=$((split_net_rx - rx_before)) rx_bytes=$((rx_bytes - rx_bytes_before)) (nc ended after $(split_net_since "$start") s)"
+    done
+}
+
+# The bench's client: the warm-up, "ready", the measured transfer on "go",
+# the pings on "rtt", the result line.
+split_net_bench_client() {
+    # tsc_hz: the rate this kernel's clock runs at.
+    . /lib/keel/tsc-hz.sh
+    bytes=$((SPLIT_NET_BENCH_MIB * 1048576))
+    warmup_bytes=$((SPLIT_NET_BENCH_WARMUP_KIB * 1024))
+    if ! dd if=/dev/zero of="$SPLIT_NET_BENCH_SEND" bs=1048576 count="$SPLIT_NET_BENCH_MIB" 2> /dev/null \
+        || ! dd if=/dev/zero of="$SPLIT_NET_BENCH_WARMUP" bs=1024 count="$SPLIT_NET_BENCH_WARMUP_KIB" 2> /dev/null; then
+        split_net_failed "bench: cannot write $SPLIT_NET_BENCH_SEND and $SPLIT_NET_BENCH_WARMUP"
+        return 1
+    fi
+    say "domu: split-net bench warm-up: $warmup_bytes bytes to $net_peer port $SPLIT_NET_PORT"
+    split_net_bench_send "$SPLIT_NET_BENCH_WARMUP" || return 1
+    tsc_hz=$(tsc_hz)
+    say "domu: split-net bench ready warmup_bytes=$warmup_bytes warmup_ns=$split_net_bench_ns bytes=$bytes tsc_hz=$tsc_hz"
+
+    # --- the measured transfer ------------------------------------------------------------------
+    split_net_bench_wait_line go || return 1
+    say "domu: split-net bench go"
+    sleep "$SPLIT_NET_BENCH_PAUSE"
+    split_net_bench_send "$SPLIT_NET_BENCH_SEND" || return 1
+    ns=$split_net_bench_ns
+    tx_packets=$split_net_bench_tx
+    rx_packets=$split_net_bench_rx
+    tx_bytes=$split_net_bench_tx_bytes
+    say "domu: split-net bench sent bytes=$bytes ns=$ns tx_packets=$tx_packets rx_packets=$rx_packets tx_bytes=$tx_bytes tries=$split_net_bench_tries"
+
+    # --- the round trips ------------------------------------------------------------------------
+    split_net_bench_wait_line rtt || return 1
+    say "domu: split-net bench pinging $net_peer $SPLIT_NET_BENCH_PINGS times every $SPLIT_NET_BENCH_INTERVAL s"
+    sleep "$SPLIT_NET_BENCH_PAUSE"
+    ping -c "$SPLIT_NET_BENCH_PINGS" -i "$SPLIT_NET_BENCH_INTERVAL" -W 5 "$net_peer" > "$SPLIT_NET_BENCH_PING" 2>&1
+    answered=$(grep -oE '[0-9]+ packets received' "$SPLIT_NET_BENCH_PING" | sed 's/ .*//')
+    # busybox ping: "round-trip min/avg/max = 0.063/0.068/0.073 ms".
+    rtt=$(grep -oE 'min/avg/max = [0-9.]+/[0-9.]+/[0-9.]+' "$SPLIT_NET_BENCH_PING" | sed 's/^min\/avg\/max = //')
+    if [ "$answered" != "$SPLIT_NET_BENCH_PINGS" ] || [ -z "$rtt" ]; then
+        split_net_failed "bench: $net_peer answered ${answered:-0} of $SPLIT_NET_BENCH_PINGS pings: $(grep -v '^$' "$SPLIT_NET_BENCH_PING" | tail -n 1)"
+        return 1
+    fi
+    rtt_min=${rtt%%/*}
+    rtt_max=${rtt##*/}
+    rtt_avg=${rtt#*/}
+    rtt_avg=${rtt_avg%/*}
+    say "domu: split-net bench result rtt_min_ms=$rtt_min rtt_avg_ms=$rtt_avg rtt_max_ms=$rtt_max pings=$answered bytes=$bytes ns=$ns tx_packets=$tx_packets rx_packets=$rx_packets tx_bytes=$tx_bytes tsc_hz=$tsc_hz"
+}
+
+# The virtio console, when the config gives one (virtio_console = true: the
+# server's; virtio device id 3): a background job holds /dev/hvc0 open,
+# says "domu: hvc0 hello" on it, then answers each line typed there with
+# "domu: hvc0 polo <line>" (split-net-test.sh types one through
+# `keel console --hvc`). Raw mode without echo, so the answer is all that
+# comes back.
+split_net_console() {
+    grep -qx 0x0003 /sys/bus/virtio/devices/*/device 2> /dev/null || return 0
+    waited=0
+    while [ ! -c /dev/hvc0 ]; do
+        if [ "$waited" -ge "$SPLIT_NET_WAIT" ]; then
+            split_net_failed "a virtio console but no /dev/hvc0 ${SPLIT_NET_WAIT} s after loading virtio_console"
+            return 1
+        fi
+        sleep 1
+        waited=$((waited + 1))
+    done
+    (
+        stty raw -echo 2> /dev/null
+        echo "domu: hvc0 hello"
+        while IFS= read -r line; do
+            echo "domu: hvc0 polo $line"
+        done
+    ) < /dev/hvc0 > /dev/hvc0 2> /dev/null &
+    say "domu: split-net hvc0 answering: said hello, answers each line"
+}
+
 split_net() {
     case "$net_role" in
         server | client) ;;
@@ -746,9 +936,17 @@ split_net() {
         return
     fi
     say "domu: split-net $split_net_iface up: $net_ip/$SPLIT_NET_PREFIX, the $net_role, peer $net_peer, mtu $(cat "/sys/class/net/$split_net_iface/mtu")"
+    split_net_console || return
     split_net_ping "$net_peer" "the other DomU" || return
     split_net_ping "$SPLIT_NET_DOM0" "Dom0 on keel0" || return
-    if [ "$net_role" = server ]; then
+    if split_net_bench_enabled; then
+        # `bench io` (keel.net-bench=1): the measured transfer and pings.
+        if [ "$net_role" = server ]; then
+            split_net_bench_server || return
+        else
+            split_net_bench_client || return
+        fi
+    elif [ "$net_role" = server ]; then
         split_net_server || return
     else
         split_net_client || return

@@ -32,6 +32,10 @@
 #  ping       Dom0 pings both DomUs through keel0 (3 of 3 answered), and its
 #             neighbour table has each DomU's address at the MAC the DomU
 #             reported (the server's the configured one);
+#  console    the server also has a virtio console (virtio_console = true):
+#             `keel console --hvc` shows what its DomU said on hvc0 before
+#             anyone connected (kept by its backend) and, after typing a
+#             line, the DomU's answer to it;
 #  kernels    Dom0's dmesg and both DomUs' consoles show no BUG, Oops, panic,
 #             WARNING or lockup;
 #  destroy    destroying both gives all memory back and leaves no backend
@@ -49,6 +53,12 @@
 
 SERVER_CONFIG=/etc/keel/domu-split-net-a.toml # domu-split-net-a: keel.net-role=server, vif mac=02:4b:45:00:00:0a
 SERVER_DOMU=domu-split-net-a
+# The server's virtio console: what its DomU says on hvc0 first, the word
+# Dom0 types, the answer, and how long keel console --hvc may take.
+HVC_HELLO='domu: hvc0 hello'
+HVC_WORD=marco
+HVC_ANSWER='domu: hvc0 polo marco'
+HVC_TIMEOUT=120
 CLIENT_CONFIG=/etc/keel/domu-split-net-b.toml # domu-split-net-b: keel.net-role=client, a generated MAC
 CLIENT_DOMU=domu-split-net-b
 # The DomUs' addresses (their configs' keel.net-ip=) and the server's MAC.
@@ -363,6 +373,23 @@ if [ -n "$created" ]; then
     # For the reader: each domain's vifs as keel lists them.
     run keel network-list "$SERVER_DOMU"
     run keel network-list "$CLIENT_DOMU"
+
+    # --- the server's virtio console ---------------------------------------------------------------
+    # Its config has virtio_console = true: its /dev/hvc0, served by its
+    # backend on a socket. The DomU said HVC_HELLO on it and answers each
+    # line with "domu: hvc0 polo <line>": the hello comes back from what the
+    # backend kept, the answer from a live round trip.
+    hvc_output=$(printf '%s\n' "$HVC_WORD" | keel console "$SERVER_DOMU" --hvc --until "$HVC_ANSWER" --timeout "$HVC_TIMEOUT" 2>&1)
+    hvc_status=$?
+    echo "--- keel console $SERVER_DOMU --hvc ---"
+    echo "$hvc_output"
+    echo "---"
+    if [ "$hvc_status" = 0 ] && echo "$hvc_output" | grep -qF "$HVC_HELLO" && echo "$hvc_output" | grep -qF "$HVC_ANSWER"; then
+        say "dom0: split-net virtio console answered: '$HVC_HELLO' kept, '$HVC_ANSWER' live"
+    else
+        show_backend_logs
+        say "dom0: split-net virtio console failed: keel console --hvc status $hvc_status, said: $(echo "$hvc_output" | tail -n 1)"
+    fi
 
     # --- kernels ----------------------------------------------------------------------------------
     problems=$(dmesg | grep -E 'BUG|panic|Oops|WARNING|soft lockup|hard LOCKUP|rcu.*stall|hung_task|Call Trace' \

@@ -22,6 +22,7 @@
 //! | `/usr/lib/keel/split-net-test.sh`, `/etc/keel/domu-split-net-{a,b}.toml` | the split network device checks `keel.test=split-net` runs, and the configs of their two DomUs (one NIC each: the server with a configured MAC, the client with a generated one) |
 //! | `/usr/lib/keel/tsc-hz.sh` | `tsc_hz`, sourced by `bench-io.sh` (the DomU has the same file) |
 //! | `/usr/lib/keel/bench-io.sh`, `/etc/keel/domu-bench-io.toml` | `cargo xtask bench io`'s Dom0 side, which `keel.test=bench-io` runs, and its DomU's config (the ext4 image read-only) |
+//! | `/etc/keel/domu-bench-net-{a,b}.toml` | the configs of `bench io`'s two network DomUs (the split-net ones' NICs and addresses, with `keel.net-bench=1`) |
 //! | `/var/lib/keel/split-rw.ext4.gz`, `/var/lib/keel/split-ro.img` | that DomU's disk images (`split_disks`); the ext4 image gzip-compressed as a file, which split-blk-test.sh unpacks, so that the other tests' Dom0s do not pay for unpacking 16 MiB |
 //!
 //! The file is two archives back to back (`keel_initramfs::Archives`):
@@ -84,6 +85,9 @@ const DOMU_SPLIT_NET_B_CONFIG: &str = include_str!("../../guest/domu-split-net-b
 /// its DomU's config.
 const BENCH_IO_SCRIPT: &str = include_str!("../../guest/bench-io.sh");
 const DOMU_BENCH_IO_CONFIG: &str = include_str!("../../guest/domu-bench-io.toml");
+/// The configs of `bench io`'s two network DomUs (bench-io.sh's network part).
+const DOMU_BENCH_NET_A_CONFIG: &str = include_str!("../../guest/domu-bench-net-a.toml");
+const DOMU_BENCH_NET_B_CONFIG: &str = include_str!("../../guest/domu-bench-net-b.toml");
 /// busybox's `su` reads these itself; the DomU checks run `keel` as nobody.
 const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n";
 const GROUP: &str = "root:x:0:\nnogroup:x:65534:\n";
@@ -117,6 +121,8 @@ const BENCH_IO_PATH: &str = "usr/lib/keel/bench-io.sh";
 /// The DomU's copy lives in /lib/keel (`domu_initramfs::TSC_HZ_PATH`).
 const TSC_HZ_PATH: &str = "usr/lib/keel/tsc-hz.sh";
 const DOMU_BENCH_IO_CONFIG_PATH: &str = "etc/keel/domu-bench-io.toml";
+const DOMU_BENCH_NET_A_CONFIG_PATH: &str = "etc/keel/domu-bench-net-a.toml";
+const DOMU_BENCH_NET_B_CONFIG_PATH: &str = "etc/keel/domu-bench-net-b.toml";
 /// The split-blk DomU's disk images (its config names these paths).
 #[cfg(test)]
 const SPLIT_RW_DISK_PATH: &str = super::split_disks::RW_IMAGE_PATH;
@@ -246,6 +252,8 @@ fn dom0_initramfs(init_script: &str, binaries: Binaries) -> Result<Initramfs> {
         // Sourced, not run.
         .file(TSC_HZ_PATH, 0o644, super::domu_initramfs::TSC_HZ_SCRIPT.as_bytes())?
         .file(DOMU_BENCH_IO_CONFIG_PATH, 0o644, DOMU_BENCH_IO_CONFIG.as_bytes())?
+        .file(DOMU_BENCH_NET_A_CONFIG_PATH, 0o644, DOMU_BENCH_NET_A_CONFIG.as_bytes())?
+        .file(DOMU_BENCH_NET_B_CONFIG_PATH, 0o644, DOMU_BENCH_NET_B_CONFIG.as_bytes())?
         // Mostly zeros: gzip shrinks it to about 1 MiB; a gzip file, not
         // an archive member, so that only the test that needs it unpacks it.
         .stored_file(SPLIT_RW_DISK_GZ_PATH, 0o644, binaries.split_rw_disk_gz)?
@@ -304,6 +312,8 @@ mod tests {
             ("etc/group", REGULAR_FILE | 0o644),
             ("etc/keel", DIRECTORY | 0o755),
             ("etc/keel/domu-bench-io.toml", REGULAR_FILE | 0o644),
+            ("etc/keel/domu-bench-net-a.toml", REGULAR_FILE | 0o644),
+            ("etc/keel/domu-bench-net-b.toml", REGULAR_FILE | 0o644),
             ("etc/keel/domu-disk-confined.toml", REGULAR_FILE | 0o644),
             ("etc/keel/domu-disk.toml", REGULAR_FILE | 0o644),
             ("etc/keel/domu-hostile.toml", REGULAR_FILE | 0o644),
@@ -462,6 +472,7 @@ mod tests {
         pci_unconfined_dma: Option<bool>,
         disk: Option<Vec<String>>,
         vif: Option<Vec<String>>,
+        virtio_console: Option<bool>,
     }
 
     fn config(text: &str) -> DomainConfig {
@@ -912,6 +923,8 @@ mod tests {
             (&client, DOMU_SPLIT_NET_B_CONFIG_PATH, "domu-split-net-b", String::new()),
         ] {
             assert_eq!(config.name, name);
+            let console = (name == "domu-split-net-a").then_some(true);
+            assert_eq!(config.virtio_console, console, "{name}: only the server has a virtio console");
             assert_eq!(config.memory, u64::from(DOMU_MEMORY_MIB), "{name}");
             assert_eq!(config.vcpus, Some(1));
             assert_eq!(config.kernel, format!("/{DOMU_KERNEL_PATH}"));
@@ -1021,7 +1034,11 @@ mod tests {
             .unwrap();
         let destroy = script.find("destroy_domain \"$SERVER_DOMU\"").unwrap();
         assert!(server_create < client_create && client_create < address && address < destroy);
-        assert_eq!(SPLIT_NET_STEPS.len(), 12);
+        assert_eq!(SPLIT_NET_STEPS.len(), 13);
+        // The server's virtio console: its config asks for one, its /init
+        // answers on it, Dom0 types to it.
+        assert!(DOMU_INIT.contains("grep -qx 0x0003 /sys/bus/virtio/devices/*/device"));
+        assert!(script.contains("keel console \"$SERVER_DOMU\" --hvc --until \"$HVC_ANSWER\""));
         assert!(SPLIT_NET_FAILURES
             .iter()
             .all(|failure| failure.starts_with("dom0: split-net ")));
@@ -1223,5 +1240,113 @@ mod tests {
         let branch = "if grep -qwF 'keel.test=bench-io' /proc/cmdline; then\n    /usr/lib/keel/bench-io.sh\n    poweroff -f\nfi\n";
         assert!(INIT_SCRIPT.contains(branch));
         assert_eq!(format!("/{BENCH_IO_PATH}"), "/usr/lib/keel/bench-io.sh");
+    }
+
+    #[test]
+    fn the_bench_net_domus_are_the_split_net_ones_with_the_bench_flag() {
+        use super::super::domu_initramfs::INIT_SCRIPT as DOMU_INIT;
+        let image = image();
+        let script = BENCH_IO_SCRIPT;
+        for (text, path, split_net, variable) in [
+            (
+                DOMU_BENCH_NET_A_CONFIG,
+                DOMU_BENCH_NET_A_CONFIG_PATH,
+                DOMU_SPLIT_NET_A_CONFIG,
+                "NET_SERVER",
+            ),
+            (
+                DOMU_BENCH_NET_B_CONFIG,
+                DOMU_BENCH_NET_B_CONFIG_PATH,
+                DOMU_SPLIT_NET_B_CONFIG,
+                "NET_CLIENT",
+            ),
+        ] {
+            let (bench, split_net) = (config(text), config(split_net));
+            // The boot test's DomU, renamed, with keel.net-bench=1 last.
+            assert_eq!(bench.name, split_net.name.replace("split-net", "bench-net"));
+            assert_eq!(
+                bench.cmdline,
+                split_net
+                    .cmdline
+                    .as_ref()
+                    .map(|line| format!("{line} keel.net-bench=1"))
+            );
+            assert_eq!(
+                (
+                    bench.memory,
+                    bench.vcpus,
+                    &bench.kernel,
+                    &bench.initrd,
+                    &bench.on_poweroff
+                ),
+                (
+                    split_net.memory,
+                    split_net.vcpus,
+                    &split_net.kernel,
+                    &split_net.initrd,
+                    &split_net.on_poweroff
+                )
+            );
+            assert_eq!((bench.vif, bench.disk, bench.pci), (split_net.vif, None, None));
+            assert!(has(&image, path), "{path}");
+            assert_eq!(mode_of(&image, path), REGULAR_FILE | 0o644);
+            // bench-io.sh names the file and the domain.
+            assert!(script.contains(&format!("\n{variable}_CONFIG=/{path} ")), "{path}");
+            assert!(
+                script.contains(&format!("\n{variable}_DOMU={}\n", bench.name)),
+                "{variable}"
+            );
+        }
+        // The DomU's /init knows the flag, and says what Dom0 waits for.
+        assert!(DOMU_INIT.contains("[ \"$word\" = keel.net-bench=1 ] && return 0"));
+        for (variable, said) in [
+            (
+                "NET_READY='domu: split-net bench ready'",
+                "say \"domu: split-net bench ready warmup_bytes=",
+            ),
+            ("NET_GO='domu: split-net bench go'", "say \"domu: split-net bench go\""),
+            (
+                "NET_SENT='domu: split-net bench sent'",
+                "say \"domu: split-net bench sent bytes=",
+            ),
+            (
+                "NET_PINGING='domu: split-net bench pinging'",
+                "say \"domu: split-net bench pinging ",
+            ),
+            (
+                "NET_RESULT='domu: split-net bench result'",
+                "say \"domu: split-net bench result rtt_min_ms=",
+            ),
+            (
+                "NET_DOMU_FAILED='domu: split-net FAILED'",
+                "say \"domu: split-net FAILED: $*\"",
+            ),
+        ] {
+            assert!(script.contains(&format!("\n{variable}\n")), "{variable}");
+            assert!(DOMU_INIT.contains(said), "{said}");
+        }
+        assert!(script.contains("printf 'go\\n' | keel console \"$NET_CLIENT_DOMU\" --until \"$NET_GO\""));
+        assert!(DOMU_INIT.contains("split_net_bench_wait_line go || return 1\n"));
+        assert!(script.contains("printf 'rtt\\n' | keel console \"$NET_CLIENT_DOMU\" --until \"$NET_PINGING\""));
+        assert!(DOMU_INIT.contains("split_net_bench_wait_line rtt || return 1\n"));
+        // The same pause, pings and interval on both sides.
+        let value = |text: &str, name: &str| {
+            text.lines()
+                .find_map(|line| line.strip_prefix(&format!("{name}=")))
+                .map(str::to_string)
+                .unwrap_or_else(|| panic!("no {name}="))
+        };
+        for (dom0, domu) in [
+            ("NET_PAUSE", "SPLIT_NET_BENCH_PAUSE"),
+            ("NET_PINGS", "SPLIT_NET_BENCH_PINGS"),
+            ("NET_INTERVAL", "SPLIT_NET_BENCH_INTERVAL"),
+        ] {
+            assert_eq!(value(script, dom0), value(DOMU_INIT, domu), "{dom0}");
+        }
+        // Dom0's address on keel0 is the one the DomUs ping.
+        assert_eq!(
+            value(script, "DOM0_ADDRESS"),
+            format!("{}/24", value(DOMU_INIT, "SPLIT_NET_DOM0"))
+        );
     }
 }

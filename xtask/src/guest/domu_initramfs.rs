@@ -17,6 +17,7 @@
 //! | `/lib/modules/{scsi_common,scsi_mod,libata,ata_piix,sd_mod}.ko` | the IDE disk's drivers for PCI passthrough (`keel.domu=disk`): the PIIX3 IDE function's `ata_piix` on libata and the SCSI disk driver, in load order |
 //! | `/lib/modules/{virtio_ring,virtio,virtio_pci_legacy_dev,virtio_pci_modern_dev,virtio_pci,virtio_blk}.ko` | the virtio-blk driver on virtio-pci for the split block device (`keel.domu=split-blk`), in load order |
 //! | `/lib/modules/{failover,net_failover,virtio_net}.ko` | the virtio-net driver (on the same virtio-pci modules, loaded first) for the split network device (`keel.domu=split-net`), in load order |
+//! | `/lib/modules/virtio_console.ko` | the virtio console's driver (`/dev/hvc0`), which `keel.domu=split-net` loads after virtio-net |
 //! | `/lib/keel/tsc-hz.sh` | `tsc_hz`, the clock rate helper both sides of `bench io` source (`xtask/guest/tsc-hz.sh`) |
 //! | `/lib/keel/domu-bench-io.sh` | the DomU side of `cargo xtask bench io` (`xtask/guest/domu-bench-io.sh`), which `/init` runs with `keel.domu=bench-io` |
 //!
@@ -161,6 +162,7 @@ mod tests {
             ("lib/modules/sd_mod.ko", REGULAR_FILE | 0o644),
             ("lib/modules/virtio.ko", REGULAR_FILE | 0o644),
             ("lib/modules/virtio_blk.ko", REGULAR_FILE | 0o644),
+            ("lib/modules/virtio_console.ko", REGULAR_FILE | 0o644),
             ("lib/modules/virtio_net.ko", REGULAR_FILE | 0o644),
             ("lib/modules/virtio_pci.ko", REGULAR_FILE | 0o644),
             ("lib/modules/virtio_pci_legacy_dev.ko", REGULAR_FILE | 0o644),

@@ -70,6 +70,9 @@ pub const DOMU_MODULES: &[(&str, &str)] = &[
     ("failover", "kernel/net/core/failover.ko"),
     ("net_failover", "kernel/drivers/net/net_failover.ko"),
     ("virtio_net", "kernel/drivers/net/virtio_net.ko"),
+    // The virtio console (config `virtio_console = true`), /dev/hvc0
+    // (CONFIG_VIRTIO_CONSOLE=m); keel.domu=split-net loads it too.
+    ("virtio_console", "kernel/drivers/char/virtio_console.ko"),
 ];
 
 /// The kernel modules Dom0's initramfs carries besides `msr` (which it
@@ -116,6 +119,7 @@ pub const SPLIT_NET_MODULES: &[&str] = &[
     "failover",
     "net_failover",
     "virtio_net",
+    "virtio_console",
 ];
 
 /// The cached kernel and its modules.
@@ -451,6 +455,7 @@ mod tests {
                 "lib/modules/6.1.0-57-cloud-amd64/kernel/net/core/failover.ko",
                 "lib/modules/6.1.0-57-cloud-amd64/kernel/drivers/net/net_failover.ko",
                 "lib/modules/6.1.0-57-cloud-amd64/kernel/drivers/net/virtio_net.ko",
+                "lib/modules/6.1.0-57-cloud-amd64/kernel/drivers/char/virtio_console.ko",
                 "lib/modules/6.1.0-57-cloud-amd64/kernel/drivers/uio/uio.ko",
                 "lib/modules/6.1.0-57-cloud-amd64/kernel/drivers/uio/uio_pci_generic.ko",
                 "lib/modules/6.1.0-57-cloud-amd64/kernel/drivers/net/tun.ko",
@@ -497,6 +502,7 @@ mod tests {
                 ("failover", PathBuf::from("/t/guest/modules/failover.ko")),
                 ("net_failover", PathBuf::from("/t/guest/modules/net_failover.ko")),
                 ("virtio_net", PathBuf::from("/t/guest/modules/virtio_net.ko")),
+                ("virtio_console", PathBuf::from("/t/guest/modules/virtio_console.ko")),
             ]
         );
         assert_eq!(
@@ -635,6 +641,7 @@ mod tests {
         ("failover", ""),
         ("net_failover", "failover"),
         ("virtio_net", "virtio_ring,virtio,net_failover"),
+        ("virtio_console", "virtio,virtio_ring"),
     ];
 
     /// The same for Dom0's modules.
@@ -687,7 +694,7 @@ mod tests {
         assert_eq!(SPLIT_BLK_MODULES.last(), Some(&"virtio_blk"));
         assert_eq!(&SPLIT_NET_MODULES[..transport.len()], transport);
         let net = &SPLIT_NET_MODULES[transport.len()..];
-        assert_eq!(net, ["failover", "net_failover", "virtio_net"]);
+        assert_eq!(net, ["failover", "net_failover", "virtio_net", "virtio_console"]);
         assert_eq!(&names[names.len() - net.len()..], net);
         for mode in [DISK_MODULES, SPLIT_BLK_MODULES, SPLIT_NET_MODULES] {
             for (index, name) in mode.iter().enumerate() {

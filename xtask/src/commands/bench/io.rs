@@ -2,17 +2,24 @@
 //! split block driver (its virtio-blk frontend, Keel's transport and
 //! notifications, Dom0's backend process; `docs/virtio.md`) against Dom0
 //! reading the same file itself, with the instructions and VM exits each
-//! request costs. `docs/testing.md` says exactly what each figure counts.
+//! request costs; then the split network driver between two DomUs (their
+//! virtio-net frontends, a backend process each and the switch in Dom0):
+//! the round trip of a ping, the throughput of one TCP stream and the VM
+//! exits each packet costs. `docs/testing.md` says exactly what each figure
+//! counts.
 //!
 //! One Bochs boot of Dom0 with `keel.test=bench-io`: its /init runs
 //! `/usr/lib/keel/bench-io.sh` (`xtask/guest/bench-io.sh`), which reads the
 //! file natively, creates `domu-bench-io` (`xtask/guest/domu-bench-io.sh`
 //! in the DomU) and takes three snapshots of `keel list --json` around the
-//! DomU's read and an idle span after it. Every figure comes from lines the
-//! guests print (through their kernel logs, so whole), with times on the
-//! guests' own clocks, which run on the TSC: in Bochs, emulated
-//! instructions, so the figures repeat from run to run. The boot has a
-//! time-out and the emulator is stopped however it ends.
+//! DomU's read and an idle span after it; then creates `domu-bench-net-a`
+//! and `-b` (`keel.domu=split-net` with `keel.net-bench=1`,
+//! `xtask/guest/domu-init.sh`) and takes three snapshots around the
+//! client's transfer and an idle span, before the client's pings. Every
+//! figure comes from lines the guests print (through their kernel logs, so
+//! whole), with times on the guests' own clocks, which run on the TSC: in
+//! Bochs, emulated instructions, so the figures repeat from run to run. The
+//! boot has a time-out and the emulator is stopped however it ends.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -31,8 +38,9 @@ use crate::{cargo, guest, prerequisites, say};
 const RUN_NAME: &str = "bench-io";
 /// Makes Dom0's /init run the measurement.
 pub const BENCH_IO_FLAG: &str = "keel.test=bench-io";
-/// Dom0's boot, the DomU's boot and its read of 16 MiB, all in Bochs.
-const TIMEOUT: Duration = Duration::from_secs(1200);
+/// Dom0's boot, the DomU's boot and its read of 16 MiB, then two DomUs'
+/// boots (at once), their transfer and pings, all in Bochs.
+const TIMEOUT: Duration = Duration::from_secs(2400);
 
 /// Dom0's line with its native read:
 /// `dom0: bench-io native bytes=.. passes=.. ns=.. startup_ns=.. tsc_hz=..`.
@@ -53,8 +61,20 @@ const DOMU_FAILED_MARKER: &str = "domu: bench-io FAILED";
 const DONE_MARKER: &str = "dom0: bench-io done";
 /// The exit kinds `keel list --json` counts besides the total.
 const EXIT_KINDS: [&str; 5] = ["io", "mmio", "msr", "halt", "timer"];
-/// Printed after the split-blk line: there is no paravirtual network yet.
-const SPLIT_NET_LINE: &str = "split-net: not measured (no virtio-net backend in Dom0 yet)";
+/// The client DomU's line with its transfer and pings, which Dom0 shows
+/// from its console: `domu: split-net bench result rtt_min_ms=..
+/// rtt_avg_ms=.. rtt_max_ms=.. pings=.. bytes=.. ns=.. tx_packets=..
+/// rx_packets=.. tx_bytes=.. tsc_hz=..`.
+const NET_RESULT_MARKER: &str = "domu: split-net bench result";
+/// Dom0's snapshot lines around the transfer: `dom0: bench-io net snapshot
+/// <a|b|c> ns=.. dom0.exits=.. ... server.exits=.. ... client.exits=.. ...`.
+const NET_SNAPSHOT_MARKER: &str = "dom0: bench-io net snapshot";
+/// The domains of the network part, as the snapshots name them.
+const NET_DOMAINS: [&str; 3] = ["dom0", "server", "client"];
+/// Dom0's verdict on the network part when it went wrong (not a failure
+/// marker of the boot: the split-blk figures still come), and its end.
+const NET_FAILED_MARKER: &str = "dom0: bench-io net failed";
+const NET_DONE_MARKER: &str = "dom0: bench-io net done";
 
 /// Dom0's Linux command line for the measurement.
 fn linux_cmdline() -> String {
@@ -86,15 +106,21 @@ pub fn run(workspace: &Workspace) -> Result<()> {
     let outcome = run.boot(layout, &iso)?;
     let wall = started.elapsed();
     let log = &outcome.serial_log;
-    let figures = measurement(log)
-        .and_then(|measured| figures(&measured, serial::keel_tsc_mhz(log).map(|mhz| mhz * 1e6)))
-        .map_err(|error| failure(&outcome, RUN_NAME, &error))?;
+    let keel_hz = serial::keel_tsc_mhz(log).map(|mhz| mhz * 1e6);
+    let measured = measurement(log).map_err(|error| failure(&outcome, RUN_NAME, &error))?;
+    let figures = figures(&measured, keel_hz).map_err(|error| failure(&outcome, RUN_NAME, &error))?;
     for note in &figures.notes {
         say!("{note}");
     }
     say!("one Bochs boot, {:.0} s wall", wall.as_secs_f64());
     println!("{}", split_blk_line(&figures));
-    println!("{SPLIT_NET_LINE}");
+    let net = net_measurement(log)
+        .and_then(|net| net_figures(&net, measured.native.tsc_hz, keel_hz))
+        .map_err(|error| failure(&outcome, RUN_NAME, &error))?;
+    for note in &net.notes {
+        say!("{note}");
+    }
+    println!("{}", split_net_line(&net));
     Ok(())
 }
 
@@ -122,6 +148,20 @@ struct MarkedLine {
 
 impl MarkedLine {
     fn number(&self, key: &str, what: &str) -> Result<u64, String> {
+        self.parsed(key, what)
+    }
+
+    /// A decimal such as ping's `1.234` (ms).
+    fn decimal(&self, key: &str, what: &str) -> Result<f64, String> {
+        self.parsed::<f64>(key, what).and_then(|value| {
+            value
+                .is_finite()
+                .then_some(value)
+                .ok_or_else(|| format!("{key}={value} in {what} (line {}) is not finite", self.index + 1))
+        })
+    }
+
+    fn parsed<T: std::str::FromStr>(&self, key: &str, what: &str) -> Result<T, String> {
         let value = self
             .fields
             .get(key)
@@ -129,6 +169,24 @@ impl MarkedLine {
         value
             .parse()
             .map_err(|_| format!("{key}={value:?} in {what} (line {}) is not a number", self.index + 1))
+    }
+
+    /// Every `<domain>.<counter>=<n>` field, checking that each of
+    /// `domains` has its `exits`.
+    fn snapshot(&self, what: &str, domains: &[&str]) -> Result<Snapshot, String> {
+        let mut counters = BTreeMap::new();
+        for key in self.fields.keys().filter(|key| key.contains('.')) {
+            counters.insert(key.clone(), self.number(key, what)?);
+        }
+        for domain in domains {
+            if !counters.contains_key(&format!("{domain}.exits")) {
+                return Err(format!("no {domain}.exits= in {what} (line {})", self.index + 1));
+            }
+        }
+        Ok(Snapshot {
+            ns: self.number("ns", what)?,
+            counters,
+        })
     }
 }
 
@@ -209,20 +267,7 @@ fn measurement(log: &str) -> Result<Measurement, String> {
     let snapshot = |name: &str| -> Result<Snapshot, String> {
         let marker = format!("{SNAPSHOT_MARKER} {name} ");
         let line = marked_line(log, &marker).ok_or_else(|| format!("no {:?} line from Dom0", marker.trim_end()))?;
-        let what = format!("snapshot {name}");
-        let mut counters = BTreeMap::new();
-        for key in line.fields.keys().filter(|key| key.contains('.')) {
-            counters.insert(key.clone(), line.number(key, &what)?);
-        }
-        for domain in ["dom0", "domu"] {
-            if !counters.contains_key(&format!("{domain}.exits")) {
-                return Err(format!("no {domain}.exits= in {what} (line {})", line.index + 1));
-            }
-        }
-        Ok(Snapshot {
-            ns: line.number("ns", &what)?,
-            counters,
-        })
+        line.snapshot(&format!("snapshot {name}"), &["dom0", "domu"])
     };
     let [a, b, c] = SNAPSHOTS;
     Ok(Measurement {
@@ -286,10 +331,11 @@ fn exit_growth(from: &Snapshot, to: &Snapshot, who: &str) -> Result<String, Stri
     Ok(format!("+{} ({})", to.get(&key)? - from.get(&key)?, kinds.join(", ")))
 }
 
-/// Domain `who`'s exits of each kind per request during the read: its
-/// growth from `a` to `b` less its idle rate from `b` to `c` over the
-/// `outside_s` seconds of a..b outside the read. `io 1.8, mmio 7.0, ...,
-/// other 0.4 (total 20.1)`; kinds a snapshot lacks are left out.
+/// Domain `who`'s exits of each kind per request (or packet) during the
+/// read (or transfer): its growth from `a` to `b` less its idle rate from
+/// `b` to `c` over the `outside_s` seconds of a..b outside the read. `io
+/// 1.8, mmio 7.0, ..., other 0.4 (total 20.1)`; kinds a snapshot lacks are
+/// left out.
 fn exits_per_request(
     [a, b, c]: &[Snapshot; 3],
     who: &str,
@@ -320,7 +366,15 @@ fn exits_per_request(
 
 /// Both domains' exits together at a snapshot.
 fn total_exits(snapshot: &Snapshot) -> Result<u64, String> {
-    Ok(snapshot.get("dom0.exits")? + snapshot.get("domu.exits")?)
+    domains_exits(snapshot, &["dom0", "domu"])
+}
+
+/// The exits of `domains` together at a snapshot.
+fn domains_exits(snapshot: &Snapshot, domains: &[&str]) -> Result<u64, String> {
+    domains
+        .iter()
+        .map(|domain| snapshot.get(&format!("{domain}.exits")))
+        .sum()
 }
 
 fn figures(measured: &Measurement, keel_hz: Option<f64>) -> Result<Figures, String> {
@@ -441,6 +495,207 @@ fn split_blk_line(figures: &Figures) -> String {
     format!(
         "split-blk domu={:.2} dom0={:.2} ratio={:.4} instr_per_req={:.0} exits_per_req={:.1}",
         figures.domu_mb_s, figures.dom0_mb_s, figures.ratio, figures.instr_per_req, figures.exits_per_req
+    )
+}
+
+/// The client DomU's transfer and pings (`domu: split-net bench result`).
+#[derive(Debug, Clone, PartialEq)]
+struct NetResult {
+    /// busybox ping's `round-trip min/avg/max`, in ms of the client's clock.
+    rtt_min_ms: f64,
+    rtt_avg_ms: f64,
+    rtt_max_ms: f64,
+    /// Pings answered (all that were sent).
+    pings: u64,
+    /// The TCP payload of the measured transfer.
+    bytes: u64,
+    /// Its nc, from start to exit (the server closed), on the client's clock.
+    ns: u64,
+    /// The client NIC's packets sent and received meanwhile, and bytes sent
+    /// (frames with their headers).
+    tx_packets: u64,
+    rx_packets: u64,
+    tx_bytes: u64,
+    tsc_hz: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct NetMeasurement {
+    result: NetResult,
+    /// A (before "go"), B (after the transfer), C (after the idle span).
+    snapshots: [Snapshot; 3],
+}
+
+fn net_measurement(log: &str) -> Result<NetMeasurement, String> {
+    if let Some(line) = log
+        .lines()
+        .find(|line| serial::kernel_time(line, NET_FAILED_MARKER).is_some())
+    {
+        let why = &line[line.find(NET_FAILED_MARKER).unwrap_or(0)..];
+        return Err(format!("the network part failed: {why}"));
+    }
+    let result = marked_line(log, NET_RESULT_MARKER)
+        .ok_or_else(|| format!("no {NET_RESULT_MARKER:?} line from the client DomU (as Dom0 shows its console)"))?;
+    let what = "the client DomU's result line";
+    let result = NetResult {
+        rtt_min_ms: result.decimal("rtt_min_ms", what)?,
+        rtt_avg_ms: result.decimal("rtt_avg_ms", what)?,
+        rtt_max_ms: result.decimal("rtt_max_ms", what)?,
+        pings: result.number("pings", what)?,
+        bytes: result.number("bytes", what)?,
+        ns: result.number("ns", what)?,
+        tx_packets: result.number("tx_packets", what)?,
+        rx_packets: result.number("rx_packets", what)?,
+        tx_bytes: result.number("tx_bytes", what)?,
+        tsc_hz: result.number("tsc_hz", what)?,
+    };
+    let snapshot = |name: &str| -> Result<Snapshot, String> {
+        let marker = format!("{NET_SNAPSHOT_MARKER} {name} ");
+        let line = marked_line(log, &marker).ok_or_else(|| format!("no {:?} line from Dom0", marker.trim_end()))?;
+        line.snapshot(&format!("net snapshot {name}"), &NET_DOMAINS)
+    };
+    if marked_line(log, NET_DONE_MARKER).is_none() {
+        return Err(format!("no {NET_DONE_MARKER:?} line from Dom0"));
+    }
+    let [a, b, c] = SNAPSHOTS;
+    Ok(NetMeasurement {
+        result,
+        snapshots: [snapshot(a)?, snapshot(b)?, snapshot(c)?],
+    })
+}
+
+/// What `bench io` prints about the network, and how it got there.
+#[derive(Debug, Clone, PartialEq)]
+struct NetFigures {
+    /// The pings' average round trip, in µs of the client's clock.
+    rtt_us: f64,
+    /// Megabits (10^6 bits) of TCP payload per second of the client's clock.
+    mbps: f64,
+    /// VM exits of all three domains during the transfer per packet the
+    /// client's NIC sent or received.
+    exits_per_packet: f64,
+    notes: Vec<String>,
+}
+
+fn net_figures(measured: &NetMeasurement, dom0_tsc_hz: u64, keel_hz: Option<f64>) -> Result<NetFigures, String> {
+    let result = &measured.result;
+    let [a, b, c] = &measured.snapshots;
+    let mut notes = Vec::new();
+    let dom0_hz = rate(dom0_tsc_hz, keel_hz, "Dom0", &mut notes)?;
+    let client_hz = rate(result.tsc_hz, keel_hz, "the client DomU", &mut notes)?;
+    let packets = result.tx_packets + result.rx_packets;
+    if result.ns == 0 || result.bytes == 0 || packets == 0 || result.pings == 0 {
+        return Err(format!(
+            "the client's transfer of {} bytes took {} ns and {packets} packets, and {} pings were answered",
+            result.bytes, result.ns, result.pings
+        ));
+    }
+    if result.tx_bytes < result.bytes {
+        return Err(format!(
+            "the client's NIC sent {} bytes during the transfer, fewer than its {} bytes of payload",
+            result.tx_bytes, result.bytes
+        ));
+    }
+    if !(0.0 < result.rtt_min_ms && result.rtt_min_ms <= result.rtt_avg_ms && result.rtt_avg_ms <= result.rtt_max_ms) {
+        return Err(format!(
+            "the pings' round trips are not min <= avg <= max: {}/{}/{} ms",
+            result.rtt_min_ms, result.rtt_avg_ms, result.rtt_max_ms
+        ));
+    }
+    let rtt_us = result.rtt_avg_ms * 1e3;
+    let mbps = result.bytes as f64 * 8.0 / result.ns as f64 * 1e3;
+    let transfer_s = result.ns as f64 / 1e9;
+    notes.push(format!(
+        "the client sent {} bytes in {transfer_s:.3} s of its clock: {mbps:.3} Mbit/s; its NIC sent {} packets ({} bytes, {:.0} payload bytes a packet) and received {}; {:.0} TSC ticks per packet",
+        result.bytes,
+        result.tx_packets,
+        result.tx_bytes,
+        result.bytes as f64 / result.tx_packets.max(1) as f64,
+        result.rx_packets,
+        transfer_s * client_hz / packets as f64,
+    ));
+    notes.push(format!(
+        "{} pings from the client to the server: round trip min/avg/max {:.3}/{:.3}/{:.3} ms",
+        result.pings, result.rtt_min_ms, result.rtt_avg_ms, result.rtt_max_ms
+    ));
+
+    // Exits: as for the read, A..B holds the transfer and B..C is idle.
+    if !(a.ns < b.ns && b.ns < c.ns) {
+        return Err(format!(
+            "Dom0's net snapshots are out of order: a at {} ns, b at {} ns, c at {} ns",
+            a.ns, b.ns, c.ns
+        ));
+    }
+    for domain in NET_DOMAINS {
+        let key = format!("{domain}.exits");
+        if !(a.get(&key)? <= b.get(&key)? && b.get(&key)? <= c.get(&key)?) {
+            return Err(format!(
+                "{key} went down between net snapshots ({}, {}, {}): a domain restarted",
+                a.get(&key)?,
+                b.get(&key)?,
+                c.get(&key)?
+            ));
+        }
+    }
+    let (total_a, total_b, total_c) = (
+        domains_exits(a, &NET_DOMAINS)?,
+        domains_exits(b, &NET_DOMAINS)?,
+        domains_exits(c, &NET_DOMAINS)?,
+    );
+    let window_s = (b.ns - a.ns) as f64 / 1e9;
+    let idle_s = (c.ns - b.ns) as f64 / 1e9;
+    // The transfer on Dom0's clock.
+    let on_dom0_s = transfer_s * client_hz / dom0_hz;
+    if on_dom0_s > window_s {
+        return Err(format!(
+            "the client's transfer ({on_dom0_s:.3} s) is longer than the window between net snapshots a and b ({window_s:.3} s)"
+        ));
+    }
+    let idle_rate = (total_c - total_b) as f64 / idle_s;
+    let outside_s = window_s - on_dom0_s;
+    let idle_exits = idle_rate * outside_s;
+    let transfer_exits = (total_b - total_a) as f64 - idle_exits;
+    let exits_per_packet = transfer_exits / packets as f64;
+    notes.push(format!(
+        "exits from a to b ({window_s:.3} s of Dom0's clock, the transfer {on_dom0_s:.3} s of it): Dom0 {}, server {}, client {}",
+        exit_growth(a, b, "dom0")?,
+        exit_growth(a, b, "server")?,
+        exit_growth(a, b, "client")?,
+    ));
+    notes.push(format!(
+        "idle from b to c ({idle_s:.3} s): Dom0 {}, server {}, client {}: {idle_rate:.1} exits/s, so {idle_exits:.0} of a..b's {} for its {outside_s:.3} s outside the transfer; {transfer_exits:.0} for the transfer: {exits_per_packet:.1} per packet",
+        exit_growth(b, c, "dom0")?,
+        exit_growth(b, c, "server")?,
+        exit_growth(b, c, "client")?,
+        total_b - total_a,
+    ));
+    notes.push(format!(
+        "per packet, idle subtracted the same way: Dom0 {}; server {}; client {}",
+        exits_per_request(&measured.snapshots, "dom0", idle_s, outside_s, packets)?,
+        exits_per_request(&measured.snapshots, "server", idle_s, outside_s, packets)?,
+        exits_per_request(&measured.snapshots, "client", idle_s, outside_s, packets)?,
+    ));
+    let cpu = |domain: &str| -> Option<f64> {
+        let key = format!("{domain}.cpu_time_ns");
+        Some(b.get(&key).ok()?.saturating_sub(a.get(&key).ok()?) as f64 / 1e9)
+    };
+    if let (Some(dom0), Some(server), Some(client)) = (cpu("dom0"), cpu("server"), cpu("client")) {
+        notes.push(format!(
+            "CPU time from a to b: Dom0 {dom0:.3} s, server {server:.3} s, client {client:.3} s"
+        ));
+    }
+    Ok(NetFigures {
+        rtt_us,
+        mbps,
+        exits_per_packet,
+        notes,
+    })
+}
+
+fn split_net_line(figures: &NetFigures) -> String {
+    format!(
+        "split-net rtt_us={:.0} mbps={:.3} exits_per_packet={:.1}",
+        figures.rtt_us, figures.mbps, figures.exits_per_packet
     )
 }
 
@@ -657,12 +912,151 @@ domu-bench-io: domu: bench-io ready warmup_bytes=2097152 warmup_ns=3000000000 st
         assert!(measurement(&bad).unwrap_err().contains("no domu.exits= in snapshot c"));
     }
 
+    /// The network part of a run's log (figures invented, in round
+    /// numbers), after the split-blk part.
+    const NET_LOG: &str = "\
+dom0# keel create /etc/keel/domu-bench-net-a.toml
+dom0# keel create /etc/keel/domu-bench-net-b.toml
+domu-bench-net-b: domu: split-net bench ready warmup_bytes=524288 warmup_ns=5000000000 bytes=4194304 tsc_hz=10000000
+[  500.000000] dom0: bench-io net snapshot a ns=500000000000 dom0.cpu_time_ns=100000000000 dom0.exits=1000000 dom0.exits_io=400000 server.cpu_time_ns=20000000000 server.exits=300000 server.exits_io=100000 client.cpu_time_ns=30000000000 client.exits=310000 client.exits_io=100000
+[  501.000000] dom0: bench-io net snapshot b ns=550000000000 dom0.cpu_time_ns=130000000000 dom0.exits=1200000 dom0.exits_io=480000 server.cpu_time_ns=28000000000 server.exits=350000 server.exits_io=104400 client.cpu_time_ns=40000000000 client.exits=372000 client.exits_io=104400
+[  502.000000] dom0: bench-io net snapshot c ns=560000000000 dom0.exits=1201000 dom0.exits_io=480000 server.exits=350500 server.exits_io=104400 client.exits=372500 client.exits_io=104400
+--- domu-bench-net-b's split-net lines ---
+[  300.000000] domu: split-net bench ready warmup_bytes=524288 warmup_ns=5000000000 bytes=4194304 tsc_hz=10000000
+[  310.000000] domu: split-net bench go
+[  352.000000] domu: split-net bench sent bytes=4194304 ns=40000000000 tx_packets=2900 rx_packets=1500 tx_bytes=4391000 tries=1
+[  362.000000] domu: split-net bench pinging 10.0.0.2 20 times every 0.2 s
+[  369.000000] domu: split-net bench result rtt_min_ms=1.000 rtt_avg_ms=2.500 rtt_max_ms=4.000 pings=20 bytes=4194304 ns=40000000000 tx_packets=2900 rx_packets=1500 tx_bytes=4391000 tsc_hz=10000000
+[  369.100000] domu: split-net done
+---
+[  510.000000] dom0: bench-io net done
+";
+
+    fn net_measured() -> NetMeasurement {
+        net_measurement(&format!("{LOG}{NET_LOG}")).unwrap()
+    }
+
     #[test]
-    fn the_split_net_line_says_why_there_is_no_figure() {
+    fn the_net_lines_are_read() {
+        let measured = net_measured();
         assert_eq!(
-            SPLIT_NET_LINE,
-            "split-net: not measured (no virtio-net backend in Dom0 yet)"
+            measured.result,
+            NetResult {
+                rtt_min_ms: 1.0,
+                rtt_avg_ms: 2.5,
+                rtt_max_ms: 4.0,
+                pings: 20,
+                bytes: 4_194_304,
+                ns: 40_000_000_000,
+                tx_packets: 2900,
+                rx_packets: 1500,
+                tx_bytes: 4_391_000,
+                tsc_hz: 10_000_000,
+            }
         );
+        let [a, b, c] = &measured.snapshots;
+        assert_eq!(a.ns, 500_000_000_000);
+        assert_eq!(a.get("server.exits"), Ok(300_000));
+        assert_eq!(b.get("client.exits_io"), Ok(104_400));
+        assert_eq!(c.get("dom0.exits"), Ok(1_201_000));
+        assert_eq!(a.counters.len(), 9);
+        // The split-blk lines are not the network's, nor the other way round.
+        let both = format!("{LOG}{NET_LOG}");
+        assert_eq!(measurement(&both).unwrap(), measured_blk());
+        assert!(net_measurement(LOG).unwrap_err().contains(NET_RESULT_MARKER));
+    }
+
+    fn measured_blk() -> Measurement {
+        measurement(LOG).unwrap()
+    }
+
+    #[test]
+    fn the_net_figures_and_the_line() {
+        let figures = net_figures(&net_measured(), 10_000_000, Some(10e6)).unwrap();
+        assert!((figures.rtt_us - 2500.0).abs() < 1e-9);
+        // 4 MiB in 40 s: 32 Mibit / 40 s.
+        assert!((figures.mbps - 4_194_304.0 * 8.0 / 40.0 / 1e6).abs() < 1e-12);
+        // a..b: 50 s with 312000 exits, the transfer 40 s of it; b..c: 10 s
+        // idle with 2000 exits, 200/s: 10 s × 200 = 2000 subtracted; 4400
+        // packets.
+        let expected = (312_000.0 - 2000.0) / 4400.0;
+        assert!((figures.exits_per_packet - expected).abs() < 1e-9);
+        assert_eq!(
+            split_net_line(&figures),
+            "split-net rtt_us=2500 mbps=0.839 exits_per_packet=70.5"
+        );
+        let notes = figures.notes.join("\n");
+        for needed in [
+            "the client sent 4194304 bytes in 40.000 s of its clock: 0.839 Mbit/s; its NIC sent 2900 packets (4391000 bytes, 1446 payload bytes a packet) and received 1500; 90909 TSC ticks per packet",
+            "20 pings from the client to the server: round trip min/avg/max 1.000/2.500/4.000 ms",
+            "Dom0 +200000 (io +80000), server +50000 (io +4400), client +62000 (io +4400)",
+            "200.0 exits/s, so 2000 of a..b's 312000 for its 10.000 s outside the transfer; 310000 for the transfer: 70.5 per packet",
+            "per packet, idle subtracted the same way: Dom0 io 18.2, other 27.0 (total 45.2); server io 1.0, other 10.2 (total 11.2); client io 1.0, other 13.0 (total 14.0)",
+            "CPU time from a to b: Dom0 30.000 s, server 8.000 s, client 10.000 s",
+        ] {
+            assert!(notes.contains(needed), "{needed}\n{notes}");
+        }
+        assert!(!notes.contains("note:"), "{notes}");
+    }
+
+    #[test]
+    fn impossible_net_figures_are_refused() {
+        let refuse = |change: fn(&mut NetMeasurement), complaint: &str| {
+            let mut measured = net_measured();
+            change(&mut measured);
+            let error = net_figures(&measured, 10_000_000, Some(10e6)).unwrap_err();
+            assert!(error.contains(complaint), "{complaint}: {error}");
+        };
+        refuse(|m| m.result.ns = 0, "took 0 ns");
+        refuse(|m| m.result.tx_bytes = 1000, "fewer than its 4194304 bytes of payload");
+        refuse(|m| m.result.rtt_min_ms = 3.0, "not min <= avg <= max");
+        refuse(|m| m.snapshots[1].ns = m.snapshots[0].ns, "out of order");
+        refuse(
+            |m| _ = m.snapshots[2].counters.insert("server.exits".into(), 1),
+            "server.exits went down",
+        );
+        // A client clock at 20 MHz: its 40 s are 80 s of Dom0's, longer than a..b.
+        refuse(|m| m.result.tsc_hz = 20_000_000, "longer than the window");
+        let measured = net_measured();
+        assert!(net_figures(&measured, 0, None).unwrap_err().contains("no TSC rate"));
+    }
+
+    #[test]
+    fn every_net_line_must_be_there_and_a_net_failure_says_why() {
+        let log = format!("{LOG}{NET_LOG}");
+        let without = |text: &str| -> String {
+            log.lines()
+                .filter(|line| !line.contains(text))
+                .map(|line| format!("{line}\n"))
+                .collect()
+        };
+        for (missing, complaint) in [
+            ("bench result", "from the client DomU"),
+            ("net snapshot a", "dom0: bench-io net snapshot a"),
+            ("net snapshot b", "dom0: bench-io net snapshot b"),
+            ("net snapshot c", "dom0: bench-io net snapshot c"),
+            ("bench-io net done", "dom0: bench-io net done"),
+        ] {
+            let error = net_measurement(&without(missing)).unwrap_err();
+            assert!(error.contains(complaint), "{missing}: {error}");
+        }
+        let bad = log.replace("rtt_avg_ms=2.500", "rtt_avg_ms=soon");
+        assert!(net_measurement(&bad).unwrap_err().contains("rtt_avg_ms=\"soon\""));
+        let bad = log.replace(" client.exits=372500", "");
+        assert!(net_measurement(&bad)
+            .unwrap_err()
+            .contains("no client.exits= in net snapshot c"));
+        // Dom0's own verdict comes first, whatever else is there.
+        let failed = format!(
+            "{log}[  520.000000] dom0: bench-io net failed: domu-bench-net-b: domu: split-net FAILED: bench: no answer\n"
+        );
+        let error = net_measurement(&failed).unwrap_err();
+        assert!(
+            error.contains("dom0: bench-io net failed: domu-bench-net-b: domu: split-net FAILED: bench: no answer"),
+            "{error}"
+        );
+        // It is not a failure marker of the boot (the split-blk line still comes).
+        assert!(!NET_FAILED_MARKER.contains(FAILED_MARKER));
     }
 
     #[test]
@@ -704,5 +1098,53 @@ domu-bench-io: domu: bench-io ready warmup_bytes=2097152 warmup_ns=3000000000 st
         assert!(DOM0_SCRIPT.find("a_json=$(keel list --json)").unwrap() < go);
         assert!(go < sleep && sleep < b);
         assert!(b < DOM0_SCRIPT.find("c_json=$(keel list --json)").unwrap());
+    }
+
+    #[test]
+    fn the_scripts_say_the_net_lines_io_rs_reads() {
+        const DOMU_INIT: &str = include_str!("../../../guest/domu-init.sh");
+        for needed in [
+            format!("say \"{NET_FAILED_MARKER}: $*\""),
+            format!("say \"{NET_DONE_MARKER}\""),
+            format!("say \"{NET_SNAPSHOT_MARKER} $snapshot ns=$snapshot_ns $line\""),
+            "who = name == \"Domain-0\" ? \"dom0\" : (name == server ? \"server\" : (name == client ? \"client\" : \"\"))".to_string(),
+            format!("for who in {}; do", NET_DOMAINS.join(" ")),
+        ] {
+            assert!(DOM0_SCRIPT.contains(&needed), "{needed}");
+        }
+        assert!(DOMU_INIT.contains(&format!(
+            "say \"{NET_RESULT_MARKER} rtt_min_ms=$rtt_min rtt_avg_ms=$rtt_avg rtt_max_ms=$rtt_max pings=$answered bytes=$bytes ns=$ns tx_packets=$tx_packets rx_packets=$rx_packets tx_bytes=$tx_bytes tsc_hz=$tsc_hz\""
+        )));
+        // The transfer and its packets on the client's clock and NIC,
+        // without sums; the server discards what it receives.
+        for needed in [
+            "< /proc/timer_list",
+            "statistics/tx_packets\"",
+            "statistics/rx_packets\"",
+            "dd if=/dev/zero of=\"$SPLIT_NET_BENCH_SEND\"",
+            "<> \"$SPLIT_NET_HOLD\" > /dev/null",
+            "ping -c \"$SPLIT_NET_BENCH_PINGS\" -i \"$SPLIT_NET_BENCH_INTERVAL\"",
+        ] {
+            assert!(DOMU_INIT.contains(needed), "{needed}");
+        }
+        // Dom0: A, go, a sleep, B, the idle span, C, then the pings; the
+        // network part after the split-blk part, the DomUs destroyed after.
+        let net = DOM0_SCRIPT.find("\nbench_net() {").unwrap();
+        let at = |text: &str| net + DOM0_SCRIPT[net..].find(text).unwrap_or_else(|| panic!("{text}"));
+        let a = at("a_json=$(keel list --json)");
+        let go = at("printf 'go\\n' | keel console \"$NET_CLIENT_DOMU\"");
+        let sleep = at("sleep \"$sleep_seconds\"");
+        let b = at("b_json=$(keel list --json)");
+        let c = at("c_json=$(keel list --json)");
+        let rtt = at("printf 'rtt\\n' | keel console \"$NET_CLIENT_DOMU\"");
+        assert!(a < go && go < sleep && sleep < b && b < c && c < rtt);
+        let order = [
+            "\nbench\nbench_net\n",
+            "destroy_and_wait \"$domu\"",
+            "say \"dom0: bench-io net done\"",
+            "say \"dom0: bench-io done\"",
+        ];
+        let positions: Vec<usize> = order.iter().map(|text| DOM0_SCRIPT.rfind(text).unwrap()).collect();
+        assert!(positions.windows(2).all(|pair| pair[0] < pair[1]), "{positions:?}");
     }
 }
