@@ -87,7 +87,10 @@ pub fn list<T: Transport>(
         }
     }
     if backend.running.is_none() && !rows.is_empty() {
-        writeln!(err, "keel: no backend runs for {label}: its disks are not served")?;
+        writeln!(
+            err,
+            "keel: no backend runs for {label}: its disks are not served; `keel backend-restart` starts it again"
+        )?;
     }
     Ok(rows)
 }

@@ -74,6 +74,17 @@ and the image. A note on stderr says when no backend serves the disks.";
 const DISKS_AT_CREATE: &str = "disks are attached when a domain is created, not while it runs, in this version: \
 list them in its configuration (disk = [\"<path>,rw\", \"<path>,ro\"]) and create it again";
 
+const BACKEND_RESTART_HELP: &str = "\
+Start a domain's backend again after it died.
+
+A domain's virtio disks, interfaces and console are served by one backend \
+process in Dom0 (`keel create` starts it, `keel destroy` stops it). If it \
+dies (killed, or a bug), the domain's devices stop answering: its driver \
+may wait for a reset forever. This starts the same backend again; it picks \
+up the queues where the dead one left them (requests it had taken but not \
+answered are served again) and answers a pending reset. Refused while a \
+backend runs. `keel block-list` and `keel network-list` say when none does.";
+
 const NETWORK_LIST_HELP: &str = "\
 List a domain's virtio-net interfaces.
 
@@ -248,6 +259,12 @@ pub enum Command {
         domain: String,
         /// The interface's index (see `keel network-list`)
         index: String,
+    },
+    /// Start a domain's backend again after it died (its disks, interfaces and console as created)
+    #[command(long_about = BACKEND_RESTART_HELP)]
+    BackendRestart {
+        /// Domain id or name
+        domain: String,
     },
     /// Serve a domain's virtio disks and interfaces (started by `keel create`)
     #[command(hide = true)]

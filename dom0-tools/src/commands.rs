@@ -196,6 +196,14 @@ pub fn execute<T: Transport>(
             out.write_all(text.as_bytes())?;
         }
         Command::NetworkAttach { .. } | Command::NetworkDetach { .. } => bail!(nics_at_create_only()),
+        Command::BackendRestart { domain } => {
+            let mut client = connect()?;
+            let target = resolve(&mut client, &domain)?;
+            backends
+                .restart(target.id)
+                .with_context(|| format!("cannot restart the backend of {}", target.label))?;
+            writeln!(out, "Restarted the backend of {}", target.label)?;
+        }
         Command::Backend(args) => crate::backend::run(&args, err)?,
         Command::Switch(args) => crate::switch_daemon::run(&args, err)?,
         Command::Top { delay, iterations } => {

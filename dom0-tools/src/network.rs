@@ -62,7 +62,10 @@ pub fn list<T: Transport>(
         }
     }
     if backend.running.is_none() && !rows.is_empty() {
-        writeln!(err, "keel: no backend runs for {label}: its interfaces carry nothing")?;
+        writeln!(
+            err,
+            "keel: no backend runs for {label}: its interfaces carry nothing; `keel backend-restart` starts it again"
+        )?;
     }
     Ok(rows)
 }

@@ -700,6 +700,7 @@ pub const SPLIT_BLK_STEPS: &[&str] = &[
     "dom0: split-blk rebooted domu-split-blk",
     "dom0: split-blk second boot found the write persisted",
     "dom0: split-blk kernels clean",
+    "dom0: split-blk backend restarted after kill -9",
     "dom0: split-blk destroyed domu-split-blk, memory restored",
     "dom0: split-blk no backend left",
     "dom0: split-blk read-only image unchanged",
@@ -719,6 +720,7 @@ pub const SPLIT_BLK_FAILURES: &[&str] = &[
     "dom0: split-blk reboot failed",
     "dom0: split-blk persistence failed",
     "dom0: split-blk kernel problems",
+    "dom0: split-blk backend restart failed",
     "dom0: split-blk destroy failed",
     "dom0: split-blk memory leak",
     "dom0: split-blk backend left behind",
@@ -1575,6 +1577,7 @@ keel: domain 1: rebooting
 [  182.000000] dom0: split-blk rebooted domu-split-blk (boot id 1111)
 {second}[  300.000000] dom0: split-blk second boot found the write persisted: boot id 1111 then 2222, 'domu: split-blk persisted boot-1', every check passed again
 [  301.000000] dom0: split-blk kernels clean: dom0 and domu-split-blk
+[  301.500000] dom0: split-blk backend restarted after kill -9: 321: /bin/keel backend 1 --run-dir /run/keel --disk /var/lib/keel/split-rw.ext4,rw --disk /var/lib/keel/split-ro.img,ro; read passes 3 before the kill, 3 when restarted, 5 after 20 s
 dom0# keel destroy domu-split-blk
 keel: domain 1: destroyed
 [  302.000000] dom0: split-blk destroyed domu-split-blk, memory restored

@@ -35,7 +35,7 @@ mod test_ring;
 
 pub use chain::{ChainReader, ChainWriter, DataError, DescriptorChain, Segment, MAX_CHAIN_SEGMENTS};
 pub use memory::{GuestMemory, MemoryError, SliceMemory};
-pub use queue::{ConfigError, Queue, QueueConfig, QueueError, QueueFeatures};
+pub use queue::{ConfigError, Queue, QueueConfig, QueueError, QueueFeatures, ResumeError};
 
 /// Virtio device type ids (the PCI device id is 0x1040 plus these).
 pub mod device_id {

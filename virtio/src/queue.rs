@@ -253,6 +253,14 @@ fn read_descriptor<M: GuestMemory + ?Sized>(memory: &M, gpa: u64) -> Result<Desc
     })
 }
 
+/// Why [`Queue::resume`] failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResumeError {
+    Config(ConfigError),
+    /// The used ring cannot be read.
+    Queue(QueueError),
+}
+
 /// The device's view of one split virtqueue, built when the driver enables
 /// the queue and dropped on device reset. It holds only indices and the
 /// configuration, never a reference into guest memory.
@@ -298,6 +306,35 @@ impl Queue {
             unsignalled: 0,
             broken: false,
         })
+    }
+
+    /// A queue a device takes over from another device instance that
+    /// served it and went away (a Dom0 backend that died and was
+    /// restarted): it continues from the `used.idx` in guest memory, as a
+    /// vhost-user backend does on reconnect. The chains published after
+    /// that index are the ones the old instance never completed (it
+    /// completed in order), so they are taken again; the old instance's
+    /// work on them may be done twice, which a disk read or write and a
+    /// network frame tolerate. A queue the driver has just set up reads 0
+    /// here, as [`new`](Self::new) starts. A driver-controlled index makes
+    /// no difference to safety: [`pop`](Self::pop) checks every later
+    /// `avail.idx` against it.
+    pub fn resume<M: GuestMemory + ?Sized>(
+        config: QueueConfig,
+        max_size: u16,
+        features: QueueFeatures,
+        max_segments: usize,
+        memory: &M,
+    ) -> Result<Self, ResumeError> {
+        let mut queue = Self::new(config, max_size, features, max_segments).map_err(ResumeError::Config)?;
+        let used_idx = memory
+            .read_u16(queue.used_idx_addr())
+            .map_err(|error| ResumeError::Queue(error.into()))?;
+        queue.next_avail = used_idx;
+        queue.avail_shadow = used_idx;
+        queue.next_used = used_idx;
+        queue.signalled_used = used_idx;
+        Ok(queue)
     }
 
     pub fn config(&self) -> QueueConfig {

@@ -499,7 +499,16 @@ split_blk() {
     if [ -n "$split_blk_first_boot" ]; then
         split_blk_hostile || return
     else
-        (while :; do dd if=/dev/vda of=/dev/null bs=65536 iflag=direct 2> /dev/null; done) &
+        # One line per pass over vda: Dom0 sees the reads go on (across a
+        # restart of its backend).
+        (
+            pass=0
+            while :; do
+                dd if=/dev/vda of=/dev/null bs=65536 iflag=direct 2> /dev/null
+                pass=$((pass + 1))
+                say "domu: split-blk read pass $pass"
+            done
+        ) &
         say "domu: split-blk reading vda until destroyed"
     fi
     say "domu: split-blk done"

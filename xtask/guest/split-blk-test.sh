@@ -39,6 +39,10 @@
 #             then passes every check again;
 #  kernels    Dom0's dmesg and the DomU's console show no BUG, Oops, panic,
 #             WARNING or lockup;
+#  restart    the backend killed with SIGKILL while the second boot reads
+#             vda in a loop; `keel backend-restart` starts it again and the
+#             DomU's read passes go on (the request the dead backend had
+#             taken is served again);
 #  destroy    destroying domu-split-blk (while its second boot keeps reading
 #             vda: requests in flight) gives all memory back and leaves no
 #             backend behind; the read-only image file is unchanged.
@@ -74,6 +78,8 @@ MIN_KIB_WRITTEN=4096
 BOOT_TIMEOUT=600
 # Dom0 seconds for the backends to end after the domain is destroyed.
 BACKEND_WAIT=10
+# Dom0 seconds for the reads to go on after `keel backend-restart`.
+RESTART_WAIT=300
 # Where `keel backend` writes its stderr (backend-<id>.log).
 BACKEND_LOGS=/run/keel
 
@@ -107,6 +113,11 @@ wait_no_backend() {
         waited=$((waited + 1))
     done
     return 0
+}
+
+# The last "domu: split-blk read pass N" the DomU said (empty: none yet).
+read_passes() {
+    console_now "$SPLIT_DOMU" | grep -oE 'domu: split-blk read pass [0-9]+' | tail -n 1 | sed 's/.* //'
 }
 
 # Little-endian unsigned field of $3 bytes at byte $2 of file $1.
@@ -311,6 +322,38 @@ if run keel create "$SPLIT_CONFIG"; then
         say "dom0: split-blk kernels clean: dom0 and $SPLIT_DOMU"
     else
         say "dom0: split-blk kernel problems: $where: $problems"
+    fi
+
+    # --- a backend that dies, restarted -----------------------------------------------------------
+    # The second boot reads vda in a loop ("domu: split-blk read pass N").
+    # SIGKILL its backend mid-read: the request in flight waits; `keel
+    # backend-restart` starts the same backend again, which continues the
+    # queue from its used index; the passes go on.
+    dead=$(keel_processes | head -n 1)
+    dead_pid=${dead%%:*}
+    passes_before=$(read_passes)
+    if [ -n "$dead_pid" ] && kill -9 "$dead_pid" && wait_no_backend; then
+        run keel block-list "$SPLIT_DOMU"
+        stalled=$(read_passes)
+        if run keel backend-restart "$SPLIT_DOMU"; then
+            restart_start=$(now)
+            passes=$(read_passes)
+            while [ "${passes:-0}" -le $((${stalled:-0} + 1)) ] \
+                && ! holds "waited >= limit" -v waited="$(since "$restart_start")" -v limit="$RESTART_WAIT"; do
+                sleep "$LOOK_INTERVAL"
+                passes=$(read_passes)
+            done
+            if [ "${passes:-0}" -gt $((${stalled:-0} + 1)) ]; then
+                say "dom0: split-blk backend restarted after kill -9: $(keel_processes | head -n 1); read passes ${passes_before:-0} before the kill, ${stalled:-0} when restarted, $passes after $(since "$restart_start") s"
+            else
+                show_backend_logs
+                say "dom0: split-blk backend restart failed: read passes stayed at ${passes:-0} (${stalled:-0} when restarted) for $RESTART_WAIT s"
+            fi
+        else
+            say "dom0: split-blk backend restart failed: keel backend-restart $SPLIT_DOMU"
+        fi
+    else
+        say "dom0: split-blk backend restart failed: cannot kill the backend '$dead'"
     fi
 
     # --- destroy: memory back, no backend left ---------------------------------------------------

@@ -121,6 +121,9 @@ pub struct DiskDevice<B> {
     queues: QueueSet,
     /// A queue's budget ran out with requests left.
     more: bool,
+    /// The first state is still to come: queues a driver already runs then
+    /// continue from their used index (this backend was restarted).
+    resume: bool,
     /// What happened worth a line in the log.
     notes: Vec<String>,
 }
@@ -133,6 +136,7 @@ impl<B: BlockBackend> DiskDevice<B> {
             image,
             queues: QueueSet::new(num_queues),
             more: false,
+            resume: true,
             notes: Vec::new(),
         }
     }
@@ -180,9 +184,14 @@ impl<B: BlockBackend> DiskDevice<B> {
         memory: &mut M,
     ) -> Result<()> {
         self.blk.set_negotiated(state.driver_features);
-        let (sync, dropped) = self
-            .queues
-            .sync(state, QUEUE_SIZE, self.blk.max_segments(), &mut self.notes, self.index);
+        let (sync, dropped) = self.queues.sync(
+            state,
+            (QUEUE_SIZE, self.blk.max_segments()),
+            &mut self.notes,
+            self.index,
+            self.resume.then_some(&*memory),
+        );
+        self.resume = false;
         if dropped {
             self.more = false;
         }

@@ -63,6 +63,9 @@ pub struct ConsoleDevice<L> {
     link: L,
     queues: QueueSet,
     more: bool,
+    /// The first state is still to come: queues a driver already runs then
+    /// continue from their used index (this backend was restarted).
+    resume: bool,
     /// Typed bytes not in the driver's buffers yet.
     input: Vec<u8>,
     /// The driver has no receive buffer: no input until it kicks.
@@ -78,6 +81,7 @@ impl<L: ConsoleLink> ConsoleDevice<L> {
             link,
             queues: QueueSet::new(usize::from(NUM_QUEUES)),
             more: false,
+            resume: true,
             input: Vec::with_capacity(INPUT_MAX),
             starved: false,
             notes: Vec::new(),
@@ -135,11 +139,12 @@ impl<L: ConsoleLink> ConsoleDevice<L> {
         self.console.set_negotiated(state.driver_features);
         let (sync, dropped) = self.queues.sync(
             state,
-            QUEUE_SIZE,
-            self.console.max_segments(),
+            (QUEUE_SIZE, self.console.max_segments()),
             &mut self.notes,
             self.index,
+            self.resume.then_some(&*memory),
         );
+        self.resume = false;
         if dropped {
             self.more = false;
             self.input.clear();

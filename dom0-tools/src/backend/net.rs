@@ -78,6 +78,9 @@ pub struct NicDevice<P> {
     queues: QueueSet,
     /// A queue's budget ran out with work left.
     more: bool,
+    /// The first state is still to come: queues a driver already runs then
+    /// continue from their used index (this backend was restarted).
+    resume: bool,
     /// A frame read from the port that found no receive buffer
     /// (`held_len` bytes of `buffer`; 0: none).
     buffer: Vec<u8>,
@@ -98,6 +101,7 @@ impl<P: FramePort> NicDevice<P> {
             port,
             queues: QueueSet::new(usize::from(NUM_QUEUES)),
             more: false,
+            resume: true,
             buffer: vec![0; PORT_BUFFER],
             held_len: 0,
             starved: false,
@@ -167,9 +171,14 @@ impl<P: FramePort> NicDevice<P> {
         memory: &mut M,
     ) -> Result<()> {
         self.net.set_negotiated(state.driver_features);
-        let (sync, dropped) = self
-            .queues
-            .sync(state, QUEUE_SIZE, self.net.max_segments(), &mut self.notes, self.index);
+        let (sync, dropped) = self.queues.sync(
+            state,
+            (QUEUE_SIZE, self.net.max_segments()),
+            &mut self.notes,
+            self.index,
+            self.resume.then_some(&*memory),
+        );
+        self.resume = false;
         if dropped {
             self.more = false;
             self.held_len = 0;

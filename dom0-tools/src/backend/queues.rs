@@ -7,7 +7,7 @@ use anyhow::Result;
 use keel_abi::mgmt::virtio::complete_flags;
 use keel_abi::mgmt::VirtioDeviceState;
 use keel_virtio::status::{DEVICE_NEEDS_RESET, DRIVER_OK, FEATURES_OK};
-use keel_virtio::{Queue, QueueConfig, QueueFeatures};
+use keel_virtio::{GuestMemory, Queue, QueueConfig, QueueFeatures};
 
 use super::calls::VirtioCalls;
 
@@ -104,14 +104,19 @@ impl QueueSet {
     ///   `max_segments`, [`Sync::Ready`] (or [`Sync::Broken`] with a note
     ///   if Keel's validated layout is refused here: a mismatch worth a
     ///   reset, never a panic).
-    pub fn sync(
+    ///
+    /// With `resume` (the memory), queues continue from the `used.idx` in
+    /// guest memory ([`Queue::resume`]): the first state a backend sees
+    /// after it was restarted under a running driver.
+    pub fn sync<M: GuestMemory>(
         &mut self,
         state: &VirtioDeviceState,
-        max_size: u16,
-        max_segments: usize,
+        limits: (u16, usize),
         notes: &mut Vec<String>,
         device: usize,
+        resume: Option<&M>,
     ) -> (Sync, bool) {
+        let (max_size, max_segments) = limits;
         let mut dropped = false;
         if self.generation != Some(state.generation) || state.status == 0 {
             self.drop_queues();
@@ -138,10 +143,24 @@ impl QueueSet {
                 avail_ring: queue.driver,
                 used_ring: queue.device,
             };
-            match Queue::new(config, max_size, features, max_segments) {
+            let built = match resume {
+                Some(memory) => Queue::resume(config, max_size, features, max_segments, memory)
+                    .inspect(|queue| {
+                        // Index 0 is a driver that has not used the queue yet.
+                        if queue.next_used() != 0 {
+                            notes.push(format!(
+                                "device {device}: queue {number} resumed at used index {}",
+                                queue.next_used()
+                            ));
+                        }
+                    })
+                    .map_err(|error| format!("{error:?}")),
+                None => Queue::new(config, max_size, features, max_segments).map_err(|error| format!("{error:?}")),
+            };
+            match built {
                 Ok(built) => *slot = Some(built),
                 Err(error) => {
-                    notes.push(format!("device {device}: queue {number} refused: {error:?}"));
+                    notes.push(format!("device {device}: queue {number} refused: {error}"));
                     self.broken = true;
                 }
             }

@@ -62,6 +62,17 @@ pub struct ReadyInfo {
     pub console: Option<ConsoleRecord>,
 }
 
+/// What a backend was started to serve, as its command line gave it:
+/// `keel backend-restart` starts the same again.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DevicesRecord {
+    /// `<path>,<mode>` each.
+    pub disks: Vec<String>,
+    /// `mac=<mac>[,mtu=<mtu>]` each.
+    pub vifs: Vec<String>,
+    pub console: bool,
+}
+
 /// The run files of domain `id`'s backend.
 #[derive(Debug, Clone)]
 pub struct RunFiles {
@@ -91,6 +102,29 @@ impl RunFiles {
 
     pub fn log(&self) -> PathBuf {
         self.file("log")
+    }
+
+    /// What the backend was started for (kept after it dies, removed when
+    /// it is stopped).
+    pub fn devices(&self) -> PathBuf {
+        self.file("devices")
+    }
+
+    pub fn write_devices(&self, record: &DevicesRecord) -> Result<()> {
+        let text = serde_json::to_string_pretty(record).expect("plain data serializes") + "\n";
+        std::fs::write(self.devices(), text).with_context(|| format!("writing {}", self.devices().display()))
+    }
+
+    pub fn read_devices(&self) -> Result<Option<DevicesRecord>> {
+        let path = self.devices();
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(error) => return Err(anyhow!("{}: {error}", path.display())),
+        };
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|error| anyhow!("{}: {error}", path.display()))
     }
 
     /// Removes the pid and ready files (not the log); missing ones are fine.

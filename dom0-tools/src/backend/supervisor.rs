@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use keel_abi::mgmt::DomainId;
 
-use super::runfiles::{create_run_dir, holder, Holder, ReadyInfo, RunFiles, RUN_DIR};
+use super::runfiles::{create_run_dir, holder, DevicesRecord, Holder, ReadyInfo, RunFiles, RUN_DIR};
 use crate::config::Disk;
 use crate::switch_daemon;
 use crate::sys::{new_session_on_exec, send_signal, Signal};
@@ -42,6 +42,36 @@ pub struct BackendDevices {
 }
 
 impl BackendDevices {
+    /// As the run files keep it.
+    pub fn record(&self) -> DevicesRecord {
+        DevicesRecord {
+            disks: self.disks.iter().map(Disk::spec).collect(),
+            vifs: self.nics.iter().map(Nic::spec).collect(),
+            console: self.console,
+        }
+    }
+
+    /// Back from the run files.
+    pub fn from_record(record: &DevicesRecord) -> Result<Self> {
+        let disks = record
+            .disks
+            .iter()
+            .map(|spec| Disk::parse(spec, std::path::Path::new("")))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|reason| anyhow::anyhow!("a kept disk: {reason}"))?;
+        let nics = record
+            .vifs
+            .iter()
+            .map(|spec| Nic::parse(spec))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|reason| anyhow::anyhow!("a kept interface: {reason}"))?;
+        Ok(Self {
+            disks,
+            nics,
+            console: record.console,
+        })
+    }
+
     /// Devices in all.
     pub fn count(&self) -> usize {
         self.disks.len() + self.nics.len() + usize::from(self.console)
@@ -61,6 +91,9 @@ pub trait Backends {
     /// Stops domain `id`'s backend; `false` when none was running.
     fn stop(&mut self, id: DomainId) -> Result<bool>;
     fn status(&mut self, id: DomainId) -> Result<BackendStatus>;
+    /// Starts domain `id`'s backend again for what it was last started
+    /// with (after it died); refused while one runs.
+    fn restart(&mut self, id: DomainId) -> Result<()>;
 }
 
 pub struct Supervisor {
@@ -151,6 +184,7 @@ impl Backends for Supervisor {
             bail!("a backend (pid {pid}) already serves domain {id}");
         }
         files.remove();
+        files.write_devices(&devices.record())?;
         let log = File::create(files.log()).with_context(|| format!("cannot create {}", files.log().display()))?;
         let mut command = self.command(id, devices);
         command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
@@ -191,6 +225,7 @@ impl Backends for Supervisor {
             Holder::Nobody => {
                 // Files a dead backend left, if any.
                 files.remove();
+                let _ = std::fs::remove_file(files.devices());
                 return Ok(false);
             }
             Holder::Backend(pid) => pid,
@@ -216,7 +251,20 @@ impl Backends for Supervisor {
             }
         }
         files.remove();
+        let _ = std::fs::remove_file(files.devices());
         Ok(true)
+    }
+
+    fn restart(&mut self, id: DomainId) -> Result<()> {
+        let files = self.files(id);
+        if let Holder::Backend(pid) = holder(&files.pid())? {
+            let pid = pid.map_or_else(|| "?".to_string(), |pid| pid.to_string());
+            bail!("a backend (pid {pid}) already serves domain {id}");
+        }
+        let Some(record) = files.read_devices()? else {
+            bail!("no backend was started for domain {id}: nothing to restart");
+        };
+        self.start(id, &BackendDevices::from_record(&record)?)
     }
 
     fn status(&mut self, id: DomainId) -> Result<BackendStatus> {
@@ -344,6 +392,47 @@ mod tests {
                 ready: None
             }
         );
+        std::fs::remove_dir_all(&supervisor.run_dir).unwrap();
+    }
+
+    #[test]
+    fn a_dead_backend_is_restarted_with_what_it_served() {
+        if !Path::new(FLOCK).exists() {
+            eprintln!("skipped: no {FLOCK}");
+            return;
+        }
+        let mut supervisor = supervisor("restart", SERVING);
+        assert_eq!(
+            supervisor.restart(9).unwrap_err().to_string(),
+            "no backend was started for domain 9: nothing to restart"
+        );
+        let mut devices = disks();
+        devices.console = true;
+        supervisor.start(9, &devices).unwrap();
+        assert!(supervisor
+            .restart(9)
+            .unwrap_err()
+            .to_string()
+            .starts_with("a backend (pid "));
+        // It dies without a word (SIGKILL leaves its files behind).
+        let pid = supervisor.status(9).unwrap().running.unwrap();
+        send_signal(pid, Signal::Kill).unwrap();
+        let files = supervisor.files(9);
+        assert!(supervisor.wait_gone(&files, Duration::from_secs(5)).unwrap());
+        assert_eq!(
+            files.read_devices().unwrap(),
+            Some(DevicesRecord {
+                disks: vec!["/srv/root.img,rw".into(), "/srv/a,b.iso,ro".into()],
+                vifs: Vec::new(),
+                console: true
+            })
+        );
+        supervisor.restart(9).unwrap();
+        let again = supervisor.status(9).unwrap().running.unwrap();
+        assert_ne!(again, pid);
+        // Stopping forgets what it served: nothing to restart after destroy.
+        assert!(supervisor.stop(9).unwrap());
+        assert!(!files.devices().exists());
         std::fs::remove_dir_all(&supervisor.run_dir).unwrap();
     }
 

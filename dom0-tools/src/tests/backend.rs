@@ -410,3 +410,39 @@ fn the_loop_serves_at_start_and_on_control_bits_and_ends_with_the_domain() {
     assert!(log.is_empty(), "{}", String::from_utf8_lossy(&log));
     std::fs::remove_file(path).unwrap();
 }
+
+#[test]
+fn a_restarted_backend_continues_the_running_queue_and_answers_a_pending_reset() {
+    let (path, mut keel, id, mut first) = disk_of_a_domain("restart", 8, false);
+    let mut memory = memory();
+    driver_ok(&mut keel, id, FEATURES);
+    publish(&mut memory, 0, VIRTIO_BLK_T_IN, 1);
+    publish(&mut memory, 1, VIRTIO_BLK_T_IN, 2);
+    first.on_control(&mut calls(&mut keel, id), &mut memory).unwrap();
+    assert_eq!(used_idx(&memory), 2);
+    drop(first);
+
+    // The backend died and a new one starts under the running driver: it
+    // takes the next request only, not the two already answered.
+    publish(&mut memory, 2, VIRTIO_BLK_T_IN, 3);
+    let mut second = device(&path, false);
+    second.on_control(&mut calls(&mut keel, id), &mut memory).unwrap();
+    assert_eq!(used_idx(&memory), 3);
+    assert_eq!(data(&memory, 2), [3u8; 512]);
+    assert_eq!(second.take_notes(), ["device 0: queue 0 resumed at used index 2"]);
+    // Later queues (after a reset) start afresh.
+    keel.virtio(id, 0).state.status = 0;
+    second.on_control(&mut calls(&mut keel, id), &mut memory).unwrap();
+    assert_eq!(second.live_queues(), 0);
+
+    // A driver reset left pending by the dead backend is answered at once.
+    drop(second);
+    keel.virtio(id, 0).state.reset_pending = true;
+    let mut third = device(&path, false);
+    third.on_control(&mut calls(&mut keel, id), &mut memory).unwrap();
+    assert_eq!(
+        keel.completes.last(),
+        Some(&complete(id, 0, complete_flags::RESET_DONE, 1))
+    );
+    std::fs::remove_file(path).unwrap();
+}

@@ -549,7 +549,10 @@ fn block_list_without_a_backend_still_shows_keels_devices() {
          0      ?     needs-reset (0x4f)  ?\n\
          1      ?     acknowledge (0x01)  ?\n"
     );
-    assert_eq!(err, "keel: no backend runs for web (id 1): its disks are not served\n");
+    assert_eq!(
+        err,
+        "keel: no backend runs for web (id 1): its disks are not served; `keel backend-restart` starts it again\n"
+    );
     // A domain without disks: just the header, no note.
     keel.add("db", DomainState::Running, 64);
     let (result, out, err) = keel_run_with(&mut keel, &mut backends, &["block-list", "db"]);
@@ -606,7 +609,8 @@ fn the_backend_command_is_hidden_but_parses() {
         Command::Switch(_)
     ));
     let help = Cli::command().render_help().to_string();
-    assert!(!help.contains("backend"), "{help}");
+    assert!(!help.contains("\n  backend "), "{help}");
+    assert!(help.contains("\n  backend-restart "), "{help}");
     assert!(!help.contains("\n  switch"), "{help}");
     assert!(help.contains("network-list"), "{help}");
     assert!(help.contains("block-list"), "{help}");
@@ -633,4 +637,32 @@ fn console_hvc_needs_a_virtio_console_and_its_backend() {
         result,
         Err("keel: no backend runs for web (id 1): its virtio console is not served".to_string())
     );
+}
+
+#[test]
+fn backend_restart_starts_what_the_domain_was_created_with() {
+    let mut keel = FakeKeel::new();
+    keel.add("web", DomainState::Running, 64);
+    let mut backends = FakeBackends::default();
+    let (result, _, _) = keel_run_with(&mut keel, &mut backends, &["backend-restart", "web"]);
+    assert_eq!(
+        result,
+        Err(
+            "keel: cannot restart the backend of web (id 1): no backend was started for domain 1: nothing to restart"
+                .to_string()
+        )
+    );
+    let devices = BackendDevices {
+        console: true,
+        ..BackendDevices::default()
+    };
+    backends.start(1, &devices).unwrap();
+    backends.running.get_mut(&1).unwrap().running = None;
+    let (result, out, _) = keel_run_with(&mut keel, &mut backends, &["backend-restart", "web"]);
+    assert_eq!(
+        (result, out.as_str()),
+        (Ok(()), "Restarted the backend of web (id 1)\n")
+    );
+    assert_eq!(backends.started[&1], devices);
+    assert_eq!(backends.running[&1].running, Some(FAKE_BACKEND_PID));
 }

@@ -783,6 +783,8 @@ pub struct FakeBackends {
     pub fail_start: Option<String>,
     /// Every stop fails with this message.
     pub fail_stop: Option<String>,
+    /// What each domain's backend was last started with (until stopped).
+    pub started: BTreeMap<DomainId, BackendDevices>,
 }
 
 pub const FAKE_BACKEND_PID: i32 = 4242;
@@ -791,6 +793,7 @@ impl Backends for FakeBackends {
     fn start(&mut self, id: DomainId, devices: &BackendDevices) -> Result<()> {
         let disks = &devices.disks;
         self.events.push(BackendEvent::Start(id, disks.to_vec()));
+        self.started.insert(id, devices.clone());
         if let Some(message) = self.fail_start.take() {
             anyhow::bail!(message);
         }
@@ -834,11 +837,22 @@ impl Backends for FakeBackends {
         Ok(())
     }
 
+    fn restart(&mut self, id: DomainId) -> Result<()> {
+        if self.running.get(&id).is_some_and(|status| status.running.is_some()) {
+            anyhow::bail!("a backend (pid {FAKE_BACKEND_PID}) already serves domain {id}");
+        }
+        let Some(devices) = self.started.get(&id).cloned() else {
+            anyhow::bail!("no backend was started for domain {id}: nothing to restart");
+        };
+        self.start(id, &devices)
+    }
+
     fn stop(&mut self, id: DomainId) -> Result<bool> {
         self.events.push(BackendEvent::Stop(id));
         if let Some(message) = &self.fail_stop {
             anyhow::bail!(message.clone());
         }
+        self.started.remove(&id);
         Ok(self.running.remove(&id).is_some())
     }
 

@@ -603,3 +603,47 @@ fn random_memory_never_panics() {
         }
     }
 }
+
+#[test]
+fn a_resumed_queue_continues_where_the_last_device_completed() {
+    let (mut memory, mut driver, mut first) = setup(8, NONE);
+    // Three requests: the first device completes one, takes a second and
+    // goes away with it in flight; the third it never saw.
+    for n in 0..3 {
+        driver.add_chain(&mut memory, 2 * n, &[(16, false)]);
+    }
+    let done = first.pop(&memory).unwrap().unwrap();
+    first.add_used(&mut memory, done.head(), 0).unwrap();
+    let lost = first.pop(&memory).unwrap().unwrap();
+    assert_eq!((done.head(), lost.head()), (0, 2));
+    // The first device goes away here.
+
+    let mut resumed = Queue::resume(driver.config(), 8, NONE, MAX_CHAIN_SEGMENTS, &memory).unwrap();
+    assert_eq!((resumed.next_avail(), resumed.next_used()), (1, 1));
+    // The chain in flight is taken again, then the unseen one.
+    let again = resumed.pop(&memory).unwrap().unwrap();
+    assert_eq!(again.head(), 2);
+    resumed.add_used(&mut memory, again.head(), 0).unwrap();
+    assert_eq!(resumed.pop(&memory).unwrap().unwrap().head(), 4);
+    assert_eq!(driver.used_idx(&memory), 2);
+    assert_eq!(driver.take_used(&memory), Some((0, 0)));
+    assert_eq!(driver.take_used(&memory), Some((2, 0)));
+
+    // A ring the driver has just set up resumes at 0, like a new queue.
+    let (memory, driver, _) = setup(8, NONE);
+    let fresh = Queue::resume(driver.config(), 8, NONE, MAX_CHAIN_SEGMENTS, &memory).unwrap();
+    assert_eq!((fresh.next_avail(), fresh.next_used(), fresh.in_flight()), (0, 0, 0));
+    // A used ring out of reach, or a bad layout, is refused.
+    let far = QueueConfig {
+        used_ring: MEMORY_SIZE as u64 + 0x1000,
+        ..driver.config()
+    };
+    assert!(matches!(
+        Queue::resume(far, 8, NONE, MAX_CHAIN_SEGMENTS, &memory),
+        Err(ResumeError::Queue(_))
+    ));
+    assert_eq!(
+        Queue::resume(driver.config(), 4, NONE, MAX_CHAIN_SEGMENTS, &memory).unwrap_err(),
+        ResumeError::Config(ConfigError::SizeAboveMax { size: 8, max: 4 })
+    );
+}

@@ -892,9 +892,12 @@ mod tests {
         // Create, then the first boot, the reboot and destroy, in that order.
         let create = script.find("if run keel create \"$SPLIT_CONFIG\"; then").unwrap();
         let reboot = script.find("if run keel reboot \"$SPLIT_DOMU\"; then").unwrap();
-        let destroy = script.find("destroy_domain \"$SPLIT_DOMU\"").unwrap();
-        assert!(create < reboot && reboot < destroy);
-        assert_eq!(SPLIT_BLK_STEPS.len(), 14);
+        let restart = script.find("if run keel backend-restart \"$SPLIT_DOMU\"; then").unwrap();
+        let destroy = script.find("destroy_domain \"$SPLIT_DOMU\" \"after its checks\"").unwrap();
+        assert!(create < reboot && reboot < restart && restart < destroy);
+        // The restart is judged by the second boot's read passes.
+        assert!(DOMU_INIT.contains("say \"domu: split-blk read pass $pass\""));
+        assert_eq!(SPLIT_BLK_STEPS.len(), 15);
         assert!(SPLIT_BLK_FAILURES
             .iter()
             .all(|failure| failure.starts_with("dom0: split-blk ")));
