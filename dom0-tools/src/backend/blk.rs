@@ -9,13 +9,12 @@ use std::os::unix::fs::{FileExt, FileTypeExt};
 use std::path::Path;
 
 use anyhow::Result;
-use keel_abi::mgmt::virtio::complete_flags;
 use keel_abi::mgmt::VirtioDeviceState;
 use keel_virtio::blk::{BackendError, Blk, BlkOptions, BlockBackend, QUEUE_SIZE, SECTOR_SIZE};
-use keel_virtio::{GuestMemory, QueueError};
+use keel_virtio::GuestMemory;
 
 use super::calls::{on_control, VirtioCalls};
-use super::queues::QueueSet;
+use super::queues::DeviceCore;
 
 /// Requests served per queue before the other devices get their turn.
 pub const BUDGET: usize = 128;
@@ -113,36 +112,22 @@ impl BlockBackend for ImageFile {
 
 /// One virtio-blk device of the domain.
 pub struct DiskDevice<B> {
-    index: usize,
+    core: DeviceCore,
     blk: Blk,
     image: B,
-    /// Built when the driver enabled them and the device went DRIVER_OK;
-    /// dropped on reset.
-    queues: QueueSet,
-    /// A queue's budget ran out with requests left.
-    more: bool,
-    /// The first state is still to come: queues a driver already runs then
-    /// continue from their used index (this backend was restarted).
-    resume: bool,
-    /// What happened worth a line in the log.
-    notes: Vec<String>,
 }
 
 impl<B: BlockBackend> DiskDevice<B> {
     pub fn new(index: usize, blk: Blk, image: B, num_queues: usize) -> Self {
         Self {
-            index,
+            core: DeviceCore::new(index, num_queues),
             blk,
             image,
-            queues: QueueSet::new(num_queues),
-            more: false,
-            resume: true,
-            notes: Vec::new(),
         }
     }
 
     pub fn index(&self) -> usize {
-        self.index
+        self.core.index
     }
 
     /// Capacity in 512-byte sectors.
@@ -152,31 +137,31 @@ impl<B: BlockBackend> DiskDevice<B> {
 
     /// Requests are still queued: serve again without sleeping.
     pub fn has_more(&self) -> bool {
-        self.more
+        self.core.more
     }
 
     /// Queues built (being served).
     pub fn live_queues(&self) -> usize {
-        self.queues.live()
+        self.core.queues.live()
     }
 
     pub fn is_broken(&self) -> bool {
-        self.queues.is_broken()
+        self.core.queues.is_broken()
     }
 
     pub fn take_notes(&mut self) -> Vec<String> {
-        std::mem::take(&mut self.notes)
+        self.core.take_notes()
     }
 
     /// A transport change (and once at start): fetches the state and acts
     /// on it ([`on_control`]).
     pub fn on_control<C: VirtioCalls, M: GuestMemory>(&mut self, keel: &mut C, memory: &mut M) -> Result<()> {
-        on_control(self.index, keel, |state, keel| self.apply(state, keel, memory))
+        on_control(self.core.index, keel, |state, keel| self.apply(state, keel, memory))
     }
 
-    /// What a state means for the device ([`QueueSet::sync`]); once ready,
-    /// the negotiated features apply and every queue is served once (the
-    /// driver may have published requests before DRIVER_OK).
+    /// What a state means for the device ([`DeviceCore::apply`]); once
+    /// ready, the negotiated features apply and every queue is served once
+    /// (the driver may have published requests before DRIVER_OK).
     pub fn apply<C: VirtioCalls, M: GuestMemory>(
         &mut self,
         state: &VirtioDeviceState,
@@ -184,18 +169,8 @@ impl<B: BlockBackend> DiskDevice<B> {
         memory: &mut M,
     ) -> Result<()> {
         self.blk.set_negotiated(state.driver_features);
-        let (sync, dropped) = self.queues.sync(
-            state,
-            (QUEUE_SIZE, self.blk.max_segments()),
-            &mut self.notes,
-            self.index,
-            self.resume.then_some(&*memory),
-        );
-        self.resume = false;
-        if dropped {
-            self.more = false;
-        }
-        if sync.answer(keel, self.index, state.generation)? {
+        let limits = (QUEUE_SIZE, self.blk.max_segments());
+        if self.core.apply(state, limits, keel, &*memory)?.0 {
             self.serve(keel, memory)?;
         }
         Ok(())
@@ -205,43 +180,26 @@ impl<B: BlockBackend> DiskDevice<B> {
     /// VirtioComplete with the queues whose driver asked for an interrupt
     /// (and NEEDS_RESET the first time a queue breaks).
     pub fn serve<C: VirtioCalls, M: GuestMemory>(&mut self, keel: &mut C, memory: &mut M) -> Result<()> {
-        let Some(generation) = self.queues.generation() else {
-            return Ok(());
-        };
-        if self.queues.is_broken() {
+        if self.core.queues.is_broken() {
             return Ok(());
         }
-        let (mut notify, mut broke) = (0u32, false);
-        self.more = false;
-        for (number, queue) in self.queues.iter_mut() {
+        let (mut notify, mut errors) = (0u32, Vec::new());
+        self.core.more = false;
+        for (number, queue) in self.core.queues.iter_mut() {
             match self.blk.process_queue(queue, memory, &mut self.image, BUDGET) {
                 Ok(processed) => {
                     if processed.notify {
                         notify |= 1 << number;
                     }
-                    self.more |= processed.more;
+                    self.core.more |= processed.more;
                 }
-                Err(error) if error.needs_reset() || error == QueueError::Broken => {
-                    self.notes.push(format!(
-                        "device {}: the driver broke queue {number} ({error:?}): device needs reset",
-                        self.index
-                    ));
-                    broke = true;
-                }
-                Err(error) => self
-                    .notes
-                    .push(format!("device {}: queue {number}: {error:?}", self.index)),
+                Err(error) => errors.push((number, error)),
             }
         }
-        let mut flags = 0;
-        if broke {
-            self.queues.mark_broken();
-            self.more = false;
-            flags = complete_flags::NEEDS_RESET;
+        let mut broke = false;
+        for (number, error) in errors {
+            broke |= self.core.queue_error(number, error);
         }
-        if notify == 0 && flags == 0 {
-            return Ok(());
-        }
-        keel.complete(self.index, notify, flags, generation)
+        self.core.finish(keel, notify, broke)
     }
 }

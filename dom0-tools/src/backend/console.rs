@@ -15,13 +15,12 @@
 use std::os::fd::RawFd;
 
 use anyhow::Result;
-use keel_abi::mgmt::virtio::complete_flags;
 use keel_abi::mgmt::VirtioDeviceState;
 use keel_virtio::console::{Console, ConsoleOptions, ConsoleSink, NUM_QUEUES, QUEUE_SIZE, RX_QUEUE, TX_QUEUE};
-use keel_virtio::{GuestMemory, QueueError};
+use keel_virtio::GuestMemory;
 
 use super::calls::{on_control, VirtioCalls};
-use super::queues::QueueSet;
+use super::queues::DeviceCore;
 
 /// Chains served per turn before the other devices get theirs.
 pub const BUDGET: usize = 64;
@@ -58,38 +57,28 @@ impl<L: ConsoleLink> ConsoleSink for LinkSink<'_, L> {
 
 /// One virtio-console device of the domain.
 pub struct ConsoleDevice<L> {
-    index: usize,
+    core: DeviceCore,
     console: Console,
     link: L,
-    queues: QueueSet,
-    more: bool,
-    /// The first state is still to come: queues a driver already runs then
-    /// continue from their used index (this backend was restarted).
-    resume: bool,
     /// Typed bytes not in the driver's buffers yet.
     input: Vec<u8>,
     /// The driver has no receive buffer: no input until it kicks.
     starved: bool,
-    notes: Vec<String>,
 }
 
 impl<L: ConsoleLink> ConsoleDevice<L> {
     pub fn new(index: usize, console: Console, link: L) -> Self {
         Self {
-            index,
+            core: DeviceCore::new(index, usize::from(NUM_QUEUES)),
             console,
             link,
-            queues: QueueSet::new(usize::from(NUM_QUEUES)),
-            more: false,
-            resume: true,
             input: Vec::with_capacity(INPUT_MAX),
             starved: false,
-            notes: Vec::new(),
         }
     }
 
     pub fn index(&self) -> usize {
-        self.index
+        self.core.index
     }
 
     pub fn link(&self) -> &L {
@@ -101,21 +90,21 @@ impl<L: ConsoleLink> ConsoleDevice<L> {
     }
 
     pub fn has_more(&self) -> bool {
-        self.more
+        self.core.more
     }
 
     pub fn is_broken(&self) -> bool {
-        self.queues.is_broken()
+        self.core.queues.is_broken()
     }
 
     pub fn take_notes(&mut self) -> Vec<String> {
-        std::mem::take(&mut self.notes)
+        self.core.take_notes()
     }
 
     /// Whether typed input can be taken now.
     fn reading(&self) -> bool {
-        !self.queues.is_broken()
-            && self.queues.live() > usize::from(RX_QUEUE)
+        !self.core.queues.is_broken()
+            && self.core.queues.live() > usize::from(RX_QUEUE)
             && !self.starved
             && self.input.len() < INPUT_MAX
     }
@@ -125,11 +114,12 @@ impl<L: ConsoleLink> ConsoleDevice<L> {
     }
 
     pub fn on_control<C: VirtioCalls, M: GuestMemory>(&mut self, keel: &mut C, memory: &mut M) -> Result<()> {
-        on_control(self.index, keel, |state, keel| self.apply(state, keel, memory))
+        on_control(self.core.index, keel, |state, keel| self.apply(state, keel, memory))
     }
 
-    /// What a state means ([`QueueSet::sync`]); typed input not delivered
-    /// yet is dropped with the queues (the guest's tty was reset too).
+    /// What a state means ([`DeviceCore::apply`]); typed input not
+    /// delivered yet is dropped with the queues (the guest's tty was reset
+    /// too).
     pub fn apply<C: VirtioCalls, M: GuestMemory>(
         &mut self,
         state: &VirtioDeviceState,
@@ -137,20 +127,13 @@ impl<L: ConsoleLink> ConsoleDevice<L> {
         memory: &mut M,
     ) -> Result<()> {
         self.console.set_negotiated(state.driver_features);
-        let (sync, dropped) = self.queues.sync(
-            state,
-            (QUEUE_SIZE, self.console.max_segments()),
-            &mut self.notes,
-            self.index,
-            self.resume.then_some(&*memory),
-        );
-        self.resume = false;
+        let limits = (QUEUE_SIZE, self.console.max_segments());
+        let (ready, dropped) = self.core.apply(state, limits, keel, &*memory)?;
         if dropped {
-            self.more = false;
             self.input.clear();
             self.starved = false;
         }
-        if sync.answer(keel, self.index, state.generation)? {
+        if ready {
             self.serve(keel, memory)?;
         }
         Ok(())
@@ -159,12 +142,12 @@ impl<L: ConsoleLink> ConsoleDevice<L> {
     /// A kick: the guest's output first (Linux waits for it), then input.
     pub fn serve<C: VirtioCalls, M: GuestMemory>(&mut self, keel: &mut C, memory: &mut M) -> Result<()> {
         self.starved = false;
-        self.more = false;
+        self.core.more = false;
         let mut notify = 0;
         let mut broke = self.transmit(memory, &mut notify);
         self.link.service();
         broke |= self.receive(memory, &mut notify);
-        self.finish(keel, notify, broke)
+        self.core.finish(keel, notify, broke)
     }
 
     /// A wakeup: a client may have connected or typed.
@@ -172,43 +155,14 @@ impl<L: ConsoleLink> ConsoleDevice<L> {
         self.link.service();
         let mut notify = 0;
         let broke = self.receive(memory, &mut notify);
-        self.finish(keel, notify, broke)
-    }
-
-    fn finish<C: VirtioCalls>(&mut self, keel: &mut C, notify: u32, broke: bool) -> Result<()> {
-        let Some(generation) = self.queues.generation() else {
-            return Ok(());
-        };
-        let mut flags = 0;
-        if broke {
-            self.queues.mark_broken();
-            self.more = false;
-            flags = complete_flags::NEEDS_RESET;
-        }
-        if notify == 0 && flags == 0 {
-            return Ok(());
-        }
-        keel.complete(self.index, notify, flags, generation)
-    }
-
-    fn broken_queue(&mut self, number: u16, error: QueueError) -> bool {
-        let broke = error.needs_reset() || error == QueueError::Broken;
-        self.notes.push(if broke {
-            format!(
-                "device {}: the driver broke queue {number} ({error:?}): device needs reset",
-                self.index
-            )
-        } else {
-            format!("device {}: queue {number}: {error:?}", self.index)
-        });
-        broke
+        self.core.finish(keel, notify, broke)
     }
 
     fn transmit<M: GuestMemory>(&mut self, memory: &mut M, notify: &mut u32) -> bool {
-        if self.queues.is_broken() {
+        if self.core.queues.is_broken() {
             return false;
         }
-        let Some(queue) = self.queues.get_mut(usize::from(TX_QUEUE)) else {
+        let Some(queue) = self.core.queues.get_mut(usize::from(TX_QUEUE)) else {
             return false;
         };
         match self
@@ -219,10 +173,10 @@ impl<L: ConsoleLink> ConsoleDevice<L> {
                 if processed.notify {
                     *notify |= 1 << TX_QUEUE;
                 }
-                self.more |= processed.more;
+                self.core.more |= processed.more;
                 false
             }
-            Err(error) => self.broken_queue(TX_QUEUE, error),
+            Err(error) => self.core.queue_error(usize::from(TX_QUEUE), error),
         }
     }
 
@@ -237,10 +191,10 @@ impl<L: ConsoleLink> ConsoleDevice<L> {
             let room = INPUT_MAX - self.input.len();
             self.link.input(&mut self.input, room);
         }
-        if self.input.is_empty() || self.queues.is_broken() {
+        if self.input.is_empty() || self.core.queues.is_broken() {
             return false;
         }
-        let Some(queue) = self.queues.get_mut(usize::from(RX_QUEUE)) else {
+        let Some(queue) = self.core.queues.get_mut(usize::from(RX_QUEUE)) else {
             return false;
         };
         match self.console.receive(queue, memory, &self.input) {
@@ -251,12 +205,12 @@ impl<L: ConsoleLink> ConsoleDevice<L> {
                 }
                 self.starved = outcome.starved;
                 // Stopped by the per-call bound: more next turn.
-                self.more |= !outcome.starved && !self.input.is_empty();
+                self.core.more |= !outcome.starved && !self.input.is_empty();
                 false
             }
             Err(error) => {
                 self.input.clear();
-                self.broken_queue(RX_QUEUE, error)
+                self.core.queue_error(usize::from(RX_QUEUE), error)
             }
         }
     }

@@ -15,13 +15,12 @@ use std::io;
 use std::os::fd::RawFd;
 
 use anyhow::Result;
-use keel_abi::mgmt::virtio::complete_flags;
 use keel_abi::mgmt::VirtioDeviceState;
 use keel_virtio::net::{FrameSink, Net, NetOptions, RxOutcome, NUM_QUEUES, QUEUE_SIZE, RX_QUEUE, TX_QUEUE};
-use keel_virtio::{GuestMemory, QueueError};
+use keel_virtio::GuestMemory;
 
 use super::calls::{on_control, VirtioCalls};
-use super::queues::QueueSet;
+use super::queues::DeviceCore;
 use crate::vif::Nic;
 
 /// Chains served per queue per turn before the other devices get theirs.
@@ -72,15 +71,9 @@ impl<P: FramePort> FrameSink for PortSink<'_, P> {
 
 /// One virtio-net device of the domain.
 pub struct NicDevice<P> {
-    index: usize,
+    core: DeviceCore,
     net: Net,
     port: P,
-    queues: QueueSet,
-    /// A queue's budget ran out with work left.
-    more: bool,
-    /// The first state is still to come: queues a driver already runs then
-    /// continue from their used index (this backend was restarted).
-    resume: bool,
     /// A frame read from the port that found no receive buffer
     /// (`held_len` bytes of `buffer`; 0: none).
     buffer: Vec<u8>,
@@ -90,28 +83,23 @@ pub struct NicDevice<P> {
     starved: bool,
     /// Frames the port refused (the switch's buffer full, or no switch).
     tx_unsent: u64,
-    notes: Vec<String>,
 }
 
 impl<P: FramePort> NicDevice<P> {
     pub fn new(index: usize, net: Net, port: P) -> Self {
         Self {
-            index,
+            core: DeviceCore::new(index, usize::from(NUM_QUEUES)),
             net,
             port,
-            queues: QueueSet::new(usize::from(NUM_QUEUES)),
-            more: false,
-            resume: true,
             buffer: vec![0; PORT_BUFFER],
             held_len: 0,
             starved: false,
             tx_unsent: 0,
-            notes: Vec::new(),
         }
     }
 
     pub fn index(&self) -> usize {
-        self.index
+        self.core.index
     }
 
     pub fn port(&self) -> &P {
@@ -127,15 +115,15 @@ impl<P: FramePort> NicDevice<P> {
     }
 
     pub fn has_more(&self) -> bool {
-        self.more
+        self.core.more
     }
 
     pub fn is_broken(&self) -> bool {
-        self.queues.is_broken()
+        self.core.queues.is_broken()
     }
 
     pub fn take_notes(&mut self) -> Vec<String> {
-        std::mem::take(&mut self.notes)
+        self.core.take_notes()
     }
 
     /// The model's counters and the frames the port refused.
@@ -146,11 +134,11 @@ impl<P: FramePort> NicDevice<P> {
     /// The port's descriptor while frames can be taken: a receive queue is
     /// built, has buffers as far as the device knows, and holds no frame.
     pub fn input_fd(&self) -> Option<RawFd> {
-        let receiving = !self.queues.is_broken()
-            && self.queues.generation().is_some()
+        let receiving = !self.core.queues.is_broken()
+            && self.core.queues.generation().is_some()
             && !self.starved
             && self.held_len == 0
-            && self.queues.live() > usize::from(RX_QUEUE);
+            && self.core.queues.live() > usize::from(RX_QUEUE);
         if receiving {
             self.port.raw_fd()
         } else {
@@ -159,11 +147,11 @@ impl<P: FramePort> NicDevice<P> {
     }
 
     pub fn on_control<C: VirtioCalls, M: GuestMemory>(&mut self, keel: &mut C, memory: &mut M) -> Result<()> {
-        on_control(self.index, keel, |state, keel| self.apply(state, keel, memory))
+        on_control(self.core.index, keel, |state, keel| self.apply(state, keel, memory))
     }
 
-    /// What a state means ([`QueueSet::sync`]); a reset forgets the held
-    /// frame.
+    /// What a state means ([`DeviceCore::apply`]); a reset forgets the
+    /// held frame.
     pub fn apply<C: VirtioCalls, M: GuestMemory>(
         &mut self,
         state: &VirtioDeviceState,
@@ -171,20 +159,13 @@ impl<P: FramePort> NicDevice<P> {
         memory: &mut M,
     ) -> Result<()> {
         self.net.set_negotiated(state.driver_features);
-        let (sync, dropped) = self.queues.sync(
-            state,
-            (QUEUE_SIZE, self.net.max_segments()),
-            &mut self.notes,
-            self.index,
-            self.resume.then_some(&*memory),
-        );
-        self.resume = false;
+        let limits = (QUEUE_SIZE, self.net.max_segments());
+        let (ready, dropped) = self.core.apply(state, limits, keel, &*memory)?;
         if dropped {
-            self.more = false;
             self.held_len = 0;
             self.starved = false;
         }
-        if sync.answer(keel, self.index, state.generation)? {
+        if ready {
             self.serve(keel, memory)?;
         }
         Ok(())
@@ -195,7 +176,7 @@ impl<P: FramePort> NicDevice<P> {
     /// VirtioComplete for the queues that want an interrupt.
     pub fn serve<C: VirtioCalls, M: GuestMemory>(&mut self, keel: &mut C, memory: &mut M) -> Result<()> {
         self.starved = false;
-        self.more = false;
+        self.core.more = false;
         let mut notify = 0;
         let mut broke = self.transmit(memory, &mut notify);
         broke |= self.receive(memory, &mut notify);
@@ -210,42 +191,18 @@ impl<P: FramePort> NicDevice<P> {
     }
 
     fn finish<C: VirtioCalls>(&mut self, keel: &mut C, notify: u32, broke: bool) -> Result<()> {
-        let Some(generation) = self.queues.generation() else {
-            return Ok(());
-        };
-        let mut flags = 0;
         if broke {
-            self.queues.mark_broken();
-            self.more = false;
             self.held_len = 0;
-            flags = complete_flags::NEEDS_RESET;
         }
-        if notify == 0 && flags == 0 {
-            return Ok(());
-        }
-        keel.complete(self.index, notify, flags, generation)
-    }
-
-    fn broken_queue(&mut self, number: u16, error: QueueError) -> bool {
-        if error.needs_reset() || error == QueueError::Broken {
-            self.notes.push(format!(
-                "device {}: the driver broke queue {number} ({error:?}): device needs reset",
-                self.index
-            ));
-            true
-        } else {
-            self.notes
-                .push(format!("device {}: queue {number}: {error:?}", self.index));
-            false
-        }
+        self.core.finish(keel, notify, broke)
     }
 
     /// Serves the transmit queue; true if the driver broke it.
     fn transmit<M: GuestMemory>(&mut self, memory: &mut M, notify: &mut u32) -> bool {
-        if self.queues.is_broken() {
+        if self.core.queues.is_broken() {
             return false;
         }
-        let Some(queue) = self.queues.get_mut(usize::from(TX_QUEUE)) else {
+        let Some(queue) = self.core.queues.get_mut(usize::from(TX_QUEUE)) else {
             return false;
         };
         let mut sink = PortSink {
@@ -256,9 +213,9 @@ impl<P: FramePort> NicDevice<P> {
         let result = self.net.process_tx(queue, memory, &mut sink, BUDGET);
         self.tx_unsent += sink.dropped;
         if let Some(error) = sink.error {
-            self.notes.push(format!(
+            self.core.notes.push(format!(
                 "device {}: the switch port refused a frame: {error}",
-                self.index
+                self.core.index
             ));
         }
         match result {
@@ -266,20 +223,20 @@ impl<P: FramePort> NicDevice<P> {
                 if processed.notify {
                     *notify |= 1 << TX_QUEUE;
                 }
-                self.more |= processed.more;
+                self.core.more |= processed.more;
                 false
             }
-            Err(error) => self.broken_queue(TX_QUEUE, error),
+            Err(error) => self.core.queue_error(usize::from(TX_QUEUE), error),
         }
     }
 
     /// Moves frames from the port into receive buffers (the held one
     /// first), up to the budget; true if the driver broke the queue.
     fn receive<M: GuestMemory>(&mut self, memory: &mut M, notify: &mut u32) -> bool {
-        if self.queues.is_broken() {
+        if self.core.queues.is_broken() {
             return false;
         }
-        let Some(queue) = self.queues.get_mut(usize::from(RX_QUEUE)) else {
+        let Some(queue) = self.core.queues.get_mut(usize::from(RX_QUEUE)) else {
             return false;
         };
         for _ in 0..BUDGET {
@@ -288,8 +245,9 @@ impl<P: FramePort> NicDevice<P> {
                     Ok(Some(len)) => self.held_len = len.min(self.buffer.len()),
                     Ok(None) => return false,
                     Err(error) => {
-                        self.notes
-                            .push(format!("device {}: the switch port: {error}", self.index));
+                        self.core
+                            .notes
+                            .push(format!("device {}: the switch port: {error}", self.core.index));
                         return false;
                     }
                 }
@@ -307,12 +265,12 @@ impl<P: FramePort> NicDevice<P> {
                 }
                 Err(error) => {
                     self.held_len = 0;
-                    return self.broken_queue(RX_QUEUE, error);
+                    return self.core.queue_error(usize::from(RX_QUEUE), error);
                 }
             }
         }
         // The budget ran out with frames perhaps waiting.
-        self.more = true;
+        self.core.more = true;
         false
     }
 }

@@ -1,13 +1,15 @@
 //! The part of a device's state machine every device type shares: which
 //! transport generation its queues belong to, building the queues the
-//! driver enabled once it is ready, dropping them on a reset, and the
-//! "broken" mark that stops serving until the driver resets.
+//! driver enabled once it is ready (resuming them after a backend
+//! restart), dropping them on a reset, the "broken" mark that stops serving
+//! until the driver resets ([`QueueSet`]), and the calls that tell Keel
+//! about it ([`DeviceCore`]).
 
 use anyhow::Result;
 use keel_abi::mgmt::virtio::complete_flags;
 use keel_abi::mgmt::VirtioDeviceState;
 use keel_virtio::status::{DEVICE_NEEDS_RESET, DRIVER_OK, FEATURES_OK};
-use keel_virtio::{GuestMemory, Queue, QueueConfig, QueueFeatures};
+use keel_virtio::{GuestMemory, Queue, QueueConfig, QueueError, QueueFeatures};
 
 use super::calls::VirtioCalls;
 
@@ -169,5 +171,86 @@ impl QueueSet {
             return (Sync::Broken, dropped);
         }
         (Sync::Ready, dropped)
+    }
+}
+
+/// What every served device keeps besides its model: its index, its
+/// queues, whether work is left over, whether its first state is still to
+/// come, and notes for the log.
+pub struct DeviceCore {
+    pub index: usize,
+    pub queues: QueueSet,
+    /// A queue's budget ran out with work left: serve again at once.
+    pub more: bool,
+    /// The first state is still to come: queues a driver already runs then
+    /// continue from their used index (this backend was restarted).
+    resume: bool,
+    pub notes: Vec<String>,
+}
+
+impl DeviceCore {
+    pub fn new(index: usize, num_queues: usize) -> Self {
+        Self {
+            index,
+            queues: QueueSet::new(num_queues),
+            more: false,
+            resume: true,
+            notes: Vec::new(),
+        }
+    }
+
+    pub fn take_notes(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.notes)
+    }
+
+    /// Applies a transport state ([`QueueSet::sync`], resuming on the
+    /// first) and tells Keel what the driver must see ([`Sync::answer`]).
+    /// Returns whether the device is ready to serve, and whether its queues
+    /// were dropped (the caller forgets what it kept for them).
+    pub fn apply<C: VirtioCalls, M: GuestMemory>(
+        &mut self,
+        state: &VirtioDeviceState,
+        limits: (u16, usize),
+        keel: &mut C,
+        memory: &M,
+    ) -> Result<(bool, bool)> {
+        let resume = std::mem::take(&mut self.resume).then_some(memory);
+        let (sync, dropped) = self.queues.sync(state, limits, &mut self.notes, self.index, resume);
+        if dropped {
+            self.more = false;
+        }
+        Ok((sync.answer(keel, self.index, state.generation)?, dropped))
+    }
+
+    /// Notes a queue's error; true when it breaks the device (the driver's
+    /// fault: DEVICE_NEEDS_RESET).
+    pub fn queue_error(&mut self, number: usize, error: QueueError) -> bool {
+        let broke = error.needs_reset() || error == QueueError::Broken;
+        let index = self.index;
+        self.notes.push(if broke {
+            format!("device {index}: the driver broke queue {number} ({error:?}): device needs reset")
+        } else {
+            format!("device {index}: queue {number}: {error:?}")
+        });
+        broke
+    }
+
+    /// One VirtioComplete after serving: the interrupts of the queues in
+    /// `notify`, and NEEDS_RESET when a queue broke (the device then serves
+    /// nothing until the driver resets it).
+    pub fn finish<C: VirtioCalls>(&mut self, keel: &mut C, notify: u32, broke: bool) -> Result<()> {
+        let Some(generation) = self.queues.generation() else {
+            return Ok(());
+        };
+        let mut flags = 0;
+        if broke {
+            self.queues.mark_broken();
+            self.more = false;
+            flags = complete_flags::NEEDS_RESET;
+        }
+        if notify == 0 && flags == 0 {
+            return Ok(());
+        }
+        keel.complete(self.index, notify, flags, generation)
     }
 }
