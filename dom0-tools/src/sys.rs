@@ -218,6 +218,7 @@ unsafe fn string_copy(source: *const u64, target: *mut u64, words: usize) {
     // writable ones at `target`, not overlapping; `rep movsq` with the
     // direction flag clear (the ABI guarantees it) copies exactly RCX words
     // forward from RSI to RDI and touches nothing else.
+    #[cfg(target_arch = "x86_64")]
     unsafe {
         core::arch::asm!(
             "rep movsq",
@@ -226,6 +227,16 @@ unsafe fn string_copy(source: *const u64, target: *mut u64, words: usize) {
             inout("rdi") target => _,
             options(nostack, preserves_flags)
         );
+    }
+    // Elsewhere (the tool is built for x86-64 Linux; this keeps host tests
+    // building anywhere): volatile words, unaligned-tolerant on both sides.
+    #[cfg(not(target_arch = "x86_64"))]
+    for word in 0..words {
+        // SAFETY: as above, each word in bounds.
+        unsafe {
+            let value = core::ptr::read_volatile(source.add(word).cast::<[u8; 8]>());
+            core::ptr::write_volatile(target.add(word).cast::<[u8; 8]>(), value);
+        }
     }
 }
 
@@ -290,22 +301,29 @@ pub fn stop_requested() -> bool {
 pub enum PolledAny {
     TimedOut,
     Interrupted,
-    /// Bit `n` set: `fds[n]` is readable (or hung up: a read says which).
+    /// Bit `n` set: the `n`-th descriptor is ready (readable, or writable
+    /// for those polled for writing; or hung up: a read or write says
+    /// which).
     Readable(u64),
 }
 
 /// Waits up to `timeout` until one of `fds` (at most 64) is readable.
 pub fn poll_any(fds: &[RawFd], timeout: Duration) -> io::Result<PolledAny> {
-    if fds.len() > 64 {
+    poll_io(fds, &[], timeout)
+}
+
+/// Waits up to `timeout` until one of `read` is readable or one of `write`
+/// writable (at most 64 in all); bit `n` of [`PolledAny::Readable`] stands
+/// for the `n`-th of `read` followed by `write`.
+pub fn poll_io(read: &[RawFd], write: &[RawFd], timeout: Duration) -> io::Result<PolledAny> {
+    if read.len() + write.len() > 64 {
         return Err(io::Error::from_raw_os_error(libc::EINVAL));
     }
-    let mut entries: Vec<libc::pollfd> = fds
+    let mut entries: Vec<libc::pollfd> = read
         .iter()
-        .map(|&fd| libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        })
+        .map(|&fd| (fd, libc::POLLIN))
+        .chain(write.iter().map(|&fd| (fd, libc::POLLOUT)))
+        .map(|(fd, events)| libc::pollfd { fd, events, revents: 0 })
         .collect();
     let millis = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
     // SAFETY: `entries` is a valid array of `entries.len()` pollfds for the

@@ -153,6 +153,13 @@ impl<B: BlockBackend> DiskDevice<B> {
         self.core.take_notes()
     }
 
+    /// Tests: started before the driver set the device up.
+    #[cfg(test)]
+    pub fn started_before_the_driver(mut self) -> Self {
+        self.core.started_before_the_driver();
+        self
+    }
+
     /// A transport change (and once at start): fetches the state and acts
     /// on it ([`on_control`]).
     pub fn on_control<C: VirtioCalls, M: GuestMemory>(&mut self, keel: &mut C, memory: &mut M) -> Result<()> {
@@ -180,11 +187,11 @@ impl<B: BlockBackend> DiskDevice<B> {
     /// VirtioComplete with the queues whose driver asked for an interrupt
     /// (and NEEDS_RESET the first time a queue breaks).
     pub fn serve<C: VirtioCalls, M: GuestMemory>(&mut self, keel: &mut C, memory: &mut M) -> Result<()> {
+        self.core.more = false;
         if self.core.queues.is_broken() {
             return Ok(());
         }
         let (mut notify, mut errors) = (0u32, Vec::new());
-        self.core.more = false;
         for (number, queue) in self.core.queues.iter_mut() {
             match self.blk.process_queue(queue, memory, &mut self.image, BUDGET) {
                 Ok(processed) => {

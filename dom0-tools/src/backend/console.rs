@@ -45,6 +45,8 @@ pub trait ConsoleLink {
     /// The descriptors to poll: the listener always, the client when
     /// `reading`.
     fn fds(&self, reading: bool, fds: &mut Vec<RawFd>);
+    /// The client, while output waits for it to take it.
+    fn output_fds(&self, _fds: &mut Vec<RawFd>) {}
 }
 
 struct LinkSink<'a, L>(&'a mut L);
@@ -101,16 +103,27 @@ impl<L: ConsoleLink> ConsoleDevice<L> {
         self.core.take_notes()
     }
 
+    /// Tests: started before the driver set the device up.
+    #[cfg(test)]
+    pub fn started_before_the_driver(mut self) -> Self {
+        self.core.started_before_the_driver();
+        self
+    }
+
     /// Whether typed input can be taken now.
     fn reading(&self) -> bool {
         !self.core.queues.is_broken()
-            && self.core.queues.live() > usize::from(RX_QUEUE)
+            && self.core.queues.has(usize::from(RX_QUEUE))
             && !self.starved
             && self.input.len() < INPUT_MAX
     }
 
     pub fn input_fds(&self, fds: &mut Vec<RawFd>) {
         self.link.fds(self.reading(), fds);
+    }
+
+    pub fn output_fds(&self, fds: &mut Vec<RawFd>) {
+        self.link.output_fds(fds);
     }
 
     pub fn on_control<C: VirtioCalls, M: GuestMemory>(&mut self, keel: &mut C, memory: &mut M) -> Result<()> {

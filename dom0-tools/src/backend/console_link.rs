@@ -153,6 +153,12 @@ impl ConsoleLink for SocketLink {
         self.flush();
     }
 
+    fn output_fds(&self, fds: &mut Vec<RawFd>) {
+        if let Some(client) = self.client.as_ref().filter(|_| !self.unsent.is_empty()) {
+            fds.push(client.as_raw_fd());
+        }
+    }
+
     fn fds(&self, reading: bool, fds: &mut Vec<RawFd>) {
         fds.push(self.listener.as_raw_fd());
         if reading {
@@ -166,5 +172,81 @@ impl ConsoleLink for SocketLink {
 impl Drop for SocketLink {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::sys::{poll_io, PolledAny};
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("keel-tools-console-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn kept_output_is_replayed_and_a_slow_client_is_waited_for_by_poll_not_lost() {
+        let dir = scratch("slow");
+        let mut link = SocketLink::bind(&dir, 4).unwrap();
+        link.output(b"before anyone connected\n");
+        let mut client = UnixStream::connect(link.path()).unwrap();
+        link.service();
+        assert!(link.connected());
+        let mut first = vec![0u8; 24];
+        client.read_exact(&mut first).unwrap();
+        assert_eq!(first, b"before anyone connected\n");
+
+        // More than the socket holds: the rest waits, and the link asks to
+        // be woken when the client can take more.
+        let mut big = Vec::new();
+        let mut waiting = Vec::new();
+        for round in 0..256u32 {
+            let chunk: Vec<u8> = (0..16384u32).map(|at| ((at + round) % 251) as u8).collect();
+            link.output(&chunk);
+            big.extend_from_slice(&chunk);
+            link.output_fds(&mut waiting);
+            if !waiting.is_empty() {
+                break;
+            }
+        }
+        assert_eq!(waiting.len(), 1, "output is waiting for the client");
+        let mut received = Vec::new();
+        client.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        while received.len() < big.len() {
+            // What the backend loop does: poll the waiting client for
+            // writability, and service the link when it can take more.
+            let mut fds = Vec::new();
+            link.output_fds(&mut fds);
+            if !fds.is_empty() && matches!(poll_io(&[], &fds, Duration::ZERO).unwrap(), PolledAny::Readable(_)) {
+                link.service();
+            }
+            let mut chunk = [0u8; 8192];
+            let read = client.read(&mut chunk).unwrap();
+            received.extend_from_slice(&chunk[..read]);
+        }
+        assert_eq!(received, big);
+        assert_eq!(link.lost(), 0);
+        let mut none = Vec::new();
+        link.output_fds(&mut none);
+        assert!(none.is_empty(), "nothing waits any more");
+
+        // Typed bytes come in; a client that leaves is forgotten.
+        client.write_all(b"marco\n").unwrap();
+        let mut input = Vec::new();
+        link.input(&mut input, 4096);
+        assert_eq!(input, b"marco\n");
+        drop(client);
+        link.input(&mut input, 4096);
+        assert!(!link.connected());
+        drop(link);
+        assert!(!socket_path(&dir, 4).exists(), "the socket goes with the backend");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

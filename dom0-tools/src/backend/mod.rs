@@ -77,6 +77,10 @@ pub trait Served<C: VirtioCalls, M: GuestMemory> {
     /// Adds the descriptors whose readability means input for the device
     /// (a switch port, a console socket) while it can take input.
     fn input_fds(&self, _fds: &mut Vec<RawFd>) {}
+    /// Adds the descriptors the device waits to write to (output a slow
+    /// reader has not taken yet); their writability wakes the loop, which
+    /// then calls [`on_input`](Self::on_input).
+    fn output_fds(&self, _fds: &mut Vec<RawFd>) {}
     fn on_input(&mut self, _keel: &mut C, _memory: &mut M) -> Result<()> {
         Ok(())
     }
@@ -140,6 +144,9 @@ impl<C: VirtioCalls, M: GuestMemory, L: ConsoleLink> Served<C, M> for ConsoleDev
     }
     fn input_fds(&self, fds: &mut Vec<RawFd>) {
         ConsoleDevice::input_fds(self, fds)
+    }
+    fn output_fds(&self, fds: &mut Vec<RawFd>) {
+        ConsoleDevice::output_fds(self, fds)
     }
     fn on_input(&mut self, keel: &mut C, memory: &mut M) -> Result<()> {
         ConsoleDevice::on_input(self, keel, memory)
@@ -329,18 +336,21 @@ where
         }
     }
     let mut inputs: Vec<RawFd> = Vec::new();
+    let mut outputs: Vec<RawFd> = Vec::new();
     let mut takes_input = [false; MAX_DEVICES];
     loop {
         inputs.clear();
+        outputs.clear();
         for device in devices.iter() {
-            let before = inputs.len();
+            let before = (inputs.len(), outputs.len());
             device.input_fds(&mut inputs);
-            takes_input[device.index() % MAX_DEVICES] = inputs.len() > before;
+            device.output_fds(&mut outputs);
+            takes_input[device.index() % MAX_DEVICES] = (inputs.len(), outputs.len()) != before;
         }
         let bits = if devices.iter().any(|device| device.has_more()) {
             notifier.poll()?
         } else {
-            match notifier.wait(sys::stop_requested, &inputs)? {
+            match notifier.wait(sys::stop_requested, &inputs, &outputs)? {
                 Wakeup::Pending(bits) => bits,
                 Wakeup::Input => 0,
                 Wakeup::Stop => return Ok("stopped by a signal".to_string()),

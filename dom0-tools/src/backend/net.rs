@@ -126,6 +126,13 @@ impl<P: FramePort> NicDevice<P> {
         self.core.take_notes()
     }
 
+    /// Tests: started before the driver set the device up.
+    #[cfg(test)]
+    pub fn started_before_the_driver(mut self) -> Self {
+        self.core.started_before_the_driver();
+        self
+    }
+
     /// The model's counters and the frames the port refused.
     pub fn stats(&self) -> (keel_virtio::net::NetStats, u64) {
         (self.net.stats(), self.tx_unsent)
@@ -138,7 +145,7 @@ impl<P: FramePort> NicDevice<P> {
             && self.core.queues.generation().is_some()
             && !self.starved
             && self.held_len == 0
-            && self.core.queues.live() > usize::from(RX_QUEUE);
+            && self.core.queues.has(usize::from(RX_QUEUE));
         if receiving {
             self.port.raw_fd()
         } else {

@@ -32,7 +32,8 @@ pub enum Slept {
     TimedOut,
     /// A signal arrived.
     Signal,
-    /// One of the input descriptors became readable.
+    /// One of the input descriptors became readable (or an output one
+    /// writable).
     Input,
 }
 
@@ -44,9 +45,9 @@ pub trait NotifyHw {
     fn unmask(&mut self) -> io::Result<()>;
     /// Reads the slot's notification register, which clears it.
     fn take_pending(&mut self) -> u32;
-    /// Sleeps until the interrupt fires, one of `inputs` is readable, a
-    /// signal arrives or `timeout` passes.
-    fn sleep(&mut self, timeout: Duration, inputs: &[RawFd]) -> io::Result<Slept>;
+    /// Sleeps until the interrupt fires, one of `inputs` is readable or one
+    /// of `outputs` writable, a signal arrives or `timeout` passes.
+    fn sleep(&mut self, timeout: Duration, inputs: &[RawFd], outputs: &[RawFd]) -> io::Result<Slept>;
     /// The clock the loop measures idleness with.
     fn now(&self) -> Instant {
         Instant::now()
@@ -97,9 +98,10 @@ impl<H: NotifyHw> Notifier<H> {
         Ok(self.hw.take_pending())
     }
 
-    /// Waits until bits are pending, one of `inputs` is readable,
-    /// `stop()` is true, or the idle period passes without bits.
-    pub fn wait(&mut self, stop: impl Fn() -> bool, inputs: &[RawFd]) -> io::Result<Wakeup> {
+    /// Waits until bits are pending, one of `inputs` is readable or one of
+    /// `outputs` writable, `stop()` is true, or the idle period passes
+    /// without bits.
+    pub fn wait(&mut self, stop: impl Fn() -> bool, inputs: &[RawFd], outputs: &[RawFd]) -> io::Result<Wakeup> {
         let deadline = self.hw.now() + self.idle;
         loop {
             if stop() {
@@ -115,7 +117,7 @@ impl<H: NotifyHw> Notifier<H> {
             }
             // An interrupt for another slot, a signal or a timeout: all
             // lead back to the top, which decides.
-            if self.hw.sleep(self.nap.min(deadline - now), inputs)? == Slept::Input {
+            if self.hw.sleep(self.nap.min(deadline - now), inputs, outputs)? == Slept::Input {
                 return Ok(Wakeup::Input);
             }
         }
@@ -177,7 +179,7 @@ mod tests {
             bits
         }
 
-        fn sleep(&mut self, timeout: Duration, _inputs: &[RawFd]) -> io::Result<Slept> {
+        fn sleep(&mut self, timeout: Duration, _inputs: &[RawFd], _outputs: &[RawFd]) -> io::Result<Slept> {
             self.ops.push(Op::Sleep(timeout));
             let slept = self.sleeps.pop_front().unwrap_or(Slept::TimedOut);
             let passed = match slept {
@@ -198,7 +200,7 @@ mod tests {
     #[test]
     fn bits_already_pending_return_at_once_after_arming_and_unmasking() {
         let mut notifier = Notifier::new(FakeHw::new(&[0x1_0001], &[]), NAP, IDLE);
-        assert_eq!(notifier.wait(|| false, &[]).unwrap(), Wakeup::Pending(0x1_0001));
+        assert_eq!(notifier.wait(|| false, &[], &[]).unwrap(), Wakeup::Pending(0x1_0001));
         assert_eq!(notifier.hw().ops, [Op::Arm, Op::Unmask, Op::Read(0x1_0001)]);
     }
 
@@ -207,7 +209,7 @@ mod tests {
         // Two interrupts that were someone else's, then ours.
         let hw = FakeHw::new(&[0, 0, 0, 4], &[Slept::Interrupt, Slept::Interrupt, Slept::Interrupt]);
         let mut notifier = Notifier::new(hw, NAP, IDLE);
-        assert_eq!(notifier.wait(|| false, &[]).unwrap(), Wakeup::Pending(4));
+        assert_eq!(notifier.wait(|| false, &[], &[]).unwrap(), Wakeup::Pending(4));
         let ops = &notifier.hw().ops;
         assert_eq!(ops.iter().filter(|op| **op == Op::Arm).count(), 4);
         // Every read comes after an arm and an unmask.
@@ -221,7 +223,7 @@ mod tests {
     #[test]
     fn nothing_for_the_idle_period_is_idle() {
         let mut notifier = Notifier::new(FakeHw::new(&[], &[]), NAP, IDLE);
-        assert_eq!(notifier.wait(|| false, &[]).unwrap(), Wakeup::Idle);
+        assert_eq!(notifier.wait(|| false, &[], &[]).unwrap(), Wakeup::Idle);
         // One full nap, then a last look at the register.
         assert_eq!(
             notifier.hw().ops,
@@ -240,7 +242,7 @@ mod tests {
     #[test]
     fn polling_naps_are_short_and_add_up_to_the_idle_period() {
         let mut notifier = Notifier::new(FakeHw::new(&[], &[]), POLL_PERIOD, Duration::from_millis(35));
-        assert_eq!(notifier.wait(|| false, &[]).unwrap(), Wakeup::Idle);
+        assert_eq!(notifier.wait(|| false, &[], &[]).unwrap(), Wakeup::Idle);
         let naps: Vec<_> = notifier
             .hw()
             .ops
@@ -256,7 +258,7 @@ mod tests {
     #[test]
     fn a_stop_request_ends_the_wait_before_touching_the_registers() {
         let mut notifier = Notifier::new(FakeHw::new(&[1], &[]), NAP, IDLE);
-        assert_eq!(notifier.wait(|| true, &[]).unwrap(), Wakeup::Stop);
+        assert_eq!(notifier.wait(|| true, &[], &[]).unwrap(), Wakeup::Stop);
         assert!(notifier.hw().ops.is_empty());
         // A signal during a sleep: the loop checks the flag next.
         let stopped = Cell::new(false);
@@ -269,6 +271,7 @@ mod tests {
                 seen
             },
             &[],
+            &[],
         );
         assert_eq!(result.unwrap(), Wakeup::Stop);
         assert_eq!(notifier.hw().ops.len(), 4);
@@ -278,7 +281,7 @@ mod tests {
     fn a_readable_input_ends_the_wait_without_bits() {
         let hw = FakeHw::new(&[0], &[Slept::Input]);
         let mut notifier = Notifier::new(hw, NAP, IDLE);
-        assert_eq!(notifier.wait(|| false, &[5]).unwrap(), Wakeup::Input);
+        assert_eq!(notifier.wait(|| false, &[5], &[]).unwrap(), Wakeup::Input);
         assert_eq!(notifier.hw().ops, [Op::Arm, Op::Unmask, Op::Read(0), Op::Sleep(NAP)]);
     }
 

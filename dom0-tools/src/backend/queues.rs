@@ -49,6 +49,8 @@ pub struct QueueSet {
     generation: Option<u32>,
     queues: Vec<Option<Queue>>,
     broken: bool,
+    /// Queues the last [`sync`](Self::sync) resumed (bit per queue).
+    resumed: u32,
 }
 
 impl QueueSet {
@@ -57,6 +59,7 @@ impl QueueSet {
             generation: None,
             queues: vec![None; num_queues],
             broken: false,
+            resumed: 0,
         }
     }
 
@@ -77,6 +80,11 @@ impl QueueSet {
     /// Queues built (being served).
     pub fn live(&self) -> usize {
         self.queues.iter().flatten().count()
+    }
+
+    /// Whether queue `number` is built.
+    pub fn has(&self, number: usize) -> bool {
+        self.queues.get(number).is_some_and(Option::is_some)
     }
 
     pub fn get_mut(&mut self, number: usize) -> Option<&mut Queue> {
@@ -119,6 +127,7 @@ impl QueueSet {
         resume: Option<&M>,
     ) -> (Sync, bool) {
         let (max_size, max_segments) = limits;
+        self.resumed = 0;
         let mut dropped = false;
         if self.generation != Some(state.generation) || state.status == 0 {
             self.drop_queues();
@@ -160,7 +169,12 @@ impl QueueSet {
                 None => Queue::new(config, max_size, features, max_segments).map_err(|error| format!("{error:?}")),
             };
             match built {
-                Ok(built) => *slot = Some(built),
+                Ok(built) => {
+                    if resume.is_some() && number < 32 {
+                        self.resumed |= 1 << number;
+                    }
+                    *slot = Some(built)
+                }
                 Err(error) => {
                     notes.push(format!("device {device}: queue {number} refused: {error}"));
                     self.broken = true;
@@ -203,6 +217,13 @@ impl DeviceCore {
         std::mem::take(&mut self.notes)
     }
 
+    /// Tests: a device whose backend started before the driver (the usual
+    /// case), whatever state it is first shown.
+    #[cfg(test)]
+    pub fn started_before_the_driver(&mut self) {
+        self.resume = false;
+    }
+
     /// Applies a transport state ([`QueueSet::sync`], resuming on the
     /// first) and tells Keel what the driver must see ([`Sync::answer`]).
     /// Returns whether the device is ready to serve, and whether its queues
@@ -219,7 +240,15 @@ impl DeviceCore {
         if dropped {
             self.more = false;
         }
-        Ok((sync.answer(keel, self.index, state.generation)?, dropped))
+        let ready = sync.answer(keel, self.index, state.generation)?;
+        if ready && self.queues.resumed != 0 {
+            // The dead backend may have completed chains without telling
+            // Keel: with EVENT_IDX the driver would then wait for an
+            // interrupt that never comes. One interrupt per resumed queue
+            // (a spurious one is harmless) lets it look.
+            keel.complete(self.index, self.queues.resumed, 0, state.generation)?;
+        }
+        Ok((ready, dropped))
     }
 
     /// Notes a queue's error; true when it breaks the device (the driver's

@@ -156,24 +156,23 @@ impl Supervisor {
         }
     }
 
-    /// Waits until nobody holds the pid file; false if `timeout` passed.
-    fn wait_gone(&self, files: &RunFiles, timeout: Duration) -> Result<bool> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if holder(&files.pid())? == Holder::Nobody {
-                return Ok(true);
-            }
-            if Instant::now() >= deadline {
-                return Ok(false);
-            }
-            std::thread::sleep(POLL);
-        }
-    }
-}
-
-impl Backends for Supervisor {
-    fn start(&mut self, id: DomainId, devices: &BackendDevices) -> Result<()> {
+    /// Serializes starting, restarting and stopping domain `id`'s backend
+    /// (two `keel backend-restart`s, or one racing `keel destroy`): an
+    /// exclusive lock on `backend-<id>.lock`, held until dropped.
+    fn lock(&self, id: DomainId) -> Result<File> {
         create_run_dir(&self.run_dir)?;
+        let path = self.run_dir.join(format!("backend-{id}.lock"));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        file.lock().with_context(|| format!("cannot lock {}", path.display()))?;
+        Ok(file)
+    }
+
+    fn start_locked(&mut self, id: DomainId, devices: &BackendDevices) -> Result<()> {
         if !devices.nics.is_empty() {
             switch_daemon::ensure_running(&self.run_dir, &self.program, &self.prefix)
                 .context("cannot start the network switch")?;
@@ -219,7 +218,7 @@ impl Backends for Supervisor {
         }
     }
 
-    fn stop(&mut self, id: DomainId) -> Result<bool> {
+    fn stop_locked(&mut self, id: DomainId) -> Result<bool> {
         let files = self.files(id);
         let mut pid = match holder(&files.pid())? {
             Holder::Nobody => {
@@ -255,7 +254,34 @@ impl Backends for Supervisor {
         Ok(true)
     }
 
+    /// Waits until nobody holds the pid file; false if `timeout` passed.
+    fn wait_gone(&self, files: &RunFiles, timeout: Duration) -> Result<bool> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if holder(&files.pid())? == Holder::Nobody {
+                return Ok(true);
+            }
+            if Instant::now() >= deadline {
+                return Ok(false);
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+}
+
+impl Backends for Supervisor {
+    fn start(&mut self, id: DomainId, devices: &BackendDevices) -> Result<()> {
+        let _serialized = self.lock(id)?;
+        self.start_locked(id, devices)
+    }
+
+    fn stop(&mut self, id: DomainId) -> Result<bool> {
+        let _serialized = self.lock(id)?;
+        self.stop_locked(id)
+    }
+
     fn restart(&mut self, id: DomainId) -> Result<()> {
+        let _serialized = self.lock(id)?;
         let files = self.files(id);
         if let Holder::Backend(pid) = holder(&files.pid())? {
             let pid = pid.map_or_else(|| "?".to_string(), |pid| pid.to_string());
@@ -264,9 +290,8 @@ impl Backends for Supervisor {
         let Some(record) = files.read_devices()? else {
             bail!("no backend was started for domain {id}: nothing to restart");
         };
-        self.start(id, &BackendDevices::from_record(&record)?)
+        self.start_locked(id, &BackendDevices::from_record(&record)?)
     }
-
     fn status(&mut self, id: DomainId) -> Result<BackendStatus> {
         let files = self.files(id);
         let running = match holder(&files.pid())? {
@@ -434,6 +459,46 @@ mod tests {
         assert!(supervisor.stop(9).unwrap());
         assert!(!files.devices().exists());
         std::fs::remove_dir_all(&supervisor.run_dir).unwrap();
+    }
+
+    #[test]
+    fn concurrent_restarts_leave_one_backend_holding_its_pid_file() {
+        if !Path::new(FLOCK).exists() {
+            eprintln!("skipped: no {FLOCK}");
+            return;
+        }
+        // A slow starter: the window in which a second start used to
+        // remove the first one's files.
+        let slow = format!("sleep 0.3; {SERVING}");
+        let mut main = supervisor("race", &slow);
+        main.start(7, &disks()).unwrap();
+        let pid = main.status(7).unwrap().running.unwrap();
+        send_signal(pid, Signal::Kill).unwrap();
+        let files = main.files(7);
+        assert!(main.wait_gone(&files, Duration::from_secs(5)).unwrap());
+        let threads: Vec<_> = (0..2)
+            .map(|_| {
+                // Another `keel` process: the same files, its own state.
+                let mut twin = Supervisor {
+                    run_dir: main.run_dir.clone(),
+                    program: main.program.clone(),
+                    prefix: main.prefix.clone(),
+                    ..supervisor("unused", "")
+                };
+                std::thread::spawn(move || twin.restart(7).map_err(|error| error.to_string()))
+            })
+            .collect();
+        let results: Vec<_> = threads.into_iter().map(|thread| thread.join().unwrap()).collect();
+        assert_eq!(results.iter().filter(|result| result.is_ok()).count(), 1, "{results:?}");
+        assert!(results
+            .iter()
+            .any(|result| result.as_ref().is_err_and(|error| error.starts_with("a backend (pid "))));
+        // The survivor is listed, through a pid file that is really there.
+        assert!(main.status(7).unwrap().running.is_some(), "one backend runs");
+        assert!(files.pid().exists());
+        assert!(main.stop(7).unwrap());
+        assert_eq!(holder(&files.pid()).unwrap(), Holder::Nobody);
+        std::fs::remove_dir_all(&main.run_dir).unwrap();
     }
 
     #[test]

@@ -21,7 +21,7 @@ use keel_abi::mgmt::{events, regs, PCI_DEVICE_ID, PCI_VENDOR_ID, REGISTER_BYTES}
 
 use super::notify::{NotifyHw, Slept, POLL_PERIOD};
 use crate::device::map_resource_at;
-use crate::sys::{poll_any, Mapping, PolledAny};
+use crate::sys::{poll_io, Mapping, PolledAny};
 
 pub const UIO_DRIVER: &str = "uio_pci_generic";
 /// How long a uio poll lasts at most (the loop's idle check comes anyway).
@@ -243,17 +243,17 @@ impl NotifyHw for SlotHw {
         self.bar0.read32(notify_register(self.slot) as usize)
     }
 
-    fn sleep(&mut self, timeout: Duration, inputs: &[RawFd]) -> io::Result<Slept> {
+    fn sleep(&mut self, timeout: Duration, inputs: &[RawFd], outputs: &[RawFd]) -> io::Result<Slept> {
         let mut fds: Vec<RawFd> = Vec::with_capacity(inputs.len() + 1);
         if let Some(Interrupt { uio, .. }) = &self.interrupt {
             fds.push(uio.as_raw_fd());
         }
         fds.extend_from_slice(inputs);
-        if fds.is_empty() {
+        if fds.is_empty() && outputs.is_empty() {
             std::thread::sleep(timeout);
             return Ok(Slept::TimedOut);
         }
-        match poll_any(&fds, timeout)? {
+        match poll_io(&fds, outputs, timeout)? {
             PolledAny::TimedOut => Ok(Slept::TimedOut),
             PolledAny::Interrupted => Ok(Slept::Signal),
             PolledAny::Readable(ready) => match &mut self.interrupt {

@@ -76,7 +76,7 @@ fn setup() -> (FakeKeel, DomainId, Memory, Driver, ConsoleDevice<FakeLink>) {
         };
     }
     let memory = WindowMemory::new(vec![0; MEMORY], MEMORY as u64);
-    let device = ConsoleDevice::new(0, model, FakeLink::default());
+    let device = ConsoleDevice::new(0, model, FakeLink::default()).started_before_the_driver();
     (keel, id, memory, Driver { next: [0; 2] }, device)
 }
 

@@ -154,7 +154,7 @@ fn setup() -> (FakeKeel, DomainId, Memory, Driver, NicDevice<FakePort>) {
         };
     }
     let memory = WindowMemory::new(vec![0; MEMORY], MEMORY as u64);
-    let device = NicDevice::new(0, model, FakePort::default());
+    let device = NicDevice::new(0, model, FakePort::default()).started_before_the_driver();
     (keel, id, memory, Driver { next: [0; 2] }, device)
 }
 
@@ -258,5 +258,17 @@ fn a_reset_forgets_the_held_frame_and_a_broken_ring_marks_the_device() {
     let before = keel.completes.len();
     nic.serve(&mut calls(&mut keel, id), &mut memory).unwrap();
     assert_eq!(keel.completes.len(), before);
+    assert_eq!(nic.input_fd(), None);
+}
+
+#[test]
+fn without_a_receive_queue_the_port_is_not_polled() {
+    // A driver that enables only the transmit queue: frames for it wait in
+    // the socket (and the switch drops the rest), never a busy loop on a
+    // readable port nobody reads.
+    let (mut keel, id, mut memory, _driver, mut nic) = setup();
+    keel.virtio(id, 0).state.queues[usize::from(RX)].enabled = false;
+    nic.on_control(&mut calls(&mut keel, id), &mut memory).unwrap();
+    assert!(!nic.is_broken());
     assert_eq!(nic.input_fd(), None);
 }
