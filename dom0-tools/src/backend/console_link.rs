@@ -12,6 +12,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use keel_abi::mgmt::DomainId;
@@ -20,6 +21,8 @@ use super::console::ConsoleLink;
 
 /// Output kept for the next client while nobody (or a slow one) reads.
 pub const HISTORY: usize = 64 * 1024;
+/// How long the listener is left alone after `accept` failed.
+const ACCEPT_PAUSE: Duration = Duration::from_secs(1);
 
 /// The socket of domain `id`'s console in `run_dir`.
 pub fn socket_path(run_dir: &Path, id: DomainId) -> PathBuf {
@@ -36,6 +39,9 @@ pub struct SocketLink {
     unsent: VecDeque<u8>,
     /// Bytes a slow client never saw.
     lost: u64,
+    /// `accept` failed for a reason other than "nothing waits": the
+    /// listener is not polled until then.
+    accept_paused_until: Option<Instant>,
 }
 
 impl SocketLink {
@@ -55,6 +61,7 @@ impl SocketLink {
             history: VecDeque::with_capacity(HISTORY),
             unsent: VecDeque::new(),
             lost: 0,
+            accept_paused_until: None,
         })
     }
 
@@ -71,13 +78,25 @@ impl SocketLink {
     }
 
     fn accept(&mut self) {
-        while let Ok((stream, _)) = self.listener.accept() {
-            if stream.set_nonblocking(true).is_err() {
-                continue;
+        loop {
+            match self.listener.accept() {
+                Ok((stream, _)) => {
+                    if stream.set_nonblocking(true).is_err() {
+                        continue;
+                    }
+                    // The newest client takes over, with everything kept so far.
+                    self.client = Some(stream);
+                    self.unsent = self.history.clone();
+                }
+                Err(error) if matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => return,
+                Err(_) => {
+                    // E.g. out of descriptors: the connection stays queued
+                    // and the listener readable; not polling it for a while
+                    // keeps the loop from spinning on it.
+                    self.accept_paused_until = Some(Instant::now() + ACCEPT_PAUSE);
+                    return;
+                }
             }
-            // The newest client takes over, with everything kept so far.
-            self.client = Some(stream);
-            self.unsent = self.history.clone();
         }
     }
 
@@ -160,7 +179,9 @@ impl ConsoleLink for SocketLink {
     }
 
     fn fds(&self, reading: bool, fds: &mut Vec<RawFd>) {
-        fds.push(self.listener.as_raw_fd());
+        if self.accept_paused_until.is_none_or(|until| Instant::now() >= until) {
+            fds.push(self.listener.as_raw_fd());
+        }
         if reading {
             if let Some(client) = &self.client {
                 fds.push(client.as_raw_fd());
