@@ -14,7 +14,7 @@ use keel_virtio::blk::{BackendError, Blk, BlkOptions, BlockBackend, QUEUE_SIZE, 
 use keel_virtio::GuestMemory;
 
 use super::calls::{on_control, VirtioCalls};
-use super::queues::DeviceCore;
+use super::queues::{CoreDevice, DeviceCore};
 
 /// Requests served per queue before the other devices get their turn.
 pub const BUDGET: usize = 128;
@@ -126,38 +126,14 @@ impl<B: BlockBackend> DiskDevice<B> {
         }
     }
 
-    pub fn index(&self) -> usize {
-        self.core.index
-    }
-
     /// Capacity in 512-byte sectors.
     pub fn capacity(&self) -> u64 {
         self.blk.capacity()
     }
 
-    /// Requests are still queued: serve again without sleeping.
-    pub fn has_more(&self) -> bool {
-        self.core.more
-    }
-
     /// Queues built (being served).
     pub fn live_queues(&self) -> usize {
         self.core.queues.live()
-    }
-
-    pub fn is_broken(&self) -> bool {
-        self.core.queues.is_broken()
-    }
-
-    pub fn take_notes(&mut self) -> Vec<String> {
-        self.core.take_notes()
-    }
-
-    /// Tests: started before the driver set the device up.
-    #[cfg(test)]
-    pub fn started_before_the_driver(mut self) -> Self {
-        self.core.started_before_the_driver();
-        self
     }
 
     /// A transport change (and once at start): fetches the state and acts
@@ -208,5 +184,15 @@ impl<B: BlockBackend> DiskDevice<B> {
             broke |= self.core.queue_error(number, error);
         }
         self.core.finish(keel, notify, broke)
+    }
+}
+
+impl<B: BlockBackend> CoreDevice for DiskDevice<B> {
+    fn core(&self) -> &DeviceCore {
+        &self.core
+    }
+
+    fn core_mut(&mut self) -> &mut DeviceCore {
+        &mut self.core
     }
 }

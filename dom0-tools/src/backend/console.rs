@@ -20,7 +20,7 @@ use keel_virtio::console::{Console, ConsoleOptions, ConsoleSink, NUM_QUEUES, QUE
 use keel_virtio::GuestMemory;
 
 use super::calls::{on_control, VirtioCalls};
-use super::queues::DeviceCore;
+use super::queues::{CoreDevice, DeviceCore};
 
 /// Chains served per turn before the other devices get theirs.
 pub const BUDGET: usize = 64;
@@ -79,35 +79,12 @@ impl<L: ConsoleLink> ConsoleDevice<L> {
         }
     }
 
-    pub fn index(&self) -> usize {
-        self.core.index
-    }
-
     pub fn link(&self) -> &L {
         &self.link
     }
 
     pub fn link_mut(&mut self) -> &mut L {
         &mut self.link
-    }
-
-    pub fn has_more(&self) -> bool {
-        self.core.more
-    }
-
-    pub fn is_broken(&self) -> bool {
-        self.core.queues.is_broken()
-    }
-
-    pub fn take_notes(&mut self) -> Vec<String> {
-        self.core.take_notes()
-    }
-
-    /// Tests: started before the driver set the device up.
-    #[cfg(test)]
-    pub fn started_before_the_driver(mut self) -> Self {
-        self.core.started_before_the_driver();
-        self
     }
 
     /// Whether typed input can be taken now.
@@ -226,5 +203,15 @@ impl<L: ConsoleLink> ConsoleDevice<L> {
                 self.core.queue_error(usize::from(RX_QUEUE), error)
             }
         }
+    }
+}
+
+impl<L: ConsoleLink> CoreDevice for ConsoleDevice<L> {
+    fn core(&self) -> &DeviceCore {
+        &self.core
+    }
+
+    fn core_mut(&mut self) -> &mut DeviceCore {
+        &mut self.core
     }
 }

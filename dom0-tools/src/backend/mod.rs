@@ -38,6 +38,7 @@ use self::console::{console_model, ConsoleDevice, ConsoleLink};
 use self::console_link::SocketLink;
 use self::net::{nic_model, FramePort, NicDevice};
 use self::notify::{Notifier, Wakeup, IDLE};
+use self::queues::CoreDevice;
 use self::runfiles::{create_run_dir, ConsoleRecord, DiskRecord, NicRecord, PidLock, ReadyInfo, RunFiles, RUN_DIR};
 use self::supervisor::BackendDevices;
 use self::uio::{SlotHw, Sysfs};
@@ -67,11 +68,9 @@ pub struct BackendArgs {
     pub run_dir: PathBuf,
 }
 
-/// One device the backend serves, whatever its type: what the loop needs.
-pub trait Served<C: VirtioCalls, M: GuestMemory> {
-    fn index(&self) -> usize;
-    /// Work is left: serve again without sleeping.
-    fn has_more(&self) -> bool;
+/// One device the backend serves, whatever its type: what the loop needs
+/// (its index, leftover work and notes come from [`CoreDevice`]).
+pub trait Served<C: VirtioCalls, M: GuestMemory>: CoreDevice {
     fn on_control(&mut self, keel: &mut C, memory: &mut M) -> Result<()>;
     fn serve(&mut self, keel: &mut C, memory: &mut M) -> Result<()>;
     /// Adds the descriptors whose readability means input for the device
@@ -84,34 +83,18 @@ pub trait Served<C: VirtioCalls, M: GuestMemory> {
     fn on_input(&mut self, _keel: &mut C, _memory: &mut M) -> Result<()> {
         Ok(())
     }
-    fn take_notes(&mut self) -> Vec<String>;
 }
 
 impl<C: VirtioCalls, M: GuestMemory, B: BlockBackend> Served<C, M> for DiskDevice<B> {
-    fn index(&self) -> usize {
-        DiskDevice::index(self)
-    }
-    fn has_more(&self) -> bool {
-        DiskDevice::has_more(self)
-    }
     fn on_control(&mut self, keel: &mut C, memory: &mut M) -> Result<()> {
         DiskDevice::on_control(self, keel, memory)
     }
     fn serve(&mut self, keel: &mut C, memory: &mut M) -> Result<()> {
         DiskDevice::serve(self, keel, memory)
     }
-    fn take_notes(&mut self) -> Vec<String> {
-        DiskDevice::take_notes(self)
-    }
 }
 
 impl<C: VirtioCalls, M: GuestMemory, P: FramePort> Served<C, M> for NicDevice<P> {
-    fn index(&self) -> usize {
-        NicDevice::index(self)
-    }
-    fn has_more(&self) -> bool {
-        NicDevice::has_more(self)
-    }
     fn on_control(&mut self, keel: &mut C, memory: &mut M) -> Result<()> {
         NicDevice::on_control(self, keel, memory)
     }
@@ -124,18 +107,9 @@ impl<C: VirtioCalls, M: GuestMemory, P: FramePort> Served<C, M> for NicDevice<P>
     fn on_input(&mut self, keel: &mut C, memory: &mut M) -> Result<()> {
         NicDevice::on_input(self, keel, memory)
     }
-    fn take_notes(&mut self) -> Vec<String> {
-        NicDevice::take_notes(self)
-    }
 }
 
 impl<C: VirtioCalls, M: GuestMemory, L: ConsoleLink> Served<C, M> for ConsoleDevice<L> {
-    fn index(&self) -> usize {
-        ConsoleDevice::index(self)
-    }
-    fn has_more(&self) -> bool {
-        ConsoleDevice::has_more(self)
-    }
     fn on_control(&mut self, keel: &mut C, memory: &mut M) -> Result<()> {
         ConsoleDevice::on_control(self, keel, memory)
     }
@@ -150,9 +124,6 @@ impl<C: VirtioCalls, M: GuestMemory, L: ConsoleLink> Served<C, M> for ConsoleDev
     }
     fn on_input(&mut self, keel: &mut C, memory: &mut M) -> Result<()> {
         ConsoleDevice::on_input(self, keel, memory)
-    }
-    fn take_notes(&mut self) -> Vec<String> {
-        ConsoleDevice::take_notes(self)
     }
 }
 

@@ -20,7 +20,7 @@ use keel_virtio::net::{FrameSink, Net, NetOptions, RxOutcome, NUM_QUEUES, QUEUE_
 use keel_virtio::GuestMemory;
 
 use super::calls::{on_control, VirtioCalls};
-use super::queues::DeviceCore;
+use super::queues::{CoreDevice, DeviceCore};
 use crate::vif::Nic;
 
 /// Chains served per queue per turn before the other devices get theirs.
@@ -98,10 +98,6 @@ impl<P: FramePort> NicDevice<P> {
         }
     }
 
-    pub fn index(&self) -> usize {
-        self.core.index
-    }
-
     pub fn port(&self) -> &P {
         &self.port
     }
@@ -112,25 +108,6 @@ impl<P: FramePort> NicDevice<P> {
 
     pub fn mac(&self) -> [u8; 6] {
         self.net.mac()
-    }
-
-    pub fn has_more(&self) -> bool {
-        self.core.more
-    }
-
-    pub fn is_broken(&self) -> bool {
-        self.core.queues.is_broken()
-    }
-
-    pub fn take_notes(&mut self) -> Vec<String> {
-        self.core.take_notes()
-    }
-
-    /// Tests: started before the driver set the device up.
-    #[cfg(test)]
-    pub fn started_before_the_driver(mut self) -> Self {
-        self.core.started_before_the_driver();
-        self
     }
 
     /// The model's counters and the frames the port refused.
@@ -279,5 +256,15 @@ impl<P: FramePort> NicDevice<P> {
         // The budget ran out with frames perhaps waiting.
         self.core.more = true;
         false
+    }
+}
+
+impl<P: FramePort> CoreDevice for NicDevice<P> {
+    fn core(&self) -> &DeviceCore {
+        &self.core
+    }
+
+    fn core_mut(&mut self) -> &mut DeviceCore {
+        &mut self.core
     }
 }

@@ -188,6 +188,41 @@ impl QueueSet {
     }
 }
 
+/// A served device's common accessors, through its [`DeviceCore`].
+pub trait CoreDevice {
+    fn core(&self) -> &DeviceCore;
+    fn core_mut(&mut self) -> &mut DeviceCore;
+
+    /// The device's index among the domain's virtio devices.
+    fn index(&self) -> usize {
+        self.core().index
+    }
+
+    /// Work is left: serve again without sleeping.
+    fn has_more(&self) -> bool {
+        self.core().more
+    }
+
+    fn is_broken(&self) -> bool {
+        self.core().queues.is_broken()
+    }
+
+    fn take_notes(&mut self) -> Vec<String> {
+        self.core_mut().take_notes()
+    }
+
+    /// Tests: started before the driver set the device up (the usual
+    /// case), whatever state it is first shown.
+    #[cfg(test)]
+    fn started_before_the_driver(mut self) -> Self
+    where
+        Self: Sized,
+    {
+        self.core_mut().started_before_the_driver();
+        self
+    }
+}
+
 /// What every served device keeps besides its model: its index, its
 /// queues, whether work is left over, whether its first state is still to
 /// come, and notes for the log.

@@ -16,6 +16,7 @@ use super::fake::{Complete, FakeKeel};
 use crate::backend::blk::{disk_model, open_image, DiskDevice, ImageFile};
 use crate::backend::calls::DomainCalls;
 use crate::backend::notify::{Notifier, NotifyHw, Slept};
+use crate::backend::queues::CoreDevice;
 use crate::backend::window::WindowMemory;
 use crate::backend::{serve_loop, Served};
 use crate::client::{is_status, Client};

@@ -13,6 +13,7 @@ use keel_virtio::GuestMemory;
 use super::backend_net::{calls, complete, ring, used_idx, used_len, Driver, Memory, MEMORY, RX, SIZE, TX};
 use super::fake::FakeKeel;
 use crate::backend::console::{console_model, ConsoleDevice, ConsoleLink};
+use crate::backend::queues::CoreDevice;
 use crate::backend::window::WindowMemory;
 use crate::client::Client;
 

@@ -14,6 +14,7 @@ use keel_virtio::GuestMemory;
 use super::fake::{Complete, FakeKeel};
 use crate::backend::calls::DomainCalls;
 use crate::backend::net::{nic_model, FramePort, NicDevice};
+use crate::backend::queues::CoreDevice;
 use crate::backend::window::WindowMemory;
 use crate::client::Client;
 use crate::vif::Nic;
