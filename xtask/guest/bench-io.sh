@@ -140,18 +140,28 @@ stamp() {
     { read -r _ && read -r _ && read -r _ _ stamp_ns _; } < /proc/timer_list
 }
 
-# Dom0's and the DomU's counters in the `keel list --json` output $1, one
+# The counters in the `keel list --json` output $1 of the domains named by
+# the following arguments, each NAME=LABEL (Dom0 is always "dom0"), one
 # line: "dom0.cpu_time_ns=... dom0.exits=... dom0.exits_io=... ...
-# domu.cpu_time_ns=... ..." (one awk, not one per field: every process
+# LABEL.cpu_time_ns=... ..." (one awk, not one per field: every process
 # costs Dom0 time in Bochs).
 counters() {
-    echo "$1" | awk -v domu="$BENCH_DOMU" '
+    json=$1
+    shift
+    echo "$json" | awk -v labels="Domain-0=dom0 $*" '
+        BEGIN {
+            count = split(labels, pairs, " ")
+            for (i = 1; i <= count; i++) {
+                at = index(pairs[i], "=")
+                label[substr(pairs[i], 1, at - 1)] = substr(pairs[i], at + 1)
+            }
+        }
         /[{]/ { who = "" }
         /"name"[[:space:]]*:/ {
             name = $0
             sub(/^[^:]*:[[:space:]]*"/, "", name)
             sub(/".*/, "", name)
-            who = name == "Domain-0" ? "dom0" : (name == domu ? "domu" : "")
+            who = (name in label) ? label[name] : ""
             next
         }
         who != "" && /"(cpu_time_ns|exits[a-z_]*)"[[:space:]]*:/ {
@@ -315,7 +325,7 @@ bench() {
     for snapshot in a b c; do
         eval "snapshot_ns=\$${snapshot}_ns snapshot_json=\$${snapshot}_json"
         # shellcheck disable=SC2154 # set by the eval
-        line=$(counters "$snapshot_json")
+        line=$(counters "$snapshot_json" "$BENCH_DOMU=domu")
         case " $line" in
             *" domu.exits="*" dom0.exits="* | *" dom0.exits="*" domu.exits="*) ;;
             *)
@@ -342,31 +352,6 @@ net_failed() {
     say "dom0: bench-io net failed: $*"
 }
 
-# Dom0's and both bench-net DomUs' counters in the `keel list --json`
-# output $1, one line: "dom0.cpu_time_ns=... dom0.exits=... ...
-# server.exits=... ... client.exits=... ..." (one awk, as counters).
-net_counters() {
-    echo "$1" | awk -v server="$NET_SERVER_DOMU" -v client="$NET_CLIENT_DOMU" '
-        /[{]/ { who = "" }
-        /"name"[[:space:]]*:/ {
-            name = $0
-            sub(/^[^:]*:[[:space:]]*"/, "", name)
-            sub(/".*/, "", name)
-            who = name == "Domain-0" ? "dom0" : (name == server ? "server" : (name == client ? "client" : ""))
-            next
-        }
-        who != "" && /"(cpu_time_ns|exits[a-z_]*)"[[:space:]]*:/ {
-            key = $0
-            sub(/^[[:space:]]*"/, "", key)
-            sub(/".*/, "", key)
-            value = $0
-            sub(/^[^:]*:[[:space:]]*/, "", value)
-            gsub(/[",[:space:]]/, "", value)
-            printf "%s%s.%s=%s", separator, who, key, value
-            separator = " "
-        }
-        END { print "" }'
-}
 
 # Waits up to $2 s for the client's console to say $1, looking every $3 s.
 # Returns 1 when either DomU said NET_DOMU_FAILED, 2 when one stopped
@@ -534,7 +519,7 @@ bench_net() {
     for snapshot in a b c; do
         eval "snapshot_ns=\$${snapshot}_ns snapshot_json=\$${snapshot}_json"
         # shellcheck disable=SC2154 # set by the eval
-        line=$(net_counters "$snapshot_json")
+        line=$(counters "$snapshot_json" "$NET_SERVER_DOMU=server" "$NET_CLIENT_DOMU=client")
         for who in dom0 server client; do
             case " $line" in
                 *" $who.exits="*) ;;

@@ -1078,7 +1078,10 @@ domu-bench-net-b: domu: split-net bench ready warmup_bytes=524288 warmup_ns=5000
         }
         // The counters come from keel list --json's field names.
         assert!(DOM0_SCRIPT.contains("/\"(cpu_time_ns|exits[a-z_]*)\"[[:space:]]*:/"));
-        assert!(DOM0_SCRIPT.contains("who = name == \"Domain-0\" ? \"dom0\" : (name == domu ? \"domu\" : \"\")"));
+        // Dom0 as "dom0", the DomU as "domu": the prefixes read here.
+        assert!(DOM0_SCRIPT.contains("awk -v labels=\"Domain-0=dom0 $*\""));
+        assert!(DOM0_SCRIPT.contains("who = (name in label) ? label[name] : \"\""));
+        assert!(DOM0_SCRIPT.contains("line=$(counters \"$snapshot_json\" \"$BENCH_DOMU=domu\")"));
         // The DomU's lines.
         for needed in [
             format!("say \"{RESULT_MARKER} bytes=$((blocks * BENCH_IO_BLOCK)) ns=$ns requests=$requests sectors=$sectors startup_ns=$startup_ns tsc_hz=$tsc_hz\""),
@@ -1107,7 +1110,7 @@ domu-bench-net-b: domu: split-net bench ready warmup_bytes=524288 warmup_ns=5000
             format!("say \"{NET_FAILED_MARKER}: $*\""),
             format!("say \"{NET_DONE_MARKER}\""),
             format!("say \"{NET_SNAPSHOT_MARKER} $snapshot ns=$snapshot_ns $line\""),
-            "who = name == \"Domain-0\" ? \"dom0\" : (name == server ? \"server\" : (name == client ? \"client\" : \"\"))".to_string(),
+            "line=$(counters \"$snapshot_json\" \"$NET_SERVER_DOMU=server\" \"$NET_CLIENT_DOMU=client\")".to_string(),
             format!("for who in {}; do", NET_DOMAINS.join(" ")),
         ] {
             assert!(DOM0_SCRIPT.contains(&needed), "{needed}");
