@@ -16,9 +16,23 @@
 //! which stay out of the guest's reach: a guest-programmed MSI would write
 //! anywhere it likes.
 //!
-//! A guest that moves a BAR away from the host's address moves only its
-//! view: the device stays where it is, and [`PassthroughFunction::moved_bars`]
-//! says so, so Keel can report it.
+//! A guest may move a memory BAR (as Linux does with `pci=realloc`, or a
+//! guest whose own firmware placed things differently): the device stays
+//! at the host's address, and Keel maps its pages wherever the guest's BAR
+//! decodes now ([`PassthroughFunction::take_bar_moves`]; nothing while the
+//! guest has memory decoding off, as during BAR sizing). I/O BARs cannot
+//! move: ports are passed through one to one, not translated, so an I/O
+//! BAR keeps the host's address (sizing still reads the size mask), and a
+//! guest that writes another address reads the host's back, which Linux
+//! reports as a failed BAR update.
+//!
+//! A device that interrupts through a level-triggered INTx line shows the
+//! guest Keel's view of it in Interrupt Status
+//! ([`PassthroughFunction::set_intx_pending`]): the host input is masked
+//! from the moment it fires until Keel resamples it, and the guest's
+//! Interrupt Disable keeps the guest's line low meanwhile (VFIO's INTx
+//! emulation works the same way), so drivers that rely on PCI 2.3 INTx
+//! masking work even on devices that do not implement it.
 
 extern crate alloc;
 
@@ -30,6 +44,7 @@ use crate::Platform;
 pub const FORWARDED_COMMAND_BITS: u16 = 1 | (1 << 1) | (1 << 2) | (1 << 10);
 
 const COMMAND_OFFSET: u16 = 0x04;
+const BAR0_OFFSET: u16 = 0x10;
 
 /// A configuration write the real device must see.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,6 +53,18 @@ pub enum PassthroughWrite {
     Command(u16),
     /// One byte of a device-specific register.
     Register { offset: u16, value: u8 },
+}
+
+/// A memory BAR's pages must be mapped elsewhere in the guest: unmapped
+/// from `from` (if mapped) and mapped at `to` (if decoding), `size` bytes
+/// of the host's BAR at `host`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BarMove {
+    pub index: usize,
+    pub host: u64,
+    pub size: u64,
+    pub from: Option<u64>,
+    pub to: Option<u64>,
 }
 
 /// Bytes past the header: 0x40 to 0xFF.
@@ -69,6 +96,9 @@ pub struct PassthroughFunction {
     device_specific: DeviceSpecific,
     /// Guest writes to device-specific registers: (offset, byte).
     config_writes: alloc::vec::Vec<(u16, u8)>,
+    /// Where each memory BAR's pages are mapped in the guest now (Keel maps
+    /// them at the host's address when it assigns the function).
+    mapped: [Option<u64>; 6],
 }
 
 impl PassthroughFunction {
@@ -85,6 +115,7 @@ impl PassthroughFunction {
             }
         }
         header.write(0x3c, 1, u32::from(line));
+        let mapped = host_bars.map(|bar| bar.filter(|bar| bar.kind.is_memory()).map(|bar| bar.address));
         Ok(Self {
             header,
             host_bars,
@@ -92,6 +123,7 @@ impl PassthroughFunction {
             pending_command: None,
             device_specific: DeviceSpecific::default(),
             config_writes: alloc::vec::Vec::new(),
+            mapped,
         })
     }
 
@@ -126,8 +158,71 @@ impl PassthroughFunction {
         )
     }
 
+    /// Memory BARs whose guest mapping must change since the last call:
+    /// each maps where the guest's BAR decodes now, or nowhere while the
+    /// guest has memory decoding off.
+    pub fn take_bar_moves(&mut self) -> alloc::vec::Vec<BarMove> {
+        let mut moves = alloc::vec::Vec::new();
+        for index in 0..6 {
+            let Some(host) = self.host_bars[index].filter(|bar| bar.kind.is_memory()) else {
+                continue;
+            };
+            let now = self.header.decoded_bar(index);
+            if now != self.mapped[index] {
+                moves.push(BarMove {
+                    index,
+                    host: host.address,
+                    size: host.size,
+                    from: self.mapped[index],
+                    to: now,
+                });
+                self.mapped[index] = now;
+            }
+        }
+        moves
+    }
+
+    /// Puts I/O BARs the guest moved back at the host's address (a sizing
+    /// write, all ones, still shows the size mask until the next write).
+    fn pin_io_bars(&mut self, offset: u16, size: u8) {
+        for index in 0..6u16 {
+            let register = BAR0_OFFSET + 4 * index;
+            let touched = offset < register + 4 && offset + u16::from(size) > register;
+            let Some(host) = self.host_bars[usize::from(index)] else {
+                continue;
+            };
+            if !touched || host.kind.is_memory() {
+                continue;
+            }
+            let written = self.header.bar(usize::from(index)).map(|bar| bar.address);
+            let sizing = written.is_some_and(|address| address | (host.size - 1) | 0x3 == u64::from(u32::MAX));
+            if !sizing && written != Some(host.address) {
+                self.header.write(register, 4, host.address as u32);
+            }
+        }
+    }
+
     pub fn header(&self) -> &Type0Header {
         &self.header
+    }
+
+    /// Whether the real device's INTx fired and has not been resampled
+    /// yet. Keel masks a level-triggered host input when it fires (the line
+    /// stays asserted until the guest's driver clears the cause), so the
+    /// guest's Interrupt Status (status bit 3) shows this instead of the
+    /// device's own bit: `uio_pci_generic`-style drivers read it to decide
+    /// whether a shared interrupt was theirs.
+    pub fn intx_pending(&self) -> bool {
+        self.header.interrupt_status()
+    }
+
+    pub fn set_intx_pending(&mut self, pending: bool) {
+        self.header.set_interrupt_status(pending);
+    }
+
+    /// Whether the guest masked INTx (Interrupt Disable, command bit 10).
+    pub fn intx_disabled(&self) -> bool {
+        self.header.intx_disabled()
     }
 }
 
@@ -161,6 +256,9 @@ impl PciFunction for PassthroughFunction {
             return;
         }
         self.header.write(offset, size, value);
+        if (BAR0_OFFSET..BAR0_OFFSET + 24).contains(&offset) {
+            self.pin_io_bars(offset, size.min(4));
+        }
         let touches_command = offset < COMMAND_OFFSET + 2 && offset + u16::from(size) > COMMAND_OFFSET;
         if touches_command {
             let command = self.header.command() & FORWARDED_COMMAND_BITS;
@@ -242,5 +340,80 @@ mod tests {
         assert_eq!(function.moved_bars().collect::<Vec<_>>(), [4]);
         function.config_write(0x20, 4, 0xc000, &mut platform);
         assert_eq!(function.moved_bars().count(), 0);
+    }
+
+    #[test]
+    fn io_bars_stay_at_the_host_address_but_still_size() {
+        let mut function = ide();
+        let mut platform = RecordingPlatform::default();
+        function.config_write(4, 2, 0x0001, &mut platform);
+        function.config_write(0x20, 4, 0xd000, &mut platform);
+        assert_eq!(
+            function.config_read(0x20, 4),
+            0xc001,
+            "not moved: ports are not translated"
+        );
+        function.config_write(0x20, 2, 0xd000, &mut platform);
+        assert_eq!(function.config_read(0x20, 4), 0xc001, "nor by a narrower write");
+        function.config_write(0x20, 4, 0xffff_ffff, &mut platform);
+        assert_eq!(function.config_read(0x20, 4), 0xffff_fff1, "sizing still works");
+        function.config_write(0x20, 4, 0xc000, &mut platform);
+        assert_eq!(function.config_read(0x20, 4), 0xc001);
+        assert!(function.take_bar_moves().is_empty(), "I/O BARs are never remapped");
+    }
+
+    #[test]
+    fn memory_bars_are_mapped_where_they_decode_and_nowhere_while_decoding_is_off() {
+        let identity = PciIdentity {
+            vendor_id: 0x8086,
+            device_id: 0x100e,
+            class_code: 0x020000,
+            revision: 3,
+            subsystem_vendor_id: 0,
+            subsystem_id: 0,
+        };
+        let bar0 = Bar {
+            kind: BarKind::Memory32 { prefetchable: false },
+            size: 128 << 10,
+            address: 0xfebc_0000,
+        };
+        let mut function = PassthroughFunction::new(identity, &[(0, bar0)], 1, 16).unwrap();
+        let mut platform = RecordingPlatform::default();
+        // Keel mapped it at the host's address; decoding is still off.
+        let off = function.take_bar_moves();
+        assert_eq!(
+            off,
+            [BarMove {
+                index: 0,
+                host: 0xfebc_0000,
+                size: 128 << 10,
+                from: Some(0xfebc_0000),
+                to: None
+            }]
+        );
+        function.config_write(4, 2, 0x0002, &mut platform);
+        assert_eq!(function.take_bar_moves()[0].to, Some(0xfebc_0000));
+        // Sizing with decoding off maps nothing at the size mask.
+        function.config_write(4, 2, 0x0000, &mut platform);
+        function.config_write(0x10, 4, 0xffff_ffff, &mut platform);
+        assert_eq!(function.config_read(0x10, 4), 0xfffe_0000);
+        function.config_write(0x10, 4, 0xe000_0000, &mut platform);
+        let moves = function.take_bar_moves();
+        assert_eq!((moves[0].from, moves[0].to), (Some(0xfebc_0000), None));
+        assert!(function.take_bar_moves().is_empty(), "nothing changes while off");
+        function.config_write(4, 2, 0x0002, &mut platform);
+        let moved = function.take_bar_moves();
+        assert_eq!(
+            moved,
+            [BarMove {
+                index: 0,
+                host: 0xfebc_0000,
+                size: 128 << 10,
+                from: None,
+                to: Some(0xe000_0000)
+            }],
+            "the host's pages, at the guest's new address"
+        );
+        assert_eq!(function.moved_bars().collect::<Vec<_>>(), [0]);
     }
 }

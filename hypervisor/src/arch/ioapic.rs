@@ -49,3 +49,17 @@ pub fn write_redirection(base: u64, input: u32, entry: u64) -> bool {
     write(base, index, entry as u32);
     true
 }
+
+/// Sets or clears input `input`'s mask bit, leaving the rest of its entry
+/// (written by [`write_redirection`]) as it is. Called from Keel's
+/// interrupt handler for level-triggered inputs, which Keel runs only with
+/// its own I/O APIC accesses finished (interrupts are off around them).
+pub fn set_masked(base: u64, input: u32, masked: bool) {
+    if base == 0 || base.saturating_add(0x20) > IDENTITY_MAPPED || input > 0xef {
+        return;
+    }
+    const MASKED: u32 = 1 << 16;
+    let index = FIRST_REDIRECTION + 2 * input;
+    let low = read(base, index);
+    write(base, index, if masked { low | MASKED } else { low & !MASKED });
+}
