@@ -105,6 +105,24 @@ impl HostMadt {
         }
     }
 
+    /// A PCI function's INTx at host GSI `gsi`, as Dom0 named it: below
+    /// 16 the same as [`HostMadt::pci_intx_route`] for that ISA IRQ;
+    /// otherwise level-triggered, active low.
+    pub fn pci_intx_gsi(&self, gsi: u32) -> IsaRoute {
+        match u8::try_from(gsi) {
+            Ok(line @ 1..=15) => self.pci_intx_route(line).unwrap_or(IsaRoute {
+                gsi,
+                level_triggered: true,
+                active_low: false,
+            }),
+            _ => IsaRoute {
+                gsi,
+                level_triggered: true,
+                active_low: true,
+            },
+        }
+    }
+
     /// The I/O APIC that has input `gsi`, and the input's number on it
     /// (every I/O APIC has at least 24 inputs on the machines Keel targets;
     /// the exact count is in its version register, which the caller reads).
@@ -271,6 +289,13 @@ mod tests {
         assert_eq!(route(7), Some((7, false, false)));
         assert_eq!(route(9), Some((9, true, false)), "no override: same GSI, level");
         assert_eq!(route(19), Some((19, true, true)), "an I/O APIC input itself");
+        let given = |gsi| {
+            let route = madt.pci_intx_gsi(gsi);
+            (route.gsi, route.level_triggered, route.active_low)
+        };
+        assert_eq!(given(10), (20, true, false), "an ISA IRQ follows its override");
+        assert_eq!(given(0), (0, true, true));
+        assert_eq!(given(300), (300, true, true), "past the ISA range and u8");
     }
 
     #[test]

@@ -193,6 +193,9 @@ fn device_specific(config: &mut HostConfig, bdf: Bdf) -> DeviceSpecific {
 pub struct HostDevices {
     functions: Vec<FunctionInfo>,
     assignable: Vec<Bdf>,
+    /// Host GSIs Dom0 gave for assignable functions' INTx (else the
+    /// firmware's Interrupt Line is used).
+    intx_gsis: Vec<(Bdf, u32)>,
     owners: Vec<(Bdf, u32)>,
     madt: HostMadt,
     routes: Routes,
@@ -220,6 +223,7 @@ pub fn init(boot_info: &BootInformation, functions: Vec<FunctionInfo>) {
     *HOST_DEVICES.lock() = Some(HostDevices {
         functions,
         assignable: Vec::new(),
+        intx_gsis: Vec::new(),
         owners: Vec::new(),
         madt,
         routes: Routes::default(),
@@ -281,8 +285,9 @@ pub enum AssignError {
     Unsupported(String),
 }
 
-/// Makes `bdf` assignable (or not).
-pub fn set_assignable(bdf: Bdf, assignable: bool) -> Result<(), AssignError> {
+/// Makes `bdf` assignable (or not); `intx_gsi` names the host GSI of its
+/// INTx where the firmware's Interrupt Line is wrong or empty.
+pub fn set_assignable(bdf: Bdf, assignable: bool, intx_gsi: Option<u32>) -> Result<(), AssignError> {
     with(|devices| {
         let info = devices
             .functions
@@ -295,9 +300,18 @@ pub fn set_assignable(bdf: Bdf, assignable: bool) -> Result<(), AssignError> {
         if let Some(&(_, owner)) = devices.owners.iter().find(|(owned, _)| *owned == bdf) {
             return Err(AssignError::Busy(owner));
         }
+        if let Some(gsi) = intx_gsi.filter(|_| assignable) {
+            if host_input(&devices.madt, gsi).is_none() {
+                return Err(AssignError::Unsupported(format!("no host I/O APIC has GSI {gsi}")));
+            }
+        }
         devices.assignable.retain(|&listed| listed != bdf);
+        devices.intx_gsis.retain(|&(listed, _)| listed != bdf);
         if assignable {
             devices.assignable.push(bdf);
+            if let Some(gsi) = intx_gsi {
+                devices.intx_gsis.push((bdf, gsi));
+            }
         }
         Ok(())
     })
@@ -317,7 +331,7 @@ pub fn attach(domain: u32, assignment: Assignment) -> Result<(), AssignError> {
         if !devices.assignable.contains(&bdf) {
             return Err(AssignError::NotAssignable);
         }
-        check_interrupts(&devices.madt, bdf).map_err(AssignError::Unsupported)?;
+        check_interrupts(devices, bdf).map_err(AssignError::Unsupported)?;
         let confined = source_id(bdf).is_some_and(crate::iommu::covers);
         if !confined && !assignment.unconfined_dma {
             return Err(AssignError::NotConfined);
@@ -340,6 +354,15 @@ fn legacy_channels(class: u32) -> Vec<&'static LegacyChannel> {
     }
 }
 
+/// The host I/O APIC input that carries `gsi`: the MADT says which I/O
+/// APIC's range starts below it, the I/O APIC's version register how many
+/// inputs it has.
+fn host_input(madt: &HostMadt, gsi: u32) -> Option<(keel_acpi_tables::host_madt::HostIoApic, u32)> {
+    madt.io_apic_for(gsi).filter(|&(apic, input)| {
+        crate::arch::ioapic::inputs(u64::from(apic.address)).is_some_and(|count| input < count)
+    })
+}
+
 /// How a function's interrupts reach Keel.
 #[derive(Clone, Copy, Debug)]
 enum Interrupts {
@@ -351,7 +374,8 @@ enum Interrupts {
 }
 
 /// How Keel can forward the function's interrupts, or why it cannot.
-fn check_interrupts(madt: &HostMadt, bdf: Bdf) -> Result<Interrupts, String> {
+fn check_interrupts(devices: &HostDevices, bdf: Bdf) -> Result<Interrupts, String> {
+    let madt = &devices.madt;
     let config = &mut HostConfig;
     let class = config.read32(bdf, header::CLASS_REVISION) >> 8;
     if !legacy_channels(class).is_empty() {
@@ -368,11 +392,21 @@ fn check_interrupts(madt: &HostMadt, bdf: Bdf) -> Result<Interrupts, String> {
         }
         return Ok(Interrupts::None);
     }
+    let given = devices
+        .intx_gsis
+        .iter()
+        .find(|&&(listed, _)| listed == bdf)
+        .map(|&(_, gsi)| gsi);
     let line = config.read8(bdf, header::INTERRUPT_LINE);
-    let route = madt
-        .pci_intx_route(line)
-        .ok_or_else(|| format!("{bdf}: its firmware did not route INTx pin {pin} (Interrupt Line {line:#x})"))?;
-    if madt.io_apic_for(route.gsi).is_none() {
+    let route = match given {
+        Some(gsi) => madt.pci_intx_gsi(gsi),
+        None => madt.pci_intx_route(line).ok_or_else(|| {
+            format!(
+                "{bdf}: its firmware did not route INTx pin {pin} (Interrupt Line {line:#x}); name the host GSI with `keel pci-assignable-add {bdf} --intx-gsi N`"
+            )
+        })?,
+    };
+    if host_input(madt, route.gsi).is_none() {
         return Err(format!("{bdf}: no host I/O APIC has GSI {} (its INTx)", route.gsi));
     }
     Ok(Interrupts::Intx(route))
@@ -392,8 +426,8 @@ pub fn wire(domain_id: u32, domain: &mut Domain, vcpu: &mut VmxVcpu, assignment:
     let class_revision = config.read32(bdf, header::CLASS_REVISION);
     let class = class_revision >> 8;
     let legacy = legacy_channels(class);
-    let interrupts = with(|devices| check_interrupts(&devices.madt, bdf))
-        .unwrap_or(Err(String::from("host devices not initialized")))?;
+    let interrupts =
+        with(|devices| check_interrupts(devices, bdf)).unwrap_or(Err(String::from("host devices not initialized")))?;
     let pin = config.read8(bdf, header::INTERRUPT_PIN);
     let io_ranges = io_ranges(&bars, &legacy)?;
     let memory_bars: Vec<&Bar> = bars.iter().filter(|bar| bar.kind != BarKind::Io).collect();

@@ -14,7 +14,8 @@
 #  list       `keel pci-assignable-list` shows the function, not assignable
 #             and its DMA not confined;
 #  refusals   `keel create` of domu-disk fails while the function is not
-#             assignable; after `keel pci-assignable-add`, a config without
+#             assignable; `keel pci-assignable-add --intx-gsi 200` (a GSI no
+#             I/O APIC has) fails; after `keel pci-assignable-add`, a config without
 #             pci_unconfined_dma (domu-disk-confined) fails saying the DMA is
 #             not confined; either leaves no domain and no memory taken;
 #  domu       `keel create` of domu-disk works; the DomU (keel.domu=disk)
@@ -139,7 +140,10 @@ if create_refused "$DISK_CONFIG" "$DISK_DOMU" "$PCI_DEVICE|assignable|not permit
     say "dom0: passthrough create refused while not assignable: $refusal"
 fi
 
-if run keel pci-assignable-add "$PCI_DEVICE" && run keel pci-assignable-add "$NIC_DEVICE" \
+# An INTx GSI no I/O APIC has is refused (Bochs' one I/O APIC has 24).
+if ! keel_refuses "GSI 200" pci-assignable-add "$NIC_DEVICE" --intx-gsi 200; then
+    say "dom0: passthrough assignable-add failed: --intx-gsi 200 was not refused for GSI 200"
+elif run keel pci-assignable-add "$PCI_DEVICE" && run keel pci-assignable-add "$NIC_DEVICE" \
     && listed_as "assignable"; then
     say "dom0: passthrough made assignable: $line"
 else

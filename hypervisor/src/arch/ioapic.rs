@@ -30,6 +30,15 @@ fn write(base: u64, index: u32, value: u32) {
     }
 }
 
+/// How many inputs the I/O APIC at `base` has (its version register), or
+/// `None` outside the identity map.
+pub fn inputs(base: u64) -> Option<u32> {
+    if base == 0 || base.saturating_add(0x20) > IDENTITY_MAPPED {
+        return None;
+    }
+    Some(((read(base, VERSION) >> 16) & 0xff) + 1)
+}
+
 /// Writes input `input`'s redirection entry (the half with the mask bit
 /// last when unmasking, first when masking). Returns false when the I/O
 /// APIC is outside the identity map or has no such input.
