@@ -26,9 +26,12 @@ use keel_virtio::pci::{Effect, MsiMessage, VirtioPciFunction};
 /// timers count in TSC cycles) and the console (where the console domain's
 /// serial output goes). The hypervisor passes the real ones; tests a fake.
 mod assigned_intx;
+mod assigned_msi;
 mod paravirtual;
 #[cfg(test)]
 mod tests_intx;
+#[cfg(test)]
+mod tests_msi;
 
 pub trait PlatformHost {
     fn now_tsc(&self) -> u64;
@@ -163,6 +166,8 @@ pub struct VirtualPlatform<H> {
     intx_sources: Vec<assigned_intx::IntxSource>,
     /// Of those, the ones whose host input Keel must unmask again.
     intx_resamples: Vec<PciAddress>,
+    /// Assigned functions' MSI: changes to apply, refused messages.
+    msi: assigned_msi::MsiForwarding,
     /// Paravirtual (virtio-pci) devices, and where their BARs decode now.
     virtio: Vec<VirtioSlot>,
     /// What the guest asked of them, for their backends.
@@ -258,6 +263,7 @@ impl<H: PlatformHost> VirtualPlatform<H> {
             deferred_pulses: Vec::new(),
             intx_sources: Vec::new(),
             intx_resamples: Vec::new(),
+            msi: assigned_msi::MsiForwarding::default(),
             virtio: Vec::new(),
             virtio_effects: Vec::new(),
         })
@@ -491,6 +497,7 @@ impl<H: PlatformHost> VirtualPlatform<H> {
             let writes: Vec<PassthroughWrite> = command.into_iter().chain(registers).collect();
             self.passthrough_writes
                 .extend(writes.into_iter().map(|write| (address, write)));
+            self.collect_passthrough_msi(address);
         }
         if !self.intx_sources.is_empty() {
             self.sync_intx_after_command();
