@@ -18,6 +18,18 @@ pub enum Finish {
     OnEmulatorExit,
 }
 
+/// What a test needs from the host besides its emulator. The runner checks
+/// each once per run (`crate::runner::HostSupport`); a test whose
+/// requirement is not met is not started and is reported as skipped, with
+/// the reason, which does not fail the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Requirement {
+    /// QEMU with KVM and `-cpu host` that can run Keel: /dev/kvm usable
+    /// and nested VMX (`crate::host_kvm`). CI machines (a paravirtual
+    /// /dev/kvm without VMX) and Bochs-only hosts lack it.
+    NestedKvm,
+}
+
 #[derive(Debug, Clone)]
 pub struct TestCase {
     pub name: &'static str,
@@ -39,6 +51,8 @@ pub struct TestCase {
     /// Required process exit status. Only meaningful for QEMU: Bochs always
     /// exits with 1, so Bochs tests are judged by the log alone.
     pub expected_exit_status: Option<i32>,
+    /// What the host must offer for the test to run at all.
+    pub requirements: Vec<Requirement>,
 }
 
 impl TestCase {
@@ -54,7 +68,17 @@ impl TestCase {
             finish: Finish::OnEmulatorExit,
             console_input: Vec::new(),
             expected_exit_status: None,
+            requirements: Vec::new(),
         }
+    }
+
+    /// The test runs only where KVM can run Keel (nested VMX); elsewhere
+    /// it is skipped and reported as such.
+    pub fn requires_nested_kvm(mut self) -> Self {
+        if !self.requirements.contains(&Requirement::NestedKvm) {
+            self.requirements.push(Requirement::NestedKvm);
+        }
+        self
     }
 
     pub fn with_dom0(mut self, modules: Dom0Modules) -> Self {
@@ -124,6 +148,14 @@ mod tests {
             .finish_on_text("last");
         let rendered: Vec<String> = case.ordered_markers().iter().map(|m| m.to_string()).collect();
         assert_eq!(rendered, ["\"first\"", "\"last\""]);
+    }
+
+    #[test]
+    fn a_test_requires_nothing_unless_it_says_so() {
+        let plain = TestCase::new("t", Machine::qemu_tcg(), "", Duration::from_secs(1));
+        assert!(plain.requirements.is_empty());
+        let kvm = plain.requires_nested_kvm().requires_nested_kvm();
+        assert_eq!(kvm.requirements, [Requirement::NestedKvm], "listed once");
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod cases;
 pub mod console;
 pub mod dom0;
 pub mod emulator;
+pub mod host_kvm;
 pub mod interrupt;
 pub mod iso;
 pub mod layout;
@@ -16,7 +17,7 @@ pub mod report;
 pub mod runner;
 pub mod verdict;
 
-pub use case::{Finish, TestCase};
+pub use case::{Finish, Requirement, TestCase};
 pub use cases::all_boot_tests;
 pub use dom0::{Dom0Modules, KernelImage};
 pub use layout::{Layout, Profile};

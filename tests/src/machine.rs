@@ -63,6 +63,11 @@ pub struct QemuMachine {
     pub edu: bool,
     /// An extra ACPI table the firmware passes on (`-acpitable`).
     pub extra_acpi_table: Option<ExtraAcpiTable>,
+    /// An NVMe controller (QEMU's `nvme`, 1b36:0010, class 010802) in a
+    /// fixed slot (`crate::emulator::qemu::NVME_SLOT`), its namespace a
+    /// small raw image the run writes (`crate::emulator::qemu::nvme_image`:
+    /// known text in sectors 0 and 1).
+    pub nvme: bool,
 }
 
 /// ACPI tables a test adds to the firmware's.
@@ -101,6 +106,7 @@ impl Machine {
             iommu: false,
             edu: false,
             extra_acpi_table: None,
+            nvme: false,
         })
     }
 
@@ -112,6 +118,7 @@ impl Machine {
             iommu: true,
             edu: true,
             extra_acpi_table: None,
+            nvme: false,
         })
     }
 
@@ -122,6 +129,21 @@ impl Machine {
             iommu: false,
             edu: false,
             extra_acpi_table: None,
+            nvme: false,
+        })
+    }
+
+    /// QEMU with KVM (the host CPU, which must offer nested VMX) as a q35
+    /// PC with an Intel IOMMU and an NVMe controller: a real PCI Express
+    /// function whose DMA VT-d confines once Keel assigns it to a DomU.
+    pub fn qemu_kvm_passthrough() -> Self {
+        Machine::Qemu(QemuMachine {
+            accel: QemuAccel::Kvm,
+            memory_mib: 512,
+            iommu: true,
+            edu: false,
+            extra_acpi_table: None,
+            nvme: true,
         })
     }
 
@@ -186,8 +208,31 @@ mod tests {
                 iommu: false,
                 edu: false,
                 extra_acpi_table: None,
+                nvme: false,
             })
         );
+    }
+
+    #[test]
+    fn the_kvm_passthrough_machine_is_kvm_with_the_iommu_and_the_nvme_controller() {
+        let machine = Machine::qemu_kvm_passthrough().with_memory(1024);
+        assert_eq!(
+            machine,
+            Machine::Qemu(QemuMachine {
+                accel: QemuAccel::Kvm,
+                memory_mib: 1024,
+                iommu: true,
+                edu: false,
+                extra_acpi_table: None,
+                nvme: true,
+            })
+        );
+        assert_eq!(machine.to_string(), "QEMU (KVM)");
+        // No other machine has the controller.
+        for other in [Machine::qemu_tcg(), Machine::qemu_iommu(), Machine::qemu_kvm()] {
+            let Machine::Qemu(other) = other else { unreachable!() };
+            assert!(!other.nvme);
+        }
     }
 
     #[test]

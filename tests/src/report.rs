@@ -1,4 +1,4 @@
-//! Human-readable failure reports.
+//! Human-readable reports: failures, skipped tests and the summary.
 
 use std::fmt::Write;
 
@@ -12,6 +12,18 @@ pub const EMULATOR_TAIL_LINES: usize = 20;
 pub fn tail_lines(text: &str, count: usize) -> Vec<&str> {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(count)..].to_vec()
+}
+
+/// The line for a test not started because the host lacks what it
+/// requires (`crate::runner::skip_reason`).
+pub fn skip_line(name: &str, reason: &str) -> String {
+    format!("SKIP  {name}: {reason}")
+}
+
+/// The last line of a boot-test run. Skipped tests are counted on their
+/// own: they neither passed nor failed.
+pub fn summary(passed: usize, failed: usize, skipped: usize) -> String {
+    format!("boot tests: {passed} passed, {failed} failed, {skipped} skipped")
 }
 
 /// Why a test failed, with the end of both logs and where to find them.
@@ -66,6 +78,20 @@ mod tests {
         assert_eq!(tail_lines("a\nb\nc\n", 2), ["b", "c"]);
         assert_eq!(tail_lines("a\nb", 5), ["a", "b"]);
         assert!(tail_lines("", 3).is_empty());
+    }
+
+    #[test]
+    fn a_skipped_test_says_why_and_is_counted_on_its_own() {
+        assert_eq!(
+            skip_line(
+                "kvm-passthrough",
+                "needs QEMU with KVM that runs VMX guests (nested VMX), but no /dev/kvm"
+            ),
+            "SKIP  kvm-passthrough: needs QEMU with KVM that runs VMX guests (nested VMX), but no /dev/kvm"
+        );
+        assert_eq!(summary(17, 0, 1), "boot tests: 17 passed, 0 failed, 1 skipped");
+        assert_eq!(summary(0, 0, 1), "boot tests: 0 passed, 0 failed, 1 skipped");
+        assert_eq!(summary(3, 2, 0), "boot tests: 3 passed, 2 failed, 0 skipped");
     }
 
     #[test]

@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use crate::case::TestCase;
+use crate::case::{Requirement, TestCase};
 use crate::console::{ConsoleScript, Pty, Relay, RelayOptions};
 use crate::emulator::{self, RunOutcome, Watch, SERIAL_LOG};
+use crate::host_kvm;
 use crate::interrupt;
 use crate::layout::Layout;
 use crate::verdict::{judge, judge_console_input, Failure};
@@ -100,6 +101,62 @@ fn run_with_console_input(case: &TestCase, iso: &Path, run_dir: &Path) -> Result
     Ok(CaseResult { outcome, failures })
 }
 
+/// What this host offers the tests' requirements ([`Requirement`]), looked
+/// at once per run: for each, `None` when it is there, else why not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostSupport {
+    pub nested_kvm: Option<String>,
+}
+
+impl HostSupport {
+    /// Looks at this host: the same detection `xtask run` uses to prefer
+    /// KVM ([`host_kvm::why_no_vmx_guests`]).
+    pub fn probe() -> Self {
+        HostSupport {
+            nested_kvm: host_kvm::why_no_vmx_guests().map(String::from),
+        }
+    }
+
+    /// Why `requirement` is not met here, or `None` when it is.
+    pub fn unmet(&self, requirement: Requirement) -> Option<String> {
+        match requirement {
+            Requirement::NestedKvm => self
+                .nested_kvm
+                .as_ref()
+                .map(|why| format!("needs QEMU with KVM that runs VMX guests (nested VMX), but {why}")),
+        }
+    }
+}
+
+/// Why `case` cannot run on a host with `support` (its first unmet
+/// requirement), or `None` when it can.
+pub fn skip_reason(case: &TestCase, support: &HostSupport) -> Option<String> {
+    case.requirements
+        .iter()
+        .find_map(|&requirement| support.unmet(requirement))
+}
+
+/// A test not started because the host lacks what it requires.
+#[derive(Debug, Clone)]
+pub struct Skipped {
+    pub case: TestCase,
+    pub reason: String,
+}
+
+/// Splits `cases` into those that run here and those skipped, with the
+/// reason, each keeping its order.
+pub fn partition_runnable(cases: Vec<TestCase>, support: &HostSupport) -> (Vec<TestCase>, Vec<Skipped>) {
+    let mut runnable = Vec::new();
+    let mut skipped = Vec::new();
+    for case in cases {
+        match skip_reason(&case, support) {
+            None => runnable.push(case),
+            Some(reason) => skipped.push(Skipped { case, reason }),
+        }
+    }
+    (runnable, skipped)
+}
+
 pub struct Job {
     pub case: TestCase,
     pub iso: PathBuf,
@@ -168,6 +225,61 @@ mod tests {
             line_times: Vec::new(),
             run_dir: PathBuf::from("/tmp/run"),
         }
+    }
+
+    fn case(name: &'static str) -> TestCase {
+        TestCase::new(name, crate::machine::Machine::qemu_tcg(), "", Duration::from_secs(1))
+    }
+
+    const NO_KVM: &str = "no /dev/kvm this user can open read-write";
+
+    #[test]
+    fn a_test_needing_nested_kvm_is_skipped_where_there_is_none_with_the_reason() {
+        let without = HostSupport {
+            nested_kvm: Some(NO_KVM.to_string()),
+        };
+        let with = HostSupport { nested_kvm: None };
+        let kvm = case("kvm-passthrough").requires_nested_kvm();
+        assert_eq!(skip_reason(&kvm, &with), None);
+        assert_eq!(
+            skip_reason(&kvm, &without).as_deref(),
+            Some(
+                "needs QEMU with KVM that runs VMX guests (nested VMX), but no /dev/kvm this user can open read-write"
+            )
+        );
+        // A test that requires nothing runs on either host.
+        assert_eq!(skip_reason(&case("bochs-dom0"), &without), None);
+        assert_eq!(skip_reason(&case("bochs-dom0"), &with), None);
+    }
+
+    #[test]
+    fn partition_keeps_the_order_of_both_kinds() {
+        let without = HostSupport {
+            nested_kvm: Some(NO_KVM.to_string()),
+        };
+        let cases = vec![
+            case("a"),
+            case("kvm-1").requires_nested_kvm(),
+            case("b"),
+            case("kvm-2").requires_nested_kvm(),
+        ];
+        let (runnable, skipped) = partition_runnable(cases.clone(), &without);
+        let names: Vec<&str> = runnable.iter().map(|case| case.name).collect();
+        assert_eq!(names, ["a", "b"]);
+        let names: Vec<&str> = skipped.iter().map(|skipped| skipped.case.name).collect();
+        assert_eq!(names, ["kvm-1", "kvm-2"]);
+        assert!(skipped.iter().all(|skipped| skipped.reason.ends_with(NO_KVM)));
+        let (runnable, skipped) = partition_runnable(cases, &HostSupport { nested_kvm: None });
+        assert_eq!(runnable.len(), 4);
+        assert!(skipped.is_empty());
+    }
+
+    #[test]
+    fn the_probe_agrees_with_the_detection_xtask_run_uses() {
+        assert_eq!(
+            HostSupport::probe().nested_kvm.is_none(),
+            host_kvm::accepts_vmx_guests()
+        );
     }
 
     #[test]

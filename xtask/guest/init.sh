@@ -6,7 +6,8 @@
 # and powers off; with `keel.test=domu` it runs the DomU checks
 # (/usr/lib/keel/domu-test.sh: create, watch, list and destroy DomUs with
 # /bin/keel) and powers off; with `keel.test=domu-sched`, `domu-faults`,
-# `hostile`, `passthrough`, `split-blk` or `split-net` it runs those checks
+# `hostile`, `passthrough`, `passthrough-kvm`, `split-blk` or `split-net` it
+# runs those checks
 # (/usr/lib/keel/*-test.sh) and powers off;
 # with `keel.test=domu-bench` it times one DomU
 # boot for `bench boot`, with `keel.test=bench-io` it measures the split
@@ -110,6 +111,15 @@ fi
 # against Keel while a witness DomU ticks.
 if grep -qwF 'keel.test=hostile' /proc/cmdline; then
     /usr/lib/keel/hostile-test.sh
+    poweroff -f
+fi
+
+# The PCI passthrough checks with VT-d (passthrough-kvm-test.sh): the host's
+# NVMe controller goes to a DomU with its DMA confined by the IOMMU. Before
+# keel.test=passthrough: grep -w takes "-" for a word boundary, so that
+# flag's pattern also matches inside this one.
+if grep -qwF 'keel.test=passthrough-kvm' /proc/cmdline; then
+    /usr/lib/keel/passthrough-kvm-test.sh
     poweroff -f
 fi
 

@@ -5,8 +5,8 @@ use std::sync::Mutex;
 
 use anyhow::{bail, Result};
 use keel_boot_tests::iso::build_case_iso;
-use keel_boot_tests::report::failure_report;
-use keel_boot_tests::runner::{run_parallel, CaseResult, Event, Job};
+use keel_boot_tests::report::{failure_report, skip_line, summary};
+use keel_boot_tests::runner::{partition_runnable, run_parallel, CaseResult, Event, HostSupport, Job};
 use keel_boot_tests::{all_boot_tests, Profile, TestCase};
 
 use crate::commands::emulator_prerequisites;
@@ -27,6 +27,15 @@ pub fn run(workspace: &Workspace, filter: Option<&str>, no_host: bool, no_fuzz: 
     let cases = select(all_boot_tests(), filter);
     if cases.is_empty() {
         bail!("no boot test name contains {:?}", filter.unwrap_or_default());
+    }
+    // Tests whose requirements this host lacks (nested VMX under KVM) are
+    // not started, nor is anything built or installed for them.
+    let (cases, skipped) = partition_runnable(cases, &HostSupport::probe());
+    for skipped in &skipped {
+        println!("{}", skip_line(skipped.case.name, &skipped.reason));
+    }
+    if cases.is_empty() {
+        return conclude(0, 0, skipped.len());
     }
     prerequisites::ensure(&needed_prerequisites(&cases))?;
 
@@ -59,7 +68,13 @@ pub fn run(workspace: &Workspace, filter: Option<&str>, no_host: bool, no_fuzz: 
         }
     }
     let failed = results.len() - passed;
-    println!("boot tests: {passed} passed, {failed} failed");
+    conclude(passed, failed, skipped.len())
+}
+
+/// Prints the summary; the run fails only when a test failed (or was
+/// interrupted), never for a skipped one.
+fn conclude(passed: usize, failed: usize, skipped: usize) -> Result<()> {
+    println!("{}", summary(passed, failed, skipped));
     if failed > 0 {
         bail!("{failed} boot test(s) failed");
     }
@@ -125,6 +140,29 @@ mod tests {
         ];
         let names: Vec<&str> = select(cases, Some("vmx")).iter().map(|c| c.name).collect();
         assert_eq!(names, ["qemu-no-vmx"]);
+    }
+
+    #[test]
+    fn skipped_tests_do_not_fail_the_run_and_failed_ones_do() {
+        assert!(conclude(0, 0, 1).is_ok());
+        assert!(conclude(17, 0, 1).is_ok());
+        assert!(conclude(16, 1, 1).is_err());
+        assert!(conclude(0, 1, 0).is_err());
+    }
+
+    #[test]
+    fn the_nested_kvm_test_is_the_one_skipped_on_a_host_without_it() {
+        let without = HostSupport {
+            nested_kvm: Some("no /dev/kvm this user can open read-write".to_string()),
+        };
+        let (runnable, skipped) = partition_runnable(select(all_boot_tests(), Some("kvm-passthrough")), &without);
+        assert!(runnable.is_empty());
+        let names: Vec<&str> = skipped.iter().map(|skipped| skipped.case.name).collect();
+        assert_eq!(names, ["kvm-passthrough"]);
+        // Every other boot test runs on such a host (the CI machines).
+        let (runnable, skipped) = partition_runnable(all_boot_tests(), &without);
+        assert_eq!(skipped.len(), 1);
+        assert_eq!(runnable.len(), all_boot_tests().len() - 1);
     }
 
     #[test]

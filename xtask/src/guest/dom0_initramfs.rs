@@ -16,6 +16,7 @@
 //! | `/etc/keel/domu-{spin,wrmsr,tick,probe,triple}.toml` | the configs of those checks' DomUs |
 //! | `/usr/lib/keel/hostile-test.sh`, `/etc/keel/domu-hostile.toml` | the hostile-guest checks `keel.test=hostile` runs, and its hostile DomU's config |
 //! | `/usr/lib/keel/passthrough-test.sh`, `/etc/keel/domu-disk{,-confined}.toml` | the PCI passthrough checks `keel.test=passthrough` runs, and the configs of their DomU (the host's IDE function, with and without `pci_unconfined_dma`) |
+//! | `/usr/lib/keel/passthrough-kvm-test.sh`, `/etc/keel/domu-nvme.toml` | the PCI passthrough checks with VT-d `keel.test=passthrough-kvm` runs (boot test `kvm-passthrough`, nested KVM only), and the config of their DomU (the host's NVMe controller, without `pci_unconfined_dma`) |
 //! | `/bin/keel-stress`, `/lib/modules/msr.ko` | the load generator (`guest-tools`, static) and the kernel's `msr` driver, for Dom0's own hostile run |
 //! | `/lib/modules/{uio,uio_pci_generic,tun}.ko` | the kernel's modules for the virtio backends and the network switch's TAP interface (`kernel::DOM0_MODULES`), which `/init` loads |
 //! | `/usr/lib/keel/split-blk-test.sh`, `/etc/keel/domu-split-blk.toml` | the split block device checks `keel.test=split-blk` runs, and the config of their DomU (two disks) |
@@ -72,6 +73,10 @@ const DOMU_HOSTILE_CONFIG: &str = include_str!("../../guest/domu-hostile.toml");
 const PASSTHROUGH_TEST_SCRIPT: &str = include_str!("../../guest/passthrough-test.sh");
 const DOMU_DISK_CONFIG: &str = include_str!("../../guest/domu-disk.toml");
 const DOMU_DISK_CONFINED_CONFIG: &str = include_str!("../../guest/domu-disk-confined.toml");
+/// The PCI passthrough checks with VT-d (init.sh runs them with
+/// `keel.test=passthrough-kvm`) and their DomU's config.
+const PASSTHROUGH_KVM_TEST_SCRIPT: &str = include_str!("../../guest/passthrough-kvm-test.sh");
+const DOMU_NVME_CONFIG: &str = include_str!("../../guest/domu-nvme.toml");
 /// The split block device checks (init.sh runs them with
 /// `keel.test=split-blk`) and their DomU's config.
 const SPLIT_BLK_TEST_SCRIPT: &str = include_str!("../../guest/split-blk-test.sh");
@@ -112,6 +117,8 @@ const DOMU_HOSTILE_CONFIG_PATH: &str = "etc/keel/domu-hostile.toml";
 const PASSTHROUGH_TEST_PATH: &str = "usr/lib/keel/passthrough-test.sh";
 const DOMU_DISK_CONFIG_PATH: &str = "etc/keel/domu-disk.toml";
 const DOMU_DISK_CONFINED_CONFIG_PATH: &str = "etc/keel/domu-disk-confined.toml";
+const PASSTHROUGH_KVM_TEST_PATH: &str = "usr/lib/keel/passthrough-kvm-test.sh";
+const DOMU_NVME_CONFIG_PATH: &str = "etc/keel/domu-nvme.toml";
 const SPLIT_BLK_TEST_PATH: &str = "usr/lib/keel/split-blk-test.sh";
 const DOMU_SPLIT_BLK_CONFIG_PATH: &str = "etc/keel/domu-split-blk.toml";
 const SPLIT_NET_TEST_PATH: &str = "usr/lib/keel/split-net-test.sh";
@@ -243,6 +250,8 @@ fn dom0_initramfs(init_script: &str, binaries: Binaries) -> Result<Initramfs> {
             0o644,
             DOMU_DISK_CONFINED_CONFIG.as_bytes(),
         )?
+        .file(PASSTHROUGH_KVM_TEST_PATH, 0o755, PASSTHROUGH_KVM_TEST_SCRIPT.as_bytes())?
+        .file(DOMU_NVME_CONFIG_PATH, 0o644, DOMU_NVME_CONFIG.as_bytes())?
         .file(SPLIT_BLK_TEST_PATH, 0o755, SPLIT_BLK_TEST_SCRIPT.as_bytes())?
         .file(DOMU_SPLIT_BLK_CONFIG_PATH, 0o644, DOMU_SPLIT_BLK_CONFIG.as_bytes())?
         .file(SPLIT_NET_TEST_PATH, 0o755, SPLIT_NET_TEST_SCRIPT.as_bytes())?
@@ -317,6 +326,7 @@ mod tests {
             ("etc/keel/domu-disk-confined.toml", REGULAR_FILE | 0o644),
             ("etc/keel/domu-disk.toml", REGULAR_FILE | 0o644),
             ("etc/keel/domu-hostile.toml", REGULAR_FILE | 0o644),
+            ("etc/keel/domu-nvme.toml", REGULAR_FILE | 0o644),
             ("etc/keel/domu-poweroff.toml", REGULAR_FILE | 0o644),
             ("etc/keel/domu-probe.toml", REGULAR_FILE | 0o644),
             ("etc/keel/domu-spin.toml", REGULAR_FILE | 0o644),
@@ -350,6 +360,7 @@ mod tests {
             ("usr/lib/keel/domu-sched-test.sh", REGULAR_FILE | 0o755),
             ("usr/lib/keel/domu-test.sh", REGULAR_FILE | 0o755),
             ("usr/lib/keel/hostile-test.sh", REGULAR_FILE | 0o755),
+            ("usr/lib/keel/passthrough-kvm-test.sh", REGULAR_FILE | 0o755),
             ("usr/lib/keel/passthrough-test.sh", REGULAR_FILE | 0o755),
             ("usr/lib/keel/split-blk-test.sh", REGULAR_FILE | 0o755),
             ("usr/lib/keel/split-net-test.sh", REGULAR_FILE | 0o755),
@@ -642,6 +653,11 @@ mod tests {
             keel_boot_tests::cases::PASSTHROUGH_FAILURES,
         );
         says_every_marker_in_order(
+            PASSTHROUGH_KVM_TEST_SCRIPT,
+            keel_boot_tests::cases::PASSTHROUGH_KVM_STEPS,
+            keel_boot_tests::cases::PASSTHROUGH_KVM_FAILURES,
+        );
+        says_every_marker_in_order(
             SPLIT_BLK_TEST_SCRIPT,
             keel_boot_tests::cases::SPLIT_BLK_STEPS,
             keel_boot_tests::cases::SPLIT_BLK_FAILURES,
@@ -790,6 +806,90 @@ mod tests {
         for helper in ["destroy_and_wait() {", "keel_refuses() {", "pci_list_line() {"] {
             assert!(DOMU_LIB_SCRIPT.contains(helper), "{helper}");
         }
+    }
+
+    #[test]
+    fn the_passthrough_kvm_checks_give_their_domu_the_nvme_function_confined_and_know_its_namespace() {
+        use super::super::domu_initramfs::INIT_SCRIPT as DOMU_INIT;
+        use keel_boot_tests::cases::{
+            kvm_passthrough_intx_gsi, KVM_PASSTHROUGH_CLASS, KVM_PASSTHROUGH_HOST_FUNCTION, KVM_PASSTHROUGH_IDS,
+            PASSTHROUGH_KVM_DOMU_FAILURE, PASSTHROUGH_KVM_FAILURES, PASSTHROUGH_KVM_STEPS, PASSTHROUGH_KVM_TEST_FLAG,
+        };
+        use keel_boot_tests::emulator::bochs::PASSTHROUGH_SECTOR_MARKER;
+        let image = image();
+        let script = PASSTHROUGH_KVM_TEST_SCRIPT;
+        let nvme = config(DOMU_NVME_CONFIG);
+        assert_eq!(nvme.name, "domu-nvme");
+        assert_eq!(nvme.memory, u64::from(DOMU_MEMORY_MIB));
+        assert_eq!(nvme.vcpus, Some(1));
+        assert_eq!(nvme.kernel, format!("/{DOMU_KERNEL_PATH}"));
+        assert_eq!(nvme.initrd, Some(format!("/{DOMU_INITRD_PATH}")));
+        assert_eq!(nvme.on_poweroff.as_deref(), Some("destroy"));
+        assert_eq!(
+            nvme.pci.as_deref(),
+            Some(&[KVM_PASSTHROUGH_HOST_FUNCTION.to_string()][..])
+        );
+        // Keel must confine the DMA itself: the config does not force it.
+        assert_eq!(nvme.pci_unconfined_dma, None);
+        assert!(!DOMU_NVME_CONFIG.contains("pci_unconfined_dma ="));
+        let cmdline = nvme.cmdline.as_deref().unwrap();
+        assert!(cmdline.starts_with("console=ttyS0 cryptomgr.notests"), "{cmdline}");
+        assert!(cmdline.split(' ').any(|word| word == "keel.domu=nvme"), "{cmdline}");
+        assert!(has(&image, DOMU_NVME_CONFIG_PATH));
+        assert!(has(&image, PASSTHROUGH_KVM_TEST_PATH));
+        assert!(script.contains(&format!("NVME_CONFIG=/{DOMU_NVME_CONFIG_PATH} ")));
+        assert!(script.contains("\nNVME_DOMU=domu-nvme\n"));
+        // The function, its ids and class, the DomU's words and the disk's text.
+        assert!(script.contains(&format!("\nPCI_DEVICE={KVM_PASSTHROUGH_HOST_FUNCTION}\n")));
+        assert!(script.contains(&format!("\nPCI_IDS={KVM_PASSTHROUGH_IDS}\n")));
+        assert!(script.contains(&format!("\nPCI_CLASS={KVM_PASSTHROUGH_CLASS}\n")));
+        assert!(script.contains(&format!("\nNVME_FAILED='{PASSTHROUGH_KVM_DOMU_FAILURE}'\n")));
+        assert!(DOMU_INIT.contains("say \"domu: nvme FAILED: $*\""));
+        assert!(script.contains("\nNVME_DONE='domu: nvme done'\n"));
+        assert!(DOMU_INIT.contains("say \"domu: nvme done\""));
+        assert!(script.contains(&format!("\nDISK_MARKER={PASSTHROUGH_SECTOR_MARKER}\n")));
+        assert!(DOMU_INIT.contains(&format!("\nDISK_MARKER={PASSTHROUGH_SECTOR_MARKER}\n")));
+        // The DomU's mode, and the lines the boot test needs from it.
+        assert!(DOMU_INIT.contains("    nvme)\n        # PCI passthrough with VT-d"));
+        for line in [
+            "say \"domu: nvme $NVME_DISK: $sectors sectors, behind PCI function ${pci:-none} ($path)\"",
+            "say \"domu: nvme pci $pci $(pci_function \"/sys/bus/pci/devices/$pci\")\"",
+            "\"$DISK_MARKER$sector \"*) say \"domu: nvme sector $sector: $text\" ;;",
+            "say \"domu: nvme irqs $irqs ($((irqs - irqs_before)) during the reads; $(nvme_irq_list))\"",
+        ] {
+            assert!(DOMU_INIT.contains(line), "{line}");
+        }
+        assert!(DOMU_INIT.contains("\nNVME_DISK=nvme0n1\n"));
+        // The INTx's host GSI: computed by the script from the listed
+        // address with q35's routing, the same the boot test expects Keel
+        // to route (slot 3: 23).
+        assert_eq!(kvm_passthrough_intx_gsi(), 23);
+        assert!(script.contains("echo $((16 + slot % 4 + 4))"));
+        assert!(script.contains("run keel pci-assignable-add \"$PCI_DEVICE\" --intx-gsi \"$gsi\""));
+        // The list must say the DMA is confined, before and while attached.
+        assert!(script.contains("$PCI_CLASS $1 .*dma confined\\$\""));
+        // The order: listed, assignable, created, removed.
+        let listed = script.find("listed_as \"not assignable\"; then").unwrap();
+        let add = script.find("run keel pci-assignable-add").unwrap();
+        let create = script.find("if run keel create \"$NVME_CONFIG\"; then").unwrap();
+        let remove = script.find("run keel pci-assignable-remove \"$PCI_DEVICE\"").unwrap();
+        assert!(listed < add && add < create && create < remove);
+        assert_eq!(PASSTHROUGH_KVM_STEPS.len(), 10);
+        assert!(PASSTHROUGH_KVM_FAILURES
+            .iter()
+            .all(|failure| failure.ends_with(" failed")));
+        // /init runs it before the Bochs passthrough checks, whose flag
+        // grep -w also finds inside this one.
+        let kvm = INIT_SCRIPT
+            .find(&format!("if grep -qwF '{PASSTHROUGH_KVM_TEST_FLAG}' /proc/cmdline; then\n    /{PASSTHROUGH_KVM_TEST_PATH}\n    poweroff -f\nfi\n"))
+            .expect("init.sh runs passthrough-kvm-test.sh");
+        let bochs = INIT_SCRIPT
+            .find(&format!(
+                "grep -qwF '{}' /proc/cmdline",
+                keel_boot_tests::dom0::PASSTHROUGH_TEST_FLAG
+            ))
+            .unwrap();
+        assert!(kvm < bochs);
     }
 
     #[test]
@@ -1087,6 +1187,10 @@ mod tests {
             (DOMU_FAULTS_TEST_FLAG, DOMU_FAULTS_TEST_PATH),
             (HOSTILE_TEST_FLAG, HOSTILE_TEST_PATH),
             (keel_boot_tests::dom0::PASSTHROUGH_TEST_FLAG, PASSTHROUGH_TEST_PATH),
+            (
+                keel_boot_tests::cases::PASSTHROUGH_KVM_TEST_FLAG,
+                PASSTHROUGH_KVM_TEST_PATH,
+            ),
             (keel_boot_tests::dom0::SPLIT_BLK_TEST_FLAG, SPLIT_BLK_TEST_PATH),
             (keel_boot_tests::dom0::SPLIT_NET_TEST_FLAG, SPLIT_NET_TEST_PATH),
         ] {
