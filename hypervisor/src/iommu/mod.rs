@@ -2,8 +2,10 @@
 //! table, and for every remapping unit it lists installs an empty root
 //! table (every device blocked: its DMA faults), queued invalidation, an
 //! empty interrupt remapping table (every remappable interrupt blocked)
-//! where the platform supports it, and turns translation on. Recorded DMA
-//! faults are reported on Keel's console (`poll_faults`). Devices are let
+//! where the platform supports it, and turns translation on. Each unit's
+//! fault event interrupt is sent to [`FAULT_VECTOR`]; host work drains the
+//! recorded faults onto Keel's console when it arrives, and polls at a low
+//! rate in case one is missed (`poll_faults`). Devices are let
 //! through one at a time, into a domain of their own (the self-test
 //! today, passthrough later). The logic is `keel-iommu`'s; this module
 //! reaches the hardware.
@@ -13,7 +15,9 @@ mod selftest;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use keel_hypervisor::host_irq::IOMMU_FAULT_VECTOR as FAULT_VECTOR;
 use keel_iommu::dmar::{DmarFlags, Drhd};
+use keel_iommu::fault::{FaultEventMessage, FaultRecord};
 use keel_iommu::invalidation::QueueSize;
 use keel_iommu::irte::{ApicMode, InterruptRemappingTable, TableSize};
 use keel_iommu::tables::RootTable;
@@ -44,6 +48,9 @@ pub struct Unit {
     pub root: RootTable,
     pub tables: IommuTables,
     pub interrupts: Option<InterruptRemappingTable>,
+    /// Whether the fault event interrupt is armed (else faults are only
+    /// seen by polling).
+    fault_interrupt: bool,
     /// Faults reported so far (the console line is rate-limited).
     faults: u64,
 }
@@ -92,7 +99,10 @@ pub fn init(boot_info: &BootInformation) {
     let mut units = Vec::new();
     for (index, drhd) in parsed.drhds().enumerate() {
         match bring_up(&drhd, interrupt_remapping) {
-            Ok(unit) => units.push(unit),
+            Ok(mut unit) => {
+                arm_fault_interrupt(&mut unit);
+                units.push(unit);
+            }
             Err(reason) => log::warn!(
                 "iommu: unit {index} at {:#x}: not enabled: {reason}; its devices' DMA is not confined",
                 drhd.register_base().as_u64()
@@ -173,8 +183,46 @@ fn bring_up(drhd: &Drhd<'_>, interrupt_remapping: bool) -> Result<Unit, alloc::s
         root,
         tables,
         interrupts,
+        fault_interrupt: false,
         faults: 0,
     })
+}
+
+/// Sends `unit`'s fault event interrupt to [`FAULT_VECTOR`] on this CPU,
+/// then drains what the unit recorded before (firmware's DMA, or devices
+/// blocked since translation came on): a fault left recorded would hold
+/// back the next interrupt. A unit that cannot be programmed keeps the
+/// interrupt masked and is polled.
+fn arm_fault_interrupt(unit: &mut Unit) {
+    let destination = crate::arch::device_interrupts::local_apic_id();
+    let eim = unit.driver.extended_capabilities().extended_interrupt_mode();
+    let armed = FaultEventMessage::new(FAULT_VECTOR, destination, eim)
+        .map_err(|error| alloc::format!("{error}"))
+        .and_then(|message| {
+            unit.driver
+                .enable_fault_event(&message)
+                .map_err(|error| alloc::format!("{error}"))
+        });
+    match armed {
+        Ok(()) => {
+            // xAPIC mode without the host timer: nothing else enables the
+            // local APIC, which would then refuse the message.
+            crate::arch::device_interrupts::enable_local_apic();
+            unit.fault_interrupt = true;
+            log::info!(
+                "iommu: unit at {:#x}: fault event interrupt on vector {FAULT_VECTOR:#x} (APIC ID {destination})",
+                unit.base
+            );
+        }
+        Err(reason) => {
+            unit.driver.mask_fault_event();
+            log::warn!(
+                "iommu: unit at {:#x}: fault event interrupt not armed: {reason}; its faults are polled",
+                unit.base
+            );
+        }
+    }
+    report_faults(unit, &mut |_, _| {});
 }
 
 fn on_off(enabled: bool) -> &'static str {
@@ -185,32 +233,68 @@ fn on_off(enabled: bool) -> &'static str {
     }
 }
 
-/// TSC cycles between two looks at the fault registers (an MMIO read per
-/// unit: cheap, but not free on every scheduling decision).
+/// TSC cycles between two looks at the fault registers when some unit's
+/// fault event interrupt is not armed (an MMIO read per unit: cheap, but
+/// not free on every scheduling decision).
 const FAULT_POLL_CYCLES: u64 = 1 << 24;
+/// The same when every unit interrupts: a fallback only, for a fault whose
+/// interrupt was lost (one recorded while the registers were being drained
+/// raises none, and the drain's sweeps are bounded).
+const FAULT_FALLBACK_POLL_CYCLES: u64 = 1 << 30;
 static NEXT_FAULT_POLL: AtomicU64 = AtomicU64::new(0);
+/// [`FAULT_VECTOR`]'s arrivals already answered by a drain.
+static FAULT_INTERRUPTS_SEEN: AtomicU64 = AtomicU64::new(0);
+/// Drains that a fault event interrupt caused (the line is rate-limited).
+static FAULT_INTERRUPT_DRAINS: AtomicU64 = AtomicU64::new(0);
 
-/// Reports the faults every unit recorded since the last look (at most
-/// every [`FAULT_POLL_CYCLES`]; the lines are rate-limited per unit: the
-/// first few, then at powers of two).
+/// Reports the faults every unit recorded: at once when the fault event
+/// interrupt arrived since the last look, else at the polling rate (see
+/// [`FAULT_POLL_CYCLES`]). Called from the scheduler's host work; the
+/// lines are rate-limited per unit: the first few, then at powers of two.
 pub fn poll_faults() {
-    let now = crate::arch::tsc::read();
-    if now < NEXT_FAULT_POLL.load(Ordering::Relaxed) {
-        return;
-    }
-    NEXT_FAULT_POLL.store(now.saturating_add(FAULT_POLL_CYCLES), Ordering::Relaxed);
-    let Some(mut guard) = IOMMU.try_lock() else {
-        return;
-    };
-    let Some(iommu) = guard.as_mut() else {
-        return;
-    };
-    for unit in &mut iommu.units {
-        report_faults(unit);
-    }
+    service_faults(|_, _| {});
 }
 
-fn report_faults(unit: &mut Unit) -> u64 {
+/// What [`poll_faults`] does, showing every drained record to `observe`
+/// (unit base, record). Returns whether the fault event interrupt had
+/// arrived (and the units were drained for it).
+fn service_faults(mut observe: impl FnMut(u64, &FaultRecord)) -> bool {
+    let arrivals = crate::arch::device_interrupts::arrivals(FAULT_VECTOR);
+    let interrupted = arrivals != FAULT_INTERRUPTS_SEEN.load(Ordering::Relaxed);
+    let now = crate::arch::tsc::read();
+    if !interrupted && now < NEXT_FAULT_POLL.load(Ordering::Relaxed) {
+        return false;
+    }
+    // Taken by a confinement change (or the self-test) on this CPU: the
+    // arrival stays unanswered and the next host work retries.
+    let Some(mut guard) = IOMMU.try_lock() else {
+        return false;
+    };
+    let Some(iommu) = guard.as_mut() else {
+        return false;
+    };
+    FAULT_INTERRUPTS_SEEN.store(arrivals, Ordering::Relaxed);
+    let interval = if iommu.units.iter().all(|unit| unit.fault_interrupt) {
+        FAULT_FALLBACK_POLL_CYCLES
+    } else {
+        FAULT_POLL_CYCLES
+    };
+    NEXT_FAULT_POLL.store(now.saturating_add(interval), Ordering::Relaxed);
+    if interrupted {
+        let drains = FAULT_INTERRUPT_DRAINS.fetch_add(1, Ordering::Relaxed) + 1;
+        if drains <= 8 || drains.is_power_of_two() {
+            log::info!("iommu: fault event interrupt on vector {FAULT_VECTOR:#x} ({drains} so far)");
+        }
+    }
+    for unit in &mut iommu.units {
+        report_faults(unit, &mut observe);
+    }
+    interrupted
+}
+
+/// Drains `unit`'s fault recording registers onto the console (clearing
+/// them re-arms its fault event interrupt); returns how many there were.
+fn report_faults(unit: &mut Unit, observe: &mut impl FnMut(u64, &FaultRecord)) -> u64 {
     let base = unit.base;
     let mut seen = 0;
     let faults = &mut unit.faults;
@@ -220,6 +304,7 @@ fn report_faults(unit: &mut Unit) -> u64 {
         if *faults <= 8 || faults.is_power_of_two() {
             log::warn!("iommu: unit {base:#x}: DMA fault: {record} ({} so far)", faults);
         }
+        observe(base, &record);
     });
     seen
 }

@@ -7,7 +7,8 @@
 //!   must move the exact bytes;
 //! - a DMA to an address the tables do not map (the host-physical address
 //!   of a canary page, which an unconfined DMA would overwrite) must leave
-//!   the canary intact and be recorded as a fault with edu's source id;
+//!   the canary intact, raise the unit's fault event interrupt and be
+//!   recorded as a fault with edu's source id;
 //! - edu's MSI, in remappable format, must arrive through the interrupt
 //!   remapping table at the vector its entry names.
 
@@ -48,6 +49,7 @@ const DESTINATION_IOVA: u64 = 0x10_1000;
 /// The test's domain id (0 is reserved under caching mode).
 const DOMAIN: u16 = 1;
 const INTERRUPT_VECTOR: u8 = device_interrupts::FIRST_VECTOR;
+use super::FAULT_VECTOR;
 const INTERRUPT_ENTRY: u16 = 0;
 
 /// Runs the self-test; returns whether it passed (it says why not).
@@ -199,22 +201,27 @@ fn test_edu(edu: Bdf, source: SourceId, timeout: u64) -> Result<(), &'static str
         // DMA could reach. Earlier faults (none are expected) must not
         // count as this one.
         with_unit(source, |unit| {
-            report_faults(unit);
+            report_faults(unit, &mut |_, _| {});
             Ok(())
         })?;
+        let interrupts = device_interrupts::arrivals(FAULT_VECTOR);
         edu_mmio.dma(EDU_BUFFER, canary.as_u64(), true, timeout)?;
         if bytes(canary).iter().any(|&byte| byte != 0x5a) {
             return Err("a DMA to an unmapped address reached memory");
         }
-        let recorded = with_unit(source, |unit| {
-            let mut recorded = false;
-            let base = unit.base;
-            unit.driver.take_faults(|record| {
-                log::info!("iommu: unit {base:#x}: DMA fault: {record}");
-                recorded |= record.source == source && record.fault_info & !0xfff == canary.as_u64();
-            });
-            Ok(recorded)
-        })?;
+        // The fault must come to Keel by itself: the unit's fault event
+        // interrupt, then the drain host work does when it sees it.
+        let deadline = crate::arch::tsc::read().saturating_add(timeout);
+        if !device_interrupts::wait_for(FAULT_VECTOR, interrupts, deadline) {
+            return Err("the blocked DMA raised no fault event interrupt");
+        }
+        let mut recorded = false;
+        let drained = super::service_faults(|_, record| {
+            recorded |= record.source == source && record.fault_info & !0xfff == canary.as_u64();
+        });
+        if !drained {
+            return Err("the fault event interrupt did not lead to a drain");
+        }
         if !recorded {
             return Err("the blocked DMA was not recorded as edu's fault at that address");
         }
