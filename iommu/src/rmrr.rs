@@ -20,8 +20,6 @@
 
 use core::fmt;
 
-use keel_memory::PAGE_SIZE_4K;
-
 use crate::dmar::{scope_covers, BridgeResolver, Dmar, ScopeKind};
 use crate::SourceId;
 
@@ -165,12 +163,6 @@ pub fn merge_ranges(ranges: &mut [(u64, u64)]) -> usize {
     kept
 }
 
-/// The 4 KiB pages of `[start, end)`, for mapping one page at a time.
-pub fn pages(start: u64, end: u64) -> impl Iterator<Item = u64> {
-    let first = start & !(PAGE_SIZE_4K - 1);
-    (0..end.saturating_sub(first).div_ceil(PAGE_SIZE_4K)).map(move |page| first + page * PAGE_SIZE_4K)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -284,12 +276,5 @@ mod tests {
         let kept = merge_ranges(&mut ranges);
         assert_eq!(&ranges[..kept], [(0x8_0000, 0x8_3000), (0x7a00_0000, 0x7a03_0000)]);
         assert_eq!(merge_ranges(&mut []), 0);
-    }
-
-    #[test]
-    fn pages_cover_a_range() {
-        assert_eq!(pages(0x8_0000, 0x8_2000).collect::<Vec<_>>(), [0x8_0000, 0x8_1000]);
-        assert_eq!(pages(0x8_0000, 0x8_0000).count(), 0);
-        assert_eq!(pages(0x8_0800, 0x8_1001).collect::<Vec<_>>(), [0x8_0000, 0x8_1000]);
     }
 }

@@ -10,6 +10,7 @@
 //! today, passthrough later). The logic is `keel-iommu`'s; this module
 //! reaches the hardware.
 
+mod rmrr;
 mod selftest;
 
 use alloc::vec::Vec;
@@ -51,6 +52,8 @@ pub struct Unit {
     /// Whether the fault event interrupt is armed (else faults are only
     /// seen by polling).
     fault_interrupt: bool,
+    /// The devices with RMRRs behind this unit and their identity domain.
+    identity: Option<rmrr::IdentityDomain>,
     /// Faults reported so far (the console line is rate-limited).
     faults: u64,
 }
@@ -65,9 +68,10 @@ static IOMMU: Mutex<Option<Iommu>> = Mutex::new(None);
 
 /// Finds and enables every remapping unit; says what it did. Without a
 /// DMAR (no IOMMU, or one the firmware hides) or with one Keel refuses,
-/// devices' DMA is not confined, and Keel says so.
-pub fn init(boot_info: &BootInformation) {
-    let dmar = match crate::host_acpi::find(boot_info, *b"DMAR") {
+/// devices' DMA is not confined, and Keel says so. `which` picks the DMAR
+/// when the firmware lists several (`iommu-dmar=`; a test's override).
+pub fn init(boot_info: &BootInformation, which: keel_acpi_tables::find::Occurrence) {
+    let dmar = match crate::host_acpi::find_occurrence(boot_info, *b"DMAR", which) {
         Ok(Some(dmar)) => dmar,
         Ok(None) => {
             log::info!("iommu: no DMAR table (no VT-d): DMA is not confined");
@@ -87,15 +91,22 @@ pub fn init(boot_info: &BootInformation) {
     };
     let interrupt_remapping = parsed.flags().contains(DmarFlags::INTR_REMAP);
     log::info!(
-        "iommu: DMAR: {} remapping unit(s), host address width {} bits, interrupt remapping {}",
+        "iommu: DMAR{}: {} remapping unit(s), host address width {} bits, interrupt remapping {}, {} reserved memory region(s)",
+        if which == keel_acpi_tables::find::Occurrence::Last {
+            " (the last the firmware lists, iommu-dmar=last)"
+        } else {
+            ""
+        },
         parsed.drhds().count(),
         parsed.host_address_width(),
         if interrupt_remapping {
             "supported"
         } else {
             "not supported"
-        }
+        },
+        parsed.rmrrs().count(),
     );
+    rmrr::withhold(&parsed);
     let mut units = Vec::new();
     for (index, drhd) in parsed.drhds().enumerate() {
         match bring_up(&drhd, interrupt_remapping) {
@@ -109,6 +120,7 @@ pub fn init(boot_info: &BootInformation) {
             ),
         }
     }
+    rmrr::set_up(&parsed, &mut units);
     *IOMMU.lock() = Some(Iommu { dmar, units });
 }
 
@@ -184,6 +196,7 @@ fn bring_up(drhd: &Drhd<'_>, interrupt_remapping: bool) -> Result<Unit, alloc::s
         tables,
         interrupts,
         fault_interrupt: false,
+        identity: None,
         faults: 0,
     })
 }
@@ -331,21 +344,22 @@ pub fn covers(source: keel_iommu::SourceId) -> bool {
 }
 
 fn unit_index_for(iommu: &Iommu, source: keel_iommu::SourceId) -> Option<usize> {
-    let dmar = parse_dmar(&iommu.dmar).ok()?;
-    let base = dmar
-        .unit_for(0, source, &keel_iommu::dmar::NoBridges)?
-        .register_base()
-        .as_u64();
-    iommu
-        .units
-        .iter()
-        .position(|unit| unit.base == base && unit.segment == 0)
+    unit_position(&parse_dmar(&iommu.dmar).ok()?, &iommu.units, source)
+}
+
+/// Which of `units` (those enabled) translates `source` (segment 0).
+fn unit_position(dmar: &keel_iommu::Dmar<'_>, units: &[Unit], source: keel_iommu::SourceId) -> Option<usize> {
+    let base = dmar.unit_for(0, source, &rmrr::HostBridges)?.register_base().as_u64();
+    units.iter().position(|unit| unit.base == base && unit.segment == 0)
 }
 
 /// Gives `source` a translation domain (`domain_id`) whose tables map
 /// exactly `runs` (guest-physical, host-physical, length), read-write: the
 /// device's DMA reaches that memory at those addresses and faults anywhere
-/// else. `None` when no enabled unit covers the device.
+/// else. A device with RMRRs also keeps its reserved regions at their own
+/// addresses, and is refused (naming the region) when one of them lies
+/// where `runs` put the domain's memory. `None` when no enabled unit covers
+/// the device.
 pub fn confine(
     source: keel_iommu::SourceId,
     domain_id: u16,
@@ -355,13 +369,34 @@ pub fn confine(
     use keel_iommu::unit::InvalidationScope;
     use keel_memory::GuestPhysAddr;
     with_iommu(|iommu| {
-        let index = unit_index_for(iommu, source)?;
+        let dmar = parse_dmar(&iommu.dmar).ok()?;
+        let index = unit_position(&dmar, &iommu.units, source)?;
+        let regions = rmrr::regions_for(&dmar, source);
         let unit = &mut iommu.units[index];
         Some((|| {
-            let highest = runs.iter().map(|&(gpa, _, len)| gpa + len).max().unwrap_or(0);
-            let bits = (64 - highest.saturating_sub(1).leading_zeros()).max(32) as u8;
-            let config = SlConfig::for_unit(unit.driver.capabilities(), unit.driver.extended_capabilities(), bits)
-                .ok_or("the IOMMU cannot translate that many address bits")?;
+            if domain_id == rmrr::identity_domain_id(unit) {
+                return Err(alloc::format!(
+                    "domain ID {domain_id} is the IOMMU's RMRR identity domain"
+                ));
+            }
+            keel_iommu::rmrr::check_identity_fits(
+                regions.iter().copied(),
+                runs.iter().map(|&(gpa, _, len)| (gpa, len)),
+            )
+            .map_err(|conflict| alloc::format!("{conflict}"))?;
+            let identity = rmrr::merged(regions.iter().copied());
+            let highest = runs
+                .iter()
+                .map(|&(gpa, _, len)| gpa + len)
+                .chain(identity.iter().map(|&(_, end)| end))
+                .max()
+                .unwrap_or(0);
+            let config = SlConfig::for_unit(
+                unit.driver.capabilities(),
+                unit.driver.extended_capabilities(),
+                rmrr::address_bits(highest),
+            )
+            .ok_or("the IOMMU cannot translate that many address bits")?;
             let mut tables = SecondLevelTables::new(config, &mut HostFrames, &mut unit.tables)
                 .map_err(|error| alloc::format!("IOMMU tables: {error}"))?;
             for &(gpa, hpa, len) in runs {
@@ -382,6 +417,10 @@ pub fn confine(
                     offset += PAGE;
                 }
             }
+            if let Err(error) = rmrr::map_identity(&mut tables, &identity, unit) {
+                tables.destroy(&mut HostFrames, &unit.tables);
+                return Err(alloc::format!("IOMMU mapping of the device's RMRRs: {error}"));
+            }
             let context = ContextEntry::second_level(domain_id, tables.root(), config.agaw);
             if let Err(error) = unit
                 .root
@@ -393,6 +432,9 @@ pub fn confine(
             unit.driver
                 .invalidate(InvalidationScope::Global, &mut unit.tables)
                 .map_err(|error| alloc::format!("IOMMU invalidation: {error}"))?;
+            for region in &regions {
+                log::info!("iommu: {source}: {region} identity-mapped into domain {domain_id} too");
+            }
             Ok(Confinement {
                 unit_base: unit.base,
                 source,
@@ -405,14 +447,36 @@ pub fn confine(
 }
 
 /// Blocks the device again and frees its tables (after its domain is gone:
-/// the device must be quiet or reset first).
+/// the device must be quiet or reset first). A device with RMRRs goes back
+/// into its unit's identity domain, as at boot.
 pub fn release(confinement: Confinement) {
     use keel_iommu::unit::InvalidationScope;
     with_iommu(|iommu| {
         let Some(unit) = iommu.units.iter_mut().find(|unit| unit.base == confinement.unit_base) else {
             return;
         };
-        let _ = unit.root.clear_context(confinement.source, &mut unit.tables);
+        let identity = unit
+            .identity
+            .as_ref()
+            .filter(|domain| domain.devices.contains(&confinement.source))
+            .map(|domain| domain.context());
+        match identity {
+            Some(context) => {
+                if let Err(error) =
+                    unit.root
+                        .set_context(confinement.source, &context, &mut HostFrames, &mut unit.tables)
+                {
+                    log::warn!(
+                        "iommu: {}: back to its RMRR identity domain: {error}",
+                        confinement.source
+                    );
+                    let _ = unit.root.clear_context(confinement.source, &mut unit.tables);
+                }
+            }
+            None => {
+                let _ = unit.root.clear_context(confinement.source, &mut unit.tables);
+            }
+        }
         if let Err(error) = unit.driver.invalidate(InvalidationScope::Global, &mut unit.tables) {
             log::warn!(
                 "iommu: invalidating after releasing domain {}: {error}",
