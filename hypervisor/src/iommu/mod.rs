@@ -107,9 +107,14 @@ pub fn init(boot_info: &BootInformation, which: keel_acpi_tables::find::Occurren
         parsed.rmrrs().count(),
     );
     rmrr::withhold(&parsed);
+    let functions = if parsed.rmrrs().next().is_some() {
+        rmrr::present_functions()
+    } else {
+        Vec::new()
+    };
     let mut units = Vec::new();
     for (index, drhd) in parsed.drhds().enumerate() {
-        match bring_up(&drhd, interrupt_remapping) {
+        match bring_up(&drhd, interrupt_remapping, &parsed, &functions) {
             Ok(mut unit) => {
                 arm_fault_interrupt(&mut unit);
                 units.push(unit);
@@ -120,15 +125,19 @@ pub fn init(boot_info: &BootInformation, which: keel_acpi_tables::find::Occurren
             ),
         }
     }
-    rmrr::set_up(&parsed, &mut units);
     *IOMMU.lock() = Some(Iommu { dmar, units });
 }
 
-fn bring_up(drhd: &Drhd<'_>, interrupt_remapping: bool) -> Result<Unit, alloc::string::String> {
+fn bring_up(
+    drhd: &Drhd<'_>,
+    interrupt_remapping: bool,
+    dmar: &keel_iommu::Dmar<'_>,
+    functions: &[keel_iommu::SourceId],
+) -> Result<Unit, alloc::string::String> {
     use alloc::format;
     let base = drhd.register_base().as_u64();
     let mmio = Mmio::new(base, REGISTER_WINDOW).ok_or("its registers are outside the identity map")?;
-    let mut driver = RemappingUnit::new(mmio).with_poll_limit(POLL_LIMIT);
+    let driver = RemappingUnit::new(mmio).with_poll_limit(POLL_LIMIT);
     let (version, cap, ecap) = (driver.version(), driver.capabilities(), driver.extended_capabilities());
     let mut tables = IommuTables {
         flush: !ecap.coherent(),
@@ -162,33 +171,7 @@ fn bring_up(drhd: &Drhd<'_>, interrupt_remapping: bool) -> Result<Unit, alloc::s
     } else {
         None
     };
-    driver
-        .enable(
-            &EnableConfig {
-                root_table: root.address(),
-                invalidation_queue: queue,
-                interrupt_remapping: interrupts,
-            },
-            &mut tables,
-        )
-        .map_err(|error| format!("{error}"))?;
-    let scopes = drhd.scopes().count();
-    let scope = if drhd.include_pci_all() {
-        "every other device, "
-    } else {
-        ""
-    };
-    log::info!(
-        "iommu: unit at {base:#x} (segment {}, {scope}{scopes} device scope(s)): VT-d {}.{}, {} domains, caching mode {}: translation on, every device blocked; queued invalidation {}, interrupt remapping {}",
-        drhd.segment(),
-        version.major,
-        version.minor,
-        cap.domains(),
-        on_off(cap.caching_mode()),
-        on_off(queue.is_some()),
-        on_off(interrupts.is_some()),
-    );
-    Ok(Unit {
+    let mut unit = Unit {
         base,
         segment: drhd.segment(),
         driver,
@@ -198,7 +181,42 @@ fn bring_up(drhd: &Drhd<'_>, interrupt_remapping: bool) -> Result<Unit, alloc::s
         fault_interrupt: false,
         identity: None,
         faults: 0,
-    })
+    };
+    // Devices with RMRRs get their identity entries before translation
+    // comes on, so the firmware's DMA into the regions never faults.
+    rmrr::set_up(dmar, functions, &mut unit);
+    unit.driver
+        .enable(
+            &EnableConfig {
+                root_table: unit.root.address(),
+                invalidation_queue: queue,
+                interrupt_remapping: interrupts,
+            },
+            &mut unit.tables,
+        )
+        .map_err(|error| format!("{error}"))?;
+    let scopes = drhd.scopes().count();
+    let scope = if drhd.include_pci_all() {
+        "every other device, "
+    } else {
+        ""
+    };
+    log::info!(
+        "iommu: unit at {base:#x} (segment {}, {scope}{scopes} device scope(s)): VT-d {}.{}, {} domains, caching mode {}: translation on, every device blocked{}; queued invalidation {}, interrupt remapping {}",
+        drhd.segment(),
+        version.major,
+        version.minor,
+        cap.domains(),
+        on_off(cap.caching_mode()),
+        match &unit.identity {
+            Some(domain) => format!(" but for the RMRRs of {} device(s)", domain.devices.len()),
+            None => alloc::string::String::new(),
+        },
+        on_off(queue.is_some()),
+        on_off(interrupts.is_some()),
+    );
+    rmrr::report(&unit);
+    Ok(unit)
 }
 
 /// Sends `unit`'s fault event interrupt to [`FAULT_VECTOR`] on this CPU,
@@ -458,7 +476,7 @@ pub fn release(confinement: Confinement) {
         let identity = unit
             .identity
             .as_ref()
-            .filter(|domain| domain.devices.contains(&confinement.source))
+            .filter(|domain| domain.contains(confinement.source))
             .map(|domain| domain.context());
         match identity {
             Some(context) => {

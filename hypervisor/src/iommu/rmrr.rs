@@ -10,12 +10,11 @@ use alloc::vec::Vec;
 use keel_iommu::dmar::{BridgeResolver, BusRange, Dmar};
 use keel_iommu::rmrr::{merge_ranges, ReservedRegion};
 use keel_iommu::tables::{Access, ContextEntry, SecondLevelTables, SlConfig};
-use keel_iommu::unit::InvalidationScope;
 use keel_iommu::SourceId;
 use keel_memory::{GuestPhysAddr, HostPhysAddr};
 use keel_pci::{header, Bdf, ConfigAccess};
 
-use super::{unit_position, Unit};
+use super::Unit;
 use crate::arch::pci::HostConfig;
 use crate::memory::HostFrames;
 
@@ -24,13 +23,18 @@ use crate::memory::HostFrames;
 pub struct IdentityDomain {
     pub domain_id: u16,
     pub tables: SecondLevelTables,
-    pub devices: Vec<SourceId>,
+    /// Each device in the domain and its regions.
+    pub devices: Vec<(SourceId, Vec<ReservedRegion>)>,
 }
 
 impl IdentityDomain {
     /// The context entry that puts a device back into this domain.
     pub fn context(&self) -> ContextEntry {
         ContextEntry::second_level(self.domain_id, self.tables.root(), self.tables.config().agaw)
+    }
+
+    pub fn contains(&self, source: SourceId) -> bool {
+        self.devices.iter().any(|(device, _)| *device == source)
     }
 }
 
@@ -117,65 +121,76 @@ pub fn withhold(dmar: &Dmar<'_>) {
     }
 }
 
-/// Gives every present PCI function that has RMRRs its unit's identity
-/// domain (see the module documentation), and says so per device.
-pub fn set_up(dmar: &Dmar<'_>, units: &mut [Unit]) {
-    let functions = keel_pci::enumerate::enumerate(&mut HostConfig);
-    for index in 0..units.len() {
-        let mut devices = Vec::new();
-        let mut regions = Vec::new();
-        for function in &functions {
-            let Some(source) = SourceId::new(function.bdf.bus, function.bdf.device, function.bdf.function) else {
-                continue;
-            };
-            if unit_position(dmar, units, source) != Some(index) {
-                continue;
+/// Gives every function of `functions` that `unit` translates and that
+/// has RMRRs the unit's identity domain (see the module documentation).
+/// Called before the unit's translation comes on, whose global
+/// invalidation then covers the new entries: the firmware's DMA into the
+/// regions never sees a blocked moment. Says nothing: [`report`] does,
+/// once the unit is on. What fails is logged, and those devices stay
+/// blocked.
+pub fn set_up(dmar: &Dmar<'_>, functions: &[SourceId], unit: &mut Unit) {
+    let devices: Vec<(SourceId, Vec<ReservedRegion>)> = functions
+        .iter()
+        .filter(|&&source| {
+            unit.segment == 0
+                && dmar
+                    .unit_for(0, source, &HostBridges)
+                    .is_some_and(|drhd| drhd.register_base().as_u64() == unit.base)
+        })
+        .map(|&source| (source, regions_for(dmar, source)))
+        .filter(|(_, regions)| !regions.is_empty())
+        .collect();
+    if devices.is_empty() {
+        return;
+    }
+    let regions: Vec<ReservedRegion> = devices
+        .iter()
+        .flat_map(|(_, regions)| regions.iter().copied())
+        .collect();
+    match identity_domain(unit, &regions) {
+        Ok(mut domain) => {
+            let context = domain.context();
+            for (source, regions) in devices {
+                match unit
+                    .root
+                    .set_context(source, &context, &mut HostFrames, &mut unit.tables)
+                {
+                    Ok(()) => domain.devices.push((source, regions)),
+                    Err(error) => log::warn!("iommu: {source}: its RMRR context entry: {error}; it stays blocked"),
+                }
             }
-            let found = regions_for(dmar, source);
-            if !found.is_empty() {
-                devices.push((source, found.clone()));
-                regions.extend(found);
-            }
+            unit.identity = Some(domain);
         }
-        if devices.is_empty() {
-            continue;
-        }
-        let unit = &mut units[index];
-        match identity_domain(unit, &regions) {
-            Ok(mut domain) => {
-                let context = domain.context();
-                for (source, found) in &devices {
-                    match unit
-                        .root
-                        .set_context(*source, &context, &mut HostFrames, &mut unit.tables)
-                    {
-                        Ok(()) => {
-                            domain.devices.push(*source);
-                            for region in found {
-                                log::info!(
-                                    "iommu: {source}: {region} identity-mapped (domain {}) for the firmware's DMA; the device is otherwise blocked",
-                                    domain.domain_id
-                                );
-                            }
-                        }
-                        Err(error) => log::warn!("iommu: {source}: its RMRR context entry: {error}; it stays blocked"),
-                    }
-                }
-                if let Err(error) = unit.driver.invalidate(InvalidationScope::Global, &mut unit.tables) {
-                    log::warn!(
-                        "iommu: unit {:#x}: invalidating after the RMRR entries: {error}",
-                        unit.base
-                    );
-                }
-                unit.identity = Some(domain);
-            }
-            Err(reason) => {
-                for (source, _) in &devices {
-                    log::warn!("iommu: {source}: its RMRRs are not mapped ({reason}): its firmware's DMA faults");
-                }
+        Err(reason) => {
+            for (source, _) in &devices {
+                log::warn!("iommu: {source}: its RMRRs are not mapped ({reason}): its firmware's DMA faults");
             }
         }
     }
+}
+
+/// Says which devices of `unit` are in its identity domain, and with which
+/// regions.
+pub fn report(unit: &Unit) {
+    let Some(domain) = &unit.identity else {
+        return;
+    };
+    for (source, regions) in &domain.devices {
+        for region in regions {
+            log::info!(
+                "iommu: {source}: {region} identity-mapped (domain {}) for the firmware's DMA; the device is otherwise blocked",
+                domain.domain_id
+            );
+        }
+    }
+}
+
+/// The PCI functions present on the host (segment 0), as requester IDs.
+pub fn present_functions() -> Vec<SourceId> {
+    keel_pci::enumerate::enumerate(&mut HostConfig)
+        .iter()
+        .filter_map(|function| SourceId::new(function.bdf.bus, function.bdf.device, function.bdf.function))
+        .collect()
 }
 
 fn identity_domain(unit: &mut Unit, regions: &[ReservedRegion]) -> Result<IdentityDomain, alloc::string::String> {
