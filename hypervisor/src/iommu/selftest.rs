@@ -304,21 +304,25 @@ fn rmrr_dma(edu_mmio: &mut EduRegisters, region: ReservedRegion, timeout: u64, w
     if region.end() > 4 << 30 {
         return Err("edu's RMRR is above the identity-mapped 4 GiB");
     }
-    // SAFETY: the region is below 4 GiB (identity-mapped) and firmware's:
-    // Keel's allocator never hands it out (below 1 MiB, or withheld at
-    // boot), nothing but this test and edu's DMA, which it waits for,
-    // touches it meanwhile, and its bytes are restored before returning.
-    let page = unsafe { core::slice::from_raw_parts_mut(region.base as *mut u8, PAGE as usize) };
-    let saved = page.to_vec();
+    let page = || {
+        // SAFETY: the region is below 4 GiB (identity-mapped) and
+        // firmware's: Keel's allocator never hands it out (below 1 MiB, or
+        // withheld at boot); only this test and edu's DMA, which it waits
+        // for, touch it meanwhile, and its bytes are restored below. A new
+        // borrow per step, so what edu wrote is read from memory.
+        unsafe { core::slice::from_raw_parts_mut(region.base as *mut u8, PAGE as usize) }
+    };
+    let saved = page().to_vec();
     let half = DMA_LEN as usize;
-    for (index, byte) in page.iter_mut().enumerate() {
+    for (index, byte) in page().iter_mut().enumerate() {
         *byte = if index < half { (index * 13 + 5) as u8 } else { 0 };
     }
     let moved = edu_mmio
         .dma(region.base, EDU_BUFFER, false, timeout)
         .and_then(|()| edu_mmio.dma(EDU_BUFFER, region.base + DMA_LEN, true, timeout));
-    let arrived = page[half..2 * half] == page[..half];
-    page.copy_from_slice(&saved);
+    let written = page();
+    let arrived = written[half..2 * half] == written[..half];
+    written.copy_from_slice(&saved);
     moved?;
     if !arrived {
         return Err("a DMA within edu's RMRR did not move the bytes");
