@@ -70,6 +70,59 @@ impl HostMadt {
         }
     }
 
+    /// Where a PCI function's INTx arrives, given the Interrupt Line its
+    /// firmware wrote (`None` for 0 and 0xFF: not routed). PCI interrupts
+    /// are level-triggered. A line below 16 is an ISA IRQ the chipset's
+    /// PIRQ router drives (as on PIIX-style emulated machines): it follows
+    /// the MADT's override for that IRQ where there is one (an override
+    /// that leaves polarity or trigger to the bus default gets PCI's level
+    /// trigger and ISA's active-high polarity, which is what such routers
+    /// present to the I/O APIC); a line of 16 or more names the GSI itself,
+    /// level-triggered and active low (PCI's default). Firmware that routes
+    /// INTx only through ACPI `_PRT` (no usable Interrupt Line) is not
+    /// covered: Keel has no AML interpreter.
+    pub fn pci_intx_route(&self, interrupt_line: u8) -> Option<IsaRoute> {
+        match interrupt_line {
+            0 | 0xff => None,
+            line if line < 16 => {
+                let isa = self.isa_route(line);
+                let flags = self
+                    .overrides
+                    .iter()
+                    .find(|entry| entry.source_irq == line)
+                    .map_or(0, |entry| entry.flags);
+                Some(IsaRoute {
+                    gsi: isa.gsi,
+                    level_triggered: (flags >> 2) & 0b11 != 0b01,
+                    active_low: flags & 0b11 == 0b11,
+                })
+            }
+            line => Some(IsaRoute {
+                gsi: u32::from(line),
+                level_triggered: true,
+                active_low: true,
+            }),
+        }
+    }
+
+    /// A PCI function's INTx at host GSI `gsi`, as Dom0 named it: below
+    /// 16 the same as [`HostMadt::pci_intx_route`] for that ISA IRQ;
+    /// otherwise level-triggered, active low.
+    pub fn pci_intx_gsi(&self, gsi: u32) -> IsaRoute {
+        match u8::try_from(gsi) {
+            Ok(line @ 1..=15) => self.pci_intx_route(line).unwrap_or(IsaRoute {
+                gsi,
+                level_triggered: true,
+                active_low: false,
+            }),
+            _ => IsaRoute {
+                gsi,
+                level_triggered: true,
+                active_low: true,
+            },
+        }
+    }
+
     /// The I/O APIC that has input `gsi`, and the input's number on it
     /// (every I/O APIC has at least 24 inputs on the machines Keel targets;
     /// the exact count is in its version register, which the caller reads).
@@ -191,6 +244,58 @@ mod tests {
             parsed.io_apic_for(14).map(|(apic, input)| (apic.id, input)),
             Some((2, 14))
         );
+    }
+
+    #[test]
+    fn pci_intx_routes_are_level_triggered_and_follow_overrides() {
+        let madt = HostMadt {
+            io_apics: Vec::new(),
+            overrides: alloc::vec![
+                // QEMU's: IRQ 11 level, active high.
+                HostOverride {
+                    source_irq: 11,
+                    gsi: 11,
+                    flags: 0b1101
+                },
+                // Bus defaults: PCI's level trigger, active high.
+                HostOverride {
+                    source_irq: 10,
+                    gsi: 20,
+                    flags: 0
+                },
+                // Explicitly low and level.
+                HostOverride {
+                    source_irq: 5,
+                    gsi: 5,
+                    flags: 0b1111
+                },
+                // Explicitly edge: honoured (firmware knows its wiring).
+                HostOverride {
+                    source_irq: 7,
+                    gsi: 7,
+                    flags: 0b0101
+                },
+            ],
+        };
+        let route = |line| {
+            madt.pci_intx_route(line)
+                .map(|r| (r.gsi, r.level_triggered, r.active_low))
+        };
+        assert_eq!(route(0), None);
+        assert_eq!(route(0xff), None);
+        assert_eq!(route(11), Some((11, true, false)));
+        assert_eq!(route(10), Some((20, true, false)));
+        assert_eq!(route(5), Some((5, true, true)));
+        assert_eq!(route(7), Some((7, false, false)));
+        assert_eq!(route(9), Some((9, true, false)), "no override: same GSI, level");
+        assert_eq!(route(19), Some((19, true, true)), "an I/O APIC input itself");
+        let given = |gsi| {
+            let route = madt.pci_intx_gsi(gsi);
+            (route.gsi, route.level_triggered, route.active_low)
+        };
+        assert_eq!(given(10), (20, true, false), "an ISA IRQ follows its override");
+        assert_eq!(given(0), (0, true, true));
+        assert_eq!(given(300), (300, true, true), "past the ISA range and u8");
     }
 
     #[test]

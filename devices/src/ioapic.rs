@@ -144,6 +144,15 @@ impl IoApic {
             .is_some_and(|state| state.level_triggered() && state.remote_irr())
     }
 
+    /// The vector `pin`'s redirection entry names (masked or not); `None`
+    /// for pins beyond the table.
+    pub fn vector_of(&self, pin: u32) -> Option<u8> {
+        usize::try_from(pin)
+            .ok()
+            .and_then(|pin| self.pins.get(pin))
+            .map(Pin::vector)
+    }
+
     /// A local APIC broadcast an EOI for level-triggered `vector`: clear
     /// Remote IRR on every level-triggered entry using it, and deliver again
     /// where the line is still asserted.

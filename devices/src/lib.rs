@@ -71,6 +71,7 @@ pub mod ioapic;
 pub mod lapic;
 pub mod mgmt_pci;
 pub mod passthrough;
+pub mod passthrough_msi;
 pub mod pci_config;
 pub mod pci_host;
 pub mod power_button;

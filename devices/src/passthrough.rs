@@ -2,11 +2,12 @@
 //! space shows it: a type-0 header with the host's identity, its BARs at
 //! the host's addresses (Keel maps memory BARs one to one into the guest
 //! and opens I/O BARs' ports in its I/O bitmap, so the guest drives the
-//! registers directly), no capability list (MSI and MSI-X are not
-//! virtualized yet: the device interrupts through INTx or, for a legacy
-//! IDE controller, its ISA IRQs), and a command register whose I/O,
-//! memory, bus-master and INTx-disable bits Keel applies to the real
-//! device ([`PassthroughFunction::take_command_change`]).
+//! registers directly), a capability list holding at most an emulated MSI
+//! capability (see below; MSI-X stays hidden until its table is trapped,
+//! and without MSI the device interrupts through INTx or, for a legacy IDE
+//! controller, its ISA IRQs), and a command register whose I/O, memory,
+//! bus-master and INTx-disable bits Keel applies to the real device
+//! ([`PassthroughFunction::take_command_change`]).
 //!
 //! The device-specific registers past the header (0x40-0xFF, e.g. an IDE
 //! controller's timing and decode-enable registers) show the host's values
@@ -16,12 +17,47 @@
 //! which stay out of the guest's reach: a guest-programmed MSI would write
 //! anywhere it likes.
 //!
-//! A guest that moves a BAR away from the host's address moves only its
-//! view: the device stays where it is, and [`PassthroughFunction::moved_bars`]
-//! says so, so Keel can report it.
+//! A guest may move a memory BAR (as Linux does with `pci=realloc`, or a
+//! guest whose own firmware placed things differently): the device stays
+//! at the host's address, and Keel maps its pages wherever the guest's BAR
+//! decodes now ([`PassthroughFunction::take_bar_moves`]; nothing while the
+//! guest has memory decoding off, as during BAR sizing). I/O BARs cannot
+//! move: ports are passed through one to one, not translated, so an I/O
+//! BAR keeps the host's address (sizing still reads the size mask), and a
+//! guest that writes another address reads the host's back, which Linux
+//! reports as a failed BAR update.
+//!
+//! A device that interrupts through a level-triggered INTx line shows the
+//! guest Keel's view of it in Interrupt Status
+//! ([`PassthroughFunction::set_intx_pending`]): the host input is masked
+//! from the moment it fires until Keel resamples it, and the guest's
+//! Interrupt Disable keeps the guest's line low meanwhile (VFIO's INTx
+//! emulation works the same way), so drivers that rely on PCI 2.3 INTx
+//! masking work even on devices that do not implement it.
+//!
+//! A function whose host has an MSI capability may show the guest an
+//! emulated one ([`PassthroughFunction::with_msi`], modelled by
+//! [`crate::passthrough_msi`]): the Capabilities List status bit and the
+//! pointer at 0x34 lead to it, its bytes win over whatever the host has
+//! there (shown or hidden), and the guest's writes to it go to the model
+//! only, never to the real device: an MSI is a DMA write to the address
+//! and with the data software programmed, so a guest that programmed the
+//! real device could make it write anywhere in the interrupt window (any
+//! host CPU and vector, or NMI/SMI/INIT). Keel programs the real device's
+//! MSI with a host vector of its own (or an interrupt-remapping entry)
+//! instead, learns the guest's programming from
+//! [`PassthroughFunction::take_msi_change`], and when the host vector
+//! fires asks [`PassthroughFunction::fire_msi`] what the guest would have
+//! received (nothing while disabled; pending while masked, released by
+//! [`PassthroughFunction::msi_unmask_released`] when the guest unmasks).
+//! The guest is offered exactly one vector (see
+//! [`PassthroughFunction::with_msi`]).
 
 extern crate alloc;
 
+use crate::passthrough_msi::{
+    CapabilityChange, GuestMsi, HostCapabilities, MsiCapability, MsiState, PassthroughCapabilities,
+};
 use crate::pci_config::{Bar, PciConfigError, PciIdentity, Type0Header};
 use crate::pci_host::PciFunction;
 use crate::Platform;
@@ -30,6 +66,7 @@ use crate::Platform;
 pub const FORWARDED_COMMAND_BITS: u16 = 1 | (1 << 1) | (1 << 2) | (1 << 10);
 
 const COMMAND_OFFSET: u16 = 0x04;
+const BAR0_OFFSET: u16 = 0x10;
 
 /// A configuration write the real device must see.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,6 +76,22 @@ pub enum PassthroughWrite {
     /// One byte of a device-specific register.
     Register { offset: u16, value: u8 },
 }
+
+/// A memory BAR's pages must be mapped elsewhere in the guest: unmapped
+/// from `from` (if mapped) and mapped at `to` (if decoding), `size` bytes
+/// of the host's BAR at `host`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BarMove {
+    pub index: usize,
+    pub host: u64,
+    pub size: u64,
+    pub from: Option<u64>,
+    pub to: Option<u64>,
+}
+
+/// Multiple Message Capable, MSI Message Control bits 3:1 (log2 of the
+/// vectors the function can send).
+const MSI_CONTROL_MULTIPLE_MESSAGE_CAPABLE: u16 = 0b111 << 1;
 
 /// Bytes past the header: 0x40 to 0xFF.
 pub const DEVICE_SPECIFIC_BYTES: usize = 192;
@@ -69,6 +122,14 @@ pub struct PassthroughFunction {
     device_specific: DeviceSpecific,
     /// Guest writes to device-specific registers: (offset, byte).
     config_writes: alloc::vec::Vec<(u16, u8)>,
+    /// Where each memory BAR's pages are mapped in the guest now (Keel maps
+    /// them at the host's address when it assigns the function).
+    mapped: [Option<u64>; 6],
+    /// The emulated capability list (MSI only), if the host has MSI.
+    capabilities: Option<PassthroughCapabilities>,
+    /// A guest write changed the MSI message (Enable, address, data or
+    /// the vector count) since [`PassthroughFunction::take_msi_change`].
+    msi_changed: bool,
 }
 
 impl PassthroughFunction {
@@ -85,6 +146,7 @@ impl PassthroughFunction {
             }
         }
         header.write(0x3c, 1, u32::from(line));
+        let mapped = host_bars.map(|bar| bar.filter(|bar| bar.kind.is_memory()).map(|bar| bar.address));
         Ok(Self {
             header,
             host_bars,
@@ -92,7 +154,144 @@ impl PassthroughFunction {
             pending_command: None,
             device_specific: DeviceSpecific::default(),
             config_writes: alloc::vec::Vec::new(),
+            mapped,
+            capabilities: None,
+            msi_changed: false,
         })
+    }
+
+    /// Shows the guest an emulated MSI capability, from the host MSI
+    /// capability's Message Control (its 64-bit and per-vector masking bits
+    /// are kept), at [`crate::passthrough_msi::MSI_GUEST_OFFSET`], and the
+    /// header's capability list leading to it. The host's own capability
+    /// structures stay hidden; the emulated one's bytes win over the host's
+    /// registers at the same offsets.
+    ///
+    /// The guest is offered exactly one vector: Multiple Message Capable
+    /// reads 0. Multi-message MSI needs a naturally aligned block of 2^n
+    /// consecutive host vectors (the device puts the vector number in the
+    /// low data bits), and Keel allocates host vectors one at a time, so it
+    /// could not program the real device with more than one; a guest
+    /// driver that wants more falls back to one vector (or to INTx).
+    pub fn with_msi(mut self, host_message_control: u16) -> Self {
+        let host = HostCapabilities {
+            msi_control: Some(host_message_control & !MSI_CONTROL_MULTIPLE_MESSAGE_CAPABLE),
+            msix: None,
+        };
+        // Without MSI-X there is nothing that can be refused.
+        let Ok(capabilities) = PassthroughCapabilities::new(host) else {
+            return self;
+        };
+        self.header = self.header.with_capabilities(capabilities.first_pointer());
+        self.capabilities = Some(capabilities);
+        self.msi_changed = false;
+        self
+    }
+
+    /// The emulated MSI capability, if the guest is shown one.
+    pub fn msi(&self) -> Option<&MsiCapability> {
+        self.capabilities.as_ref()?.msi()
+    }
+
+    /// What the guest programmed into the MSI capability, if it has one.
+    pub fn msi_state(&self) -> Option<MsiState> {
+        self.msi().map(MsiCapability::state)
+    }
+
+    /// The guest's MSI programming after a write that changed Enable, the
+    /// address, the data or the vector count, once (as it is now, however
+    /// many writes came between calls): Keel re-translates it to the real
+    /// device's host vector. Mask-bit changes alone are not reported: the
+    /// model holds masked vectors pending
+    /// ([`PassthroughFunction::msi_unmask_released`]).
+    pub fn take_msi_change(&mut self) -> Option<MsiState> {
+        if !core::mem::take(&mut self.msi_changed) {
+            return None;
+        }
+        self.msi_state()
+    }
+
+    /// The real device raised MSI vector `vector` (the host vector Keel
+    /// programmed it with fired): the message the guest programmed for it,
+    /// or `None` when MSI is disabled or the vector not enabled (dropped),
+    /// or the vector is masked (then pending, for
+    /// [`PassthroughFunction::msi_unmask_released`]). The message is the
+    /// guest's, unchecked: decode it with [`GuestMsi::interrupt`], which
+    /// refuses what a guest must not send.
+    pub fn fire_msi(&mut self, vector: u8) -> Option<GuestMsi> {
+        self.capabilities.as_mut()?.msi_mut()?.fire(vector)
+    }
+
+    /// Pending MSI messages the guest's last writes released (vectors
+    /// unmasked, or MSI enabled again, while pending), lowest vector first;
+    /// their pending bits are cleared. Call after configuration writes.
+    pub fn msi_unmask_released(&mut self) -> impl Iterator<Item = GuestMsi> {
+        self.capabilities
+            .as_mut()
+            .and_then(PassthroughCapabilities::msi_mut)
+            .map(MsiCapability::unmask_released)
+            .into_iter()
+            .flatten()
+    }
+
+    /// Whether the emulated structure covers device-specific registers the
+    /// guest would otherwise see (bytes of the host that are not part of a
+    /// capability structure): the guest's driver can no longer reach them.
+    pub fn msi_shadows_host_registers(&self) -> bool {
+        let Some(msi) = self.msi() else {
+            return false;
+        };
+        let start = usize::from(msi.offset()).saturating_sub(usize::from(DEVICE_SPECIFIC_START));
+        let end = (start + usize::from(msi.structure_bytes())).min(DEVICE_SPECIFIC_BYTES);
+        self.device_specific.hidden[start..end].iter().any(|hidden| !hidden)
+    }
+
+    /// Whether the byte at `at` belongs to an emulated capability structure.
+    fn emulated(&self, at: u16) -> bool {
+        self.capabilities
+            .as_ref()
+            .is_some_and(|capabilities| capabilities.claims(at, 1))
+    }
+
+    /// One byte past the header as the guest reads it.
+    fn device_specific_byte(&self, at: u16) -> u8 {
+        if let Some(value) = self
+            .capabilities
+            .as_ref()
+            .and_then(|capabilities| capabilities.read(at, 1))
+        {
+            return value as u8;
+        }
+        at.checked_sub(DEVICE_SPECIFIC_START)
+            .and_then(|at| self.device_specific.bytes.get(usize::from(at)))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// A guest write past the header: bytes in the emulated structure go to
+    /// the model (a change of the MSI message is queued for Keel), the
+    /// others to the host's registers unless hidden.
+    fn write_device_specific(&mut self, offset: u16, size: u8, value: u32) {
+        let size = size.min(4);
+        if let Some(capabilities) = self.capabilities.as_mut() {
+            if capabilities.claims(offset, size) {
+                if let Some(CapabilityChange::Msi(change)) = capabilities.write(offset, size, value) {
+                    self.msi_changed |= change.message_changed();
+                }
+            }
+        }
+        for index in 0..u16::from(size) {
+            let Some(at) = offset.checked_add(index) else { continue };
+            if self.emulated(at) {
+                continue;
+            }
+            let slot = usize::from(at - DEVICE_SPECIFIC_START);
+            if slot < DEVICE_SPECIFIC_BYTES && !self.device_specific.hidden[slot] {
+                let byte = (value >> (8 * index)) as u8;
+                self.device_specific.bytes[slot] = byte;
+                self.config_writes.push((at, byte));
+            }
+        }
     }
 
     /// Shows the host's device-specific registers (0x40-0xFF).
@@ -126,8 +325,71 @@ impl PassthroughFunction {
         )
     }
 
+    /// Memory BARs whose guest mapping must change since the last call:
+    /// each maps where the guest's BAR decodes now, or nowhere while the
+    /// guest has memory decoding off.
+    pub fn take_bar_moves(&mut self) -> alloc::vec::Vec<BarMove> {
+        let mut moves = alloc::vec::Vec::new();
+        for index in 0..6 {
+            let Some(host) = self.host_bars[index].filter(|bar| bar.kind.is_memory()) else {
+                continue;
+            };
+            let now = self.header.decoded_bar(index);
+            if now != self.mapped[index] {
+                moves.push(BarMove {
+                    index,
+                    host: host.address,
+                    size: host.size,
+                    from: self.mapped[index],
+                    to: now,
+                });
+                self.mapped[index] = now;
+            }
+        }
+        moves
+    }
+
+    /// Puts I/O BARs the guest moved back at the host's address (a sizing
+    /// write, all ones, still shows the size mask until the next write).
+    fn pin_io_bars(&mut self, offset: u16, size: u8) {
+        for index in 0..6u16 {
+            let register = BAR0_OFFSET + 4 * index;
+            let touched = offset < register + 4 && offset + u16::from(size) > register;
+            let Some(host) = self.host_bars[usize::from(index)] else {
+                continue;
+            };
+            if !touched || host.kind.is_memory() {
+                continue;
+            }
+            let written = self.header.bar(usize::from(index)).map(|bar| bar.address);
+            let sizing = written.is_some_and(|address| address | (host.size - 1) | 0x3 == u64::from(u32::MAX));
+            if !sizing && written != Some(host.address) {
+                self.header.write(register, 4, host.address as u32);
+            }
+        }
+    }
+
     pub fn header(&self) -> &Type0Header {
         &self.header
+    }
+
+    /// Whether the real device's INTx fired and has not been resampled
+    /// yet. Keel masks a level-triggered host input when it fires (the line
+    /// stays asserted until the guest's driver clears the cause), so the
+    /// guest's Interrupt Status (status bit 3) shows this instead of the
+    /// device's own bit: `uio_pci_generic`-style drivers read it to decide
+    /// whether a shared interrupt was theirs.
+    pub fn intx_pending(&self) -> bool {
+        self.header.interrupt_status()
+    }
+
+    pub fn set_intx_pending(&mut self, pending: bool) {
+        self.header.set_interrupt_status(pending);
+    }
+
+    /// Whether the guest masked INTx (Interrupt Disable, command bit 10).
+    pub fn intx_disabled(&self) -> bool {
+        self.header.intx_disabled()
     }
 }
 
@@ -137,30 +399,20 @@ impl PciFunction for PassthroughFunction {
             return self.header.read(offset, size);
         }
         (0..u16::from(size.min(4))).fold(0, |value, index| {
-            let byte = offset
-                .checked_add(index)
-                .and_then(|at| at.checked_sub(DEVICE_SPECIFIC_START))
-                .and_then(|at| self.device_specific.bytes.get(usize::from(at)))
-                .copied()
-                .unwrap_or(0);
+            let byte = offset.checked_add(index).map_or(0, |at| self.device_specific_byte(at));
             value | u32::from(byte) << (8 * index)
         })
     }
 
     fn config_write(&mut self, offset: u16, size: u8, value: u32, _platform: &mut dyn Platform) {
         if offset >= DEVICE_SPECIFIC_START {
-            for index in 0..u16::from(size.min(4)) {
-                let Some(at) = offset.checked_add(index) else { continue };
-                let slot = usize::from(at - DEVICE_SPECIFIC_START);
-                if slot < DEVICE_SPECIFIC_BYTES && !self.device_specific.hidden[slot] {
-                    let byte = (value >> (8 * index)) as u8;
-                    self.device_specific.bytes[slot] = byte;
-                    self.config_writes.push((at, byte));
-                }
-            }
+            self.write_device_specific(offset, size, value);
             return;
         }
         self.header.write(offset, size, value);
+        if (BAR0_OFFSET..BAR0_OFFSET + 24).contains(&offset) {
+            self.pin_io_bars(offset, size.min(4));
+        }
         let touches_command = offset < COMMAND_OFFSET + 2 && offset + u16::from(size) > COMMAND_OFFSET;
         if touches_command {
             let command = self.header.command() & FORWARDED_COMMAND_BITS;
@@ -242,5 +494,287 @@ mod tests {
         assert_eq!(function.moved_bars().collect::<Vec<_>>(), [4]);
         function.config_write(0x20, 4, 0xc000, &mut platform);
         assert_eq!(function.moved_bars().count(), 0);
+    }
+
+    #[test]
+    fn io_bars_stay_at_the_host_address_but_still_size() {
+        let mut function = ide();
+        let mut platform = RecordingPlatform::default();
+        function.config_write(4, 2, 0x0001, &mut platform);
+        function.config_write(0x20, 4, 0xd000, &mut platform);
+        assert_eq!(
+            function.config_read(0x20, 4),
+            0xc001,
+            "not moved: ports are not translated"
+        );
+        function.config_write(0x20, 2, 0xd000, &mut platform);
+        assert_eq!(function.config_read(0x20, 4), 0xc001, "nor by a narrower write");
+        function.config_write(0x20, 4, 0xffff_ffff, &mut platform);
+        assert_eq!(function.config_read(0x20, 4), 0xffff_fff1, "sizing still works");
+        function.config_write(0x20, 4, 0xc000, &mut platform);
+        assert_eq!(function.config_read(0x20, 4), 0xc001);
+        assert!(function.take_bar_moves().is_empty(), "I/O BARs are never remapped");
+    }
+
+    // ----- the emulated MSI capability -----
+
+    use crate::passthrough_msi::{MSI_CONTROL_64BIT, MSI_CONTROL_ENABLE, MSI_CONTROL_PER_VECTOR_MASKING};
+
+    const MSI: u16 = 0x50;
+    /// The 64-bit, per-vector-masking layout: address low and high, data,
+    /// mask bits, pending bits.
+    const MSI_ADDRESS: u16 = MSI + 4;
+    const MSI_ADDRESS_HIGH: u16 = MSI + 8;
+    const MSI_DATA: u16 = MSI + 0xC;
+    const MSI_MASK: u16 = MSI + 0x10;
+    const MSI_PENDING: u16 = MSI + 0x14;
+
+    /// An NVMe-like host function: MSI with 64-bit addresses, per-vector
+    /// masking and 8 vectors (Multiple Message Capable 3); its own
+    /// capabilities (at 0x50 and beyond) hidden, a vendor register at 0x4C.
+    fn with_host_msi() -> PassthroughFunction {
+        let mut registers = DeviceSpecific::default();
+        registers.bytes[0x0C..0x10].copy_from_slice(&[0x11, 0x22, 0x33, 0x44]); // 0x4C
+        registers.bytes[0x10] = 0x01; // 0x50: the host's PM capability...
+        registers.bytes[0x11] = 0x70;
+        registers.hidden[0x10..0xC0].fill(true);
+        ide()
+            .with_device_specific(registers)
+            .with_msi(MSI_CONTROL_64BIT | MSI_CONTROL_PER_VECTOR_MASKING | 3 << 1)
+    }
+
+    /// Linux's `__pci_find_next_cap_ttl`: (offset, ID) along the chain,
+    /// read a byte at a time from the status bit and the pointer at 0x34.
+    fn walk(function: &mut PassthroughFunction) -> Vec<(u8, u8)> {
+        let mut found = Vec::new();
+        if function.config_read(6, 2) & u32::from(crate::pci_config::STATUS_CAPABILITIES_LIST) == 0 {
+            return found;
+        }
+        let mut pointer = function.config_read(0x34, 1) as u8;
+        for _ in 0..48 {
+            if pointer < 0x40 {
+                break;
+            }
+            let at = u16::from(pointer & !3);
+            found.push((pointer, function.config_read(at, 1) as u8));
+            pointer = function.config_read(at + 1, 1) as u8;
+        }
+        found
+    }
+
+    /// What Linux's `msi_capability_init` and `__pci_write_msi_msg` write
+    /// for one vector to `vector` on APIC `destination`.
+    fn program_like_linux(function: &mut PassthroughFunction, destination: u32, vector: u8) {
+        let mut platform = RecordingPlatform::default();
+        function.config_write(MSI + 2, 2, u32::from(MSI_CONTROL_64BIT), &mut platform); // disabled
+        function.config_write(MSI_MASK, 4, 1, &mut platform); // masked during setup
+        function.config_write(MSI_ADDRESS, 4, 0xfee0_0000 | destination << 12, &mut platform);
+        function.config_write(MSI_ADDRESS_HIGH, 4, 0, &mut platform);
+        function.config_write(MSI_DATA, 2, u32::from(vector), &mut platform);
+        let control = function.config_read(MSI + 2, 2);
+        function.config_write(MSI + 2, 2, control | u32::from(MSI_CONTROL_ENABLE), &mut platform);
+        function.config_write(MSI_MASK, 4, 0, &mut platform); // the IRQ is started
+    }
+
+    #[test]
+    fn msi_is_shown_through_the_capability_list_linux_walks() {
+        let mut function = with_host_msi();
+        assert_ne!(function.config_read(6, 2) & 0x10, 0, "Capabilities List");
+        assert_eq!(function.config_read(0x34, 1), 0x50);
+        assert_eq!(walk(&mut function), [(0x50, 0x05)], "MSI, the last one: next 0");
+        assert_eq!(function.config_read(MSI, 4) & 0xffff, 0x0005);
+        let control = function.config_read(MSI + 2, 2) as u16;
+        assert_eq!(control & (0b111 << 1), 0, "Multiple Message Capable: one vector");
+        assert_eq!(control & MSI_CONTROL_64BIT, MSI_CONTROL_64BIT, "kept from the host");
+        assert_eq!(control & MSI_CONTROL_PER_VECTOR_MASKING, MSI_CONTROL_PER_VECTOR_MASKING);
+        assert_eq!(function.msi().map(MsiCapability::capable_vectors), Some(1));
+        // Asking for 8 vectors (Multiple Message Enable 3) gets one.
+        let mut platform = RecordingPlatform::default();
+        function.config_write(MSI + 2, 2, 3 << 4, &mut platform);
+        assert_eq!(function.config_read(MSI + 2, 2) & (0b111 << 4), 0);
+        assert_eq!(function.msi_state().map(|state| state.vectors), Some(1));
+        // Without `with_msi` nothing changes: no list at all.
+        let mut plain = ide();
+        assert_eq!(walk(&mut plain), []);
+        assert_eq!(plain.msi_state(), None);
+        assert_eq!(plain.fire_msi(0), None);
+        assert_eq!(plain.msi_unmask_released().count(), 0);
+    }
+
+    #[test]
+    fn the_emulated_structure_wins_over_the_hosts_bytes_and_the_rest_is_as_before() {
+        let mut function = with_host_msi();
+        assert_eq!(function.config_read(0x4C, 4), 0x4433_2211, "a shown host register");
+        assert_eq!(
+            function.config_read(0x4E, 4),
+            0x0005_4433,
+            "straddling: host bytes, then the capability"
+        );
+        assert_eq!(
+            function.config_read(0x68, 4),
+            0,
+            "past the structure: hidden host bytes"
+        );
+        assert!(!function.msi_shadows_host_registers(), "only hidden bytes under it");
+        let mut registers = DeviceSpecific::default();
+        registers.bytes[0x14] = 0xaa; // 0x54: a vendor register, not hidden
+        let shadowing = ide().with_device_specific(registers).with_msi(0);
+        assert!(shadowing.msi_shadows_host_registers());
+        // 32-bit, no masking: a 0x0C-byte structure.
+        let mut small = ide().with_device_specific(registers).with_msi(0);
+        assert_eq!(
+            small.config_read(0x54, 1),
+            0,
+            "the model's address, not the host's byte"
+        );
+        assert_eq!(small.config_read(0x5C, 1), 0);
+    }
+
+    #[test]
+    fn guest_writes_in_the_structure_never_reach_the_real_device() {
+        let mut function = with_host_msi();
+        let mut platform = RecordingPlatform::default();
+        for offset in MSI..MSI + 0x18 {
+            for size in [1u8, 2, 4] {
+                function.config_write(offset, size, u32::MAX, &mut platform);
+            }
+        }
+        assert!(function.take_config_writes().is_empty());
+        // Every access past the header, however wide or misaligned: nothing
+        // inside the structure is forwarded, and the chain stays.
+        let mut shown = DeviceSpecific::default();
+        shown.hidden[0x30..].fill(true);
+        let mut function = ide().with_device_specific(shown).with_msi(0x0180);
+        for offset in 0x40..=0x103u16 {
+            for size in [0u8, 1, 2, 3, 4, 8] {
+                function.config_write(offset, size, u32::MAX, &mut platform);
+                let _ = function.config_read(offset, size);
+            }
+        }
+        let forwarded = function.take_config_writes();
+        assert!(forwarded.iter().all(|(at, _)| !(0x50..0x68).contains(at) && *at < 0x70));
+        assert!(forwarded.iter().any(|(at, _)| *at == 0x4F) && forwarded.iter().any(|(at, _)| *at == 0x68));
+        assert_eq!(walk(&mut function), [(0x50, 0x05)]);
+        // A write straddling the structure: the host register's bytes go to
+        // the device, the capability's to the model.
+        let mut function = with_host_msi();
+        function.config_write(0x4E, 4, 0xffff_bbaa, &mut platform);
+        assert_eq!(function.take_config_writes(), [(0x4E, 0xaa), (0x4F, 0xbb)]);
+        assert_eq!(function.config_read(MSI, 2), 0x0005, "ID and next are read-only");
+        function.config_write(0x4E, 4, 0x0000_bbaa, &mut platform);
+        assert_eq!(function.take_config_writes(), [(0x4E, 0xaa), (0x4F, 0xbb)]);
+        function.config_write(MSI + 2, 1, 1, &mut platform);
+        assert!(function.take_config_writes().is_empty());
+        assert_eq!(
+            function.msi_state().map(|state| state.enabled),
+            Some(true),
+            "the model's"
+        );
+    }
+
+    #[test]
+    fn enable_address_and_data_changes_are_queued_once() {
+        let mut function = with_host_msi();
+        let mut platform = RecordingPlatform::default();
+        assert_eq!(function.take_msi_change(), None);
+        program_like_linux(&mut function, 2, 0x41);
+        let state = function.take_msi_change().expect("queued");
+        assert!(state.enabled);
+        assert_eq!((state.address, state.data, state.vectors), (0xfee0_2000, 0x41, 1));
+        assert_eq!(function.take_msi_change(), None, "once");
+        // Rewriting the same values, or masking, queues nothing.
+        function.config_write(MSI_DATA, 2, 0x41, &mut platform);
+        function.config_write(MSI_MASK, 4, 1, &mut platform);
+        function.config_write(MSI_MASK, 4, 0, &mut platform);
+        assert_eq!(function.take_msi_change(), None);
+        // Each of enable, address and data does.
+        function.config_write(MSI_DATA, 2, 0x42, &mut platform);
+        assert_eq!(function.take_msi_change().map(|state| state.data), Some(0x42));
+        function.config_write(MSI_ADDRESS, 4, 0xfee0_3000, &mut platform);
+        assert_eq!(function.take_msi_change().map(|state| state.address), Some(0xfee0_3000));
+        function.config_write(MSI + 2, 2, 0, &mut platform);
+        assert_eq!(function.take_msi_change().map(|state| state.enabled), Some(false));
+    }
+
+    #[test]
+    fn a_masked_vector_pends_until_unmasked_and_a_disabled_one_is_dropped() {
+        let mut function = with_host_msi();
+        let mut platform = RecordingPlatform::default();
+        assert_eq!(function.fire_msi(0), None, "disabled: dropped");
+        program_like_linux(&mut function, 0, 0x41);
+        assert_eq!(function.config_read(MSI_PENDING, 4), 0, "nothing was pending");
+        let expected = GuestMsi {
+            address: 0xfee0_0000,
+            data: 0x41,
+        };
+        assert_eq!(function.fire_msi(0), Some(expected));
+        assert_eq!(function.fire_msi(1), None, "only one vector is enabled");
+        function.config_write(MSI_MASK, 4, 1, &mut platform);
+        assert_eq!(function.fire_msi(0), None, "masked");
+        assert_eq!(function.config_read(MSI_PENDING, 4), 1, "pending");
+        assert_eq!(function.msi_unmask_released().count(), 0, "still masked");
+        function.config_write(MSI_MASK, 4, 0, &mut platform);
+        assert_eq!(function.msi_unmask_released().collect::<Vec<_>>(), [expected]);
+        assert_eq!(function.config_read(MSI_PENDING, 4), 0);
+        assert_eq!(function.msi_unmask_released().count(), 0, "released once");
+        // Disabled: dropped, not pending.
+        function.config_write(MSI + 2, 2, 0, &mut platform);
+        assert_eq!(function.fire_msi(0), None);
+        assert_eq!(function.config_read(MSI_PENDING, 4), 0);
+    }
+
+    #[test]
+    fn memory_bars_are_mapped_where_they_decode_and_nowhere_while_decoding_is_off() {
+        let identity = PciIdentity {
+            vendor_id: 0x8086,
+            device_id: 0x100e,
+            class_code: 0x020000,
+            revision: 3,
+            subsystem_vendor_id: 0,
+            subsystem_id: 0,
+        };
+        let bar0 = Bar {
+            kind: BarKind::Memory32 { prefetchable: false },
+            size: 128 << 10,
+            address: 0xfebc_0000,
+        };
+        let mut function = PassthroughFunction::new(identity, &[(0, bar0)], 1, 16).unwrap();
+        let mut platform = RecordingPlatform::default();
+        // Keel mapped it at the host's address; decoding is still off.
+        let off = function.take_bar_moves();
+        assert_eq!(
+            off,
+            [BarMove {
+                index: 0,
+                host: 0xfebc_0000,
+                size: 128 << 10,
+                from: Some(0xfebc_0000),
+                to: None
+            }]
+        );
+        function.config_write(4, 2, 0x0002, &mut platform);
+        assert_eq!(function.take_bar_moves()[0].to, Some(0xfebc_0000));
+        // Sizing with decoding off maps nothing at the size mask.
+        function.config_write(4, 2, 0x0000, &mut platform);
+        function.config_write(0x10, 4, 0xffff_ffff, &mut platform);
+        assert_eq!(function.config_read(0x10, 4), 0xfffe_0000);
+        function.config_write(0x10, 4, 0xe000_0000, &mut platform);
+        let moves = function.take_bar_moves();
+        assert_eq!((moves[0].from, moves[0].to), (Some(0xfebc_0000), None));
+        assert!(function.take_bar_moves().is_empty(), "nothing changes while off");
+        function.config_write(4, 2, 0x0002, &mut platform);
+        let moved = function.take_bar_moves();
+        assert_eq!(
+            moved,
+            [BarMove {
+                index: 0,
+                host: 0xfebc_0000,
+                size: 128 << 10,
+                from: None,
+                to: Some(0xe000_0000)
+            }],
+            "the host's pages, at the guest's new address"
+        );
+        assert_eq!(function.moved_bars().collect::<Vec<_>>(), [0]);
     }
 }

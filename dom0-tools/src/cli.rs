@@ -207,6 +207,12 @@ pub enum Command {
         /// PCI address: 0000:00:04.0 or 00:04.0 (hexadecimal, segment 0)
         #[arg(value_parser = pci_address)]
         address: PciAddress,
+        /// The host GSI its INTx arrives at (what /sys/bus/pci/devices/*/irq
+        /// says under Linux on this machine), where the firmware routes PCI
+        /// interrupts only through ACPI _PRT; default: the firmware's
+        /// Interrupt Line register
+        #[arg(long, value_name = "GSI")]
+        intx_gsi: Option<u32>,
     },
     /// Give an assignable PCI device back to the host (refused while a domain has it)
     PciAssignableRemove {

@@ -6,8 +6,8 @@ use std::fmt;
 use anyhow::{anyhow, bail, ensure, Result};
 use keel_abi::mgmt::virtio::{complete_flags, window, MAX_CONFIG_BYTES, MAX_DEVICES};
 use keel_abi::mgmt::{
-    layout, pci_flags, Command, CreateDomain, DomainId, DomainInfo, HostInfo, ImageKind, PciAddress, PciFunction,
-    Request, Response, Status, VirtioDeviceState, VERSION,
+    layout, pci_flags, pci_intx, Command, CreateDomain, DomainId, DomainInfo, HostInfo, ImageKind, PciAddress,
+    PciFunction, Request, Response, Status, VirtioDeviceState, VERSION,
 };
 
 use crate::transport::Transport;
@@ -302,12 +302,19 @@ impl<T: Transport> Client<T> {
             .collect()
     }
 
-    /// Makes `address` assignable to DomUs (`true`) or gives it back.
-    pub fn pci_assignable(&mut self, address: PciAddress, assignable: bool) -> Result<()> {
+    /// Makes `address` assignable to DomUs (`true`) or gives it back;
+    /// `intx_gsi` names the host GSI its INTx arrives at (ABI 1.4).
+    pub fn pci_assignable(&mut self, address: PciAddress, assignable: bool, intx_gsi: Option<u32>) -> Result<()> {
         self.require_pci()?;
+        ensure!(
+            intx_gsi.is_none() || self.keel_version >> 16 != 1 || self.keel_version & 0xffff >= 4,
+            "Keel speaks management ABI {}, which cannot be told a device's INTx GSI (1.4 added it)",
+            version_string(self.keel_version)
+        );
+        let route = intx_gsi.map_or(pci_intx::from_firmware(), pci_intx::at_gsi);
         self.call(
             Command::PciAssignable,
-            [u64::from(address.raw()), u64::from(assignable), 0, 0, 0, 0],
+            [u64::from(address.raw()), u64::from(assignable), route, 0, 0, 0],
             &[],
         )?;
         Ok(())

@@ -166,11 +166,11 @@ pub fn execute<T: Transport>(
             };
             out.write_all(text.as_bytes())?;
         }
-        Command::PciAssignableAdd { address } => connect()?
-            .pci_assignable(address, true)
+        Command::PciAssignableAdd { address, intx_gsi } => connect()?
+            .pci_assignable(address, true, intx_gsi)
             .with_context(|| format!("cannot make {address} assignable"))?,
         Command::PciAssignableRemove { address } => connect()?
-            .pci_assignable(address, false)
+            .pci_assignable(address, false, None)
             .with_context(|| format!("cannot give {address} back to the host"))?,
         Command::BlockList { domain, json } => {
             let mut client = connect()?;

@@ -31,6 +31,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 pub mod hostile;
+pub mod intx;
 pub mod virtio_hostile;
 
 /// The `msr` driver's device for the first CPU.
@@ -41,6 +42,7 @@ usage: keel-stress spin [SECONDS]
        keel-stress wrmsr MSR COUNT|forever [VALUE|tsc+CYCLES]
        keel-stress hostile --seed N [--seconds S] [--rounds R] [--skip GROUP,...]
        keel-stress virtio-hostile PCI-ADDRESS [--wait S] [--seed N]
+       keel-stress intx PCI-ADDRESS [ROUNDS]
 MSR, VALUE and CYCLES are decimal or 0x hex; wrmsr needs /dev/cpu/0/msr (insmod msr.ko).
 hostile runs for S seconds (default 60) or R rounds, whichever ends first; its
 GROUPs are cpuid, msr, port, mem, vmcall, tf, tf-string, ac, db and string; it needs
@@ -48,7 +50,10 @@ root, /dev/cpu/0/msr (msr.ko), iopl (else /dev/port) and /dev/mem.
 virtio-hostile drives the virtio-blk function at PCI-ADDRESS (0000:00:05.0) from
 user space with broken requests and rings, and checks that the device recovers;
 it needs root, unbinds the function's driver and waits at most S seconds (default
-10) for each answer; N seeds its ring rewrite.";
+10) for each answer; N seeds its ring rewrite.
+intx checks an assigned e1000's level-triggered INTx through uio_pci_generic
+(loaded beforehand; the function is bound to it): ROUNDS (default 10) causes,
+each re-fired while still asserted, none once cleared.";
 
 /// What to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +66,8 @@ pub enum Mode {
     Hostile(hostile::Options),
     /// Misbehave against a virtio-blk backend (`virtio-hostile`).
     VirtioHostile(virtio_hostile::Options),
+    /// Check an assigned e1000's INTx (`intx`).
+    Intx(intx::Options),
 }
 
 /// What each write stores.
@@ -151,6 +158,7 @@ pub fn parse(args: &[String]) -> Result<Mode, UsageError> {
         ["virtio-hostile", rest @ ..] => virtio_hostile::Options::parse(rest)
             .map(Mode::VirtioHostile)
             .map_err(usage),
+        ["intx", rest @ ..] => intx::Options::parse(rest).map(Mode::Intx).map_err(usage),
         [] => Err(usage("no mode given")),
         [mode, ..] => Err(usage(format!("unknown mode or wrong arguments: `{mode}`"))),
     }

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use keel_guest_tools::{open_msr_device, parse, spin, wrmsr_loop, Mode, MSR_DEVICE, USAGE};
 
 mod hostile_ops;
+mod intx_ops;
 mod mapped;
 mod virtio_hostile_ops;
 
@@ -57,6 +58,11 @@ fn main() -> ExitCode {
         }
         Mode::Hostile(options) => {
             if !hostile_ops::run(options, &say) {
+                return ExitCode::FAILURE;
+            }
+        }
+        Mode::Intx(options) => {
+            if !intx_ops::run(&options, &say) {
                 return ExitCode::FAILURE;
             }
         }

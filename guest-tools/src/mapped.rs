@@ -18,13 +18,17 @@ struct Region {
 
 impl Region {
     fn map(len: usize, prot: i32, flags: i32, fd: i32) -> io::Result<Region> {
+        Self::map_at(len, prot, flags, fd, 0)
+    }
+
+    fn map_at(len: usize, prot: i32, flags: i32, fd: i32, offset: libc::off_t) -> io::Result<Region> {
         if len == 0 {
             return Err(io::Error::from_raw_os_error(libc::EINVAL));
         }
         // SAFETY: a fresh mapping at an address the kernel picks: it
         // aliases no Rust object. A file descriptor, if any, is valid for
         // the call; the mapping keeps its own reference to the file.
-        let base = unsafe { libc::mmap(std::ptr::null_mut(), len, prot, flags, fd, 0) };
+        let base = unsafe { libc::mmap(std::ptr::null_mut(), len, prot, flags, fd, offset) };
         if base == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
@@ -61,8 +65,15 @@ pub struct Bar(Region);
 
 impl Bar {
     pub fn map(file: &File, len: usize) -> io::Result<Bar> {
+        Self::map_at(file, 0, len)
+    }
+
+    /// The same from `offset` into `file` (e.g. a physical address in
+    /// `/dev/mem`).
+    pub fn map_at(file: &File, offset: u64, len: usize) -> io::Result<Bar> {
         let prot = libc::PROT_READ | libc::PROT_WRITE;
-        Region::map(len, prot, libc::MAP_SHARED, file.as_raw_fd()).map(Bar)
+        let offset = libc::off_t::try_from(offset).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+        Region::map_at(len, prot, libc::MAP_SHARED, file.as_raw_fd(), offset).map(Bar)
     }
 
     /// One load of 1, 2 or 4 bytes at a multiple of its size: a plain

@@ -206,17 +206,17 @@ impl Domain {
         })
     }
 
-    /// Maps an assigned device's memory BAR one to one (guest-physical =
-    /// host-physical), uncached. It is recorded as device memory: it cannot
-    /// overlap RAM or anything else the guest has, and guest-memory
-    /// accesses never reach it.
-    pub fn map_device(&mut self, address: u64, len: u64) -> Result<(), DomainError> {
+    /// Maps an assigned device's memory BAR (`len` bytes at host-physical
+    /// `host`) at guest-physical `gpa`, uncached. It is recorded as device
+    /// memory: it cannot overlap RAM or anything else the guest has, and
+    /// guest-memory accesses never reach it.
+    pub fn map_device(&mut self, gpa: u64, host: u64, len: u64) -> Result<(), DomainError> {
         let ept = self.ept.as_mut().ok_or(DomainError::Ept(EptError::AddressOutOfRange))?;
-        let start = GuestPhysAddr::new(address);
+        let start = GuestPhysAddr::new(gpa);
         self.memory.add_mmio(start, len).map_err(DomainError::Memory)?;
         let mapped = ept.map_range(
             start,
-            HostPhysAddr::new(address),
+            HostPhysAddr::new(host),
             len,
             EptFlags::READ | EptFlags::WRITE,
             MemoryType::Uncacheable,
@@ -245,7 +245,17 @@ impl Domain {
     /// shared memory starts there). The caller invalidates the EPT
     /// translations (INVEPT) before the guest runs again.
     pub fn unmap_shared(&mut self, gpa: u64) {
-        let Some(region) = self.memory.remove(GuestPhysAddr::new(gpa), MemoryKind::Shared) else {
+        self.unmap_region(gpa, MemoryKind::Shared);
+    }
+
+    /// Unmaps what [`Domain::map_device`] mapped at `gpa`; the caller
+    /// invalidates the EPT translations before the guest runs again.
+    pub fn unmap_device(&mut self, gpa: u64) {
+        self.unmap_region(gpa, MemoryKind::Mmio);
+    }
+
+    fn unmap_region(&mut self, gpa: u64, kind: MemoryKind) {
+        let Some(region) = self.memory.remove(GuestPhysAddr::new(gpa), kind) else {
             return;
         };
         let Some(ept) = self.ept.as_mut() else { return };

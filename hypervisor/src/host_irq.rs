@@ -22,6 +22,11 @@ pub struct Route {
     pub guest_gsi: u32,
     pub level_triggered: bool,
     pub active_low: bool,
+    /// `Some(device)`: a PCI function's INTx, forwarded level-triggered to
+    /// the function at 00:device.0 of the guest (the host input is masked
+    /// when it fires and unmasked when the guest acknowledges it); `None`:
+    /// each interrupt is one edge on `guest_gsi` (legacy ISA IRQs).
+    pub intx_slot: Option<u8>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,30 +44,25 @@ pub struct Routes {
 
 impl Routes {
     /// Routes `host_gsi` to `domain`'s `guest_gsi` on a free vector.
-    pub fn add(
-        &mut self,
-        host_gsi: u32,
-        domain: u32,
-        guest_gsi: u32,
-        level_triggered: bool,
-        active_low: bool,
-    ) -> Result<Route, RouteError> {
+    pub fn add(&mut self, template: Route) -> Result<Route, RouteError> {
+        let Route { host_gsi, .. } = template;
         if self.routes.iter().any(|route| route.host_gsi == host_gsi) {
             return Err(RouteError::GsiInUse);
         }
         let vector = (FIRST_VECTOR..=LAST_VECTOR)
             .find(|vector| self.routes.iter().all(|route| route.vector != *vector))
             .ok_or(RouteError::NoVector)?;
-        let route = Route {
-            host_gsi,
-            vector,
-            domain,
-            guest_gsi,
-            level_triggered,
-            active_low,
-        };
+        let route = Route { vector, ..template };
         self.routes.push(route);
         Ok(route)
+    }
+
+    /// The route of `domain`'s INTx forwarding to guest slot `device`.
+    pub fn by_intx_slot(&self, domain: u32, device: u8) -> Option<Route> {
+        self.routes
+            .iter()
+            .copied()
+            .find(|route| route.domain == domain && route.intx_slot == Some(device))
     }
 
     pub fn by_vector(&self, vector: u8) -> Option<Route> {
@@ -92,32 +92,56 @@ pub const fn redirection_entry(route: &Route, apic_id: u8, masked: bool) -> u64 
 mod tests {
     use super::*;
 
+    fn edge(host_gsi: u32, domain: u32, guest_gsi: u32) -> Route {
+        Route {
+            host_gsi,
+            vector: 0,
+            domain,
+            guest_gsi,
+            level_triggered: false,
+            active_low: false,
+            intx_slot: None,
+        }
+    }
+
     #[test]
     fn routes_take_free_vectors_and_refuse_a_shared_gsi() {
         let mut routes = Routes::default();
-        let ide_primary = routes.add(14, 3, 14, false, false).unwrap();
-        let ide_secondary = routes.add(15, 3, 15, false, false).unwrap();
+        let ide_primary = routes.add(edge(14, 3, 14)).unwrap();
+        let ide_secondary = routes.add(edge(15, 3, 15)).unwrap();
         assert_eq!((ide_primary.vector, ide_secondary.vector), (0x41, 0x42));
-        assert_eq!(routes.add(14, 4, 14, false, false), Err(RouteError::GsiInUse));
+        assert_eq!(routes.add(edge(14, 4, 14)), Err(RouteError::GsiInUse));
         assert_eq!(routes.by_vector(0x42).map(|route| route.guest_gsi), Some(15));
         let removed = routes.remove_domain(3);
         assert_eq!(removed.len(), 2);
         assert_eq!(routes.by_vector(0x41), None);
-        assert_eq!(
-            routes.add(14, 4, 14, false, false).unwrap().vector,
-            0x41,
-            "vectors are reused"
-        );
+        assert_eq!(routes.add(edge(14, 4, 14)).unwrap().vector, 0x41, "vectors are reused");
         for gsi in 100..113 {
-            let route = routes.add(gsi, 5, gsi, true, true).unwrap();
+            let route = routes.add(edge(gsi, 5, gsi)).unwrap();
             assert_ne!(route.vector, IOMMU_FAULT_VECTOR);
         }
         assert_eq!(routes.by_vector(0x4e).map(|route| route.host_gsi), Some(112));
         assert_eq!(
-            routes.add(200, 5, 200, false, false),
+            routes.add(edge(200, 5, 200)),
             Err(RouteError::NoVector),
             "14 vectors (0x41..=0x4e): 0x4f is the IOMMU's"
         );
+    }
+
+    #[test]
+    fn intx_routes_are_found_by_domain_and_guest_slot() {
+        let mut routes = Routes::default();
+        let intx = Route {
+            level_triggered: true,
+            active_low: true,
+            intx_slot: Some(4),
+            ..edge(11, 7, 16)
+        };
+        let added = routes.add(intx).unwrap();
+        routes.add(edge(14, 7, 17)).unwrap();
+        assert_eq!(routes.by_intx_slot(7, 4), Some(added));
+        assert_eq!(routes.by_intx_slot(8, 4), None, "another domain's slot 4");
+        assert_eq!(routes.by_intx_slot(7, 5), None);
     }
 
     #[test]
@@ -129,6 +153,7 @@ mod tests {
             guest_gsi: 14,
             level_triggered: false,
             active_low: false,
+            intx_slot: None,
         };
         assert_eq!(redirection_entry(&route, 0, false), 0x41);
         assert_eq!(redirection_entry(&route, 2, true), 0x0200_0000_0001_0041);

@@ -99,8 +99,10 @@ pub trait DomainControl {
     /// DomUs; `false` gives it back (refused with `BadState` while a domain
     /// owns it). Unknown address: `NoSuchDevice`; a host bridge:
     /// `NotPermitted`. Making an assignable function assignable again (or
-    /// an unassignable one unassignable) succeeds.
-    fn pci_assignable(&mut self, _address: PciAddress, _assignable: bool) -> Outcome<()> {
+    /// an unassignable one unassignable) succeeds. `intx_gsi`: the host
+    /// GSI its INTx arrives at, when the firmware's Interrupt Line is not
+    /// to be trusted.
+    fn pci_assignable(&mut self, _address: PciAddress, _assignable: bool, _intx_gsi: Option<u32>) -> Outcome<()> {
         Err(Failure::new(Status::Unsupported, "PCI assignment is not built yet"))
     }
 
@@ -398,7 +400,16 @@ fn run(
                     ))
                 }
             };
-            control.pci_assignable(address, assignable)?;
+            let intx_gsi = keel_abi::mgmt::pci_intx::decode(request.args[2]).map_err(|()| {
+                Failure::new(
+                    Status::InvalidArgument,
+                    alloc::format!(
+                        "args[2]: {:#x} is not an INTx route (0, or 1 << 32 | GSI)",
+                        request.args[2]
+                    ),
+                )
+            })?;
+            control.pci_assignable(address, assignable, intx_gsi)?;
             done([0; 4])
         }
         Command::PciAttach => {

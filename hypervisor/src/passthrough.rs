@@ -12,26 +12,34 @@
 //! - the device's DMA is confined to the DomU's RAM by an IOMMU domain
 //!   where an enabled VT-d unit covers it; otherwise only when Dom0 forced
 //!   it, with a warning that the device can reach any host memory;
-//! - its interrupts (today: a legacy IDE controller's ISA IRQs 14 and 15,
-//!   edge-triggered) are routed by the host I/O APIC to Keel's device
-//!   vectors and forwarded to the DomU's I/O APIC ([`forward_pending`]).
-//!   A DomU's firmware is hardware-reduced ACPI: it has no ISA IRQs, so a
-//!   legacy IDE controller is shown to it in native mode (programming
-//!   interface bits 0 and 2 set, BARs 0-3 at the legacy ports, INTA routed
-//!   like any slot's), and both host IRQs arrive on that INTx line.
+//! - its interrupts are routed by the host I/O APIC to Keel's device
+//!   vectors and forwarded to the DomU's I/O APIC ([`forward_pending`]):
+//!   - a PCI function's INTx, level-triggered, arrives at the host input
+//!     its firmware's Interrupt Line names (`HostMadt::pci_intx_route`);
+//!     Keel masks the input as it fires, raises the DomU's line for the
+//!     function's slot, and unmasks the input when the DomU acknowledges
+//!     the interrupt or re-enables INTx ([`resample`];
+//!     `platform_devices::assigned_intx` has the guest's side);
+//!   - a legacy IDE controller's ISA IRQs 14 and 15 are edges. A DomU's
+//!     firmware is hardware-reduced ACPI: it has no ISA IRQs, so such a
+//!     controller is shown to it in native mode (programming interface
+//!     bits 0 and 2 set, BARs 0-3 at the legacy ports, INTA routed like any
+//!     slot's), and both host IRQs arrive on that INTx line as edges.
 //!
 //! When the DomU stops, everything is undone and the function is
-//! assignable again. Level-triggered PCI INTx, MSI and MSI-X are not
-//! forwarded yet: a function that needs them is refused.
+//! assignable again. MSI and MSI-X are not forwarded yet: the guest sees
+//! no capability list, so its driver uses INTx; a function with no INTx
+//! pin that has MSI or MSI-X is refused. Two assigned functions may not
+//! share a host input.
 
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
 use keel_acpi_tables::host_madt::HostMadt;
-use keel_devices::passthrough::{DeviceSpecific, PassthroughFunction, PassthroughWrite};
+use keel_devices::passthrough::{BarMove, DeviceSpecific, PassthroughFunction, PassthroughWrite};
 use keel_devices::pci_config::{Bar as GuestBar, BarKind as GuestBarKind, PciIdentity};
-use keel_hypervisor::host_irq::{redirection_entry, Route, Routes};
+use keel_hypervisor::host_irq::{redirection_entry, Route, RouteError, Routes};
 use keel_pci::bar::{Bar, BarKind};
 use keel_pci::enumerate::FunctionInfo;
 use keel_pci::{header, Bdf, ConfigAccess};
@@ -119,6 +127,49 @@ pub fn apply_write(assigned: &[Wired], guest: keel_devices::pci_host::PciAddress
     }
 }
 
+/// The guest moved a memory BAR of its function at `guest` (or turned its
+/// decoding on or off): the host BAR's pages leave the old guest address
+/// and appear at the new one, unless that would cover the guest's RAM or
+/// MMIO Keel emulates, in which case the BAR stays unmapped (its accesses
+/// read all ones) and Keel says why. The caller flushes the EPT.
+pub fn move_bar(domain: &mut Domain, guest: keel_devices::pci_host::PciAddress, change: BarMove) {
+    if let Some(from) = change.from {
+        domain.unmap_device(from);
+    }
+    let Some(to) = change.to else { return };
+    let id = domain.id;
+    let covers_emulated = domain
+        .platform
+        .as_deref()
+        .is_some_and(|platform| platform.overlaps_emulated_mmio(to, change.size));
+    let result = if covers_emulated {
+        Err(String::from("it would cover MMIO Keel emulates"))
+    } else {
+        domain
+            .map_device(to, change.host, change.size)
+            .map_err(|error| format!("{error}"))
+    };
+    match result {
+        Ok(()) if to != change.host => log::info!(
+            "domain {id}: {:02x}:{:02x}.{} BAR {} moved by the guest to {to:#x} (host {:#x}, {} bytes)",
+            guest.bus(),
+            guest.device(),
+            guest.function(),
+            change.index,
+            change.host,
+            change.size
+        ),
+        Ok(()) => {}
+        Err(why) => log::warn!(
+            "domain {id}: {:02x}:{:02x}.{} BAR {} at {to:#x} not mapped ({why}): the guest reads all ones there",
+            guest.bus(),
+            guest.device(),
+            guest.function(),
+            change.index
+        ),
+    }
+}
+
 /// The host's registers past the header, with its capability structures
 /// hidden (from each capability to the next, the last one to 64 bytes).
 fn device_specific(config: &mut HostConfig, bdf: Bdf) -> DeviceSpecific {
@@ -142,6 +193,9 @@ fn device_specific(config: &mut HostConfig, bdf: Bdf) -> DeviceSpecific {
 pub struct HostDevices {
     functions: Vec<FunctionInfo>,
     assignable: Vec<Bdf>,
+    /// Host GSIs Dom0 gave for assignable functions' INTx (else the
+    /// firmware's Interrupt Line is used).
+    intx_gsis: Vec<(Bdf, u32)>,
     owners: Vec<(Bdf, u32)>,
     madt: HostMadt,
     routes: Routes,
@@ -169,6 +223,7 @@ pub fn init(boot_info: &BootInformation, functions: Vec<FunctionInfo>) {
     *HOST_DEVICES.lock() = Some(HostDevices {
         functions,
         assignable: Vec::new(),
+        intx_gsis: Vec::new(),
         owners: Vec::new(),
         madt,
         routes: Routes::default(),
@@ -230,8 +285,9 @@ pub enum AssignError {
     Unsupported(String),
 }
 
-/// Makes `bdf` assignable (or not).
-pub fn set_assignable(bdf: Bdf, assignable: bool) -> Result<(), AssignError> {
+/// Makes `bdf` assignable (or not); `intx_gsi` names the host GSI of its
+/// INTx where the firmware's Interrupt Line is wrong or empty.
+pub fn set_assignable(bdf: Bdf, assignable: bool, intx_gsi: Option<u32>) -> Result<(), AssignError> {
     with(|devices| {
         let info = devices
             .functions
@@ -244,9 +300,18 @@ pub fn set_assignable(bdf: Bdf, assignable: bool) -> Result<(), AssignError> {
         if let Some(&(_, owner)) = devices.owners.iter().find(|(owned, _)| *owned == bdf) {
             return Err(AssignError::Busy(owner));
         }
+        if let Some(gsi) = intx_gsi.filter(|_| assignable) {
+            if host_input(&devices.madt, gsi).is_none() {
+                return Err(AssignError::Unsupported(format!("no host I/O APIC has GSI {gsi}")));
+            }
+        }
         devices.assignable.retain(|&listed| listed != bdf);
+        devices.intx_gsis.retain(|&(listed, _)| listed != bdf);
         if assignable {
             devices.assignable.push(bdf);
+            if let Some(gsi) = intx_gsi {
+                devices.intx_gsis.push((bdf, gsi));
+            }
         }
         Ok(())
     })
@@ -266,7 +331,7 @@ pub fn attach(domain: u32, assignment: Assignment) -> Result<(), AssignError> {
         if !devices.assignable.contains(&bdf) {
             return Err(AssignError::NotAssignable);
         }
-        check_interrupts(bdf).map_err(AssignError::Unsupported)?;
+        check_interrupts(devices, bdf).map_err(AssignError::Unsupported)?;
         let confined = source_id(bdf).is_some_and(crate::iommu::covers);
         if !confined && !assignment.unconfined_dma {
             return Err(AssignError::NotConfined);
@@ -289,18 +354,62 @@ fn legacy_channels(class: u32) -> Vec<&'static LegacyChannel> {
     }
 }
 
-/// Whether Keel can forward the function's interrupts: ISA IRQs of a
-/// legacy IDE controller, or none at all.
-fn check_interrupts(bdf: Bdf) -> Result<(), String> {
+/// The host I/O APIC input that carries `gsi`: the MADT says which I/O
+/// APIC's range starts below it, the I/O APIC's version register how many
+/// inputs it has.
+fn host_input(madt: &HostMadt, gsi: u32) -> Option<(keel_acpi_tables::host_madt::HostIoApic, u32)> {
+    madt.io_apic_for(gsi).filter(|&(apic, input)| {
+        crate::arch::ioapic::inputs(u64::from(apic.address)).is_some_and(|count| input < count)
+    })
+}
+
+/// How a function's interrupts reach Keel.
+#[derive(Clone, Copy, Debug)]
+enum Interrupts {
+    None,
+    /// A legacy IDE controller's ISA IRQs (its channels, by class).
+    LegacyIde,
+    /// PCI INTx at this host input.
+    Intx(keel_acpi_tables::host_madt::IsaRoute),
+}
+
+/// How Keel can forward the function's interrupts, or why it cannot.
+fn check_interrupts(devices: &HostDevices, bdf: Bdf) -> Result<Interrupts, String> {
+    let madt = &devices.madt;
     let config = &mut HostConfig;
     let class = config.read32(bdf, header::CLASS_REVISION) >> 8;
-    let pin = config.read8(bdf, header::INTERRUPT_PIN);
-    if legacy_channels(class).is_empty() && pin != 0 {
-        return Err(format!(
-            "{bdf} interrupts through INTx pin {pin}: forwarding level-triggered PCI interrupts (and MSI) is not built yet"
-        ));
+    if !legacy_channels(class).is_empty() {
+        return Ok(Interrupts::LegacyIde);
     }
-    Ok(())
+    let pin = config.read8(bdf, header::INTERRUPT_PIN);
+    if pin == 0 {
+        let message_signalled = keel_pci::capabilities::capabilities(config, bdf)
+            .any(|(id, _)| id == keel_pci::capabilities::MSI || id == keel_pci::capabilities::MSI_X);
+        if message_signalled {
+            return Err(format!(
+                "{bdf} interrupts only through MSI or MSI-X, which Keel does not forward to guests yet"
+            ));
+        }
+        return Ok(Interrupts::None);
+    }
+    let given = devices
+        .intx_gsis
+        .iter()
+        .find(|&&(listed, _)| listed == bdf)
+        .map(|&(_, gsi)| gsi);
+    let line = config.read8(bdf, header::INTERRUPT_LINE);
+    let route = match given {
+        Some(gsi) => madt.pci_intx_gsi(gsi),
+        None => madt.pci_intx_route(line).ok_or_else(|| {
+            format!(
+                "{bdf}: its firmware did not route INTx pin {pin} (Interrupt Line {line:#x}); name the host GSI with `keel pci-assignable-add {bdf} --intx-gsi N`"
+            )
+        })?,
+    };
+    if host_input(madt, route.gsi).is_none() {
+        return Err(format!("{bdf}: no host I/O APIC has GSI {} (its INTx)", route.gsi));
+    }
+    Ok(Interrupts::Intx(route))
 }
 
 /// Gives back every function `domain` held (it is destroyed).
@@ -317,7 +426,8 @@ pub fn wire(domain_id: u32, domain: &mut Domain, vcpu: &mut VmxVcpu, assignment:
     let class_revision = config.read32(bdf, header::CLASS_REVISION);
     let class = class_revision >> 8;
     let legacy = legacy_channels(class);
-    check_interrupts(bdf)?;
+    let interrupts =
+        with(|devices| check_interrupts(devices, bdf)).unwrap_or(Err(String::from("host devices not initialized")))?;
     let pin = config.read8(bdf, header::INTERRUPT_PIN);
     let io_ranges = io_ranges(&bars, &legacy)?;
     let memory_bars: Vec<&Bar> = bars.iter().filter(|bar| bar.kind != BarKind::Io).collect();
@@ -377,7 +487,7 @@ pub fn wire(domain_id: u32, domain: &mut Domain, vcpu: &mut VmxVcpu, assignment:
         );
         for bar in &memory_bars {
             domain
-                .map_device(bar.address, bar.size)
+                .map_device(bar.address, bar.address, bar.size)
                 .map_err(|error| format!("{bdf}: BAR {} at {:#x}: {error}", bar.index, bar.address))?;
         }
         let platform = domain.platform.as_deref_mut().ok_or("the domain has no platform")?;
@@ -388,18 +498,33 @@ pub fn wire(domain_id: u32, domain: &mut Domain, vcpu: &mut VmxVcpu, assignment:
         for &(first, count) in &io_ranges {
             vcpu.pass_through_ports(first, count);
         }
-        let guest_gsi = keel_hypervisor::platform_devices::PCI_ROOT
-            .intx_gsi(guest_address.device(), 1)
-            .ok_or("no INTx route for the device's slot")?;
-        route_interrupts(domain_id, &legacy, guest_gsi)?;
+        let interrupts_shown = match interrupts {
+            Interrupts::None => String::from("no interrupts"),
+            Interrupts::LegacyIde => {
+                let guest_gsi = keel_hypervisor::platform_devices::PCI_ROOT
+                    .intx_gsi(guest_address.device(), 1)
+                    .ok_or("no INTx route for the device's slot")?;
+                route_interrupts(domain_id, &legacy, guest_gsi)?;
+                format!(
+                    "IRQs {:?} as edges",
+                    legacy.iter().map(|channel| channel.irq).collect::<Vec<_>>()
+                )
+            }
+            Interrupts::Intx(host) => {
+                let guest_gsi = platform
+                    .forward_passthrough_intx(guest_address)
+                    .map_err(|error| format!("{bdf}: {error}"))?;
+                route_intx(domain_id, host, guest_address.device(), guest_gsi)?;
+                format!("INTx level-triggered, host GSI {} -> guest GSI {guest_gsi}", host.gsi)
+            }
+        };
         log::info!(
-            "domain {domain_id}: {bdf} assigned as {:02x}:{:02x}.{} ({} I/O range(s), {} memory BAR(s), IRQs {:?}, DMA {})",
+            "domain {domain_id}: {bdf} assigned as {:02x}:{:02x}.{} ({} I/O range(s), {} memory BAR(s), {interrupts_shown}, DMA {})",
             guest_address.bus(),
             guest_address.device(),
             guest_address.function(),
             io_ranges.len(),
             memory_bars.len(),
-            legacy.iter().map(|channel| channel.irq).collect::<Vec<_>>(),
             if wired.confinement.is_some() { "confined by the IOMMU" } else { "NOT confined" }
         );
         Ok(())
@@ -420,6 +545,7 @@ pub fn unwire(wired: Wired) {
     with(|devices| {
         for route in devices.routes.remove_domain(wired.domain) {
             program_route(&devices.madt, &route, true);
+            crate::arch::device_interrupts::set_level_input(route.vector, None);
             log::info!(
                 "domain {}: host GSI {}: {} interrupt(s) arrived for it",
                 wired.domain,
@@ -541,7 +667,15 @@ fn route_interrupts(domain_id: u32, legacy: &[&LegacyChannel], guest_gsi: u32) -
             let isa = devices.madt.isa_route(channel.irq);
             let route = devices
                 .routes
-                .add(isa.gsi, domain_id, guest_gsi, isa.level_triggered, isa.active_low)
+                .add(Route {
+                    host_gsi: isa.gsi,
+                    vector: 0,
+                    domain: domain_id,
+                    guest_gsi,
+                    level_triggered: isa.level_triggered,
+                    active_low: isa.active_low,
+                    intx_slot: None,
+                })
                 .map_err(|error| format!("IRQ {}: {error:?}", channel.irq))?;
             if !program_route(&devices.madt, &route, false) {
                 return Err(format!("IRQ {}: no host I/O APIC has GSI {}", channel.irq, isa.gsi));
@@ -559,6 +693,67 @@ fn route_interrupts(domain_id: u32, legacy: &[&LegacyChannel], guest_gsi: u32) -
     .unwrap_or(Err(String::from("host devices not initialized")))
 }
 
+/// Routes a function's INTx (host input `host`) to the DomU's function at
+/// guest slot `slot`, level-triggered: the input is masked by Keel's
+/// handler whenever it fires, and unmasked by [`resample`].
+fn route_intx(
+    domain_id: u32,
+    host: keel_acpi_tables::host_madt::IsaRoute,
+    slot: u8,
+    guest_gsi: u32,
+) -> Result<(), String> {
+    with(|devices| {
+        let route = devices
+            .routes
+            .add(Route {
+                host_gsi: host.gsi,
+                vector: 0,
+                domain: domain_id,
+                guest_gsi,
+                level_triggered: host.level_triggered,
+                active_low: host.active_low,
+                intx_slot: Some(slot),
+            })
+            .map_err(|error| match error {
+                RouteError::GsiInUse => format!(
+                    "host GSI {} (its INTx) is taken by another assigned function: shared host interrupts are not forwarded",
+                    host.gsi
+                ),
+                RouteError::NoVector => String::from("no free host vector for its INTx"),
+            })?;
+        let input = devices.madt.io_apic_for(route.host_gsi);
+        let level_input = input.filter(|_| route.level_triggered).map(|(apic, input)| (u64::from(apic.address), input));
+        crate::arch::device_interrupts::set_level_input(route.vector, level_input);
+        if !program_route(&devices.madt, &route, false) {
+            crate::arch::device_interrupts::set_level_input(route.vector, None);
+            return Err(format!("no host I/O APIC has GSI {}", route.host_gsi));
+        }
+        log::info!(
+            "domain {domain_id}: host GSI {} ({}, {}) -> vector {:#x} -> guest slot {slot} INTx, GSI {guest_gsi}",
+            route.host_gsi,
+            if route.level_triggered { "level" } else { "edge" },
+            if route.active_low { "active low" } else { "active high" },
+            route.vector
+        );
+        Ok(())
+    })
+    .unwrap_or(Err(String::from("host devices not initialized")))
+}
+
+/// The DomU `domain` acknowledged the INTx of its function at `guest`
+/// (or re-enabled it): the host input is unmasked, and fires again at once
+/// if the device still asserts it.
+pub fn resample(domain: u32, guest: keel_devices::pci_host::PciAddress) {
+    with(|devices| {
+        let Some(route) = devices.routes.by_intx_slot(domain, guest.device()) else {
+            return;
+        };
+        if let Some((apic, input)) = devices.madt.io_apic_for(route.host_gsi) {
+            crate::arch::ioapic::set_masked(u64::from(apic.address), input, false);
+        }
+    });
+}
+
 /// Writes the host I/O APIC's redirection entry for `route`.
 fn program_route(madt: &HostMadt, route: &Route, masked: bool) -> bool {
     let Some((apic, input)) = madt.io_apic_for(route.host_gsi) else {
@@ -572,9 +767,9 @@ fn program_route(madt: &HostMadt, route: &Route, masked: bool) -> bool {
     )
 }
 
-/// Hands the device interrupts that arrived to their domains' I/O APICs;
-/// returns the domains to wake.
-pub fn forward_pending(mut deliver: impl FnMut(u32, u32)) {
+/// Hands the device interrupts that arrived to their domains (`deliver`
+/// raises the guest's line: an edge, or a level for INTx routes).
+pub fn forward_pending(mut deliver: impl FnMut(&Route)) {
     let pending = crate::arch::device_interrupts::take_pending();
     if pending == 0 {
         return;
@@ -600,6 +795,6 @@ pub fn forward_pending(mut deliver: impl FnMut(u32, u32)) {
                 route.guest_gsi
             );
         }
-        deliver(route.domain, route.guest_gsi);
+        deliver(&route);
     }
 }

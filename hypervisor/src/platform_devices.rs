@@ -13,7 +13,7 @@ use keel_devices::cmos_rtc::{CmosRtc, CMOS_RTC_PORT_COUNT};
 use keel_devices::ioapic::{IoApic, IOAPIC_BASE, IOAPIC_MMIO_LEN};
 use keel_devices::lapic::{is_x2apic_msr, ApicEffect, LocalApic, TimerClock, IA32_TSC_DEADLINE};
 use keel_devices::mgmt_pci::{MgmtConfig, MgmtEffect, MgmtFunction, MgmtLayout};
-use keel_devices::passthrough::{PassthroughFunction, PassthroughWrite};
+use keel_devices::passthrough::{BarMove, PassthroughFunction, PassthroughWrite};
 use keel_devices::pci_host::{PciAddress, PciHost, PCI_CONFIG_ADDRESS_PORT, PCI_HOST_PORT_COUNT};
 use keel_devices::power_button::PowerButton;
 use keel_devices::reset::{KeyboardControllerReset, KEYBOARD_CONTROLLER_BASE_PORT, KEYBOARD_CONTROLLER_PORT_COUNT};
@@ -25,7 +25,13 @@ use keel_virtio::pci::{Effect, MsiMessage, VirtioPciFunction};
 /// What the platform needs from the machine it runs on: the TSC (device
 /// timers count in TSC cycles) and the console (where the console domain's
 /// serial output goes). The hypervisor passes the real ones; tests a fake.
+mod assigned_intx;
+mod assigned_msi;
 mod paravirtual;
+#[cfg(test)]
+mod tests_intx;
+#[cfg(test)]
+mod tests_msi;
 
 pub trait PlatformHost {
     fn now_tsc(&self) -> u64;
@@ -151,9 +157,17 @@ pub struct VirtualPlatform<H> {
     passthrough: Vec<PciAddress>,
     /// Configuration writes the guest made, for the real devices.
     passthrough_writes: Vec<(PciAddress, PassthroughWrite)>,
+    /// Memory BAR mappings to change, for the hypervisor.
+    passthrough_bar_moves: Vec<(PciAddress, BarMove)>,
     /// Assigned devices' interrupts waiting for the guest's EOI of the
     /// previous one on the same pin (see [`VirtualPlatform::pulse_irq`]).
     deferred_pulses: Vec<u32>,
+    /// Assigned functions whose INTx is forwarded level-triggered.
+    intx_sources: Vec<assigned_intx::IntxSource>,
+    /// Of those, the ones whose host input Keel must unmask again.
+    intx_resamples: Vec<PciAddress>,
+    /// Assigned functions' MSI: changes to apply, refused messages.
+    msi: assigned_msi::MsiForwarding,
     /// Paravirtual (virtio-pci) devices, and where their BARs decode now.
     virtio: Vec<VirtioSlot>,
     /// What the guest asked of them, for their backends.
@@ -167,8 +181,10 @@ struct VirtioSlot {
     address: PciAddress,
     mmio: Option<(u64, u64)>,
     notify: Option<(u64, u64)>,
-    /// The INTx level last driven (MSI-X off: ISR non-zero).
+    /// The INTx level last driven (MSI-X off: ISR non-zero), and the
+    /// guest GSI it was driven on.
     intx: bool,
+    gsi: u32,
 }
 
 #[derive(Debug)]
@@ -243,7 +259,11 @@ impl<H: PlatformHost> VirtualPlatform<H> {
             doorbell: false,
             passthrough: Vec::new(),
             passthrough_writes: Vec::new(),
+            passthrough_bar_moves: Vec::new(),
             deferred_pulses: Vec::new(),
+            intx_sources: Vec::new(),
+            intx_resamples: Vec::new(),
+            msi: assigned_msi::MsiForwarding::default(),
             virtio: Vec::new(),
             virtio_effects: Vec::new(),
         })
@@ -344,6 +364,7 @@ impl<H: PlatformHost> VirtualPlatform<H> {
             mmio: None,
             notify: None,
             intx: false,
+            gsi: line,
         });
         self.refresh_virtio_windows();
         Ok(address)
@@ -459,11 +480,15 @@ impl<H: PlatformHost> VirtualPlatform<H> {
         for index in 0..self.passthrough.len() {
             let address = self.passthrough[index];
             let Some(function) = self
-                .pci_host()
+                .ports
+                .device_as::<PciHost>(self.pci)
                 .and_then(|host| host.function_as::<PassthroughFunction>(address))
             else {
                 continue;
             };
+            let moves = function.take_bar_moves();
+            self.passthrough_bar_moves
+                .extend(moves.into_iter().map(|change| (address, change)));
             let command = function.take_command_change().map(PassthroughWrite::Command);
             let registers = function
                 .take_config_writes()
@@ -472,6 +497,10 @@ impl<H: PlatformHost> VirtualPlatform<H> {
             let writes: Vec<PassthroughWrite> = command.into_iter().chain(registers).collect();
             self.passthrough_writes
                 .extend(writes.into_iter().map(|write| (address, write)));
+            self.collect_passthrough_msi(address);
+        }
+        if !self.intx_sources.is_empty() {
+            self.sync_intx_after_command();
         }
     }
 
@@ -479,6 +508,28 @@ impl<H: PlatformHost> VirtualPlatform<H> {
     /// guest address.
     pub fn take_passthrough_writes(&mut self) -> Vec<(PciAddress, PassthroughWrite)> {
         core::mem::take(&mut self.passthrough_writes)
+    }
+
+    /// Memory BARs of assigned devices whose mapping must follow the
+    /// guest's BAR (moved, or decoding turned on or off).
+    pub fn take_passthrough_bar_moves(&mut self) -> Vec<(PciAddress, BarMove)> {
+        core::mem::take(&mut self.passthrough_bar_moves)
+    }
+
+    /// Whether `[start, start + len)` overlaps MMIO the platform emulates
+    /// (the I/O APIC, the local APIC, paravirtual and management BARs): an
+    /// assigned device's BAR must not be mapped over them.
+    pub fn overlaps_emulated_mmio(&self, start: u64, len: u64) -> bool {
+        let end = start.saturating_add(len);
+        let mut windows: Vec<(u64, u64)> =
+            alloc::vec![(IOAPIC_BASE, IOAPIC_MMIO_LEN), (LOCAL_APIC_BASE, LOCAL_APIC_MMIO_LEN),];
+        windows.extend(self.virtio.iter().filter_map(|slot| slot.mmio));
+        if let Some(registers) = self.management.and_then(|layout| layout.registers) {
+            windows.push((registers, keel_abi::mgmt::REGISTER_BYTES));
+        }
+        windows
+            .iter()
+            .any(|&(base, len)| start < base.saturating_add(len) && base < end)
     }
 
     /// One interrupt of an assigned device on guest GSI `gsi`: an edge
@@ -651,6 +702,9 @@ impl<H: PlatformHost> VirtualPlatform<H> {
     }
 
     fn apply_apic_effect(&mut self, effect: Option<ApicEffect>) {
+        if let (Some(ApicEffect::Eoi { vector, .. }), false) = (effect, self.intx_sources.is_empty()) {
+            self.acknowledge_intx(vector);
+        }
         match effect {
             Some(ApicEffect::Eoi {
                 vector,
@@ -775,7 +829,7 @@ mod tests {
 
     /// A machine whose clock the test moves and whose console it reads.
     #[derive(Clone, Default)]
-    struct FakeHost {
+    pub(super) struct FakeHost {
         tsc: Rc<Cell<u64>>,
         console: Rc<core::cell::RefCell<Vec<u8>>>,
     }
@@ -791,10 +845,10 @@ mod tests {
     }
 
     const TSC_HZ: u64 = 10_000_000;
-    const IOREGSEL: u64 = IOAPIC_BASE;
-    const IOWIN: u64 = IOAPIC_BASE + 0x10;
+    pub(super) const IOREGSEL: u64 = IOAPIC_BASE;
+    pub(super) const IOWIN: u64 = IOAPIC_BASE + 0x10;
 
-    fn platform() -> (VirtualPlatform<FakeHost>, FakeHost) {
+    pub(super) fn platform() -> (VirtualPlatform<FakeHost>, FakeHost) {
         let host = FakeHost::default();
         host.tsc.set(1_000_000);
         let platform = VirtualPlatform::new(host.clone(), TSC_HZ, 0).expect("devices register");

@@ -6,6 +6,7 @@
 //! need the whole domain table.
 
 use keel_abi::mgmt::{DomainId, DomainState, DOM0};
+use keel_devices::pci_host::PciAddress;
 use keel_devices::PowerAction;
 use keel_sched::{Decision, IdAllocator, RunQueue, VcpuId};
 
@@ -89,15 +90,18 @@ impl<'a> Scheduler<'a> {
         crate::console::pump();
         crate::iommu::poll_faults();
         let (table, queue) = (&mut self.table, &mut self.queue);
-        crate::passthrough::forward_pending(|id, gsi| {
+        crate::passthrough::forward_pending(|route| {
             let platform = table
-                .get_mut(id)
+                .get_mut(route.domain)
                 .and_then(|entry| entry.domain.as_mut())
                 .and_then(|domain| domain.platform.as_deref_mut());
             if let Some(platform) = platform {
-                platform.pulse_irq(gsi);
+                match route.intx_slot.and_then(|slot| PciAddress::new(0, slot, 0)) {
+                    Some(function) => platform.passthrough_intx_fired(function),
+                    None => platform.pulse_irq(route.guest_gsi),
+                }
                 if platform.pending_interrupt().is_some() {
-                    let _ = queue.wake(vcpu_id(id));
+                    let _ = queue.wake(vcpu_id(route.domain));
                 }
             }
         });

@@ -586,6 +586,7 @@ pub const PASSTHROUGH_STEPS: &[&str] = &[
     "dom0: passthrough unconfined dma refused without pci_unconfined_dma",
     "dom0: passthrough created domu-disk",
     "dom0: passthrough domu read the disk through the host's function",
+    "dom0: passthrough domu's e1000 interrupts arrive level-triggered",
     "dom0: passthrough dom0 does not see the function",
     "dom0: passthrough list shows it attached",
     "dom0: passthrough destroyed domu-disk, memory restored",
@@ -602,6 +603,7 @@ pub const PASSTHROUGH_FAILURES: &[&str] = &[
     "dom0: passthrough assignable-add failed",
     "dom0: passthrough create failed",
     "dom0: passthrough domu disk failed",
+    "dom0: passthrough domu intx failed",
     "dom0: passthrough dom0 isolation failed",
     "dom0: passthrough destroy failed",
     "dom0: passthrough memory check failed",
@@ -615,6 +617,11 @@ pub const PASSTHROUGH_DOMU_FAILURE: &str = "domu: disk FAILED";
 /// where Keel puts it in the DomU.
 pub const PASSTHROUGH_HOST_FUNCTION: &str = "0000:00:01.1";
 pub const PASSTHROUGH_GUEST_FUNCTION: &str = "0000:00:04.0";
+/// The e1000 NIC the passthrough machine also has (Bochs puts it in the
+/// first free slot), whose level-triggered INTx the DomU checks; where the
+/// DomU sees it.
+pub const PASSTHROUGH_NIC_FUNCTION: &str = "0000:00:02.0";
+pub const PASSTHROUGH_GUEST_NIC_FUNCTION: &str = "0000:00:05.0";
 
 /// The DomU's line with sector `sector`'s whole text, as its kernel logs it.
 fn passthrough_sector_line(sector: u32) -> String {
@@ -639,11 +646,25 @@ pub fn bochs_passthrough() -> TestCase {
     let host = regex::escape(PASSTHROUGH_HOST_FUNCTION);
     let guest = regex::escape(PASSTHROUGH_GUEST_FUNCTION);
     let guest_short = regex::escape(&PASSTHROUGH_GUEST_FUNCTION[5..]);
+    let nic = regex::escape(PASSTHROUGH_NIC_FUNCTION);
+    let guest_nic_short = regex::escape(&PASSTHROUGH_GUEST_NIC_FUNCTION[5..]);
     let keel_lines = [
         format!(r"keel: warning: domain [0-9]+: {host} assigned WITHOUT DMA confinement"),
         format!(r"keel: domain [0-9]+: {host} assigned as {guest_short} "),
+        r"keel: domain [0-9]+: host GSI [0-9]+ \(level, active (high|low)\) -> vector 0x4[0-9a-f] -> guest slot 5 INTx"
+            .to_string(),
+        format!(r"keel: domain [0-9]+: {nic} assigned as {guest_nic_short} .*INTx level-triggered"),
     ];
     let domu_lines = [
+        // Keel, as the DomU moves the e1000's BAR 0 (keel-stress intx).
+        format!(
+            r"keel: domain [0-9]+: {guest_nic_short} BAR 0 moved by the guest to 0x[0-9a-f]+ \(host 0x[0-9a-f]+, 131072 bytes\)"
+        ),
+        format!(
+            r"\] domu: intx ok: {} irq [0-9]+ \([1-9][0-9]* in /proc/interrupts\): intx {}: 20 interrupts in 10 rounds, .*; BAR 0 moved from 0x[0-9a-f]+ to 0x[0-9a-f]+ and back, its registers followed",
+            regex::escape(PASSTHROUGH_GUEST_NIC_FUNCTION),
+            regex::escape(PASSTHROUGH_GUEST_NIC_FUNCTION)
+        ),
         format!(
             r"\] domu: disk sd[a-z]+: {} sectors, behind PCI function {guest} ",
             PASSTHROUGH_DISK_GEOMETRY.sectors()
@@ -685,7 +706,9 @@ pub fn bochs_passthrough() -> TestCase {
 
 /// The Dom0 machine with the passthrough disk on its secondary IDE channel.
 pub fn passthrough_machine() -> Machine {
-    dom0_machine().with_bochs_disk(BochsDisk::Passthrough)
+    dom0_machine()
+        .with_bochs_disk(BochsDisk::Passthrough)
+        .with_bochs_e1000()
 }
 
 /// What Dom0's split block device checks (`xtask/guest/split-blk-test.sh`)
@@ -1386,9 +1409,11 @@ keel: dom0 finished
             panic!("passthrough runs in Bochs");
         };
         assert_eq!(machine.disk, Some(BochsDisk::Passthrough));
+        assert!(machine.e1000, "the e1000 whose INTx the DomU checks");
         assert_eq!(
             Machine::Bochs(crate::machine::BochsMachine {
                 disk: None,
+                e1000: false,
                 ..machine.clone()
             }),
             dom0_machine()
@@ -1427,10 +1452,14 @@ keel: domain domu-disk-confined (id 2): cannot attach PCI device 0000:00:01.1: n
 [   61.000000] dom0: passthrough unconfined dma refused without pci_unconfined_dma: keel: domain domu-disk-confined (id 2): cannot attach PCI device 0000:00:01.1: no IOMMU confines the device's DMA
 dom0# keel create /etc/keel/domu-disk.toml
 keel: warning: domain 3: 0000:00:01.1 assigned WITHOUT DMA confinement (no IOMMU covers it): its DMA can read and write any host memory
-keel: domain 3: 0000:00:01.1 assigned as 00:04.0 (2 I/O range(s), 0 memory BAR(s), IRQs [14, 15], DMA NOT confined)
+keel: domain 3: 0000:00:01.1 assigned as 00:04.0 (5 I/O range(s), 0 memory BAR(s), IRQs [14, 15] as edges, DMA NOT confined)
+keel: warning: domain 3: 0000:00:02.0 assigned WITHOUT DMA confinement (no IOMMU covers it): its DMA can read and write any host memory
+keel: domain 3: host GSI 9 (level, active high) -> vector 0x43 -> guest slot 5 INTx, GSI 17
+keel: domain 3: 0000:00:02.0 assigned as 00:05.0 (1 I/O range(s), 1 memory BAR(s), INTx level-triggered, host GSI 9 -> guest GSI 17, DMA NOT confined)
 keel: domain 3 (domu-disk): created, 96 MiB
 keel: warning: 0000:00:01.1 is attached to domu-disk (id 3) with pci_unconfined_dma: no IOMMU confines its DMA
 [   62.000000] dom0: passthrough created domu-disk (id 3)
+keel: domain 3: 00:05.0 BAR 0 moved by the guest to 0xfdbc0000 (host 0xfebc0000, 131072 bytes)
 [  150.000000] domu-disk: done after 88.00 s
 --- domu-disk's console: the controller and its disk ---
 [   25.000000] scsi host1: ata_piix
@@ -1438,6 +1467,7 @@ keel: warning: 0000:00:01.1 is attached to domu-disk (id 3) with pci_unconfined_
 [   25.900000] sd 1:0:0:0: [sda] 2016 512-byte logical blocks: (1.03 MB/1008 KiB)
 --- [150.1] domu-disk's console, its own report lines ---
 [   20.000000] domu: userspace started
+[   22.000000] domu: intx ok: 0000:00:05.0 irq 28 (20 in /proc/interrupts): intx 0000:00:05.0: 20 interrupts in 10 rounds, each cause re-fired while still asserted, none once cleared (1084 ms); BAR 0 moved from 0xfebc0000 to 0xfdbc0000 and back, its registers followed (STATUS 0x80080783)
 [   24.000000] domu: disk drivers loaded: scsi_common scsi_mod libata ata_piix sd_mod (libata dma=0 )
 [   26.000000] domu: disk sda: 2016 sectors, behind PCI function 0000:00:04.0 (/sys/devices/pci0000:00/0000:00:04.0/ata2/host1/target1:0:0/1:0:0:0/block/sda)
 [   26.100000] domu: disk pci 0000:00:04.0 8086:7010 class 010185 driver ata_piix
@@ -1447,6 +1477,7 @@ keel: warning: 0000:00:01.1 is attached to domu-disk (id 3) with pci_unconfined_
 [   26.500000] domu: disk done
 ---
 [  151.000000] dom0: passthrough domu read the disk through the host's function: pci 0000:00:04.0 8086:7010 class 010185 driver ata_piix; sectors 0 and 1 hold their text; irqs 21 (4 during the reads; irq 14: 16, irq 15: 5)
+[  151.500000] dom0: passthrough domu's e1000 interrupts arrive level-triggered: 0000:00:05.0 irq 28 (20 in /proc/interrupts): intx 0000:00:05.0: 20 interrupts in 10 rounds, each cause re-fired while still asserted, none once cleared (1084 ms); BAR 0 moved from 0xfebc0000 to 0xfdbc0000 and back, its registers followed (STATUS 0x80080783)
 [  152.000000] dom0: passthrough dom0 does not see the function: 3 PCI functions, none 8086:7010
 dom0# keel pci-assignable-list
 [  153.000000] dom0: passthrough list shows it attached: 0000:00:01.1 8086:7010 010180 attached to domu-disk (id 3) dma NOT confined
@@ -1509,6 +1540,26 @@ keel: dom0 finished
                 &format!("disk sector 1: {sector0}"),
             ),
             ("no interrupts", "disk irqs 21 (4 during", "disk irqs 0 (0 during"),
+            (
+                "the e1000's INTx lost its level",
+                "domu: intx ok: 0000:00:05.0 irq 28 (20 in /proc/interrupts): intx 0000:00:05.0: 20 interrupts",
+                "domu: intx ok: 0000:00:05.0 irq 28 (10 in /proc/interrupts): intx 0000:00:05.0: 10 interrupts",
+            ),
+            (
+                "Keel forwarding the e1000's INTx as an edge",
+                "host GSI 9 (level,",
+                "host GSI 9 (edge,",
+            ),
+            (
+                "a BAR that did not follow",
+                "and back, its registers followed",
+                "and back, its registers did not follow",
+            ),
+            (
+                "Keel not moving the BAR",
+                "BAR 0 moved by the guest",
+                "BAR 0 kept by the guest",
+            ),
             (
                 "no interrupts during the reads",
                 "disk irqs 21 (4 during",

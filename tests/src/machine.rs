@@ -18,6 +18,10 @@ pub struct BochsMachine {
     /// A hard disk on the secondary IDE channel (`ata1-master`), its image
     /// written into the run directory when the run starts.
     pub disk: Option<BochsDisk>,
+    /// An e1000 NIC (Bochs' 82540EM, PCI, INTA level-triggered) with no
+    /// network behind it: a PCI function whose INTx PCI passthrough
+    /// forwards.
+    pub e1000: bool,
 }
 
 impl Default for BochsMachine {
@@ -27,6 +31,7 @@ impl Default for BochsMachine {
             cpu_model: "corei7_skylake_x",
             cpu_count: 1,
             disk: None,
+            e1000: false,
         }
     }
 }
@@ -151,6 +156,14 @@ impl Machine {
     pub fn with_bochs_disk(mut self, disk: BochsDisk) -> Self {
         if let Machine::Bochs(bochs) = &mut self {
             bochs.disk = Some(disk);
+        }
+        self
+    }
+
+    /// The same machine with an e1000 NIC (Bochs only).
+    pub fn with_bochs_e1000(mut self) -> Self {
+        if let Machine::Bochs(bochs) = &mut self {
+            bochs.e1000 = true;
         }
         self
     }

@@ -22,8 +22,12 @@
 #                       and what it needs), find the disk Keel's assigned
 #                       PIIX3 IDE function leads to, read its sectors 0 and 1
 #                       and say what they hold, what the function is and how
-#                       many of its interrupts came, then "domu: disk done"
-#                       (or "domu: disk FAILED: ..."), then idle
+#                       many of its interrupts came; then bind the assigned
+#                       e1000 (8086:100e) to uio_pci_generic and run
+#                       `keel-stress intx` on it (its level-triggered INTx),
+#                       saying "domu: intx ok: ..." or "domu: intx FAILED:
+#                       ..."; then "domu: disk done" (or "domu: disk FAILED:
+#                       ..."), then idle
 #   keel.domu=split-blk the split block device: load the virtio drivers, find
 #                       the two virtio-blk disks Dom0's backends serve
 #                       (/dev/vda read-write ext4, /dev/vdb read-only), check
@@ -315,6 +319,41 @@ read_disk() {
         return
     fi
     say "domu: disk done"
+}
+
+# The assigned e1000's level-triggered INTx (keel.domu=disk): its function
+# bound to uio_pci_generic, `keel-stress intx` raises causes through its
+# registers and counts the interrupts (see guest-tools/src/intx_ops.rs).
+INTX_IDS=8086:100e
+INTX_ROUNDS=10
+check_intx() {
+    function=
+    for device in /sys/bus/pci/devices/*; do
+        ids="$(sed 's/^0x//' "$device/vendor"):$(sed 's/^0x//' "$device/device")"
+        [ "$ids" = "$INTX_IDS" ] && function=${device##*/}
+    done
+    if [ -z "$function" ]; then
+        say "domu: intx FAILED: no $INTX_IDS function"
+        return
+    fi
+    for module in uio uio_pci_generic; do
+        if ! insmod "/lib/modules/$module.ko"; then
+            say "domu: intx FAILED: insmod /lib/modules/$module.ko"
+            return
+        fi
+    done
+    result=$(/bin/keel-stress intx "$function" "$INTX_ROUNDS" 2>&1)
+    status=$?
+    irq=$(cat "/sys/bus/pci/devices/$function/irq" 2> /dev/null)
+    counted=$(awk -v irq="$irq:" '$1 == irq { for (i = 2; i <= NF && $i ~ /^[0-9]+$/; i++) n += $i } END { print n + 0 }' /proc/interrupts)
+    if [ "$status" -eq 0 ]; then
+        say "domu: intx ok: $function irq $irq ($counted in /proc/interrupts): ${result#keel-stress: }"
+    else
+        say "domu: intx FAILED: $function irq $irq ($counted in /proc/interrupts): $result"
+        grep -E "^ *$irq:" /proc/interrupts | while IFS= read -r line; do
+            say "domu: intx interrupts: $line"
+        done
+    fi
 }
 
 # The split block device (keel.domu=split-blk; Dom0's split-blk-test.sh
@@ -1032,7 +1071,9 @@ case "$mode" in
         ;;
     disk)
         # PCI passthrough (Dom0's passthrough-test.sh watches it): the
-        # PIIX3 IDE function's own driver on the real device.
+        # PIIX3 IDE function's own driver on the real device, then the
+        # e1000's INTx from user space.
+        check_intx
         read_disk
         while :; do
             sleep 60

@@ -14,13 +14,19 @@
 #  list       `keel pci-assignable-list` shows the function, not assignable
 #             and its DMA not confined;
 #  refusals   `keel create` of domu-disk fails while the function is not
-#             assignable; after `keel pci-assignable-add`, a config without
+#             assignable; `keel pci-assignable-add --intx-gsi 200` (a GSI no
+#             I/O APIC has) fails; after `keel pci-assignable-add`, a config without
 #             pci_unconfined_dma (domu-disk-confined) fails saying the DMA is
 #             not confined; either leaves no domain and no memory taken;
 #  domu       `keel create` of domu-disk works; the DomU (keel.domu=disk)
 #             finds the function with the host's ids and ata_piix bound to
 #             it, reads sectors 0 and 1 (each its own known text) and says
 #             how many interrupts ata_piix had, more than before the reads;
+#  intx       the same DomU also has the machine's e1000 (made assignable
+#             with the IDE function): bound to uio_pci_generic, its
+#             level-triggered INTx fires once per cause, again while a
+#             cause stays set, and not once the cause is cleared
+#             (`keel-stress intx`);
 #  dom0       Dom0 itself sees no 8086:7010 function (it never sees host PCI
 #             devices), and the list shows the function attached to domu-disk;
 #  destroy    destroying domu-disk gives all memory back and leaves the
@@ -44,6 +50,8 @@ CONFINED_DOMU=domu-disk-confined
 # last two digits): the DomU's firmware has no ISA IRQs, so it sees native
 # mode.
 PCI_DEVICE=0000:00:01.1
+# The e1000 the DomU gets as well (for its INTx).
+NIC_DEVICE=0000:00:02.0
 PCI_IDS=8086:7010
 PCI_CLASS=010180
 # What the DomU's /init (domu-init.sh) says when it has read the disk, and
@@ -132,7 +140,11 @@ if create_refused "$DISK_CONFIG" "$DISK_DOMU" "$PCI_DEVICE|assignable|not permit
     say "dom0: passthrough create refused while not assignable: $refusal"
 fi
 
-if run keel pci-assignable-add "$PCI_DEVICE" && listed_as "assignable"; then
+# An INTx GSI no I/O APIC has is refused (Bochs' one I/O APIC has 24).
+if ! keel_refuses "GSI 200" pci-assignable-add "$NIC_DEVICE" --intx-gsi 200; then
+    say "dom0: passthrough assignable-add failed: --intx-gsi 200 was not refused for GSI 200"
+elif run keel pci-assignable-add "$PCI_DEVICE" && run keel pci-assignable-add "$NIC_DEVICE" \
+    && listed_as "assignable"; then
     say "dom0: passthrough made assignable: $line"
 else
     say "dom0: passthrough assignable-add failed: $PCI_DEVICE: '$line'"
@@ -202,6 +214,11 @@ if run keel create "$DISK_CONFIG"; then
     else
         say "dom0: passthrough domu read the disk through the host's function: ${pci#domu: disk }; sectors 0 and 1 hold their text; ${irq_line#domu: disk }"
     fi
+    intx=$(echo "$console" | grep -oE 'domu: intx (ok|FAILED): .*' | tail -n 1)
+    case "$intx" in
+        "domu: intx ok: "*) say "dom0: passthrough domu's e1000 interrupts arrive level-triggered: ${intx#domu: intx ok: }" ;;
+        *) say "dom0: passthrough domu intx failed: ${intx:-the DomU said nothing about its e1000}" ;;
+    esac
 
     # --- Dom0 has no such function; the list shows who has it -------------------
     seen=
@@ -244,7 +261,8 @@ else
     say "dom0: passthrough list failed: $PCI_DEVICE not assignable after $DISK_DOMU went: '$line'"
 fi
 
-if run keel pci-assignable-remove "$PCI_DEVICE" && listed_as "not assignable"; then
+if run keel pci-assignable-remove "$PCI_DEVICE" && run keel pci-assignable-remove "$NIC_DEVICE" \
+    && listed_as "not assignable"; then
     say "dom0: passthrough returned to the host: $line"
 else
     say "dom0: passthrough assignable-remove failed: $PCI_DEVICE: '$line'"

@@ -39,7 +39,7 @@ pub const PCI_CLASS: u32 = 0x08_80_00;
 
 /// ABI version: a major change breaks callers, a minor one only adds.
 pub const VERSION_MAJOR: u16 = 1;
-pub const VERSION_MINOR: u16 = 3;
+pub const VERSION_MINOR: u16 = 4;
 pub const VERSION: u32 = ((VERSION_MAJOR as u32) << 16) | VERSION_MINOR as u32;
 
 /// Size of BAR 0 (registers) and BAR 2 (shared memory).
@@ -152,7 +152,11 @@ pub enum Command {
     /// the function assignable to DomUs, 0 to give it back. A function
     /// attached to a domain cannot be given back ([`Status::BadState`]);
     /// a host bridge is never assignable ([`Status::NotPermitted`]).
-    /// Since ABI 1.2.
+    /// `args[2]` (since ABI 1.4; 0 before): where the function's INTx
+    /// arrives, [`pci_intx::from_firmware`] (0: the input its firmware's
+    /// Interrupt Line names) or [`pci_intx::at_gsi`], for firmware that
+    /// routes PCI interrupts only through ACPI `_PRT`, which Keel cannot
+    /// evaluate. Since ABI 1.2.
     PciAssignable = 16,
     /// `args[0]` = a DomU in [`DomainState::Building`], `args[1]` = the
     /// [`PciAddress`] of an assignable function, `args[2]` = bits of

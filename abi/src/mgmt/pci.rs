@@ -122,6 +122,35 @@ pub mod pci_flags {
     pub const ALL: u64 = UNCONFINED_DMA;
 }
 
+/// [`super::Command::PciAssignable`]'s `args[2]`: where an assignable
+/// function's INTx reaches the host's I/O APICs. Since ABI 1.4.
+pub mod pci_intx {
+    /// Set when the low 32 bits name the host GSI.
+    pub const GSI_GIVEN: u64 = 1 << 32;
+
+    /// The input the firmware wrote in the function's Interrupt Line.
+    pub const fn from_firmware() -> u64 {
+        0
+    }
+
+    /// Host GSI `gsi` (level-triggered; active low from 16 up).
+    pub const fn at_gsi(gsi: u32) -> u64 {
+        GSI_GIVEN | gsi as u64
+    }
+
+    /// `Ok(None)` for [`from_firmware`], `Ok(Some(gsi))` for [`at_gsi`],
+    /// `Err(())` for anything else.
+    pub const fn decode(arg: u64) -> Result<Option<u32>, ()> {
+        if arg == 0 {
+            Ok(None)
+        } else if arg & !(GSI_GIVEN | 0xffff_ffff) == 0 && arg & GSI_GIVEN != 0 {
+            Ok(Some(arg as u32))
+        } else {
+            Err(())
+        }
+    }
+}
+
 /// Bits of [`PciFunction::flags`].
 pub mod pci_function_flags {
     /// May be attached to a DomU (`keel pci-assignable-add`).

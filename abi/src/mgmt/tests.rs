@@ -302,10 +302,15 @@ fn malformed_pci_function_records_are_refused() {
 }
 
 #[test]
-fn abi_1_2_and_1_3_add_the_pci_and_virtio_commands() {
-    assert_eq!(VERSION, 1 << 16 | 3);
+fn abi_1_2_to_1_4_add_the_pci_and_virtio_commands_and_the_intx_gsi() {
+    assert_eq!(VERSION, 1 << 16 | 4);
     assert_eq!(Command::from_u32(15), Some(Command::PciList));
     assert_eq!(Command::from_u32(16), Some(Command::PciAssignable));
+    assert_eq!(pci_intx::decode(pci_intx::from_firmware()), Ok(None));
+    assert_eq!(pci_intx::decode(pci_intx::at_gsi(19)), Ok(Some(19)));
+    assert_eq!(pci_intx::decode(pci_intx::at_gsi(0)), Ok(Some(0)));
+    assert_eq!(pci_intx::decode(19), Err(()), "a GSI without the flag");
+    assert_eq!(pci_intx::decode(pci_intx::at_gsi(19) | 1 << 40), Err(()));
     assert_eq!(Command::from_u32(17), Some(Command::PciAttach));
     assert_eq!(Command::from_u32(18), Some(Command::VirtioAttach));
     assert_eq!(Command::from_u32(19), Some(Command::WindowMap));

@@ -245,8 +245,8 @@ fn pci_calls_pack_their_arguments_and_check_keels_records() {
         let functions = client.pci_list().unwrap();
         assert_eq!(functions.len(), 4);
         assert_eq!(functions[3].address.to_string(), "0000:00:1f.2");
-        client.pci_assignable(nic, false).unwrap();
-        client.pci_assignable(nic, true).unwrap();
+        client.pci_assignable(nic, false, None).unwrap();
+        client.pci_assignable(nic, true, Some(19)).unwrap();
     }
     let id = keel.add("web", DomainState::Building, 64);
     connect(&mut keel).pci_attach(id, nic, true).unwrap();
@@ -255,7 +255,7 @@ fn pci_calls_pack_their_arguments_and_check_keels_records() {
         args[2..5],
         [
             (Command::PciAssignable as u32, [0x20, 0, 0, 0, 0, 0]),
-            (Command::PciAssignable as u32, [0x20, 1, 0, 0, 0, 0]),
+            (Command::PciAssignable as u32, [0x20, 1, 1 << 32 | 19, 0, 0, 0]),
             (Command::Hello as u32, [u64::from(VERSION), 0, 0, 0, 0, 0]),
         ]
     );

@@ -402,9 +402,20 @@ fn create_attaches_the_configs_pci_devices() {
 fn pci_addresses_on_the_command_line_are_checked_by_the_parser() {
     let parse = |args: &[&str]| Cli::try_parse_from(std::iter::once("keel").chain(args.iter().copied()));
     match parse(&["pci-assignable-add", "00:04.0"]).unwrap().command {
-        Command::PciAssignableAdd { address } => assert_eq!(address, PciAddress::new(0, 4, 0).unwrap()),
+        Command::PciAssignableAdd { address, intx_gsi } => {
+            assert_eq!(address, PciAddress::new(0, 4, 0).unwrap());
+            assert_eq!(intx_gsi, None);
+        }
         other => panic!("{other:?}"),
     }
+    match parse(&["pci-assignable-add", "00:04.0", "--intx-gsi", "19"])
+        .unwrap()
+        .command
+    {
+        Command::PciAssignableAdd { intx_gsi, .. } => assert_eq!(intx_gsi, Some(19)),
+        other => panic!("{other:?}"),
+    }
+    assert!(parse(&["pci-assignable-add", "00:04.0", "--intx-gsi", "-1"]).is_err());
     match parse(&["pci-assignable-remove", "0000:0a:1f.7"]).unwrap().command {
         Command::PciAssignableRemove { address } => assert_eq!(address.to_string(), "0000:0a:1f.7"),
         other => panic!("{other:?}"),

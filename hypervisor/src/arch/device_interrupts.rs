@@ -27,6 +27,10 @@ const XAPIC_SPURIOUS: u64 = 0xf0;
 const APIC_SOFTWARE_ENABLE: u32 = 1 << 8;
 
 static ARRIVALS: [AtomicU64; COUNT] = [const { AtomicU64::new(0) }; COUNT];
+/// Level-triggered inputs per vector, masked as they fire (before the EOI,
+/// or the still-asserted line would fire again at once): 0 for none, else
+/// the I/O APIC's base address (bits 63:32), the input (bits 15:8) and bit 0 set.
+static LEVEL_INPUTS: [AtomicU64; COUNT] = [const { AtomicU64::new(0) }; COUNT];
 /// Vectors that arrived since the last [`take_pending`], one bit each.
 static PENDING: AtomicU64 = AtomicU64::new(0);
 
@@ -88,6 +92,21 @@ extern "C" fn keel_device_interrupt(vector: u64) {
     end_of_interrupt();
 }
 
+/// Makes `vector` mask I/O APIC input `input` at `base` whenever it fires
+/// (`None`: an edge-triggered input, nothing to mask).
+pub fn set_level_input(vector: u8, input: Option<(u64, u32)>) {
+    let Some(slot) = vector
+        .checked_sub(FIRST_VECTOR)
+        .and_then(|index| LEVEL_INPUTS.get(usize::from(index)))
+    else {
+        return;
+    };
+    let encoded = input
+        .filter(|&(base, input)| base <= u64::from(u32::MAX) && input <= 0xff)
+        .map_or(0, |(base, input)| base << 32 | u64::from(input) << 8 | 1);
+    slot.store(encoded, Ordering::Relaxed);
+}
+
 fn record(vector: u8) -> bool {
     let Some(index) = vector
         .checked_sub(FIRST_VECTOR)
@@ -95,6 +114,10 @@ fn record(vector: u8) -> bool {
     else {
         return false;
     };
+    let level = LEVEL_INPUTS[usize::from(index)].load(Ordering::Relaxed);
+    if level & 1 != 0 {
+        super::ioapic::set_masked(level >> 32, ((level >> 8) & 0xff) as u32, true);
+    }
     ARRIVALS[usize::from(index)].fetch_add(1, Ordering::Relaxed);
     PENDING.fetch_or(1 << index, Ordering::Relaxed);
     true

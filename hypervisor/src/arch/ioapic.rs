@@ -30,6 +30,15 @@ fn write(base: u64, index: u32, value: u32) {
     }
 }
 
+/// How many inputs the I/O APIC at `base` has (its version register), or
+/// `None` outside the identity map.
+pub fn inputs(base: u64) -> Option<u32> {
+    if base == 0 || base.saturating_add(0x20) > IDENTITY_MAPPED {
+        return None;
+    }
+    Some(((read(base, VERSION) >> 16) & 0xff) + 1)
+}
+
 /// Writes input `input`'s redirection entry (the half with the mask bit
 /// last when unmasking, first when masking). Returns false when the I/O
 /// APIC is outside the identity map or has no such input.
@@ -48,4 +57,18 @@ pub fn write_redirection(base: u64, input: u32, entry: u64) -> bool {
     write(base, index + 1, (entry >> 32) as u32);
     write(base, index, entry as u32);
     true
+}
+
+/// Sets or clears input `input`'s mask bit, leaving the rest of its entry
+/// (written by [`write_redirection`]) as it is. Called from Keel's
+/// interrupt handler for level-triggered inputs, which Keel runs only with
+/// its own I/O APIC accesses finished (interrupts are off around them).
+pub fn set_masked(base: u64, input: u32, masked: bool) {
+    if base == 0 || base.saturating_add(0x20) > IDENTITY_MAPPED || input > 0xef {
+        return;
+    }
+    const MASKED: u32 = 1 << 16;
+    let index = FIRST_REDIRECTION + 2 * input;
+    let low = read(base, index);
+    write(base, index, if masked { low | MASKED } else { low & !MASKED });
 }

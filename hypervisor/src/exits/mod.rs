@@ -187,9 +187,13 @@ pub fn run(domain: &mut Domain, vcpu: &mut impl Vcpu) -> Next {
 /// requests, interrupt injection and the vCPU's timer.
 #[inline(always)]
 fn prepare_entry(domain: &mut Domain, vcpu: &mut impl Vcpu) -> Option<StopReason> {
+    let id = domain.id;
     let platform = domain.platform.as_deref_mut()?;
     if let Some(action) = platform.take_power_request() {
         return Some(StopReason::Power(action));
+    }
+    if platform.has_intx_resamples() {
+        resample_intx(id, platform);
     }
     if let Some(vector) = platform.pending_interrupt() {
         if vcpu.try_inject_interrupt(vector) {
@@ -223,8 +227,9 @@ fn handle(domain: &mut Domain, vcpu: &mut impl Vcpu, exit: VcpuExit) -> Next {
                         vcpu.flush_guest_mappings();
                     } else if (PCI_CONFIG_PORTS..PCI_CONFIG_PORTS + 8).contains(&access.port)
                         && !domain.assigned.is_empty()
+                        && apply_passthrough_commands(domain)
                     {
-                        apply_passthrough_commands(domain);
+                        vcpu.flush_guest_mappings();
                     }
                 }
                 None => emulate_debug_port(domain, vcpu.regs(), access),
@@ -371,15 +376,32 @@ fn memory_fault(domain: &mut Domain, vcpu: &mut impl Vcpu, fault: MemoryFault) -
 
 const PCI_CONFIG_PORTS: u16 = 0xcf8;
 
-/// The guest changed an assigned device's command register.
+/// The guest acknowledged an assigned function's INTx (or re-enabled it):
+/// its host input is unmasked.
 #[cold]
-fn apply_passthrough_commands(domain: &mut Domain) {
+fn resample_intx(id: u16, platform: &mut crate::vplatform::VirtualPlatform) {
+    for function in platform.take_intx_resamples() {
+        crate::passthrough::resample(u32::from(id), function);
+    }
+}
+
+/// The guest wrote an assigned device's configuration: writes for the
+/// real device, and memory BARs to map elsewhere. Returns whether the EPT
+/// changed (the caller flushes the guest's cached translations).
+#[cold]
+fn apply_passthrough_commands(domain: &mut Domain) -> bool {
     let Some(platform) = domain.platform.as_deref_mut() else {
-        return;
+        return false;
     };
     for (guest, write) in platform.take_passthrough_writes() {
         crate::passthrough::apply_write(&domain.assigned, guest, write);
     }
+    let moves = platform.take_passthrough_bar_moves();
+    let remapped = !moves.is_empty();
+    for (guest, change) in moves {
+        crate::passthrough::move_bar(domain, guest, change);
+    }
+    remapped
 }
 
 /// INS/OUTS. The test guests (no platform) have only the debug console.

@@ -15,6 +15,8 @@ struct Fake {
     /// Every VirtioAttach (type, features, queues, max size, config).
     virtio: Vec<(DomainId, u16, u64, u16, u16, Vec<u8>)>,
     completions: Vec<(DomainId, VirtioCompletion)>,
+    /// The INTx GSI the last PciAssignable named.
+    last_intx_gsi: Option<u32>,
 }
 
 impl DomainControl for Fake {
@@ -97,7 +99,8 @@ impl DomainControl for Fake {
     fn pci_functions(&self) -> Vec<PciFunction> {
         self.pci.clone()
     }
-    fn pci_assignable(&mut self, address: PciAddress, assignable: bool) -> Outcome<()> {
+    fn pci_assignable(&mut self, address: PciAddress, assignable: bool, intx_gsi: Option<u32>) -> Outcome<()> {
+        self.last_intx_gsi = intx_gsi;
         let function = self
             .pci
             .iter_mut()
@@ -508,9 +511,21 @@ fn pci_assignable_decodes_the_address_and_the_direction() {
     );
     assert_eq!(status(&response), Some(Status::Ok));
     assert!(fake.pci[2].has(pci_function_flags::ASSIGNABLE));
+    assert_eq!(fake.last_intx_gsi, None, "args[2] = 0: the firmware's Interrupt Line");
     let (response, _) = call(&mut fake, Command::PciAssignable as u32, [0x21, 0, 0, 0, 0, 0], &[]);
     assert_eq!(status(&response), Some(Status::Ok));
     assert!(!fake.pci[2].has(pci_function_flags::ASSIGNABLE));
+    let at_gsi_19 = keel_abi::mgmt::pci_intx::at_gsi(19);
+    let (response, _) = call(
+        &mut fake,
+        Command::PciAssignable as u32,
+        [0x21, 1, at_gsi_19, 0, 0, 0],
+        &[],
+    );
+    assert_eq!(status(&response), Some(Status::Ok));
+    assert_eq!(fake.last_intx_gsi, Some(19));
+    let (response, _) = call(&mut fake, Command::PciAssignable as u32, [0x21, 0, 0, 0, 0, 0], &[]);
+    assert_eq!(status(&response), Some(Status::Ok));
 
     // The control's refusals come through.
     let (response, message) = call(&mut fake, Command::PciAssignable as u32, [0x28, 1, 0, 0, 0, 0], &[]);
@@ -523,6 +538,8 @@ fn pci_assignable_decodes_the_address_and_the_direction() {
         ([1 << 40, 1, 0, 0, 0, 0], "args[0]"),
         ([0x21, 2, 0, 0, 0, 0], "args[1]"),
         ([0x21, u64::MAX, 0, 0, 0, 0], "args[1]"),
+        ([0x21, 1, 19, 0, 0, 0], "args[2]"),
+        ([0x21, 1, 1 << 40 | 1 << 32, 0, 0, 0], "args[2]"),
     ] {
         let before = fake.pci.clone();
         let (response, message) = call(&mut fake, Command::PciAssignable as u32, args, &[]);

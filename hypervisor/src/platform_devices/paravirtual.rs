@@ -113,9 +113,18 @@ impl<H: PlatformHost> VirtualPlatform<H> {
         };
         if self.virtio[index].intx != level {
             self.virtio[index].intx = level;
-            self.effects.irq_lines.push((gsi, level));
+            self.virtio[index].gsi = gsi;
+            // A slot's line may be shared with other functions' (by slot
+            // number modulo 4): it stays up while any of them asserts it.
+            let shared = level || self.virtio_asserts(gsi) || self.passthrough_asserts(gsi);
+            self.effects.irq_lines.push((gsi, shared));
             self.settle();
         }
+    }
+
+    /// Whether a paravirtual device asserts guest GSI `gsi`.
+    pub(super) fn virtio_asserts(&self, gsi: u32) -> bool {
+        self.virtio.iter().any(|slot| slot.intx && slot.gsi == gsi)
     }
 
     /// The interrupt a transport effect carries (a misconfiguration's

@@ -168,10 +168,15 @@ impl DomainControl for Scheduler<'_> {
             .collect()
     }
 
-    fn pci_assignable(&mut self, address: keel_abi::mgmt::PciAddress, assignable: bool) -> Outcome<()> {
+    fn pci_assignable(
+        &mut self,
+        address: keel_abi::mgmt::PciAddress,
+        assignable: bool,
+        intx_gsi: Option<u32>,
+    ) -> Outcome<()> {
         use crate::passthrough::AssignError;
         let bdf = host_bdf(address)?;
-        crate::passthrough::set_assignable(bdf, assignable).map_err(|error| match error {
+        crate::passthrough::set_assignable(bdf, assignable, intx_gsi).map_err(|error| match error {
             AssignError::NoSuchFunction => {
                 Failure::new(Status::NoSuchDevice, alloc::format!("no host function {address}"))
             }
@@ -183,14 +188,19 @@ impl DomainControl for Scheduler<'_> {
                 Status::BadState,
                 alloc::format!("{address} is attached to domain {owner}: destroy it first"),
             ),
+            AssignError::Unsupported(why) => Failure::new(Status::InvalidArgument, alloc::format!("{address}: {why}")),
             other => Failure::new(Status::InvalidArgument, alloc::format!("{address}: {other:?}")),
         })?;
         log::info!(
-            "pci: {address} {}",
+            "pci: {address} {}{}",
             if assignable {
                 "is assignable"
             } else {
                 "is no longer assignable"
+            },
+            match intx_gsi {
+                Some(gsi) if assignable => alloc::format!(", its INTx at host GSI {gsi}"),
+                _ => alloc::string::String::new(),
             }
         );
         Ok(())

@@ -30,7 +30,7 @@ clock: sync=none, time0=1
 romimage: file={BIOS_IMAGE}
 vgaromimage: file={VGA_BIOS_IMAGE}
 ata0-master: type=cdrom, path={iso}, status=inserted
-{disk}boot: cdrom
+{disk}{e1000}boot: cdrom
 {com1}
 port_e9_hack: enabled=1
 # No nogui library in Debian's Bochs: rfb needs no client (timeout=0), and
@@ -52,10 +52,15 @@ debug: action=ignore
         count = machine.cpu_count,
         iso = iso.display(),
         disk = machine.disk.map(|disk| disk_lines(disk, run_dir)).unwrap_or_default(),
+        e1000 = if machine.e1000 { E1000_LINE } else { "" },
         com1 = com1_line(serial),
         log = log.display(),
     )
 }
+
+/// An e1000 in the next free PCI slot, its network the null module (no
+/// host network; frames sent go nowhere).
+const E1000_LINE: &str = "e1000: enabled=1, mac=52:54:00:4b:45:4c, ethmod=null\n";
 
 /// The secondary IDE channel at its ISA ports and IRQ (Bochs' default,
 /// spelled out), with `disk` as its master, a flat image in `run_dir`.
@@ -209,6 +214,7 @@ mod tests {
             cpu_model: "tigerlake",
             cpu_count: 2,
             disk: None,
+            e1000: false,
         };
         let config = bochsrc(
             &machine,
@@ -217,6 +223,20 @@ mod tests {
             SerialPort::LogFile(Path::new("/t/run/serial.log")),
         );
         assert_eq!(line_starting(&config, "memory:"), "memory: guest=1024, host=1024");
+        assert!(!config.contains("e1000"), "no NIC unless asked for");
+        let with_nic = bochsrc(
+            &BochsMachine {
+                e1000: true,
+                ..machine.clone()
+            },
+            Path::new("/t/keel/x.iso"),
+            Path::new("/t/run"),
+            SerialPort::LogFile(Path::new("/t/run/serial.log")),
+        );
+        assert_eq!(
+            line_starting(&with_nic, "e1000:"),
+            "e1000: enabled=1, mac=52:54:00:4b:45:4c, ethmod=null"
+        );
         assert_eq!(
             line_starting(&config, "cpu:"),
             "cpu: model=tigerlake, count=2, ips=10000000"

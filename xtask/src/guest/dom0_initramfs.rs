@@ -731,7 +731,8 @@ mod tests {
     fn the_passthrough_checks_give_their_domu_the_host_function_and_know_its_disk() {
         use super::super::domu_initramfs::INIT_SCRIPT as DOMU_INIT;
         use keel_boot_tests::cases::{
-            PASSTHROUGH_DOMU_FAILURE, PASSTHROUGH_FAILURES, PASSTHROUGH_HOST_FUNCTION, PASSTHROUGH_STEPS,
+            PASSTHROUGH_DOMU_FAILURE, PASSTHROUGH_FAILURES, PASSTHROUGH_HOST_FUNCTION, PASSTHROUGH_NIC_FUNCTION,
+            PASSTHROUGH_STEPS,
         };
         use keel_boot_tests::emulator::bochs::PASSTHROUGH_SECTOR_MARKER;
         let image = image();
@@ -749,7 +750,12 @@ mod tests {
             assert_eq!(config.initrd, Some(format!("/{DOMU_INITRD_PATH}")));
             assert_eq!(
                 config.pci.as_deref(),
-                Some(&[PASSTHROUGH_HOST_FUNCTION.to_string()][..])
+                Some(
+                    &[
+                        PASSTHROUGH_HOST_FUNCTION.to_string(),
+                        PASSTHROUGH_NIC_FUNCTION.to_string()
+                    ][..]
+                )
             );
             assert_eq!(config.pci_unconfined_dma, unconfined, "{name}");
             let cmdline = config.cmdline.as_deref().unwrap();
@@ -765,6 +771,8 @@ mod tests {
         }
         // The script names the same function, the DomU's words and the disk's text.
         assert!(script.contains(&format!("\nPCI_DEVICE={PASSTHROUGH_HOST_FUNCTION}\n")));
+        assert!(script.contains(&format!("\nNIC_DEVICE={PASSTHROUGH_NIC_FUNCTION}\n")));
+        assert!(DOMU_INIT.contains("say \"domu: intx ok: "));
         assert!(script.contains(&format!("\nDISK_FAILED='{PASSTHROUGH_DOMU_FAILURE}'\n")));
         assert!(script.contains("\nDISK_DONE='domu: disk done'\n"));
         assert!(DOMU_INIT.contains("say \"domu: disk done\""));
@@ -776,7 +784,7 @@ mod tests {
         let create = script.find("if run keel create \"$DISK_CONFIG\"; then").unwrap();
         let remove = script.find("run keel pci-assignable-remove \"$PCI_DEVICE\"").unwrap();
         assert!(not_assignable < add && add < unconfined && unconfined < create && create < remove);
-        assert_eq!(PASSTHROUGH_STEPS.len(), 12);
+        assert_eq!(PASSTHROUGH_STEPS.len(), 13);
         assert!(PASSTHROUGH_FAILURES.iter().all(|failure| failure.ends_with(" failed")));
         // The shared helpers it uses are in domu-lib.sh.
         for helper in ["destroy_and_wait() {", "keel_refuses() {", "pci_list_line() {"] {
@@ -892,8 +900,12 @@ mod tests {
         // Create, then the first boot, the reboot and destroy, in that order.
         let create = script.find("if run keel create \"$SPLIT_CONFIG\"; then").unwrap();
         let reboot = script.find("if run keel reboot \"$SPLIT_DOMU\"; then").unwrap();
-        let restart = script.find("if run keel backend-restart \"$SPLIT_DOMU\"; then").unwrap();
-        let destroy = script.find("destroy_domain \"$SPLIT_DOMU\" \"after its checks\"").unwrap();
+        let restart = script
+            .find("if run keel backend-restart \"$SPLIT_DOMU\"; then")
+            .unwrap();
+        let destroy = script
+            .find("destroy_domain \"$SPLIT_DOMU\" \"after its checks\"")
+            .unwrap();
         assert!(create < reboot && reboot < restart && restart < destroy);
         // The restart is judged by the second boot's read passes.
         assert!(DOMU_INIT.contains("say \"domu: split-blk read pass $pass\""));
@@ -927,7 +939,10 @@ mod tests {
         ] {
             assert_eq!(config.name, name);
             let console = (name == "domu-split-net-a").then_some(true);
-            assert_eq!(config.virtio_console, console, "{name}: only the server has a virtio console");
+            assert_eq!(
+                config.virtio_console, console,
+                "{name}: only the server has a virtio console"
+            );
             assert_eq!(config.memory, u64::from(DOMU_MEMORY_MIB), "{name}");
             assert_eq!(config.vcpus, Some(1));
             assert_eq!(config.kernel, format!("/{DOMU_KERNEL_PATH}"));

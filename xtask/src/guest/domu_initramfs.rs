@@ -17,6 +17,7 @@
 //! | `/lib/modules/{scsi_common,scsi_mod,libata,ata_piix,sd_mod}.ko` | the IDE disk's drivers for PCI passthrough (`keel.domu=disk`): the PIIX3 IDE function's `ata_piix` on libata and the SCSI disk driver, in load order |
 //! | `/lib/modules/{virtio_ring,virtio,virtio_pci_legacy_dev,virtio_pci_modern_dev,virtio_pci,virtio_blk}.ko` | the virtio-blk driver on virtio-pci for the split block device (`keel.domu=split-blk`), in load order |
 //! | `/lib/modules/{failover,net_failover,virtio_net}.ko` | the virtio-net driver (on the same virtio-pci modules, loaded first) for the split network device (`keel.domu=split-net`), in load order |
+//! | `/lib/modules/{uio,uio_pci_generic}.ko` | user-space PCI drivers (`kernel::DOMU_UIO_MODULES`, from Dom0's list): `keel.domu=disk` binds its assigned e1000 to `uio_pci_generic` for `keel-stress intx` |
 //! | `/lib/modules/virtio_console.ko` | the virtio console's driver (`/dev/hvc0`), which `keel.domu=split-net` loads after virtio-net |
 //! | `/lib/keel/tsc-hz.sh` | `tsc_hz`, the clock rate helper both sides of `bench io` source (`xtask/guest/tsc-hz.sh`) |
 //! | `/lib/keel/domu-bench-io.sh` | the DomU side of `cargo xtask bench io` (`xtask/guest/domu-bench-io.sh`), which `/init` runs with `keel.domu=bench-io` |
@@ -65,7 +66,8 @@ pub struct Payload<'a> {
 struct Binaries {
     busybox: Vec<u8>,
     stress: Vec<u8>,
-    /// `(name, contents)` of each module, in `kernel::DOMU_MODULES`' order.
+    /// `(name, contents)` of each module, in `kernel::DOMU_MODULES`' order,
+    /// then `kernel::DOMU_UIO_MODULES`.
     modules: Vec<(&'static str, Vec<u8>)>,
 }
 
@@ -80,10 +82,16 @@ pub fn ensure(layout: &Layout, busybox: &Path, payload: &Payload) -> Result<Path
     let stress = read(payload.stress)?;
     elf::check_static_x86_64(&stress)
         .with_context(|| format!("{} cannot run in the DomU initramfs", payload.stress.display()))?;
+    let uio_modules = payload
+        .kernel
+        .dom0_modules
+        .iter()
+        .filter(|(name, _)| crate::guest::kernel::DOMU_UIO_MODULES.contains(name));
     let modules = payload
         .kernel
         .modules
         .iter()
+        .chain(uio_modules)
         .map(|(name, path)| Ok((*name, read(path)?)))
         .collect::<Result<Vec<_>>>()?;
     let binaries = Binaries {

@@ -89,6 +89,10 @@ pub const DOM0_MODULES: &[(&str, &str)] = &[
     ("tun", "kernel/drivers/net/tun.ko"),
 ];
 
+/// Modules of [`DOM0_MODULES`] DomUs carry too: `keel.domu=disk` binds its
+/// assigned e1000 to `uio_pci_generic` for `keel-stress intx`.
+pub const DOMU_UIO_MODULES: &[&str] = &["uio", "uio_pci_generic"];
+
 /// The modules `keel.domu=disk` loads (`xtask/guest/domu-init.sh`), in
 /// this order: a run of [`DOMU_MODULES`] (the tests check both).
 #[cfg(test)]
