@@ -1104,6 +1104,9 @@ fn qemu_iommu() -> TestCase {
     .expect_regex(r"keel: (warning: )?iommu: unit 0x[0-9a-f]+: DMA fault: .*00:0[0-9a-f]\.0")
     .expect_text("keel: iommu selftest: unmapped DMA blocked and recorded with edu's source id")
     .expect_regex(r"keel: iommu selftest: edu's MSI arrived through remapping entry 0 at vector 0x40")
+    .expect_regex(
+        r"keel: iommu selftest: edu's INTx arrived through I/O APIC input (1[6-9]|2[0-3]) and remapping entry [1-9][0-9]* at vector 0x4[1-8]",
+    )
     .expect_text("keel: iommu selftest passed")
     .expect_text("keel: VMX not supported")
     .expect_exit_status(qemu_status(QEMU_EXIT_SUCCESS))

@@ -10,8 +10,10 @@
 //! today, passthrough later). The logic is `keel-iommu`'s; this module
 //! reaches the hardware.
 
+pub mod interrupts;
 mod rmrr;
 mod selftest;
+mod selftest_ioapic;
 
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -56,6 +58,9 @@ pub struct Unit {
     identity: Option<rmrr::IdentityDomain>,
     /// Faults reported so far (the console line is rate-limited).
     faults: u64,
+    /// Interrupt remapping entries in use (`interrupts::remap`); entry 0
+    /// is the self-test's.
+    entries_used: Vec<bool>,
 }
 
 pub struct Iommu {
@@ -181,6 +186,7 @@ fn bring_up(
         fault_interrupt: false,
         identity: None,
         faults: 0,
+        entries_used: alloc::vec![false; INTERRUPT_ENTRIES as usize],
     };
     // Devices with RMRRs get their identity entries before translation
     // comes on, so the firmware's DMA into the regions never faults.

@@ -242,7 +242,8 @@ fn test_edu(edu: Bdf, source: SourceId, timeout: u64) -> Result<(), &'static str
             rmrr_dma(&mut edu_mmio, region, timeout, "in its assigned domain")?;
         }
 
-        with_unit(source, |unit| interrupt_test(unit, edu, &mut edu_mmio, source, timeout))
+        with_unit(source, |unit| interrupt_test(unit, edu, &mut edu_mmio, source, timeout))?;
+        intx_test(&mut edu_mmio, timeout)
     })();
     // Tear down as a destroyed DomU's device: blocked again, tables freed.
     crate::iommu::release(confinement);
@@ -379,6 +380,21 @@ fn interrupt_test(
     }
     log::info!(
         "iommu selftest: edu's MSI arrived through remapping entry {INTERRUPT_ENTRY} at vector {INTERRUPT_VECTOR:#x}"
+    );
+    Ok(())
+}
+
+/// edu's INTx (its MSI is off again) through the I/O APIC and a remapping
+/// entry.
+fn intx_test(edu_mmio: &mut EduRegisters, timeout: u64) -> Result<(), &'static str> {
+    let edu = core::cell::RefCell::new(edu_mmio);
+    let (input, entry, vector) = super::selftest_ioapic::run(
+        || edu.borrow_mut().write32(EDU_RAISE_INTERRUPT, 1),
+        || edu.borrow_mut().write32(EDU_ACK_INTERRUPT, 1),
+        timeout,
+    )?;
+    log::info!(
+        "iommu selftest: edu's INTx arrived through I/O APIC input {input} and remapping entry {entry} at vector {vector:#x}"
     );
     Ok(())
 }
