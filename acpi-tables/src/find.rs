@@ -71,6 +71,16 @@ impl fmt::Display for FindError {
     }
 }
 
+/// Which of several tables with one signature to take. Firmware lists a
+/// signature like DMAR once; a second copy comes from a test harness
+/// (QEMU's `-acpitable` appends its tables after the firmware's own).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Occurrence {
+    #[default]
+    First,
+    Last,
+}
+
 /// The first table with `signature` the root table lists, checked and
 /// copied; `Ok(None)` when there is none. A listed table that is itself
 /// malformed is an error only if it has the signature looked for.
@@ -78,6 +88,17 @@ pub fn find_table(
     memory: &impl PhysicalMemory,
     root: RootTable,
     signature: [u8; 4],
+) -> Result<Option<Vec<u8>>, FindError> {
+    find_table_occurrence(memory, root, signature, Occurrence::First)
+}
+
+/// As [`find_table`], taking the first or the last table with `signature`
+/// the root table lists (only the one taken is read whole and checked).
+pub fn find_table_occurrence(
+    memory: &impl PhysicalMemory,
+    root: RootTable,
+    signature: [u8; 4],
+    occurrence: Occurrence,
 ) -> Result<Option<Vec<u8>>, FindError> {
     let (address, expected, entry_len) = match root {
         RootTable::Xsdt(address) => (address, *b"XSDT", 8),
@@ -94,6 +115,7 @@ pub fn find_table(
     if entries.len() % entry_len != 0 {
         return Err(FindError::BadRoot);
     }
+    let mut found = None;
     for entry in entries.chunks_exact(entry_len) {
         let mut raw = [0u8; 8];
         raw[..entry_len].copy_from_slice(entry);
@@ -104,10 +126,13 @@ pub fn find_table(
             continue;
         }
         if header == signature {
-            return read_table(memory, table_address).map(Some);
+            found = Some(table_address);
+            if occurrence == Occurrence::First {
+                break;
+            }
         }
     }
-    Ok(None)
+    found.map(|address| read_table(memory, address)).transpose()
 }
 
 /// Reads one table whole: header, bounded length, checksum.
@@ -185,6 +210,32 @@ mod tests {
         assert_eq!(&dmar[..4], b"DMAR");
         assert_eq!(dmar.len(), HEADER_LEN + 4);
         assert_eq!(find_table(&memory, RootTable::Xsdt(0x1000), *b"HPET"), Ok(None));
+    }
+
+    #[test]
+    fn the_first_or_the_last_of_two_tables_is_taken() {
+        let mut memory = machine();
+        memory.0.insert(0x1000, xsdt(&[0x2000, 0x3000, 0x9000_0000, 0x4000]));
+        memory.0.insert(0x4000, table(b"DMAR", &[38, 1, 0, 0, 0, 0]));
+        let root = RootTable::Xsdt(0x1000);
+        let first = find_table_occurrence(&memory, root, *b"DMAR", Occurrence::First)
+            .unwrap()
+            .unwrap();
+        let last = find_table_occurrence(&memory, root, *b"DMAR", Occurrence::Last)
+            .unwrap()
+            .unwrap();
+        assert_eq!((first.len(), last.len()), (HEADER_LEN + 4, HEADER_LEN + 6));
+        assert_eq!(find_table(&memory, root, *b"DMAR").unwrap().unwrap(), first);
+        assert_eq!(
+            find_table_occurrence(&memory, root, *b"HPET", Occurrence::Last),
+            Ok(None)
+        );
+        // Only the table taken is checked.
+        let mut bad = table(b"DMAR", &[39, 1, 0, 0]);
+        bad[10] ^= 0xff;
+        memory.0.insert(0x3000, bad);
+        assert!(find_table_occurrence(&memory, root, *b"DMAR", Occurrence::Last).is_ok());
+        assert!(find_table(&memory, root, *b"DMAR").is_err());
     }
 
     #[test]

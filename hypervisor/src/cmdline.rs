@@ -2,6 +2,7 @@
 //! space-separated `key=value` options. Unknown options are reported, not
 //! fatal, so an old bootloader entry still boots.
 
+pub use keel_acpi_tables::find::Occurrence;
 use log::LevelFilter;
 
 /// What the built-in guest does in this boot.
@@ -37,6 +38,10 @@ pub struct Options {
     pub exit_emulator: bool,
     pub bench_iterations: u32,
     pub iommu: IommuMode,
+    /// Which DMAR to use if the firmware lists several (`iommu-dmar=`):
+    /// real firmware has one; tests add a second with QEMU's `-acpitable`
+    /// (after QEMU's own) and take the last.
+    pub iommu_dmar: Occurrence,
 }
 
 impl Default for Options {
@@ -48,6 +53,7 @@ impl Default for Options {
             exit_emulator: false,
             bench_iterations: 1000,
             iommu: IommuMode::On,
+            iommu_dmar: Occurrence::First,
         }
     }
 }
@@ -74,6 +80,12 @@ pub fn parse<'a>(cmdline: &'a str, mut report: impl FnMut(BadOption<'a>)) -> Opt
                 _ => Err("expected on, off or selftest"),
             }
             .map(|mode| options.iommu = mode),
+            "iommu-dmar" => match value {
+                "first" => Ok(Occurrence::First),
+                "last" => Ok(Occurrence::Last),
+                _ => Err("expected first or last"),
+            }
+            .map(|which| options.iommu_dmar = which),
             "bench-iterations" => match value.parse::<u32>() {
                 Ok(n) if (1..=1_000_000).contains(&n) => {
                     options.bench_iterations = n;
@@ -147,14 +159,17 @@ mod tests {
         assert!(!options.exit_emulator);
         assert_eq!(options.bench_iterations, 1000);
         assert_eq!(options.iommu, IommuMode::On);
+        assert_eq!(options.iommu_dmar, Occurrence::First);
     }
 
     #[test]
     fn every_option_is_understood() {
-        let (options, bad) =
-            parse_collecting("log=debug guest=bench exit=emulator bench-iterations=50 dom0-mem=512 iommu=selftest");
+        let (options, bad) = parse_collecting(
+            "log=debug guest=bench exit=emulator bench-iterations=50 dom0-mem=512 iommu=selftest iommu-dmar=last",
+        );
         assert!(bad.is_empty());
         assert_eq!(options.iommu, IommuMode::Selftest);
+        assert_eq!(options.iommu_dmar, Occurrence::Last);
         assert_eq!(options.log_level, LevelFilter::Debug);
         assert_eq!(options.guest, Some(GuestMode::Bench));
         assert_eq!(options.dom0_mem_mib, 512);
@@ -164,7 +179,8 @@ mod tests {
 
     #[test]
     fn bad_options_are_reported_and_the_rest_still_applies() {
-        let (options, bad) = parse_collecting("log=loud bogus guest=bench bench-iterations=0 exit= dom0-mem=33");
+        let (options, bad) =
+            parse_collecting("log=loud bogus guest=bench bench-iterations=0 exit= dom0-mem=33 iommu-dmar=2");
         assert_eq!(options.guest, Some(GuestMode::Bench));
         assert_eq!(options.dom0_mem_mib, 256);
         assert_eq!(options.log_level, LevelFilter::Info);
@@ -172,7 +188,14 @@ mod tests {
         let names: Vec<&str> = bad.iter().map(|(option, _)| option.as_str()).collect();
         assert_eq!(
             names,
-            ["log=loud", "bogus", "bench-iterations=0", "exit=", "dom0-mem=33"]
+            [
+                "log=loud",
+                "bogus",
+                "bench-iterations=0",
+                "exit=",
+                "dom0-mem=33",
+                "iommu-dmar=2"
+            ]
         );
         assert_eq!(bad[1].1, "unknown option");
     }

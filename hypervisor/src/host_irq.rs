@@ -1,13 +1,17 @@
 //! Host interrupts Keel forwards to a guest (an assigned device's IRQs):
 //! which host GSI goes to which vector and on to which domain's GSI, and
 //! the host I/O APIC redirection entries that deliver them. The vectors are
-//! the device range of `arch::device_interrupts` above the IOMMU
-//! self-test's (0x40).
+//! the device range of `arch::device_interrupts` (0x40..=0x4f) between the
+//! IOMMU self-test's (0x40) and the IOMMU's fault event interrupt (0x4f).
 
 use alloc::vec::Vec;
 
 pub const FIRST_VECTOR: u8 = 0x41;
-pub const LAST_VECTOR: u8 = 0x4f;
+/// Where the IOMMU's remapping units send their fault event interrupt (a
+/// compatibility-format MSI: fault events are never remapped). The last
+/// device vector; forwarded interrupts never take it.
+pub const IOMMU_FAULT_VECTOR: u8 = 0x4f;
+pub const LAST_VECTOR: u8 = IOMMU_FAULT_VECTOR - 1;
 
 /// One forwarded interrupt.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,11 +116,16 @@ mod tests {
         assert_eq!(removed.len(), 2);
         assert_eq!(routes.by_vector(0x41), None);
         assert_eq!(routes.add(edge(14, 4, 14)).unwrap().vector, 0x41, "vectors are reused");
-        let count = usize::from(LAST_VECTOR - FIRST_VECTOR);
-        for gsi in 100..100 + count as u32 {
-            routes.add(edge(gsi, 5, gsi)).unwrap();
+        for gsi in 100..113 {
+            let route = routes.add(edge(gsi, 5, gsi)).unwrap();
+            assert_ne!(route.vector, IOMMU_FAULT_VECTOR);
         }
-        assert_eq!(routes.add(edge(200, 5, 200)), Err(RouteError::NoVector));
+        assert_eq!(routes.by_vector(0x4e).map(|route| route.host_gsi), Some(112));
+        assert_eq!(
+            routes.add(edge(200, 5, 200)),
+            Err(RouteError::NoVector),
+            "14 vectors (0x41..=0x4e): 0x4f is the IOMMU's"
+        );
     }
 
     #[test]

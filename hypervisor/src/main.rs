@@ -97,7 +97,7 @@ extern "C" fn keel_main(boot_info_addr: u32, magic: u32) -> ! {
     host_pci_init(&boot_info);
     match options.iommu {
         IommuMode::Off => log::info!("iommu: left alone (iommu=off): DMA is not confined"),
-        IommuMode::On | IommuMode::Selftest => iommu::init(&boot_info),
+        IommuMode::On | IommuMode::Selftest => iommu::init(&boot_info, options.iommu_dmar),
     }
 
     let tsc_hz = arch::tsc::calibrate();

@@ -111,6 +111,18 @@ pub fn free(block: HostPhysAddr, size: u64) {
     }
 }
 
+/// Takes `[start, end)` out of the free memory for good (firmware's, found
+/// after the allocator was built). Returns whether any of it was free.
+/// Pages of it already handed out stay where they are.
+pub fn withhold(start: u64, end: u64) -> bool {
+    let mut frames = FRAMES.lock();
+    let before = frames.free_bytes();
+    if reserve(&mut frames, start, end).is_err() {
+        return false;
+    }
+    frames.free_bytes() != before
+}
+
 pub fn free_bytes() -> u64 {
     FRAMES.lock().free_bytes()
 }

@@ -48,6 +48,7 @@ use spin::Mutex;
 
 use crate::arch::pci::HostConfig;
 use crate::domain::Domain;
+use crate::iommu::interrupts::Requester;
 use crate::vmx::VmxVcpu;
 
 /// A legacy (compatibility-mode) IDE channel: its fixed ports and ISA IRQ.
@@ -199,6 +200,9 @@ pub struct HostDevices {
     owners: Vec<(Bdf, u32)>,
     madt: HostMadt,
     routes: Routes,
+    /// Interrupt remapping entries of routes (by vector) where a remapping
+    /// unit remaps the host I/O APIC's interrupts.
+    remapped: Vec<(u8, crate::iommu::interrupts::RemappedInterrupt)>,
 }
 
 static HOST_DEVICES: Mutex<Option<HostDevices>> = Mutex::new(None);
@@ -227,11 +231,17 @@ pub fn init(boot_info: &BootInformation, functions: Vec<FunctionInfo>) {
         owners: Vec::new(),
         madt,
         routes: Routes::default(),
+        remapped: Vec::new(),
     });
 }
 
 fn with<T>(f: impl FnOnce(&mut HostDevices) -> T) -> Option<T> {
     HOST_DEVICES.lock().as_mut().map(f)
+}
+
+/// The host's I/O APICs, as the MADT lists them.
+pub fn host_io_apics() -> Vec<keel_acpi_tables::host_madt::HostIoApic> {
+    with(|devices| devices.madt.io_apics.clone()).unwrap_or_default()
 }
 
 /// What `keel pci-assignable-list` shows of one function.
@@ -544,8 +554,7 @@ pub fn unwire(wired: Wired) {
     let config = &mut HostConfig;
     with(|devices| {
         for route in devices.routes.remove_domain(wired.domain) {
-            program_route(&devices.madt, &route, true);
-            crate::arch::device_interrupts::set_level_input(route.vector, None);
+            unroute(devices, &route);
             log::info!(
                 "domain {}: host GSI {}: {} interrupt(s) arrived for it",
                 wired.domain,
@@ -677,14 +686,13 @@ fn route_interrupts(domain_id: u32, legacy: &[&LegacyChannel], guest_gsi: u32) -
                     intx_slot: None,
                 })
                 .map_err(|error| format!("IRQ {}: {error:?}", channel.irq))?;
-            if !program_route(&devices.madt, &route, false) {
-                return Err(format!("IRQ {}: no host I/O APIC has GSI {}", channel.irq, isa.gsi));
-            }
+            program_route(devices, &route, false).map_err(|why| format!("IRQ {}: {why}", channel.irq))?;
             log::info!(
-                "domain {domain_id}: host IRQ {} (GSI {}{}) -> vector {:#x} -> guest GSI {guest_gsi}",
+                "domain {domain_id}: host IRQ {} (GSI {}{}{}) -> vector {:#x} -> guest GSI {guest_gsi}",
                 channel.irq,
                 isa.gsi,
                 if isa.level_triggered { ", level" } else { ", edge" },
+                remapping_note(devices, &route),
                 route.vector
             );
         }
@@ -724,15 +732,16 @@ fn route_intx(
         let input = devices.madt.io_apic_for(route.host_gsi);
         let level_input = input.filter(|_| route.level_triggered).map(|(apic, input)| (u64::from(apic.address), input));
         crate::arch::device_interrupts::set_level_input(route.vector, level_input);
-        if !program_route(&devices.madt, &route, false) {
+        if let Err(why) = program_route(devices, &route, false) {
             crate::arch::device_interrupts::set_level_input(route.vector, None);
-            return Err(format!("no host I/O APIC has GSI {}", route.host_gsi));
+            return Err(why);
         }
         log::info!(
-            "domain {domain_id}: host GSI {} ({}, {}) -> vector {:#x} -> guest slot {slot} INTx, GSI {guest_gsi}",
+            "domain {domain_id}: host GSI {} ({}, {}{}) -> vector {:#x} -> guest slot {slot} INTx, GSI {guest_gsi}",
             route.host_gsi,
             if route.level_triggered { "level" } else { "edge" },
             if route.active_low { "active low" } else { "active high" },
+            remapping_note(devices, &route),
             route.vector
         );
         Ok(())
@@ -754,17 +763,72 @@ pub fn resample(domain: u32, guest: keel_devices::pci_host::PciAddress) {
     });
 }
 
-/// Writes the host I/O APIC's redirection entry for `route`.
-fn program_route(madt: &HostMadt, route: &Route, masked: bool) -> bool {
-    let Some((apic, input)) = madt.io_apic_for(route.host_gsi) else {
-        return false;
+/// Writes the host I/O APIC's redirection entry for `route`: where a
+/// remapping unit remaps the I/O APIC's interrupts (it then blocks the
+/// compatibility format), through an interrupt remapping entry written on
+/// first use and kept until [`unroute`]; else in compatibility format.
+fn program_route(devices: &mut HostDevices, route: &Route, masked: bool) -> Result<(), String> {
+    let (apic, input) = devices
+        .madt
+        .io_apic_for(route.host_gsi)
+        .ok_or_else(|| format!("no host I/O APIC has GSI {}", route.host_gsi))?;
+    let existing = devices
+        .remapped
+        .iter()
+        .find(|(vector, _)| *vector == route.vector)
+        .map(|&(_, entry)| entry);
+    let remapped = match existing {
+        Some(entry) => Some(entry),
+        None if masked => None,
+        None => {
+            match crate::iommu::interrupts::remap(Requester::IoApic(apic.id), route.vector, route.level_triggered) {
+                None => None,
+                Some(Ok(entry)) => {
+                    devices.remapped.push((route.vector, entry));
+                    Some(entry)
+                }
+                Some(Err(why)) => return Err(format!("host GSI {}: {why}", route.host_gsi)),
+            }
+        }
     };
-    let destination = crate::arch::device_interrupts::local_apic_id() as u8;
-    crate::arch::ioapic::write_redirection(
-        u64::from(apic.address),
-        input,
-        redirection_entry(route, destination, masked),
-    )
+    let entry = match remapped {
+        Some(remapped) => keel_iommu::irte::remappable_ioapic_rte(
+            remapped.index,
+            route.vector,
+            route.level_triggered,
+            route.active_low,
+            masked,
+        ),
+        None => redirection_entry(route, crate::arch::device_interrupts::local_apic_id() as u8, masked),
+    };
+    if !crate::arch::ioapic::write_redirection(u64::from(apic.address), input, entry) {
+        return Err(format!(
+            "host GSI {}: I/O APIC {} has no input {input}",
+            route.host_gsi, apic.id
+        ));
+    }
+    Ok(())
+}
+
+/// Masks `route`'s input and gives back its remapping entry.
+fn unroute(devices: &mut HostDevices, route: &Route) {
+    if let Err(why) = program_route(devices, route, true) {
+        log::warn!("pci: masking {why}");
+    }
+    crate::arch::device_interrupts::set_level_input(route.vector, None);
+    if let Some(position) = devices.remapped.iter().position(|(vector, _)| *vector == route.vector) {
+        let (_, entry) = devices.remapped.remove(position);
+        crate::iommu::interrupts::release(entry);
+    }
+}
+
+/// How `route` reaches Keel, for its log line.
+fn remapping_note(devices: &HostDevices, route: &Route) -> String {
+    devices
+        .remapped
+        .iter()
+        .find(|(vector, _)| *vector == route.vector)
+        .map_or(String::new(), |(_, entry)| format!(", remapping entry {}", entry.index))
 }
 
 /// Hands the device interrupts that arrived to their domains (`deliver`

@@ -81,6 +81,72 @@ impl FaultStatus {
     }
 }
 
+/// The fault event interrupt's message (VT-d §10.4.10-13: FEDATA, FEADDR,
+/// FEUADDR). The remapping unit sends it itself, in compatibility format:
+/// fault events are never subject to interrupt remapping, so the message
+/// names the destination APIC and vector directly (fixed delivery, edge,
+/// physical destination mode, no redirection hint).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FaultEventMessage {
+    /// FEDATA: the vector in bits 7:0; delivery mode fixed (0), edge.
+    pub data: u32,
+    /// FEADDR: 0xFEE in bits 31:20, destination ID bits 7:0 in 19:12.
+    pub address: u32,
+    /// FEUADDR: destination ID bits 31:8 (x2APIC destinations above 255,
+    /// which only units with ECAP.EIM deliver); 0 otherwise.
+    pub upper_address: u32,
+}
+
+/// Why a fault event message cannot be built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultEventError {
+    /// Vectors 0..=15 are reserved for exceptions; an APIC refuses them as
+    /// interrupt vectors (illegal vector error).
+    ReservedVector(u8),
+    /// A destination above 255 needs x2APIC destinations (ECAP.EIM) and the
+    /// unit lacks them.
+    DestinationTooWide(u32),
+}
+
+impl fmt::Display for FaultEventError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::ReservedVector(vector) => write!(f, "vector {vector:#x} is reserved for exceptions"),
+            Self::DestinationTooWide(id) => write!(
+                f,
+                "APIC ID {id:#x} needs x2APIC destinations, which the remapping unit lacks"
+            ),
+        }
+    }
+}
+
+/// The MSI address window (bits 31:20 = 0xFEE).
+const MSI_ADDRESS_BASE: u32 = 0xfee0_0000;
+
+impl FaultEventMessage {
+    /// A message delivering `vector` to the local APIC `destination`.
+    /// `x2apic_destinations` is ECAP.EIM: whether the unit sends FEUADDR's
+    /// upper destination bits.
+    pub fn new(vector: u8, destination: u32, x2apic_destinations: bool) -> Result<Self, FaultEventError> {
+        if vector < 16 {
+            return Err(FaultEventError::ReservedVector(vector));
+        }
+        if destination > 0xff && !x2apic_destinations {
+            return Err(FaultEventError::DestinationTooWide(destination));
+        }
+        Ok(Self {
+            data: u32::from(vector),
+            address: MSI_ADDRESS_BASE | (destination & 0xff) << 12,
+            upper_address: destination >> 8,
+        })
+    }
+
+    /// The vector the message delivers.
+    pub fn vector(&self) -> u8 {
+        self.data as u8
+    }
+}
+
 /// Fault reasons (VT-d Appendix A, "Non-Recoverable Fault Reason
 /// Encodings"), named for the legacy-mode DMA and interrupt remapping
 /// faults; scalable-mode and other codes stay numeric.
@@ -340,5 +406,27 @@ mod tests {
         assert!(!status.invalidation_timeout() && !status.invalidation_completion_error());
         assert_eq!(status.fault_record_index(), 3);
         assert_eq!(status.clear_value(), fsts::PFO | fsts::IQE);
+    }
+
+    #[test]
+    fn fault_event_messages_are_compatibility_format_msis() {
+        let message = FaultEventMessage::new(0x4f, 0, false).unwrap();
+        assert_eq!(
+            (message.address, message.data, message.upper_address),
+            (0xfee0_0000, 0x4f, 0)
+        );
+        assert_eq!(message.vector(), 0x4f);
+        let message = FaultEventMessage::new(0x4f, 0x12, false).unwrap();
+        assert_eq!(message.address, 0xfee1_2000);
+        let wide = FaultEventMessage::new(0x40, 0x1_2345, true).unwrap();
+        assert_eq!((wide.address, wide.upper_address), (0xfee4_5000, 0x123));
+        assert_eq!(
+            FaultEventMessage::new(0x40, 0x100, false),
+            Err(FaultEventError::DestinationTooWide(0x100))
+        );
+        assert_eq!(
+            FaultEventMessage::new(0x0f, 0, true),
+            Err(FaultEventError::ReservedVector(0x0f))
+        );
     }
 }

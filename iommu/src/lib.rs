@@ -15,7 +15,10 @@
 //! - [`invalidation`]: queued-invalidation descriptors and queue arithmetic;
 //! - [`irte`]: interrupt remapping table entries and remappable MSI/IOAPIC
 //!   formats;
-//! - [`fault`]: fault recording registers and the fault status register.
+//! - [`fault`]: fault recording registers, the fault status register and
+//!   the fault event interrupt's message;
+//! - [`rmrr`]: which reserved memory regions a device needs identity-mapped,
+//!   and whether they fit beside a domain's memory.
 //!
 //! Nothing here touches hardware or dereferences a pointer: registers go
 //! through [`RegisterAccess`] and table memory through [`TableMemory`], both
@@ -35,6 +38,7 @@ pub mod invalidation;
 pub mod irte;
 mod memory;
 pub mod regs;
+pub mod rmrr;
 mod source_id;
 pub mod tables;
 #[cfg(test)]

@@ -27,7 +27,9 @@ use core::fmt;
 use keel_memory::{HostPhysAddr, PAGE_SIZE_4K};
 
 use crate::caps::{Capabilities, ExtendedCapabilities, Version};
-use crate::fault::{fsts, FaultRecord, FaultStatus, FAULT_RECORD_LEN, F_CLEAR_OFFSET, F_CLEAR_VALUE};
+use crate::fault::{
+    fsts, FaultEventMessage, FaultRecord, FaultStatus, FAULT_RECORD_LEN, F_CLEAR_OFFSET, F_CLEAR_VALUE,
+};
 use crate::invalidation::{iqa_value, Descriptor, Drain, InvalidationError, QueueRing, QueueSize};
 use crate::irte::{ApicMode, InterruptRemappingTable};
 use crate::regs::{ccmd, event_control, gcmd_complete, gcmd_value, iotlb, offset, pmen, GlobalCommand};
@@ -55,7 +57,8 @@ pub enum Operation {
 pub enum Feature {
     QueuedInvalidation,
     InterruptRemapping,
-    /// x2APIC destinations in interrupt remapping (ECAP.EIM).
+    /// x2APIC destinations (ECAP.EIM), in interrupt remapping entries or
+    /// the fault event message.
     ExtendedInterruptMode,
 }
 
@@ -80,6 +83,9 @@ pub enum UnitError {
     /// A table or queue address that is not suitably aligned.
     Misaligned,
     Queue(InvalidationError),
+    /// The fault event registers did not keep the message written to them,
+    /// or the interrupt would not unmask; it is left masked.
+    FaultEventNotProgrammed,
 }
 
 impl fmt::Display for UnitError {
@@ -93,6 +99,7 @@ impl fmt::Display for UnitError {
             Self::NoQueue => f.write_str("queued invalidation is not enabled"),
             Self::Misaligned => f.write_str("misaligned table address"),
             Self::Queue(error) => write!(f, "invalidation queue: {error:?}"),
+            Self::FaultEventNotProgrammed => f.write_str("the fault event registers did not take the message"),
         }
     }
 }
@@ -512,46 +519,113 @@ impl<R: RegisterAccess> RemappingUnit<R> {
     }
 
     /// Hands every recorded fault to `sink`, oldest first from FSTS.FRI,
-    /// clearing each register, then acknowledges a fault overflow. Reads at
-    /// most CAP.NFR registers. Returns the status seen on entry.
+    /// clearing each register, then acknowledges a fault overflow. Returns
+    /// the status seen on entry.
+    ///
+    /// This is also what re-arms the fault event interrupt: hardware raises
+    /// it only for a fault recorded while FSTS shows no earlier condition
+    /// (PPF, PFO, IQE, ICE, ITE all clear; VT-d §10.4.10, FECTL.IP), and
+    /// clears a held FECTL.IP once software has cleared them. So every F
+    /// bit is cleared and PFO written back; a fault recorded while the
+    /// registers are being drained keeps PPF set without a new interrupt,
+    /// which is why FSTS is read again and the registers swept until PPF
+    /// reads clear (a bounded number of sweeps of CAP.NFR registers each).
+    /// The invalidation error bits belong to the invalidation that caused
+    /// them ([`UnitError::InvalidationFailed`]) and are left alone here.
     pub fn take_faults(&mut self, mut sink: impl FnMut(FaultRecord)) -> FaultStatus {
         let status = self.fault_status();
-        if status.primary_pending() {
-            let count = self.cap.fault_recording_count();
-            let first = self.cap.fault_recording_offset();
-            let mut index = status.fault_record_index() % count;
+        let count = self.cap.fault_recording_count();
+        let first = self.cap.fault_recording_offset();
+        let mut pending = status;
+        let mut index = status.fault_record_index() % count;
+        for sweep in 0..FAULT_SWEEPS {
+            if !pending.primary_pending() {
+                break;
+            }
             for _ in 0..count {
                 let register = first + index * FAULT_RECORD_LEN;
                 let upper = self.regs.read64(register + 8);
                 if upper & FaultRecord::F == 0 {
-                    break;
+                    // The first sweep follows hardware's order from FRI and
+                    // stops at the first empty register; later sweeps look
+                    // at all of them (FRI does not move while PPF stays set).
+                    if sweep == 0 {
+                        break;
+                    }
+                } else {
+                    let lower = self.regs.read64(register);
+                    if let Some(record) = FaultRecord::decode(lower, upper) {
+                        sink(record);
+                    }
+                    self.regs.write32(register + F_CLEAR_OFFSET, F_CLEAR_VALUE);
                 }
-                let lower = self.regs.read64(register);
-                if let Some(record) = FaultRecord::decode(lower, upper) {
-                    sink(record);
-                }
-                self.regs.write32(register + F_CLEAR_OFFSET, F_CLEAR_VALUE);
                 index = (index + 1) % count;
             }
+            pending = self.fault_status();
         }
-        if status.primary_overflow() {
+        if status.primary_overflow() || pending.primary_overflow() {
             self.regs.write32(offset::FSTS, fsts::PFO);
         }
         status
     }
 
-    /// Programs the fault event interrupt (an MSI address and data) and
-    /// unmasks it.
-    pub fn configure_fault_event(&mut self, msi_address: u64, msi_data: u32) {
-        self.regs.write32(offset::FEDATA, msi_data);
-        self.regs.write32(offset::FEADDR, msi_address as u32);
-        self.regs.write32(offset::FEUADDR, (msi_address >> 32) as u32);
+    /// Programs the fault event interrupt and unmasks it: masked first, the
+    /// message written and read back, then unmasked (a condition held
+    /// pending while masked, FECTL.IP, is delivered at that moment). When
+    /// the unit cannot send the message or does not keep what was written,
+    /// the interrupt stays masked and faults are only seen by polling
+    /// [`take_faults`](Self::take_faults).
+    pub fn enable_fault_event(&mut self, message: &FaultEventMessage) -> Result<(), UnitError> {
+        self.mask_fault_event();
+        if message.upper_address != 0 && !self.ecap.extended_interrupt_mode() {
+            return Err(UnitError::Unsupported(Feature::ExtendedInterruptMode));
+        }
+        self.regs.write32(offset::FEDATA, message.data);
+        self.regs.write32(offset::FEADDR, message.address);
+        if self.ecap.extended_interrupt_mode() {
+            // Without EIM the register is reserved; there is nothing to set.
+            self.regs.write32(offset::FEUADDR, message.upper_address);
+        }
+        // FEDATA bits 31:16 (extended data) and FEADDR bits 1:0 may read 0.
+        let data = self.regs.read32(offset::FEDATA) & 0xffff;
+        let address = self.regs.read32(offset::FEADDR) & !0x3;
+        if data != message.data & 0xffff || address != message.address & !0x3 {
+            return Err(UnitError::FaultEventNotProgrammed);
+        }
         self.regs.write32(offset::FECTL, 0);
+        if self.regs.read32(offset::FECTL) & event_control::IM != 0 {
+            self.mask_fault_event();
+            return Err(UnitError::FaultEventNotProgrammed);
+        }
+        Ok(())
     }
 
+    /// Masks the fault event interrupt (IP, read-only, is written as 0).
     pub fn mask_fault_event(&mut self) {
         self.regs.write32(offset::FECTL, event_control::IM);
     }
+
+    /// FECTL: whether the fault event interrupt is masked (IM) and whether
+    /// one is held pending (IP).
+    pub fn fault_event_control(&mut self) -> FaultEventControl {
+        let fectl = self.regs.read32(offset::FECTL);
+        FaultEventControl {
+            masked: fectl & event_control::IM != 0,
+            pending: fectl & event_control::IP != 0,
+        }
+    }
+}
+
+/// Sweeps of the fault recording registers in one
+/// [`RemappingUnit::take_faults`]: faults keep arriving only as fast as a
+/// device misbehaves, and what is left is found by the next call.
+const FAULT_SWEEPS: u32 = 4;
+
+/// The Fault Event Control register, decoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FaultEventControl {
+    pub masked: bool,
+    pub pending: bool,
 }
 
 #[cfg(test)]

@@ -36,6 +36,7 @@ pub const BOOT_TESTS: &[fn() -> TestCase] = &[
     bochs_dom0_bad_kernel,
     bochs_dom0_bad_boot_flag,
     qemu_iommu,
+    qemu_iommu_rmrr,
     qemu_iommu_bad_dmar,
     qemu_no_vmx,
 ];
@@ -1097,13 +1098,60 @@ fn qemu_iommu() -> TestCase {
     )
     .expect_regex(r"keel: iommu: DMAR: 1 remapping unit\(s\), host address width [0-9]+ bits, interrupt remapping supported")
     .expect_regex(r"keel: iommu: unit at 0x[0-9a-f]+ .*: translation on, every device blocked; queued invalidation on, interrupt remapping on")
+    .expect_regex(r"keel: iommu: unit at 0x[0-9a-f]+: fault event interrupt on vector 0x4f")
     .expect_regex(r"keel: iommu selftest: edu at 00:0[0-9a-f]\.0")
     .expect_text("keel: iommu selftest: mapped DMA ok: 2048 bytes through the device and back")
-    .expect_regex(r"keel: iommu: unit 0x[0-9a-f]+: DMA fault: .*00:0[0-9a-f]\.0")
+    .expect_text("keel: iommu: fault event interrupt on vector 0x4f")
+    .expect_regex(r"keel: (warning: )?iommu: unit 0x[0-9a-f]+: DMA fault: .*00:0[0-9a-f]\.0")
     .expect_text("keel: iommu selftest: unmapped DMA blocked and recorded with edu's source id")
     .expect_regex(r"keel: iommu selftest: edu's MSI arrived through remapping entry 0 at vector 0x40")
+    .expect_regex(
+        r"keel: iommu selftest: edu's INTx arrived through I/O APIC input (1[6-9]|2[0-3]) and remapping entry [1-9][0-9]* at vector 0x4[1-8]",
+    )
     .expect_text("keel: iommu selftest passed")
     .expect_text("keel: VMX not supported")
+    .expect_exit_status(qemu_status(QEMU_EXIT_SUCCESS))
+    .forbid_text("keel: iommu selftest FAILED")
+    .forbid_text("KEEL PANIC")
+}
+
+/// The self-test with a firmware DMAR that gives edu a Reserved Memory
+/// Region (`ExtraAcpiTable::RmrrDmar`, taken over QEMU's own DMAR with
+/// `iommu-dmar=last`): at boot edu is put in the unit's identity domain,
+/// where a DMA within the region works and one outside faults (through the
+/// fault event interrupt); confining it with RAM over the region is
+/// refused; the region stays mapped in its assigned domain and after.
+fn qemu_iommu_rmrr() -> TestCase {
+    let Machine::Qemu(machine) = Machine::qemu_iommu() else {
+        unreachable!("qemu_iommu is QEMU")
+    };
+    let machine = Machine::Qemu(QemuMachine {
+        extra_acpi_table: Some(ExtraAcpiTable::RmrrDmar),
+        ..machine
+    });
+    let rmrr = r"RMRR at DMAR offset 0x[0-9a-f]+ \(0x80000-0x81fff\)";
+    TestCase::new(
+        "qemu-iommu-rmrr",
+        machine,
+        "iommu=selftest iommu-dmar=last exit=emulator",
+        Duration::from_secs(120),
+    )
+    .expect_regex(r"keel: iommu: DMAR \(the last the firmware lists, iommu-dmar=last\): 1 remapping unit\(s\), .*, 1 reserved memory region\(s\)")
+    .expect_regex(r"keel: iommu: unit at 0xfed90000 \(segment 0, every other device, 1 device scope\(s\)\).*: translation on, every device blocked")
+    .expect_regex(&format!(r"keel: iommu: 00:03\.0: {rmrr} identity-mapped \(domain [0-9]+\) for the firmware's DMA; the device is otherwise blocked"))
+    .expect_text("keel: iommu selftest: edu at 00:03.0")
+    .expect_regex(&format!(r"keel: iommu selftest: DMA within edu's {rmrr} ok \(blocked but for it\)"))
+    .expect_text("keel: iommu: fault event interrupt on vector 0x4f")
+    .expect_regex(r"keel: (warning: )?iommu: unit 0xfed90000: DMA fault: DMA write from 00:03\.0 at 0x[0-9a-f]+")
+    .expect_text("keel: iommu selftest: outside its RMRR, edu's DMA is blocked and recorded with edu's source id")
+    .expect_regex(&format!(r"keel: iommu selftest: confining edu with RAM over its RMRR refused: the device needs its {rmrr} identity-mapped, but the domain's RAM is at guest-physical 0x80000-0x80fff"))
+    .expect_regex(&format!(r"keel: iommu: 00:03\.0: {rmrr} identity-mapped into domain 1 too"))
+    .expect_text("keel: iommu selftest: mapped DMA ok: 2048 bytes through the device and back")
+    .expect_text("keel: iommu selftest: unmapped DMA blocked and recorded with edu's source id")
+    .expect_regex(&format!(r"keel: iommu selftest: DMA within edu's {rmrr} ok \(in its assigned domain\)"))
+    .expect_text("keel: iommu selftest: edu's MSI arrived through remapping entry 0 at vector 0x40")
+    .expect_regex(&format!(r"keel: iommu selftest: DMA within edu's {rmrr} ok \(back in its identity domain after release\)"))
+    .expect_text("keel: iommu selftest passed")
     .expect_exit_status(qemu_status(QEMU_EXIT_SUCCESS))
     .forbid_text("keel: iommu selftest FAILED")
     .forbid_text("KEEL PANIC")
@@ -1368,6 +1416,7 @@ mod tests {
                 "bochs-dom0-bad-kernel",
                 "bochs-dom0-bad-boot-flag",
                 "qemu-iommu",
+                "qemu-iommu-rmrr",
                 "qemu-iommu-bad-dmar",
                 "qemu-no-vmx",
             ]

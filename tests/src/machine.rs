@@ -76,7 +76,20 @@ pub enum ExtraAcpiTable {
     /// A DMAR whose device scope claims more bytes than it has (checksum
     /// right), which Keel must refuse without enabling anything.
     MalformedDmar,
+    /// A DMAR like QEMU's own for `intel-iommu,intremap=on` (one unit at
+    /// 0xfed90000 for every device, the I/O APIC in its scope, interrupt
+    /// remapping) plus a Reserved Memory Region for the `edu` device. QEMU
+    /// lists it after its own DMAR, so Keel takes it with `iommu-dmar=last`.
+    RmrrDmar,
 }
+
+/// The reserved region the `RmrrDmar` table gives edu: two pages of
+/// conventional memory below 1 MiB (free in SeaBIOS's memory map, and never
+/// handed out by Keel's allocator, which starts at 1 MiB).
+pub const EDU_RMRR: (u64, u64) = (0x8_0000, 0x8_1fff);
+/// Where QEMU's q35 puts `-device edu` behind the default VGA (00:01.0) and
+/// NIC (00:02.0): the RMRR's device scope names it.
+pub const EDU_SLOT: (u8, u8) = (3, 0);
 
 impl ExtraAcpiTable {
     /// The file name in the run directory and its bytes.
@@ -89,6 +102,19 @@ impl ExtraAcpiTable {
                     .drhd(DrhdSpec::new(0xfed9_0000).include_pci_all().scope(scope))
                     .build();
                 ("malformed-dmar.aml", table)
+            }
+            Self::RmrrDmar => {
+                use keel_iommu::dmar::{DmarFlags, RmrrSpec};
+                let table = DmarBuilder::new(39)
+                    .flags(DmarFlags::INTR_REMAP)
+                    .drhd(
+                        DrhdSpec::new(0xfed9_0000)
+                            .include_pci_all()
+                            .scope(ScopeSpec::ioapic(0, 0xff, &[(0, 0)])),
+                    )
+                    .rmrr(RmrrSpec::new(0, EDU_RMRR.0, EDU_RMRR.1).scope(ScopeSpec::endpoint(0, &[EDU_SLOT])))
+                    .build();
+                ("rmrr-dmar.aml", table)
             }
         }
     }
@@ -191,6 +217,25 @@ impl fmt::Display for Machine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_rmrr_dmar_gives_edu_its_region_and_covers_every_device() {
+        let (name, bytes) = ExtraAcpiTable::RmrrDmar.file();
+        assert_eq!(name, "rmrr-dmar.aml");
+        let dmar = keel_iommu::parse_dmar(&bytes).unwrap();
+        let edu = keel_iommu::SourceId::new(0, EDU_SLOT.0, EDU_SLOT.1).unwrap();
+        let regions: Vec<_> = dmar.rmrrs_for(0, edu, &keel_iommu::dmar::NoBridges).collect();
+        assert_eq!(regions.len(), 1);
+        assert_eq!((regions[0].base, regions[0].limit), EDU_RMRR);
+        let other = keel_iommu::SourceId::new(0, 2, 0).unwrap();
+        assert_eq!(dmar.rmrrs_for(0, other, &keel_iommu::dmar::NoBridges).count(), 0);
+        assert_eq!(
+            dmar.unit_for(0, edu, &keel_iommu::dmar::NoBridges)
+                .map(|unit| unit.register_base().as_u64()),
+            Some(0xfed9_0000)
+        );
+        assert!(dmar.flags().contains(keel_iommu::dmar::DmarFlags::INTR_REMAP));
+    }
 
     #[test]
     fn with_memory_changes_only_the_memory() {

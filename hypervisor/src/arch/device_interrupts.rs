@@ -1,8 +1,9 @@
 //! Interrupts from host devices (through the I/O APIC or MSI, remapped by
 //! the IOMMU where there is one): vectors [`FIRST_VECTOR`]..=[`LAST_VECTOR`].
 //! Each arrival is counted per vector and acknowledged at the local APIC;
-//! whoever owns a vector (today the IOMMU self-test, later passthrough
-//! devices) waits for or polls its count. Keel runs with interrupts off
+//! whoever owns a vector waits for or polls its count: 0x40 the IOMMU
+//! self-test, 0x41..=0x4e forwarded host interrupts (`host_irq`), 0x4f the
+//! IOMMU's fault events (`host_irq::IOMMU_FAULT_VECTOR`). Keel runs with interrupts off
 //! except where it waits for one, so a handler never interrupts Keel's own
 //! work half-way.
 
@@ -12,6 +13,12 @@ use core::sync::atomic::{AtomicU64, Ordering};
 pub const FIRST_VECTOR: u8 = 0x40;
 pub const LAST_VECTOR: u8 = 0x4f;
 const COUNT: usize = (LAST_VECTOR - FIRST_VECTOR + 1) as usize;
+const _: () = assert!(
+    keel_hypervisor::host_irq::FIRST_VECTOR > FIRST_VECTOR
+        && keel_hypervisor::host_irq::LAST_VECTOR < keel_hypervisor::host_irq::IOMMU_FAULT_VECTOR
+        && keel_hypervisor::host_irq::IOMMU_FAULT_VECTOR <= LAST_VECTOR,
+    "forwarded interrupts and the IOMMU's fault events share the device vectors without overlap"
+);
 
 const XAPIC_BASE: u64 = 0xfee0_0000;
 const X2APIC_EOI: u32 = 0x80b;

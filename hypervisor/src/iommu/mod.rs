@@ -2,18 +2,25 @@
 //! table, and for every remapping unit it lists installs an empty root
 //! table (every device blocked: its DMA faults), queued invalidation, an
 //! empty interrupt remapping table (every remappable interrupt blocked)
-//! where the platform supports it, and turns translation on. Recorded DMA
-//! faults are reported on Keel's console (`poll_faults`). Devices are let
+//! where the platform supports it, and turns translation on. Each unit's
+//! fault event interrupt is sent to [`FAULT_VECTOR`]; host work drains the
+//! recorded faults onto Keel's console when it arrives, and polls at a low
+//! rate in case one is missed (`poll_faults`). Devices are let
 //! through one at a time, into a domain of their own (the self-test
 //! today, passthrough later). The logic is `keel-iommu`'s; this module
 //! reaches the hardware.
 
+pub mod interrupts;
+mod rmrr;
 mod selftest;
+mod selftest_ioapic;
 
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use keel_hypervisor::host_irq::IOMMU_FAULT_VECTOR as FAULT_VECTOR;
 use keel_iommu::dmar::{DmarFlags, Drhd};
+use keel_iommu::fault::{FaultEventMessage, FaultRecord};
 use keel_iommu::invalidation::QueueSize;
 use keel_iommu::irte::{ApicMode, InterruptRemappingTable, TableSize};
 use keel_iommu::tables::RootTable;
@@ -44,8 +51,16 @@ pub struct Unit {
     pub root: RootTable,
     pub tables: IommuTables,
     pub interrupts: Option<InterruptRemappingTable>,
+    /// Whether the fault event interrupt is armed (else faults are only
+    /// seen by polling).
+    fault_interrupt: bool,
+    /// The devices with RMRRs behind this unit and their identity domain.
+    identity: Option<rmrr::IdentityDomain>,
     /// Faults reported so far (the console line is rate-limited).
     faults: u64,
+    /// Interrupt remapping entries in use (`interrupts::remap`); entry 0
+    /// is the self-test's.
+    entries_used: Vec<bool>,
 }
 
 pub struct Iommu {
@@ -58,9 +73,10 @@ static IOMMU: Mutex<Option<Iommu>> = Mutex::new(None);
 
 /// Finds and enables every remapping unit; says what it did. Without a
 /// DMAR (no IOMMU, or one the firmware hides) or with one Keel refuses,
-/// devices' DMA is not confined, and Keel says so.
-pub fn init(boot_info: &BootInformation) {
-    let dmar = match crate::host_acpi::find(boot_info, *b"DMAR") {
+/// devices' DMA is not confined, and Keel says so. `which` picks the DMAR
+/// when the firmware lists several (`iommu-dmar=`; a test's override).
+pub fn init(boot_info: &BootInformation, which: keel_acpi_tables::find::Occurrence) {
+    let dmar = match crate::host_acpi::find_occurrence(boot_info, *b"DMAR", which) {
         Ok(Some(dmar)) => dmar,
         Ok(None) => {
             log::info!("iommu: no DMAR table (no VT-d): DMA is not confined");
@@ -80,19 +96,34 @@ pub fn init(boot_info: &BootInformation) {
     };
     let interrupt_remapping = parsed.flags().contains(DmarFlags::INTR_REMAP);
     log::info!(
-        "iommu: DMAR: {} remapping unit(s), host address width {} bits, interrupt remapping {}",
+        "iommu: DMAR{}: {} remapping unit(s), host address width {} bits, interrupt remapping {}, {} reserved memory region(s)",
+        if which == keel_acpi_tables::find::Occurrence::Last {
+            " (the last the firmware lists, iommu-dmar=last)"
+        } else {
+            ""
+        },
         parsed.drhds().count(),
         parsed.host_address_width(),
         if interrupt_remapping {
             "supported"
         } else {
             "not supported"
-        }
+        },
+        parsed.rmrrs().count(),
     );
+    rmrr::withhold(&parsed);
+    let functions = if parsed.rmrrs().next().is_some() {
+        rmrr::present_functions()
+    } else {
+        Vec::new()
+    };
     let mut units = Vec::new();
     for (index, drhd) in parsed.drhds().enumerate() {
-        match bring_up(&drhd, interrupt_remapping) {
-            Ok(unit) => units.push(unit),
+        match bring_up(&drhd, interrupt_remapping, &parsed, &functions) {
+            Ok(mut unit) => {
+                arm_fault_interrupt(&mut unit);
+                units.push(unit);
+            }
             Err(reason) => log::warn!(
                 "iommu: unit {index} at {:#x}: not enabled: {reason}; its devices' DMA is not confined",
                 drhd.register_base().as_u64()
@@ -102,11 +133,16 @@ pub fn init(boot_info: &BootInformation) {
     *IOMMU.lock() = Some(Iommu { dmar, units });
 }
 
-fn bring_up(drhd: &Drhd<'_>, interrupt_remapping: bool) -> Result<Unit, alloc::string::String> {
+fn bring_up(
+    drhd: &Drhd<'_>,
+    interrupt_remapping: bool,
+    dmar: &keel_iommu::Dmar<'_>,
+    functions: &[keel_iommu::SourceId],
+) -> Result<Unit, alloc::string::String> {
     use alloc::format;
     let base = drhd.register_base().as_u64();
     let mmio = Mmio::new(base, REGISTER_WINDOW).ok_or("its registers are outside the identity map")?;
-    let mut driver = RemappingUnit::new(mmio).with_poll_limit(POLL_LIMIT);
+    let driver = RemappingUnit::new(mmio).with_poll_limit(POLL_LIMIT);
     let (version, cap, ecap) = (driver.version(), driver.capabilities(), driver.extended_capabilities());
     let mut tables = IommuTables {
         flush: !ecap.coherent(),
@@ -140,14 +176,29 @@ fn bring_up(drhd: &Drhd<'_>, interrupt_remapping: bool) -> Result<Unit, alloc::s
     } else {
         None
     };
-    driver
+    let mut unit = Unit {
+        base,
+        segment: drhd.segment(),
+        driver,
+        root,
+        tables,
+        interrupts,
+        fault_interrupt: false,
+        identity: None,
+        faults: 0,
+        entries_used: alloc::vec![false; INTERRUPT_ENTRIES as usize],
+    };
+    // Devices with RMRRs get their identity entries before translation
+    // comes on, so the firmware's DMA into the regions never faults.
+    rmrr::set_up(dmar, functions, &mut unit);
+    unit.driver
         .enable(
             &EnableConfig {
-                root_table: root.address(),
+                root_table: unit.root.address(),
                 invalidation_queue: queue,
                 interrupt_remapping: interrupts,
             },
-            &mut tables,
+            &mut unit.tables,
         )
         .map_err(|error| format!("{error}"))?;
     let scopes = drhd.scopes().count();
@@ -157,24 +208,58 @@ fn bring_up(drhd: &Drhd<'_>, interrupt_remapping: bool) -> Result<Unit, alloc::s
         ""
     };
     log::info!(
-        "iommu: unit at {base:#x} (segment {}, {scope}{scopes} device scope(s)): VT-d {}.{}, {} domains, caching mode {}: translation on, every device blocked; queued invalidation {}, interrupt remapping {}",
+        "iommu: unit at {base:#x} (segment {}, {scope}{scopes} device scope(s)): VT-d {}.{}, {} domains, caching mode {}: translation on, every device blocked{}; queued invalidation {}, interrupt remapping {}",
         drhd.segment(),
         version.major,
         version.minor,
         cap.domains(),
         on_off(cap.caching_mode()),
+        match &unit.identity {
+            Some(domain) => format!(" but for the RMRRs of {} device(s)", domain.devices.len()),
+            None => alloc::string::String::new(),
+        },
         on_off(queue.is_some()),
         on_off(interrupts.is_some()),
     );
-    Ok(Unit {
-        base,
-        segment: drhd.segment(),
-        driver,
-        root,
-        tables,
-        interrupts,
-        faults: 0,
-    })
+    rmrr::report(&unit);
+    Ok(unit)
+}
+
+/// Sends `unit`'s fault event interrupt to [`FAULT_VECTOR`] on this CPU,
+/// then drains what the unit recorded before (firmware's DMA, or devices
+/// blocked since translation came on): a fault left recorded would hold
+/// back the next interrupt. A unit that cannot be programmed keeps the
+/// interrupt masked and is polled.
+fn arm_fault_interrupt(unit: &mut Unit) {
+    let destination = crate::arch::device_interrupts::local_apic_id();
+    let eim = unit.driver.extended_capabilities().extended_interrupt_mode();
+    let armed = FaultEventMessage::new(FAULT_VECTOR, destination, eim)
+        .map_err(|error| alloc::format!("{error}"))
+        .and_then(|message| {
+            unit.driver
+                .enable_fault_event(&message)
+                .map_err(|error| alloc::format!("{error}"))
+        });
+    match armed {
+        Ok(()) => {
+            // xAPIC mode without the host timer: nothing else enables the
+            // local APIC, which would then refuse the message.
+            crate::arch::device_interrupts::enable_local_apic();
+            unit.fault_interrupt = true;
+            log::info!(
+                "iommu: unit at {:#x}: fault event interrupt on vector {FAULT_VECTOR:#x} (APIC ID {destination})",
+                unit.base
+            );
+        }
+        Err(reason) => {
+            unit.driver.mask_fault_event();
+            log::warn!(
+                "iommu: unit at {:#x}: fault event interrupt not armed: {reason}; its faults are polled",
+                unit.base
+            );
+        }
+    }
+    report_faults(unit, &mut |_, _| {});
 }
 
 fn on_off(enabled: bool) -> &'static str {
@@ -185,32 +270,68 @@ fn on_off(enabled: bool) -> &'static str {
     }
 }
 
-/// TSC cycles between two looks at the fault registers (an MMIO read per
-/// unit: cheap, but not free on every scheduling decision).
+/// TSC cycles between two looks at the fault registers when some unit's
+/// fault event interrupt is not armed (an MMIO read per unit: cheap, but
+/// not free on every scheduling decision).
 const FAULT_POLL_CYCLES: u64 = 1 << 24;
+/// The same when every unit interrupts: a fallback only, for a fault whose
+/// interrupt was lost (one recorded while the registers were being drained
+/// raises none, and the drain's sweeps are bounded).
+const FAULT_FALLBACK_POLL_CYCLES: u64 = 1 << 30;
 static NEXT_FAULT_POLL: AtomicU64 = AtomicU64::new(0);
+/// [`FAULT_VECTOR`]'s arrivals already answered by a drain.
+static FAULT_INTERRUPTS_SEEN: AtomicU64 = AtomicU64::new(0);
+/// Drains that a fault event interrupt caused (the line is rate-limited).
+static FAULT_INTERRUPT_DRAINS: AtomicU64 = AtomicU64::new(0);
 
-/// Reports the faults every unit recorded since the last look (at most
-/// every [`FAULT_POLL_CYCLES`]; the lines are rate-limited per unit: the
-/// first few, then at powers of two).
+/// Reports the faults every unit recorded: at once when the fault event
+/// interrupt arrived since the last look, else at the polling rate (see
+/// [`FAULT_POLL_CYCLES`]). Called from the scheduler's host work; the
+/// lines are rate-limited per unit: the first few, then at powers of two.
 pub fn poll_faults() {
-    let now = crate::arch::tsc::read();
-    if now < NEXT_FAULT_POLL.load(Ordering::Relaxed) {
-        return;
-    }
-    NEXT_FAULT_POLL.store(now.saturating_add(FAULT_POLL_CYCLES), Ordering::Relaxed);
-    let Some(mut guard) = IOMMU.try_lock() else {
-        return;
-    };
-    let Some(iommu) = guard.as_mut() else {
-        return;
-    };
-    for unit in &mut iommu.units {
-        report_faults(unit);
-    }
+    service_faults(|_, _| {});
 }
 
-fn report_faults(unit: &mut Unit) -> u64 {
+/// What [`poll_faults`] does, showing every drained record to `observe`
+/// (unit base, record). Returns whether the fault event interrupt had
+/// arrived (and the units were drained for it).
+fn service_faults(mut observe: impl FnMut(u64, &FaultRecord)) -> bool {
+    let arrivals = crate::arch::device_interrupts::arrivals(FAULT_VECTOR);
+    let interrupted = arrivals != FAULT_INTERRUPTS_SEEN.load(Ordering::Relaxed);
+    let now = crate::arch::tsc::read();
+    if !interrupted && now < NEXT_FAULT_POLL.load(Ordering::Relaxed) {
+        return false;
+    }
+    // Taken by a confinement change (or the self-test) on this CPU: the
+    // arrival stays unanswered and the next host work retries.
+    let Some(mut guard) = IOMMU.try_lock() else {
+        return false;
+    };
+    let Some(iommu) = guard.as_mut() else {
+        return false;
+    };
+    FAULT_INTERRUPTS_SEEN.store(arrivals, Ordering::Relaxed);
+    let interval = if iommu.units.iter().all(|unit| unit.fault_interrupt) {
+        FAULT_FALLBACK_POLL_CYCLES
+    } else {
+        FAULT_POLL_CYCLES
+    };
+    NEXT_FAULT_POLL.store(now.saturating_add(interval), Ordering::Relaxed);
+    if interrupted {
+        let drains = FAULT_INTERRUPT_DRAINS.fetch_add(1, Ordering::Relaxed) + 1;
+        if drains <= 8 || drains.is_power_of_two() {
+            log::info!("iommu: fault event interrupt on vector {FAULT_VECTOR:#x} ({drains} so far)");
+        }
+    }
+    for unit in &mut iommu.units {
+        report_faults(unit, &mut observe);
+    }
+    interrupted
+}
+
+/// Drains `unit`'s fault recording registers onto the console (clearing
+/// them re-arms its fault event interrupt); returns how many there were.
+fn report_faults(unit: &mut Unit, observe: &mut impl FnMut(u64, &FaultRecord)) -> u64 {
     let base = unit.base;
     let mut seen = 0;
     let faults = &mut unit.faults;
@@ -220,6 +341,7 @@ fn report_faults(unit: &mut Unit) -> u64 {
         if *faults <= 8 || faults.is_power_of_two() {
             log::warn!("iommu: unit {base:#x}: DMA fault: {record} ({} so far)", faults);
         }
+        observe(base, &record);
     });
     seen
 }
@@ -246,21 +368,22 @@ pub fn covers(source: keel_iommu::SourceId) -> bool {
 }
 
 fn unit_index_for(iommu: &Iommu, source: keel_iommu::SourceId) -> Option<usize> {
-    let dmar = parse_dmar(&iommu.dmar).ok()?;
-    let base = dmar
-        .unit_for(0, source, &keel_iommu::dmar::NoBridges)?
-        .register_base()
-        .as_u64();
-    iommu
-        .units
-        .iter()
-        .position(|unit| unit.base == base && unit.segment == 0)
+    unit_position(&parse_dmar(&iommu.dmar).ok()?, &iommu.units, source)
+}
+
+/// Which of `units` (those enabled) translates `source` (segment 0).
+fn unit_position(dmar: &keel_iommu::Dmar<'_>, units: &[Unit], source: keel_iommu::SourceId) -> Option<usize> {
+    let base = dmar.unit_for(0, source, &rmrr::HostBridges)?.register_base().as_u64();
+    units.iter().position(|unit| unit.base == base && unit.segment == 0)
 }
 
 /// Gives `source` a translation domain (`domain_id`) whose tables map
 /// exactly `runs` (guest-physical, host-physical, length), read-write: the
 /// device's DMA reaches that memory at those addresses and faults anywhere
-/// else. `None` when no enabled unit covers the device.
+/// else. A device with RMRRs also keeps its reserved regions at their own
+/// addresses, and is refused (naming the region) when one of them lies
+/// where `runs` put the domain's memory. `None` when no enabled unit covers
+/// the device.
 pub fn confine(
     source: keel_iommu::SourceId,
     domain_id: u16,
@@ -270,13 +393,34 @@ pub fn confine(
     use keel_iommu::unit::InvalidationScope;
     use keel_memory::GuestPhysAddr;
     with_iommu(|iommu| {
-        let index = unit_index_for(iommu, source)?;
+        let dmar = parse_dmar(&iommu.dmar).ok()?;
+        let index = unit_position(&dmar, &iommu.units, source)?;
+        let regions = rmrr::regions_for(&dmar, source);
         let unit = &mut iommu.units[index];
         Some((|| {
-            let highest = runs.iter().map(|&(gpa, _, len)| gpa + len).max().unwrap_or(0);
-            let bits = (64 - highest.saturating_sub(1).leading_zeros()).max(32) as u8;
-            let config = SlConfig::for_unit(unit.driver.capabilities(), unit.driver.extended_capabilities(), bits)
-                .ok_or("the IOMMU cannot translate that many address bits")?;
+            if domain_id == rmrr::identity_domain_id(unit) {
+                return Err(alloc::format!(
+                    "domain ID {domain_id} is the IOMMU's RMRR identity domain"
+                ));
+            }
+            keel_iommu::rmrr::check_identity_fits(
+                regions.iter().copied(),
+                runs.iter().map(|&(gpa, _, len)| (gpa, len)),
+            )
+            .map_err(|conflict| alloc::format!("{conflict}"))?;
+            let identity = rmrr::merged(regions.iter().copied());
+            let highest = runs
+                .iter()
+                .map(|&(gpa, _, len)| gpa + len)
+                .chain(identity.iter().map(|&(_, end)| end))
+                .max()
+                .unwrap_or(0);
+            let config = SlConfig::for_unit(
+                unit.driver.capabilities(),
+                unit.driver.extended_capabilities(),
+                rmrr::address_bits(highest),
+            )
+            .ok_or("the IOMMU cannot translate that many address bits")?;
             let mut tables = SecondLevelTables::new(config, &mut HostFrames, &mut unit.tables)
                 .map_err(|error| alloc::format!("IOMMU tables: {error}"))?;
             for &(gpa, hpa, len) in runs {
@@ -297,6 +441,10 @@ pub fn confine(
                     offset += PAGE;
                 }
             }
+            if let Err(error) = rmrr::map_identity(&mut tables, &identity, unit) {
+                tables.destroy(&mut HostFrames, &unit.tables);
+                return Err(alloc::format!("IOMMU mapping of the device's RMRRs: {error}"));
+            }
             let context = ContextEntry::second_level(domain_id, tables.root(), config.agaw);
             if let Err(error) = unit
                 .root
@@ -308,6 +456,9 @@ pub fn confine(
             unit.driver
                 .invalidate(InvalidationScope::Global, &mut unit.tables)
                 .map_err(|error| alloc::format!("IOMMU invalidation: {error}"))?;
+            for region in &regions {
+                log::info!("iommu: {source}: {region} identity-mapped into domain {domain_id} too");
+            }
             Ok(Confinement {
                 unit_base: unit.base,
                 source,
@@ -320,14 +471,36 @@ pub fn confine(
 }
 
 /// Blocks the device again and frees its tables (after its domain is gone:
-/// the device must be quiet or reset first).
+/// the device must be quiet or reset first). A device with RMRRs goes back
+/// into its unit's identity domain, as at boot.
 pub fn release(confinement: Confinement) {
     use keel_iommu::unit::InvalidationScope;
     with_iommu(|iommu| {
         let Some(unit) = iommu.units.iter_mut().find(|unit| unit.base == confinement.unit_base) else {
             return;
         };
-        let _ = unit.root.clear_context(confinement.source, &mut unit.tables);
+        let identity = unit
+            .identity
+            .as_ref()
+            .filter(|domain| domain.contains(confinement.source))
+            .map(|domain| domain.context());
+        match identity {
+            Some(context) => {
+                if let Err(error) =
+                    unit.root
+                        .set_context(confinement.source, &context, &mut HostFrames, &mut unit.tables)
+                {
+                    log::warn!(
+                        "iommu: {}: back to its RMRR identity domain: {error}",
+                        confinement.source
+                    );
+                    let _ = unit.root.clear_context(confinement.source, &mut unit.tables);
+                }
+            }
+            None => {
+                let _ = unit.root.clear_context(confinement.source, &mut unit.tables);
+            }
+        }
         if let Err(error) = unit.driver.invalidate(InvalidationScope::Global, &mut unit.tables) {
             log::warn!(
                 "iommu: invalidating after releasing domain {}: {error}",

@@ -7,12 +7,20 @@
 //!   must move the exact bytes;
 //! - a DMA to an address the tables do not map (the host-physical address
 //!   of a canary page, which an unconfined DMA would overwrite) must leave
-//!   the canary intact and be recorded as a fault with edu's source id;
+//!   the canary intact, raise the unit's fault event interrupt and be
+//!   recorded as a fault with edu's source id;
 //! - edu's MSI, in remappable format, must arrive through the interrupt
 //!   remapping table at the vector its entry names.
+//!
+//! When the DMAR gives edu an RMRR (the `qemu-iommu-rmrr` test passes one),
+//! a DMA within the region must work while edu is otherwise blocked (its
+//! boot identity domain), a DMA outside it must fault, confining edu with
+//! RAM over the region must be refused, and the region must stay reachable
+//! inside the confined domain and after release.
 
 use keel_iommu::dmar::NoBridges;
 use keel_iommu::irte::{Irte, RemappableMsi};
+use keel_iommu::rmrr::ReservedRegion;
 use keel_iommu::unit::InvalidationScope;
 use keel_iommu::{parse_dmar, SourceId};
 use keel_memory::{FrameAllocator, HostPhysAddr};
@@ -48,6 +56,7 @@ const DESTINATION_IOVA: u64 = 0x10_1000;
 /// The test's domain id (0 is reserved under caching mode).
 const DOMAIN: u16 = 1;
 const INTERRUPT_VECTOR: u8 = device_interrupts::FIRST_VECTOR;
+use super::FAULT_VECTOR;
 const INTERRUPT_ENTRY: u16 = 0;
 
 /// Runs the self-test; returns whether it passed (it says why not).
@@ -168,6 +177,36 @@ fn test_edu(edu: Bdf, source: SourceId, timeout: u64) -> Result<(), &'static str
     }
     bytes(canary).fill(0x5a);
 
+    // A DMAR with an RMRR for edu (the qemu-iommu-rmrr test's): edu sits in
+    // its unit's identity domain since boot, which maps only that region.
+    let region = with_iommu(|iommu| {
+        parse_dmar(&iommu.dmar)
+            .ok()
+            .and_then(|dmar| super::rmrr::regions_for(&dmar, source).first().copied())
+    })
+    .flatten();
+    match region {
+        None => log::info!("iommu selftest: edu has no RMRR: the RMRR checks are skipped"),
+        Some(region) => {
+            rmrr_dma(&mut edu_mmio, region, timeout, "blocked but for it")?;
+            blocked_dma(&mut edu_mmio, source, canary, timeout)?;
+            log::info!("iommu selftest: outside its RMRR, edu's DMA is blocked and recorded with edu's source id");
+            // Strict policy: a domain whose RAM covers the region is refused
+            // before anything changes (here RAM at the region's own address).
+            match crate::iommu::confine(source, DOMAIN, &[(region.base, canary, PAGE)]) {
+                Some(Err(error)) if error.contains("RMRR") => {
+                    log::info!("iommu selftest: confining edu with RAM over its RMRR refused: {error}")
+                }
+                Some(Err(_)) => return Err("confining edu over its RMRR failed for another reason"),
+                Some(Ok(confinement)) => {
+                    crate::iommu::release(confinement);
+                    return Err("edu was confined with RAM over its RMRR");
+                }
+                None => return Err("no enabled remapping unit covers edu"),
+            }
+        }
+    }
+
     // The same confinement a DomU's assigned device gets: tables that map
     // exactly the given runs (here two pages at the addresses edu uses).
     let runs = [
@@ -196,36 +235,101 @@ fn test_edu(edu: Bdf, source: SourceId, timeout: u64) -> Result<(), &'static str
         log::info!("iommu selftest: mapped DMA ok: {moved} bytes through the device and back, sum {checksum:#x}");
 
         // Unmapped: to the canary's own address, which only an unconfined
-        // DMA could reach. Earlier faults (none are expected) must not
-        // count as this one.
-        with_unit(source, |unit| {
-            report_faults(unit);
-            Ok(())
-        })?;
-        edu_mmio.dma(EDU_BUFFER, canary.as_u64(), true, timeout)?;
-        if bytes(canary).iter().any(|&byte| byte != 0x5a) {
-            return Err("a DMA to an unmapped address reached memory");
-        }
-        let recorded = with_unit(source, |unit| {
-            let mut recorded = false;
-            let base = unit.base;
-            unit.driver.take_faults(|record| {
-                log::info!("iommu: unit {base:#x}: DMA fault: {record}");
-                recorded |= record.source == source && record.fault_info & !0xfff == canary.as_u64();
-            });
-            Ok(recorded)
-        })?;
-        if !recorded {
-            return Err("the blocked DMA was not recorded as edu's fault at that address");
-        }
+        // DMA could reach.
+        blocked_dma(&mut edu_mmio, source, canary, timeout)?;
         log::info!("iommu selftest: unmapped DMA blocked and recorded with edu's source id");
+        if let Some(region) = region {
+            rmrr_dma(&mut edu_mmio, region, timeout, "in its assigned domain")?;
+        }
 
-        with_unit(source, |unit| interrupt_test(unit, edu, &mut edu_mmio, source, timeout))
+        with_unit(source, |unit| interrupt_test(unit, edu, &mut edu_mmio, source, timeout))?;
+        intx_test(&mut edu_mmio, timeout)
     })();
     // Tear down as a destroyed DomU's device: blocked again, tables freed.
     crate::iommu::release(confinement);
+    let result = result.and_then(|()| match region {
+        Some(region) => rmrr_dma(
+            &mut edu_mmio,
+            region,
+            timeout,
+            "back in its identity domain after release",
+        ),
+        None => Ok(()),
+    });
     config.write16(edu, header::COMMAND, command);
     result
+}
+
+/// A DMA to the canary's host-physical address, which nothing maps for
+/// edu: the canary must stay intact, the unit's fault event interrupt must
+/// arrive, and the drain it leads to must hold edu's fault at that address.
+fn blocked_dma(
+    edu_mmio: &mut EduRegisters,
+    source: SourceId,
+    canary: HostPhysAddr,
+    timeout: u64,
+) -> Result<(), &'static str> {
+    // Earlier faults (none are expected) must not count as this one.
+    with_unit(source, |unit| {
+        report_faults(unit, &mut |_, _| {});
+        Ok(())
+    })?;
+    let interrupts = device_interrupts::arrivals(FAULT_VECTOR);
+    edu_mmio.dma(EDU_BUFFER, canary.as_u64(), true, timeout)?;
+    if bytes(canary).iter().any(|&byte| byte != 0x5a) {
+        return Err("a DMA to an unmapped address reached memory");
+    }
+    // The fault must come to Keel by itself: the unit's fault event
+    // interrupt, then the drain host work does when it sees it.
+    let deadline = crate::arch::tsc::read().saturating_add(timeout);
+    if !device_interrupts::wait_for(FAULT_VECTOR, interrupts, deadline) {
+        return Err("the blocked DMA raised no fault event interrupt");
+    }
+    let mut recorded = false;
+    let drained = super::service_faults(|_, record| {
+        recorded |= record.source == source && record.fault_info & !0xfff == canary.as_u64();
+    });
+    if !drained {
+        return Err("the fault event interrupt did not lead to a drain");
+    }
+    if !recorded {
+        return Err("the blocked DMA was not recorded as edu's fault at that address");
+    }
+    Ok(())
+}
+
+/// Within edu's RMRR, at its own address: bytes DMAed from the region's
+/// first page into edu and back into the page's second half must arrive.
+/// The page's contents are the firmware's, so they are put back after.
+fn rmrr_dma(edu_mmio: &mut EduRegisters, region: ReservedRegion, timeout: u64, when: &str) -> Result<(), &'static str> {
+    if region.end() > 4 << 30 {
+        return Err("edu's RMRR is above the identity-mapped 4 GiB");
+    }
+    let page = || {
+        // SAFETY: the region is below 4 GiB (identity-mapped) and
+        // firmware's: Keel's allocator never hands it out (below 1 MiB, or
+        // withheld at boot); only this test and edu's DMA, which it waits
+        // for, touch it meanwhile, and its bytes are restored below. A new
+        // borrow per step, so what edu wrote is read from memory.
+        unsafe { core::slice::from_raw_parts_mut(region.base as *mut u8, PAGE as usize) }
+    };
+    let saved = page().to_vec();
+    let half = DMA_LEN as usize;
+    for (index, byte) in page().iter_mut().enumerate() {
+        *byte = if index < half { (index * 13 + 5) as u8 } else { 0 };
+    }
+    let moved = edu_mmio
+        .dma(region.base, EDU_BUFFER, false, timeout)
+        .and_then(|()| edu_mmio.dma(EDU_BUFFER, region.base + DMA_LEN, true, timeout));
+    let written = page();
+    let arrived = written[half..2 * half] == written[..half];
+    written.copy_from_slice(&saved);
+    moved?;
+    if !arrived {
+        return Err("a DMA within edu's RMRR did not move the bytes");
+    }
+    log::info!("iommu selftest: DMA within edu's {region} ok ({when})");
+    Ok(())
 }
 
 fn interrupt_test(
@@ -276,6 +380,21 @@ fn interrupt_test(
     }
     log::info!(
         "iommu selftest: edu's MSI arrived through remapping entry {INTERRUPT_ENTRY} at vector {INTERRUPT_VECTOR:#x}"
+    );
+    Ok(())
+}
+
+/// edu's INTx (its MSI is off again) through the I/O APIC and a remapping
+/// entry.
+fn intx_test(edu_mmio: &mut EduRegisters, timeout: u64) -> Result<(), &'static str> {
+    let edu = core::cell::RefCell::new(edu_mmio);
+    let (input, entry, vector) = super::selftest_ioapic::run(
+        || edu.borrow_mut().write32(EDU_RAISE_INTERRUPT, 1),
+        || edu.borrow_mut().write32(EDU_ACK_INTERRUPT, 1),
+        timeout,
+    )?;
+    log::info!(
+        "iommu selftest: edu's INTx arrived through I/O APIC input {input} and remapping entry {entry} at vector {vector:#x}"
     );
     Ok(())
 }

@@ -85,6 +85,19 @@ impl<'a> Dmar<'a> {
         named.or_else(|| self.include_all_unit(segment))
     }
 
+    /// The I/O APIC with APIC ID `apic_id`: the unit whose scope lists it
+    /// (its interrupts are remapped there) and its requester ID (the
+    /// scope's path), which an interrupt remapping entry for its inputs
+    /// validates. `None` when no unit lists it or its path is broken.
+    pub fn ioapic(&self, apic_id: u8, bridges: &impl BridgeResolver) -> Option<(Drhd<'a>, SourceId)> {
+        self.drhds().find_map(|drhd| {
+            drhd.scopes()
+                .filter(|scope| scope.kind() == ScopeKind::IoApic && scope.enumeration_id() == apic_id)
+                .find_map(|scope| scope_target(&scope, drhd.segment(), bridges))
+                .map(|source| (drhd, source))
+        })
+    }
+
     /// The segment's INCLUDE_PCI_ALL unit (at most one; parsing checks).
     pub fn include_all_unit(&self, segment: u16) -> Option<Drhd<'a>> {
         self.drhds()

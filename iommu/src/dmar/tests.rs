@@ -33,6 +33,20 @@ fn platform() -> Vec<u8> {
         .build()
 }
 
+#[test]
+fn an_ioapic_is_found_by_its_apic_id_with_its_unit_and_requester_id() {
+    let table = platform();
+    let dmar = parse(&table).unwrap();
+    let (unit, source) = dmar.ioapic(2, &NoBridges).unwrap();
+    assert_eq!(unit.register_base().as_u64(), UNIT_B);
+    assert_eq!(source, sid(0xf0, 0x1f, 0));
+    assert!(dmar.ioapic(3, &NoBridges).is_none(), "no such I/O APIC");
+    assert!(
+        dmar.ioapic(0, &NoBridges).is_none(),
+        "the HPET's enumeration ID is not an I/O APIC's"
+    );
+}
+
 fn parse(table: &[u8]) -> Result<Dmar<'_>, DmarError> {
     parse_dmar(table)
 }

@@ -8,7 +8,7 @@
 use keel_memory::HostPhysAddr;
 
 use crate::invalidation::{kind, Descriptor};
-use crate::regs::{ccmd, iotlb, offset, pmen, GlobalCommand};
+use crate::regs::{ccmd, event_control, iotlb, offset, pmen, GlobalCommand};
 use crate::test_support::{FakeMemory, SharedMemory};
 use crate::{RegisterAccess, TableMemory};
 
@@ -30,6 +30,10 @@ pub(crate) const CAP: u64 = 6
 /// QI, IR, EIM, PT, IRO 0xf0, MHMV 15.
 pub(crate) const ECAP: u64 = 1 << 1 | 1 << 3 | 1 << 4 | 1 << 6 | ((IRO / 16) as u64) << 8 | 15 << 20;
 
+/// FSTS conditions that hold back a new fault event interrupt: PFO, PPF,
+/// IQE, ICE, ITE.
+const INTERRUPT_CONDITIONS: u32 = 0b111_0011;
+
 const PERSISTENT: [GlobalCommand; 5] = [
     GlobalCommand::TranslationEnable,
     GlobalCommand::AdvancedFaultLogging,
@@ -47,6 +51,8 @@ pub(crate) enum Event {
     RegisterContextInvalidation(u64),
     RegisterIotlbInvalidation(u64),
     Descriptor(Descriptor),
+    /// The fault event interrupt was sent: (FEUADDR:FEADDR, FEDATA).
+    FaultInterrupt(u64, u32),
 }
 
 #[derive(Debug)]
@@ -75,6 +81,11 @@ pub(crate) struct FakeUnit {
     pub(crate) ccmd: u64,
     pub(crate) iotlb: u64,
     pub(crate) faults: Vec<[u64; 2]>,
+    /// Recorded (into register .0) when software clears the first F bit:
+    /// a fault arriving while the registers are being drained.
+    pub(crate) fault_during_drain: Option<(usize, u64, u64)>,
+    /// FEDATA bits that do not hold what is written (a broken unit).
+    pub(crate) fedata_stuck: u32,
     pub(crate) events: Vec<Event>,
     pub(crate) violations: Vec<&'static str>,
     pub(crate) gcmd_writes: Vec<u32>,
@@ -105,6 +116,8 @@ impl FakeUnit {
             ccmd: 0,
             iotlb: 0,
             faults: vec![[0, 0]; 4],
+            fault_during_drain: None,
+            fedata_stuck: 0,
             events: Vec::new(),
             violations: Vec::new(),
             gcmd_writes: Vec::new(),
@@ -113,14 +126,53 @@ impl FakeUnit {
         }
     }
 
-    /// Records a fault in register `index` as hardware would.
+    /// Records a fault in register `index` as hardware would (VT-d
+    /// §7.3.1, §10.4.10): a register still holding a fault means overflow
+    /// (PFO); the fault event interrupt is raised only when no status
+    /// condition (PPF, PFO, IQE, ICE, ITE) was already set, held pending
+    /// (FECTL.IP) while masked.
     pub(crate) fn record_fault(&mut self, index: usize, lower: u64, upper: u64) {
+        let earlier = self.status() & INTERRUPT_CONDITIONS != 0;
         if self.faults[index][1] >> 63 != 0 {
             self.fsts |= 1;
+        } else {
+            self.faults[index] = [lower, upper | 1 << 63];
+            if !earlier {
+                self.fsts = self.fsts & !0xff00 | (index as u32) << 8;
+            }
+        }
+        if !earlier {
+            self.fectl |= event_control::IP;
+            self.deliver_held_interrupt();
+        }
+    }
+
+    /// FSTS as software reads it: PPF from the registers' F bits.
+    fn status(&self) -> u32 {
+        let pending = self.faults.iter().any(|record| record[1] >> 63 != 0);
+        self.fsts & !(1 << 1) | u32::from(pending) << 1
+    }
+
+    /// Sends the held interrupt if unmasked; drops it once software has
+    /// cleared every condition.
+    fn deliver_held_interrupt(&mut self) {
+        if self.fectl & event_control::IP == 0 {
             return;
         }
-        self.faults[index] = [lower, upper | 1 << 63];
-        self.fsts = self.fsts & !0xff00 | (index as u32) << 8 | 1 << 1;
+        if self.fectl & event_control::IM == 0 {
+            self.events.push(Event::FaultInterrupt(self.feaddr, self.fedata));
+            self.fectl &= !event_control::IP;
+        } else if self.status() & INTERRUPT_CONDITIONS == 0 {
+            self.fectl &= !event_control::IP;
+        }
+    }
+
+    /// The fault interrupts sent so far.
+    pub(crate) fn fault_interrupts(&self) -> usize {
+        self.events
+            .iter()
+            .filter(|event| matches!(event, Event::FaultInterrupt(..)))
+            .count()
     }
 
     fn memory(&self) -> std::cell::RefMut<'_, FakeMemory> {
@@ -267,11 +319,11 @@ impl RegisterAccess for FakeUnit {
                 self.apply_pending();
                 self.gsts
             }
-            offset::FSTS => {
-                let pending = self.faults.iter().any(|record| record[1] >> 63 != 0);
-                self.fsts & !(1 << 1) | u32::from(pending) << 1
-            }
+            offset::FSTS => self.status(),
             offset::FECTL => self.fectl,
+            offset::FEDATA => self.fedata,
+            offset::FEADDR => self.feaddr as u32,
+            offset::FEUADDR => (self.feaddr >> 32) as u32,
             offset::PMEN => self.pmen,
             _ => panic!("32-bit read of {register:#x}"),
         }
@@ -309,16 +361,29 @@ impl RegisterAccess for FakeUnit {
     fn write32(&mut self, register: u32, value: u32) {
         match register {
             offset::GCMD => self.write_gcmd(value),
-            offset::FSTS => self.fsts &= !(value & 0x7d),
-            offset::FECTL => self.fectl = value,
-            offset::FEDATA => self.fedata = value,
+            offset::FSTS => {
+                self.fsts &= !(value & 0x7d);
+                self.deliver_held_interrupt();
+            }
+            offset::FECTL => {
+                // IP is read-only; IM is the only bit software sets.
+                self.fectl = self.fectl & event_control::IP | value & event_control::IM;
+                self.deliver_held_interrupt();
+            }
+            offset::FEDATA => self.fedata = value & !self.fedata_stuck,
             offset::FEADDR => self.feaddr = self.feaddr & !0xffff_ffff | u64::from(value),
             offset::FEUADDR => self.feaddr = self.feaddr & 0xffff_ffff | u64::from(value) << 32,
             offset::PMEN => {
                 self.pmen = value & pmen::EPM | u32::from(value & pmen::EPM != 0);
             }
             register => match self.fault_register(register) {
-                Some((index, 12)) if value & 1 << 31 != 0 => self.faults[index][1] &= !(1 << 63),
+                Some((index, 12)) if value & 1 << 31 != 0 => {
+                    self.faults[index][1] &= !(1 << 63);
+                    if let Some((index, lower, upper)) = self.fault_during_drain.take() {
+                        self.record_fault(index, lower, upper);
+                    }
+                    self.deliver_held_interrupt();
+                }
                 _ => panic!("32-bit write of {register:#x}"),
             },
         }
