@@ -1262,9 +1262,10 @@ pub fn kvm_passthrough() -> TestCase {
     let keel_lines = [
         // Keel routes the host input to the DomU's slot 4 INTx, then says
         // what it assigned (hypervisor/src/passthrough.rs, `route_intx` and
-        // `wire`); a GSI of 16 and up is level-triggered, active low.
+        // `wire`); a GSI of 16 and up is level-triggered, active low; the
+        // unit remaps interrupts, so the I/O APIC entry names an IRTE.
         format!(
-            r"keel: domain [0-9]+: host GSI {gsi} \(level, active low\) -> vector 0x4[0-9a-f] -> guest slot 4 INTx, GSI [0-9]+"
+            r"keel: domain [0-9]+: host GSI {gsi} \(level, active low, remapping entry [1-9][0-9]*\) -> vector 0x4[0-9a-f] -> guest slot 4 INTx, GSI [0-9]+"
         ),
         format!(
             r"keel: domain [0-9]+: {host} assigned as {guest_short} \([0-9]+ I/O range\(s\), [1-9][0-9]* memory BAR\(s\), INTx level-triggered, host GSI {gsi} -> guest GSI [0-9]+, DMA confined by the IOMMU\)"
@@ -2635,7 +2636,7 @@ dom0# keel pci-assignable-add 0000:00:03.0 --intx-gsi 23
 dom0# keel pci-assignable-list
 [    3.700000] dom0: passthrough-kvm made assignable with its INTx at host GSI 23: 0000:00:03.0 1b36:0010 010802 assignable dma confined
 dom0# keel create /etc/keel/domu-nvme.toml
-keel: domain 1: host GSI 23 (level, active low) -> vector 0x41 -> guest slot 4 INTx, GSI 17
+keel: domain 1: host GSI 23 (level, active low, remapping entry 1) -> vector 0x41 -> guest slot 4 INTx, GSI 17
 keel: domain 1: 0000:00:03.0 assigned as 00:04.0 (0 I/O range(s), 1 memory BAR(s), INTx level-triggered, host GSI 23 -> guest GSI 17, DMA confined by the IOMMU)
 keel: domain 1 (domu-nvme): created, 96 MiB
 [    3.800000] dom0: passthrough-kvm created domu-nvme (id 1)
@@ -2712,8 +2713,13 @@ keel: dom0 finished
             ),
             (
                 "the INTx at the Interrupt Line's IRQ",
-                "host GSI 23 (level, active low)",
-                "host GSI 11 (level, active high)",
+                "host GSI 23 (level, active low, remapping entry 1)",
+                "host GSI 11 (level, active high, remapping entry 1)",
+            ),
+            (
+                "the I/O APIC entry in compatibility format",
+                "active low, remapping entry 1)",
+                "active low)",
             ),
             ("the INTx as an edge", "host GSI 23 (level,", "host GSI 23 (edge,"),
             ("Keel's assignment", "assigned as 00:04.0 ", "assigned as 00:05.0 "),
