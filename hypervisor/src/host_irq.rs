@@ -27,6 +27,19 @@ pub struct Route {
     /// when it fires and unmasked when the guest acknowledges it); `None`:
     /// each interrupt is one edge on `guest_gsi` (legacy ISA IRQs).
     pub intx_slot: Option<u8>,
+    /// `Some(device)`: the MSI of the function at 00:device.0 of the guest
+    /// (Keel programs the real device with this route's vector, and the
+    /// guest's own message is delivered from the model); `host_gsi`,
+    /// `guest_gsi`, trigger and polarity then mean nothing.
+    pub msi_slot: Option<u8>,
+}
+
+/// The compatibility-format MSI address and data that send `vector`,
+/// edge-triggered with fixed delivery, to the local APIC `apic_id`
+/// (physical destination): where no remapping unit remaps the device's
+/// interrupts.
+pub const fn compatibility_msi(apic_id: u8, vector: u8) -> (u32, u16) {
+    (0xfee0_0000 | (apic_id as u32) << 12, vector as u16)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,7 +59,8 @@ impl Routes {
     /// Routes `host_gsi` to `domain`'s `guest_gsi` on a free vector.
     pub fn add(&mut self, template: Route) -> Result<Route, RouteError> {
         let Route { host_gsi, .. } = template;
-        if self.routes.iter().any(|route| route.host_gsi == host_gsi) {
+        let takes_gsi = |route: &Route| route.msi_slot.is_none() && route.host_gsi == host_gsi;
+        if template.msi_slot.is_none() && self.routes.iter().any(takes_gsi) {
             return Err(RouteError::GsiInUse);
         }
         let vector = (FIRST_VECTOR..=LAST_VECTOR)
@@ -63,6 +77,20 @@ impl Routes {
             .iter()
             .copied()
             .find(|route| route.domain == domain && route.intx_slot == Some(device))
+    }
+
+    /// The route of `domain`'s MSI forwarding to guest slot `device`.
+    pub fn by_msi_slot(&self, domain: u32, device: u8) -> Option<Route> {
+        self.routes
+            .iter()
+            .copied()
+            .find(|route| route.domain == domain && route.msi_slot == Some(device))
+    }
+
+    /// Removes and returns one route (by its vector).
+    pub fn remove(&mut self, vector: u8) -> Option<Route> {
+        let position = self.routes.iter().position(|route| route.vector == vector)?;
+        Some(self.routes.remove(position))
     }
 
     pub fn by_vector(&self, vector: u8) -> Option<Route> {
@@ -101,6 +129,7 @@ mod tests {
             level_triggered: false,
             active_low: false,
             intx_slot: None,
+            msi_slot: None,
         }
     }
 
@@ -129,6 +158,38 @@ mod tests {
     }
 
     #[test]
+    fn msi_routes_take_vectors_but_no_gsi_and_are_found_by_slot() {
+        let mut routes = Routes::default();
+        let intx = routes
+            .add(Route {
+                intx_slot: Some(4),
+                ..edge(11, 7, 16)
+            })
+            .unwrap();
+        let msi = Route {
+            msi_slot: Some(4),
+            ..edge(0, 7, 0)
+        };
+        let first = routes.add(msi).unwrap();
+        let second = routes
+            .add(Route {
+                msi_slot: Some(5),
+                ..msi
+            })
+            .unwrap();
+        assert_ne!(first.vector, second.vector, "MSI routes do not clash on a GSI");
+        assert_eq!(routes.by_msi_slot(7, 4), Some(first));
+        assert_eq!(
+            routes.by_intx_slot(7, 4),
+            Some(intx),
+            "the same function's INTx route stays"
+        );
+        assert_eq!(routes.remove(first.vector), Some(first));
+        assert_eq!(routes.by_msi_slot(7, 4), None);
+        assert_eq!(compatibility_msi(2, 0x45), (0xfee0_2000, 0x45));
+    }
+
+    #[test]
     fn intx_routes_are_found_by_domain_and_guest_slot() {
         let mut routes = Routes::default();
         let intx = Route {
@@ -154,6 +215,7 @@ mod tests {
             level_triggered: false,
             active_low: false,
             intx_slot: None,
+            msi_slot: None,
         };
         assert_eq!(redirection_entry(&route, 0, false), 0x41);
         assert_eq!(redirection_entry(&route, 2, true), 0x0200_0000_0001_0041);

@@ -39,7 +39,7 @@ use alloc::vec::Vec;
 use keel_acpi_tables::host_madt::HostMadt;
 use keel_devices::passthrough::{BarMove, DeviceSpecific, PassthroughFunction, PassthroughWrite};
 use keel_devices::pci_config::{Bar as GuestBar, BarKind as GuestBarKind, PciIdentity};
-use keel_hypervisor::host_irq::{redirection_entry, Route, RouteError, Routes};
+use keel_hypervisor::host_irq::{compatibility_msi, redirection_entry, Route, RouteError, Routes};
 use keel_pci::bar::{Bar, BarKind};
 use keel_pci::enumerate::FunctionInfo;
 use keel_pci::{header, Bdf, ConfigAccess};
@@ -485,9 +485,20 @@ pub fn wire(domain_id: u32, domain: &mut Domain, vcpu: &mut VmxVcpu, assignment:
             }
             shown_pin = 1;
         }
-        let function = PassthroughFunction::new(identity, &shown_bars, shown_pin, 0)
+        let mut function = PassthroughFunction::new(identity, &shown_bars, shown_pin, 0)
             .map_err(|error| format!("{bdf}: {error}"))?
             .with_device_specific(device_specific(config, bdf));
+        // MSI is offered where the host has it (MSI-X is not yet: its
+        // table would have to be trapped); the guest's driver chooses.
+        if let Some(msi) = keel_pci::capabilities::find(config, bdf, keel_pci::capabilities::MSI) {
+            let control = config.read16(bdf, msi + 2);
+            // Off until the guest enables it (Keel programs it then).
+            config.write16(bdf, msi + 2, control & !MSI_ENABLE);
+            function = function.with_msi(control);
+            if function.msi_shadows_host_registers() {
+                log::warn!("{bdf}: the emulated MSI capability hides device registers at its offset from the guest");
+            }
+        }
         // Quiet until the guest's driver enables it.
         let command = config.read16(bdf, header::COMMAND);
         config.write16(
@@ -554,6 +565,21 @@ pub fn unwire(wired: Wired) {
     let config = &mut HostConfig;
     with(|devices| {
         for route in devices.routes.remove_domain(wired.domain) {
+            if route.msi_slot.is_some() {
+                // The device's MSI goes off with its command register
+                // and reset below; the entry and vector are freed here.
+                if let Some(position) = devices.remapped.iter().position(|(vector, _)| *vector == route.vector) {
+                    let (_, entry) = devices.remapped.remove(position);
+                    crate::iommu::interrupts::release(entry);
+                }
+                log::info!(
+                    "domain {}: MSI vector {:#x}: {} interrupt(s) arrived for it",
+                    wired.domain,
+                    route.vector,
+                    crate::arch::device_interrupts::arrivals(route.vector)
+                );
+                continue;
+            }
             unroute(devices, &route);
             log::info!(
                 "domain {}: host GSI {}: {} interrupt(s) arrived for it",
@@ -564,6 +590,10 @@ pub fn unwire(wired: Wired) {
         }
     });
     config.write16(wired.host, header::COMMAND, 0);
+    if let Some(msi) = keel_pci::capabilities::find(config, wired.host, keel_pci::capabilities::MSI) {
+        let control = config.read16(wired.host, msi + 2);
+        config.write16(wired.host, msi + 2, control & !MSI_ENABLE);
+    }
     if !function_level_reset(config, wired.host) {
         log::info!("{}: no function-level reset; the device keeps its state", wired.host);
     }
@@ -684,6 +714,7 @@ fn route_interrupts(domain_id: u32, legacy: &[&LegacyChannel], guest_gsi: u32) -
                     level_triggered: isa.level_triggered,
                     active_low: isa.active_low,
                     intx_slot: None,
+                    msi_slot: None,
                 })
                 .map_err(|error| format!("IRQ {}: {error:?}", channel.irq))?;
             program_route(devices, &route, false).map_err(|why| format!("IRQ {}: {why}", channel.irq))?;
@@ -721,6 +752,7 @@ fn route_intx(
                 level_triggered: host.level_triggered,
                 active_low: host.active_low,
                 intx_slot: Some(slot),
+                msi_slot: None,
             })
             .map_err(|error| match error {
                 RouteError::GsiInUse => format!(
@@ -761,6 +793,103 @@ pub fn resample(domain: u32, guest: keel_devices::pci_host::PciAddress) {
             crate::arch::ioapic::set_masked(u64::from(apic.address), input, false);
         }
     });
+}
+
+const MSI_ENABLE: u16 = 1 << 0;
+/// Multiple Message Enable (bits 6:4): one vector.
+const MSI_MULTIPLE_ENABLE: u16 = 0b111 << 4;
+const MSI_64_BIT: u16 = 1 << 7;
+
+/// The guest turned the MSI of its function at `guest` on or off: Keel
+/// programs the real device's MSI with a vector of its own (through an
+/// interrupt remapping entry where a unit remaps the device's interrupts,
+/// which then blocks the compatibility format), never with the guest's
+/// address and data, and forwards what arrives to the guest's model
+/// (`VirtualPlatform::passthrough_msi_fired`), which delivers the
+/// guest's own message. Turning it off (or a state that cannot be served)
+/// disables the real device's MSI and frees the vector.
+pub fn apply_msi(domain_id: u32, assigned: &[Wired], guest: keel_devices::pci_host::PciAddress, enabled: bool) {
+    let Some(wired) = assigned.iter().find(|wired| wired.guest == guest) else {
+        return;
+    };
+    let config = &mut HostConfig;
+    let Some(msi) = keel_pci::capabilities::find(config, wired.host, keel_pci::capabilities::MSI) else {
+        return;
+    };
+    with(|devices| {
+        let existing = devices.routes.by_msi_slot(domain_id, guest.device());
+        match (enabled, existing) {
+            (true, None) => {
+                if let Err(why) = route_msi(devices, domain_id, wired.host, guest.device(), msi) {
+                    log::warn!("domain {domain_id}: {}: MSI not forwarded: {why}", wired.host);
+                }
+            }
+            (false, Some(route)) => unroute_msi(devices, wired.host, msi, &route),
+            _ => {}
+        }
+    });
+}
+
+fn route_msi(devices: &mut HostDevices, domain_id: u32, host: Bdf, slot: u8, msi: u16) -> Result<(), String> {
+    let config = &mut HostConfig;
+    let route = devices
+        .routes
+        .add(Route {
+            host_gsi: 0,
+            vector: 0,
+            domain: domain_id,
+            guest_gsi: 0,
+            level_triggered: false,
+            active_low: false,
+            intx_slot: None,
+            msi_slot: Some(slot),
+        })
+        .map_err(|_| String::from("no free host vector"))?;
+    let requester = source_id(host).map(Requester::Function);
+    let remapped = match requester.and_then(|requester| crate::iommu::interrupts::remap(requester, route.vector, false))
+    {
+        None => None,
+        Some(Ok(entry)) => Some(entry),
+        Some(Err(why)) => {
+            devices.routes.remove(route.vector);
+            return Err(why);
+        }
+    };
+    let (address, data) = match remapped {
+        Some(entry) => {
+            devices.remapped.push((route.vector, entry));
+            let message = keel_iommu::irte::RemappableMsi::new(entry.index, None);
+            (message.address, message.data as u16)
+        }
+        None => compatibility_msi(crate::arch::device_interrupts::local_apic_id() as u8, route.vector),
+    };
+    let control = config.read16(host, msi + 2);
+    config.write32(host, msi + 4, address);
+    if control & MSI_64_BIT != 0 {
+        config.write32(host, msi + 8, 0);
+        config.write16(host, msi + 12, data);
+    } else {
+        config.write16(host, msi + 8, data);
+    }
+    config.write16(host, msi + 2, (control & !MSI_MULTIPLE_ENABLE) | MSI_ENABLE);
+    log::info!(
+        "domain {domain_id}: {host} MSI -> vector {:#x}{} -> guest slot {slot} MSI",
+        route.vector,
+        remapping_note(devices, &route)
+    );
+    Ok(())
+}
+
+/// Turns the real device's MSI off and frees its vector and entry.
+fn unroute_msi(devices: &mut HostDevices, host: Bdf, msi: u16, route: &Route) {
+    let config = &mut HostConfig;
+    let control = config.read16(host, msi + 2);
+    config.write16(host, msi + 2, control & !MSI_ENABLE);
+    devices.routes.remove(route.vector);
+    if let Some(position) = devices.remapped.iter().position(|(vector, _)| *vector == route.vector) {
+        let (_, entry) = devices.remapped.remove(position);
+        crate::iommu::interrupts::release(entry);
+    }
 }
 
 /// Writes the host I/O APIC's redirection entry for `route`: where a
@@ -851,7 +980,14 @@ pub fn forward_pending(mut deliver: impl FnMut(&Route)) {
     .unwrap_or_default();
     for route in routes {
         let count = crate::arch::device_interrupts::arrivals(route.vector);
-        if count <= 2 {
+        if count <= 2 && route.msi_slot.is_some() {
+            log::info!(
+                "domain {}: MSI vector {:#x} interrupt {count} forwarded to guest slot {}",
+                route.domain,
+                route.vector,
+                route.msi_slot.unwrap_or_default()
+            );
+        } else if count <= 2 {
             log::info!(
                 "domain {}: host GSI {} interrupt {count} forwarded to guest GSI {}",
                 route.domain,

@@ -96,9 +96,13 @@ impl<'a> Scheduler<'a> {
                 .and_then(|entry| entry.domain.as_mut())
                 .and_then(|domain| domain.platform.as_deref_mut());
             if let Some(platform) = platform {
-                match route.intx_slot.and_then(|slot| PciAddress::new(0, slot, 0)) {
-                    Some(function) => platform.passthrough_intx_fired(function),
-                    None => platform.pulse_irq(route.guest_gsi),
+                let function = |slot: Option<u8>| slot.and_then(|slot| PciAddress::new(0, slot, 0));
+                if let Some(function) = function(route.msi_slot) {
+                    platform.passthrough_msi_fired(function);
+                } else if let Some(function) = function(route.intx_slot) {
+                    platform.passthrough_intx_fired(function);
+                } else {
+                    platform.pulse_irq(route.guest_gsi);
                 }
                 if platform.pending_interrupt().is_some() {
                     let _ = queue.wake(vcpu_id(route.domain));

@@ -396,6 +396,12 @@ fn apply_passthrough_commands(domain: &mut Domain) -> bool {
     for (guest, write) in platform.take_passthrough_writes() {
         crate::passthrough::apply_write(&domain.assigned, guest, write);
     }
+    for (guest, state) in platform.take_passthrough_msi_changes() {
+        crate::passthrough::apply_msi(u32::from(domain.id), &domain.assigned, guest, state.enabled);
+    }
+    let Some(platform) = domain.platform.as_deref_mut() else {
+        return false;
+    };
     let moves = platform.take_passthrough_bar_moves();
     let remapped = !moves.is_empty();
     for (guest, change) in moves {
