@@ -26,11 +26,21 @@
 //!     bits 0 and 2 set, BARs 0-3 at the legacy ports, INTA routed like any
 //!     slot's), and both host IRQs arrive on that INTx line as edges.
 //!
+//!   - a function's MSI ([`apply_msi`]): the guest sees an emulated
+//!     one-vector MSI capability; when it enables it, Keel programs the
+//!     real device with a vector of its own (through an interrupt
+//!     remapping entry where a unit remaps the device's interrupts), and
+//!     what arrives is delivered as the guest's own message by the model.
+//!
+//! Where a remapping unit remaps interrupts (and so blocks the
+//! compatibility format), every I/O APIC entry and MSI Keel programs names
+//! an interrupt remapping entry (`iommu::interrupts`).
+//!
 //! When the DomU stops, everything is undone and the function is
-//! assignable again. MSI and MSI-X are not forwarded yet: the guest sees
-//! no capability list, so its driver uses INTx; a function with no INTx
-//! pin that has MSI or MSI-X is refused. Two assigned functions may not
-//! share a host input.
+//! assignable again. MSI-X is not forwarded yet (its table would have to
+//! be trapped): the guest sees no MSI-X capability and uses MSI or INTx; a
+//! function that interrupts only through MSI-X is refused. Two assigned
+//! functions may not share a host input.
 
 use alloc::format;
 use alloc::string::String;
@@ -393,13 +403,13 @@ fn check_interrupts(devices: &HostDevices, bdf: Bdf) -> Result<Interrupts, Strin
     }
     let pin = config.read8(bdf, header::INTERRUPT_PIN);
     if pin == 0 {
-        let message_signalled = keel_pci::capabilities::capabilities(config, bdf)
-            .any(|(id, _)| id == keel_pci::capabilities::MSI || id == keel_pci::capabilities::MSI_X);
-        if message_signalled {
+        let mut has = |wanted| keel_pci::capabilities::capabilities(config, bdf).any(|(id, _)| id == wanted);
+        if has(keel_pci::capabilities::MSI_X) && !has(keel_pci::capabilities::MSI) {
             return Err(format!(
-                "{bdf} interrupts only through MSI or MSI-X, which Keel does not forward to guests yet"
+                "{bdf} interrupts only through MSI-X, which Keel does not forward to guests yet"
             ));
         }
+        // No INTx: MSI (forwarded when the guest enables it), or nothing.
         return Ok(Interrupts::None);
     }
     let given = devices
