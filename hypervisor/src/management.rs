@@ -400,7 +400,7 @@ fn run(
                     ))
                 }
             };
-            let intx_gsi = keel_abi::mgmt::pci_intx::decode(request.args[2]).map_err(|()| {
+            let intx_gsi = keel_abi::mgmt::pci_intx::decode(request.args[2]).map_err(|_| {
                 Failure::new(
                     Status::InvalidArgument,
                     alloc::format!(

@@ -138,15 +138,18 @@ pub mod pci_intx {
         GSI_GIVEN | gsi as u64
     }
 
-    /// `Ok(None)` for [`from_firmware`], `Ok(Some(gsi))` for [`at_gsi`],
-    /// `Err(())` for anything else.
-    pub const fn decode(arg: u64) -> Result<Option<u32>, ()> {
+    /// An `args[2]` that is neither [`from_firmware`] nor [`at_gsi`].
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct NotARoute;
+
+    /// `Ok(None)` for [`from_firmware`], `Ok(Some(gsi))` for [`at_gsi`].
+    pub const fn decode(arg: u64) -> Result<Option<u32>, NotARoute> {
         if arg == 0 {
             Ok(None)
         } else if arg & !(GSI_GIVEN | 0xffff_ffff) == 0 && arg & GSI_GIVEN != 0 {
             Ok(Some(arg as u32))
         } else {
-            Err(())
+            Err(NotARoute)
         }
     }
 }

@@ -309,8 +309,11 @@ fn abi_1_2_to_1_4_add_the_pci_and_virtio_commands_and_the_intx_gsi() {
     assert_eq!(pci_intx::decode(pci_intx::from_firmware()), Ok(None));
     assert_eq!(pci_intx::decode(pci_intx::at_gsi(19)), Ok(Some(19)));
     assert_eq!(pci_intx::decode(pci_intx::at_gsi(0)), Ok(Some(0)));
-    assert_eq!(pci_intx::decode(19), Err(()), "a GSI without the flag");
-    assert_eq!(pci_intx::decode(pci_intx::at_gsi(19) | 1 << 40), Err(()));
+    assert_eq!(pci_intx::decode(19), Err(pci_intx::NotARoute), "a GSI without the flag");
+    assert_eq!(
+        pci_intx::decode(pci_intx::at_gsi(19) | 1 << 40),
+        Err(pci_intx::NotARoute)
+    );
     assert_eq!(Command::from_u32(17), Some(Command::PciAttach));
     assert_eq!(Command::from_u32(18), Some(Command::VirtioAttach));
     assert_eq!(Command::from_u32(19), Some(Command::WindowMap));
