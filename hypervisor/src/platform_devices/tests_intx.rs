@@ -15,25 +15,31 @@ const STATUS_INTERRUPT: u32 = 1 << 3;
 const COMMAND_MEMORY: u32 = 1 << 1;
 const COMMAND_INTX_DISABLE: u32 = 1 << 10;
 
-/// An e1000-like function (one 128 KiB memory BAR, INTA) assigned and
-/// forwarded; the guest's I/O APIC pin for its GSI programmed as Linux
-/// does from `_PRT` (level, active low) with `trigger` bits.
-fn assigned(level: bool) -> (VirtualPlatform<FakeHost>, PciAddress, u32) {
-    let (mut platform, _host) = platform();
+/// An Intel function of class `class_code` with one memory BAR of
+/// `bar_bytes` at 0xe000_0000 and INTA, as Keel shows it assigned.
+pub(super) fn memory_function(device_id: u16, class_code: u32, bar_bytes: u64) -> PassthroughFunction {
     let identity = PciIdentity {
         vendor_id: 0x8086,
-        device_id: 0x100e,
-        class_code: 0x020000,
-        revision: 3,
+        device_id,
+        class_code,
+        revision: 1,
         subsystem_vendor_id: 0,
         subsystem_id: 0,
     };
     let bar = Bar {
         kind: BarKind::Memory32 { prefetchable: false },
-        size: 128 << 10,
+        size: bar_bytes,
         address: 0xe000_0000,
     };
-    let function = PassthroughFunction::new(identity, &[(0, bar)], 1, 0).unwrap();
+    PassthroughFunction::new(identity, &[(0, bar)], 1, 0).unwrap()
+}
+
+/// An e1000-like function (one 128 KiB memory BAR, INTA) assigned and
+/// forwarded; the guest's I/O APIC pin for its GSI programmed as Linux
+/// does from `_PRT` (level, active low) with `trigger` bits.
+fn assigned(level: bool) -> (VirtualPlatform<FakeHost>, PciAddress, u32) {
+    let (mut platform, _host) = platform();
+    let function = memory_function(0x100e, 0x020000, 128 << 10);
     let address = platform.attach_passthrough(function).unwrap();
     let gsi = platform.forward_passthrough_intx(address).unwrap();
     platform.mmio_write(LOCAL_APIC_BASE + 0xf0, 4, 0x1ff);

@@ -4,10 +4,11 @@
 
 use keel_devices::passthrough::{PassthroughFunction, PassthroughWrite};
 use keel_devices::passthrough_msi::{MsiError, MSI_CONTROL_64BIT, MSI_CONTROL_PER_VECTOR_MASKING};
-use keel_devices::pci_config::{Bar, BarKind, PciIdentity};
+use keel_devices::pci_config::PciIdentity;
 use keel_devices::pci_host::PciAddress;
 
 use super::tests::{platform, FakeHost};
+use super::tests_intx::memory_function;
 use super::{VirtualPlatform, LOCAL_APIC_BASE};
 
 const VECTOR: u8 = 0x41;
@@ -31,21 +32,7 @@ const EXTINT: u32 = 0b111 << 8;
 /// guest's local APIC software-enabled.
 fn assigned() -> (VirtualPlatform<FakeHost>, PciAddress) {
     let (mut platform, _host) = platform();
-    let identity = PciIdentity {
-        vendor_id: 0x8086,
-        device_id: 0x0953,
-        class_code: 0x010802,
-        revision: 1,
-        subsystem_vendor_id: 0,
-        subsystem_id: 0,
-    };
-    let bar = Bar {
-        kind: BarKind::Memory32 { prefetchable: false },
-        size: 16 << 10,
-        address: 0xe000_0000,
-    };
-    let function = PassthroughFunction::new(identity, &[(0, bar)], 1, 0)
-        .unwrap()
+    let function = memory_function(0x0953, 0x010802, 16 << 10)
         .with_msi(MSI_CONTROL_64BIT | MSI_CONTROL_PER_VECTOR_MASKING | 5 << 1);
     let address = platform.attach_passthrough(function).unwrap();
     platform.mmio_write(LOCAL_APIC_BASE + 0xf0, 4, 0x1ff);
