@@ -14,9 +14,9 @@
 #![no_main]
 
 use keel_abi::mgmt::{
-    pci_function_flags, Command, CreateDomain, DecodeError, DomainId, DomainInfo, DomainState, HostInfo, ImageKind,
-    LifecycleAction, Name, PciAddress, PciFunction, Request, Response, Status, VirtioDeviceState, DOM0, NAME_MAX,
-    VERSION,
+    pci_function_flags, pci_intx, Command, CreateDomain, DecodeError, DomainId, DomainInfo, DomainState, HostInfo,
+    ImageKind, LifecycleAction, Name, PciAddress, PciFunction, Request, Response, Status, VirtioDeviceState, DOM0,
+    NAME_MAX, VERSION,
 };
 use keel_fuzz::mgmt::calls;
 use keel_hypervisor::console_ring::{ConsoleRing, ReadResult};
@@ -140,6 +140,8 @@ struct Table {
     domains: Vec<(CreateDomain, ConsoleRing)>,
     log: ConsoleRing,
     pci: Vec<PciFunction>,
+    /// The INTx GSI the last PciAssignable that reached the table named.
+    last_intx_gsi: Option<u32>,
 }
 
 fn pci_function(bus: u8, device: u8, class: u32, flags: u32) -> PciFunction {
@@ -165,6 +167,7 @@ impl Table {
                 pci_function(0, 4, 0x02_00_00, pci_function_flags::DMA_CONFINED),
                 pci_function(1, 0, 0x01_08_02, 0),
             ],
+            last_intx_gsi: None,
         }
     }
 
@@ -279,7 +282,8 @@ impl DomainControl for Table {
         self.pci.clone()
     }
 
-    fn pci_assignable(&mut self, address: PciAddress, assignable: bool) -> Outcome<()> {
+    fn pci_assignable(&mut self, address: PciAddress, assignable: bool, intx_gsi: Option<u32>) -> Outcome<()> {
+        self.last_intx_gsi = intx_gsi;
         let function = self
             .pci
             .iter_mut()
@@ -379,6 +383,10 @@ fn check_response(request: &Request, input: &[u8], response: &Response, output: 
         }
         Command::PciAssignable | Command::PciAttach => {
             assert_eq!(len, 0);
+            if command == Command::PciAssignable {
+                // Only a well-formed route reaches the table, as it was sent.
+                assert_eq!(pci_intx::decode(request.args[2]), Ok(table.last_intx_gsi));
+            }
             let address = request.args[usize::from(command == Command::PciAttach)];
             assert!(table
                 .pci
