@@ -32,6 +32,9 @@ pub struct Route {
     /// guest's own message is delivered from the model); `host_gsi`,
     /// `guest_gsi`, trigger and polarity then mean nothing.
     pub msi_slot: Option<u8>,
+    /// The host function whose interrupt this is (bus << 8 | device << 3
+    /// | function): its routes go when it is taken back.
+    pub function: u16,
 }
 
 /// The compatibility-format MSI address and data that send `vector`,
@@ -87,6 +90,16 @@ impl Routes {
             .find(|route| route.domain == domain && route.msi_slot == Some(device))
     }
 
+    /// Removes and returns every route of `domain`'s host `function`.
+    pub fn remove_function(&mut self, domain: u32, function: u16) -> Vec<Route> {
+        let (removed, kept) = self
+            .routes
+            .iter()
+            .partition(|route| route.domain == domain && route.function == function);
+        self.routes = kept;
+        removed
+    }
+
     /// Removes and returns one route (by its vector).
     pub fn remove(&mut self, vector: u8) -> Option<Route> {
         let position = self.routes.iter().position(|route| route.vector == vector)?;
@@ -130,6 +143,7 @@ mod tests {
             active_low: false,
             intx_slot: None,
             msi_slot: None,
+            function: 0,
         }
     }
 
@@ -185,6 +199,22 @@ mod tests {
             "the same function's INTx route stays"
         );
         assert_eq!(routes.remove(first.vector), Some(first));
+        let other_function = routes
+            .add(Route {
+                function: 9,
+                ..edge(12, 7, 17)
+            })
+            .unwrap();
+        assert_eq!(
+            routes.remove_function(7, 0).len(),
+            2,
+            "function 0's INTx and MSI routes"
+        );
+        assert_eq!(
+            routes.by_vector(other_function.vector),
+            Some(other_function),
+            "function 9's stays"
+        );
         assert_eq!(routes.by_msi_slot(7, 4), None);
         assert_eq!(compatibility_msi(2, 0x45), (0xfee0_2000, 0x45));
     }
@@ -216,6 +246,7 @@ mod tests {
             active_low: false,
             intx_slot: None,
             msi_slot: None,
+            function: 0,
         };
         assert_eq!(redirection_entry(&route, 0, false), 0x41);
         assert_eq!(redirection_entry(&route, 2, true), 0x0200_0000_0001_0041);

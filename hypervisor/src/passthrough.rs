@@ -109,6 +109,14 @@ pub struct Wired {
     guest: keel_devices::pci_host::PciAddress,
     domain: u32,
     confinement: Option<crate::iommu::Confinement>,
+    /// The BAR registers and Interrupt Line as the host's firmware left
+    /// them, written back after a function-level reset (which clears
+    /// them), so the function can be wired again.
+    saved_bars: [u32; 6],
+    saved_line: u8,
+    /// Where each memory BAR's pages are mapped in the guest now (what
+    /// Keel really mapped, not what the guest asked for).
+    mapped: [Option<u64>; 6],
 }
 
 /// The guest wrote its view of the device's configuration: the command
@@ -144,8 +152,17 @@ pub fn apply_write(assigned: &[Wired], guest: keel_devices::pci_host::PciAddress
 /// MMIO Keel emulates, in which case the BAR stays unmapped (its accesses
 /// read all ones) and Keel says why. The caller flushes the EPT.
 pub fn move_bar(domain: &mut Domain, guest: keel_devices::pci_host::PciAddress, change: BarMove) {
-    if let Some(from) = change.from {
-        domain.unmap_device(from);
+    let Some(position) = domain.assigned.iter().position(|wired| wired.guest == guest) else {
+        return;
+    };
+    let Some(&mapped) = domain.assigned[position].mapped.get(change.index) else {
+        return;
+    };
+    // Only what Keel really mapped for this BAR is unmapped (a move the
+    // guest asked for but Keel refused left nothing there).
+    if let Some(at) = mapped {
+        domain.unmap_device(at);
+        domain.assigned[position].mapped[change.index] = None;
     }
     let Some(to) = change.to else { return };
     let id = domain.id;
@@ -160,6 +177,13 @@ pub fn move_bar(domain: &mut Domain, guest: keel_devices::pci_host::PciAddress, 
             .map_device(to, change.host, change.size)
             .map_err(|error| format!("{error}"))
     };
+    if result.is_ok() {
+        domain.assigned[position].mapped[change.index] = Some(to);
+    }
+    let moves = BAR_MOVES_LOGGED.fetch_add(1, core::sync::atomic::Ordering::Relaxed) + 1;
+    if moves > 8 && !moves.is_power_of_two() {
+        return;
+    }
     match result {
         Ok(()) if to != change.host => log::info!(
             "domain {id}: {:02x}:{:02x}.{} BAR {} moved by the guest to {to:#x} (host {:#x}, {} bytes)",
@@ -180,6 +204,10 @@ pub fn move_bar(domain: &mut Domain, guest: keel_devices::pci_host::PciAddress, 
         ),
     }
 }
+
+/// BAR moves and refusals logged so far: the first few and then every
+/// power of two (a guest can move BARs in a loop).
+static BAR_MOVES_LOGGED: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
 
 /// The host's registers past the header, with its capability structures
 /// hidden (from each capability to the next, the last one to 64 bytes).
@@ -288,6 +316,18 @@ fn is_bridge(info: &FunctionInfo) -> bool {
     info.class >> 16 == 0x06
 }
 
+/// A function's routes are found by this (bus << 8 | device << 3 | function).
+fn function_id(bdf: Bdf) -> u16 {
+    u16::from(bdf.bus) << 8 | u16::from(bdf.device) << 3 | u16::from(bdf.function)
+}
+
+/// Whether a remapping unit remaps the function's interrupts (so its
+/// writes to the interrupt window can only raise entries Keel wrote).
+fn interrupts_remapped(bdf: Bdf) -> bool {
+    source_id(bdf)
+        .is_some_and(|source| crate::iommu::interrupts::remaps(crate::iommu::interrupts::Requester::Function(source)))
+}
+
 fn source_id(bdf: Bdf) -> Option<keel_iommu::SourceId> {
     keel_iommu::SourceId::new(bdf.bus, bdf.device, bdf.function)
 }
@@ -302,6 +342,10 @@ pub enum AssignError {
     Busy(u32),
     /// No IOMMU confines its DMA, and Dom0 did not force it.
     NotConfined,
+    /// An IOMMU confines its DMA but does not remap interrupts: its writes
+    /// to the interrupt window could send any interrupt (an NMI stops
+    /// Keel), and Dom0 did not force it.
+    InterruptsNotRemapped,
     Unsupported(String),
 }
 
@@ -355,6 +399,9 @@ pub fn attach(domain: u32, assignment: Assignment) -> Result<(), AssignError> {
         let confined = source_id(bdf).is_some_and(crate::iommu::covers);
         if !confined && !assignment.unconfined_dma {
             return Err(AssignError::NotConfined);
+        }
+        if confined && !interrupts_remapped(bdf) && !assignment.unconfined_dma {
+            return Err(AssignError::InterruptsNotRemapped);
         }
         devices.owners.push((bdf, domain));
         Ok(())
@@ -442,7 +489,15 @@ pub fn detach_all(domain: u32) {
 pub fn wire(domain_id: u32, domain: &mut Domain, vcpu: &mut VmxVcpu, assignment: Assignment) -> Result<Wired, String> {
     let bdf = assignment.host;
     let config = &mut HostConfig;
+    let saved_bars: [u32; 6] = core::array::from_fn(|index| config.read32(bdf, header::BAR0 + 4 * index as u16));
+    let saved_line = config.read8(bdf, header::INTERRUPT_LINE);
     let bars = keel_pci::bar::probe(config, bdf).map_err(|error| format!("{bdf}: BARs: {error:?}"))?;
+    if let Some(bar) = bars.iter().find(|bar| bar.address == 0) {
+        return Err(format!(
+            "{bdf}: BAR {} has no address (the firmware did not place it)",
+            bar.index
+        ));
+    }
     let class_revision = config.read32(bdf, header::CLASS_REVISION);
     let class = class_revision >> 8;
     let legacy = legacy_channels(class);
@@ -477,11 +532,27 @@ pub fn wire(domain_id: u32, domain: &mut Domain, vcpu: &mut VmxVcpu, assignment:
         }
         None => return Err(format!("{bdf}: no IOMMU confines its DMA")),
     };
+    if confinement.is_some() && !interrupts_remapped(bdf) {
+        if !assignment.unconfined_dma {
+            if let Some(confinement) = confinement {
+                crate::iommu::release(confinement);
+            }
+            return Err(format!(
+                "{bdf}: the IOMMU confines its DMA but does not remap interrupts"
+            ));
+        }
+        log::warn!(
+            "domain {domain_id}: {bdf} assigned WITHOUT interrupt remapping: it can send any interrupt to the host, NMIs included"
+        );
+    }
     let mut wired = Wired {
         host: bdf,
         guest: keel_devices::pci_host::PciAddress::HOST_BRIDGE,
         domain: domain_id,
         confinement,
+        saved_bars,
+        saved_line,
+        mapped: [None; 6],
     };
     let result = (|| {
         let mut identity = identity(config, bdf, class_revision);
@@ -520,6 +591,9 @@ pub fn wire(domain_id: u32, domain: &mut Domain, vcpu: &mut VmxVcpu, assignment:
             domain
                 .map_device(bar.address, bar.address, bar.size)
                 .map_err(|error| format!("{bdf}: BAR {} at {:#x}: {error}", bar.index, bar.address))?;
+            if let Some(slot) = wired.mapped.get_mut(usize::from(bar.index)) {
+                *slot = Some(bar.address);
+            }
         }
         let platform = domain.platform.as_deref_mut().ok_or("the domain has no platform")?;
         let guest_address = platform
@@ -535,7 +609,7 @@ pub fn wire(domain_id: u32, domain: &mut Domain, vcpu: &mut VmxVcpu, assignment:
                 let guest_gsi = keel_hypervisor::platform_devices::PCI_ROOT
                     .intx_gsi(guest_address.device(), 1)
                     .ok_or("no INTx route for the device's slot")?;
-                route_interrupts(domain_id, &legacy, guest_gsi)?;
+                route_interrupts(domain_id, bdf, &legacy, guest_gsi)?;
                 format!(
                     "IRQs {:?} as edges",
                     legacy.iter().map(|channel| channel.irq).collect::<Vec<_>>()
@@ -545,7 +619,7 @@ pub fn wire(domain_id: u32, domain: &mut Domain, vcpu: &mut VmxVcpu, assignment:
                 let guest_gsi = platform
                     .forward_passthrough_intx(guest_address)
                     .map_err(|error| format!("{bdf}: {error}"))?;
-                route_intx(domain_id, host, guest_address.device(), guest_gsi)?;
+                route_intx(domain_id, bdf, host, guest_address.device(), guest_gsi)?;
                 format!("INTx level-triggered, host GSI {} -> guest GSI {guest_gsi}", host.gsi)
             }
         };
@@ -573,11 +647,17 @@ pub fn wire(domain_id: u32, domain: &mut Domain, vcpu: &mut VmxVcpu, assignment:
 /// reset where it can be), its DMA blocked again.
 pub fn unwire(wired: Wired) {
     let config = &mut HostConfig;
+    // Quiet first: no DMA, no MSI, INTx held low (a cause its guest left
+    // latched must not reach the input's next owner), before anything the
+    // device could still use is freed.
+    config.write16(wired.host, header::COMMAND, COMMAND_INTX_DISABLE);
+    if let Some(msi) = keel_pci::capabilities::find(config, wired.host, keel_pci::capabilities::MSI) {
+        let control = config.read16(wired.host, msi + 2);
+        config.write16(wired.host, msi + 2, control & !MSI_ENABLE);
+    }
     with(|devices| {
-        for route in devices.routes.remove_domain(wired.domain) {
+        for route in devices.routes.remove_function(wired.domain, function_id(wired.host)) {
             if route.msi_slot.is_some() {
-                // The device's MSI goes off with its command register
-                // and reset below; the entry and vector are freed here.
                 if let Some(position) = devices.remapped.iter().position(|(vector, _)| *vector == route.vector) {
                     let (_, entry) = devices.remapped.remove(position);
                     crate::iommu::interrupts::release(entry);
@@ -588,29 +668,40 @@ pub fn unwire(wired: Wired) {
                     route.vector,
                     crate::arch::device_interrupts::arrivals(route.vector)
                 );
-                continue;
+            } else {
+                unroute(devices, &route);
+                log::info!(
+                    "domain {}: host GSI {}: {} interrupt(s) arrived for it",
+                    wired.domain,
+                    route.host_gsi,
+                    crate::arch::device_interrupts::arrivals(route.vector)
+                );
             }
-            unroute(devices, &route);
-            log::info!(
-                "domain {}: host GSI {}: {} interrupt(s) arrived for it",
-                wired.domain,
-                route.host_gsi,
-                crate::arch::device_interrupts::arrivals(route.vector)
-            );
+            crate::arch::device_interrupts::forget_pending(route.vector);
         }
     });
-    config.write16(wired.host, header::COMMAND, 0);
-    if let Some(msi) = keel_pci::capabilities::find(config, wired.host, keel_pci::capabilities::MSI) {
-        let control = config.read16(wired.host, msi + 2);
-        config.write16(wired.host, msi + 2, control & !MSI_ENABLE);
-    }
-    if !function_level_reset(config, wired.host) {
+    if function_level_reset(config, wired.host) {
+        // The reset cleared the BARs and Interrupt Line: the function is
+        // put back as the host's firmware left it, still quiet.
+        for (index, &value) in wired.saved_bars.iter().enumerate() {
+            config.write32(wired.host, header::BAR0 + 4 * index as u16, value);
+        }
+        let interrupt = config.read32(wired.host, header::INTERRUPT_LINE);
+        config.write32(
+            wired.host,
+            header::INTERRUPT_LINE,
+            (interrupt & !0xff) | u32::from(wired.saved_line),
+        );
+        config.write16(wired.host, header::COMMAND, COMMAND_INTX_DISABLE);
+    } else {
         log::info!("{}: no function-level reset; the device keeps its state", wired.host);
     }
     if let Some(confinement) = wired.confinement {
         crate::iommu::release(confinement);
     }
 }
+
+const COMMAND_INTX_DISABLE: u16 = 1 << 10;
 
 /// A PCI Express function-level reset where the device offers one.
 fn function_level_reset(config: &mut HostConfig, bdf: Bdf) -> bool {
@@ -710,7 +801,7 @@ fn io_ranges(bars: &[Bar], legacy: &[&LegacyChannel]) -> Result<Vec<(u16, u16)>,
 }
 
 /// Both channels' host IRQs go to the guest's INTx GSI of the function.
-fn route_interrupts(domain_id: u32, legacy: &[&LegacyChannel], guest_gsi: u32) -> Result<(), String> {
+fn route_interrupts(domain_id: u32, bdf: Bdf, legacy: &[&LegacyChannel], guest_gsi: u32) -> Result<(), String> {
     with(|devices| {
         for channel in legacy {
             let isa = devices.madt.isa_route(channel.irq);
@@ -725,8 +816,21 @@ fn route_interrupts(domain_id: u32, legacy: &[&LegacyChannel], guest_gsi: u32) -
                     active_low: isa.active_low,
                     intx_slot: None,
                     msi_slot: None,
+                    function: function_id(bdf),
                 })
                 .map_err(|error| format!("IRQ {}: {error:?}", channel.irq))?;
+            crate::arch::device_interrupts::forget_pending(route.vector);
+            if route.level_triggered {
+                // A level ISA override: masked as it fires, like INTx, so a
+                // line still asserted at the EOI cannot storm Keel; each
+                // arrival is still one pulse for the guest, and the input
+                // is unmasked again once the pulse is delivered.
+                let input = devices
+                    .madt
+                    .io_apic_for(route.host_gsi)
+                    .map(|(apic, input)| (u64::from(apic.address), input));
+                crate::arch::device_interrupts::set_level_input(route.vector, input);
+            }
             program_route(devices, &route, false).map_err(|why| format!("IRQ {}: {why}", channel.irq))?;
             log::info!(
                 "domain {domain_id}: host IRQ {} (GSI {}{}{}) -> vector {:#x} -> guest GSI {guest_gsi}",
@@ -747,6 +851,7 @@ fn route_interrupts(domain_id: u32, legacy: &[&LegacyChannel], guest_gsi: u32) -
 /// handler whenever it fires, and unmasked by [`resample`].
 fn route_intx(
     domain_id: u32,
+    bdf: Bdf,
     host: keel_acpi_tables::host_madt::IsaRoute,
     slot: u8,
     guest_gsi: u32,
@@ -763,6 +868,7 @@ fn route_intx(
                 active_low: host.active_low,
                 intx_slot: Some(slot),
                 msi_slot: None,
+                function: function_id(bdf),
             })
             .map_err(|error| match error {
                 RouteError::GsiInUse => format!(
@@ -771,6 +877,7 @@ fn route_intx(
                 ),
                 RouteError::NoVector => String::from("no free host vector for its INTx"),
             })?;
+        crate::arch::device_interrupts::forget_pending(route.vector);
         let input = devices.madt.io_apic_for(route.host_gsi);
         let level_input = input.filter(|_| route.level_triggered).map(|(apic, input)| (u64::from(apic.address), input));
         crate::arch::device_interrupts::set_level_input(route.vector, level_input);
@@ -831,7 +938,9 @@ pub fn apply_msi(domain_id: u32, assigned: &[Wired], guest: keel_devices::pci_ho
         match (enabled, existing) {
             (true, None) => {
                 if let Err(why) = route_msi(devices, domain_id, wired.host, guest.device(), msi) {
-                    log::warn!("domain {domain_id}: {}: MSI not forwarded: {why}", wired.host);
+                    if should_log_msi() {
+                        log::warn!("domain {domain_id}: {}: MSI not forwarded: {why}", wired.host);
+                    }
                 }
             }
             (false, Some(route)) => unroute_msi(devices, wired.host, msi, &route),
@@ -853,8 +962,10 @@ fn route_msi(devices: &mut HostDevices, domain_id: u32, host: Bdf, slot: u8, msi
             active_low: false,
             intx_slot: None,
             msi_slot: Some(slot),
+            function: function_id(host),
         })
         .map_err(|_| String::from("no free host vector"))?;
+    crate::arch::device_interrupts::forget_pending(route.vector);
     let requester = source_id(host).map(Requester::Function);
     let remapped = match requester.and_then(|requester| crate::iommu::interrupts::remap(requester, route.vector, false))
     {
@@ -882,6 +993,9 @@ fn route_msi(devices: &mut HostDevices, domain_id: u32, host: Bdf, slot: u8, msi
         config.write16(host, msi + 8, data);
     }
     config.write16(host, msi + 2, (control & !MSI_MULTIPLE_ENABLE) | MSI_ENABLE);
+    if !should_log_msi() {
+        return Ok(());
+    }
     log::info!(
         "domain {domain_id}: {host} MSI -> vector {:#x}{} -> guest slot {slot} MSI",
         route.vector,
@@ -890,12 +1004,21 @@ fn route_msi(devices: &mut HostDevices, domain_id: u32, host: Bdf, slot: u8, msi
     Ok(())
 }
 
+/// MSI enables logged so far: the first few, then every power of two (a
+/// guest can toggle MSI Enable in a loop).
+fn should_log_msi() -> bool {
+    static LOGGED: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+    let count = LOGGED.fetch_add(1, core::sync::atomic::Ordering::Relaxed) + 1;
+    count <= 8 || count.is_power_of_two()
+}
+
 /// Turns the real device's MSI off and frees its vector and entry.
 fn unroute_msi(devices: &mut HostDevices, host: Bdf, msi: u16, route: &Route) {
     let config = &mut HostConfig;
     let control = config.read16(host, msi + 2);
     config.write16(host, msi + 2, control & !MSI_ENABLE);
     devices.routes.remove(route.vector);
+    crate::arch::device_interrupts::forget_pending(route.vector);
     if let Some(position) = devices.remapped.iter().position(|(vector, _)| *vector == route.vector) {
         let (_, entry) = devices.remapped.remove(position);
         crate::iommu::interrupts::release(entry);
@@ -1006,5 +1129,12 @@ pub fn forward_pending(mut deliver: impl FnMut(&Route)) {
             );
         }
         deliver(&route);
+        if route.level_triggered && route.intx_slot.is_none() && route.msi_slot.is_none() {
+            // A level ISA route is pulsed: its input (masked as it fired)
+            // opens again for the next one.
+            if let Some((apic, input)) = with(|devices| devices.madt.io_apic_for(route.host_gsi)).flatten() {
+                crate::arch::ioapic::set_masked(u64::from(apic.address), input, false);
+            }
+        }
     }
 }

@@ -543,7 +543,9 @@ impl<H: PlatformHost> VirtualPlatform<H> {
             return;
         }
         self.effects.irq_lines.push((gsi, true));
-        self.effects.irq_lines.push((gsi, false));
+        // Back to what the line's other sources drive (slots share GSIs).
+        let rest = self.passthrough_asserts(gsi) || self.virtio_asserts(gsi);
+        self.effects.irq_lines.push((gsi, rest));
         self.settle();
     }
 
@@ -558,7 +560,8 @@ impl<H: PlatformHost> VirtualPlatform<H> {
             }
             self.deferred_pulses.remove(index);
             self.effects.irq_lines.push((gsi, true));
-            self.effects.irq_lines.push((gsi, false));
+            let rest = self.passthrough_asserts(gsi) || self.virtio_asserts(gsi);
+            self.effects.irq_lines.push((gsi, rest));
             self.settle();
         }
     }

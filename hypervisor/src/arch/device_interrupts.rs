@@ -135,6 +135,17 @@ pub fn acknowledge(vector: u8) -> bool {
     device
 }
 
+/// Forgets an arrival on `vector` not yet taken (its route is going, or a
+/// new one starts): it must not be forwarded to the vector's next owner.
+pub fn forget_pending(vector: u8) {
+    if let Some(index) = vector
+        .checked_sub(FIRST_VECTOR)
+        .filter(|&index| usize::from(index) < COUNT)
+    {
+        PENDING.fetch_and(!(1 << index), Ordering::Relaxed);
+    }
+}
+
 /// Device vectors that arrived since the last call, as a bit set (bit `n`
 /// is vector [`FIRST_VECTOR`] + `n`).
 pub fn take_pending() -> u64 {

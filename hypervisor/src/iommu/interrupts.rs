@@ -73,6 +73,26 @@ pub fn remap(requester: Requester, vector: u8, level: bool) -> Option<Result<Rem
     .flatten()
 }
 
+/// Whether an enabled unit remaps interrupts from `requester` (its
+/// requests to the interrupt window can then only raise entries Keel
+/// wrote).
+pub fn remaps(requester: Requester) -> bool {
+    with_iommu(|iommu| {
+        let dmar = parse_dmar(&iommu.dmar).ok()?;
+        let base = match requester {
+            Requester::Function(source) => dmar.unit_for(0, source, &rmrr::HostBridges)?.register_base().as_u64(),
+            Requester::IoApic(id) => dmar.ioapic(id, &rmrr::HostBridges)?.0.register_base().as_u64(),
+        };
+        iommu
+            .units
+            .iter()
+            .find(|unit| unit.base == base)
+            .map(|unit| unit.interrupts.is_some())
+    })
+    .flatten()
+    .unwrap_or(false)
+}
+
 fn write_entry(unit: &mut Unit, source: SourceId, vector: u8, level: bool) -> Result<RemappedInterrupt, String> {
     let table = unit.interrupts.ok_or("interrupt remapping is off")?;
     let index = (1..INTERRUPT_ENTRIES as usize)

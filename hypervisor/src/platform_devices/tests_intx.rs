@@ -164,3 +164,23 @@ fn another_vectors_eoi_does_not_resample_and_unknown_functions_are_ignored() {
     take_and_acknowledge(&mut platform);
     assert_eq!(platform.take_intx_resamples(), [address]);
 }
+
+#[test]
+fn a_pulse_on_a_shared_line_leaves_it_up_while_an_assigned_function_asserts_it() {
+    let (mut platform, address, gsi) = assigned(true);
+    let program = |platform: &mut VirtualPlatform<FakeHost>, masked: bool| {
+        platform.mmio_write(IOREGSEL, 4, u64::from(0x10 + 2 * gsi));
+        platform.mmio_write(IOWIN, 4, 0xa000 | u64::from(masked) << 16 | u64::from(VECTOR));
+    };
+    program(&mut platform, true);
+    platform.passthrough_intx_fired(address);
+    // Another source's edge on the same GSI (a legacy IDE IRQ's pulse).
+    platform.pulse_irq(gsi);
+    assert_eq!(platform.pending_interrupt(), None, "the pin is masked");
+    program(&mut platform, false);
+    assert_eq!(
+        platform.pending_interrupt(),
+        Some(VECTOR),
+        "the line is still up: the function still asserts it"
+    );
+}

@@ -238,6 +238,10 @@ impl DomainControl for Scheduler<'_> {
                 Status::NotConfined,
                 alloc::format!("{address}: no IOMMU confines its DMA (not confined); set pci_unconfined_dma = true to assign it anyway"),
             ),
+            AssignError::InterruptsNotRemapped => Failure::new(
+                Status::NotConfined,
+                alloc::format!("{address}: the IOMMU confines its DMA but does not remap interrupts, so the device could send any interrupt to the host; set pci_unconfined_dma = true to assign it anyway"),
+            ),
             AssignError::Unsupported(why) => Failure::new(Status::Unsupported, why),
         })?;
         entry.assignments.push(assignment);
