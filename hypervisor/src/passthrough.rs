@@ -91,9 +91,21 @@ const LEGACY_IDE: [LegacyChannel; 2] = [
 ];
 const IDE_CLASS: u32 = 0x0101;
 
-/// Ports Keel's own virtual devices decode for every DomU: an assigned
-/// device's I/O BAR may not cover them.
-const EMULATED_PORTS: [(u16, u16); 6] = [(0x20, 2), (0x60, 5), (0x70, 2), (0x3f8, 8), (0x600, 16), (0xcf8, 8)];
+/// Ports Keel's own virtual devices decode for every DomU (the paravirtual
+/// devices' notify ports included): an assigned device's I/O BAR may not
+/// cover them.
+const EMULATED_PORTS: [(u16, u16); 7] = [
+    (0x20, 2),
+    (0x60, 5),
+    (0x70, 2),
+    (0x3f8, 8),
+    (0x600, 16),
+    (0xcf8, 8),
+    (
+        keel_hypervisor::platform_devices::VIRTIO_NOTIFY_PORT_BASE,
+        keel_hypervisor::platform_devices::VIRTIO_NOTIFY_PORTS,
+    ),
+];
 
 /// A function attached to a domain, and whether Dom0 accepted unconfined DMA.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -569,8 +581,15 @@ pub fn wire(domain_id: u32, domain: &mut Domain, vcpu: &mut VmxVcpu, assignment:
         let mut function = PassthroughFunction::new(identity, &shown_bars, shown_pin, 0)
             .map_err(|error| format!("{bdf}: {error}"))?
             .with_device_specific(device_specific(config, bdf));
-        // MSI is offered where the host has it (MSI-X is not yet: its
-        // table would have to be trapped); the guest's driver chooses.
+        // MSI-X is not offered (its table would have to be trapped): it
+        // stays off on the device, whatever the firmware left, so table
+        // entries the guest writes through the BAR send nothing.
+        if let Some(msix) = keel_pci::capabilities::find(config, bdf, keel_pci::capabilities::MSI_X) {
+            const MSIX_ENABLE: u16 = 1 << 15;
+            let control = config.read16(bdf, msix + 2);
+            config.write16(bdf, msix + 2, control & !MSIX_ENABLE);
+        }
+        // MSI is offered where the host has it; the guest's driver chooses.
         if let Some(msi) = keel_pci::capabilities::find(config, bdf, keel_pci::capabilities::MSI) {
             let control = config.read16(bdf, msi + 2);
             // Off until the guest enables it (Keel programs it then).
@@ -916,6 +935,7 @@ const MSI_ENABLE: u16 = 1 << 0;
 /// Multiple Message Enable (bits 6:4): one vector.
 const MSI_MULTIPLE_ENABLE: u16 = 0b111 << 4;
 const MSI_64_BIT: u16 = 1 << 7;
+const MSI_PER_VECTOR_MASKING: u16 = 1 << 8;
 
 /// The guest turned the MSI of its function at `guest` on or off: Keel
 /// programs the real device's MSI with a vector of its own (through an
@@ -986,11 +1006,18 @@ fn route_msi(devices: &mut HostDevices, domain_id: u32, host: Bdf, slot: u8, msi
     };
     let control = config.read16(host, msi + 2);
     config.write32(host, msi + 4, address);
-    if control & MSI_64_BIT != 0 {
+    let mask_bits = if control & MSI_64_BIT != 0 {
         config.write32(host, msi + 8, 0);
         config.write16(host, msi + 12, data);
+        msi + 0x10
     } else {
         config.write16(host, msi + 8, data);
+        msi + 0x0c
+    };
+    if control & MSI_PER_VECTOR_MASKING != 0 {
+        // The guest's masking is the model's (pending there): the device's
+        // own vector stays unmasked.
+        config.write32(host, mask_bits, 0);
     }
     config.write16(host, msi + 2, (control & !MSI_MULTIPLE_ENABLE) | MSI_ENABLE);
     if !should_log_msi() {

@@ -80,6 +80,8 @@ const VIRTIO_MMIO_STRIDE: u64 = 0x4000;
 /// Their notify ports (BAR 2), 64 ports apart.
 pub const VIRTIO_NOTIFY_PORT_BASE: u16 = 0xe000;
 const VIRTIO_NOTIFY_PORT_STRIDE: u16 = 0x40;
+/// Every port a DomU's paravirtual devices may take.
+pub const VIRTIO_NOTIFY_PORTS: u16 = VIRTIO_NOTIFY_PORT_STRIDE * keel_abi::mgmt::virtio::MAX_DEVICES as u16;
 
 /// LVT timer, initial count and divide configuration: the xAPIC registers
 /// that change when the timer fires.
