@@ -220,7 +220,8 @@ impl Domain {
             len,
             EptFlags::READ | EptFlags::WRITE,
             MemoryType::Uncacheable,
-            PageSize::Size4K,
+            // Large BARs map (and move) in 2 MiB pages where aligned.
+            PageSize::Size2M,
             &mut HostFrames,
             &memory::phys_memory(),
         );

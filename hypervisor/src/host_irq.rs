@@ -1,8 +1,10 @@
 //! Host interrupts Keel forwards to a guest (an assigned device's IRQs):
 //! which host GSI goes to which vector and on to which domain's GSI, and
 //! the host I/O APIC redirection entries that deliver them. The vectors are
-//! the device range of `arch::device_interrupts` (0x40..=0x4f) between the
-//! IOMMU self-test's (0x40) and the IOMMU's fault event interrupt (0x4f).
+//! the device range of `arch::device_interrupts` (0x40..=0x7f) between the
+//! IOMMU self-test's (0x40) and the IOMMU's fault event interrupt (0x7f):
+//! 62 forwarded interrupts (INTx inputs, ISA IRQs, MSIs) at once, in the
+//! lowest priority classes, below the host timer's.
 
 use alloc::vec::Vec;
 
@@ -10,7 +12,7 @@ pub const FIRST_VECTOR: u8 = 0x41;
 /// Where the IOMMU's remapping units send their fault event interrupt (a
 /// compatibility-format MSI: fault events are never remapped). The last
 /// device vector; forwarded interrupts never take it.
-pub const IOMMU_FAULT_VECTOR: u8 = 0x4f;
+pub const IOMMU_FAULT_VECTOR: u8 = 0x7f;
 pub const LAST_VECTOR: u8 = IOMMU_FAULT_VECTOR - 1;
 
 /// One forwarded interrupt.
@@ -159,16 +161,18 @@ mod tests {
         assert_eq!(removed.len(), 2);
         assert_eq!(routes.by_vector(0x41), None);
         assert_eq!(routes.add(edge(14, 4, 14)).unwrap().vector, 0x41, "vectors are reused");
-        for gsi in 100..113 {
+        let vectors = u32::from(LAST_VECTOR - FIRST_VECTOR) + 1;
+        assert_eq!(vectors, 62, "0x41..=0x7e: 0x40 is the self-test's, 0x7f the IOMMU's");
+        // One route (GSI 14) is there already.
+        for gsi in 100..100 + vectors - 1 {
             let route = routes.add(edge(gsi, 5, gsi)).unwrap();
             assert_ne!(route.vector, IOMMU_FAULT_VECTOR);
         }
-        assert_eq!(routes.by_vector(0x4e).map(|route| route.host_gsi), Some(112));
         assert_eq!(
-            routes.add(edge(200, 5, 200)),
-            Err(RouteError::NoVector),
-            "14 vectors (0x41..=0x4e): 0x4f is the IOMMU's"
+            routes.by_vector(LAST_VECTOR).map(|route| route.host_gsi),
+            Some(100 + vectors - 2)
         );
+        assert_eq!(routes.add(edge(300, 5, 300)), Err(RouteError::NoVector));
     }
 
     #[test]

@@ -652,7 +652,7 @@ pub fn bochs_passthrough() -> TestCase {
     let keel_lines = [
         format!(r"keel: warning: domain [0-9]+: {host} assigned WITHOUT DMA confinement"),
         format!(r"keel: domain [0-9]+: {host} assigned as {guest_short} "),
-        r"keel: domain [0-9]+: host GSI [0-9]+ \(level, active (high|low)\) -> vector 0x4[0-9a-f] -> guest slot 5 INTx"
+        r"keel: domain [0-9]+: host GSI [0-9]+ \(level, active (high|low)\) -> vector 0x[4-7][0-9a-f] -> guest slot 5 INTx"
             .to_string(),
         format!(r"keel: domain [0-9]+: {nic} assigned as {guest_nic_short} .*INTx level-triggered"),
     ];
@@ -1098,10 +1098,10 @@ fn qemu_iommu() -> TestCase {
     )
     .expect_regex(r"keel: iommu: DMAR: 1 remapping unit\(s\), host address width [0-9]+ bits, interrupt remapping supported")
     .expect_regex(r"keel: iommu: unit at 0x[0-9a-f]+ .*: translation on, every device blocked; queued invalidation on, interrupt remapping on")
-    .expect_regex(r"keel: iommu: unit at 0x[0-9a-f]+: fault event interrupt on vector 0x4f")
+    .expect_regex(r"keel: iommu: unit at 0x[0-9a-f]+: fault event interrupt on vector 0x7f")
     .expect_regex(r"keel: iommu selftest: edu at 00:0[0-9a-f]\.0")
     .expect_text("keel: iommu selftest: mapped DMA ok: 2048 bytes through the device and back")
-    .expect_text("keel: iommu: fault event interrupt on vector 0x4f")
+    .expect_text("keel: iommu: fault event interrupt on vector 0x7f")
     .expect_regex(r"keel: (warning: )?iommu: unit 0x[0-9a-f]+: DMA fault: .*00:0[0-9a-f]\.0")
     .expect_text("keel: iommu selftest: unmapped DMA blocked and recorded with edu's source id")
     .expect_regex(r"keel: iommu selftest: edu's MSI arrived through remapping entry 0 at vector 0x40")
@@ -1141,7 +1141,7 @@ fn qemu_iommu_rmrr() -> TestCase {
     .expect_regex(&format!(r"keel: iommu: 00:03\.0: {rmrr} identity-mapped \(domain [0-9]+\) for the firmware's DMA; the device is otherwise blocked"))
     .expect_text("keel: iommu selftest: edu at 00:03.0")
     .expect_regex(&format!(r"keel: iommu selftest: DMA within edu's {rmrr} ok \(blocked but for it\)"))
-    .expect_text("keel: iommu: fault event interrupt on vector 0x4f")
+    .expect_text("keel: iommu: fault event interrupt on vector 0x7f")
     .expect_regex(r"keel: (warning: )?iommu: unit 0xfed90000: DMA fault: DMA write from 00:03\.0 at 0x[0-9a-f]+")
     .expect_text("keel: iommu selftest: outside its RMRR, edu's DMA is blocked and recorded with edu's source id")
     .expect_regex(&format!(r"keel: iommu selftest: confining edu with RAM over its RMRR refused: the device needs its {rmrr} identity-mapped, but the domain's RAM is at guest-physical 0x80000-0x80fff"))
@@ -1265,7 +1265,7 @@ pub fn kvm_passthrough() -> TestCase {
         // `wire`); a GSI of 16 and up is level-triggered, active low; the
         // unit remaps interrupts, so the I/O APIC entry names an IRTE.
         format!(
-            r"keel: domain [0-9]+: host GSI {gsi} \(level, active low, remapping entry [1-9][0-9]*\) -> vector 0x4[0-9a-f] -> guest slot 4 INTx, GSI [0-9]+"
+            r"keel: domain [0-9]+: host GSI {gsi} \(level, active low, remapping entry [1-9][0-9]*\) -> vector 0x[4-7][0-9a-f] -> guest slot 4 INTx, GSI [0-9]+"
         ),
         format!(
             r"keel: domain [0-9]+: {host} assigned as {guest_short} \([0-9]+ I/O range\(s\), [1-9][0-9]* memory BAR\(s\), INTx level-triggered, host GSI {gsi} -> guest GSI [0-9]+, DMA confined by the IOMMU\)"

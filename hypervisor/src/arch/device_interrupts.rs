@@ -2,7 +2,7 @@
 //! the IOMMU where there is one): vectors [`FIRST_VECTOR`]..=[`LAST_VECTOR`].
 //! Each arrival is counted per vector and acknowledged at the local APIC;
 //! whoever owns a vector waits for or polls its count: 0x40 the IOMMU
-//! self-test, 0x41..=0x4e forwarded host interrupts (`host_irq`), 0x4f the
+//! self-test, 0x41..=0x7e forwarded host interrupts (`host_irq`), 0x7f the
 //! IOMMU's fault events (`host_irq::IOMMU_FAULT_VECTOR`). Keel runs with interrupts off
 //! except where it waits for one, so a handler never interrupts Keel's own
 //! work half-way.
@@ -11,7 +11,7 @@ use core::arch::{asm, global_asm};
 use core::sync::atomic::{AtomicU64, Ordering};
 
 pub const FIRST_VECTOR: u8 = 0x40;
-pub const LAST_VECTOR: u8 = 0x4f;
+pub const LAST_VECTOR: u8 = 0x7f;
 const COUNT: usize = (LAST_VECTOR - FIRST_VECTOR + 1) as usize;
 const _: () = assert!(
     keel_hypervisor::host_irq::FIRST_VECTOR > FIRST_VECTOR
@@ -61,14 +61,14 @@ keel_device_stub_\vector:
     iretq
 .endm
 .section .text
-.irp vector, 64,65,66,67,68,69,70,71,72,73,74,75,76,77,78,79
+.irp vector, 64,65,66,67,68,69,70,71,72,73,74,75,76,77,78,79,80,81,82,83,84,85,86,87,88,89,90,91,92,93,94,95,96,97,98,99,100,101,102,103,104,105,106,107,108,109,110,111,112,113,114,115,116,117,118,119,120,121,122,123,124,125,126,127
 DEVICE_STUB \vector
 .endr
 .section .rodata
 .balign 8
 .global keel_device_stub_table
 keel_device_stub_table:
-.irp vector, 64,65,66,67,68,69,70,71,72,73,74,75,76,77,78,79
+.irp vector, 64,65,66,67,68,69,70,71,72,73,74,75,76,77,78,79,80,81,82,83,84,85,86,87,88,89,90,91,92,93,94,95,96,97,98,99,100,101,102,103,104,105,106,107,108,109,110,111,112,113,114,115,116,117,118,119,120,121,122,123,124,125,126,127
     .quad keel_device_stub_\vector
 .endr
 .section .text
