@@ -99,6 +99,18 @@ impl<'a> Scheduler<'a> {
                 let function = |slot: Option<u8>| slot.and_then(|slot| PciAddress::new(0, slot, 0));
                 if let Some(function) = function(route.msi_slot) {
                     platform.passthrough_msi_fired(function);
+                    if let Some((guest, why)) = platform.take_passthrough_msi_refusal() {
+                        let refused = platform.passthrough_msi_refused();
+                        if refused <= 4 || refused.is_power_of_two() {
+                            log::warn!(
+                                "domain {}: {:02x}:{:02x}.{}'s MSI not delivered ({why}; {refused} so far)",
+                                route.domain,
+                                guest.bus(),
+                                guest.device(),
+                                guest.function()
+                            );
+                        }
+                    }
                 } else if let Some(function) = function(route.intx_slot) {
                     platform.passthrough_intx_fired(function);
                 } else {
