@@ -116,15 +116,7 @@ impl RunFiles {
     }
 
     pub fn read_devices(&self) -> Result<Option<DevicesRecord>> {
-        let path = self.devices();
-        let text = match std::fs::read_to_string(&path) {
-            Ok(text) => text,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(error) => return Err(anyhow!("{}: {error}", path.display())),
-        };
-        serde_json::from_str(&text)
-            .map(Some)
-            .map_err(|error| anyhow!("{}: {error}", path.display()))
+        read_json(&self.devices())
     }
 
     /// Removes the pid and ready files (not the log); missing ones are fine.
@@ -144,15 +136,7 @@ impl RunFiles {
 
     /// The ready file, if the backend wrote one.
     pub fn read_ready(&self) -> Result<Option<ReadyInfo>> {
-        let path = self.ready();
-        let text = match std::fs::read_to_string(&path) {
-            Ok(text) => text,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(error) => return Err(anyhow!("{}: {error}", path.display())),
-        };
-        serde_json::from_str(&text)
-            .map(Some)
-            .map_err(|error| anyhow!("{} is malformed: {error}", path.display()))
+        read_json(&self.ready())
     }
 
     /// The last `lines` lines of the log, for error messages.
@@ -268,6 +252,19 @@ pub fn holder(path: &Path) -> Result<Holder> {
         Err(TryLockError::WouldBlock) => Ok(Holder::Backend(read_pid(&mut file))),
         Err(TryLockError::Error(error)) => Err(anyhow!("cannot check {}: {error}", path.display())),
     }
+}
+
+/// A JSON run file: `None` when it does not exist, an error naming the
+/// file when it cannot be read or is malformed.
+fn read_json<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> Result<Option<T>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(anyhow!("{}: {error}", path.display())),
+    };
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|error| anyhow!("{} is malformed: {error}", path.display()))
 }
 
 #[cfg(test)]
