@@ -243,7 +243,10 @@ impl PassthroughFunction {
         };
         let start = usize::from(msi.offset()).saturating_sub(usize::from(DEVICE_SPECIFIC_START));
         let end = (start + usize::from(msi.structure_bytes())).min(DEVICE_SPECIFIC_BYTES);
-        self.device_specific.hidden[start..end].iter().any(|hidden| !hidden)
+        self.device_specific
+            .hidden
+            .get(start..end)
+            .is_some_and(|bytes| bytes.iter().any(|hidden| !hidden))
     }
 
     /// Whether the byte at `at` belongs to an emulated capability structure.

@@ -591,9 +591,8 @@ pub fn wire(domain_id: u32, domain: &mut Domain, vcpu: &mut VmxVcpu, assignment:
         }
         // MSI is offered where the host has it; the guest's driver chooses.
         if let Some(msi) = keel_pci::capabilities::find(config, bdf, keel_pci::capabilities::MSI) {
-            let control = config.read16(bdf, msi + 2);
             // Off until the guest enables it (Keel programs it then).
-            config.write16(bdf, msi + 2, control & !MSI_ENABLE);
+            let control = disable_msi(config, bdf, msi);
             function = function.with_msi(control);
             if function.msi_shadows_host_registers() {
                 log::warn!("{bdf}: the emulated MSI capability hides device registers at its offset from the guest");
@@ -671,16 +670,12 @@ pub fn unwire(wired: Wired) {
     // device could still use is freed.
     config.write16(wired.host, header::COMMAND, COMMAND_INTX_DISABLE);
     if let Some(msi) = keel_pci::capabilities::find(config, wired.host, keel_pci::capabilities::MSI) {
-        let control = config.read16(wired.host, msi + 2);
-        config.write16(wired.host, msi + 2, control & !MSI_ENABLE);
+        disable_msi(config, wired.host, msi);
     }
     with(|devices| {
         for route in devices.routes.remove_function(wired.domain, function_id(wired.host)) {
             if route.msi_slot.is_some() {
-                if let Some(position) = devices.remapped.iter().position(|(vector, _)| *vector == route.vector) {
-                    let (_, entry) = devices.remapped.remove(position);
-                    crate::iommu::interrupts::release(entry);
-                }
+                release_remapped(devices, route.vector);
                 log::info!(
                     "domain {}: MSI vector {:#x}: {} interrupt(s) arrived for it",
                     wired.domain,
@@ -1039,17 +1034,28 @@ fn should_log_msi() -> bool {
     count <= 8 || count.is_power_of_two()
 }
 
-/// Turns the real device's MSI off and frees its vector and entry.
-fn unroute_msi(devices: &mut HostDevices, host: Bdf, msi: u16, route: &Route) {
-    let config = &mut HostConfig;
-    let control = config.read16(host, msi + 2);
-    config.write16(host, msi + 2, control & !MSI_ENABLE);
-    devices.routes.remove(route.vector);
-    crate::arch::device_interrupts::forget_pending(route.vector);
-    if let Some(position) = devices.remapped.iter().position(|(vector, _)| *vector == route.vector) {
+/// Clears MSI Enable in the capability at `msi`; returns its Message
+/// Control as it was.
+fn disable_msi(config: &mut HostConfig, bdf: Bdf, msi: u16) -> u16 {
+    let control = config.read16(bdf, msi + 2);
+    config.write16(bdf, msi + 2, control & !MSI_ENABLE);
+    control
+}
+
+/// Gives back the remapping entry of the route on `vector`, if it has one.
+fn release_remapped(devices: &mut HostDevices, vector: u8) {
+    if let Some(position) = devices.remapped.iter().position(|(owner, _)| *owner == vector) {
         let (_, entry) = devices.remapped.remove(position);
         crate::iommu::interrupts::release(entry);
     }
+}
+
+/// Turns the real device's MSI off and frees its vector and entry.
+fn unroute_msi(devices: &mut HostDevices, host: Bdf, msi: u16, route: &Route) {
+    disable_msi(&mut HostConfig, host, msi);
+    devices.routes.remove(route.vector);
+    crate::arch::device_interrupts::forget_pending(route.vector);
+    release_remapped(devices, route.vector);
 }
 
 /// Writes the host I/O APIC's redirection entry for `route`: where a
@@ -1105,10 +1111,7 @@ fn unroute(devices: &mut HostDevices, route: &Route) {
         log::warn!("pci: masking {why}");
     }
     crate::arch::device_interrupts::set_level_input(route.vector, None);
-    if let Some(position) = devices.remapped.iter().position(|(vector, _)| *vector == route.vector) {
-        let (_, entry) = devices.remapped.remove(position);
-        crate::iommu::interrupts::release(entry);
-    }
+    release_remapped(devices, route.vector);
 }
 
 /// How `route` reaches Keel, for its log line.

@@ -52,19 +52,13 @@ pub fn remap(requester: Requester, vector: u8, level: bool) -> Option<Result<Rem
             Ok(dmar) => dmar,
             Err(error) => return Some(Err(format!("the DMAR no longer parses: {error}"))),
         };
-        let (base, source) = match requester {
-            Requester::Function(source) => (
-                dmar.unit_for(0, source, &rmrr::HostBridges)?.register_base().as_u64(),
-                source,
-            ),
-            Requester::IoApic(id) => match dmar.ioapic(id, &rmrr::HostBridges) {
-                Some((drhd, source)) => (drhd.register_base().as_u64(), source),
-                None => {
-                    return Some(Err(format!(
-                        "interrupt remapping is on but the DMAR places I/O APIC {id} under no remapping unit"
-                    )))
-                }
-            },
+        let Some((base, source)) = placement(&dmar, requester) else {
+            return match requester {
+                Requester::Function(_) => None,
+                Requester::IoApic(id) => Some(Err(format!(
+                    "interrupt remapping is on but the DMAR places I/O APIC {id} under no remapping unit"
+                ))),
+            };
         };
         let unit = iommu.units.iter_mut().find(|unit| unit.base == base)?;
         unit.interrupts?;
@@ -79,10 +73,7 @@ pub fn remap(requester: Requester, vector: u8, level: bool) -> Option<Result<Rem
 pub fn remaps(requester: Requester) -> bool {
     with_iommu(|iommu| {
         let dmar = parse_dmar(&iommu.dmar).ok()?;
-        let base = match requester {
-            Requester::Function(source) => dmar.unit_for(0, source, &rmrr::HostBridges)?.register_base().as_u64(),
-            Requester::IoApic(id) => dmar.ioapic(id, &rmrr::HostBridges)?.0.register_base().as_u64(),
-        };
+        let (base, _) = placement(&dmar, requester)?;
         iommu
             .units
             .iter()
@@ -91,6 +82,20 @@ pub fn remaps(requester: Requester) -> bool {
     })
     .flatten()
     .unwrap_or(false)
+}
+
+/// The register base of the unit that receives `requester`'s interrupts,
+/// and the requester ID its entries validate.
+fn placement(dmar: &keel_iommu::Dmar<'_>, requester: Requester) -> Option<(u64, SourceId)> {
+    match requester {
+        Requester::Function(source) => Some((
+            dmar.unit_for(0, source, &rmrr::HostBridges)?.register_base().as_u64(),
+            source,
+        )),
+        Requester::IoApic(id) => dmar
+            .ioapic(id, &rmrr::HostBridges)
+            .map(|(drhd, source)| (drhd.register_base().as_u64(), source)),
+    }
 }
 
 fn write_entry(unit: &mut Unit, source: SourceId, vector: u8, level: bool) -> Result<RemappedInterrupt, String> {
