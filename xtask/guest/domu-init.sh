@@ -241,6 +241,37 @@ read_sector() {
     [ "$(cat "/tmp/sector-$2.status")" = 0 ] || return 2
 }
 
+# Reads sectors 0 and 1 of /dev/$2 from the disk itself, not the page
+# cache (the partition scan read sector 0), and says each one's text as
+# "domu: $1 sector N: ..."; each must start with DISK_MARKER, its number and
+# a space. On a failure calls $3 with the reason ($4 counts the driver's
+# interrupts, $5 names the driver, for the message) and returns 1.
+read_known_sectors() {
+    sync
+    echo 3 > /proc/sys/vm/drop_caches
+    for sector in 0 1; do
+        read_sector "$2" "$sector"
+        case $? in
+            1)
+                $3 "reading sector $sector of /dev/$2 did not finish within ${DISK_READ_WAIT} s ($($4) $5 interrupts, $irqs_before before the reads)"
+                return 1
+                ;;
+            2)
+                $3 "dd could not read sector $sector of /dev/$2 (status $(cat "/tmp/sector-$sector.status"))"
+                return 1
+                ;;
+        esac
+        text=$(tr -d '\n' < "/tmp/sector-$sector")
+        case "$text" in
+            "$DISK_MARKER$sector "*) say "domu: $1 sector $sector: $text" ;;
+            *)
+                $3 "sector $sector of /dev/$2 reads '$(echo "$text" | head -c 64)', not '$DISK_MARKER$sector ...'"
+                return 1
+                ;;
+        esac
+    done
+}
+
 # A PCI function's ids as lspci gives them ("8086:7010 class 010180") and
 # its driver; $1 is its sysfs directory.
 pci_function() {
@@ -294,31 +325,8 @@ read_disk() {
         # shellcheck disable=SC2046 # major and minor
         mknod "/dev/$disk" b $(tr ':' ' ' < "/sys/block/$disk/dev")
     fi
-    # From the disk, not the page cache (the partition scan read sector 0).
-    sync
-    echo 3 > /proc/sys/vm/drop_caches
     irqs_before=$(ata_irq_total)
-    for sector in 0 1; do
-        read_sector "$disk" "$sector"
-        case $? in
-            1)
-                disk_failed "reading sector $sector of /dev/$disk did not finish within ${DISK_READ_WAIT} s ($(ata_irq_total) ata_piix interrupts, $irqs_before before the reads)"
-                return
-                ;;
-            2)
-                disk_failed "dd could not read sector $sector of /dev/$disk (status $(cat "/tmp/sector-$sector.status"))"
-                return
-                ;;
-        esac
-        text=$(tr -d '\n' < "/tmp/sector-$sector")
-        case "$text" in
-            "$DISK_MARKER$sector "*) say "domu: disk sector $sector: $text" ;;
-            *)
-                disk_failed "sector $sector of /dev/$disk reads '$(echo "$text" | head -c 64)', not '$DISK_MARKER$sector ...'"
-                return
-                ;;
-        esac
-    done
+    read_known_sectors disk "$disk" disk_failed ata_irq_total ata_piix || return
     irqs=$(ata_irq_total)
     say "domu: disk irqs $irqs ($((irqs - irqs_before)) during the reads; $(ata_irq_list))"
     if [ "$irqs" -le "$irqs_before" ]; then
@@ -434,31 +442,8 @@ read_nvme() {
         # shellcheck disable=SC2046 # major and minor
         mknod "/dev/$NVME_DISK" b $(tr ':' ' ' < "/sys/block/$NVME_DISK/dev")
     fi
-    # From the namespace, not the page cache (the partition scan read sector 0).
-    sync
-    echo 3 > /proc/sys/vm/drop_caches
     irqs_before=$(nvme_irq_total)
-    for sector in 0 1; do
-        read_sector "$NVME_DISK" "$sector"
-        case $? in
-            1)
-                nvme_failed "reading sector $sector of /dev/$NVME_DISK did not finish within ${DISK_READ_WAIT} s ($(nvme_irq_total) nvme interrupts, $irqs_before before the reads)"
-                return
-                ;;
-            2)
-                nvme_failed "dd could not read sector $sector of /dev/$NVME_DISK (status $(cat "/tmp/sector-$sector.status"))"
-                return
-                ;;
-        esac
-        text=$(tr -d '\n' < "/tmp/sector-$sector")
-        case "$text" in
-            "$DISK_MARKER$sector "*) say "domu: nvme sector $sector: $text" ;;
-            *)
-                nvme_failed "sector $sector of /dev/$NVME_DISK reads '$(echo "$text" | head -c 64)', not '$DISK_MARKER$sector ...'"
-                return
-                ;;
-        esac
-    done
+    read_known_sectors nvme "$NVME_DISK" nvme_failed nvme_irq_total nvme || return
     irqs=$(nvme_irq_total)
     say "domu: nvme irqs $irqs ($((irqs - irqs_before)) during the reads; $(nvme_irq_list))"
     if [ "$irqs" -le "$irqs_before" ]; then

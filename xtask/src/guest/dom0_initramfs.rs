@@ -854,7 +854,7 @@ mod tests {
         for line in [
             "say \"domu: nvme $NVME_DISK: $sectors sectors, behind PCI function ${pci:-none} ($path)\"",
             "say \"domu: nvme pci $pci $(pci_function \"/sys/bus/pci/devices/$pci\")\"",
-            "\"$DISK_MARKER$sector \"*) say \"domu: nvme sector $sector: $text\" ;;",
+            "read_known_sectors nvme \"$NVME_DISK\" nvme_failed nvme_irq_total nvme || return",
             "say \"domu: nvme irqs $irqs ($((irqs - irqs_before)) during the reads; $(nvme_irq_list))\"",
         ] {
             assert!(DOMU_INIT.contains(line), "{line}");

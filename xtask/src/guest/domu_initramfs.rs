@@ -301,7 +301,8 @@ mod tests {
         let sectors: Vec<String> = PASSTHROUGH_TEXT_SECTORS.iter().map(u32::to_string).collect();
         assert!(INIT_SCRIPT.contains(&format!("for sector in {}; do", sectors.join(" "))));
         for needed in [
-            "say \"domu: disk sector $sector: $text\"",
+            "\"$DISK_MARKER$sector \"*) say \"domu: $1 sector $sector: $text\" ;;",
+            "read_known_sectors disk \"$disk\" disk_failed ata_irq_total ata_piix || return",
             "say \"domu: disk irqs $irqs (",
             "say \"domu: disk pci $pci $(pci_function",
             "say \"domu: disk done\"",
