@@ -13,6 +13,7 @@ mod domains;
 mod exits;
 mod halt;
 mod host_acpi;
+mod host_msix;
 mod iommu;
 mod linux_domain;
 mod memory;
