@@ -56,7 +56,8 @@
 extern crate alloc;
 
 use crate::passthrough_msi::{
-    CapabilityChange, GuestMsi, HostCapabilities, MsiCapability, MsiState, PassthroughCapabilities,
+    CapabilityChange, GuestMsi, HostCapabilities, MsiCapability, MsiState, MsixCapability, MsixError,
+    MsixRegion, PassthroughCapabilities,
 };
 use crate::pci_config::{Bar, PciConfigError, PciIdentity, Type0Header};
 use crate::pci_host::PciFunction;
@@ -79,7 +80,8 @@ pub enum PassthroughWrite {
 
 /// A memory BAR's pages must be mapped elsewhere in the guest: unmapped
 /// from `from` (if mapped) and mapped at `to` (if decoding), `size` bytes
-/// of the host's BAR at `host`.
+/// of the host's BAR at `host`, the pages of `pieces` only (the MSI-X
+/// table's and PBA's pages are trapped, not mapped).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BarMove {
     pub index: usize,
@@ -87,6 +89,70 @@ pub struct BarMove {
     pub size: u64,
     pub from: Option<u64>,
     pub to: Option<u64>,
+    pub pieces: BarPieces,
+}
+
+/// The parts of a memory BAR Keel maps into the guest: all of it, less the
+/// pages holding the MSI-X table or PBA (at most two holes, so at most
+/// three pieces). Offsets and lengths are page multiples.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BarPieces {
+    pieces: [(u64, u64); 3],
+    count: u8,
+}
+
+impl BarPieces {
+    /// `size` bytes less the page-rounded `holes` (offset, length), which
+    /// may overlap, touch or lie past the end.
+    fn new(size: u64, holes: &[(u64, u64)]) -> Self {
+        let mut holes: alloc::vec::Vec<(u64, u64)> = holes
+            .iter()
+            .filter(|(_, len)| *len != 0)
+            .map(|&(offset, len)| {
+                let start = offset & !(PAGE - 1);
+                let end = offset.saturating_add(len).saturating_add(PAGE - 1) & !(PAGE - 1);
+                (start.min(size), end.min(size))
+            })
+            .collect();
+        holes.sort_unstable();
+        let mut pieces = Self::default();
+        let mut at = 0;
+        for (start, end) in holes {
+            if start > at {
+                pieces.push(at, start - at);
+            }
+            at = at.max(end);
+        }
+        if at < size {
+            pieces.push(at, size - at);
+        }
+        pieces
+    }
+
+    fn push(&mut self, offset: u64, len: u64) {
+        if let Some(slot) = self.pieces.get_mut(usize::from(self.count)) {
+            *slot = (offset, len);
+            self.count += 1;
+        }
+    }
+
+    /// (offset into the BAR, length) of each piece, lowest first.
+    pub fn iter(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.pieces.iter().copied().take(usize::from(self.count))
+    }
+}
+
+const PAGE: u64 = 4096;
+
+/// A page range of a memory BAR that Keel traps instead of mapping: it
+/// holds the MSI-X table or PBA (and whatever else shares those pages,
+/// forwarded to the device by the platform).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TrappedPages {
+    pub bar: usize,
+    /// Page-aligned offset into the BAR.
+    pub offset: u64,
+    pub len: u64,
 }
 
 /// Multiple Message Capable, MSI Message Control bits 3:1 (log2 of the
@@ -130,6 +196,9 @@ pub struct PassthroughFunction {
     /// A guest write changed the MSI message (Enable, address, data or
     /// the vector count) since [`PassthroughFunction::take_msi_change`].
     msi_changed: bool,
+    /// A guest write changed MSI-X Enable, the Function Mask or a table
+    /// entry since [`PassthroughFunction::take_msix_change`].
+    msix_changed: bool,
 }
 
 impl PassthroughFunction {
@@ -157,35 +226,65 @@ impl PassthroughFunction {
             mapped,
             capabilities: None,
             msi_changed: false,
+            msix_changed: false,
         })
     }
 
     /// Shows the guest an emulated MSI capability, from the host MSI
     /// capability's Message Control (its 64-bit and per-vector masking bits
     /// are kept), at [`crate::passthrough_msi::MSI_GUEST_OFFSET`], and the
-    /// header's capability list leading to it. The host's own capability
-    /// structures stay hidden; the emulated one's bytes win over the host's
-    /// registers at the same offsets.
+    /// header's capability list leading to it; see
+    /// [`PassthroughFunction::with_interrupt_capabilities`].
+    pub fn with_msi(self, host_message_control: u16) -> Self {
+        let host = HostCapabilities {
+            msi_control: Some(host_message_control),
+            msix: None,
+        };
+        match self.with_interrupt_capabilities(host) {
+            Ok(function) => function,
+            // Without MSI-X there is nothing that can be refused.
+            Err((function, _)) => function,
+        }
+    }
+
+    /// Shows the guest emulated MSI and MSI-X capabilities for those the
+    /// host function has (MSI at
+    /// [`crate::passthrough_msi::MSI_GUEST_OFFSET`], MSI-X at
+    /// [`crate::passthrough_msi::MSIX_GUEST_OFFSET`]), and the header's
+    /// capability list leading to them. The host's own capability
+    /// structures stay hidden; the emulated ones' bytes win over the host's
+    /// registers at the same offsets. A host MSI-X capability whose table
+    /// or PBA cannot be described is refused (the function is handed back
+    /// unchanged with the error).
     ///
-    /// The guest is offered exactly one vector: Multiple Message Capable
-    /// reads 0. Multi-message MSI needs a naturally aligned block of 2^n
+    /// MSI offers exactly one vector: Multiple Message Capable reads 0.
+    /// Multi-message MSI needs a naturally aligned block of 2^n
     /// consecutive host vectors (the device puts the vector number in the
     /// low data bits), and Keel allocates host vectors one at a time, so it
     /// could not program the real device with more than one; a guest
-    /// driver that wants more falls back to one vector (or to INTx).
-    pub fn with_msi(mut self, host_message_control: u16) -> Self {
+    /// driver that wants more falls back to one vector (or to INTx, or
+    /// MSI-X, whose entries are independent).
+    ///
+    /// The MSI-X table and PBA keep the host's BAR and offset: their pages
+    /// are trapped ([`PassthroughFunction::trapped_pages`]) and emulated
+    /// ([`PassthroughFunction::msix_mmio_read`]); the rest of the BAR is
+    /// mapped.
+    pub fn with_interrupt_capabilities(mut self, host: HostCapabilities) -> Result<Self, (Self, MsixError)> {
         let host = HostCapabilities {
-            msi_control: Some(host_message_control & !MSI_CONTROL_MULTIPLE_MESSAGE_CAPABLE),
-            msix: None,
+            msi_control: host
+                .msi_control
+                .map(|control| control & !MSI_CONTROL_MULTIPLE_MESSAGE_CAPABLE),
+            msix: host.msix,
         };
-        // Without MSI-X there is nothing that can be refused.
-        let Ok(capabilities) = PassthroughCapabilities::new(host) else {
-            return self;
+        let capabilities = match PassthroughCapabilities::new(host) {
+            Ok(capabilities) => capabilities,
+            Err(error) => return Err((self, error)),
         };
         self.header = self.header.with_capabilities(capabilities.first_pointer());
         self.capabilities = Some(capabilities);
         self.msi_changed = false;
-        self
+        self.msix_changed = false;
+        Ok(self)
     }
 
     /// The emulated MSI capability, if the guest is shown one.
@@ -234,6 +333,136 @@ impl PassthroughFunction {
             .flatten()
     }
 
+    /// The emulated MSI-X capability (with its table), if the guest is
+    /// shown one.
+    pub fn msix(&self) -> Option<&MsixCapability> {
+        self.capabilities.as_ref()?.msix()
+    }
+
+    /// Whether a guest write changed MSI-X Enable, the Function Mask or a
+    /// table entry since the last call (once, however many writes came):
+    /// Keel then brings the real device's table in line
+    /// ([`PassthroughFunction::msix_unmasked_entries`]).
+    pub fn take_msix_change(&mut self) -> bool {
+        core::mem::take(&mut self.msix_changed)
+    }
+
+    /// The table entries whose own mask bit the guest cleared, lowest
+    /// first: the ones it means to use (Linux unmasks an entry when its
+    /// IRQ starts). Keel gives each a host vector of its own while MSI-X is
+    /// enabled.
+    pub fn msix_unmasked_entries(&self) -> impl Iterator<Item = u16> + '_ {
+        let msix = self.msix();
+        let len = msix.map_or(0, |msix| msix.table().len());
+        (0..len).filter(move |&index| {
+            msix.and_then(|msix| msix.entry(index))
+                .is_some_and(|entry| !entry.masked)
+        })
+    }
+
+    /// The real device sent MSI-X entry `entry` (the host vector Keel gave
+    /// it fired): the guest's message for it, or `None` when the entry is
+    /// masked, function-masked or MSI-X is off (then pending, for
+    /// [`PassthroughFunction::msix_unmask_released`]) or does not exist.
+    /// The message is the guest's, unchecked (see
+    /// [`PassthroughFunction::fire_msi`]).
+    pub fn fire_msix(&mut self, entry: u16) -> Option<GuestMsi> {
+        self.capabilities.as_mut()?.msix_mut()?.fire(entry)
+    }
+
+    /// Pending MSI-X messages the guest's last writes released (entries
+    /// unmasked, the Function Mask cleared, MSI-X enabled), lowest entry
+    /// first; their pending bits are cleared. Call after configuration and
+    /// table writes.
+    pub fn msix_unmask_released(&mut self) -> alloc::vec::Vec<GuestMsi> {
+        self.capabilities
+            .as_mut()
+            .and_then(PassthroughCapabilities::msix_mut)
+            .map(|msix| msix.unmask_released().collect())
+            .unwrap_or_default()
+    }
+
+    /// The host's BAR `index` (address and size as the host's firmware
+    /// placed it), if the function has one.
+    pub fn host_bar(&self, index: usize) -> Option<Bar> {
+        self.host_bars.get(index).copied().flatten()
+    }
+
+    /// The page ranges of memory BARs that hold the MSI-X table or PBA:
+    /// Keel traps them (the guest's accesses reach
+    /// [`PassthroughFunction::msix_mmio_read`] and
+    /// [`PassthroughFunction::msix_mmio_write`], or the device for bytes
+    /// outside the table and PBA) instead of mapping them.
+    pub fn trapped_pages(&self) -> alloc::vec::Vec<TrappedPages> {
+        let Some(capabilities) = self.capabilities.as_ref() else {
+            return alloc::vec::Vec::new();
+        };
+        let regions = [capabilities.msix_table_location(), capabilities.pba_location()];
+        let mut pages: alloc::vec::Vec<TrappedPages> = alloc::vec::Vec::new();
+        for region in regions.into_iter().flatten() {
+            let bar = usize::from(region.bar);
+            let Some(size) = self.host_bar(bar).filter(|bar| bar.kind.is_memory()).map(|bar| bar.size) else {
+                continue;
+            };
+            let Some((offset, len)) = page_span(region, size) else {
+                continue;
+            };
+            match pages
+                .iter_mut()
+                .find(|pages| pages.bar == bar && offset <= pages.offset + pages.len && pages.offset <= offset + len)
+            {
+                Some(merged) => {
+                    let end = (merged.offset + merged.len).max(offset + len);
+                    merged.offset = merged.offset.min(offset);
+                    merged.len = end - merged.offset;
+                }
+                None => pages.push(TrappedPages { bar, offset, len }),
+            }
+        }
+        pages
+    }
+
+    /// The parts of memory BAR `index` Keel maps into the guest: all of it
+    /// but the [`PassthroughFunction::trapped_pages`].
+    pub fn bar_pieces(&self, index: usize) -> BarPieces {
+        let size = self.host_bar(index).map_or(0, |bar| bar.size);
+        let holes: alloc::vec::Vec<(u64, u64)> = self
+            .trapped_pages()
+            .iter()
+            .filter(|pages| pages.bar == index)
+            .map(|pages| (pages.offset, pages.len))
+            .collect();
+        BarPieces::new(size, &holes)
+    }
+
+    /// A guest read of `size` bytes at `offset` into BAR `bar` within the
+    /// trapped pages: the table's or PBA's answer, or `None` for bytes
+    /// outside them (the device answers those).
+    pub fn msix_mmio_read(&self, bar: usize, offset: u64, size: u8) -> Option<u64> {
+        let bar = u8::try_from(bar).ok()?;
+        self.capabilities.as_ref()?.msix_mmio_read(bar, offset, size)
+    }
+
+    /// A guest write there: `true` when the table or PBA took it (a table
+    /// entry may have changed: noted for
+    /// [`PassthroughFunction::take_msix_change`]); `false` for bytes
+    /// outside them, which go to the device.
+    pub fn msix_mmio_write(&mut self, bar: usize, offset: u64, size: u8, value: u64) -> bool {
+        let Ok(bar) = u8::try_from(bar) else {
+            return false;
+        };
+        let Some(capabilities) = self.capabilities.as_mut() else {
+            return false;
+        };
+        if !capabilities.claims_mmio(bar, offset, size) {
+            return false;
+        }
+        if let Some(CapabilityChange::MsixEntry(_)) = capabilities.msix_mmio_write(bar, offset, size, value) {
+            self.msix_changed = true;
+        }
+        true
+    }
+
     /// Whether the emulated structure covers device-specific registers the
     /// guest would otherwise see (bytes of the host that are not part of a
     /// capability structure): the guest's driver can no longer reach them.
@@ -278,8 +507,12 @@ impl PassthroughFunction {
         let size = size.min(4);
         if let Some(capabilities) = self.capabilities.as_mut() {
             if capabilities.claims(offset, size) {
-                if let Some(CapabilityChange::Msi(change)) = capabilities.write(offset, size, value) {
-                    self.msi_changed |= change.message_changed();
+                match capabilities.write(offset, size, value) {
+                    Some(CapabilityChange::Msi(change)) => self.msi_changed |= change.message_changed(),
+                    Some(CapabilityChange::MsixControl(_) | CapabilityChange::MsixEntry(_)) => {
+                        self.msix_changed = true;
+                    }
+                    None => {}
                 }
             }
         }
@@ -345,6 +578,7 @@ impl PassthroughFunction {
                     size: host.size,
                     from: self.mapped[index],
                     to: now,
+                    pieces: self.bar_pieces(index),
                 });
                 self.mapped[index] = now;
             }
@@ -394,6 +628,15 @@ impl PassthroughFunction {
     pub fn intx_disabled(&self) -> bool {
         self.header.intx_disabled()
     }
+}
+
+/// The pages of a BAR of `size` bytes that `region` touches, as (offset,
+/// length); `None` when it lies wholly past the BAR's end.
+fn page_span(region: MsixRegion, size: u64) -> Option<(u64, u64)> {
+    let start = u64::from(region.offset) & !(PAGE - 1);
+    let end = (u64::from(region.offset) + u64::from(region.bytes) + PAGE - 1) & !(PAGE - 1);
+    let end = end.min(size);
+    (start < end).then(|| (start, end - start))
 }
 
 impl PciFunction for PassthroughFunction {
@@ -752,7 +995,8 @@ mod tests {
                 host: 0xfebc_0000,
                 size: 128 << 10,
                 from: Some(0xfebc_0000),
-                to: None
+                to: None,
+                pieces: BarPieces::new(128 << 10, &[]),
             }]
         );
         function.config_write(4, 2, 0x0002, &mut platform);
@@ -774,10 +1018,187 @@ mod tests {
                 host: 0xfebc_0000,
                 size: 128 << 10,
                 from: None,
-                to: Some(0xe000_0000)
+                to: Some(0xe000_0000),
+                pieces: BarPieces::new(128 << 10, &[]),
             }],
             "the host's pages, at the guest's new address"
         );
         assert_eq!(function.moved_bars().collect::<Vec<_>>(), [0]);
+    }
+
+    // ----- MSI-X -----
+
+    use crate::passthrough_msi::{HostMsix, MSIX_CONTROL_ENABLE, MSIX_CONTROL_FUNCTION_MASK};
+
+    const MSIX: u16 = 0x70;
+
+    /// An NVMe-like function: a 16 KiB memory BAR 0, MSI (64-bit, masking)
+    /// and MSI-X with 64 entries, the table at BAR 0 + 0x2000, the PBA at
+    /// BAR 0 + 0x3000 (as QEMU's nvme has them).
+    fn nvme_like(table: u32, pba: u32) -> PassthroughFunction {
+        let identity = PciIdentity {
+            vendor_id: 0x1b36,
+            device_id: 0x0010,
+            class_code: 0x010802,
+            revision: 2,
+            subsystem_vendor_id: 0,
+            subsystem_id: 0,
+        };
+        let bar0 = Bar {
+            kind: BarKind::Memory64 { prefetchable: false },
+            size: 16 << 10,
+            address: 0xfebf_0000,
+        };
+        let mut registers = DeviceSpecific::default();
+        registers.hidden.fill(true);
+        let host = HostCapabilities {
+            msi_control: Some(MSI_CONTROL_64BIT | MSI_CONTROL_PER_VECTOR_MASKING),
+            msix: Some(HostMsix { control: 63, table, pba }),
+        };
+        let Ok(function) = PassthroughFunction::new(identity, &[(0, bar0)], 1, 16)
+            .unwrap()
+            .with_device_specific(registers)
+            .with_interrupt_capabilities(host)
+        else {
+            panic!("a valid MSI-X capability");
+        };
+        function
+    }
+
+    /// What Linux's `msix_setup_msi_descs`/`__pci_write_msi_msg` do for
+    /// entry `index`: the message written while masked, then unmasked.
+    fn program_entry(function: &mut PassthroughFunction, index: u64, vector: u32) {
+        let entry = 0x2000 + 16 * index;
+        assert!(function.msix_mmio_write(0, entry, 4, 0xfee0_0000));
+        assert!(function.msix_mmio_write(0, entry + 4, 4, 0));
+        assert!(function.msix_mmio_write(0, entry + 8, 4, u64::from(vector)));
+        assert!(function.msix_mmio_write(0, entry + 12, 4, 0));
+    }
+
+    #[test]
+    fn msix_follows_msi_in_the_capability_list_with_the_hosts_table_location() {
+        let mut function = nvme_like(0x2000, 0x3000);
+        assert_eq!(walk(&mut function), [(0x50, 0x05), (0x70, 0x11)]);
+        let control = function.config_read(MSIX + 2, 2) as u16;
+        assert_eq!(control & 0x7ff, 63, "Table Size: 64 entries");
+        assert_eq!(control & (MSIX_CONTROL_ENABLE | MSIX_CONTROL_FUNCTION_MASK), 0);
+        assert_eq!(function.config_read(MSIX + 4, 4), 0x2000, "table: BAR 0 + 0x2000");
+        assert_eq!(function.config_read(MSIX + 8, 4), 0x3000, "PBA: BAR 0 + 0x3000");
+        let mut platform = RecordingPlatform::default();
+        function.config_write(MSIX, 4, u32::MAX, &mut platform);
+        assert!(function.take_config_writes().is_empty(), "never the real device's");
+        assert!(function.take_msix_change(), "Enable and Function Mask were set");
+        assert!(!function.take_msix_change(), "once");
+        // A reserved BAR indicator is refused; the function comes back as it was.
+        let host = HostCapabilities {
+            msi_control: None,
+            msix: Some(HostMsix {
+                control: 0,
+                table: 7,
+                pba: 0x1000,
+            }),
+        };
+        let Err((mut refused, error)) = ide().with_interrupt_capabilities(host) else {
+            panic!("BIR 7 refused");
+        };
+        assert_eq!(error, MsixError::TableBir(7));
+        assert_eq!(walk(&mut refused), []);
+    }
+
+    #[test]
+    fn the_table_and_pba_pages_are_trapped_and_the_rest_of_the_bar_mapped() {
+        let function = nvme_like(0x2000, 0x3000);
+        assert_eq!(
+            function.trapped_pages(),
+            [TrappedPages {
+                bar: 0,
+                offset: 0x2000,
+                len: 0x2000
+            }],
+            "the table's page and the PBA's, merged"
+        );
+        assert_eq!(function.bar_pieces(0).iter().collect::<Vec<_>>(), [(0, 0x2000)]);
+        assert_eq!(function.bar_pieces(1).iter().count(), 0, "no BAR 1");
+        // The table in the middle, the PBA at the end: two holes.
+        let function = nvme_like(0x1000, 0x3800);
+        assert_eq!(
+            function.bar_pieces(0).iter().collect::<Vec<_>>(),
+            [(0, 0x1000), (0x2000, 0x1000)]
+        );
+        // Table and PBA in one page: one hole.
+        let function = nvme_like(0x0, 0x800);
+        assert_eq!(function.bar_pieces(0).iter().collect::<Vec<_>>(), [(0x1000, 0x3000)]);
+        // A table past the BAR's end traps nothing beyond it.
+        let function = nvme_like(0x10_0000, 0x3000);
+        assert_eq!(function.trapped_pages().len(), 1);
+        assert_eq!(function.bar_pieces(0).iter().collect::<Vec<_>>(), [(0, 0x3000)]);
+    }
+
+    #[test]
+    fn table_writes_stay_in_the_model_and_the_rest_of_the_page_goes_to_the_device() {
+        let mut function = nvme_like(0x2000, 0x3000);
+        program_entry(&mut function, 1, 0x45);
+        assert!(function.take_msix_change(), "an entry changed");
+        assert!(!function.take_msix_change());
+        assert_eq!(function.msix_unmasked_entries().collect::<Vec<_>>(), [1]);
+        assert_eq!(function.msix_mmio_read(0, 0x2018, 4), Some(0x45));
+        assert_eq!(function.msix_mmio_read(0, 0x2010, 8), Some(0xfee0_0000));
+        assert_eq!(function.msix_mmio_read(0, 0x200c, 4), Some(1), "entry 0 masked since reset");
+        // Past the table (64 entries end at 0x2400) but in its page: the device's.
+        assert!(!function.msix_mmio_write(0, 0x2400, 4, 1));
+        assert_eq!(function.msix_mmio_read(0, 0x2400, 4), None);
+        assert!(!function.take_msix_change());
+        // The PBA is read-only: writes are taken and dropped.
+        assert!(function.msix_mmio_write(0, 0x3000, 8, u64::MAX));
+        assert_eq!(function.msix_mmio_read(0, 0x3000, 8), Some(0));
+        // Another BAR, or a BAR index that does not fit: the device's.
+        assert!(!function.msix_mmio_write(2, 0x2000, 4, 1));
+        assert!(!function.msix_mmio_write(usize::MAX, 0x2000, 4, 1));
+        assert_eq!(function.msix_mmio_read(256, 0x2000, 4), None);
+    }
+
+    #[test]
+    fn msix_entries_fire_pend_while_masked_and_are_released() {
+        let mut function = nvme_like(0x2000, 0x3000);
+        let mut platform = RecordingPlatform::default();
+        program_entry(&mut function, 0, 0x41);
+        program_entry(&mut function, 2, 0x43);
+        assert_eq!(function.fire_msix(0), None, "MSI-X off: pending");
+        function.config_write(MSIX + 2, 2, u32::from(MSIX_CONTROL_ENABLE), &mut platform);
+        assert!(function.take_msix_change());
+        let released = function.msix_unmask_released();
+        assert_eq!(released.len(), 1, "entry 0's, pending since MSI-X was off");
+        assert_eq!(released[0].data, 0x41);
+        assert_eq!(function.fire_msix(2).map(|message| message.data), Some(0x43));
+        assert_eq!(function.fire_msix(1), None, "masked entry: pending");
+        assert_eq!(function.msix_mmio_read(0, 0x3000, 8), Some(0b010));
+        assert_eq!(function.fire_msix(64), None, "no such entry");
+        // Function Mask: everything pends; cleared, it is released.
+        function.config_write(
+            MSIX + 2,
+            2,
+            u32::from(MSIX_CONTROL_ENABLE | MSIX_CONTROL_FUNCTION_MASK),
+            &mut platform,
+        );
+        assert_eq!(function.fire_msix(2), None);
+        assert!(function.msix_unmask_released().is_empty());
+        function.config_write(MSIX + 2, 2, u32::from(MSIX_CONTROL_ENABLE), &mut platform);
+        assert_eq!(function.msix_unmask_released().len(), 1, "entry 2's; entry 1 stays masked");
+        assert_eq!(function.msix_mmio_read(0, 0x3000, 8), Some(0b010));
+    }
+
+    #[test]
+    fn bar_moves_carry_the_pieces_around_the_trapped_pages() {
+        let mut function = nvme_like(0x2000, 0x3000);
+        let mut platform = RecordingPlatform::default();
+        function.config_write(4, 2, 0x0002, &mut platform);
+        function.take_bar_moves();
+        function.config_write(4, 2, 0x0000, &mut platform);
+        function.config_write(0x10, 4, 0xe000_0000, &mut platform);
+        function.config_write(4, 2, 0x0002, &mut platform);
+        let moves = function.take_bar_moves();
+        let last = moves.last().expect("moved");
+        assert_eq!(last.to, Some(0xe000_0000));
+        assert_eq!(last.pieces.iter().collect::<Vec<_>>(), [(0, 0x2000)]);
     }
 }

@@ -27,15 +27,26 @@ use keel_virtio::pci::{Effect, MsiMessage, VirtioPciFunction};
 /// serial output goes). The hypervisor passes the real ones; tests a fake.
 mod assigned_intx;
 mod assigned_msi;
+mod assigned_msix;
 mod paravirtual;
 #[cfg(test)]
 mod tests_intx;
 #[cfg(test)]
 mod tests_msi;
+#[cfg(test)]
+mod tests_msix;
+
+pub use assigned_msix::MsixRequest;
 
 pub trait PlatformHost {
     fn now_tsc(&self) -> u64;
     fn console_output(&mut self, byte: u8);
+    /// A guest read of an assigned device's register that Keel traps (one
+    /// that shares a page with the device's MSI-X table): `size` bytes at
+    /// host-physical `address`, inside the device's BAR.
+    fn device_read(&mut self, address: u64, size: u8) -> u64;
+    /// The same for a write.
+    fn device_write(&mut self, address: u64, size: u8, value: u64);
 }
 
 /// A guest access to a local-APIC MSR that raises #GP.
@@ -170,6 +181,8 @@ pub struct VirtualPlatform<H> {
     intx_resamples: Vec<PciAddress>,
     /// Assigned functions' MSI: changes to apply, refused messages.
     msi: assigned_msi::MsiForwarding,
+    /// Assigned functions' MSI-X: trapped pages, changes to apply.
+    msix: assigned_msix::MsixForwarding,
     /// Paravirtual (virtio-pci) devices, and where their BARs decode now.
     virtio: Vec<VirtioSlot>,
     /// What the guest asked of them, for their backends.
@@ -266,6 +279,7 @@ impl<H: PlatformHost> VirtualPlatform<H> {
             intx_sources: Vec::new(),
             intx_resamples: Vec::new(),
             msi: assigned_msi::MsiForwarding::default(),
+            msix: assigned_msix::MsixForwarding::default(),
             virtio: Vec::new(),
             virtio_effects: Vec::new(),
         })
@@ -475,6 +489,7 @@ impl<H: PlatformHost> VirtualPlatform<H> {
             .add_function(slot, Box::new(function))
             .map_err(|_| PlatformError::Passthrough("slot taken"))?;
         self.passthrough.push(slot);
+        self.refresh_msix_windows();
         Ok(slot)
     }
 
@@ -500,7 +515,9 @@ impl<H: PlatformHost> VirtualPlatform<H> {
             self.passthrough_writes
                 .extend(writes.into_iter().map(|write| (address, write)));
             self.collect_passthrough_msi(address);
+            self.collect_passthrough_msix(address);
         }
+        self.refresh_msix_windows();
         if !self.intx_sources.is_empty() {
             self.sync_intx_after_command();
         }
@@ -641,9 +658,13 @@ impl<H: PlatformHost> VirtualPlatform<H> {
             || (LOCAL_APIC_BASE..LOCAL_APIC_BASE + LOCAL_APIC_MMIO_LEN).contains(&gpa)
             || self.management_offset(gpa).is_some()
             || self.virtio_at_mmio(gpa).is_some()
+            || (self.has_msix_windows() && self.msix_window(gpa).is_some())
     }
 
     pub fn mmio_read(&mut self, gpa: u64, size: u8) -> u64 {
+        if let Some(window) = self.msix_window(gpa) {
+            return self.msix_page_read(window, gpa, size);
+        }
         if let Some((address, offset)) = self.virtio_at_mmio(gpa) {
             let value = self
                 .virtio_device(address)
@@ -674,6 +695,10 @@ impl<H: PlatformHost> VirtualPlatform<H> {
     }
 
     pub fn mmio_write(&mut self, gpa: u64, size: u8, value: u64) {
+        if let Some(window) = self.msix_window(gpa) {
+            self.msix_page_write(window, gpa, size, value);
+            return;
+        }
         if let Some((address, offset)) = self.virtio_at_mmio(gpa) {
             if let Some(device) = self.virtio_device(address) {
                 device.mmio_write(offset, size, value);
@@ -837,6 +862,8 @@ mod tests {
     pub(super) struct FakeHost {
         tsc: Rc<Cell<u64>>,
         console: Rc<core::cell::RefCell<Vec<u8>>>,
+        /// Device register accesses forwarded: (address, size, written value).
+        pub(super) device: Rc<core::cell::RefCell<Vec<(u64, u8, Option<u64>)>>>,
     }
 
     impl PlatformHost for FakeHost {
@@ -846,6 +873,15 @@ mod tests {
 
         fn console_output(&mut self, byte: u8) {
             self.console.borrow_mut().push(byte);
+        }
+
+        fn device_read(&mut self, address: u64, size: u8) -> u64 {
+            self.device.borrow_mut().push((address, size, None));
+            0x5a5a_5a5a_5a5a_5a5a >> (64 - 8 * u32::from(size.clamp(1, 8)))
+        }
+
+        fn device_write(&mut self, address: u64, size: u8, value: u64) {
+            self.device.borrow_mut().push((address, size, Some(value)));
         }
     }
 

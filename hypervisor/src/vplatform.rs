@@ -47,6 +47,14 @@ impl PlatformHost for Host {
             None => crate::console::write_guest_bytes(&[byte]),
         }
     }
+
+    fn device_read(&mut self, address: u64, size: u8) -> u64 {
+        crate::arch::phys::device_read(address, size).unwrap_or(keel_devices::all_ones(size))
+    }
+
+    fn device_write(&mut self, address: u64, size: u8, value: u64) {
+        crate::arch::phys::device_write(address, size, value);
+    }
 }
 
 pub type VirtualPlatform = keel_hypervisor::platform_devices::VirtualPlatform<Host>;

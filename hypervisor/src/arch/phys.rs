@@ -93,3 +93,49 @@ impl TableMemory for IommuTables {
         }
     }
 }
+
+/// A guest access to an assigned device's register that Keel forwards
+/// (`size` bytes at host-physical `address`, naturally aligned, below
+/// 4 GiB): the value read, or `None` for an access Keel does not make
+/// (misaligned, another size, outside the identity map). The caller has
+/// checked that the address lies in the device's BAR.
+pub fn device_read(address: u64, size: u8) -> Option<u64> {
+    device_register(address, size)?;
+    // SAFETY: `device_register` checked the access is naturally aligned,
+    // 1, 2, 4 or 8 bytes, and identity-mapped; it is a register of the
+    // device the caller owns, so reading it affects only that device.
+    let value = unsafe {
+        match size {
+            1 => u64::from(core::ptr::read_volatile(address as *const u8)),
+            2 => u64::from(core::ptr::read_volatile(address as *const u16)),
+            4 => u64::from(core::ptr::read_volatile(address as *const u32)),
+            _ => core::ptr::read_volatile(address as *const u64),
+        }
+    };
+    Some(value)
+}
+
+/// The same as [`device_read`] for a write; `false` when not made.
+pub fn device_write(address: u64, size: u8, value: u64) -> bool {
+    if device_register(address, size).is_none() {
+        return false;
+    }
+    // SAFETY: as in `device_read`: an aligned register access of the
+    // caller's device, inside the identity map.
+    unsafe {
+        match size {
+            1 => core::ptr::write_volatile(address as *mut u8, value as u8),
+            2 => core::ptr::write_volatile(address as *mut u16, value as u16),
+            4 => core::ptr::write_volatile(address as *mut u32, value as u32),
+            _ => core::ptr::write_volatile(address as *mut u64, value),
+        }
+    }
+    true
+}
+
+/// `Some(())` for an access [`device_read`] and [`device_write`] make.
+fn device_register(address: u64, size: u8) -> Option<()> {
+    let sized = matches!(size, 1 | 2 | 4 | 8);
+    let end = address.checked_add(u64::from(size))?;
+    (sized && address != 0 && address.is_multiple_of(u64::from(size)) && end <= IDENTITY_MAPPED).then_some(())
+}

@@ -130,7 +130,7 @@ impl<H: PlatformHost> VirtualPlatform<H> {
     }
 
     /// A guest message to the local APIC, if it is one the guest may send.
-    fn deliver_passthrough_msi(&mut self, address: PciAddress, message: GuestMsi) {
+    pub(super) fn deliver_passthrough_msi(&mut self, address: PciAddress, message: GuestMsi) {
         match message.interrupt() {
             Ok(interrupt) => {
                 self.effects.interrupts.push(interrupt);
@@ -143,7 +143,7 @@ impl<H: PlatformHost> VirtualPlatform<H> {
         }
     }
 
-    fn msi_function(&mut self, address: PciAddress) -> Option<&mut PassthroughFunction> {
+    pub(super) fn msi_function(&mut self, address: PciAddress) -> Option<&mut PassthroughFunction> {
         if !self.passthrough.contains(&address) {
             return None;
         }
