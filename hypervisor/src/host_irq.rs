@@ -34,6 +34,10 @@ pub struct Route {
     /// guest's own message is delivered from the model); `host_gsi`,
     /// `guest_gsi`, trigger and polarity then mean nothing.
     pub msi_slot: Option<u8>,
+    /// With `msi_slot`: `Some(entry)` for that function's MSI-X table
+    /// entry `entry` (each entry the guest uses has a host vector of its
+    /// own), `None` for its MSI.
+    pub msix_entry: Option<u16>,
     /// The host function whose interrupt this is (bus << 8 | device << 3
     /// | function): its routes go when it is taken back.
     pub function: u16,
@@ -89,7 +93,17 @@ impl Routes {
         self.routes
             .iter()
             .copied()
-            .find(|route| route.domain == domain && route.msi_slot == Some(device))
+            .find(|route| route.domain == domain && route.msi_slot == Some(device) && route.msix_entry.is_none())
+    }
+
+    /// The routes of `domain`'s MSI-X forwarding to guest slot `device`,
+    /// one per table entry.
+    pub fn msix_routes(&self, domain: u32, device: u8) -> Vec<Route> {
+        self.routes
+            .iter()
+            .copied()
+            .filter(|route| route.domain == domain && route.msi_slot == Some(device) && route.msix_entry.is_some())
+            .collect()
     }
 
     /// Removes and returns every route of `domain`'s host `function`.
@@ -145,6 +159,7 @@ mod tests {
             active_low: false,
             intx_slot: None,
             msi_slot: None,
+            msix_entry: None,
             function: 0,
         }
     }
@@ -250,6 +265,7 @@ mod tests {
             active_low: false,
             intx_slot: None,
             msi_slot: None,
+            msix_entry: None,
             function: 0,
         };
         assert_eq!(redirection_entry(&route, 0, false), 0x41);

@@ -30,24 +30,26 @@
 //!     one-vector MSI capability; when it enables it, Keel programs the
 //!     real device with a vector of its own (through an interrupt
 //!     remapping entry where a unit remaps the device's interrupts), and
-//!     what arrives is delivered as the guest's own message by the model.
+//!     what arrives is delivered as the guest's own message by the model;
+//!   - a function's MSI-X ([`apply_msix`], `msix`): the guest sees an
+//!     emulated capability and table (the table's and PBA's pages are
+//!     trapped, the rest of the BAR mapped); each entry it unmasks gets a
+//!     host vector (and remapping entry) of Keel's in the real table.
 //!
 //! Where a remapping unit remaps interrupts (and so blocks the
 //! compatibility format), every I/O APIC entry and MSI Keel programs names
 //! an interrupt remapping entry (`iommu::interrupts`).
 //!
 //! When the DomU stops, everything is undone and the function is
-//! assignable again. MSI-X is not forwarded yet (its table would have to
-//! be trapped): the guest sees no MSI-X capability and uses MSI or INTx; a
-//! function that interrupts only through MSI-X is refused. Two assigned
-//! functions may not share a host input.
+//! assignable again. Two assigned functions may not share a host input.
 
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
 use keel_acpi_tables::host_madt::HostMadt;
-use keel_devices::passthrough::{BarMove, DeviceSpecific, PassthroughFunction, PassthroughWrite};
+use keel_devices::passthrough::{BarMove, BarPieces, DeviceSpecific, PassthroughFunction, PassthroughWrite};
+use keel_devices::passthrough_msi::HostCapabilities;
 use keel_devices::pci_config::{Bar as GuestBar, BarKind as GuestBarKind, PciIdentity};
 use keel_hypervisor::host_irq::{compatibility_msi, redirection_entry, Route, RouteError, Routes};
 use keel_pci::bar::{Bar, BarKind};
@@ -56,8 +58,12 @@ use keel_pci::{header, Bdf, ConfigAccess};
 use multiboot2::BootInformation;
 use spin::Mutex;
 
+mod msix;
+pub use msix::apply_msix;
+
 use crate::arch::pci::HostConfig;
 use crate::domain::Domain;
+use crate::host_msix::HostMsixTable;
 use crate::iommu::interrupts::Requester;
 use crate::vmx::VmxVcpu;
 
@@ -127,8 +133,11 @@ pub struct Wired {
     saved_bars: [u32; 6],
     saved_line: u8,
     /// Where each memory BAR's pages are mapped in the guest now (what
-    /// Keel really mapped, not what the guest asked for).
-    mapped: [Option<u64>; 6],
+    /// Keel really mapped, not what the guest asked for), and which parts
+    /// of it (all but the MSI-X table's and PBA's pages).
+    mapped: [Option<(u64, BarPieces)>; 6],
+    /// The real MSI-X table, where the guest is shown MSI-X.
+    msix: Option<HostMsixTable>,
 }
 
 /// The guest wrote its view of the device's configuration: the command
@@ -172,8 +181,8 @@ pub fn move_bar(domain: &mut Domain, guest: keel_devices::pci_host::PciAddress, 
     };
     // Only what Keel really mapped for this BAR is unmapped (a move the
     // guest asked for but Keel refused left nothing there).
-    if let Some(at) = mapped {
-        domain.unmap_device(at);
+    if let Some((at, pieces)) = mapped {
+        unmap_pieces(domain, at, &pieces);
         domain.assigned[position].mapped[change.index] = None;
     }
     let Some(to) = change.to else { return };
@@ -185,12 +194,10 @@ pub fn move_bar(domain: &mut Domain, guest: keel_devices::pci_host::PciAddress, 
     let result = if covers_emulated {
         Err(String::from("it would cover MMIO Keel emulates"))
     } else {
-        domain
-            .map_device(to, change.host, change.size)
-            .map_err(|error| format!("{error}"))
+        map_pieces(domain, to, change.host, &change.pieces)
     };
     if result.is_ok() {
-        domain.assigned[position].mapped[change.index] = Some(to);
+        domain.assigned[position].mapped[change.index] = Some((to, change.pieces));
     }
     let moves = BAR_MOVES_LOGGED.fetch_add(1, core::sync::atomic::Ordering::Relaxed) + 1;
     if moves > 8 && !moves.is_power_of_two() {
@@ -214,6 +221,27 @@ pub fn move_bar(domain: &mut Domain, guest: keel_devices::pci_host::PciAddress, 
             guest.function(),
             change.index
         ),
+    }
+}
+
+/// Maps the `pieces` of a memory BAR at host `host` with the BAR at guest
+/// `at`: all of them, or none (and why).
+fn map_pieces(domain: &mut Domain, at: u64, host: u64, pieces: &BarPieces) -> Result<(), String> {
+    for (done, (offset, len)) in pieces.iter().enumerate() {
+        if let Err(error) = domain.map_device(at + offset, host + offset, len) {
+            for (offset, _) in pieces.iter().take(done) {
+                domain.unmap_device(at + offset);
+            }
+            return Err(format!("{error}"));
+        }
+    }
+    Ok(())
+}
+
+/// Unmaps what [`map_pieces`] mapped with the BAR at guest `at`.
+fn unmap_pieces(domain: &mut Domain, at: u64, pieces: &BarPieces) {
+    for (offset, _) in pieces.iter() {
+        domain.unmap_device(at + offset);
     }
 }
 
@@ -462,13 +490,8 @@ fn check_interrupts(devices: &HostDevices, bdf: Bdf) -> Result<Interrupts, Strin
     }
     let pin = config.read8(bdf, header::INTERRUPT_PIN);
     if pin == 0 {
-        let mut has = |wanted| keel_pci::capabilities::capabilities(config, bdf).any(|(id, _)| id == wanted);
-        if has(keel_pci::capabilities::MSI_X) && !has(keel_pci::capabilities::MSI) {
-            return Err(format!(
-                "{bdf} interrupts only through MSI-X, which Keel does not forward to guests yet"
-            ));
-        }
-        // No INTx: MSI (forwarded when the guest enables it), or nothing.
+        // No INTx: MSI or MSI-X (forwarded when the guest enables them;
+        // `wire` refuses a function whose only MSI-X cannot be), or nothing.
         return Ok(Interrupts::None);
     }
     let given = devices
@@ -565,6 +588,7 @@ pub fn wire(domain_id: u32, domain: &mut Domain, vcpu: &mut VmxVcpu, assignment:
         saved_bars,
         saved_line,
         mapped: [None; 6],
+        msix: None,
     };
     let result = (|| {
         let mut identity = identity(config, bdf, class_revision);
@@ -581,22 +605,43 @@ pub fn wire(domain_id: u32, domain: &mut Domain, vcpu: &mut VmxVcpu, assignment:
         let mut function = PassthroughFunction::new(identity, &shown_bars, shown_pin, 0)
             .map_err(|error| format!("{bdf}: {error}"))?
             .with_device_specific(device_specific(config, bdf));
-        // MSI-X is not offered (its table would have to be trapped): it
-        // stays off on the device, whatever the firmware left, so table
-        // entries the guest writes through the BAR send nothing.
-        if let Some(msix) = keel_pci::capabilities::find(config, bdf, keel_pci::capabilities::MSI_X) {
-            const MSIX_ENABLE: u16 = 1 << 15;
-            let control = config.read16(bdf, msix + 2);
-            config.write16(bdf, msix + 2, control & !MSIX_ENABLE);
-        }
-        // MSI is offered where the host has it; the guest's driver chooses.
-        if let Some(msi) = keel_pci::capabilities::find(config, bdf, keel_pci::capabilities::MSI) {
-            // Off until the guest enables it (Keel programs it then).
-            let control = disable_msi(config, bdf, msi);
-            function = function.with_msi(control);
-            if function.msi_shadows_host_registers() {
-                log::warn!("{bdf}: the emulated MSI capability hides device registers at its offset from the guest");
+        // MSI and MSI-X are offered where the host has them (the guest's
+        // driver chooses), both off until the guest enables them; Keel
+        // programs them then.
+        let msi = keel_pci::capabilities::find(config, bdf, keel_pci::capabilities::MSI);
+        let msi_control = msi.map(|msi| disable_msi(config, bdf, msi));
+        let msix = match HostMsixTable::find(config, bdf, &bars) {
+            Ok(table) => table,
+            Err(why) if pin == 0 && msi.is_none() => {
+                return Err(format!("{why}; it has no other interrupt Keel can forward"));
             }
+            Err(why) => {
+                log::warn!("{why}: the guest is not shown MSI-X");
+                None
+            }
+        };
+        wired.msix = msix;
+        if let Some(table) = wired.msix.as_mut() {
+            msix::quiet(table);
+        }
+        let host = HostCapabilities {
+            msi_control,
+            msix: wired.msix.as_ref().map(HostMsixTable::registers),
+        };
+        function = match function.with_interrupt_capabilities(host) {
+            Ok(function) => function,
+            Err((function, error)) if pin != 0 || msi_control.is_some() => {
+                log::warn!("{bdf}: MSI-X: {error}: the guest is not shown MSI-X");
+                wired.msix = None;
+                match msi_control {
+                    Some(control) => function.with_msi(control),
+                    None => function,
+                }
+            }
+            Err((_, error)) => return Err(format!("{bdf}: MSI-X: {error}")),
+        };
+        if function.msi_shadows_host_registers() {
+            log::warn!("{bdf}: the emulated MSI capability hides device registers at its offset from the guest");
         }
         // Quiet until the guest's driver enables it.
         let command = config.read16(bdf, header::COMMAND);
@@ -606,11 +651,11 @@ pub fn wire(domain_id: u32, domain: &mut Domain, vcpu: &mut VmxVcpu, assignment:
             command & !(header::COMMAND_BUS_MASTER | header::COMMAND_IO | header::COMMAND_MEMORY),
         );
         for bar in &memory_bars {
-            domain
-                .map_device(bar.address, bar.address, bar.size)
+            let pieces = function.bar_pieces(usize::from(bar.index));
+            map_pieces(domain, bar.address, bar.address, &pieces)
                 .map_err(|error| format!("{bdf}: BAR {} at {:#x}: {error}", bar.index, bar.address))?;
             if let Some(slot) = wired.mapped.get_mut(usize::from(bar.index)) {
-                *slot = Some(bar.address);
+                *slot = Some((bar.address, pieces));
             }
         }
         let platform = domain.platform.as_deref_mut().ok_or("the domain has no platform")?;
@@ -642,12 +687,13 @@ pub fn wire(domain_id: u32, domain: &mut Domain, vcpu: &mut VmxVcpu, assignment:
             }
         };
         log::info!(
-            "domain {domain_id}: {bdf} assigned as {:02x}:{:02x}.{} ({} I/O range(s), {} memory BAR(s), {interrupts_shown}, DMA {})",
+            "domain {domain_id}: {bdf} assigned as {:02x}:{:02x}.{} ({} I/O range(s), {} memory BAR(s), {interrupts_shown}{}, DMA {})",
             guest_address.bus(),
             guest_address.device(),
             guest_address.function(),
             io_ranges.len(),
             memory_bars.len(),
+            msix::describe(wired.msix.as_ref()),
             if wired.confinement.is_some() { "confined by the IOMMU" } else { "NOT confined" }
         );
         Ok(())
@@ -663,7 +709,7 @@ pub fn wire(domain_id: u32, domain: &mut Domain, vcpu: &mut VmxVcpu, assignment:
 
 /// Undoes [`wire`]: interrupts masked and unrouted, the device quiet (and
 /// reset where it can be), its DMA blocked again.
-pub fn unwire(wired: Wired) {
+pub fn unwire(mut wired: Wired) {
     let config = &mut HostConfig;
     // Quiet first: no DMA, no MSI, INTx held low (a cause its guest left
     // latched must not reach the input's next owner), before anything the
@@ -672,13 +718,17 @@ pub fn unwire(wired: Wired) {
     if let Some(msi) = keel_pci::capabilities::find(config, wired.host, keel_pci::capabilities::MSI) {
         disable_msi(config, wired.host, msi);
     }
+    if let Some(table) = wired.msix.as_mut() {
+        msix::quiet(table);
+    }
     with(|devices| {
         for route in devices.routes.remove_function(wired.domain, function_id(wired.host)) {
             if route.msi_slot.is_some() {
                 release_remapped(devices, route.vector);
                 log::info!(
-                    "domain {}: MSI vector {:#x}: {} interrupt(s) arrived for it",
+                    "domain {}: {} vector {:#x}: {} interrupt(s) arrived for it",
                     wired.domain,
+                    if route.msix_entry.is_some() { "MSI-X" } else { "MSI" },
                     route.vector,
                     crate::arch::device_interrupts::arrivals(route.vector)
                 );
@@ -830,6 +880,7 @@ fn route_interrupts(domain_id: u32, bdf: Bdf, legacy: &[&LegacyChannel], guest_g
                     active_low: isa.active_low,
                     intx_slot: None,
                     msi_slot: None,
+                    msix_entry: None,
                     function: function_id(bdf),
                 })
                 .map_err(|error| format!("IRQ {}: {error:?}", channel.irq))?;
@@ -882,6 +933,7 @@ fn route_intx(
                 active_low: host.active_low,
                 intx_slot: Some(slot),
                 msi_slot: None,
+                msix_entry: None,
                 function: function_id(bdf),
             })
             .map_err(|error| match error {
@@ -966,39 +1018,8 @@ pub fn apply_msi(domain_id: u32, assigned: &[Wired], guest: keel_devices::pci_ho
 
 fn route_msi(devices: &mut HostDevices, domain_id: u32, host: Bdf, slot: u8, msi: u16) -> Result<(), String> {
     let config = &mut HostConfig;
-    let route = devices
-        .routes
-        .add(Route {
-            host_gsi: 0,
-            vector: 0,
-            domain: domain_id,
-            guest_gsi: 0,
-            level_triggered: false,
-            active_low: false,
-            intx_slot: None,
-            msi_slot: Some(slot),
-            function: function_id(host),
-        })
-        .map_err(|_| String::from("no free host vector"))?;
-    crate::arch::device_interrupts::forget_pending(route.vector);
-    let requester = source_id(host).map(Requester::Function);
-    let remapped = match requester.and_then(|requester| crate::iommu::interrupts::remap(requester, route.vector, false))
-    {
-        None => None,
-        Some(Ok(entry)) => Some(entry),
-        Some(Err(why)) => {
-            devices.routes.remove(route.vector);
-            return Err(why);
-        }
-    };
-    let (address, data) = match remapped {
-        Some(entry) => {
-            devices.remapped.push((route.vector, entry));
-            let message = keel_iommu::irte::RemappableMsi::new(entry.index, None);
-            (message.address, message.data as u16)
-        }
-        None => compatibility_msi(crate::arch::device_interrupts::local_apic_id() as u8, route.vector),
-    };
+    let (route, (address, data)) = add_message_route(devices, domain_id, host, slot, None)?;
+    let data = data as u16;
     let control = config.read16(host, msi + 2);
     config.write32(host, msi + 4, address);
     let mask_bits = if control & MSI_64_BIT != 0 {
@@ -1024,6 +1045,60 @@ fn route_msi(devices: &mut HostDevices, domain_id: u32, host: Bdf, slot: u8, msi
         remapping_note(devices, &route)
     );
     Ok(())
+}
+
+/// A host vector for guest slot `slot`'s MSI (`msix_entry` `None`) or
+/// MSI-X entry, and the message the real device must send for it.
+fn add_message_route(
+    devices: &mut HostDevices,
+    domain_id: u32,
+    host: Bdf,
+    slot: u8,
+    msix_entry: Option<u16>,
+) -> Result<(Route, (u32, u32)), String> {
+    let route = devices
+        .routes
+        .add(Route {
+            host_gsi: 0,
+            vector: 0,
+            domain: domain_id,
+            guest_gsi: 0,
+            level_triggered: false,
+            active_low: false,
+            intx_slot: None,
+            msi_slot: Some(slot),
+            msix_entry,
+            function: function_id(host),
+        })
+        .map_err(|_| String::from("no free host vector"))?;
+    crate::arch::device_interrupts::forget_pending(route.vector);
+    match host_message(devices, host, route.vector) {
+        Ok(message) => Ok((route, message)),
+        Err(why) => {
+            devices.routes.remove(route.vector);
+            Err(why)
+        }
+    }
+}
+
+/// The message `host` must send to raise `vector` at Keel: through an
+/// interrupt remapping entry (kept in `devices.remapped` until the route
+/// goes) where a unit remaps the function's interrupts, else in
+/// compatibility format to Keel's local APIC.
+fn host_message(devices: &mut HostDevices, host: Bdf, vector: u8) -> Result<(u32, u32), String> {
+    let requester = source_id(host).map(Requester::Function);
+    match requester.and_then(|requester| crate::iommu::interrupts::remap(requester, vector, false)) {
+        None => {
+            let (address, data) = compatibility_msi(crate::arch::device_interrupts::local_apic_id() as u8, vector);
+            Ok((address, u32::from(data)))
+        }
+        Some(Ok(entry)) => {
+            devices.remapped.push((vector, entry));
+            let message = keel_iommu::irte::RemappableMsi::new(entry.index, None);
+            Ok((message.address, message.data))
+        }
+        Some(Err(why)) => Err(why),
+    }
 }
 
 /// MSI enables logged so far: the first few, then every power of two (a
@@ -1144,8 +1219,11 @@ pub fn forward_pending(mut deliver: impl FnMut(&Route)) {
     for route in routes {
         let count = crate::arch::device_interrupts::arrivals(route.vector);
         if count <= 2 && route.msi_slot.is_some() {
+            let entry = route
+                .msix_entry
+                .map_or(String::new(), |entry| format!(" (MSI-X entry {entry})"));
             log::info!(
-                "domain {}: MSI vector {:#x} interrupt {count} forwarded to guest slot {}",
+                "domain {}: MSI vector {:#x}{entry} interrupt {count} forwarded to guest slot {}",
                 route.domain,
                 route.vector,
                 route.msi_slot.unwrap_or_default()

@@ -97,20 +97,12 @@ impl<'a> Scheduler<'a> {
                 .and_then(|domain| domain.platform.as_deref_mut());
             if let Some(platform) = platform {
                 let function = |slot: Option<u8>| slot.and_then(|slot| PciAddress::new(0, slot, 0));
-                if let Some(function) = function(route.msi_slot) {
+                if let (Some(function), Some(entry)) = (function(route.msi_slot), route.msix_entry) {
+                    platform.passthrough_msix_fired(function, entry);
+                    log_refused_msi(route.domain, platform);
+                } else if let Some(function) = function(route.msi_slot) {
                     platform.passthrough_msi_fired(function);
-                    if let Some((guest, why)) = platform.take_passthrough_msi_refusal() {
-                        let refused = platform.passthrough_msi_refused();
-                        if refused <= 4 || refused.is_power_of_two() {
-                            log::warn!(
-                                "domain {}: {:02x}:{:02x}.{}'s MSI not delivered ({why}; {refused} so far)",
-                                route.domain,
-                                guest.bus(),
-                                guest.device(),
-                                guest.function()
-                            );
-                        }
-                    }
+                    log_refused_msi(route.domain, platform);
                 } else if let Some(function) = function(route.intx_slot) {
                     platform.passthrough_intx_fired(function);
                 } else {
@@ -304,5 +296,24 @@ impl StopReason {
             Self::Power(PowerAction::Reset) => lifecycle::Event::Reboot,
             _ => lifecycle::Event::Crash,
         }
+    }
+}
+
+/// A guest message an assigned function's MSI or MSI-X would have sent
+/// but Keel refused (NMI, INIT, ...): logged, the first few and then every
+/// power of two.
+#[cold]
+fn log_refused_msi(domain: u32, platform: &mut crate::vplatform::VirtualPlatform) {
+    let Some((guest, why)) = platform.take_passthrough_msi_refusal() else {
+        return;
+    };
+    let refused = platform.passthrough_msi_refused();
+    if refused <= 4 || refused.is_power_of_two() {
+        log::warn!(
+            "domain {domain}: {:02x}:{:02x}.{}'s MSI not delivered ({why}; {refused} so far)",
+            guest.bus(),
+            guest.device(),
+            guest.function()
+        );
     }
 }

@@ -358,9 +358,14 @@ fn memory_fault(domain: &mut Domain, vcpu: &mut impl Vcpu, fault: MemoryFault) -
     } else {
         mmio::emulate(platform, cache, memory, vcpu, fault, is_device)
     };
+    let doorbell = result.is_ok() && platform.take_doorbell();
+    let notify = platform.has_virtio_effects();
+    if platform.has_passthrough_msix_changes() && apply_passthrough_commands(domain) {
+        vcpu.flush_guest_mappings();
+    }
     match result {
-        Ok(()) if platform.take_doorbell() => Next::Serve,
-        Ok(()) if platform.has_virtio_effects() => Next::Notify,
+        Ok(()) if doorbell => Next::Serve,
+        Ok(()) if notify => Next::Notify,
         Ok(()) => Next::Resume,
         Err(StringError::Fault(guest_fault)) => {
             vcpu.inject_fault(guest_fault);
@@ -396,9 +401,7 @@ fn apply_passthrough_commands(domain: &mut Domain) -> bool {
     for (guest, write) in platform.take_passthrough_writes() {
         crate::passthrough::apply_write(&domain.assigned, guest, write);
     }
-    for (guest, state) in platform.take_passthrough_msi_changes() {
-        crate::passthrough::apply_msi(u32::from(domain.id), &domain.assigned, guest, state.enabled);
-    }
+    apply_message_interrupts(u32::from(domain.id), platform, &mut domain.assigned);
     let Some(platform) = domain.platform.as_deref_mut() else {
         return false;
     };
@@ -408,6 +411,30 @@ fn apply_passthrough_commands(domain: &mut Domain) -> bool {
         crate::passthrough::move_bar(domain, guest, change);
     }
     remapped
+}
+
+/// The guest changed an assigned function's MSI or MSI-X: the real
+/// device's follow (MSI-X wins where the guest enabled both).
+fn apply_message_interrupts(
+    domain: u32,
+    platform: &mut crate::vplatform::VirtualPlatform,
+    assigned: &mut [crate::passthrough::Wired],
+) {
+    let mut changed = platform.take_passthrough_msix_changes();
+    for (guest, _) in platform.take_passthrough_msi_changes() {
+        if !changed.contains(&guest) {
+            changed.push(guest);
+        }
+    }
+    for guest in changed {
+        let msix = platform.passthrough_msix_request(guest);
+        if let Some(request) = &msix {
+            crate::passthrough::apply_msix(domain, assigned, guest, request);
+        }
+        let msix_on = msix.is_some_and(|request| request.enabled);
+        let msi_on = platform.passthrough_msi_state(guest).is_some_and(|state| state.enabled);
+        crate::passthrough::apply_msi(domain, assigned, guest, msi_on && !msix_on);
+    }
 }
 
 /// INS/OUTS. The test guests (no platform) have only the debug console.

@@ -1,0 +1,143 @@
+//! MSI-X of assigned functions, the host's side.
+//!
+//! The guest programs an emulated table (`platform_devices::assigned_msix`);
+//! the real table only ever holds Keel's messages. Each entry the guest
+//! unmasks while MSI-X is on gets a host vector of its own (and, where a
+//! remapping unit remaps the function's interrupts, an interrupt
+//! remapping entry naming the function as requester), and the real entry
+//! is programmed with that message and unmasked; every other real entry
+//! stays masked. Once routed, an entry keeps its vector while MSI-X stays
+//! on, even if the guest masks it again: what arrives meanwhile pends in
+//! the guest's PBA, as on real hardware. Turning MSI-X off gives all the
+//! function's vectors back.
+//!
+//! MSI and MSI-X are never both on at the device: while the guest has
+//! MSI-X enabled, the function's MSI is off (the PCI spec forbids both;
+//! Linux never does it, a hostile guest gains nothing by it).
+
+use alloc::format;
+use alloc::string::String;
+
+use keel_devices::pci_host::PciAddress;
+use keel_hypervisor::host_irq::Route;
+use keel_hypervisor::platform_devices::MsixRequest;
+use keel_pci::Bdf;
+
+use super::{add_message_route, release_remapped, should_log_msi, with, HostDevices, Wired};
+use crate::arch::pci::HostConfig;
+use crate::host_msix::HostMsixTable;
+
+/// Host vectors one function's MSI-X may hold. Keel has 62 device vectors
+/// for every forwarded interrupt of every domain; a guest that unmasks a
+/// whole 2,048-entry table must not take them all. Entries past this get
+/// none (logged): a one-vCPU guest's drivers use a few (NVMe: admin and
+/// one I/O queue; NICs: one per queue pair and one for link events).
+pub const VECTORS_PER_FUNCTION: usize = 8;
+
+/// The guest changed MSI-X Enable, the Function Mask or a table entry of
+/// its function at `guest`: the real table is brought in line with
+/// `request` (see the module documentation).
+pub fn apply_msix(domain_id: u32, assigned: &mut [Wired], guest: PciAddress, request: &MsixRequest) {
+    let Some(wired) = assigned.iter_mut().find(|wired| wired.guest == guest) else {
+        return;
+    };
+    let host = wired.host;
+    let Some(table) = wired.msix.as_mut() else {
+        return;
+    };
+    let slot = guest.device();
+    let config = &mut HostConfig;
+    with(|devices| {
+        let routed = devices.routes.msix_routes(domain_id, slot);
+        if !request.enabled {
+            table.set_enabled(config, false);
+            for route in &routed {
+                unroute_entry(devices, table, route);
+            }
+            return;
+        }
+        if let Some(route) = devices.routes.by_msi_slot(domain_id, slot) {
+            if let Some(msi) = keel_pci::capabilities::find(config, host, keel_pci::capabilities::MSI) {
+                super::unroute_msi(devices, host, msi, &route);
+            }
+        }
+        let mut held = routed.len();
+        for &entry in &request.unmasked {
+            if routed.iter().any(|route| route.msix_entry == Some(entry)) {
+                continue;
+            }
+            if held >= VECTORS_PER_FUNCTION {
+                if should_log_msi() {
+                    log::warn!(
+                        "domain {domain_id}: {host}: MSI-X entry {entry} not forwarded: the function holds {held} host vectors, the most Keel gives one function"
+                    );
+                }
+                break;
+            }
+            match route_entry(devices, domain_id, host, slot, table, entry) {
+                Ok(route) => {
+                    held += 1;
+                    if should_log_msi() {
+                        log::info!(
+                            "domain {domain_id}: {host} MSI-X entry {entry} -> vector {:#x}{} -> guest slot {slot}",
+                            route.vector,
+                            super::remapping_note(devices, &route)
+                        );
+                    }
+                }
+                Err(why) => {
+                    if should_log_msi() {
+                        log::warn!("domain {domain_id}: {host}: MSI-X entry {entry} not forwarded: {why}");
+                    }
+                    break;
+                }
+            }
+        }
+        table.set_enabled(config, true);
+    });
+}
+
+/// A host vector for `entry`, programmed into the real table and unmasked.
+fn route_entry(
+    devices: &mut HostDevices,
+    domain_id: u32,
+    host: Bdf,
+    slot: u8,
+    table: &mut HostMsixTable,
+    entry: u16,
+) -> Result<Route, String> {
+    if entry >= table.entries() {
+        return Err(format!("the table has {} entries", table.entries()));
+    }
+    let (route, (address, data)) = add_message_route(devices, domain_id, host, slot, Some(entry))?;
+    table.program(&mut HostConfig, entry, u64::from(address), data);
+    Ok(route)
+}
+
+/// Masks `route`'s real entry and frees its vector and remapping entry.
+fn unroute_entry(devices: &mut HostDevices, table: &mut HostMsixTable, route: &Route) {
+    if let Some(entry) = route.msix_entry {
+        table.mask(&mut HostConfig, entry);
+    }
+    devices.routes.remove(route.vector);
+    crate::arch::device_interrupts::forget_pending(route.vector);
+    release_remapped(devices, route.vector);
+}
+
+/// Before a function is given back: MSI-X off and every entry masked, so
+/// nothing the guest left can fire once its vectors are freed.
+pub fn quiet(table: &mut HostMsixTable) {
+    let config = &mut HostConfig;
+    table.set_enabled(config, false);
+    table.mask_all(config);
+}
+
+/// For the assignment's log line: what the guest is offered.
+pub fn describe(table: Option<&HostMsixTable>) -> String {
+    table.map_or(String::new(), |table| {
+        format!(
+            ", MSI-X ({} entries, up to {VECTORS_PER_FUNCTION} forwarded)",
+            table.entries()
+        )
+    })
+}
