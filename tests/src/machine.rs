@@ -61,6 +61,10 @@ pub struct QemuMachine {
     pub iommu: bool,
     /// QEMU's `edu` teaching device (a DMA engine with an interrupt).
     pub edu: bool,
+    /// QEMU's `e1000e` NIC (Intel 82574L, 8086:10d3, with MSI-X) in slot 2,
+    /// where q35 puts its default NIC (which it replaces: `-nic none`), with
+    /// no network behind it: the IOMMU self-test's MSI-X function.
+    pub e1000e: bool,
     /// An extra ACPI table the firmware passes on (`-acpitable`).
     pub extra_acpi_table: Option<ExtraAcpiTable>,
     /// An NVMe controller (QEMU's `nvme`, 1b36:0010, class 010802) in a
@@ -88,7 +92,8 @@ pub enum ExtraAcpiTable {
 /// handed out by Keel's allocator, which starts at 1 MiB).
 pub const EDU_RMRR: (u64, u64) = (0x8_0000, 0x8_1fff);
 /// Where QEMU's q35 puts `-device edu` behind the default VGA (00:01.0) and
-/// NIC (00:02.0): the RMRR's device scope names it.
+/// the NIC (00:02.0, the default's slot: the e1000e `qemu_iommu` asks for
+/// comes before edu): the RMRR's device scope names it.
 pub const EDU_SLOT: (u8, u8) = (3, 0);
 
 impl ExtraAcpiTable {
@@ -131,18 +136,21 @@ impl Machine {
             memory_mib: 512,
             iommu: false,
             edu: false,
+            e1000e: false,
             extra_acpi_table: None,
             nvme: false,
         })
     }
 
-    /// QEMU (TCG) as a q35 PC with an Intel IOMMU and the `edu` device.
+    /// QEMU (TCG) as a q35 PC with an Intel IOMMU, the `edu` device and an
+    /// e1000e NIC.
     pub fn qemu_iommu() -> Self {
         Machine::Qemu(QemuMachine {
             accel: QemuAccel::Tcg,
             memory_mib: 512,
             iommu: true,
             edu: true,
+            e1000e: true,
             extra_acpi_table: None,
             nvme: false,
         })
@@ -154,6 +162,7 @@ impl Machine {
             memory_mib: 512,
             iommu: false,
             edu: false,
+            e1000e: false,
             extra_acpi_table: None,
             nvme: false,
         })
@@ -168,6 +177,7 @@ impl Machine {
             memory_mib: 512,
             iommu: true,
             edu: false,
+            e1000e: false,
             extra_acpi_table: None,
             nvme: true,
         })
@@ -252,6 +262,7 @@ mod tests {
                 memory_mib: 2048,
                 iommu: false,
                 edu: false,
+                e1000e: false,
                 extra_acpi_table: None,
                 nvme: false,
             })
@@ -268,6 +279,7 @@ mod tests {
                 memory_mib: 1024,
                 iommu: true,
                 edu: false,
+                e1000e: false,
                 extra_acpi_table: None,
                 nvme: true,
             })

@@ -14,6 +14,7 @@ pub mod interrupts;
 mod rmrr;
 mod selftest;
 mod selftest_ioapic;
+mod selftest_msix;
 
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};

@@ -18,6 +18,8 @@ const PCI_INPUTS: core::ops::RangeInclusive<u32> = 16..=23;
 /// The vectors the test borrows (no guest runs yet: passthrough routes
 /// are free).
 const FIRST_VECTOR: u8 = device_interrupts::FIRST_VECTOR + 1;
+/// The last of them (one per input).
+pub const LAST_VECTOR: u8 = FIRST_VECTOR + (*PCI_INPUTS.end() - *PCI_INPUTS.start()) as u8;
 
 struct Armed {
     input: u32,

@@ -23,6 +23,9 @@ pub const NVME_SERIAL: &str = "keel0";
 /// host address and INTx input are known: 0000:00:03.0. q35 has its host
 /// bridge in slot 0, the VGA in slot 1 and the default NIC (e1000e) in 2.
 pub const NVME_SLOT: u8 = 3;
+/// The bus-0 slot of the e1000e the IOMMU self-test's machine has: the
+/// default NIC's, which `-nic none` leaves free.
+pub const E1000E_SLOT: u8 = 2;
 /// QEMU's nvme has one interrupt pin, INTA (hw/nvme/ctrl.c, `nvme_init_pci`:
 /// `pci_conf[PCI_INTERRUPT_PIN] = 1`).
 pub const NVME_INTX_PIN: u8 = 1;
@@ -84,6 +87,10 @@ pub fn arguments(machine: &QemuMachine, iso: &Path, serial: SerialPort<'_>) -> V
         };
         // The IOMMU must come before the devices it translates for.
         arguments.extend(["-machine", q35, "-device", "intel-iommu,intremap=on"].map(String::from));
+    }
+    if machine.e1000e {
+        // Before edu, which then takes the next free slot (3, `EDU_SLOT`).
+        arguments.extend(["-nic", "none", "-device", &format!("e1000e,addr={E1000E_SLOT:02x}.0")].map(String::from));
     }
     if machine.edu {
         arguments.extend(["-device", "edu"].map(String::from));
@@ -150,6 +157,7 @@ mod tests {
             memory_mib: 512,
             iommu: false,
             edu: false,
+            e1000e: false,
             extra_acpi_table: None,
             nvme: false,
         };
@@ -173,6 +181,7 @@ mod tests {
             memory_mib: 512,
             iommu: false,
             edu: false,
+            e1000e: false,
             extra_acpi_table: None,
             nvme: false,
         };
@@ -189,13 +198,15 @@ mod tests {
     }
 
     #[test]
-    fn an_iommu_machine_has_q35_the_iommu_first_and_edu() {
+    fn an_iommu_machine_has_q35_the_iommu_first_then_the_e1000e_in_slot_2_and_edu() {
         let crate::machine::Machine::Qemu(machine) = crate::machine::Machine::qemu_iommu() else {
             unreachable!()
         };
         let joined = arguments(&machine, Path::new("/k.iso"), SerialPort::LogFile(Path::new("/s"))).join(" ");
         assert!(
-            joined.contains("-machine q35 -device intel-iommu,intremap=on -device edu"),
+            joined.contains(
+                "-machine q35 -device intel-iommu,intremap=on -nic none -device e1000e,addr=02.0 -device edu"
+            ),
             "{joined}"
         );
         let with_table = QemuMachine {
@@ -312,6 +323,7 @@ mod tests {
             memory_mib: 256,
             iommu: false,
             edu: false,
+            e1000e: false,
             extra_acpi_table: None,
             nvme: false,
         };
