@@ -101,12 +101,16 @@ impl HostMsixTable {
         config.write16(self.bdf, self.capability + 2, control);
     }
 
-    /// Masks every entry.
+    /// Masks every entry. Returns once the device has the writes: a read
+    /// follows them (MMIO writes are posted; a message the device sends
+    /// before it sees the mask must not find its vector or remapping entry
+    /// already given to someone else).
     pub fn mask_all(&mut self, config: &mut HostConfig) {
         self.with_decoding(config, |table| {
             for index in 0..table.entries {
                 table.write_entry_dword(index, 3, VECTOR_CONTROL_MASKED);
             }
+            table.flush_posted_writes();
         });
     }
 
@@ -127,12 +131,16 @@ impl HostMsixTable {
         });
     }
 
-    /// Masks entry `index`.
+    /// Masks entry `index`, and returns once the device has the write (see
+    /// [`HostMsixTable::mask_all`]).
     pub fn mask(&mut self, config: &mut HostConfig, index: u16) {
         if index >= self.entries {
             return;
         }
-        self.with_decoding(config, |table| table.write_entry_dword(index, 3, VECTOR_CONTROL_MASKED));
+        self.with_decoding(config, |table| {
+            table.write_entry_dword(index, 3, VECTOR_CONTROL_MASKED);
+            table.flush_posted_writes();
+        });
     }
 
     /// Entry `index`'s Vector Control, as the device has it (for tests).
@@ -145,6 +153,11 @@ impl HostMsixTable {
             value = Some(table.table.read32(u32::from(index) * ENTRY_BYTES + 12));
         });
         value
+    }
+
+    /// A read from the table: it completes only after the writes before it.
+    fn flush_posted_writes(&mut self) {
+        let _ = self.table.read32(12);
     }
 
     fn write_entry_dword(&mut self, index: u16, dword: u32, value: u32) {

@@ -1259,8 +1259,12 @@ fn kvm_passthrough_sector_line(sector: u32) -> String {
 /// unconfined warning). The DomU's own nvme driver (built into Debian's
 /// cloud kernel) finds the namespace behind 00:04.0 with the host's ids,
 /// reads sectors 0 and 1 with their whole known text (the controller's
-/// DMA into the DomU's RAM, through the IOMMU) on INTx interrupts (the
-/// DomU sees no MSI or MSI-X capability); no DMA fault is recorded. Dom0
+/// DMA into the DomU's RAM, through the IOMMU) on MSI-X interrupts: the
+/// controller has MSI-X (and INTx, wired too but left unused by the
+/// driver), so Keel traps its table and gives each entry the driver
+/// unmasks a host vector and an interrupt remapping entry of its own
+/// (`... MSI-X entry 0 -> vector ..., remapping entry N -> guest slot 4`),
+/// and forwards what arrives; no DMA fault is recorded. Dom0
 /// sees no such function; destroying the DomU gives all memory back, and
 /// the function goes back to the host.
 pub fn kvm_passthrough() -> TestCase {
@@ -1277,13 +1281,19 @@ pub fn kvm_passthrough() -> TestCase {
             r"keel: domain [0-9]+: host GSI {gsi} \(level, active low, remapping entry [1-9][0-9]*\) -> vector 0x[4-7][0-9a-f] -> guest slot 4 INTx, GSI [0-9]+"
         ),
         format!(
-            r"keel: domain [0-9]+: {host} assigned as {guest_short} \([0-9]+ I/O range\(s\), [1-9][0-9]* memory BAR\(s\), INTx level-triggered, host GSI {gsi} -> guest GSI [0-9]+, DMA confined by the IOMMU\)"
+            r"keel: domain [0-9]+: {host} assigned as {guest_short} \([0-9]+ I/O range\(s\), [1-9][0-9]* memory BAR\(s\), INTx level-triggered, host GSI {gsi} -> guest GSI [0-9]+, MSI-X \([1-9][0-9]* entries, up to 8 forwarded\), DMA confined by the IOMMU\)"
         ),
     ];
     let domu_lines = [
-        // Keel forwarding the controller's first interrupt (its driver's
-        // admin commands at probe).
-        format!(r"keel: domain [0-9]+: host GSI {gsi} interrupt 1 forwarded to guest GSI [0-9]+"),
+        // The driver unmasks its admin queue's entry: Keel gives it a host
+        // vector and remapping entry (hypervisor/src/passthrough/msix.rs),
+        // and forwards the controller's first interrupt (its admin
+        // commands at probe).
+        format!(
+            r"keel: domain [0-9]+: {host} MSI-X entry 0 -> vector 0x[4-7][0-9a-f], remapping entry [1-9][0-9]* -> guest slot 4"
+        ),
+        r"keel: domain [0-9]+: MSI vector 0x[4-7][0-9a-f] \(MSI-X entry [0-9]+\) interrupt 1 forwarded to guest slot 4"
+            .to_string(),
         format!(r"\] domu: nvme nvme0n1: 2048 sectors, behind PCI function {guest} "),
         format!(
             r"\] domu: nvme pci {guest} {} class {} driver nvme",
@@ -1295,9 +1305,8 @@ pub fn kvm_passthrough() -> TestCase {
         r"\] domu: nvme irqs [1-9][0-9]* \([1-9][0-9]* during the reads".to_string(),
         r"\] domu: nvme done".to_string(),
     ];
-    let unwire_lines = [format!(
-        r"keel: domain [0-9]+: host GSI {gsi}: [1-9][0-9]* interrupt\(s\) arrived for it"
-    )];
+    let unwire_lines =
+        [r"keel: domain [0-9]+: MSI-X vector 0x[4-7][0-9a-f]: [1-9][0-9]* interrupt\(s\) arrived for it".to_string()];
     let keel_lines: Vec<&str> = keel_lines.iter().map(String::as_str).collect();
     let domu_lines: Vec<&str> = domu_lines.iter().map(String::as_str).collect();
     let unwire_lines: Vec<&str> = unwire_lines.iter().map(String::as_str).collect();
@@ -2646,11 +2655,13 @@ dom0# keel pci-assignable-list
 [    3.700000] dom0: passthrough-kvm made assignable with its INTx at host GSI 23: 0000:00:03.0 1b36:0010 010802 assignable dma confined
 dom0# keel create /etc/keel/domu-nvme.toml
 keel: domain 1: host GSI 23 (level, active low, remapping entry 1) -> vector 0x41 -> guest slot 4 INTx, GSI 17
-keel: domain 1: 0000:00:03.0 assigned as 00:04.0 (0 I/O range(s), 1 memory BAR(s), INTx level-triggered, host GSI 23 -> guest GSI 17, DMA confined by the IOMMU)
+keel: domain 1: 0000:00:03.0 assigned as 00:04.0 (0 I/O range(s), 1 memory BAR(s), INTx level-triggered, host GSI 23 -> guest GSI 17, MSI-X (65 entries, up to 8 forwarded), DMA confined by the IOMMU)
 keel: domain 1 (domu-nvme): created, 96 MiB
 [    3.800000] dom0: passthrough-kvm created domu-nvme (id 1)
-keel: domain 1: host GSI 23 interrupt 1 forwarded to guest GSI 17
-keel: domain 1: host GSI 23 interrupt 2 forwarded to guest GSI 17
+keel: domain 1: 0000:00:03.0 MSI-X entry 0 -> vector 0x42, remapping entry 2 -> guest slot 4
+keel: domain 1: MSI vector 0x42 (MSI-X entry 0) interrupt 1 forwarded to guest slot 4
+keel: domain 1: MSI vector 0x42 (MSI-X entry 0) interrupt 2 forwarded to guest slot 4
+keel: domain 1: 0000:00:03.0 MSI-X entry 1 -> vector 0x43, remapping entry 3 -> guest slot 4
 [   10.000000] domu-nvme: done after 6.20 s
 --- domu-nvme's console: the controller and its namespace ---
 [    1.174659] nvme nvme0: pci function 0000:00:04.0
@@ -2670,7 +2681,9 @@ Dom0: 0000:00:00.0 8086:1237
 dom0# keel pci-assignable-list
 [   10.400000] dom0: passthrough-kvm list shows it attached: 0000:00:03.0 1b36:0010 010802 attached to domu-nvme (id 1) dma confined
 dom0# keel destroy domu-nvme
-keel: domain 1: host GSI 23: 16 interrupt(s) arrived for it
+keel: domain 1: MSI-X vector 0x42: 14 interrupt(s) arrived for it
+keel: domain 1: MSI-X vector 0x43: 2 interrupt(s) arrived for it
+keel: domain 1: host GSI 23: 0 interrupt(s) arrived for it
 [   10.600000] dom0: passthrough-kvm destroyed domu-nvme, memory restored
 [   10.700000] dom0: passthrough-kvm assignable again after destroy: 0000:00:03.0 1b36:0010 010802 assignable dma confined
 dom0# keel pci-assignable-remove 0000:00:03.0
@@ -2693,7 +2706,7 @@ keel: dom0 finished
         let sector0 = passthrough_sector_text(0);
         let sector1 = passthrough_sector_text(1);
         let unconfined_warning = "keel: warning: domain 1: 0000:00:03.0 assigned WITHOUT DMA confinement (no IOMMU covers it): its DMA can read and write any host memory\nkeel: domain 1: host GSI 23 (level";
-        let dma_fault = "keel: domain 1: host GSI 23 interrupt 2 forwarded to guest GSI 17\nkeel: warning: iommu: unit 0xfed90000: DMA fault: DMA write from 00:03.0 at 0x5000000: ...";
+        let dma_fault = "keel: domain 1: MSI vector 0x42 (MSI-X entry 0) interrupt 2 forwarded to guest slot 4\nkeel: warning: iommu: unit 0xfed90000: DMA fault: DMA write from 00:03.0 at 0x5000000: ...";
         for (what, from, to) in [
             (
                 "VT-d not enabled",
@@ -2717,7 +2730,7 @@ keel: dom0 finished
             ),
             (
                 "a DMA fault",
-                "keel: domain 1: host GSI 23 interrupt 2 forwarded to guest GSI 17",
+                "keel: domain 1: MSI vector 0x42 (MSI-X entry 0) interrupt 2 forwarded to guest slot 4",
                 dma_fault,
             ),
             (
@@ -2733,14 +2746,25 @@ keel: dom0 finished
             ("the INTx as an edge", "host GSI 23 (level,", "host GSI 23 (edge,"),
             ("Keel's assignment", "assigned as 00:04.0 ", "assigned as 00:05.0 "),
             (
+                "no MSI-X entry routed",
+                "MSI-X entry 0 -> vector 0x42, remapping entry 2",
+                "MSI-X entry 0 not forwarded: no free host vector",
+            ),
+            (
+                "the MSI-X entry in compatibility format",
+                "MSI-X entry 0 -> vector 0x42, remapping entry 2 -> ",
+                "MSI-X entry 0 -> vector 0x42 -> ",
+            ),
+            ("no MSI-X offered", ", MSI-X (65 entries, up to 8 forwarded)", ""),
+            (
                 "no interrupt forwarded",
-                "host GSI 23 interrupt 1 forwarded",
-                "host GSI 23 interrupt 0 forwarded",
+                "(MSI-X entry 0) interrupt 1 forwarded",
+                "(MSI-X entry 0) interrupt 0 forwarded",
             ),
             (
                 "no interrupt at all",
-                "host GSI 23: 16 interrupt(s) arrived",
-                "host GSI 23: 0 interrupt(s) arrived",
+                "MSI-X vector 0x42: 14 interrupt(s) arrived for it\nkeel: domain 1: MSI-X vector 0x43: 2 interrupt(s)",
+                "MSI-X vector 0x42: 0 interrupt(s) arrived for it\nkeel: domain 1: MSI-X vector 0x43: 0 interrupt(s)",
             ),
             (
                 "the host's ids",

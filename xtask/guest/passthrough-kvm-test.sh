@@ -22,8 +22,9 @@
 #             and its own nvme driver bound to it, reads sectors 0 and 1
 #             (each its own known text: the controller writes them into the
 #             DomU's RAM by DMA, through the IOMMU) and says how many
-#             interrupts the controller had (INTx: the DomU sees no MSI or
-#             MSI-X capability), more than before the reads;
+#             interrupts the controller had (MSI-X, which Keel forwards
+#             through its trapped table; INTx is wired too), more than
+#             before the reads;
 #  dom0       Dom0 itself sees no 1b36:0010 function (it never sees host PCI
 #             devices), and the list shows the function attached to
 #             domu-nvme, still confined;
