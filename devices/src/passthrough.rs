@@ -56,8 +56,8 @@
 extern crate alloc;
 
 use crate::passthrough_msi::{
-    CapabilityChange, GuestMsi, HostCapabilities, MsiCapability, MsiState, MsixCapability, MsixError,
-    MsixRegion, PassthroughCapabilities,
+    CapabilityChange, GuestMsi, HostCapabilities, MsiCapability, MsiState, MsixCapability, MsixError, MsixRegion,
+    PassthroughCapabilities,
 };
 use crate::pci_config::{Bar, PciConfigError, PciIdentity, Type0Header};
 use crate::pci_host::PciFunction;
@@ -234,17 +234,15 @@ impl PassthroughFunction {
     /// capability's Message Control (its 64-bit and per-vector masking bits
     /// are kept), at [`crate::passthrough_msi::MSI_GUEST_OFFSET`], and the
     /// header's capability list leading to it; see
-    /// [`PassthroughFunction::with_interrupt_capabilities`].
-    pub fn with_msi(self, host_message_control: u16) -> Self {
+    /// [`PassthroughFunction::set_interrupt_capabilities`].
+    pub fn with_msi(mut self, host_message_control: u16) -> Self {
         let host = HostCapabilities {
             msi_control: Some(host_message_control),
             msix: None,
         };
-        match self.with_interrupt_capabilities(host) {
-            Ok(function) => function,
-            // Without MSI-X there is nothing that can be refused.
-            Err((function, _)) => function,
-        }
+        // Without MSI-X there is nothing that can be refused.
+        let _ = self.set_interrupt_capabilities(host);
+        self
     }
 
     /// Shows the guest emulated MSI and MSI-X capabilities for those the
@@ -254,8 +252,8 @@ impl PassthroughFunction {
     /// capability list leading to them. The host's own capability
     /// structures stay hidden; the emulated ones' bytes win over the host's
     /// registers at the same offsets. A host MSI-X capability whose table
-    /// or PBA cannot be described is refused (the function is handed back
-    /// unchanged with the error).
+    /// or PBA cannot be described is refused (the function is left
+    /// unchanged).
     ///
     /// MSI offers exactly one vector: Multiple Message Capable reads 0.
     /// Multi-message MSI needs a naturally aligned block of 2^n
@@ -269,22 +267,19 @@ impl PassthroughFunction {
     /// are trapped ([`PassthroughFunction::trapped_pages`]) and emulated
     /// ([`PassthroughFunction::msix_mmio_read`]); the rest of the BAR is
     /// mapped.
-    pub fn with_interrupt_capabilities(mut self, host: HostCapabilities) -> Result<Self, (Self, MsixError)> {
+    pub fn set_interrupt_capabilities(&mut self, host: HostCapabilities) -> Result<(), MsixError> {
         let host = HostCapabilities {
             msi_control: host
                 .msi_control
                 .map(|control| control & !MSI_CONTROL_MULTIPLE_MESSAGE_CAPABLE),
             msix: host.msix,
         };
-        let capabilities = match PassthroughCapabilities::new(host) {
-            Ok(capabilities) => capabilities,
-            Err(error) => return Err((self, error)),
-        };
-        self.header = self.header.with_capabilities(capabilities.first_pointer());
+        let capabilities = PassthroughCapabilities::new(host)?;
+        self.header = self.header.clone().with_capabilities(capabilities.first_pointer());
         self.capabilities = Some(capabilities);
         self.msi_changed = false;
         self.msix_changed = false;
-        Ok(self)
+        Ok(())
     }
 
     /// The emulated MSI capability, if the guest is shown one.
@@ -401,7 +396,11 @@ impl PassthroughFunction {
         let mut pages: alloc::vec::Vec<TrappedPages> = alloc::vec::Vec::new();
         for region in regions.into_iter().flatten() {
             let bar = usize::from(region.bar);
-            let Some(size) = self.host_bar(bar).filter(|bar| bar.kind.is_memory()).map(|bar| bar.size) else {
+            let Some(size) = self
+                .host_bar(bar)
+                .filter(|bar| bar.kind.is_memory())
+                .map(|bar| bar.size)
+            else {
                 continue;
             };
             let Some((offset, len)) = page_span(region, size) else {
@@ -1053,15 +1052,18 @@ mod tests {
         registers.hidden.fill(true);
         let host = HostCapabilities {
             msi_control: Some(MSI_CONTROL_64BIT | MSI_CONTROL_PER_VECTOR_MASKING),
-            msix: Some(HostMsix { control: 63, table, pba }),
+            msix: Some(HostMsix {
+                control: 63,
+                table,
+                pba,
+            }),
         };
-        let Ok(function) = PassthroughFunction::new(identity, &[(0, bar0)], 1, 16)
+        let mut function = PassthroughFunction::new(identity, &[(0, bar0)], 1, 16)
             .unwrap()
-            .with_device_specific(registers)
-            .with_interrupt_capabilities(host)
-        else {
-            panic!("a valid MSI-X capability");
-        };
+            .with_device_specific(registers);
+        function
+            .set_interrupt_capabilities(host)
+            .expect("a valid MSI-X capability");
         function
     }
 
@@ -1098,10 +1100,8 @@ mod tests {
                 pba: 0x1000,
             }),
         };
-        let Err((mut refused, error)) = ide().with_interrupt_capabilities(host) else {
-            panic!("BIR 7 refused");
-        };
-        assert_eq!(error, MsixError::TableBir(7));
+        let mut refused = ide();
+        assert_eq!(refused.set_interrupt_capabilities(host), Err(MsixError::TableBir(7)));
         assert_eq!(walk(&mut refused), []);
     }
 
@@ -1143,7 +1143,11 @@ mod tests {
         assert_eq!(function.msix_unmasked_entries().collect::<Vec<_>>(), [1]);
         assert_eq!(function.msix_mmio_read(0, 0x2018, 4), Some(0x45));
         assert_eq!(function.msix_mmio_read(0, 0x2010, 8), Some(0xfee0_0000));
-        assert_eq!(function.msix_mmio_read(0, 0x200c, 4), Some(1), "entry 0 masked since reset");
+        assert_eq!(
+            function.msix_mmio_read(0, 0x200c, 4),
+            Some(1),
+            "entry 0 masked since reset"
+        );
         // Past the table (64 entries end at 0x2400) but in its page: the device's.
         assert!(!function.msix_mmio_write(0, 0x2400, 4, 1));
         assert_eq!(function.msix_mmio_read(0, 0x2400, 4), None);
@@ -1183,7 +1187,11 @@ mod tests {
         assert_eq!(function.fire_msix(2), None);
         assert!(function.msix_unmask_released().is_empty());
         function.config_write(MSIX + 2, 2, u32::from(MSIX_CONTROL_ENABLE), &mut platform);
-        assert_eq!(function.msix_unmask_released().len(), 1, "entry 2's; entry 1 stays masked");
+        assert_eq!(
+            function.msix_unmask_released().len(),
+            1,
+            "entry 2's; entry 1 stays masked"
+        );
         assert_eq!(function.msix_mmio_read(0, 0x3000, 8), Some(0b010));
     }
 

@@ -628,18 +628,16 @@ pub fn wire(domain_id: u32, domain: &mut Domain, vcpu: &mut VmxVcpu, assignment:
             msi_control,
             msix: wired.msix.as_ref().map(HostMsixTable::registers),
         };
-        function = match function.with_interrupt_capabilities(host) {
-            Ok(function) => function,
-            Err((function, error)) if pin != 0 || msi_control.is_some() => {
-                log::warn!("{bdf}: MSI-X: {error}: the guest is not shown MSI-X");
-                wired.msix = None;
-                match msi_control {
-                    Some(control) => function.with_msi(control),
-                    None => function,
-                }
+        if let Err(error) = function.set_interrupt_capabilities(host) {
+            if pin == 0 && msi_control.is_none() {
+                return Err(format!("{bdf}: MSI-X: {error}"));
             }
-            Err((_, error)) => return Err(format!("{bdf}: MSI-X: {error}")),
-        };
+            log::warn!("{bdf}: MSI-X: {error}: the guest is not shown MSI-X");
+            wired.msix = None;
+            if let Some(control) = msi_control {
+                function = function.with_msi(control);
+            }
+        }
         if function.msi_shadows_host_registers() {
             log::warn!("{bdf}: the emulated MSI capability hides device registers at its offset from the guest");
         }

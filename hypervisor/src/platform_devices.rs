@@ -862,9 +862,13 @@ mod tests {
     pub(super) struct FakeHost {
         tsc: Rc<Cell<u64>>,
         console: Rc<core::cell::RefCell<Vec<u8>>>,
-        /// Device register accesses forwarded: (address, size, written value).
-        pub(super) device: Rc<core::cell::RefCell<Vec<(u64, u8, Option<u64>)>>>,
+        /// Device register accesses forwarded.
+        pub(super) device: Rc<core::cell::RefCell<Vec<DeviceAccess>>>,
     }
+
+    /// A forwarded device register access: (address, size, the value
+    /// written or `None` for a read).
+    pub(super) type DeviceAccess = (u64, u8, Option<u64>);
 
     impl PlatformHost for FakeHost {
         fn now_tsc(&self) -> u64 {

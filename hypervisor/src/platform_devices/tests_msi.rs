@@ -43,12 +43,23 @@ fn config_address(address: PciAddress, register: u32) -> u64 {
     u64::from(0x8000_0000 | u32::from(address.device()) << 11 | register & !3)
 }
 
-pub(super) fn config_read(platform: &mut VirtualPlatform<FakeHost>, address: PciAddress, register: u32, size: u8) -> u32 {
+pub(super) fn config_read(
+    platform: &mut VirtualPlatform<FakeHost>,
+    address: PciAddress,
+    register: u32,
+    size: u8,
+) -> u32 {
     platform.port_write(0xcf8, 4, config_address(address, register));
     platform.port_read(0xcfc + (register & 3) as u16, size) as u32
 }
 
-pub(super) fn config_write(platform: &mut VirtualPlatform<FakeHost>, address: PciAddress, register: u32, size: u8, value: u32) {
+pub(super) fn config_write(
+    platform: &mut VirtualPlatform<FakeHost>,
+    address: PciAddress,
+    register: u32,
+    size: u8,
+    value: u32,
+) {
     platform.port_write(0xcf8, 4, config_address(address, register));
     platform.port_write(0xcfc + (register & 3) as u16, size, u64::from(value));
 }

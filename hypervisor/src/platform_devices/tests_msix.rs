@@ -34,10 +34,10 @@ fn assigned() -> (VirtualPlatform<FakeHost>, FakeHost, PciAddress) {
             pba: 0x3000,
         }),
     };
-    let Ok(function) = memory_function(0x0010, 0x010802, 16 << 10).with_interrupt_capabilities(host_capabilities)
-    else {
-        panic!("a valid MSI-X capability");
-    };
+    let mut function = memory_function(0x0010, 0x010802, 16 << 10);
+    function
+        .set_interrupt_capabilities(host_capabilities)
+        .expect("a valid MSI-X capability");
     let address = platform.attach_passthrough(function).unwrap();
     platform.mmio_write(LOCAL_APIC_BASE + 0xf0, 4, 0x1ff);
     config_write(&mut platform, address, 4, 2, 0x0006);
@@ -49,9 +49,17 @@ fn assigned() -> (VirtualPlatform<FakeHost>, FakeHost, PciAddress) {
 /// (`0xfee00000`, data = vector), the Function Mask cleared, then each
 /// entry unmasked as its IRQ starts.
 fn program_like_linux(platform: &mut VirtualPlatform<FakeHost>, address: PciAddress, entries: &[(u64, u8)]) {
-    assert_eq!(config_read(platform, address, 0x34, 1), MSIX, "MSI-X first: no host MSI");
+    assert_eq!(
+        config_read(platform, address, 0x34, 1),
+        MSIX,
+        "MSI-X first: no host MSI"
+    );
     assert_eq!(config_read(platform, address, MSIX, 1), 0x11);
-    assert_eq!(config_read(platform, address, MSIX + 4, 4), 0x2000, "table: BAR 0 + 0x2000");
+    assert_eq!(
+        config_read(platform, address, MSIX + 4, 4),
+        0x2000,
+        "table: BAR 0 + 0x2000"
+    );
     let control = config_read(platform, address, MSIX_CONTROL, 2);
     config_write(platform, address, MSIX_CONTROL, 2, control | ENABLE | FUNCTION_MASK);
     for entry in 0..16 {
@@ -102,7 +110,11 @@ fn the_table_stays_in_the_model_and_the_rest_of_its_page_reaches_the_device() {
     assert!(host.device.borrow().is_empty(), "no table write reached the device");
     assert_eq!(platform.mmio_read(TABLE + 3 * 16 + 8, 4), 0x44);
     assert_eq!(platform.mmio_read(TABLE + 16 + 12, 4), 1, "entry 1 masked");
-    assert_eq!(platform.take_passthrough_msix_changes(), [address], "once, however many writes");
+    assert_eq!(
+        platform.take_passthrough_msix_changes(),
+        [address],
+        "once, however many writes"
+    );
     assert!(platform.take_passthrough_msix_changes().is_empty());
     assert_eq!(
         platform.passthrough_msix_request(address),
