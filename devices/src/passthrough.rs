@@ -462,19 +462,12 @@ impl PassthroughFunction {
         true
     }
 
-    /// Whether the emulated structure covers device-specific registers the
+    /// Whether the emulated structures cover device-specific registers the
     /// guest would otherwise see (bytes of the host that are not part of a
     /// capability structure): the guest's driver can no longer reach them.
-    pub fn msi_shadows_host_registers(&self) -> bool {
-        let Some(msi) = self.msi() else {
-            return false;
-        };
-        let start = usize::from(msi.offset()).saturating_sub(usize::from(DEVICE_SPECIFIC_START));
-        let end = (start + usize::from(msi.structure_bytes())).min(DEVICE_SPECIFIC_BYTES);
-        self.device_specific
-            .hidden
-            .get(start..end)
-            .is_some_and(|bytes| bytes.iter().any(|hidden| !hidden))
+    pub fn capabilities_shadow_host_registers(&self) -> bool {
+        (DEVICE_SPECIFIC_START..DEVICE_SPECIFIC_START + DEVICE_SPECIFIC_BYTES as u16)
+            .any(|at| self.emulated(at) && !self.device_specific.hidden[usize::from(at - DEVICE_SPECIFIC_START)])
     }
 
     /// Whether the byte at `at` belongs to an emulated capability structure.
@@ -860,11 +853,14 @@ mod tests {
             0,
             "past the structure: hidden host bytes"
         );
-        assert!(!function.msi_shadows_host_registers(), "only hidden bytes under it");
+        assert!(
+            !function.capabilities_shadow_host_registers(),
+            "only hidden bytes under it"
+        );
         let mut registers = DeviceSpecific::default();
         registers.bytes[0x14] = 0xaa; // 0x54: a vendor register, not hidden
         let shadowing = ide().with_device_specific(registers).with_msi(0);
-        assert!(shadowing.msi_shadows_host_registers());
+        assert!(shadowing.capabilities_shadow_host_registers());
         // 32-bit, no masking: a 0x0C-byte structure.
         let mut small = ide().with_device_specific(registers).with_msi(0);
         assert_eq!(

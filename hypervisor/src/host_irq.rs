@@ -106,6 +106,14 @@ impl Routes {
             .collect()
     }
 
+    /// How many routes of `domain` forward an MSI or MSI-X entry.
+    pub fn message_routes(&self, domain: u32) -> usize {
+        self.routes
+            .iter()
+            .filter(|route| route.domain == domain && route.msi_slot.is_some())
+            .count()
+    }
+
     /// Removes and returns every route of `domain`'s host `function`.
     pub fn remove_function(&mut self, domain: u32, function: u16) -> Vec<Route> {
         let (removed, kept) = self

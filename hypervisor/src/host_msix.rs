@@ -5,13 +5,16 @@
 //! The table lives in one of the function's memory BARs; Keel reaches it
 //! through the boot identity map, so only tables below 4 GiB can be
 //! programmed ([`HostMsixTable::find`] says so otherwise). A table access
-//! needs the function's memory decoding on: each one here turns it on for
-//! the access if it was off (the guest may have it off while Keel changes
-//! its interrupts) and restores the command register after.
+//! needs the function's memory decoding on, and on some devices MSI-X
+//! enabled (Linux's `msix_capability_init` notes it): each access here
+//! turns decoding on, and MSI-X on with the Function Mask set, for its
+//! duration if they were off, and restores them after.
 //!
 //! Entries Keel does not use are kept masked (Vector Control bit 0), so a
-//! device never writes a message Keel did not choose; the Function Mask
-//! stays clear (the guest's Function Mask is emulated).
+//! device never writes a message Keel did not choose; while Keel forwards
+//! the function's MSI-X the Function Mask stays clear (the guest's
+//! Function Mask is emulated), otherwise MSI-X is off and function-masked
+//! ([`force_off`], for functions whose MSI-X the guest is not shown).
 
 use alloc::format;
 use alloc::string::String;
@@ -32,6 +35,8 @@ const CONTROL_TABLE_SIZE: u16 = 0x7ff;
 const BIR_BITS: u32 = 0b111;
 const ENTRY_BYTES: u32 = 16;
 const VECTOR_CONTROL_MASKED: u32 = 1;
+/// What Keel reaches through its boot identity map.
+const IDENTITY_MAPPED: u64 = 4 << 30;
 
 /// A function's MSI-X capability (at `capability` in its configuration
 /// space) and its table's registers.
@@ -45,8 +50,9 @@ pub struct HostMsixTable {
 
 impl HostMsixTable {
     /// The MSI-X capability of `bdf`, whose BARs (as probed) are `bars`:
-    /// `Ok(None)` without one; an error when its table cannot be reached
-    /// (a reserved or I/O BAR, past the BAR's end, above 4 GiB).
+    /// `Ok(None)` without one; an error when its table or PBA cannot be
+    /// reached (a reserved or I/O BAR, past the BAR's end, above 4 GiB:
+    /// Keel must program the one and forward accesses around the other).
     pub fn find(config: &mut HostConfig, bdf: Bdf, bars: &[Bar]) -> Result<Option<Self>, String> {
         let Some(capability) = keel_pci::capabilities::find(config, bdf, keel_pci::capabilities::MSI_X) else {
             return Ok(None);
@@ -57,25 +63,12 @@ impl HostMsixTable {
             pba: config.read32(bdf, capability + 8),
         };
         let entries = (registers.control & CONTROL_TABLE_SIZE) + 1;
-        let bir = (registers.table & BIR_BITS) as u8;
-        let offset = u64::from(registers.table & !BIR_BITS);
-        let bar = bars
-            .iter()
-            .find(|bar| bar.index == bir && bar.kind != BarKind::Io)
-            .ok_or_else(|| format!("{bdf}: its MSI-X table is in BAR {bir}, which is not a memory BAR"))?;
-        let bytes = u64::from(entries) * u64::from(ENTRY_BYTES);
-        if offset + bytes > bar.size {
-            return Err(format!(
-                "{bdf}: its MSI-X table ({entries} entries at {offset:#x}) ends past BAR {bir} ({} bytes)",
-                bar.size
-            ));
-        }
-        let table = Mmio::new(bar.address + offset, bytes).ok_or_else(|| {
-            format!(
-                "{bdf}: its MSI-X table at {:#x} lies above 4 GiB, where Keel cannot program it",
-                bar.address + offset
-            )
-        })?;
+        let table_bytes = u64::from(entries) * u64::from(ENTRY_BYTES);
+        let pba_bytes = u64::from(entries.div_ceil(64)) * 8;
+        let base = reachable(bdf, bars, "table", registers.table, table_bytes)?;
+        reachable(bdf, bars, "PBA", registers.pba, pba_bytes)?;
+        let table = Mmio::new(base, table_bytes)
+            .ok_or_else(|| format!("{bdf}: its MSI-X table at {base:#x} is not 8-byte aligned"))?;
         Ok(Some(Self {
             bdf,
             capability,
@@ -94,11 +87,34 @@ impl HostMsixTable {
         self.entries
     }
 
-    /// Turns MSI-X on (Function Mask clear) or off.
-    pub fn set_enabled(&self, config: &mut HostConfig, enabled: bool) {
-        let control = config.read16(self.bdf, self.capability + 2) & !(CONTROL_ENABLE | CONTROL_FUNCTION_MASK);
-        let control = if enabled { control | CONTROL_ENABLE } else { control };
-        config.write16(self.bdf, self.capability + 2, control);
+    /// Turns MSI-X on, Function Mask clear: the entries Keel programmed
+    /// and unmasked may send.
+    pub fn enable(&self, config: &mut HostConfig) {
+        self.set_control(config, CONTROL_ENABLE);
+    }
+
+    /// Turns MSI-X off, function-masked.
+    pub fn disable(&self, config: &mut HostConfig) {
+        self.set_control(config, CONTROL_FUNCTION_MASK);
+    }
+
+    /// Before the function changes hands: every entry masked (with MSI-X
+    /// on and function-masked for the writes, as some devices need), then
+    /// MSI-X off and function-masked.
+    pub fn quiet(&mut self, config: &mut HostConfig) {
+        self.set_control(config, CONTROL_ENABLE | CONTROL_FUNCTION_MASK);
+        self.mask_all(config);
+        self.disable(config);
+    }
+
+    /// Writes Enable and Function Mask (`bits`) when they differ.
+    fn set_control(&self, config: &mut HostConfig, bits: u16) {
+        let at = self.capability + 2;
+        let control = config.read16(self.bdf, at);
+        let wanted = (control & !(CONTROL_ENABLE | CONTROL_FUNCTION_MASK)) | bits;
+        if wanted != control {
+            config.write16(self.bdf, at, wanted);
+        }
     }
 
     /// Masks every entry. Returns once the device has the writes: a read
@@ -166,15 +182,60 @@ impl HostMsixTable {
         self.table.write32(u32::from(index) * ENTRY_BYTES + 4 * dword, value);
     }
 
-    /// Runs `f` with the function's memory decoding on, then restores it.
+    /// Runs `f` with the function's memory decoding on, and MSI-X enabled
+    /// (function-masked if Keel turns it on), then restores both.
     fn with_decoding(&mut self, config: &mut HostConfig, f: impl FnOnce(&mut Self)) {
         let command = config.read16(self.bdf, header::COMMAND);
         if command & header::COMMAND_MEMORY == 0 {
             config.write16(self.bdf, header::COMMAND, command | header::COMMAND_MEMORY);
         }
+        let at = self.capability + 2;
+        let control = config.read16(self.bdf, at);
+        if control & CONTROL_ENABLE == 0 {
+            config.write16(self.bdf, at, control | CONTROL_ENABLE | CONTROL_FUNCTION_MASK);
+        }
         f(self);
+        if control & CONTROL_ENABLE == 0 {
+            config.write16(self.bdf, at, control);
+        }
         if command & header::COMMAND_MEMORY == 0 {
             config.write16(self.bdf, header::COMMAND, command);
         }
+    }
+}
+
+/// Where the MSI-X `what` (table or PBA; `register` its Offset/BIR) of
+/// `bdf` lies in host-physical memory, if Keel can reach all `bytes` of it:
+/// inside a memory BAR and below 4 GiB.
+fn reachable(bdf: Bdf, bars: &[Bar], what: &str, register: u32, bytes: u64) -> Result<u64, String> {
+    let bir = (register & BIR_BITS) as u8;
+    let offset = u64::from(register & !BIR_BITS);
+    let bar = bars
+        .iter()
+        .find(|bar| bar.index == bir && bar.kind != BarKind::Io)
+        .ok_or_else(|| format!("{bdf}: its MSI-X {what} is in BAR {bir}, which is not a memory BAR"))?;
+    if offset + bytes > bar.size {
+        return Err(format!(
+            "{bdf}: its MSI-X {what} ({bytes} bytes at {offset:#x}) ends past BAR {bir} ({} bytes)",
+            bar.size
+        ));
+    }
+    let base = bar.address + offset;
+    if base + bytes > IDENTITY_MAPPED {
+        return Err(format!(
+            "{bdf}: its MSI-X {what} at {base:#x} lies above 4 GiB, where Keel cannot reach it"
+        ));
+    }
+    Ok(base)
+}
+
+/// MSI-X off and function-masked on `bdf`, if it has MSI-X: for a function
+/// whose MSI-X the guest is not shown (its table may then be mapped into
+/// the guest; without Enable the device sends nothing from it, whatever a
+/// previous owner left on), and when any function is taken back.
+pub fn force_off(config: &mut HostConfig, bdf: Bdf) {
+    if let Some(capability) = keel_pci::capabilities::find(config, bdf, keel_pci::capabilities::MSI_X) {
+        let control = config.read16(bdf, capability + 2);
+        config.write16(bdf, capability + 2, (control & !CONTROL_ENABLE) | CONTROL_FUNCTION_MASK);
     }
 }

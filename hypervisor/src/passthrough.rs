@@ -620,6 +620,9 @@ pub fn wire(domain_id: u32, domain: &mut Domain, vcpu: &mut VmxVcpu, assignment:
                 None
             }
         };
+        // Off and function-masked whatever a previous owner left: a table
+        // the guest is not shown MSI-X for stays mapped into it.
+        crate::host_msix::force_off(config, bdf);
         wired.msix = msix;
         if let Some(table) = wired.msix.as_mut() {
             msix::quiet(table);
@@ -638,8 +641,10 @@ pub fn wire(domain_id: u32, domain: &mut Domain, vcpu: &mut VmxVcpu, assignment:
                 function = function.with_msi(control);
             }
         }
-        if function.msi_shadows_host_registers() {
-            log::warn!("{bdf}: the emulated MSI capability hides device registers at its offset from the guest");
+        if function.capabilities_shadow_host_registers() {
+            log::warn!(
+                "{bdf}: the emulated MSI or MSI-X capability hides device registers at its offset from the guest"
+            );
         }
         // Quiet until the guest's driver enables it.
         let command = config.read16(bdf, header::COMMAND);
@@ -716,8 +721,9 @@ pub fn unwire(mut wired: Wired) {
     if let Some(msi) = keel_pci::capabilities::find(config, wired.host, keel_pci::capabilities::MSI) {
         disable_msi(config, wired.host, msi);
     }
-    if let Some(table) = wired.msix.as_mut() {
-        msix::quiet(table);
+    match wired.msix.as_mut() {
+        Some(table) => msix::quiet(table),
+        None => crate::host_msix::force_off(config, wired.host),
     }
     with(|devices| {
         for route in devices.routes.remove_function(wired.domain, function_id(wired.host)) {

@@ -489,6 +489,7 @@ impl<H: PlatformHost> VirtualPlatform<H> {
             .add_function(slot, Box::new(function))
             .map_err(|_| PlatformError::Passthrough("slot taken"))?;
         self.passthrough.push(slot);
+        self.note_msix_function(slot);
         self.refresh_msix_windows();
         Ok(slot)
     }

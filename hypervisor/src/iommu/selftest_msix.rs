@@ -149,7 +149,7 @@ fn check(
     let message = keel_iommu::irte::RemappableMsi::new(entry.index, None);
     table.mask_all(config);
     table.program(config, ENTRY, u64::from(message.address), message.data);
-    table.set_enabled(config, true);
+    table.enable(config);
     device_interrupts::enable_local_apic();
 
     let result = (|| {
@@ -195,7 +195,7 @@ fn check(
     nic.write32(ICR, u32::MAX);
     nic.write32(PBACLR, 1 << ENTRY);
     table.mask_all(config);
-    table.set_enabled(config, false);
+    table.disable(config);
     nic.write32(IVAR, saved_ivar);
     nic.write32(EIAC, saved_eiac);
     interrupts::release(entry);

@@ -8,8 +8,20 @@
 //! is programmed with that message and unmasked; every other real entry
 //! stays masked. Once routed, an entry keeps its vector while MSI-X stays
 //! on, even if the guest masks it again: what arrives meanwhile pends in
-//! the guest's PBA, as on real hardware. Turning MSI-X off gives all the
-//! function's vectors back.
+//! the guest's PBA, as on real hardware; only when a bound is reached
+//! (below) is the vector of an entry the guest masked given back (its
+//! real entry masked: the device then holds an event pending itself and
+//! sends it once the entry is routed and unmasked again). Turning MSI-X
+//! off gives all the function's vectors back.
+//!
+//! Bounds: Keel has 62 device vectors for every forwarded interrupt of
+//! every domain, so one function's MSI-X holds at most
+//! [`VECTORS_PER_FUNCTION`] and one domain's MSI and MSI-X together at
+//! most [`MESSAGE_VECTORS_PER_DOMAIN`]. An entry the guest unmasks past
+//! them is logged and gets no vector until the guest changes its MSI-X
+//! again (Linux's drivers use a few entries on a one-vCPU guest: NVMe its
+//! admin and one I/O queue, NICs one per queue pair and one for link
+//! events).
 //!
 //! MSI and MSI-X are never both on at the device: while the guest has
 //! MSI-X enabled, the function's MSI is off (the PCI spec forbids both;
@@ -27,12 +39,10 @@ use super::{add_message_route, release_remapped, should_log_msi, with, HostDevic
 use crate::arch::pci::HostConfig;
 use crate::host_msix::HostMsixTable;
 
-/// Host vectors one function's MSI-X may hold. Keel has 62 device vectors
-/// for every forwarded interrupt of every domain; a guest that unmasks a
-/// whole 2,048-entry table must not take them all. Entries past this get
-/// none (logged): a one-vCPU guest's drivers use a few (NVMe: admin and
-/// one I/O queue; NICs: one per queue pair and one for link events).
+/// Host vectors one function's MSI-X may hold.
 pub const VECTORS_PER_FUNCTION: usize = 8;
+/// Host vectors one domain's MSI and MSI-X may hold together (of 62).
+pub const MESSAGE_VECTORS_PER_DOMAIN: usize = 24;
 
 /// The guest changed MSI-X Enable, the Function Mask or a table entry of
 /// its function at `guest`: the real table is brought in line with
@@ -48,12 +58,12 @@ pub fn apply_msix(domain_id: u32, assigned: &mut [Wired], guest: PciAddress, req
     let slot = guest.device();
     let config = &mut HostConfig;
     with(|devices| {
-        let routed = devices.routes.msix_routes(domain_id, slot);
+        let mut routed = devices.routes.msix_routes(domain_id, slot);
         if !request.enabled {
-            table.set_enabled(config, false);
             for route in &routed {
                 unroute_entry(devices, table, route);
             }
+            table.disable(config);
             return;
         }
         if let Some(route) = devices.routes.by_msi_slot(domain_id, slot) {
@@ -61,22 +71,35 @@ pub fn apply_msix(domain_id: u32, assigned: &mut [Wired], guest: PciAddress, req
                 super::unroute_msi(devices, host, msi, &route);
             }
         }
-        let mut held = routed.len();
         for &entry in &request.unmasked {
             if routed.iter().any(|route| route.msix_entry == Some(entry)) {
                 continue;
             }
-            if held >= VECTORS_PER_FUNCTION {
-                if should_log_msi() {
-                    log::warn!(
-                        "domain {domain_id}: {host}: MSI-X entry {entry} not forwarded: the function holds {held} host vectors, the most Keel gives one function"
-                    );
-                }
-                break;
+            let at_bound = routed.len() >= VECTORS_PER_FUNCTION
+                || devices.routes.message_routes(domain_id) >= MESSAGE_VECTORS_PER_DOMAIN;
+            if at_bound {
+                // The vector of an entry the guest masked again, if any.
+                let idle = routed.iter().position(|route| {
+                    route
+                        .msix_entry
+                        .is_some_and(|routed| !request.unmasked.contains(&routed))
+                });
+                let Some(idle) = idle else {
+                    if should_log_msi() {
+                        log::warn!(
+                            "domain {domain_id}: {host}: MSI-X entry {entry} not forwarded: the function holds {} host vectors and the domain {} (at most {VECTORS_PER_FUNCTION} and {MESSAGE_VECTORS_PER_DOMAIN})",
+                            routed.len(),
+                            devices.routes.message_routes(domain_id)
+                        );
+                    }
+                    break;
+                };
+                let idle = routed.remove(idle);
+                unroute_entry(devices, table, &idle);
             }
             match route_entry(devices, domain_id, host, slot, table, entry) {
                 Ok(route) => {
-                    held += 1;
+                    routed.push(route);
                     if should_log_msi() {
                         log::info!(
                             "domain {domain_id}: {host} MSI-X entry {entry} -> vector {:#x}{} -> guest slot {slot}",
@@ -93,7 +116,7 @@ pub fn apply_msix(domain_id: u32, assigned: &mut [Wired], guest: PciAddress, req
                 }
             }
         }
-        table.set_enabled(config, true);
+        table.enable(config);
     });
 }
 
@@ -124,12 +147,11 @@ fn unroute_entry(devices: &mut HostDevices, table: &mut HostMsixTable, route: &R
     release_remapped(devices, route.vector);
 }
 
-/// Before a function is given back: MSI-X off and every entry masked, so
-/// nothing the guest left can fire once its vectors are freed.
+/// Before a function is given back (or first wired): every entry masked
+/// and MSI-X off, so nothing the guest left can fire once its vectors are
+/// freed.
 pub fn quiet(table: &mut HostMsixTable) {
-    let config = &mut HostConfig;
-    table.set_enabled(config, false);
-    table.mask_all(config);
+    table.quiet(&mut HostConfig);
 }
 
 /// For the assignment's log line: what the guest is offered.

@@ -47,6 +47,9 @@ pub(super) struct MsixWindow {
 /// The guest side of assigned functions' MSI-X.
 #[derive(Debug, Default)]
 pub(super) struct MsixForwarding {
+    /// Whether any assigned function shows MSI-X (else there is nothing to
+    /// refresh after configuration writes).
+    shown: bool,
     windows: Vec<MsixWindow>,
     /// Functions whose guest changed MSI-X Enable, the Function Mask or a
     /// table entry since the last take (each once).
@@ -123,6 +126,9 @@ impl<H: PlatformHost> VirtualPlatform<H> {
     /// one, and after configuration writes: BARs move, decoding turns on
     /// and off).
     pub(super) fn refresh_msix_windows(&mut self) {
+        if !self.msix.shown {
+            return;
+        }
         let mut windows = Vec::new();
         for index in 0..self.passthrough.len() {
             let address = self.passthrough[index];
@@ -134,17 +140,30 @@ impl<H: PlatformHost> VirtualPlatform<H> {
                 else {
                     continue;
                 };
+                let gpa = base.saturating_add(pages.offset);
                 windows.push(MsixWindow {
                     address,
                     bar: pages.bar,
-                    gpa: base.saturating_add(pages.offset),
+                    gpa,
                     len: pages.len,
                     offset: pages.offset,
                     host: host.address,
                 });
             }
         }
+        // A BAR the guest put over MMIO Keel emulates is not mapped there
+        // (`passthrough::move_bar`), and its trapped pages do not hide the
+        // emulated device either.
+        windows.retain(|window| !self.overlaps_emulated_mmio(window.gpa, window.len));
         self.msix.windows = windows;
+    }
+
+    /// Notes that an assigned function shows the guest MSI-X (its trapped
+    /// pages are looked for after configuration writes from now on).
+    pub(super) fn note_msix_function(&mut self, address: PciAddress) {
+        self.msix.shown |= self
+            .msi_function(address)
+            .is_some_and(|function| function.msix().is_some());
     }
 
     pub(super) fn has_msix_windows(&self) -> bool {
