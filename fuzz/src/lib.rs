@@ -13,6 +13,7 @@ pub mod bzimage;
 pub mod memory;
 pub mod mgmt;
 pub mod paging;
+pub mod passthrough;
 #[cfg(test)]
 mod seeds;
 

@@ -352,12 +352,21 @@ fn host_acpi() -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
+fn passthrough() -> Vec<(&'static str, Vec<u8>)> {
+    use crate::passthrough::examples;
+    vec![
+        ("msix-session", examples::msix_session()),
+        ("msi-session", examples::msi_session()),
+        ("bar-moves", examples::bar_moves()),
+    ]
+}
+
 #[test]
 fn seeds_are_current() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("seeds");
     let write = std::env::var_os("KEEL_FUZZ_WRITE_SEEDS").is_some();
     type Seeds = fn() -> Vec<(&'static str, Vec<u8>)>;
-    let targets: [(&str, Seeds); 7] = [
+    let targets: [(&str, Seeds); 8] = [
         ("bzimage", bzimage),
         ("mmio_decode", mmio_decode),
         ("mgmt_abi", mgmt_abi),
@@ -365,6 +374,7 @@ fn seeds_are_current() {
         ("cmdline", cmdline),
         ("dmar", dmar),
         ("host_acpi", host_acpi),
+        ("passthrough", passthrough),
     ];
     let mut stale = Vec::new();
     for (target, seeds) in targets {
