@@ -71,7 +71,7 @@ const MSI_ADDRESS_RESERVED_BITS: u64 = 0b11;
 pub const MSIX_CONTROL_ENABLE: u16 = 1 << 15;
 pub const MSIX_CONTROL_FUNCTION_MASK: u16 = 1 << 14;
 /// Table Size: the entry count minus one.
-const MSIX_CONTROL_TABLE_SIZE: u16 = 0x7FF;
+pub const MSIX_CONTROL_TABLE_SIZE: u16 = 0x7FF;
 /// Most MSI-X table entries a function can have.
 pub const MSIX_MAX_ENTRIES: u16 = 2048;
 /// Bytes of one MSI-X table entry.
@@ -79,11 +79,11 @@ pub const MSIX_ENTRY_BYTES: u32 = 16;
 /// Bytes of the MSI-X capability structure.
 pub const MSIX_CAPABILITY_BYTES: u8 = 12;
 /// The BAR Indicator in the low bits of the Table and PBA registers.
-const MSIX_BIR_BITS: u32 = 0b111;
+pub const MSIX_BIR_BITS: u32 = 0b111;
 /// BARs 0-5 exist; BIR values 6 and 7 are reserved.
 const MSIX_MAX_BIR: u8 = 5;
 /// Vector Control bit 0: the entry is masked. The other bits are reserved.
-const MSIX_VECTOR_CONTROL_MASKED: u32 = 1;
+pub const MSIX_VECTOR_CONTROL_MASKED: u32 = 1;
 /// Pending bits per PBA qword.
 const PBA_BITS_PER_QWORD: u16 = 64;
 

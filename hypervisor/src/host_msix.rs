@@ -19,7 +19,11 @@
 use alloc::format;
 use alloc::string::String;
 
-use keel_devices::passthrough_msi::HostMsix;
+use keel_devices::passthrough_msi::{
+    HostMsix, MSIX_BIR_BITS as BIR_BITS, MSIX_CONTROL_ENABLE as CONTROL_ENABLE,
+    MSIX_CONTROL_FUNCTION_MASK as CONTROL_FUNCTION_MASK, MSIX_CONTROL_TABLE_SIZE as CONTROL_TABLE_SIZE,
+    MSIX_ENTRY_BYTES as ENTRY_BYTES, MSIX_VECTOR_CONTROL_MASKED as VECTOR_CONTROL_MASKED,
+};
 use keel_iommu::RegisterAccess;
 use keel_pci::bar::{Bar, BarKind};
 use keel_pci::{header, Bdf, ConfigAccess};
@@ -27,14 +31,6 @@ use keel_pci::{header, Bdf, ConfigAccess};
 use crate::arch::pci::HostConfig;
 use crate::arch::phys::Mmio;
 
-/// Message Control: MSI-X Enable, Function Mask, Table Size.
-const CONTROL_ENABLE: u16 = 1 << 15;
-const CONTROL_FUNCTION_MASK: u16 = 1 << 14;
-const CONTROL_TABLE_SIZE: u16 = 0x7ff;
-/// Table and PBA registers: BAR indicator in bits 2:0.
-const BIR_BITS: u32 = 0b111;
-const ENTRY_BYTES: u32 = 16;
-const VECTOR_CONTROL_MASKED: u32 = 1;
 /// What Keel reaches through its boot identity map.
 const IDENTITY_MAPPED: u64 = 4 << 30;
 
