@@ -4,7 +4,9 @@
 //! it the guest's view of memory: segment bases, the guest's page tables
 //! (with U/S checked for user code, so Keel never writes where the guest's
 //! own code could not), RAM through the checked guest-memory map, devices
-//! through the platform, and all ones for addresses with neither.
+//! through the platform (an assigned device's mapped registers too: an
+//! instruction that faulted on its trapped MSI-X page may run on into
+//! them), and all ones for addresses with neither.
 
 use keel_insn::mmio::{AccessSize, CodeBitness};
 use keel_insn::string::{Progress, Segment, StringEnv, StringInstruction, StringRegs};
@@ -30,6 +32,16 @@ pub trait Devices {
     fn mmio_write(&mut self, gpa: u64, size: u8, value: u64);
     fn port_read(&mut self, port: u16, size: u8) -> u64;
     fn port_write(&mut self, port: u16, size: u8, value: u64);
+    /// An assigned device's mapped registers, reached by Keel for the
+    /// guest (an element beyond the page that faulted): `None` where
+    /// there are none.
+    fn assigned_read(&mut self, _gpa: u64, _size: u8) -> Option<u64> {
+        None
+    }
+    /// The same for a write; `false` where there are none.
+    fn assigned_write(&mut self, _gpa: u64, _size: u8, _value: u64) -> bool {
+        false
+    }
 }
 
 impl Devices for crate::vplatform::VirtualPlatform {
@@ -47,6 +59,12 @@ impl Devices for crate::vplatform::VirtualPlatform {
     }
     fn port_write(&mut self, port: u16, size: u8, value: u64) {
         Self::port_write(self, port, size, value)
+    }
+    fn assigned_read(&mut self, gpa: u64, size: u8) -> Option<u64> {
+        self.assigned_bar_read(gpa, size)
+    }
+    fn assigned_write(&mut self, gpa: u64, size: u8, value: u64) -> bool {
+        self.assigned_bar_write(gpa, size, value)
     }
 }
 
@@ -183,7 +201,9 @@ impl<D: Devices> GuestAccess<'_, D> {
         if self.devices.is_mmio(gpa) {
             return self.devices.mmio_read(gpa, size);
         }
-        keel_devices::all_ones(size)
+        self.devices
+            .assigned_read(gpa, size)
+            .unwrap_or(keel_devices::all_ones(size))
     }
 
     fn write_physical(&mut self, gpa: u64, size: u8, value: u64) {
@@ -193,8 +213,11 @@ impl<D: Devices> GuestAccess<'_, D> {
             let _ = self.memory.write(GuestPhysAddr::new(gpa), &bytes[..len]);
         } else if self.devices.is_mmio(gpa) {
             self.devices.mmio_write(gpa, size, value);
+        } else {
+            // An assigned device's mapped registers, or nothing: then the
+            // write goes nowhere, as on a PC.
+            self.devices.assigned_write(gpa, size, value);
         }
-        // Neither RAM nor a device: the write goes nowhere, as on a PC.
     }
 }
 

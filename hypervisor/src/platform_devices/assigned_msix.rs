@@ -207,4 +207,47 @@ impl<H: PlatformHost> VirtualPlatform<H> {
             self.effects.host.device_write(window.host + offset, size, value);
         }
     }
+
+    /// A read Keel performs for the guest (an element of a string
+    /// instruction) that lands in an assigned function's memory BAR where
+    /// it is mapped, not trapped: the real device's register, as the
+    /// guest's own access would have reached it (a `rep movs` from the
+    /// trapped MSI-X page runs on into the mapped part of the BAR).
+    /// `None` outside every assigned BAR.
+    pub fn assigned_bar_read(&mut self, gpa: u64, size: u8) -> Option<u64> {
+        let host = self.assigned_bar_host(gpa, size)?;
+        Some(self.effects.host.device_read(host, size))
+    }
+
+    /// The same for a write; `false` outside every assigned BAR.
+    pub fn assigned_bar_write(&mut self, gpa: u64, size: u8, value: u64) -> bool {
+        let Some(host) = self.assigned_bar_host(gpa, size) else {
+            return false;
+        };
+        self.effects.host.device_write(host, size, value);
+        true
+    }
+
+    /// The host-physical address of a `size`-byte access at `gpa` wholly
+    /// inside a memory BAR of an assigned function, where the guest's BAR
+    /// decodes now.
+    fn assigned_bar_host(&mut self, gpa: u64, size: u8) -> Option<u64> {
+        let end = gpa.checked_add(u64::from(size))?;
+        for index in 0..self.passthrough.len() {
+            let address = self.passthrough[index];
+            let Some(function) = self.msi_function(address) else {
+                continue;
+            };
+            for bar in 0..6 {
+                let (Some(base), Some(host)) = (function.header().decoded_bar(bar), function.host_bar(bar)) else {
+                    continue;
+                };
+                if !host.kind.is_memory() || gpa < base || end > base.saturating_add(host.size) {
+                    continue;
+                }
+                return Some(host.address + (gpa - base));
+            }
+        }
+        None
+    }
 }

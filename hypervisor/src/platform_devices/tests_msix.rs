@@ -210,3 +210,23 @@ fn hostile_accesses_to_the_trapped_pages_never_reach_the_table() {
     assert_eq!(request.unmasked.len(), 16, "zeros clear them");
     assert!(host.device.borrow().is_empty());
 }
+
+#[test]
+fn keel_reaches_the_mapped_part_of_the_bar_for_the_guest() {
+    let (mut platform, host, address) = assigned();
+    assert_eq!(platform.assigned_bar_read(BAR + 0x10, 4), Some(0x5a5a_5a5a));
+    assert!(platform.assigned_bar_write(BAR + 0x1ffc, 4, 9));
+    assert_eq!(
+        *host.device.borrow(),
+        [(BAR + 0x10, 4, None), (BAR + 0x1ffc, 4, Some(9))]
+    );
+    assert_eq!(platform.assigned_bar_read(BAR + 0x3ffe, 4), None, "past the BAR's end");
+    assert_eq!(platform.assigned_bar_read(BAR - 4, 4), None);
+    // Moved: the guest's address, the host's register.
+    config_write(&mut platform, address, 4, 2, 0x0000);
+    config_write(&mut platform, address, 0x10, 4, 0xd000_0000);
+    assert_eq!(platform.assigned_bar_read(0xd000_0010, 4), None, "decoding off");
+    config_write(&mut platform, address, 4, 2, 0x0002);
+    assert_eq!(platform.assigned_bar_read(0xd000_0010, 4), Some(0x5a5a_5a5a));
+    assert_eq!(host.device.borrow().last(), Some(&(BAR + 0x10, 4, None)));
+}
