@@ -471,9 +471,15 @@ fn host_input(madt: &HostMadt, gsi: u32) -> Option<(keel_acpi_tables::host_madt:
 }
 
 /// How a function's interrupts reach Keel.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 enum Interrupts {
+    /// No INTx pin: MSI or MSI-X (forwarded when the guest enables them),
+    /// or nothing.
     None,
+    /// An INTx pin Keel cannot route (its host input unknown), on a
+    /// function with MSI or MSI-X: the guest is shown no pin and uses
+    /// those. The String says why INTx is not forwarded.
+    MessagesOnly(alloc::string::String),
     /// A legacy IDE controller's ISA IRQs (its channels, by class).
     LegacyIde,
     /// PCI INTx at this host input.
@@ -501,17 +507,32 @@ fn check_interrupts(devices: &HostDevices, bdf: Bdf) -> Result<Interrupts, Strin
         .map(|&(_, gsi)| gsi);
     let line = config.read8(bdf, header::INTERRUPT_LINE);
     let route = match given {
-        Some(gsi) => madt.pci_intx_gsi(gsi),
+        Some(gsi) => Ok(madt.pci_intx_gsi(gsi)),
         None => madt.pci_intx_route(line).ok_or_else(|| {
             format!(
-                "{bdf}: its firmware did not route INTx pin {pin} (Interrupt Line {line:#x}); name the host GSI with `keel pci-assignable-add {bdf} --intx-gsi N`"
+                "its firmware did not route INTx pin {pin} (Interrupt Line {line:#x}); name the host GSI with `keel pci-assignable-add {bdf} --intx-gsi N`"
             )
-        })?,
+        }),
     };
-    if host_input(madt, route.gsi).is_none() {
-        return Err(format!("{bdf}: no host I/O APIC has GSI {} (its INTx)", route.gsi));
+    let route = route.and_then(|route| match host_input(madt, route.gsi) {
+        Some(_) => Ok(route),
+        None => Err(format!("no host I/O APIC has GSI {} (its INTx)", route.gsi)),
+    });
+    match route {
+        Ok(route) => Ok(Interrupts::Intx(route)),
+        // A function that can interrupt by message works without INTx
+        // (Linux's drivers prefer MSI-X and MSI): Dom0 need not know the
+        // GSI, which firmware that routes PCI interrupts only through
+        // ACPI `_PRT` does not tell Keel.
+        Err(why) if given.is_none() && has_message_interrupts(config, bdf) => Ok(Interrupts::MessagesOnly(why)),
+        Err(why) => Err(format!("{bdf}: {why}")),
     }
-    Ok(Interrupts::Intx(route))
+}
+
+/// Whether `bdf` has an MSI or MSI-X capability.
+fn has_message_interrupts(config: &mut HostConfig, bdf: Bdf) -> bool {
+    keel_pci::capabilities::capabilities(config, bdf)
+        .any(|(id, _)| id == keel_pci::capabilities::MSI || id == keel_pci::capabilities::MSI_X)
 }
 
 /// Gives back every function `domain` held (it is destroyed).
@@ -539,6 +560,7 @@ pub fn wire(domain_id: u32, domain: &mut Domain, vcpu: &mut VmxVcpu, assignment:
     let interrupts =
         with(|devices| check_interrupts(devices, bdf)).unwrap_or(Err(String::from("host devices not initialized")))?;
     let pin = config.read8(bdf, header::INTERRUPT_PIN);
+    let forwards_intx = matches!(interrupts, Interrupts::Intx(_) | Interrupts::LegacyIde);
     let io_ranges = io_ranges(&bars, &legacy)?;
     let memory_bars: Vec<&Bar> = bars.iter().filter(|bar| bar.kind != BarKind::Io).collect();
     // EPT maps whole pages: a smaller BAR would hand the guest whatever
@@ -593,7 +615,7 @@ pub fn wire(domain_id: u32, domain: &mut Domain, vcpu: &mut VmxVcpu, assignment:
     let result = (|| {
         let mut identity = identity(config, bdf, class_revision);
         let mut shown_bars = guest_bars(&bars);
-        let mut shown_pin = pin;
+        let mut shown_pin = if matches!(interrupts, Interrupts::MessagesOnly(_)) { 0 } else { pin };
         if !legacy.is_empty() {
             for channel in &legacy {
                 identity.class_code |= channel.native_bit;
@@ -612,7 +634,7 @@ pub fn wire(domain_id: u32, domain: &mut Domain, vcpu: &mut VmxVcpu, assignment:
         let msi_control = msi.map(|msi| disable_msi(config, bdf, msi));
         let msix = match HostMsixTable::find(config, bdf, &bars) {
             Ok(table) => table,
-            Err(why) if pin == 0 && msi.is_none() => {
+            Err(why) if !forwards_intx && msi.is_none() => {
                 return Err(format!("{why}; it has no other interrupt Keel can forward"));
             }
             Err(why) => {
@@ -632,7 +654,7 @@ pub fn wire(domain_id: u32, domain: &mut Domain, vcpu: &mut VmxVcpu, assignment:
             msix: wired.msix.as_ref().map(HostMsixTable::registers),
         };
         if let Err(error) = function.set_interrupt_capabilities(host) {
-            if pin == 0 && msi_control.is_none() {
+            if !forwards_intx && msi_control.is_none() {
                 return Err(format!("{bdf}: MSI-X: {error}"));
             }
             log::warn!("{bdf}: MSI-X: {error}: the guest is not shown MSI-X");
@@ -670,7 +692,8 @@ pub fn wire(domain_id: u32, domain: &mut Domain, vcpu: &mut VmxVcpu, assignment:
             vcpu.pass_through_ports(first, count);
         }
         let interrupts_shown = match interrupts {
-            Interrupts::None => String::from("no interrupts"),
+            Interrupts::None => String::from("no INTx"),
+            Interrupts::MessagesOnly(why) => format!("INTx not forwarded ({why})"),
             Interrupts::LegacyIde => {
                 let guest_gsi = keel_hypervisor::platform_devices::PCI_ROOT
                     .intx_gsi(guest_address.device(), 1)
