@@ -547,6 +547,9 @@ pub fn wire(domain_id: u32, domain: &mut Domain, vcpu: &mut VmxVcpu, assignment:
     let config = &mut HostConfig;
     let saved_bars: [u32; 6] = core::array::from_fn(|index| config.read32(bdf, header::BAR0 + 4 * index as u16));
     let saved_line = config.read8(bdf, header::INTERRUPT_LINE);
+    // Nothing of a previous owner's state (queues, DMA addresses) reaches
+    // the guest.
+    reset_function(config, bdf, &saved_bars, saved_line, "assigned");
     let bars = keel_pci::bar::probe(config, bdf).map_err(|error| format!("{bdf}: BARs: {error:?}"))?;
     if let Some(bar) = bars.iter().find(|bar| bar.address == 0) {
         return Err(format!(
@@ -615,7 +618,11 @@ pub fn wire(domain_id: u32, domain: &mut Domain, vcpu: &mut VmxVcpu, assignment:
     let result = (|| {
         let mut identity = identity(config, bdf, class_revision);
         let mut shown_bars = guest_bars(&bars);
-        let mut shown_pin = if matches!(interrupts, Interrupts::MessagesOnly(_)) { 0 } else { pin };
+        let mut shown_pin = if matches!(interrupts, Interrupts::MessagesOnly(_)) {
+            0
+        } else {
+            pin
+        };
         if !legacy.is_empty() {
             for channel in &legacy {
                 identity.class_code |= channel.native_bit;
@@ -771,22 +778,7 @@ pub fn unwire(mut wired: Wired) {
             crate::arch::device_interrupts::forget_pending(route.vector);
         }
     });
-    if function_level_reset(config, wired.host) {
-        // The reset cleared the BARs and Interrupt Line: the function is
-        // put back as the host's firmware left it, still quiet.
-        for (index, &value) in wired.saved_bars.iter().enumerate() {
-            config.write32(wired.host, header::BAR0 + 4 * index as u16, value);
-        }
-        let interrupt = config.read32(wired.host, header::INTERRUPT_LINE);
-        config.write32(
-            wired.host,
-            header::INTERRUPT_LINE,
-            (interrupt & !0xff) | u32::from(wired.saved_line),
-        );
-        config.write16(wired.host, header::COMMAND, COMMAND_INTX_DISABLE);
-    } else {
-        log::info!("{}: no function-level reset; the device keeps its state", wired.host);
-    }
+    reset_function(config, wired.host, &wired.saved_bars, wired.saved_line, "taken back");
     if let Some(confinement) = wired.confinement {
         crate::iommu::release(confinement);
     }
@@ -794,26 +786,34 @@ pub fn unwire(mut wired: Wired) {
 
 const COMMAND_INTX_DISABLE: u16 = 1 << 10;
 
-/// A PCI Express function-level reset where the device offers one.
-fn function_level_reset(config: &mut HostConfig, bdf: Bdf) -> bool {
-    const DEVICE_CAPABILITIES: u16 = 4;
-    const DEVICE_CONTROL: u16 = 8;
-    const FLR_CAPABLE: u32 = 1 << 28;
-    const INITIATE_FLR: u16 = 1 << 15;
-    let Some(express) = keel_pci::capabilities::find(config, bdf, keel_pci::capabilities::PCI_EXPRESS) else {
-        return false;
+/// Resets `bdf` the best way it offers (`keel_pci::reset`: PCI Express
+/// FLR, Advanced Features FLR, or D3hot and back), with bus mastering off,
+/// then puts back what the reset clears as the host's firmware left it
+/// (the BARs and Interrupt Line), still quiet: no decoding, no bus
+/// mastering, INTx disabled. `when` is for the log line.
+pub(crate) fn reset_function(config: &mut HostConfig, bdf: Bdf, saved_bars: &[u32; 6], saved_line: u8, when: &str) {
+    config.write16(bdf, header::COMMAND, COMMAND_INTX_DISABLE);
+    let Some(method) = keel_pci::reset::method(config, bdf) else {
+        log::info!("{bdf}: no reset it offers (no FLR, no PM reset): it keeps its state ({when})");
+        return;
     };
-    if config.read32(bdf, express + DEVICE_CAPABILITIES) & FLR_CAPABLE == 0 {
-        return false;
+    keel_pci::reset::reset(config, bdf, method, wait_ms);
+    for (index, &value) in saved_bars.iter().enumerate() {
+        config.write32(bdf, header::BAR0 + 4 * index as u16, value);
     }
-    let control = config.read16(bdf, express + DEVICE_CONTROL);
-    config.write16(bdf, express + DEVICE_CONTROL, control | INITIATE_FLR);
-    // The spec gives the function 100 ms; Keel waits on the TSC.
-    let deadline = crate::arch::tsc::read().saturating_add(crate::arch::tsc::hz().unwrap_or(1_000_000_000) / 10);
+    let interrupt = config.read32(bdf, header::INTERRUPT_LINE);
+    config.write32(bdf, header::INTERRUPT_LINE, (interrupt & !0xff) | u32::from(saved_line));
+    config.write16(bdf, header::COMMAND, COMMAND_INTX_DISABLE);
+    log::info!("{bdf}: reset ({method}, {when})");
+}
+
+/// Waits `ms` milliseconds on the TSC.
+fn wait_ms(ms: u32) {
+    let hz = crate::arch::tsc::hz().unwrap_or(1_000_000_000);
+    let deadline = crate::arch::tsc::read().saturating_add(hz / 1000 * u64::from(ms));
     while crate::arch::tsc::read() < deadline {
         core::hint::spin_loop();
     }
-    true
 }
 
 fn identity(config: &mut HostConfig, bdf: Bdf, class_revision: u32) -> PciIdentity {

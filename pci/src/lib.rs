@@ -2,7 +2,8 @@
 //! configuration space (the hypervisor implements it with ports 0xCF8/0xCFC
 //! or with ECAM at the addresses the MCFG table gives, [`mcfg`]), a
 //! bounded enumeration that follows bridges ([`enumerate`]), the
-//! capability list ([`capabilities`]) and BAR sizing ([`bar`]).
+//! capability list ([`capabilities`]), BAR sizing ([`bar`]) and function
+//! resets ([`reset`]).
 //!
 //! Everything read from devices or firmware is untrusted: loops in
 //! capability lists or bridge numbering end the walk, sizes that make no
@@ -16,6 +17,7 @@ pub mod bar;
 pub mod capabilities;
 pub mod enumerate;
 pub mod mcfg;
+pub mod reset;
 
 use core::fmt;
 

@@ -1092,7 +1092,10 @@ fn qemu_no_vmx() -> TestCase {
 /// MSI-X forwarding on the machine's e1000e (`hypervisor/src/iommu/
 /// selftest_msix.rs`): its table programmed as passthrough programs an
 /// assigned function's, entry 0 arrives through a remapping entry and,
-/// masked, does not (the device holds it pending).
+/// masked, does not (the device holds it pending). Last, the NVMe
+/// controller at 00:04.0 is reset as passthrough resets an assigned
+/// function (`hypervisor/src/iommu/selftest_reset.rs`): its PCI Express
+/// FLR clears a register the test set and MSI-X, and the BARs come back.
 fn qemu_iommu() -> TestCase {
     TestCase::new(
         "qemu-iommu",
@@ -1116,6 +1119,7 @@ fn qemu_iommu() -> TestCase {
     .expect_regex(
         r"keel: iommu selftest: e1000e's MSI-X entry 0 arrived through remapping entry [1-9][0-9]* at vector 0x49; masked, it did not \(its pending bit set\)",
     )
+    .expect_regex(r"keel: iommu selftest: the NVMe controller at 0000:00:04\.0 reset by its PCI Express FLR: INTMS back to 0, MSI-X off, BARs restored")
     .expect_text("keel: iommu selftest passed")
     .expect_text("keel: VMX not supported")
     .expect_exit_status(qemu_status(QEMU_EXIT_SUCCESS))
@@ -1160,6 +1164,7 @@ fn qemu_iommu_rmrr() -> TestCase {
     .expect_text("keel: iommu selftest: edu's MSI arrived through remapping entry 0 at vector 0x40")
     .expect_regex(&format!(r"keel: iommu selftest: DMA within edu's {rmrr} ok \(back in its identity domain after release\)"))
     .expect_regex(r"keel: iommu selftest: e1000e's MSI-X entry 0 arrived through remapping entry [1-9][0-9]* at vector 0x49; masked, it did not")
+    .expect_regex(r"keel: iommu selftest: the NVMe controller at 0000:00:04\.0 reset by its PCI Express FLR: INTMS back to 0, MSI-X off, BARs restored")
     .expect_text("keel: iommu selftest passed")
     .expect_exit_status(qemu_status(QEMU_EXIT_SUCCESS))
     .forbid_text("keel: iommu selftest FAILED")

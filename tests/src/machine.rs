@@ -65,6 +65,10 @@ pub struct QemuMachine {
     /// where q35 puts its default NIC (which it replaces: `-nic none`), with
     /// no network behind it: the IOMMU self-test's MSI-X function.
     pub e1000e: bool,
+    /// A second NVMe controller in slot 4 on a null block device (nothing
+    /// to read, no image): the IOMMU self-test resets it with its PCI
+    /// Express FLR, as passthrough resets an assigned function.
+    pub flr_nvme: bool,
     /// An extra ACPI table the firmware passes on (`-acpitable`).
     pub extra_acpi_table: Option<ExtraAcpiTable>,
     /// An NVMe controller (QEMU's `nvme`, 1b36:0010, class 010802) in a
@@ -137,13 +141,14 @@ impl Machine {
             iommu: false,
             edu: false,
             e1000e: false,
+            flr_nvme: false,
             extra_acpi_table: None,
             nvme: false,
         })
     }
 
-    /// QEMU (TCG) as a q35 PC with an Intel IOMMU, the `edu` device and an
-    /// e1000e NIC.
+    /// QEMU (TCG) as a q35 PC with an Intel IOMMU, the `edu` device, an
+    /// e1000e NIC and an NVMe controller on a null device.
     pub fn qemu_iommu() -> Self {
         Machine::Qemu(QemuMachine {
             accel: QemuAccel::Tcg,
@@ -151,6 +156,7 @@ impl Machine {
             iommu: true,
             edu: true,
             e1000e: true,
+            flr_nvme: true,
             extra_acpi_table: None,
             nvme: false,
         })
@@ -163,6 +169,7 @@ impl Machine {
             iommu: false,
             edu: false,
             e1000e: false,
+            flr_nvme: false,
             extra_acpi_table: None,
             nvme: false,
         })
@@ -178,6 +185,7 @@ impl Machine {
             iommu: true,
             edu: false,
             e1000e: false,
+            flr_nvme: false,
             extra_acpi_table: None,
             nvme: true,
         })
@@ -263,6 +271,7 @@ mod tests {
                 iommu: false,
                 edu: false,
                 e1000e: false,
+                flr_nvme: false,
                 extra_acpi_table: None,
                 nvme: false,
             })
@@ -280,6 +289,7 @@ mod tests {
                 iommu: true,
                 edu: false,
                 e1000e: false,
+                flr_nvme: false,
                 extra_acpi_table: None,
                 nvme: true,
             })

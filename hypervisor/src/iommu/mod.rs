@@ -15,6 +15,7 @@ mod rmrr;
 mod selftest;
 mod selftest_ioapic;
 mod selftest_msix;
+mod selftest_reset;
 
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};

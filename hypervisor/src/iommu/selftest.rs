@@ -77,7 +77,8 @@ pub fn run(tsc_hz: Option<u64>) -> bool {
         log::info!("iommu selftest: edu at {source}, behind the unit at {base:#x}");
         let timeout = tsc_hz.unwrap_or(1_000_000_000).saturating_mul(5);
         test_edu(edu, source, timeout)?;
-        super::selftest_msix::run(timeout)
+        super::selftest_msix::run(timeout)?;
+        super::selftest_reset::run()
     })();
     match verdict {
         Ok(()) => {

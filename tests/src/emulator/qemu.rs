@@ -26,6 +26,9 @@ pub const NVME_SLOT: u8 = 3;
 /// The bus-0 slot of the e1000e the IOMMU self-test's machine has: the
 /// default NIC's, which `-nic none` leaves free.
 pub const E1000E_SLOT: u8 = 2;
+/// The bus-0 slot of the NVMe controller the IOMMU self-test resets (edu,
+/// added without an address, takes slot 3 before it).
+pub const FLR_NVME_SLOT: u8 = 4;
 /// QEMU's nvme has one interrupt pin, INTA (hw/nvme/ctrl.c, `nvme_init_pci`:
 /// `pci_conf[PCI_INTERRUPT_PIN] = 1`).
 pub const NVME_INTX_PIN: u8 = 1;
@@ -95,6 +98,14 @@ pub fn arguments(machine: &QemuMachine, iso: &Path, serial: SerialPort<'_>) -> V
     if machine.edu {
         arguments.extend(["-device", "edu"].map(String::from));
     }
+    if machine.flr_nvme {
+        arguments.extend([
+            "-blockdev".to_string(),
+            "driver=null-co,node-name=flr,size=1048576".to_string(),
+            "-device".to_string(),
+            format!("nvme,serial=keel-flr,drive=flr,addr={FLR_NVME_SLOT:02x}.0"),
+        ]);
+    }
     if machine.nvme {
         arguments.extend([
             "-drive".to_string(),
@@ -158,6 +169,7 @@ mod tests {
             iommu: false,
             edu: false,
             e1000e: false,
+            flr_nvme: false,
             extra_acpi_table: None,
             nvme: false,
         };
@@ -182,6 +194,7 @@ mod tests {
             iommu: false,
             edu: false,
             e1000e: false,
+            flr_nvme: false,
             extra_acpi_table: None,
             nvme: false,
         };
@@ -205,7 +218,8 @@ mod tests {
         let joined = arguments(&machine, Path::new("/k.iso"), SerialPort::LogFile(Path::new("/s"))).join(" ");
         assert!(
             joined.contains(
-                "-machine q35 -device intel-iommu,intremap=on -nic none -device e1000e,addr=02.0 -device edu"
+                "-machine q35 -device intel-iommu,intremap=on -nic none -device e1000e,addr=02.0 -device edu \
+                 -blockdev driver=null-co,node-name=flr,size=1048576 -device nvme,serial=keel-flr,drive=flr,addr=04.0"
             ),
             "{joined}"
         );
@@ -324,6 +338,7 @@ mod tests {
             iommu: false,
             edu: false,
             e1000e: false,
+            flr_nvme: false,
             extra_acpi_table: None,
             nvme: false,
         };
