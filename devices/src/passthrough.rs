@@ -669,14 +669,7 @@ mod tests {
     use crate::testing::RecordingPlatform;
 
     fn ide() -> PassthroughFunction {
-        let identity = PciIdentity {
-            vendor_id: 0x8086,
-            device_id: 0x7010,
-            class_code: 0x010180,
-            revision: 0,
-            subsystem_vendor_id: 0,
-            subsystem_id: 0,
-        };
+        let identity = PciIdentity::new(0x8086, 0x7010, 0x010180, 0);
         let bar4 = Bar {
             kind: BarKind::Io,
             size: 16,
@@ -966,14 +959,7 @@ mod tests {
 
     #[test]
     fn memory_bars_are_mapped_where_they_decode_and_nowhere_while_decoding_is_off() {
-        let identity = PciIdentity {
-            vendor_id: 0x8086,
-            device_id: 0x100e,
-            class_code: 0x020000,
-            revision: 3,
-            subsystem_vendor_id: 0,
-            subsystem_id: 0,
-        };
+        let identity = PciIdentity::new(0x8086, 0x100e, 0x020000, 3);
         let bar0 = Bar {
             kind: BarKind::Memory32 { prefetchable: false },
             size: 128 << 10,
@@ -1031,14 +1017,7 @@ mod tests {
     /// and MSI-X with 64 entries, the table at BAR 0 + 0x2000, the PBA at
     /// BAR 0 + 0x3000 (as QEMU's nvme has them).
     fn nvme_like(table: u32, pba: u32) -> PassthroughFunction {
-        let identity = PciIdentity {
-            vendor_id: 0x1b36,
-            device_id: 0x0010,
-            class_code: 0x010802,
-            revision: 2,
-            subsystem_vendor_id: 0,
-            subsystem_id: 0,
-        };
+        let identity = PciIdentity::new(0x1b36, 0x0010, 0x010802, 2);
         let bar0 = Bar {
             kind: BarKind::Memory64 { prefetchable: false },
             size: 16 << 10,

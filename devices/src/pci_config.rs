@@ -83,6 +83,20 @@ pub struct PciIdentity {
     pub subsystem_id: u16,
 }
 
+impl PciIdentity {
+    /// Vendor, device, class code and revision, without a subsystem.
+    pub const fn new(vendor_id: u16, device_id: u16, class_code: u32, revision: u8) -> Self {
+        Self {
+            vendor_id,
+            device_id,
+            class_code,
+            revision,
+            subsystem_vendor_id: 0,
+            subsystem_id: 0,
+        }
+    }
+}
+
 /// What kind of address space a BAR claims.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BarKind {

@@ -172,14 +172,7 @@ impl Layout {
     /// The function as Keel builds it, and whether its interrupt
     /// capabilities were accepted.
     pub fn build(&self) -> (PassthroughFunction, bool) {
-        let identity = PciIdentity {
-            vendor_id: 0x1b36,
-            device_id: 0x0010,
-            class_code: 0x010802,
-            revision: 2,
-            subsystem_vendor_id: 0,
-            subsystem_id: 0,
-        };
+        let identity = PciIdentity::new(0x1b36, 0x0010, 0x010802, 2);
         let mut function = PassthroughFunction::new(identity, &self.bars(), 1, 16)
             .expect("the harness builds valid BARs")
             .with_device_specific(self.device_specific());

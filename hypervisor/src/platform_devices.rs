@@ -1035,14 +1035,7 @@ mod tests {
     fn an_assigned_device_is_configured_by_the_guest_and_its_irq_pulses() {
         use keel_devices::pci_config::{Bar, BarKind, PciIdentity};
         let (mut platform, _host) = platform();
-        let identity = PciIdentity {
-            vendor_id: 0x8086,
-            device_id: 0x7010,
-            class_code: 0x010180,
-            revision: 0,
-            subsystem_vendor_id: 0,
-            subsystem_id: 0,
-        };
+        let identity = PciIdentity::new(0x8086, 0x7010, 0x010180, 0);
         let bar = Bar {
             kind: BarKind::Io,
             size: 16,

@@ -18,14 +18,7 @@ const COMMAND_INTX_DISABLE: u32 = 1 << 10;
 /// An Intel function of class `class_code` with one memory BAR of
 /// `bar_bytes` at 0xe000_0000 and INTA, as Keel shows it assigned.
 pub(super) fn memory_function(device_id: u16, class_code: u32, bar_bytes: u64) -> PassthroughFunction {
-    let identity = PciIdentity {
-        vendor_id: 0x8086,
-        device_id,
-        class_code,
-        revision: 1,
-        subsystem_vendor_id: 0,
-        subsystem_id: 0,
-    };
+    let identity = PciIdentity::new(0x8086, device_id, class_code, 1);
     let bar = Bar {
         kind: BarKind::Memory32 { prefetchable: false },
         size: bar_bytes,

@@ -214,14 +214,7 @@ fn a_guest_message_that_is_not_a_fixed_interrupt_is_never_delivered() {
 #[test]
 fn functions_without_msi_and_unknown_addresses_are_ignored() {
     let (mut platform, _host) = platform();
-    let identity = PciIdentity {
-        vendor_id: 0x8086,
-        device_id: 0x100e,
-        class_code: 0x020000,
-        revision: 3,
-        subsystem_vendor_id: 0,
-        subsystem_id: 0,
-    };
+    let identity = PciIdentity::new(0x8086, 0x100e, 0x020000, 3);
     let function = PassthroughFunction::new(identity, &[], 1, 0).unwrap();
     let address = platform.attach_passthrough(function).unwrap();
     platform.mmio_write(LOCAL_APIC_BASE + 0xf0, 4, 0x1ff);
