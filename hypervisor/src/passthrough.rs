@@ -154,6 +154,11 @@ pub struct Wired {
     mapped: [Option<(u64, BarPieces)>; 6],
     /// The real MSI-X table, where the guest is shown MSI-X.
     msix: Option<HostMsixTable>,
+    /// Whether Keel forwards the function's INTx (or a legacy IDE
+    /// controller's IRQs); otherwise the real device keeps INTx disabled,
+    /// whatever the guest writes: its pin may drive a host input Keel
+    /// does not know of (or gave another function).
+    intx_forwarded: bool,
 }
 
 /// The guest wrote its view of the device's configuration: the command
@@ -168,11 +173,11 @@ pub fn apply_write(assigned: &[Wired], guest: keel_devices::pci_host::PciAddress
     match write {
         PassthroughWrite::Command(command) => {
             let old = config.read16(wired.host, header::COMMAND);
-            config.write16(
-                wired.host,
-                header::COMMAND,
-                (old & !FORWARDED_COMMAND_BITS) | (command & FORWARDED_COMMAND_BITS),
-            );
+            let mut command = (old & !FORWARDED_COMMAND_BITS) | (command & FORWARDED_COMMAND_BITS);
+            if !wired.intx_forwarded {
+                command |= COMMAND_INTX_DISABLE;
+            }
+            config.write16(wired.host, header::COMMAND, command);
         }
         PassthroughWrite::Register { offset, value } => {
             let dword = offset & !3;
@@ -483,7 +488,7 @@ pub fn wire(domain_id: u32, domain: &mut Domain, vcpu: &mut VmxVcpu, assignment:
     let saved_line = config.read8(bdf, header::INTERRUPT_LINE);
     // Nothing of a previous owner's state (queues, DMA addresses) reaches
     // the guest.
-    reset_function(config, bdf, &saved_bars, saved_line, "assigned");
+    reset_function(config, bdf, &saved_bars, saved_line, "assigned")?;
     let bars = keel_pci::bar::probe(config, bdf).map_err(|error| format!("{bdf}: BARs: {error:?}"))?;
     if let Some(bar) = bars.iter().find(|bar| bar.address == 0) {
         return Err(format!(
@@ -548,6 +553,7 @@ pub fn wire(domain_id: u32, domain: &mut Domain, vcpu: &mut VmxVcpu, assignment:
         saved_line,
         mapped: [None; 6],
         msix: None,
+        intx_forwarded: forwards_intx,
     };
     let result = (|| {
         let mut identity = identity(config, bdf, class_revision);
@@ -712,7 +718,10 @@ pub fn unwire(mut wired: Wired) {
             crate::arch::device_interrupts::forget_pending(route.vector);
         }
     });
-    reset_function(config, wired.host, &wired.saved_bars, wired.saved_line, "taken back");
+    if let Err(why) = reset_function(config, wired.host, &wired.saved_bars, wired.saved_line, "taken back") {
+        // Wiring it again resets it again, and refuses it if that fails.
+        log::warn!("{why}");
+    }
     if let Some(confinement) = wired.confinement {
         crate::iommu::release(confinement);
     }

@@ -655,15 +655,30 @@ impl<H: PlatformHost> VirtualPlatform<H> {
 
     /// Whether `gpa` belongs to an emulated MMIO device.
     pub fn is_mmio(&self, gpa: u64) -> bool {
+        self.is_emulated_device(gpa) || (self.has_msix_windows() && self.msix_window(gpa).is_some())
+    }
+
+    /// Whether `gpa` belongs to a device the platform emulates (not an
+    /// assigned function's trapped pages): those win where a guest put an
+    /// assigned BAR over them.
+    fn is_emulated_device(&self, gpa: u64) -> bool {
         (IOAPIC_BASE..IOAPIC_BASE + IOAPIC_MMIO_LEN).contains(&gpa)
             || (LOCAL_APIC_BASE..LOCAL_APIC_BASE + LOCAL_APIC_MMIO_LEN).contains(&gpa)
             || self.management_offset(gpa).is_some()
             || self.virtio_at_mmio(gpa).is_some()
-            || (self.has_msix_windows() && self.msix_window(gpa).is_some())
+    }
+
+    /// The trapped MSI-X pages `gpa` falls in, unless an emulated device
+    /// is there too.
+    fn trapped_msix_page(&self, gpa: u64) -> Option<assigned_msix::MsixWindow> {
+        if !self.has_msix_windows() || self.is_emulated_device(gpa) {
+            return None;
+        }
+        self.msix_window(gpa)
     }
 
     pub fn mmio_read(&mut self, gpa: u64, size: u8) -> u64 {
-        if let Some(window) = self.msix_window(gpa) {
+        if let Some(window) = self.trapped_msix_page(gpa) {
             return self.msix_page_read(window, gpa, size);
         }
         if let Some((address, offset)) = self.virtio_at_mmio(gpa) {
@@ -696,7 +711,7 @@ impl<H: PlatformHost> VirtualPlatform<H> {
     }
 
     pub fn mmio_write(&mut self, gpa: u64, size: u8, value: u64) {
-        if let Some(window) = self.msix_window(gpa) {
+        if let Some(window) = self.trapped_msix_page(gpa) {
             self.msix_page_write(window, gpa, size, value);
             return;
         }

@@ -16,6 +16,8 @@ pub struct FakeFunction {
 pub struct FakeConfig {
     pub functions: BTreeMap<Bdf, FakeFunction>,
     pub reads: usize,
+    /// Every write, in order: (function, offset, value).
+    pub writes: Vec<(Bdf, u16, u32)>,
 }
 
 impl FakeConfig {
@@ -60,6 +62,7 @@ impl ConfigAccess for FakeConfig {
     }
 
     fn write32(&mut self, function: Bdf, offset: u16, value: u32) {
+        self.writes.push((function, offset, value));
         let Some(f) = self.functions.get_mut(&function) else {
             return;
         };

@@ -92,10 +92,65 @@ pub fn method(config: &mut impl ConfigAccess, function: Bdf) -> Option<ResetMeth
     (status & PM_NO_SOFT_RESET == 0).then_some(ResetMethod::PowerManagement(pm))
 }
 
-/// Resets `function` with `method`, waiting with `wait_ms`. The caller has
+/// The function did not answer configuration reads within
+/// [`READY_WAIT_MS`] after its reset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NotReady;
+
+/// How long a function may keep answering all ones after its reset's own
+/// wait, polled in 10 ms steps (Linux waits up to 60 s; a function that
+/// takes seconds is broken enough to refuse).
+pub const READY_WAIT_MS: u32 = 1000;
+const READY_POLL_MS: u32 = 10;
+
+/// PCI Express registers a reset clears that firmware (or Linux) set and
+/// the link depends on: Device Control (Max Payload Size, Max Read
+/// Request Size, relaxed ordering, no snoop, error reporting), Link
+/// Control, Device Control 2 and Link Control 2. A Max Payload Size back
+/// at its 128-byte default beside a root port set to more makes the
+/// port's completions malformed.
+const EXPRESS_SAVED: [(u16, u8); 4] = [(0x08, 2), (0x10, 2), (0x28, 2), (0x30, 2)];
+
+/// Resets `function` with `method`, waiting with `wait_ms`, and then until
+/// it answers configuration reads again; its PCI Express control
+/// registers are saved before and written back after. The caller has
 /// turned bus mastering off: pending transactions are waited for (up to
-/// 100 ms) before an FLR, which would otherwise drop them.
-pub fn reset(config: &mut impl ConfigAccess, function: Bdf, method: ResetMethod, mut wait_ms: impl FnMut(u32)) {
+/// 100 ms) before an FLR, which would otherwise drop them. The caller
+/// writes back the BARs and Interrupt Line.
+pub fn reset(
+    config: &mut impl ConfigAccess,
+    function: Bdf,
+    method: ResetMethod,
+    mut wait_ms: impl FnMut(u32),
+) -> Result<(), NotReady> {
+    let express = capabilities::find(config, function, capabilities::PCI_EXPRESS);
+    let saved = express.map(|express| EXPRESS_SAVED.map(|(offset, _)| config.read16(function, express + offset)));
+    perform(config, function, method, &mut wait_ms);
+    let mut waited = 0;
+    while !answers(config, function) {
+        if waited >= READY_WAIT_MS {
+            return Err(NotReady);
+        }
+        wait_ms(READY_POLL_MS);
+        waited += READY_POLL_MS;
+    }
+    if let (Some(express), Some(saved)) = (express, saved) {
+        for ((offset, _), value) in EXPRESS_SAVED.iter().zip(saved) {
+            write16(config, function, express + offset, value);
+        }
+    }
+    Ok(())
+}
+
+/// Whether the function answers: its vendor and device ID read as
+/// something other than all ones (no function, or not back yet) or the
+/// retry pattern (vendor 0x0001, Configuration Request Retry Status).
+fn answers(config: &mut impl ConfigAccess, function: Bdf) -> bool {
+    let id = config.read32(function, 0);
+    id != u32::MAX && id & 0xffff != 0x0001
+}
+
+fn perform(config: &mut impl ConfigAccess, function: Bdf, method: ResetMethod, wait_ms: &mut impl FnMut(u32)) {
     match method {
         ResetMethod::ExpressFlr(express) => {
             for _ in 0..PENDING_POLLS {
@@ -204,16 +259,24 @@ mod tests {
         );
         assert_eq!(method(&mut config, AT), Some(ResetMethod::ExpressFlr(0x60)));
         let mut waits = Vec::new();
-        reset(&mut config, AT, ResetMethod::ExpressFlr(0x60), |ms| waits.push(ms));
+        reset(&mut config, AT, ResetMethod::ExpressFlr(0x60), |ms| waits.push(ms)).unwrap();
         assert_eq!(waits.len(), 11, "ten polls of the pending bit, then the FLR's 100 ms");
         assert_eq!(waits.last(), Some(&100));
-        let control = dword(&config, 0x68);
+        let flr = config
+            .writes
+            .iter()
+            .find(|(_, offset, _)| *offset == 0x68)
+            .expect("Device Control written");
         assert_eq!(
-            control & 0xffff,
+            flr.2,
             0x2010 | u32::from(EXPRESS_INITIATE_FLR),
-            "other control bits kept"
+            "Initiate FLR, other control bits kept, status written 0 (no RW1C bit cleared by accident)"
         );
-        assert_eq!(control >> 16, 0, "status written 0: no RW1C bit cleared by accident");
+        assert_eq!(
+            dword(&config, 0x68) & 0xffff,
+            0x2010,
+            "Device Control as it was before the reset"
+        );
     }
 
     #[test]
@@ -231,12 +294,36 @@ mod tests {
         reset(&mut config, AT, ResetMethod::AdvancedFeaturesFlr(0x50), |ms| {
             waits.push(ms)
         });
-        assert_eq!(waits, [100], "nothing pending");
+        assert_eq!(waits, [100], "nothing pending, ready at once");
         assert_eq!(dword(&config, 0x54) & 0xff, 1, "Initiate FLR");
         // FLR without Transactions Pending is not used.
         let header = dword(&config, 0x50);
         set_dword(&mut config, 0x50, (header & 0x00ff_ffff) | 0x02 << 24);
         assert_eq!(method(&mut config, AT), Some(ResetMethod::PowerManagement(0x60)));
+    }
+
+    #[test]
+    fn express_control_registers_come_back_and_a_function_that_stays_away_is_not_ready() {
+        let mut config = function_with(&[(0x40, capabilities::PCI_EXPRESS)]);
+        set_dword(&mut config, 0x44, EXPRESS_FLR_CAPABLE);
+        // Device Control (MPS 256, MRRS 512), Link Control, Device Control 2.
+        set_dword(&mut config, 0x48, 0x2030);
+        set_dword(&mut config, 0x50, 0x0040);
+        set_dword(&mut config, 0x68, 0x0010);
+        let method = method(&mut config, AT).unwrap();
+        reset(&mut config, AT, method, |_| {}).unwrap();
+        // The fake keeps what the FLR write left (Initiate FLR set): the
+        // restore writes the saved values back.
+        assert_eq!(dword(&config, 0x48) & 0xffff, 0x2030);
+        assert_eq!(dword(&config, 0x50) & 0xffff, 0x0040);
+        assert_eq!(dword(&config, 0x68) & 0xffff, 0x0010);
+        // A function that reads all ones after its reset: not ready after
+        // a second of polling.
+        config.functions.get_mut(&AT).unwrap().space[0] = u32::MAX;
+        let mut waited = 0;
+        let result = reset(&mut config, AT, ResetMethod::ExpressFlr(0x40), |ms| waited += ms);
+        assert_eq!(result, Err(NotReady));
+        assert!(waited >= READY_WAIT_MS);
     }
 
     #[test]
@@ -247,7 +334,7 @@ mod tests {
         // reset leaves the other bits and ends in D0.
         set_dword(&mut config, 0x44, 0x0101);
         let mut waits = 0;
-        reset(&mut config, AT, ResetMethod::PowerManagement(0x40), |ms| waits += ms);
+        reset(&mut config, AT, ResetMethod::PowerManagement(0x40), |ms| waits += ms).unwrap();
         assert_eq!(waits, 20, "10 ms in D3hot, 10 ms after D0");
         assert_eq!(dword(&config, 0x44), 0x0100, "D0, PME enable kept");
         set_dword(&mut config, 0x44, u32::from(PM_NO_SOFT_RESET));

@@ -69,13 +69,14 @@ pub fn run() -> Result<(), String> {
         let control = config.read16(nvme, msix + 2);
         config.write16(nvme, msix + 2, control | MSIX_ENABLE);
     }
-    crate::passthrough::reset_function(config, nvme, &saved_bars, saved_line, "self-test");
+    let reset = crate::passthrough::reset_function(config, nvme, &saved_bars, saved_line, "self-test");
     config.write16(nvme, header::COMMAND, command | header::COMMAND_MEMORY);
     let after = registers.read32(INTMS);
     let msix_on = msix.is_some_and(|msix| config.read16(nvme, msix + 2) & MSIX_ENABLE != 0);
     let bars_now: [u32; 6] = core::array::from_fn(|index| config.read32(nvme, header::BAR0 + 4 * index as u16));
     let line_now = config.read8(nvme, header::INTERRUPT_LINE);
     config.write16(nvme, header::COMMAND, command);
+    reset?;
     check(
         nvme,
         written,

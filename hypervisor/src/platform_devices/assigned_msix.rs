@@ -32,7 +32,7 @@ use super::{PlatformHost, VirtualPlatform};
 
 /// Trapped pages of an assigned function where the guest's BAR decodes now.
 #[derive(Clone, Copy, Debug)]
-pub(super) struct MsixWindow {
+pub(crate) struct MsixWindow {
     address: PciAddress,
     bar: usize,
     /// Guest-physical start of the trapped pages, and their length.
@@ -151,10 +151,9 @@ impl<H: PlatformHost> VirtualPlatform<H> {
                 });
             }
         }
-        // A BAR the guest put over MMIO Keel emulates is not mapped there
-        // (`passthrough::move_bar`), and its trapped pages do not hide the
-        // emulated device either.
-        windows.retain(|window| !self.overlaps_emulated_mmio(window.gpa, window.len));
+        // Where a guest put the BAR over a device Keel emulates, that device
+        // wins access by access (`VirtualPlatform::mmio_read`); the rest of
+        // the trapped pages stay trapped.
         self.msix.windows = windows;
     }
 
@@ -230,9 +229,15 @@ impl<H: PlatformHost> VirtualPlatform<H> {
 
     /// The host-physical address of a `size`-byte access at `gpa` wholly
     /// inside a memory BAR of an assigned function, where the guest's BAR
-    /// decodes now.
+    /// decodes now, and outside its trapped MSI-X pages: the real table
+    /// and PBA are never reached this way, whatever covers their pages.
     fn assigned_bar_host(&mut self, gpa: u64, size: u8) -> Option<u64> {
         let end = gpa.checked_add(u64::from(size))?;
+        if self.msix.windows.iter().any(|window| {
+            gpa < window.gpa.saturating_add(window.len) && window.gpa < end
+        }) {
+            return None;
+        }
         for index in 0..self.passthrough.len() {
             let address = self.passthrough[index];
             let Some(function) = self.msi_function(address) else {

@@ -230,3 +230,38 @@ fn keel_reaches_the_mapped_part_of_the_bar_for_the_guest() {
     assert_eq!(platform.assigned_bar_read(0xd000_0010, 4), Some(0x5a5a_5a5a));
     assert_eq!(host.device.borrow().last(), Some(&(BAR + 0x10, 4, None)));
 }
+
+#[test]
+fn a_bar_moved_over_the_local_apic_leaves_the_apic_emulated_and_the_table_trapped() {
+    let (mut platform, host) = platform();
+    // The table (256 entries: a whole page) at BAR offset 0, the PBA on
+    // the next page.
+    let capabilities = HostCapabilities {
+        msi_control: None,
+        msix: Some(HostMsix {
+            control: 255,
+            table: 0,
+            pba: 0x1000,
+        }),
+    };
+    let mut function = memory_function(0x0010, 0x010802, 16 << 10);
+    function
+        .set_interrupt_capabilities(capabilities)
+        .expect("a valid MSI-X capability");
+    let address = platform.attach_passthrough(function).unwrap();
+    platform.mmio_write(LOCAL_APIC_BASE + 0xf0, 4, 0x1ff);
+    config_write(&mut platform, address, 0x10, 4, LOCAL_APIC_BASE as u32);
+    config_write(&mut platform, address, 4, 2, 0x0002);
+    // The APIC's page: the APIC answers (its version register), and no
+    // path reaches the real table under it.
+    assert_eq!(platform.mmio_read(LOCAL_APIC_BASE + 0x30, 4) & 0xff, 0x14);
+    assert_eq!(platform.assigned_bar_read(LOCAL_APIC_BASE + 0x10, 4), None);
+    assert!(!platform.assigned_bar_write(LOCAL_APIC_BASE + 0x20, 4, 1));
+    // The PBA's page, past the APIC's: still trapped, the model's.
+    assert!(platform.is_mmio(LOCAL_APIC_BASE + 0x1000));
+    assert_eq!(platform.mmio_read(LOCAL_APIC_BASE + 0x1000, 8), 0);
+    assert_eq!(platform.assigned_bar_read(LOCAL_APIC_BASE + 0x1000, 4), None);
+    // Past the trapped pages: the device's registers.
+    assert_eq!(platform.assigned_bar_read(LOCAL_APIC_BASE + 0x2000, 4), Some(0x5a5a_5a5a));
+    assert_eq!(*host.device.borrow(), [(0xe000_2000, 4, None)]);
+}
