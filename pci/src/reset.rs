@@ -293,7 +293,8 @@ mod tests {
         let mut waits = Vec::new();
         reset(&mut config, AT, ResetMethod::AdvancedFeaturesFlr(0x50), |ms| {
             waits.push(ms)
-        });
+        })
+        .unwrap();
         assert_eq!(waits, [100], "nothing pending, ready at once");
         assert_eq!(dword(&config, 0x54) & 0xff, 1, "Initiate FLR");
         // FLR without Transactions Pending is not used.

@@ -233,9 +233,12 @@ impl<H: PlatformHost> VirtualPlatform<H> {
     /// and PBA are never reached this way, whatever covers their pages.
     fn assigned_bar_host(&mut self, gpa: u64, size: u8) -> Option<u64> {
         let end = gpa.checked_add(u64::from(size))?;
-        if self.msix.windows.iter().any(|window| {
-            gpa < window.gpa.saturating_add(window.len) && window.gpa < end
-        }) {
+        if self
+            .msix
+            .windows
+            .iter()
+            .any(|window| gpa < window.gpa.saturating_add(window.len) && window.gpa < end)
+        {
             return None;
         }
         for index in 0..self.passthrough.len() {

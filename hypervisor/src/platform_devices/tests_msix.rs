@@ -262,6 +262,9 @@ fn a_bar_moved_over_the_local_apic_leaves_the_apic_emulated_and_the_table_trappe
     assert_eq!(platform.mmio_read(LOCAL_APIC_BASE + 0x1000, 8), 0);
     assert_eq!(platform.assigned_bar_read(LOCAL_APIC_BASE + 0x1000, 4), None);
     // Past the trapped pages: the device's registers.
-    assert_eq!(platform.assigned_bar_read(LOCAL_APIC_BASE + 0x2000, 4), Some(0x5a5a_5a5a));
+    assert_eq!(
+        platform.assigned_bar_read(LOCAL_APIC_BASE + 0x2000, 4),
+        Some(0x5a5a_5a5a)
+    );
     assert_eq!(*host.device.borrow(), [(0xe000_2000, 4, None)]);
 }
