@@ -3,8 +3,8 @@
 //! for the IOMMU self-test.
 //!
 //! The table lives in one of the function's memory BARs; Keel reaches it
-//! through the boot identity map, so only tables below 4 GiB can be
-//! programmed ([`HostMsixTable::find`] says so otherwise). A table access
+//! at its own address (mapped on demand above 4 GiB, up to 512 GiB:
+//! [`HostMsixTable::find`] says so otherwise). A table access
 //! needs the function's memory decoding on, and on some devices MSI-X
 //! enabled (Linux's `msix_capability_init` notes it): each access here
 //! turns decoding on, and MSI-X on with the Function Mask set, for its
@@ -31,8 +31,6 @@ use keel_pci::{header, Bdf, ConfigAccess};
 use crate::arch::pci::HostConfig;
 use crate::arch::phys::Mmio;
 
-/// What Keel reaches through its boot identity map.
-const IDENTITY_MAPPED: u64 = 4 << 30;
 
 /// A function's MSI-X capability (at `capability` in its configuration
 /// space) and its table's registers.
@@ -47,7 +45,7 @@ pub struct HostMsixTable {
 impl HostMsixTable {
     /// The MSI-X capability of `bdf`, whose BARs (as probed) are `bars`:
     /// `Ok(None)` without one; an error when its table or PBA cannot be
-    /// reached (a reserved or I/O BAR, past the BAR's end, above 4 GiB:
+    /// reached (a reserved or I/O BAR, past the BAR's end, past 512 GiB:
     /// Keel must program the one and forward accesses around the other).
     pub fn find(config: &mut HostConfig, bdf: Bdf, bars: &[Bar]) -> Result<Option<Self>, String> {
         let Some(capability) = keel_pci::capabilities::find(config, bdf, keel_pci::capabilities::MSI_X) else {
@@ -202,7 +200,7 @@ impl HostMsixTable {
 
 /// Where the MSI-X `what` (table or PBA; `register` its Offset/BIR) of
 /// `bdf` lies in host-physical memory, if Keel can reach all `bytes` of it:
-/// inside a memory BAR and below 4 GiB.
+/// inside a memory BAR and mappable.
 fn reachable(bdf: Bdf, bars: &[Bar], what: &str, register: u32, bytes: u64) -> Result<u64, String> {
     let bir = (register & BIR_BITS) as u8;
     let offset = u64::from(register & !BIR_BITS);
@@ -217,9 +215,9 @@ fn reachable(bdf: Bdf, bars: &[Bar], what: &str, register: u32, bytes: u64) -> R
         ));
     }
     let base = bar.address + offset;
-    if base + bytes > IDENTITY_MAPPED {
+    if !crate::arch::phys::map_device_memory(base, bytes) {
         return Err(format!(
-            "{bdf}: its MSI-X {what} at {base:#x} lies above 4 GiB, where Keel cannot reach it"
+            "{bdf}: its MSI-X {what} at {base:#x} lies where Keel cannot map it (past 512 GiB)"
         ));
     }
     Ok(base)

@@ -1095,7 +1095,10 @@ fn qemu_no_vmx() -> TestCase {
 /// masked, does not (the device holds it pending). Last, the NVMe
 /// controller at 00:04.0 is reset as passthrough resets an assigned
 /// function (`hypervisor/src/iommu/selftest_reset.rs`): its PCI Express
-/// FLR clears a register the test set and MSI-X, and the BARs come back.
+/// FLR clears a register the test set and MSI-X, and the BARs come back;
+/// moved to 5 GiB, its BAR 0 is mapped by Keel on demand
+/// (`selftest_high_mmio.rs`): its version register reads there and its
+/// MSI-X table is found and masked there.
 fn qemu_iommu() -> TestCase {
     TestCase::new(
         "qemu-iommu",
@@ -1120,6 +1123,7 @@ fn qemu_iommu() -> TestCase {
         r"keel: iommu selftest: e1000e's MSI-X entry 0 arrived through remapping entry [1-9][0-9]* at vector 0x49; masked, it did not \(its pending bit set\)",
     )
     .expect_regex(r"keel: iommu selftest: the NVMe controller at 0000:00:04\.0 reset by its PCI Express FLR: INTMS back to 0, MSI-X off, BARs restored")
+    .expect_regex(r"keel: iommu selftest: the NVMe controller's BAR 0 moved to 0x140000000: Keel mapped it, read its version 0x1[0-9a-f]{4} and masked its [1-9][0-9]* MSI-X entries there")
     .expect_text("keel: iommu selftest passed")
     .expect_text("keel: VMX not supported")
     .expect_exit_status(qemu_status(QEMU_EXIT_SUCCESS))
@@ -1165,6 +1169,7 @@ fn qemu_iommu_rmrr() -> TestCase {
     .expect_regex(&format!(r"keel: iommu selftest: DMA within edu's {rmrr} ok \(back in its identity domain after release\)"))
     .expect_regex(r"keel: iommu selftest: e1000e's MSI-X entry 0 arrived through remapping entry [1-9][0-9]* at vector 0x49; masked, it did not")
     .expect_regex(r"keel: iommu selftest: the NVMe controller at 0000:00:04\.0 reset by its PCI Express FLR: INTMS back to 0, MSI-X off, BARs restored")
+    .expect_regex(r"keel: iommu selftest: the NVMe controller's BAR 0 moved to 0x140000000: Keel mapped it, read its version 0x1[0-9a-f]{4} and masked its [1-9][0-9]* MSI-X entries there")
     .expect_text("keel: iommu selftest passed")
     .expect_exit_status(qemu_status(QEMU_EXIT_SUCCESS))
     .forbid_text("keel: iommu selftest FAILED")

@@ -1,6 +1,7 @@
 //! The host's PCI configuration space: ECAM (memory-mapped, 4 KiB per
-//! function) where the firmware's MCFG table gives a window below 4 GiB,
-//! otherwise configuration mechanism #1 (ports 0xCF8/0xCFC, the first 256
+//! function) where the firmware's MCFG table gives a window Keel can map
+//! (below 512 GiB: `phys::map_device_memory`), otherwise configuration
+//! mechanism #1 (ports 0xCF8/0xCFC, the first 256
 //! bytes). Keel is the only user of either: guests get their own emulated
 //! configuration space (`keel-devices`' PCI host), never the host's. The
 //! walking and sizing logic is `keel-pci`'s.
@@ -13,8 +14,6 @@ use super::instructions::{inl, outl};
 
 const CONFIG_ADDRESS: u16 = 0xcf8;
 const CONFIG_DATA: u16 = 0xcfc;
-/// ECAM windows must lie in the boot identity map.
-const IDENTITY_MAPPED: u64 = 4 << 30;
 
 static ECAM: Once<Option<EcamWindow>> = Once::new();
 
@@ -24,7 +23,7 @@ pub fn init(windows: &[EcamWindow]) {
     ECAM.call_once(|| {
         windows.iter().copied().find(|window| {
             let buses = u64::from(window.end_bus - window.start_bus) + 1;
-            window.segment == 0 && window.base.saturating_add(buses << 20) <= IDENTITY_MAPPED
+            window.segment == 0 && super::phys::map_device_memory(window.base, buses << 20)
         })
     });
 }
@@ -53,7 +52,7 @@ fn mechanism1_address(function: Bdf, offset: u16) -> u32 {
 impl ConfigAccess for HostConfig {
     fn read32(&mut self, function: Bdf, offset: u16) -> u32 {
         if let Some(address) = Self::ecam_address(function, offset) {
-            // SAFETY: the window lies in the identity map (init checked);
+            // SAFETY: the window is mapped at its address (init mapped it);
             // a configuration read has no side effects Keel relies on.
             return unsafe { core::ptr::read_volatile(address as *const u32) };
         }

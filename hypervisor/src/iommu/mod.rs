@@ -14,6 +14,7 @@ pub mod interrupts;
 mod rmrr;
 mod selftest;
 mod selftest_ioapic;
+mod selftest_high_mmio;
 mod selftest_msix;
 mod selftest_reset;
 

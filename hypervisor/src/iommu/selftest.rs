@@ -78,7 +78,8 @@ pub fn run(tsc_hz: Option<u64>) -> bool {
         let timeout = tsc_hz.unwrap_or(1_000_000_000).saturating_mul(5);
         test_edu(edu, source, timeout)?;
         super::selftest_msix::run(timeout)?;
-        super::selftest_reset::run()
+        super::selftest_reset::run()?;
+        super::selftest_high_mmio::run()
     })();
     match verdict {
         Ok(()) => {
