@@ -54,6 +54,8 @@ pub trait PlatformHost {
 pub struct GeneralProtection;
 
 pub const COM1_BASE: u16 = 0x3f8;
+/// CONFIG_DATA, after CONFIG_ADDRESS's dword.
+const PCI_CONFIG_DATA_PORT: u64 = PCI_CONFIG_ADDRESS_PORT + 4;
 const COM1_LEN: u16 = 8;
 pub const COM1_IRQ: u32 = 4;
 pub const IOAPIC_ID: u8 = 1;
@@ -638,7 +640,11 @@ impl<H: PlatformHost> VirtualPlatform<H> {
                 .write(u64::from(port - COM1_BASE), size, value, &mut self.effects);
         } else {
             self.ports.write(u64::from(port), size, value, &mut self.effects);
-            if (PCI_CONFIG_ADDRESS_PORT..PCI_CONFIG_ADDRESS_PORT + PCI_HOST_PORT_COUNT).contains(&u64::from(port)) {
+            // Only CONFIG_DATA writes (0xCFC-0xCFF) change a function's
+            // configuration; CONFIG_ADDRESS (and the reset register at
+            // 0xCF9) never do, and every guest configuration read writes
+            // CONFIG_ADDRESS first.
+            if (PCI_CONFIG_DATA_PORT..PCI_CONFIG_ADDRESS_PORT + PCI_HOST_PORT_COUNT).contains(&u64::from(port)) {
                 self.check_management_layout();
                 self.check_passthrough_writes();
                 if !self.virtio.is_empty() {

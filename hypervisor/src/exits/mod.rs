@@ -225,7 +225,8 @@ fn handle(domain: &mut Domain, vcpu: &mut impl Vcpu, exit: VcpuExit) -> Next {
                         domain.move_management(layout.shared);
                         domain.move_window(layout.window);
                         vcpu.flush_guest_mappings();
-                    } else if (PCI_CONFIG_PORTS..PCI_CONFIG_PORTS + 8).contains(&access.port)
+                    } else if (PCI_CONFIG_DATA_PORTS..PCI_CONFIG_DATA_PORTS + 4).contains(&access.port)
+                        && access.write
                         && !domain.assigned.is_empty()
                         && apply_passthrough_commands(domain)
                     {
@@ -379,7 +380,9 @@ fn memory_fault(domain: &mut Domain, vcpu: &mut impl Vcpu, fault: MemoryFault) -
     }
 }
 
-const PCI_CONFIG_PORTS: u16 = 0xcf8;
+/// CONFIG_DATA: only its writes change an assigned function's
+/// configuration.
+const PCI_CONFIG_DATA_PORTS: u16 = 0xcfc;
 
 /// The guest acknowledged an assigned function's INTx (or re-enabled it):
 /// its host input is unmasked.
