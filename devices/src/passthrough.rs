@@ -2,10 +2,10 @@
 //! space shows it: a type-0 header with the host's identity, its BARs at
 //! the host's addresses (Keel maps memory BARs one to one into the guest
 //! and opens I/O BARs' ports in its I/O bitmap, so the guest drives the
-//! registers directly), a capability list holding at most an emulated MSI
-//! capability (see below; MSI-X stays hidden until its table is trapped,
-//! and without MSI the device interrupts through INTx or, for a legacy IDE
-//! controller, its ISA IRQs), and a command register whose I/O, memory,
+//! registers directly, except the MSI-X table's and PBA's pages), a
+//! capability list holding at most emulated MSI and MSI-X capabilities
+//! (see below; without them the device interrupts through INTx or, for a
+//! legacy IDE controller, its ISA IRQs), and a command register whose I/O, memory,
 //! bus-master and INTx-disable bits Keel applies to the real device
 //! ([`PassthroughFunction::take_command_change`]).
 //!
@@ -52,6 +52,16 @@
 //! [`PassthroughFunction::msi_unmask_released`] when the guest unmasks).
 //! The guest is offered exactly one vector (see
 //! [`PassthroughFunction::with_msi`]).
+//!
+//! MSI-X works the same way with a table: the capability keeps the host's
+//! table and PBA locations, Keel traps their pages
+//! ([`PassthroughFunction::trapped_pages`]; the rest of the BAR is mapped,
+//! [`PassthroughFunction::bar_pieces`]), the guest's accesses to them go
+//! to the model ([`PassthroughFunction::msix_mmio_read`]), a change is
+//! reported once ([`PassthroughFunction::take_msix_change`]) for Keel to
+//! give each entry the guest unmasks a host vector of its own, and
+//! [`PassthroughFunction::fire_msix`] says what an entry's arrival means
+//! for the guest.
 
 extern crate alloc;
 

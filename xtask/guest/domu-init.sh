@@ -376,9 +376,9 @@ check_intx() {
 # its namespace an image whose sectors 0 and 1 hold DISK_MARKER's text
 # (tests/src/emulator/qemu.rs). Debian's cloud kernel has the NVMe driver
 # built in (nvme and nvme-core: no module to load), so it binds the
-# function during boot. The DomU sees no MSI or MSI-X capability: the driver
-# takes the function's INTx, shared by its admin and I/O queues
-# ("nvme0q0, nvme0q1" in /proc/interrupts).
+# function during boot. The DomU sees the controller's MSI-X (Keel traps its
+# table): the driver takes one vector per queue ("nvme0q0", "nvme0q1" in
+# /proc/interrupts), counted together below.
 NVME_DISK=nvme0n1
 # Seconds to wait for the namespace from the start of /init.
 NVME_WAIT=120
