@@ -74,7 +74,7 @@ pub use intx::resample;
 use intx::*;
 pub use msi::apply_msi;
 use msi::*;
-pub use msix::apply_msix;
+pub use msix::{apply_msix, retries as msix_retries};
 pub(crate) use reset::reset_function;
 
 use crate::arch::pci::HostConfig;

@@ -113,6 +113,19 @@ impl<'a> Scheduler<'a> {
                 }
             }
         });
+        // Functions short of an MSI-X vector, now that one was given back.
+        for (domain_id, guest) in crate::passthrough::msix_retries() {
+            let Some(domain) = self.table.get_mut(domain_id).and_then(|entry| entry.domain.as_mut()) else {
+                continue;
+            };
+            let request = domain
+                .platform
+                .as_deref_mut()
+                .and_then(|platform| platform.passthrough_msix_request(guest));
+            if let Some(request) = request {
+                crate::passthrough::apply_msix(domain_id, &mut domain.assigned, guest, &request);
+            }
+        }
         for entry in self.table.iter_mut() {
             let Some(platform) = entry.domain.as_mut().and_then(|domain| domain.platform.as_deref_mut()) else {
                 continue;

@@ -152,8 +152,11 @@ pub(super) fn disable_msi(config: &mut HostConfig, bdf: Bdf, msi: u16) -> u16 {
     control
 }
 
-/// Gives back the remapping entry of the route on `vector`, if it has one.
+/// Gives back the remapping entry of the route on `vector`, if it has one
+/// (the route is going: a function short of an MSI-X vector gets another
+/// try, `msix::retries`).
 pub(super) fn release_remapped(devices: &mut HostDevices, vector: u8) {
+    super::msix::vector_released();
     if let Some(position) = devices.remapped.iter().position(|(owner, _)| *owner == vector) {
         let (_, entry) = devices.remapped.remove(position);
         crate::iommu::interrupts::release(entry);

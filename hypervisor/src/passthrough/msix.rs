@@ -18,8 +18,9 @@
 //! every domain, so one function's MSI-X holds at most
 //! [`VECTORS_PER_FUNCTION`] and one domain's MSI and MSI-X together at
 //! most [`MESSAGE_VECTORS_PER_DOMAIN`]. An entry the guest unmasks past
-//! them is logged and gets no vector until the guest changes its MSI-X
-//! again (Linux's drivers use a few entries on a one-vCPU guest: NVMe its
+//! them (or when no vector is free) is logged and gets no vector until
+//! the guest changes its MSI-X again or another route gives a vector back
+//! ([`retries`]) (Linux's drivers use a few entries on a one-vCPU guest: NVMe its
 //! admin and one I/O queue, NICs one per queue pair and one for link
 //! events).
 //!
@@ -41,6 +42,36 @@ use crate::host_msix::HostMsixTable;
 
 /// Host vectors one function's MSI-X may hold.
 pub const VECTORS_PER_FUNCTION: usize = 8;
+
+/// Functions (domain, guest address) with an entry the guest unmasked but
+/// Keel gave no vector (the bounds, or no vector free): tried again
+/// ([`retries`]) once a route gives its vector back.
+static STARVED: spin::Mutex<alloc::vec::Vec<(u32, PciAddress)>> = spin::Mutex::new(alloc::vec::Vec::new());
+/// A route gave its vector back since the last [`retries`].
+static RELEASED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// A forwarded interrupt's vector was given back (`release_remapped`).
+pub(super) fn vector_released() {
+    RELEASED.store(true, core::sync::atomic::Ordering::Relaxed);
+}
+
+/// The functions to bring in line again (`apply_msix`) because vectors
+/// were given back while they were short of one; empty (one atomic load)
+/// otherwise. The scheduler asks after forwarding interrupts.
+pub fn retries() -> alloc::vec::Vec<(u32, PciAddress)> {
+    if !RELEASED.swap(false, core::sync::atomic::Ordering::Relaxed) {
+        return alloc::vec::Vec::new();
+    }
+    core::mem::take(&mut *STARVED.lock())
+}
+
+fn note_starved(domain: u32, guest: PciAddress, starved: bool) {
+    let mut list = STARVED.lock();
+    list.retain(|&entry| entry != (domain, guest));
+    if starved {
+        list.push((domain, guest));
+    }
+}
 /// Host vectors one domain's MSI and MSI-X may hold together (of 62).
 pub const MESSAGE_VECTORS_PER_DOMAIN: usize = 24;
 
@@ -57,15 +88,16 @@ pub fn apply_msix(domain_id: u32, assigned: &mut [Wired], guest: PciAddress, req
     };
     let slot = guest.device();
     let config = &mut HostConfig;
-    with(|devices| {
+    let starved = with(|devices| {
         let mut routed = devices.routes.msix_routes(domain_id, slot);
         if !request.enabled {
             for route in &routed {
                 unroute_entry(devices, table, route);
             }
             table.disable(config);
-            return;
+            return false;
         }
+        let mut starved = false;
         if let Some(route) = devices.routes.by_msi_slot(domain_id, slot) {
             if let Some(msi) = keel_pci::capabilities::find(config, host, keel_pci::capabilities::MSI) {
                 super::unroute_msi(devices, host, msi, &route);
@@ -85,6 +117,7 @@ pub fn apply_msix(domain_id: u32, assigned: &mut [Wired], guest: PciAddress, req
                         .is_some_and(|routed| !request.unmasked.contains(&routed))
                 });
                 let Some(idle) = idle else {
+                    starved = true;
                     if should_log_msi() {
                         log::warn!(
                             "domain {domain_id}: {host}: MSI-X entry {entry} not forwarded: the function holds {} host vectors and the domain {} (at most {VECTORS_PER_FUNCTION} and {MESSAGE_VECTORS_PER_DOMAIN})",
@@ -109,6 +142,7 @@ pub fn apply_msix(domain_id: u32, assigned: &mut [Wired], guest: PciAddress, req
                     }
                 }
                 Err(why) => {
+                    starved = true;
                     if should_log_msi() {
                         log::warn!("domain {domain_id}: {host}: MSI-X entry {entry} not forwarded: {why}");
                     }
@@ -117,7 +151,9 @@ pub fn apply_msix(domain_id: u32, assigned: &mut [Wired], guest: PciAddress, req
             }
         }
         table.enable(config);
+        starved
     });
+    note_starved(domain_id, guest, starved.unwrap_or(false));
 }
 
 /// A host vector for `entry`, programmed into the real table and unmasked.
