@@ -42,6 +42,8 @@ use crate::host_msix::HostMsixTable;
 
 /// Host vectors one function's MSI-X may hold.
 pub const VECTORS_PER_FUNCTION: usize = 8;
+/// Host vectors one domain's MSI and MSI-X may hold together (of 62).
+pub const MESSAGE_VECTORS_PER_DOMAIN: usize = 24;
 
 /// Functions (domain, guest address) with an entry the guest unmasked but
 /// Keel gave no vector (the bounds, or no vector free): tried again
@@ -59,9 +61,10 @@ pub(super) fn vector_released() {
 /// were given back while they were short of one; empty (one atomic load)
 /// otherwise. The scheduler asks after forwarding interrupts.
 pub fn retries() -> alloc::vec::Vec<(u32, PciAddress)> {
-    if !RELEASED.swap(false, core::sync::atomic::Ordering::Relaxed) {
+    if !RELEASED.load(core::sync::atomic::Ordering::Relaxed) {
         return alloc::vec::Vec::new();
     }
+    RELEASED.store(false, core::sync::atomic::Ordering::Relaxed);
     core::mem::take(&mut *STARVED.lock())
 }
 
@@ -72,8 +75,6 @@ fn note_starved(domain: u32, guest: PciAddress, starved: bool) {
         list.push((domain, guest));
     }
 }
-/// Host vectors one domain's MSI and MSI-X may hold together (of 62).
-pub const MESSAGE_VECTORS_PER_DOMAIN: usize = 24;
 
 /// The guest changed MSI-X Enable, the Function Mask or a table entry of
 /// its function at `guest`: the real table is brought in line with
