@@ -65,11 +65,7 @@ const INTERRUPT_ENTRY: u16 = 0;
 /// Runs the self-test; returns whether it passed (it says why not).
 pub fn run(tsc_hz: Option<u64>) -> bool {
     let verdict = (|| -> Result<(), alloc::string::String> {
-        let edu = enumerate(&mut HostConfig)
-            .into_iter()
-            .find(|function| (function.vendor, function.device) == (EDU_VENDOR, EDU_DEVICE))
-            .ok_or("no edu device (QEMU -device edu)")?
-            .bdf;
+        let edu = find_function(EDU_VENDOR, EDU_DEVICE).ok_or("no edu device (QEMU -device edu)")?;
         let source = SourceId::new(edu.bus, edu.device, edu.function).ok_or("edu's address")?;
         let base = with_iommu(|iommu| unit_base(iommu, source))
             .flatten()
@@ -91,6 +87,14 @@ pub fn run(tsc_hz: Option<u64>) -> bool {
             false
         }
     }
+}
+
+/// The first host function with these ids (the self-test's QEMU devices).
+pub(super) fn find_function(vendor: u16, device: u16) -> Option<keel_pci::Bdf> {
+    enumerate(&mut HostConfig)
+        .into_iter()
+        .find(|function| (function.vendor, function.device) == (vendor, device))
+        .map(|function| function.bdf)
 }
 
 /// The register base of the enabled unit that covers `source`.

@@ -15,7 +15,7 @@ use alloc::vec::Vec;
 
 use keel_iommu::RegisterAccess;
 use keel_pci::bar::{Bar, BarKind};
-use keel_pci::{enumerate::enumerate, header, Bdf, ConfigAccess};
+use keel_pci::{header, Bdf, ConfigAccess};
 
 use crate::arch::pci::HostConfig;
 use crate::arch::phys::Mmio;
@@ -30,11 +30,7 @@ const VS: u32 = 0x08;
 
 pub fn run() -> Result<(), String> {
     let config = &mut HostConfig;
-    let Some(nvme) = enumerate(config)
-        .into_iter()
-        .find(|function| (function.vendor, function.device) == (NVME_VENDOR, NVME_DEVICE))
-        .map(|function| function.bdf)
-    else {
+    let Some(nvme) = super::selftest::find_function(NVME_VENDOR, NVME_DEVICE) else {
         log::info!("iommu selftest: no NVMe controller: the check of device memory above 4 GiB is skipped");
         return Ok(());
     };

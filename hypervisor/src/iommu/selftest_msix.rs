@@ -19,7 +19,7 @@ use alloc::string::String;
 
 use keel_iommu::{RegisterAccess, SourceId};
 use keel_pci::bar::{Bar, BarKind};
-use keel_pci::{enumerate::enumerate, header, ConfigAccess};
+use keel_pci::{header, ConfigAccess};
 
 use super::interrupts::{self, Requester};
 use crate::arch::device_interrupts;
@@ -63,11 +63,7 @@ const _: () = assert!(
 /// bounds the wait for the interrupt, in TSC cycles.
 pub fn run(timeout: u64) -> Result<(), String> {
     let config = &mut HostConfig;
-    let Some(nic) = enumerate(config)
-        .into_iter()
-        .find(|function| (function.vendor, function.device) == (E1000E_VENDOR, E1000E_DEVICE))
-        .map(|function| function.bdf)
-    else {
+    let Some(nic) = super::selftest::find_function(E1000E_VENDOR, E1000E_DEVICE) else {
         log::info!("iommu selftest: no e1000e ({E1000E_VENDOR:04x}:{E1000E_DEVICE:04x}): the MSI-X check is skipped");
         return Ok(());
     };

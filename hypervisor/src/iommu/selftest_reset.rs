@@ -17,7 +17,7 @@ use alloc::string::String;
 use keel_iommu::RegisterAccess;
 use keel_pci::bar::BarKind;
 use keel_pci::reset::ResetMethod;
-use keel_pci::{enumerate::enumerate, header, Bdf, ConfigAccess};
+use keel_pci::{header, Bdf, ConfigAccess};
 
 use crate::arch::pci::HostConfig;
 use crate::arch::phys::Mmio;
@@ -34,11 +34,7 @@ const MSIX_ENABLE: u16 = 1 << 15;
 
 pub fn run() -> Result<(), String> {
     let config = &mut HostConfig;
-    let Some(nvme) = enumerate(config)
-        .into_iter()
-        .find(|function| (function.vendor, function.device) == (NVME_VENDOR, NVME_DEVICE))
-        .map(|function| function.bdf)
-    else {
+    let Some(nvme) = super::selftest::find_function(NVME_VENDOR, NVME_DEVICE) else {
         log::info!(
             "iommu selftest: no NVMe controller ({NVME_VENDOR:04x}:{NVME_DEVICE:04x}): the reset check is skipped"
         );
